@@ -1,0 +1,62 @@
+/*
+ * event.h — the metric event model shared by tally-ingest and tally-flusher.
+ *
+ * An event is one parsed StatsD/DogStatsD line. It does not own its strings:
+ * `name` and `tags` point into a buffer owned by whoever produced the event
+ * (the batch parser's input body and arena, or a decoded Kafka record), and are
+ * NOT NUL-terminated; always use the explicit lengths.
+ *
+ * Series identity is (name, tags, type). `tags` is the canonical form: the
+ * DogStatsD tags sorted bytewise, duplicates removed, joined by ','; an empty
+ * string (tags_len == 0) means "no tags".
+ */
+#ifndef TALLY_EVENT_H
+#define TALLY_EVENT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef enum metric_type {
+    METRIC_COUNTER = 1,      /* |c  : sum of value / sample_rate            */
+    METRIC_GAUGE = 2,        /* |g  : last value; "+v"/"-v" are relative     */
+    METRIC_DISTRIBUTION = 3, /* |ms |h |d : count, sum, min, max             */
+} metric_type;
+
+/* Event flags. */
+#define EVENT_GAUGE_RELATIVE 0x01u /* gauge line was "+v" or "-v": value is a signed delta */
+#define EVENT_CLIENT_STAMP 0x02u   /* stamp_ms came from the client ("|T<unix seconds>") */
+
+#define EVENT_NAME_MAX 255   /* hard upper bound of name_len (configured limit may be lower) */
+#define EVENT_TAGS_MAX 1024  /* hard upper bound of tags_len (configured limit may be lower) */
+
+typedef struct metric_event {
+    metric_type type;
+    uint8_t flags;       /* EVENT_* bits */
+    uint16_t name_len;   /* 1..EVENT_NAME_MAX */
+    uint16_t tags_len;   /* 0..EVENT_TAGS_MAX */
+    const char *name;    /* not NUL-terminated */
+    const char *tags;    /* canonical tags, not NUL-terminated; may be NULL when tags_len == 0 */
+    double value;        /* finite; as written on the line (a delta for relative gauges) */
+    double sample_rate;  /* in (0, 1]; 1.0 when the line has no "|@rate" */
+    int64_t stamp_ms;    /* event time, Unix milliseconds (rule 4: set before Kafka) */
+} metric_event;
+
+/* The contribution of one event to a counter total or a distribution count:
+ * value / sample_rate for counters, 1 / sample_rate for distributions. */
+static inline double event_weight(const metric_event *ev)
+{
+    return 1.0 / ev->sample_rate;
+}
+
+/* Short lowercase name of a type ("counter", "gauge", "distribution"). */
+static inline const char *metric_type_name(metric_type t)
+{
+    switch (t) {
+    case METRIC_COUNTER: return "counter";
+    case METRIC_GAUGE: return "gauge";
+    case METRIC_DISTRIBUTION: return "distribution";
+    }
+    return "unknown";
+}
+
+#endif

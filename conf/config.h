@@ -1,0 +1,76 @@
+/*
+ * config.h — Tally's configuration: one libconfig file read by both binaries.
+ *
+ * Every key is a row of a declared table (name, type, default, range, field
+ * offset, description) in config.c; loading, validation, defaults and the
+ * reference printed by `--help-config` all read that one table. Unknown keys,
+ * wrong types and out-of-range values are errors, never ignored: config_load()
+ * reports every problem it finds, each as "FILE:LINE: KEY: why".
+ */
+#ifndef TALLY_CONFIG_H
+#define TALLY_CONFIG_H
+
+#include <stddef.h>
+#include <stdio.h>
+
+#define CONFIG_STR_MAX 256
+#define CONFIG_PATH_MAX 1024
+
+typedef struct tally_config {
+    struct {
+        char listen_address[CONFIG_STR_MAX]; /* ingest.listen_address  "127.0.0.1" */
+        int listen_port;                     /* ingest.listen_port     8080, 1..65535 */
+        long long max_body_bytes;            /* ingest.max_body_bytes  8 MiB, 1 KiB..256 MiB */
+        int max_lines;                       /* ingest.max_lines       50000, 1..1000000 */
+        int max_name_length;                 /* ingest.max_name_length 200, 1..255 */
+        int max_tags_length;                 /* ingest.max_tags_length 512, 0..1024 */
+        int max_errors_reported;             /* ingest.max_errors_reported 100, 1..10000 */
+        int max_inflight_batches;            /* ingest.max_inflight_batches 1024, 1..100000 */
+    } ingest;
+    struct {
+        char brokers[CONFIG_STR_MAX];        /* kafka.brokers          "127.0.0.1:9092" */
+        char topic[CONFIG_STR_MAX];          /* kafka.topic            "tally-events" */
+        int partitions;                      /* kafka.partitions       1, 1..1024 (topic created with it) */
+        int delivery_timeout_ms;             /* kafka.delivery_timeout_ms 5000, 100..300000 */
+        int linger_ms;                       /* kafka.linger_ms        0, 0..1000 */
+        char consumer_group[CONFIG_STR_MAX]; /* kafka.consumer_group   "tally-flusher" */
+    } kafka;
+    struct {
+        char host[CONFIG_STR_MAX];           /* redis.host             "127.0.0.1" */
+        int port;                            /* redis.port             6379, 1..65535 */
+        int timeout_ms;                      /* redis.timeout_ms       1000, 1..60000 */
+        int require_durable;                 /* redis.require_durable  true: refuse a Redis without AOF + noeviction */
+    } redis;
+    struct {
+        char path[CONFIG_PATH_MAX];          /* sqlite.path            "var/data/tally.db" */
+        char synchronous[16];                /* sqlite.synchronous     "FULL" (FULL|NORMAL|EXTRA) */
+    } sqlite;
+    struct {
+        int max_batch_events;                /* flusher.max_batch_events 200000, 1..10000000 */
+        int max_interval_ms;                 /* flusher.max_interval_ms  1000, 10..600000 */
+        int bucket_seconds;                  /* flusher.bucket_seconds   10, 1..86400 */
+    } flusher;
+    struct {
+        int window_seconds;                  /* dedup.window_seconds   86400, 60..2592000 */
+    } dedup;
+    struct {
+        char level[16];                      /* log.level              "info" (debug|info|warn|error) */
+    } log;
+} tally_config;
+
+/* Fills every field with its default. */
+void config_defaults(tally_config *cfg);
+
+/*
+ * Reads `path` over the defaults into *cfg and validates it.
+ * Returns the number of problems found (0 = valid). Each problem is one line
+ * "FILE:LINE: KEY: why" appended to `problems` (NUL-terminated, truncated to
+ * problems_len). A file that cannot be read or parsed is one problem.
+ */
+int config_load(const char *path, tally_config *cfg, char *problems, size_t problems_len);
+
+/* Writes the reference of every key (name, type, default, range, description)
+ * as a markdown table: README.md's configuration section is generated from it. */
+void config_print_reference(FILE *out);
+
+#endif
