@@ -1,0 +1,63 @@
+/*
+ * format.c — see format.h. Doubles are printed with the fewest significant
+ * digits (15, 16 or 17) that parse back to the same bits, so 0.1 prints as
+ * "0.1" and totals survive a text round trip through Redis or JSON exactly.
+ */
+#include "format.h"
+
+#include <assert.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+int format_double(char *buf, size_t buflen, double v)
+{
+    assert(isfinite(v));
+    assert(buflen >= FORMAT_DOUBLE_MAX);
+    int n = 0;
+    for (int digits = 15; digits <= 17; digits++) {
+        n = snprintf(buf, buflen, "%.*g", digits, v);
+        if (strtod(buf, NULL) == v)
+            break;
+    }
+    return n;
+}
+
+int json_escape(char *dst, size_t dstlen, const char *src, size_t len)
+{
+    static const char hex[] = "0123456789abcdef";
+    size_t o = 0;
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)src[i];
+        char esc = 0;
+        switch (c) {
+        case '"': esc = '"'; break;
+        case '\\': esc = '\\'; break;
+        case '\n': esc = 'n'; break;
+        case '\r': esc = 'r'; break;
+        case '\t': esc = 't'; break;
+        default: break;
+        }
+        if (esc) {
+            if (o + 2 >= dstlen)
+                return -1;
+            dst[o++] = '\\';
+            dst[o++] = esc;
+        } else if (c < 0x20) {
+            if (o + 6 >= dstlen)
+                return -1;
+            dst[o++] = '\\';
+            dst[o++] = 'u';
+            dst[o++] = '0';
+            dst[o++] = '0';
+            dst[o++] = hex[c >> 4];
+            dst[o++] = hex[c & 15];
+        } else {
+            if (o + 1 >= dstlen)
+                return -1;
+            dst[o++] = (char)c;
+        }
+    }
+    dst[o] = '\0';
+    return (int)o;
+}

@@ -1,0 +1,21 @@
+/*
+ * format.h — text formatting shared by the HTTP API and the Redis writer:
+ * exact round-trip doubles and JSON string escaping. Pure.
+ */
+#ifndef TALLY_FORMAT_H
+#define TALLY_FORMAT_H
+
+#include <stddef.h>
+
+#define FORMAT_DOUBLE_MAX 32
+
+/* Writes the shortest of "%.15g"/"%.16g"/"%.17g" that reads back as exactly v
+ * (v must be finite). Returns the length (< FORMAT_DOUBLE_MAX). */
+int format_double(char *buf, size_t buflen, double v);
+
+/* Writes `src` (len bytes) JSON-escaped, without quotes, into dst; returns the
+ * number of bytes written (excluding the NUL), or -1 when dst is too small.
+ * dst needs at most 6*len+1 bytes. */
+int json_escape(char *dst, size_t dstlen, const char *src, size_t len);
+
+#endif

@@ -1,0 +1,34 @@
+/*
+ * redis_keys.h — the names of Tally's Redis keys (a public interface: README
+ * "Redis key layout"). Every key starts with "tally:" and carries the metric
+ * name as its hash tag ("{name}"), so all keys of one metric live in one
+ * Redis Cluster slot. All keys listed here are STATE (not caches): they are
+ * kept by AOF, protected by maxmemory-policy noeviction, and never expire,
+ * except the batch dedup keys, which expire after dedup.window_seconds.
+ *
+ *   tally:{NAME}:counter        hash  tags -> running total (sum of value/rate)
+ *   tally:{NAME}:gauge          hash  tags -> current gauge value
+ *   tally:{NAME}:dist:count     hash  tags -> sum of 1/rate
+ *   tally:{NAME}:dist:sum       hash  tags -> sum of value/rate
+ *   tally:{NAME}:dist:min       hash  tags -> smallest value
+ *   tally:{NAME}:dist:max       hash  tags -> largest value
+ *   tally:batch:{BATCH_ID}      string, TTL dedup.window_seconds: batch applied
+ *
+ * The tags field is the canonical tag string ("" for an untagged series).
+ */
+#ifndef TALLY_REDIS_KEYS_H
+#define TALLY_REDIS_KEYS_H
+
+#include <stddef.h>
+
+#define REDIS_KEY_MAX 320
+
+/* Writes "tally:{NAME}:SUFFIX" into buf (NUL-terminated) and returns its length,
+ * or -1 when it does not fit. */
+int redis_key_metric(char *buf, size_t buflen, const char *name, size_t name_len,
+                     const char *suffix);
+
+/* Writes "tally:batch:{BATCH_ID}"; returns its length or -1 when it does not fit. */
+int redis_key_batch(char *buf, size_t buflen, const char *batch_id, size_t batch_id_len);
+
+#endif

@@ -1,0 +1,621 @@
+/*
+ * config.c — the configuration table and the code that reads it.
+ *
+ * Every key Tally understands is one row of `config_keys` below: its dotted
+ * name, its type, its default, its range (or allowed values), where it lives
+ * in `tally_config` and one line of description. Nothing else in this file
+ * knows about any particular key: config_defaults() copies the defaults out of
+ * the table, config_load() walks the parsed libconfig tree and looks each
+ * setting up in the table, and config_print_reference() prints the table as
+ * the markdown that README.md carries. Adding a key is adding a field to
+ * config.h and a row here; the docs, the defaults and the checks follow.
+ *
+ * A row's name is the stringified member path (`ingest.listen_port` is both
+ * the key and the C member designator), so a key cannot drift from its field,
+ * and each row macro checks the member's C type with _Generic, so an INT row
+ * pointing at a `long long` field does not compile.
+ *
+ * Trade-offs. Validation is strict: an unknown key, a known key in the wrong
+ * place, a float where an integer is expected or a value out of range is an
+ * error, never a warning — a typo in a durability setting must stop the
+ * process, not be silently replaced by its default. We report every problem
+ * in one pass (walking the tree in file order) rather than stopping at the
+ * first, so an operator fixes a file in one edit. libconfig itself stops at
+ * the first syntax error, so a file that does not parse is exactly one
+ * problem. Strings are stored in fixed arrays (no allocation, a config can be
+ * copied by value); a string that does not fit is an error, not truncated.
+ * Enum keys are kept as the strings the operator wrote (case-sensitive), so
+ * the module using them maps them once; only membership is checked here.
+ * Keys missing from the file keep their defaults.
+ */
+#include "config.h"
+
+#include <assert.h>
+#include <ctype.h>
+#include <errno.h>
+#include <libconfig.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+enum key_type { KEY_INT, KEY_INT64, KEY_BOOL, KEY_STRING, KEY_ENUM };
+
+struct key_row {
+    const char *key;             /* dotted path, also the member designator */
+    enum key_type type;
+    size_t offset;               /* offsetof(tally_config, <key>) */
+    size_t size;                 /* sizeof the field (string capacity incl. NUL) */
+    long long def_num;           /* default of INT, INT64, BOOL */
+    const char *def_str;         /* default of STRING, ENUM */
+    long long min, max;          /* inclusive range of INT, INT64 */
+    const char *const *allowed;  /* ENUM: NULL-terminated allowed values */
+    const char *description;
+};
+
+#define MEMBER(m) (((tally_config *)0)->m)
+
+/* _Generic has no default association: a row whose field has another C type
+ * is a compile error. The controlling expression is not evaluated. */
+#define INT_ROW(m, def, lo, hi, desc)                                          \
+    { .key = #m, .type = KEY_INT, .offset = offsetof(tally_config, m),         \
+      .size = _Generic(MEMBER(m), int: sizeof(int)),                           \
+      .def_num = (def), .min = (lo), .max = (hi), .description = (desc) }
+#define INT64_ROW(m, def, lo, hi, desc)                                        \
+    { .key = #m, .type = KEY_INT64, .offset = offsetof(tally_config, m),       \
+      .size = _Generic(MEMBER(m), long long: sizeof(long long)),               \
+      .def_num = (def), .min = (lo), .max = (hi), .description = (desc) }
+#define BOOL_ROW(m, def, desc)                                                 \
+    { .key = #m, .type = KEY_BOOL, .offset = offsetof(tally_config, m),        \
+      .size = _Generic(MEMBER(m), int: sizeof(int)),                           \
+      .def_num = (def), .min = 0, .max = 1, .description = (desc) }
+#define STRING_ROW(m, def, desc)                                               \
+    { .key = #m, .type = KEY_STRING, .offset = offsetof(tally_config, m),      \
+      .size = _Generic(MEMBER(m), char *: sizeof(MEMBER(m))),                  \
+      .def_str = (def), .description = (desc) }
+#define ENUM_ROW(m, def, values, desc)                                         \
+    { .key = #m, .type = KEY_ENUM, .offset = offsetof(tally_config, m),        \
+      .size = _Generic(MEMBER(m), char *: sizeof(MEMBER(m))),                  \
+      .def_str = (def), .allowed = (values), .description = (desc) }
+
+#define KIB 1024LL
+#define MIB (1024LL * 1024LL)
+
+static const char *const synchronous_values[] = { "FULL", "NORMAL", "EXTRA", NULL };
+static const char *const log_level_values[] = { "debug", "info", "warn", "error", NULL };
+
+static const struct key_row config_keys[] = {
+    STRING_ROW(ingest.listen_address, "127.0.0.1",
+               "Address the HTTP listener binds to."),
+    INT_ROW(ingest.listen_port, 8080, 1, 65535,
+            "TCP port of the HTTP listener."),
+    INT64_ROW(ingest.max_body_bytes, 8 * MIB, 1 * KIB, 256 * MIB,
+              "Largest accepted request body, in bytes."),
+    INT_ROW(ingest.max_lines, 50000, 1, 1000000,
+            "Most StatsD lines accepted in one batch."),
+    INT_ROW(ingest.max_name_length, 200, 1, 255,
+            "Longest metric name, in bytes."),
+    INT_ROW(ingest.max_tags_length, 512, 0, 1024,
+            "Longest tag list of one line, in bytes."),
+    INT_ROW(ingest.max_errors_reported, 100, 1, 10000,
+            "Most line errors listed in the response to a rejected batch."),
+    INT_ROW(ingest.max_inflight_batches, 1024, 1, 100000,
+            "Most batches waiting for Kafka delivery and Redis apply at once."),
+
+    STRING_ROW(kafka.brokers, "127.0.0.1:9092",
+               "Bootstrap brokers, a comma-separated host:port list."),
+    STRING_ROW(kafka.topic, "tally-events",
+               "Topic that carries event batches from ingest to the flusher."),
+    INT_ROW(kafka.partitions, 1, 1, 1024,
+            "Partition count the topic is created with."),
+    INT_ROW(kafka.delivery_timeout_ms, 5000, 100, 300000,
+            "How long a batch may wait for Kafka delivery before it is refused."),
+    INT_ROW(kafka.linger_ms, 0, 0, 1000,
+            "Producer linger.ms; it is the floor of ack latency."),
+    STRING_ROW(kafka.consumer_group, "tally-flusher",
+               "Consumer group id of the flusher (offsets live in SQLite)."),
+
+    STRING_ROW(redis.host, "127.0.0.1",
+               "Redis server host."),
+    INT_ROW(redis.port, 6379, 1, 65535,
+            "Redis server port."),
+    INT_ROW(redis.timeout_ms, 1000, 1, 60000,
+            "Redis connect and command timeout, in milliseconds."),
+    BOOL_ROW(redis.require_durable, 1,
+             "Refuse a Redis without AOF and maxmemory-policy noeviction."),
+
+    STRING_ROW(sqlite.path, "var/data/tally.db",
+               "SQLite database file (relative paths: from the working directory)."),
+    ENUM_ROW(sqlite.synchronous, "FULL", synchronous_values,
+             "SQLite PRAGMA synchronous of the store."),
+
+    INT_ROW(flusher.max_batch_events, 200000, 1, 10000000,
+            "Most events aggregated into one SQLite transaction."),
+    INT_ROW(flusher.max_interval_ms, 1000, 10, 600000,
+            "Longest time between two flusher commits, in milliseconds."),
+    INT_ROW(flusher.bucket_seconds, 10, 1, 86400,
+            "Width of a time bucket, in seconds."),
+
+    INT_ROW(dedup.window_seconds, 86400, 60, 2592000,
+            "How long a batch idempotency key is remembered, in seconds."),
+
+    ENUM_ROW(log.level, "info", log_level_values,
+             "Lowest level that is logged."),
+};
+
+#define CONFIG_KEY_COUNT (sizeof config_keys / sizeof config_keys[0])
+
+/* ---- table helpers ------------------------------------------------------ */
+
+static void *field_of(tally_config *cfg, const struct key_row *row)
+{
+    return (char *)cfg + row->offset;
+}
+
+static bool enum_allows(const struct key_row *row, const char *value)
+{
+    for (const char *const *v = row->allowed; *v; v++)
+        if (strcmp(*v, value) == 0)
+            return true;
+    return false;
+}
+
+/* Writes "A|B|C" for an enum row into buf (always NUL-terminated). */
+static void format_allowed(const struct key_row *row, const char *sep, char *buf, size_t len)
+{
+    size_t used = 0;
+    buf[0] = '\0';
+    for (const char *const *v = row->allowed; *v; v++) {
+        int n = snprintf(buf + used, len - used, "%s%s", v == row->allowed ? "" : sep, *v);
+        if (n < 0 || (size_t)n >= len - used)
+            return; /* truncated; buf stays terminated */
+        used += (size_t)n;
+    }
+}
+
+static const struct key_row *find_row(const char *key)
+{
+    for (size_t i = 0; i < CONFIG_KEY_COUNT; i++)
+        if (strcmp(config_keys[i].key, key) == 0)
+            return &config_keys[i];
+    return NULL;
+}
+
+/* True if `path` names a section: some key starts with "path.". */
+static bool is_section(const char *path)
+{
+    size_t n = strlen(path);
+    for (size_t i = 0; i < CONFIG_KEY_COUNT; i++)
+        if (strncmp(config_keys[i].key, path, n) == 0 && config_keys[i].key[n] == '.')
+            return true;
+    return false;
+}
+
+/* A key whose last segment is `name`, to suggest for a misplaced key. */
+static const struct key_row *find_by_leaf(const char *name)
+{
+    for (size_t i = 0; i < CONFIG_KEY_COUNT; i++) {
+        const char *dot = strrchr(config_keys[i].key, '.');
+        const char *leaf = dot ? dot + 1 : config_keys[i].key;
+        if (strcmp(leaf, name) == 0)
+            return &config_keys[i];
+    }
+    return NULL;
+}
+
+/* Writes the top-level section names, "a, b, c", into buf. */
+static void format_sections(char *buf, size_t len)
+{
+    size_t used = 0;
+    buf[0] = '\0';
+    for (size_t i = 0; i < CONFIG_KEY_COUNT; i++) {
+        const char *key = config_keys[i].key;
+        const char *dot = strchr(key, '.');
+        if (!dot)
+            continue;
+        int seg = (int)(dot - key);
+        bool seen = false;
+        for (size_t j = 0; j < i && !seen; j++)
+            seen = strncmp(config_keys[j].key, key, (size_t)seg + 1) == 0;
+        if (seen)
+            continue;
+        int n = snprintf(buf + used, len - used, "%s%.*s", used ? ", " : "", seg, key);
+        if (n < 0 || (size_t)n >= len - used)
+            return;
+        used += (size_t)n;
+    }
+}
+
+/* Checks the table's own invariants (debug builds). */
+static void check_table(void)
+{
+#ifndef NDEBUG
+    for (size_t i = 0; i < CONFIG_KEY_COUNT; i++) {
+        const struct key_row *r = &config_keys[i];
+        assert(r->key && r->description && strchr(r->key, '.'));
+        assert(find_row(r->key) == r); /* no duplicate keys */
+        switch (r->type) {
+        case KEY_INT:
+        case KEY_INT64:
+        case KEY_BOOL:
+            assert(r->min <= r->def_num && r->def_num <= r->max);
+            break;
+        case KEY_STRING:
+            assert(r->def_str && r->def_str[0] && strlen(r->def_str) < r->size);
+            break;
+        case KEY_ENUM:
+            assert(r->def_str && r->allowed && enum_allows(r, r->def_str));
+            for (const char *const *v = r->allowed; *v; v++)
+                assert(strlen(*v) < r->size);
+            break;
+        }
+    }
+#endif
+}
+
+/* ---- defaults ----------------------------------------------------------- */
+
+/* Stores a validated string (len < row->size) into its field, zero-filled. */
+static void store_string(tally_config *cfg, const struct key_row *row, const char *s, size_t len)
+{
+    char *dst = field_of(cfg, row);
+    assert(len < row->size);
+    memset(dst, 0, row->size);
+    memcpy(dst, s, len);
+}
+
+/*
+ * Requires cfg != NULL. Guarantees every field holds its table default and all
+ * padding and unused string bytes are zero (so two default configs compare
+ * equal with memcmp).
+ */
+void config_defaults(tally_config *cfg)
+{
+    assert(cfg);
+    check_table();
+    memset(cfg, 0, sizeof *cfg);
+    for (size_t i = 0; i < CONFIG_KEY_COUNT; i++) {
+        const struct key_row *row = &config_keys[i];
+        switch (row->type) {
+        case KEY_INT:
+        case KEY_BOOL:
+            *(int *)field_of(cfg, row) = (int)row->def_num;
+            break;
+        case KEY_INT64:
+            *(long long *)field_of(cfg, row) = row->def_num;
+            break;
+        case KEY_STRING:
+        case KEY_ENUM:
+            store_string(cfg, row, row->def_str, strlen(row->def_str));
+            break;
+        }
+    }
+}
+
+/* ---- loading ------------------------------------------------------------ */
+
+struct load_ctx {
+    const char *path;    /* file name used when libconfig gives none */
+    tally_config *cfg;
+    char *out;           /* problems buffer, may be NULL when out_len == 0 */
+    size_t out_len;
+    size_t used;         /* bytes written to out, excluding the NUL */
+    int count;
+};
+
+__attribute__((format(printf, 5, 6)))
+static void report(struct load_ctx *ctx, const char *file, int line, const char *key,
+                   const char *fmt, ...)
+{
+    ctx->count++;
+    if (ctx->out_len == 0 || ctx->used + 1 >= ctx->out_len)
+        return; /* buffer full: still counted */
+    char *p = ctx->out + ctx->used;
+    size_t room = ctx->out_len - ctx->used;
+    int n = snprintf(p, room, "%s:%d: %s: ", file ? file : ctx->path, line, key);
+    if (n >= 0 && (size_t)n < room) {
+        va_list ap;
+        va_start(ap, fmt);
+        int m = vsnprintf(p + n, room - (size_t)n, fmt, ap);
+        va_end(ap);
+        if (m >= 0 && (size_t)(n + m) < room) {
+            n += m;
+            if ((size_t)n + 1 < room) {
+                p[n++] = '\n';
+                p[n] = '\0';
+            }
+        } else {
+            n = (int)room - 1; /* truncated */
+        }
+    } else {
+        n = (int)room - 1;
+    }
+    ctx->used += (size_t)n;
+    ctx->out[ctx->used] = '\0';
+}
+
+static const char *type_name(int type)
+{
+    switch (type) {
+    case CONFIG_TYPE_GROUP: return "a group";
+    case CONFIG_TYPE_INT: return "an integer";
+    case CONFIG_TYPE_INT64: return "a 64-bit integer";
+    case CONFIG_TYPE_FLOAT: return "a float";
+    case CONFIG_TYPE_STRING: return "a string";
+    case CONFIG_TYPE_BOOL: return "a boolean";
+    case CONFIG_TYPE_ARRAY: return "an array";
+    case CONFIG_TYPE_LIST: return "a list";
+    default: return "an unknown type";
+    }
+}
+
+/*
+ * libconfig 1.5 reads a plain integer literal that does not fit in 32 bits as
+ * an int holding only its low 32 bits (5000000000 reads as 705032704, and
+ * 4294967396 as 100, which is in range for several keys). To never accept a
+ * wrapped value, re-read the literal `name = <literal>` from the setting's
+ * source line; if it does not fit an int and wraps to `got`, copy its text
+ * into `literal` and return true. If the file or the literal cannot be found
+ * (e.g. the value is on the next line), returns false: nothing to add.
+ */
+static bool literal_wrapped(const char *file, int line, const char *name, int got,
+                            char *literal, size_t literal_len)
+{
+    if (!file || !name || line <= 0)
+        return false;
+    FILE *f = fopen(file, "r");
+    if (!f)
+        return false;
+    char *buf = NULL;
+    size_t cap = 0;
+    bool wrapped = false;
+    int n = 0;
+    while (getline(&buf, &cap, f) >= 0) {
+        if (++n < line)
+            continue;
+        size_t name_len = strlen(name);
+        for (const char *p = buf; !wrapped && (p = strstr(p, name)) != NULL; p += name_len) {
+            if (p > buf && (isalnum((unsigned char)p[-1]) || strchr("_-*", p[-1])))
+                continue; /* the name is the tail of a longer one */
+            const char *q = p + name_len;
+            while (isspace((unsigned char)*q))
+                q++;
+            if (*q != '=' && *q != ':')
+                continue;
+            q++;
+            while (isspace((unsigned char)*q))
+                q++;
+            char *end;
+            errno = 0;
+            long long v = strtoll(q, &end, 0);
+            if (end == q)
+                continue;
+            bool too_big = errno == ERANGE || v < INT_MIN || v > INT_MAX;
+            if (too_big && (errno == ERANGE || (int)(unsigned int)(unsigned long long)v == got)) {
+                snprintf(literal, literal_len, "%.*s", (int)(end - q), q);
+                wrapped = true;
+            }
+        }
+        break;
+    }
+    free(buf);
+    (void)fclose(f); /* read-only stream: nothing to lose on close */
+    return wrapped;
+}
+
+/* Validates setting `s` against `row`; stores it into ctx->cfg only if valid. */
+static void apply_row(struct load_ctx *ctx, const struct key_row *row, const config_setting_t *s)
+{
+    const char *file = config_setting_source_file(s);
+    int line = (int)config_setting_source_line(s);
+    int type = config_setting_type(s);
+
+    switch (row->type) {
+    case KEY_INT:
+    case KEY_INT64: {
+        if (type != CONFIG_TYPE_INT && type != CONFIG_TYPE_INT64) {
+            report(ctx, file, line, row->key, "expected an integer, got %s", type_name(type));
+            return;
+        }
+        long long v = type == CONFIG_TYPE_INT ? (long long)config_setting_get_int(s)
+                                              : config_setting_get_int64(s);
+        char literal[64];
+        if (type == CONFIG_TYPE_INT &&
+            literal_wrapped(file ? file : ctx->path, line, config_setting_name(s), (int)v,
+                            literal, sizeof literal)) {
+            report(ctx, file, line, row->key, "%s is out of range %lld..%lld", literal, row->min,
+                   row->max);
+            return;
+        }
+        if (v < row->min || v > row->max) {
+            report(ctx, file, line, row->key, "%lld is out of range %lld..%lld", v, row->min,
+                   row->max);
+            return;
+        }
+        if (row->type == KEY_INT)
+            *(int *)field_of(ctx->cfg, row) = (int)v;
+        else
+            *(long long *)field_of(ctx->cfg, row) = v;
+        return;
+    }
+    case KEY_BOOL:
+        if (type != CONFIG_TYPE_BOOL) {
+            report(ctx, file, line, row->key, "expected true or false, got %s", type_name(type));
+            return;
+        }
+        *(int *)field_of(ctx->cfg, row) = config_setting_get_bool(s) ? 1 : 0;
+        return;
+    case KEY_STRING:
+    case KEY_ENUM: {
+        const char *v = type == CONFIG_TYPE_STRING ? config_setting_get_string(s) : NULL;
+        if (!v) {
+            report(ctx, file, line, row->key, "expected a string, got %s", type_name(type));
+            return;
+        }
+        size_t len = strlen(v);
+        if (row->type == KEY_ENUM) {
+            if (!enum_allows(row, v)) {
+                char allowed[128];
+                format_allowed(row, "|", allowed, sizeof allowed);
+                report(ctx, file, line, row->key, "\"%.64s%s\" is not one of %s", v,
+                       len > 64 ? "..." : "", allowed);
+                return;
+            }
+        } else if (len == 0) {
+            report(ctx, file, line, row->key, "must not be empty");
+            return;
+        } else if (len >= row->size) {
+            report(ctx, file, line, row->key, "too long: %zu bytes, at most %zu", len,
+                   row->size - 1);
+            return;
+        }
+        store_string(ctx->cfg, row, v, len);
+        return;
+    }
+    }
+}
+
+/* Visits every child of `group` (whose path is `prefix`, NULL for the root)
+ * in file order: table keys are applied, known sections descended into,
+ * everything else reported. Unknown groups are reported and still descended
+ * into, so each setting in them is reported by its full path too. */
+static void walk(struct load_ctx *ctx, const config_setting_t *group, const char *prefix)
+{
+    int n = config_setting_length(group);
+    for (int i = 0; i < n; i++) {
+        const config_setting_t *s = config_setting_get_elem(group, (unsigned int)i);
+        if (!s)
+            continue;
+        const char *name = config_setting_name(s);
+        const char *file = config_setting_source_file(s);
+        int line = (int)config_setting_source_line(s);
+        char path[512];
+        int w = prefix ? snprintf(path, sizeof path, "%s.%s", prefix, name ? name : "?")
+                       : snprintf(path, sizeof path, "%s", name ? name : "?");
+        if (w < 0)
+            path[0] = '\0'; /* cannot happen with %s; keep the path defined */
+        /* A path truncated at 511 bytes is longer than any key: no false match. */
+
+        const struct key_row *row = find_row(path);
+        if (row) {
+            apply_row(ctx, row, s);
+        } else if (config_setting_type(s) == CONFIG_TYPE_GROUP) {
+            if (!is_section(path)) {
+                char sections[256];
+                format_sections(sections, sizeof sections);
+                report(ctx, file, line, path, "unknown section (known sections: %s)", sections);
+            }
+            walk(ctx, s, path);
+        } else if (is_section(path)) {
+            report(ctx, file, line, path, "expected a group { ... }, got %s",
+                   type_name(config_setting_type(s)));
+        } else {
+            const struct key_row *hint = name ? find_by_leaf(name) : NULL;
+            if (hint)
+                report(ctx, file, line, path, "unknown key (did you mean %s?)", hint->key);
+            else
+                report(ctx, file, line, path, "unknown key");
+        }
+    }
+}
+
+/*
+ * Requires path and cfg non-NULL; problems may be NULL only if problems_len
+ * is 0. Sets *cfg to the defaults, then overlays every valid value of the
+ * file; an invalid value is never stored, so on a non-zero return *cfg holds
+ * defaults plus the values that were valid (callers should not run with it).
+ * Returns the number of problems; the problems text is always NUL-terminated
+ * when problems_len > 0, one "FILE:LINE: KEY: why\n" line per problem, cut
+ * short when the buffer is full (the count still counts them all).
+ */
+int config_load(const char *path, tally_config *cfg, char *problems, size_t problems_len)
+{
+    assert(path && cfg);
+    assert(problems || problems_len == 0);
+    struct load_ctx ctx = { .path = path, .cfg = cfg, .out = problems, .out_len = problems_len };
+    if (problems_len > 0)
+        problems[0] = '\0';
+    config_defaults(cfg);
+
+    config_t lc;
+    config_init(&lc);
+    errno = 0;
+    if (config_read_file(&lc, path) != CONFIG_TRUE) {
+        int saved = errno;
+        const char *file = config_error_file(&lc);
+        const char *text = config_error_text(&lc);
+        if (config_error_type(&lc) == CONFIG_ERR_FILE_IO) {
+            if (saved)
+                report(&ctx, file, 0, "-", "cannot read file: %s", strerror(saved));
+            else
+                report(&ctx, file, 0, "-", "cannot read file: %s", text ? text : "I/O error");
+        } else {
+            report(&ctx, file, config_error_line(&lc), "-", "syntax error: %s",
+                   text ? text : "unknown error");
+        }
+        config_destroy(&lc);
+        return ctx.count;
+    }
+    const config_setting_t *root = config_root_setting(&lc);
+    if (root)
+        walk(&ctx, root, NULL);
+    config_destroy(&lc);
+    return ctx.count;
+}
+
+/* ---- reference ---------------------------------------------------------- */
+
+static const char *key_type_name(enum key_type t)
+{
+    switch (t) {
+    case KEY_INT: return "int";
+    case KEY_INT64: return "int64";
+    case KEY_BOOL: return "bool";
+    case KEY_STRING: return "string";
+    case KEY_ENUM: return "enum";
+    }
+    return "?";
+}
+
+/*
+ * Requires out != NULL. Writes one markdown table, a header and one row per
+ * key in table order. Returns nothing: the caller checks ferror(out).
+ */
+void config_print_reference(FILE *out)
+{
+    assert(out);
+    fputs("| key | type | default | range | description |\n"
+          "|-----|------|---------|-------|-------------|\n", out);
+    for (size_t i = 0; i < CONFIG_KEY_COUNT; i++) {
+        const struct key_row *r = &config_keys[i];
+        char def[CONFIG_STR_MAX + 8];
+        char range[160];
+        switch (r->type) {
+        case KEY_INT:
+        case KEY_INT64:
+            snprintf(def, sizeof def, "`%lld`", r->def_num);
+            snprintf(range, sizeof range, "%lld..%lld", r->min, r->max);
+            break;
+        case KEY_BOOL:
+            snprintf(def, sizeof def, "`%s`", r->def_num ? "true" : "false");
+            snprintf(range, sizeof range, "true, false");
+            break;
+        case KEY_STRING:
+            snprintf(def, sizeof def, "`\"%s\"`", r->def_str);
+            snprintf(range, sizeof range, "1..%zu bytes", r->size - 1);
+            break;
+        case KEY_ENUM: {
+            char allowed[128];
+            snprintf(def, sizeof def, "`\"%s\"`", r->def_str);
+            format_allowed(r, ", ", allowed, sizeof allowed);
+            snprintf(range, sizeof range, "%s", allowed);
+            break;
+        }
+        }
+        fprintf(out, "| `%s` | %s | %s | %s | %s |\n", r->key, key_type_name(r->type), def,
+                range, r->description);
+    }
+}

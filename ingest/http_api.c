@@ -1,0 +1,568 @@
+/*
+ * http_api.c — see http_api.h.
+ *
+ * A POST walks one chain of callbacks, all on the event loop:
+ *
+ *   on_request -> parse + validate (atomic) -> stamp -> encode -> Kafka send
+ *     -> on_kafka_delivered -> (failed: 503) Redis EVAL -> on_redis_applied -> 200 / 503
+ *
+ * Kafka comes first, Redis second, on purpose: Redis is only touched for a
+ * batch that Kafka already holds, so the live view never contains a value
+ * the flusher will not also bring to SQLite (rule 5), and per-partition
+ * delivery order equals the order the updates reach Redis (gauges agree).
+ * A batch whose record is in Kafka but whose Redis update failed is answered
+ * 503 with its batch id: the client retries with that Idempotency-Key and the
+ * dedup key makes the retry count once everywhere (rule 3).
+ *
+ * Each accepted POST owns a batch_request until its last callback; evhttp keeps
+ * the evhttp_request alive until we reply even if the client went away.
+ */
+#include "http_api.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/queue.h>
+#include <sys/random.h>
+#include <time.h>
+
+#include <event2/buffer.h>
+#include <event2/http.h>
+#include <event2/keyvalq_struct.h>
+
+#include "format.h"
+#include "live_update.h"
+#include "log.h"
+#include "record.h"
+#include "redis_keys.h"
+#include "statsd.h"
+
+struct ingest_server {
+    struct event_base *base;
+    struct evhttp *http;
+    const tally_config *cfg;
+    kafka_writer *kafka;
+    redis_writer *redis;
+    sqlite_reader *sqlite;
+    statsd_batch batch;  /* reused: parsing is synchronous */
+    statsd_limits limits;
+    size_t inflight;
+    int draining;
+};
+
+typedef struct batch_request {
+    ingest_server *srv;
+    struct evhttp_request *req;
+    char batch_id[RECORD_BATCH_ID_MAX + 1];
+    size_t events;
+    live_update update;
+} batch_request;
+
+/* ---- responses ------------------------------------------------------------ */
+
+static void reply_json(struct evhttp_request *req, int code, const char *reason,
+                       struct evbuffer *body)
+{
+    struct evkeyvalq *headers = evhttp_request_get_output_headers(req);
+    evhttp_add_header(headers, "Content-Type", "application/json");
+    evhttp_send_reply(req, code, reason, body);
+}
+
+/* Appends "key":"escaped value" (with a leading comma unless first). */
+static void json_add_string(struct evbuffer *b, int first, const char *key, const char *value,
+                            size_t len)
+{
+    char escaped[6 * 512 + 1];
+    if (len > 512)
+        len = 512;
+    if (json_escape(escaped, sizeof escaped, value, len) < 0)
+        escaped[0] = '\0';
+    evbuffer_add_printf(b, "%s\"%s\":\"%s\"", first ? "" : ",", key, escaped);
+}
+
+static void json_add_number(struct evbuffer *b, const char *key, double v)
+{
+    char num[FORMAT_DOUBLE_MAX];
+    format_double(num, sizeof num, v);
+    evbuffer_add_printf(b, ",\"%s\":%s", key, num);
+}
+
+/* A 4xx/5xx with {"error": message[, "batch_id": id]} and optional Retry-After. */
+static void reply_error(struct evhttp_request *req, int code, const char *status,
+                        const char *message, const char *batch_id, int retry_after)
+{
+    struct evbuffer *b = evbuffer_new();
+    if (!b) {
+        evhttp_send_error(req, 500, "out of memory");
+        return;
+    }
+    evbuffer_add(b, "{", 1);
+    json_add_string(b, 1, "error", message, strlen(message));
+    if (batch_id && batch_id[0]) {
+        json_add_string(b, 0, "batch_id", batch_id, strlen(batch_id));
+        evhttp_add_header(evhttp_request_get_output_headers(req), "Idempotency-Key", batch_id);
+    }
+    evbuffer_add(b, "}\n", 2);
+    if (retry_after > 0) {
+        char secs[16];
+        snprintf(secs, sizeof secs, "%d", retry_after);
+        evhttp_add_header(evhttp_request_get_output_headers(req), "Retry-After", secs);
+    }
+    reply_json(req, code, status, b);
+    evbuffer_free(b);
+}
+
+static void reply_invalid_batch(struct evhttp_request *req, const statsd_batch *batch)
+{
+    struct evbuffer *b = evbuffer_new();
+    if (!b) {
+        evhttp_send_error(req, 500, "out of memory");
+        return;
+    }
+    evbuffer_add_printf(b, "{\"error\":\"invalid batch: %zu bad line%s, nothing was applied\","
+                           "\"accepted\":0,\"errors_total\":%zu,\"errors\":[",
+                        batch->error_total, batch->error_total == 1 ? "" : "s",
+                        batch->error_total);
+    for (size_t i = 0; i < batch->error_count; i++) {
+        const statsd_error *e = &batch->errors[i];
+        evbuffer_add_printf(b, "%s{\"line\":%u", i ? "," : "", e->line);
+        json_add_string(b, 0, "reason", e->reason, strlen(e->reason));
+        evbuffer_add(b, "}", 1);
+    }
+    evbuffer_add(b, "]}\n", 3);
+    reply_json(req, 400, "Bad Request", b);
+    evbuffer_free(b);
+}
+
+/* ---- POST /v1/events -------------------------------------------------------- */
+
+static int64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static int valid_batch_id(const char *id)
+{
+    size_t len = strlen(id);
+    if (len == 0 || len > RECORD_BATCH_ID_MAX)
+        return 0;
+    for (size_t i = 0; i < len; i++) {
+        char c = id[i];
+        int ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                 c == '-' || c == '_' || c == '.' || c == ':';
+        if (!ok)
+            return 0;
+    }
+    return 1;
+}
+
+/* Writes 32 random hex digits; -1 when the kernel gives no randomness. */
+static int generate_batch_id(char *out, size_t outlen)
+{
+    unsigned char raw[16];
+    if (outlen < 33 || getrandom(raw, sizeof raw, 0) != (ssize_t)sizeof raw)
+        return -1;
+    for (size_t i = 0; i < sizeof raw; i++)
+        snprintf(out + 2 * i, 3, "%02x", raw[i]);
+    return 0;
+}
+
+static void batch_request_finish(batch_request *br)
+{
+    br->srv->inflight--;
+    live_update_free(&br->update);
+    free(br);
+}
+
+static void on_redis_applied(void *opaque, int result, const char *reason)
+{
+    batch_request *br = opaque;
+    if (result < 0) {
+        char msg[384];
+        snprintf(msg, sizeof msg,
+                 "batch is stored in Kafka but the live view was not updated (%s); "
+                 "retry with the same Idempotency-Key",
+                 reason);
+        reply_error(br->req, 503, "Service Unavailable", msg, br->batch_id, 1);
+    } else {
+        struct evbuffer *b = evbuffer_new();
+        if (!b) {
+            evhttp_send_error(br->req, 500, "out of memory");
+        } else {
+            evbuffer_add_printf(b, "{\"accepted\":%zu", br->events);
+            json_add_string(b, 0, "batch_id", br->batch_id, strlen(br->batch_id));
+            evbuffer_add_printf(b, ",\"duplicate\":%s}\n", result == 0 ? "true" : "false");
+            evhttp_add_header(evhttp_request_get_output_headers(br->req), "Idempotency-Key",
+                              br->batch_id);
+            reply_json(br->req, 200, "OK", b);
+            evbuffer_free(b);
+        }
+    }
+    batch_request_finish(br);
+}
+
+static void on_kafka_delivered(void *opaque, int ok, const char *reason)
+{
+    batch_request *br = opaque;
+    char err[384];
+    if (!ok) {
+        snprintf(err, sizeof err, "kafka did not take the batch: %s; nothing was acknowledged",
+                 reason);
+        reply_error(br->req, 503, "Service Unavailable", err, br->batch_id, 1);
+        batch_request_finish(br);
+        return;
+    }
+    char why[256];
+    if (redis_writer_apply(br->srv->redis, &br->update, on_redis_applied, br, why, sizeof why) !=
+        0)
+        on_redis_applied(br, -1, why);
+}
+
+static void handle_post_events(ingest_server *s, struct evhttp_request *req)
+{
+    if (s->draining) {
+        reply_error(req, 503, "Service Unavailable", "tally-ingest is shutting down", NULL, 1);
+        return;
+    }
+    if (s->inflight >= (size_t)s->cfg->ingest.max_inflight_batches) {
+        reply_error(req, 503, "Service Unavailable",
+                    "too many batches in flight (ingest.max_inflight_batches)", NULL, 1);
+        return;
+    }
+    char batch_id[RECORD_BATCH_ID_MAX + 1];
+    const char *given = evhttp_find_header(evhttp_request_get_input_headers(req), "Idempotency-Key");
+    if (given) {
+        if (!valid_batch_id(given)) {
+            reply_error(req, 400, "Bad Request",
+                        "invalid Idempotency-Key header: 1-128 characters of [A-Za-z0-9._:-]",
+                        NULL, 0);
+            return;
+        }
+        snprintf(batch_id, sizeof batch_id, "%s", given);
+    } else if (generate_batch_id(batch_id, sizeof batch_id) != 0) {
+        reply_error(req, 500, "Internal Server Error", "no randomness for a batch id", NULL, 0);
+        return;
+    }
+
+    struct evbuffer *input = evhttp_request_get_input_buffer(req);
+    size_t len = evbuffer_get_length(input);
+    const char *body = len ? (const char *)evbuffer_pullup(input, -1) : "";
+    if (!body) {
+        reply_error(req, 500, "Internal Server Error", "out of memory reading the body", NULL, 0);
+        return;
+    }
+    int64_t received = now_ms();
+    char err[256];
+    int rc = statsd_parse_batch(&s->batch, body, len, &s->limits, received, err, sizeof err);
+    if (rc == STATSD_INVALID) {
+        reply_invalid_batch(req, &s->batch);
+        return;
+    }
+    if (rc != 0) {
+        reply_error(req, 500, "Internal Server Error", err, NULL, 0);
+        return;
+    }
+    if (s->batch.count == 0) {
+        reply_error(req, 400, "Bad Request", "empty batch: the body has no StatsD lines", NULL, 0);
+        return;
+    }
+
+    batch_request *br = calloc(1, sizeof *br);
+    uint8_t *record = NULL;
+    size_t record_len = 0;
+    if (!br) {
+        reply_error(req, 500, "Internal Server Error", "out of memory", NULL, 0);
+        return;
+    }
+    br->srv = s;
+    br->req = req;
+    br->events = s->batch.count;
+    snprintf(br->batch_id, sizeof br->batch_id, "%s", batch_id);
+    size_t id_len = strlen(batch_id);
+    if (record_encode(batch_id, id_len, received, s->batch.events, s->batch.count, &record,
+                      &record_len, err, sizeof err) != 0 ||
+        live_update_build(&br->update, batch_id, id_len, s->batch.events, s->batch.count,
+                          s->cfg->dedup.window_seconds, err, sizeof err) != 0) {
+        free(record);
+        live_update_free(&br->update);
+        free(br);
+        reply_error(req, 500, "Internal Server Error", err, batch_id, 0);
+        return;
+    }
+    s->inflight++;
+    if (kafka_writer_send(s->kafka, batch_id, id_len, record, record_len, on_kafka_delivered, br,
+                          err, sizeof err) != 0) {
+        free(record);
+        char msg[384];
+        snprintf(msg, sizeof msg, "%s; nothing was acknowledged", err);
+        reply_error(req, 503, "Service Unavailable", msg, batch_id, 1);
+        batch_request_finish(br);
+    }
+}
+
+/* ---- GET /v1/counters/NAME ------------------------------------------------ */
+
+typedef struct counter_read {
+    ingest_server *srv;
+    struct evhttp_request *req;
+    char name[EVENT_NAME_MAX + 1];
+} counter_read;
+
+static void reply_counter(struct evhttp_request *req, const char *name, const char *source,
+                          const char *note, const char *const *tags, const size_t *tags_len,
+                          const double *values, size_t n)
+{
+    struct evbuffer *b = evbuffer_new();
+    if (!b) {
+        evhttp_send_error(req, 500, "out of memory");
+        return;
+    }
+    double total = 0;
+    for (size_t i = 0; i < n; i++)
+        total += values[i];
+    evbuffer_add(b, "{", 1);
+    json_add_string(b, 1, "name", name, strlen(name));
+    json_add_string(b, 0, "type", "counter", 7);
+    json_add_string(b, 0, "source", source, strlen(source));
+    if (note)
+        json_add_string(b, 0, "note", note, strlen(note));
+    json_add_number(b, "value", total);
+    evbuffer_add(b, ",\"series\":[", 11);
+    for (size_t i = 0; i < n; i++) {
+        evbuffer_add(b, i ? ",{" : "{", i ? 2 : 1);
+        json_add_string(b, 1, "tags", tags[i], tags_len[i]);
+        json_add_number(b, "value", values[i]);
+        evbuffer_add(b, "}", 1);
+    }
+    evbuffer_add(b, "]}\n", 3);
+    reply_json(req, 200, "OK", b);
+    evbuffer_free(b);
+}
+
+static void reply_counter_from_sqlite(ingest_server *s, struct evhttp_request *req,
+                                      const char *name, const char *note)
+{
+    flushed_total t;
+    char err[256];
+    if (sqlite_reader_counter(s->sqlite, name, &t, err, sizeof err) != 0) {
+        reply_error(req, 503, "Service Unavailable", err, NULL, 1);
+        return;
+    }
+    const char **tags = calloc(t.count + 1, sizeof *tags);
+    size_t *lens = calloc(t.count + 1, sizeof *lens);
+    double *values = calloc(t.count + 1, sizeof *values);
+    if (!tags || !lens || !values) {
+        reply_error(req, 500, "Internal Server Error", "out of memory", NULL, 0);
+    } else {
+        for (size_t i = 0; i < t.count; i++) {
+            tags[i] = t.series[i].tags;
+            lens[i] = strlen(t.series[i].tags);
+            values[i] = t.series[i].value;
+        }
+        reply_counter(req, name, "sqlite", note, tags, lens, values, t.count);
+    }
+    free(tags);
+    free(lens);
+    free(values);
+    flushed_total_free(&t);
+}
+
+static void on_counter_hash(void *opaque, int ok, const redis_series *series, size_t n,
+                            const char *reason)
+{
+    counter_read *cr = opaque;
+    if (!ok) {
+        char note[300];
+        snprintf(note, sizeof note, "redis unavailable (%s): flushed total only", reason);
+        reply_counter_from_sqlite(cr->srv, cr->req, cr->name, note);
+        free(cr);
+        return;
+    }
+    const char **tags = calloc(n + 1, sizeof *tags);
+    size_t *lens = calloc(n + 1, sizeof *lens);
+    double *values = calloc(n + 1, sizeof *values);
+    if (!tags || !lens || !values) {
+        reply_error(cr->req, 500, "Internal Server Error", "out of memory", NULL, 0);
+    } else {
+        for (size_t i = 0; i < n; i++) {
+            tags[i] = series[i].tags;
+            lens[i] = series[i].tags_len;
+            values[i] = series[i].value;
+        }
+        reply_counter(cr->req, cr->name, "redis", NULL, tags, lens, values, n);
+    }
+    free(tags);
+    free(lens);
+    free(values);
+    free(cr);
+}
+
+static int valid_metric_name(const char *name)
+{
+    size_t len = strlen(name);
+    if (len == 0 || len > EVENT_NAME_MAX)
+        return 0;
+    for (size_t i = 0; i < len; i++) {
+        char c = name[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '_' || c == '.' || c == '-'))
+            return 0;
+    }
+    return 1;
+}
+
+static void handle_get_counter(ingest_server *s, struct evhttp_request *req, const char *raw_name,
+                               const char *query)
+{
+    char *name = evhttp_uridecode(raw_name, 0, NULL);
+    if (!name) {
+        reply_error(req, 500, "Internal Server Error", "out of memory", NULL, 0);
+        return;
+    }
+    if (!valid_metric_name(name)) {
+        reply_error(req, 400, "Bad Request",
+                    "invalid metric name: 1-255 characters of [A-Za-z0-9_.-]", NULL, 0);
+        free(name);
+        return;
+    }
+    const char *source = "redis";
+    struct evkeyvalq params;
+    TAILQ_INIT(&params);
+    if (query && evhttp_parse_query_str(query, &params) == 0) {
+        const char *v = evhttp_find_header(&params, "source");
+        if (v)
+            source = strcmp(v, "sqlite") == 0 ? "sqlite" : strcmp(v, "redis") == 0 ? "redis" : NULL;
+    }
+    evhttp_clear_headers(&params);
+    if (!source) {
+        reply_error(req, 400, "Bad Request", "source must be redis or sqlite", NULL, 0);
+    } else if (strcmp(source, "sqlite") == 0) {
+        reply_counter_from_sqlite(s, req, name, NULL);
+    } else {
+        counter_read *cr = calloc(1, sizeof *cr);
+        char key[REDIS_KEY_MAX], err[256];
+        if (!cr) {
+            reply_error(req, 500, "Internal Server Error", "out of memory", NULL, 0);
+        } else {
+            cr->srv = s;
+            cr->req = req;
+            snprintf(cr->name, sizeof cr->name, "%s", name);
+            redis_key_metric(key, sizeof key, name, strlen(name), "counter");
+            if (redis_writer_read_hash(s->redis, key, on_counter_hash, cr, err, sizeof err) != 0)
+                on_counter_hash(cr, 0, NULL, 0, err);
+        }
+    }
+    free(name);
+}
+
+/* ---- GET /healthz ------------------------------------------------------------ */
+
+static void handle_healthz(ingest_server *s, struct evhttp_request *req)
+{
+    const char *redis_reason = "";
+    int redis_up = redis_writer_is_up(s->redis, &redis_reason);
+    int kafka_up = kafka_writer_is_up(s->kafka);
+    struct evbuffer *b = evbuffer_new();
+    if (!b) {
+        evhttp_send_error(req, 500, "out of memory");
+        return;
+    }
+    evbuffer_add_printf(b, "{\"status\":\"%s\",\"kafka\":\"%s\",\"redis\":\"%s\"",
+                        s->draining ? "draining" : (redis_up && kafka_up) ? "ok" : "degraded",
+                        kafka_up ? "up" : "down", redis_up ? "up" : "down");
+    if (!redis_up)
+        json_add_string(b, 0, "redis_reason", redis_reason, strlen(redis_reason));
+    evbuffer_add_printf(b, ",\"inflight_batches\":%zu}\n", s->inflight);
+    reply_json(req, 200, "OK", b);
+    evbuffer_free(b);
+}
+
+/* ---- routing ------------------------------------------------------------------ */
+
+static void on_request(struct evhttp_request *req, void *arg)
+{
+    ingest_server *s = arg;
+    const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(req);
+    const char *path = uri ? evhttp_uri_get_path(uri) : NULL;
+    const char *query = uri ? evhttp_uri_get_query(uri) : NULL;
+    enum evhttp_cmd_type method = evhttp_request_get_command(req);
+    static const char counters[] = "/v1/counters/";
+    if (!path) {
+        reply_error(req, 400, "Bad Request", "malformed request URI", NULL, 0);
+    } else if (strcmp(path, "/v1/events") == 0) {
+        if (method == EVHTTP_REQ_POST)
+            handle_post_events(s, req);
+        else
+            reply_error(req, 405, "Method Not Allowed", "use POST for /v1/events", NULL, 0);
+    } else if (strncmp(path, counters, sizeof counters - 1) == 0) {
+        if (method == EVHTTP_REQ_GET)
+            handle_get_counter(s, req, path + sizeof counters - 1, query);
+        else
+            reply_error(req, 405, "Method Not Allowed", "use GET for /v1/counters/NAME", NULL, 0);
+    } else if (strcmp(path, "/healthz") == 0) {
+        handle_healthz(s, req);
+    } else {
+        reply_error(req, 404, "Not Found", "no such route", NULL, 0);
+    }
+}
+
+ingest_server *ingest_server_new(struct event_base *base, const tally_config *cfg,
+                                 kafka_writer *kafka, redis_writer *redis, sqlite_reader *sqlite,
+                                 char *err, size_t errlen)
+{
+    ingest_server *s = calloc(1, sizeof *s);
+    if (!s) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    s->base = base;
+    s->cfg = cfg;
+    s->kafka = kafka;
+    s->redis = redis;
+    s->sqlite = sqlite;
+    statsd_batch_init(&s->batch);
+    s->limits.max_lines = (size_t)cfg->ingest.max_lines;
+    s->limits.max_name_len = (size_t)cfg->ingest.max_name_length;
+    s->limits.max_tags_len = (size_t)cfg->ingest.max_tags_length;
+    s->limits.max_errors = (size_t)cfg->ingest.max_errors_reported;
+    s->http = evhttp_new(base);
+    if (!s->http) {
+        snprintf(err, errlen, "libevent: cannot create the HTTP server");
+        free(s);
+        return NULL;
+    }
+    evhttp_set_max_body_size(s->http, (ev_ssize_t)cfg->ingest.max_body_bytes);
+    evhttp_set_allowed_methods(s->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_HEAD);
+    evhttp_set_gencb(s->http, on_request, s);
+    if (!evhttp_bind_socket_with_handle(s->http, cfg->ingest.listen_address,
+                                        (ev_uint16_t)cfg->ingest.listen_port)) {
+        snprintf(err, errlen, "cannot listen on %s:%d: %s", cfg->ingest.listen_address,
+                 cfg->ingest.listen_port, strerror(errno));
+        evhttp_free(s->http);
+        free(s);
+        return NULL;
+    }
+    return s;
+}
+
+void ingest_server_drain(ingest_server *s)
+{
+    s->draining = 1;
+}
+
+size_t ingest_server_inflight(const ingest_server *s)
+{
+    return s->inflight;
+}
+
+void ingest_server_free(ingest_server *s)
+{
+    if (!s)
+        return;
+    evhttp_free(s->http);
+    statsd_batch_free(&s->batch);
+    free(s);
+}

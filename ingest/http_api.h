@@ -1,0 +1,46 @@
+/*
+ * http_api.h — tally-ingest's HTTP routes (libevent evhttp):
+ *
+ *   POST /v1/events          body: StatsD/DogStatsD lines; header Idempotency-Key (optional)
+ *                            200 {"accepted":N,"batch_id":..,"duplicate":bool} only after the
+ *                            batch's record is delivered to Kafka (acks=all) AND applied to Redis;
+ *                            400 invalid batch (every bad line: number + reason; nothing applied);
+ *                            413 body over ingest.max_body_bytes; 503 + Retry-After when Kafka or
+ *                            Redis cannot take it (nothing acknowledged; retry with the same key).
+ *   GET  /v1/counters/NAME   live total from Redis ("?source=sqlite": flushed total; Redis down:
+ *                            falls back to SQLite and says so)
+ *   GET  /healthz            component status
+ *
+ * Every answer has a JSON body. The module owns no threads; all callbacks run
+ * on the event loop it was created with.
+ */
+#ifndef TALLY_HTTP_API_H
+#define TALLY_HTTP_API_H
+
+#include <stddef.h>
+
+#include <event2/event.h>
+
+#include "config.h"
+#include "kafka_writer.h"
+#include "redis_writer.h"
+#include "sqlite_reader.h"
+
+typedef struct ingest_server ingest_server;
+
+/* Binds ingest.listen_address:listen_port. The writers and reader are
+ * borrowed and must outlive the server. Returns NULL with err filled. */
+ingest_server *ingest_server_new(struct event_base *base, const tally_config *cfg,
+                                 kafka_writer *kafka, redis_writer *redis, sqlite_reader *sqlite,
+                                 char *err, size_t errlen);
+
+/* From now on new batches get 503 ("shutting down"); reads still work. */
+void ingest_server_drain(ingest_server *s);
+
+/* Batches accepted for processing and not yet answered. */
+size_t ingest_server_inflight(const ingest_server *s);
+
+/* Closes the listener and frees the server. Call only when inflight is 0. */
+void ingest_server_free(ingest_server *s);
+
+#endif

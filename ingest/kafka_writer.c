@@ -1,0 +1,290 @@
+/*
+ * kafka_writer.c — the Kafka edge of tally-ingest.
+ *
+ * librdkafka runs its own threads and hands delivery reports to the
+ * application through its main queue, served by rd_kafka_poll(). To keep the
+ * whole ingest process on one libevent loop (HTTP, Redis and Kafka callbacks
+ * all on one thread, no locks), the main queue is told to write a byte into a
+ * pipe whenever it becomes non-empty (rd_kafka_queue_io_event_enable); the
+ * read end is a libevent event that drains the pipe and polls the queue. A
+ * slow periodic timer polls too, as a belt-and-braces against a lost wake-up.
+ *
+ * Durability comes from the producer settings, not from this file: the
+ * idempotent producer implies acks=all and bounded in-flight requests, and
+ * message.timeout.ms bounds how long a record may wait before it is reported
+ * failed. A failed record is never retried here: the HTTP client gets a 503
+ * and retries with the batch's idempotency key, which makes the retry safe.
+ */
+#include "kafka_writer.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <librdkafka/rdkafka.h>
+
+#include "kafka_topic.h"
+#include "log.h"
+
+struct kafka_writer {
+    rd_kafka_t *rk;
+    rd_kafka_queue_t *main_queue;
+    char topic[CONFIG_STR_MAX];
+    int wake_pipe[2];
+    struct event *wake_event;
+    struct event *poll_timer;
+    struct event *topic_timer; /* retries topic creation until it succeeds */
+    int partitions;            /* wanted partition count */
+    int topic_ready;
+    int up;
+};
+
+/* What travels with each record through librdkafka (msg_opaque). */
+typedef struct delivery_ticket {
+    kafka_delivery_fn done;
+    void *opaque;
+} delivery_ticket;
+
+static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *msg, void *writer_opaque)
+{
+    (void)rk;
+    kafka_writer *w = writer_opaque;
+    delivery_ticket *ticket = msg->_private;
+    if (msg->err == RD_KAFKA_RESP_ERR_NO_ERROR) {
+        w->up = 1;
+        ticket->done(ticket->opaque, 1, NULL);
+    } else {
+        log_warn("kafka delivery failed: %s", rd_kafka_err2str(msg->err));
+        ticket->done(ticket->opaque, 0, rd_kafka_err2str(msg->err));
+    }
+    free(ticket);
+}
+
+static void on_kafka_error(rd_kafka_t *rk, int err, const char *reason, void *writer_opaque)
+{
+    (void)rk;
+    kafka_writer *w = writer_opaque;
+    if (err == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN || err == RD_KAFKA_RESP_ERR__TRANSPORT)
+        w->up = 0;
+    log_warn("kafka: %s: %s", rd_kafka_err2name((rd_kafka_resp_err_t)err), reason);
+}
+
+static void on_kafka_log(const rd_kafka_t *rk, int level, const char *facility, const char *buf)
+{
+    (void)rk;
+    if (level <= 3)
+        log_error("kafka %s: %s", facility, buf);
+    else if (level <= 4)
+        log_warn("kafka %s: %s", facility, buf);
+    else
+        log_debug("kafka %s: %s", facility, buf);
+}
+
+static void serve_queue(kafka_writer *w)
+{
+    while (rd_kafka_poll(w->rk, 0) > 0)
+        ;
+}
+
+static void on_wake(evutil_socket_t fd, short what, void *arg)
+{
+    (void)what;
+    char drain[256];
+    while (read(fd, drain, sizeof drain) > 0)
+        ;
+    serve_queue(arg);
+}
+
+static void on_poll_timer(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    serve_queue(arg);
+}
+
+/* Creates the topic if needed; on failure (broker down) retries every 2 s.
+ * Until then produce calls may fail and their clients get 503. */
+static void ensure_topic(kafka_writer *w)
+{
+    char why[512];
+    int n = kafka_topic_ensure(w->rk, w->topic, w->partitions, 3000, why, sizeof why);
+    if (n > 0) {
+        w->topic_ready = 1;
+        w->up = 1;
+        log_info("kafka producer ready: topic %s (%d partitions), idempotent, acks=all", w->topic,
+                 n);
+        return;
+    }
+    w->up = 0;
+    log_warn("kafka topic %s not ready (%s); retrying in 2 s", w->topic, why);
+    struct timeval retry = {2, 0};
+    if (event_add(w->topic_timer, &retry) != 0)
+        log_error("libevent: cannot schedule the topic retry");
+}
+
+static void on_topic_timer(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    ensure_topic(arg);
+}
+
+static int set_conf(rd_kafka_conf_t *conf, const char *key, const char *value, char *err,
+                    size_t errlen)
+{
+    char why[256];
+    if (rd_kafka_conf_set(conf, key, value, why, sizeof why) != RD_KAFKA_CONF_OK) {
+        snprintf(err, errlen, "kafka config %s=%s: %s", key, value, why);
+        return -1;
+    }
+    return 0;
+}
+
+static rd_kafka_conf_t *producer_conf(kafka_writer *w, const tally_config *cfg, char *err,
+                                      size_t errlen)
+{
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    if (!conf) {
+        snprintf(err, errlen, "out of memory creating kafka config");
+        return NULL;
+    }
+    char timeout[32], linger[32];
+    snprintf(timeout, sizeof timeout, "%d", cfg->kafka.delivery_timeout_ms);
+    snprintf(linger, sizeof linger, "%d", cfg->kafka.linger_ms);
+    if (set_conf(conf, "bootstrap.servers", cfg->kafka.brokers, err, errlen) ||
+        set_conf(conf, "enable.idempotence", "true", err, errlen) ||
+        set_conf(conf, "acks", "all", err, errlen) ||
+        set_conf(conf, "message.timeout.ms", timeout, err, errlen) ||
+        set_conf(conf, "linger.ms", linger, err, errlen) ||
+        set_conf(conf, "message.max.bytes", "16000000", err, errlen) ||
+        set_conf(conf, "client.id", "tally-ingest", err, errlen)) {
+        rd_kafka_conf_destroy(conf);
+        return NULL;
+    }
+    rd_kafka_conf_set_opaque(conf, w);
+    rd_kafka_conf_set_dr_msg_cb(conf, on_delivery);
+    rd_kafka_conf_set_error_cb(conf, on_kafka_error);
+    rd_kafka_conf_set_log_cb(conf, on_kafka_log);
+    return conf;
+}
+
+kafka_writer *kafka_writer_new(struct event_base *base, const tally_config *cfg, char *err,
+                               size_t errlen)
+{
+    kafka_writer *w = calloc(1, sizeof *w);
+    if (!w) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    w->wake_pipe[0] = w->wake_pipe[1] = -1;
+    snprintf(w->topic, sizeof w->topic, "%s", cfg->kafka.topic);
+
+    rd_kafka_conf_t *conf = producer_conf(w, cfg, err, errlen);
+    if (!conf)
+        goto fail;
+    char why[512];
+    w->rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, why, sizeof why);
+    if (!w->rk) {
+        rd_kafka_conf_destroy(conf);
+        snprintf(err, errlen, "creating kafka producer: %s", why);
+        goto fail;
+    }
+    w->partitions = cfg->kafka.partitions;
+
+    if (pipe2(w->wake_pipe, O_NONBLOCK | O_CLOEXEC) != 0) {
+        snprintf(err, errlen, "pipe: %s", strerror(errno));
+        goto fail;
+    }
+    w->main_queue = rd_kafka_queue_get_main(w->rk);
+    if (!w->main_queue) {
+        snprintf(err, errlen, "kafka: no main queue");
+        goto fail;
+    }
+    rd_kafka_queue_io_event_enable(w->main_queue, w->wake_pipe[1], "w", 1);
+    w->wake_event = event_new(base, w->wake_pipe[0], EV_READ | EV_PERSIST, on_wake, w);
+    w->poll_timer = event_new(base, -1, EV_PERSIST, on_poll_timer, w);
+    struct timeval every = {0, 100 * 1000};
+    w->topic_timer = event_new(base, -1, 0, on_topic_timer, w);
+    if (!w->wake_event || !w->poll_timer || !w->topic_timer ||
+        event_add(w->wake_event, NULL) != 0 || event_add(w->poll_timer, &every) != 0) {
+        snprintf(err, errlen, "libevent: cannot register kafka events");
+        goto fail;
+    }
+    ensure_topic(w);
+    return w;
+fail:
+    kafka_writer_free(w, 0);
+    return NULL;
+}
+
+int kafka_writer_send(kafka_writer *w, const char *key, size_t key_len, uint8_t *payload,
+                      size_t payload_len, kafka_delivery_fn done, void *opaque, char *err,
+                      size_t errlen)
+{
+    char reason[256];
+    if (kafka_writer_fatal(w, reason, sizeof reason)) {
+        snprintf(err, errlen, "kafka producer failed: %s", reason);
+        return -1;
+    }
+    delivery_ticket *ticket = malloc(sizeof *ticket);
+    if (!ticket) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    ticket->done = done;
+    ticket->opaque = opaque;
+    rd_kafka_resp_err_t rc = rd_kafka_producev(
+        w->rk, RD_KAFKA_V_TOPIC(w->topic), RD_KAFKA_V_KEY(key, key_len),
+        RD_KAFKA_V_VALUE(payload, payload_len),
+        RD_KAFKA_V_HEADER("tally-batch-id", key, (ssize_t)key_len),
+        RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_FREE), RD_KAFKA_V_OPAQUE(ticket), RD_KAFKA_V_END);
+    if (rc != RD_KAFKA_RESP_ERR_NO_ERROR) {
+        free(ticket);
+        snprintf(err, errlen, "kafka produce: %s", rd_kafka_err2str(rc));
+        return -1;
+    }
+    return 0;
+}
+
+int kafka_writer_is_up(const kafka_writer *w)
+{
+    return w->up && w->topic_ready;
+}
+
+int kafka_writer_fatal(const kafka_writer *w, char *reason, size_t reasonlen)
+{
+    return rd_kafka_fatal_error(w->rk, reason, reasonlen) != RD_KAFKA_RESP_ERR_NO_ERROR;
+}
+
+void kafka_writer_free(kafka_writer *w, int timeout_ms)
+{
+    if (!w)
+        return;
+    if (w->rk) {
+        rd_kafka_resp_err_t rc = rd_kafka_flush(w->rk, timeout_ms);
+        if (rc != RD_KAFKA_RESP_ERR_NO_ERROR)
+            log_warn("kafka: %d records still undelivered at shutdown (%s); their clients got no 200",
+                     rd_kafka_outq_len(w->rk), rd_kafka_err2str(rc));
+        /* Undelivered records are purged: their callbacks run and answer 503. */
+        rd_kafka_purge(w->rk, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
+        serve_queue(w);
+    }
+    if (w->wake_event)
+        event_free(w->wake_event);
+    if (w->poll_timer)
+        event_free(w->poll_timer);
+    if (w->topic_timer)
+        event_free(w->topic_timer);
+    if (w->main_queue)
+        rd_kafka_queue_destroy(w->main_queue);
+    if (w->rk)
+        rd_kafka_destroy(w->rk);
+    if (w->wake_pipe[0] >= 0)
+        close(w->wake_pipe[0]);
+    if (w->wake_pipe[1] >= 0)
+        close(w->wake_pipe[1]);
+    free(w);
+}

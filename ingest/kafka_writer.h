@@ -1,0 +1,53 @@
+/*
+ * kafka_writer.h — appends encoded batch records to the Kafka topic and
+ * reports each record's delivery back on the libevent loop.
+ *
+ * Contract: the producer is idempotent (enable.idempotence=true, so acks=all
+ * and no duplicates from internal retries). A record is reported delivered
+ * only when the broker acknowledged it to all in-sync replicas; a record that
+ * cannot be delivered within kafka.delivery_timeout_ms is reported failed.
+ * Every record handed to kafka_writer_send() gets exactly one callback, always
+ * from the event loop (never from inside kafka_writer_send()).
+ */
+#ifndef TALLY_KAFKA_WRITER_H
+#define TALLY_KAFKA_WRITER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <event2/event.h>
+
+#include "config.h"
+
+typedef struct kafka_writer kafka_writer;
+
+/* ok = 1 when delivered; otherwise reason names why (valid during the call). */
+typedef void (*kafka_delivery_fn)(void *opaque, int ok, const char *reason);
+
+/* Creates the producer, makes sure the topic exists (creating it with
+ * kafka.partitions partitions) and hooks delivery reports into `base`.
+ * Returns NULL with err filled on failure. */
+kafka_writer *kafka_writer_new(struct event_base *base, const tally_config *cfg,
+                               char *err, size_t errlen);
+
+/*
+ * Queues one record. On success (0) ownership of `payload` (malloc'd) passes
+ * to the writer and `done` will be called exactly once. On failure (-1, err
+ * filled: queue full, fatal producer error) the caller keeps `payload` and
+ * `done` is never called.
+ */
+int kafka_writer_send(kafka_writer *w, const char *key, size_t key_len,
+                      uint8_t *payload, size_t payload_len,
+                      kafka_delivery_fn done, void *opaque, char *err, size_t errlen);
+
+/* 1 while the last thing heard from the brokers was good, 0 otherwise. */
+int kafka_writer_is_up(const kafka_writer *w);
+
+/* Non-zero after the idempotent producer hit a fatal error: the process must
+ * restart its producer (tally-ingest exits non-zero so its supervisor does). */
+int kafka_writer_fatal(const kafka_writer *w, char *reason, size_t reasonlen);
+
+/* Waits up to timeout_ms for queued records (their callbacks run), then frees. */
+void kafka_writer_free(kafka_writer *w, int timeout_ms);
+
+#endif

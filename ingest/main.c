@@ -1,0 +1,178 @@
+/*
+ * main.c — tally-ingest: wiring only. Loads the configuration, builds the
+ * event loop, the Kafka and Redis writers, the SQLite reader and the HTTP
+ * server, and runs until SIGTERM/SIGINT. On a signal it stops taking new
+ * batches, lets the ones in flight finish (bounded by Kafka's delivery
+ * timeout), flushes the producer and exits 0.
+ *
+ * Usage: tally-ingest [-c FILE] [--check-config]
+ * Exit codes: 0 clean stop, 1 runtime failure, 2 bad usage or configuration.
+ */
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <event2/event.h>
+
+#include "config.h"
+#include "http_api.h"
+#include "kafka_writer.h"
+#include "log.h"
+#include "redis_writer.h"
+#include "sqlite_reader.h"
+
+typedef struct ingest_process {
+    struct event_base *base;
+    ingest_server *server;
+    kafka_writer *kafka;
+    struct event *drain_timer;
+    int deadline_ms;
+    int exit_code;
+} ingest_process;
+
+static void usage(FILE *out)
+{
+    fprintf(out, "usage: tally-ingest [-c FILE] [--check-config]\n"
+                 "  -c FILE          configuration file (default conf/tally.conf)\n"
+                 "  --check-config   validate the configuration and exit (0 = valid)\n");
+}
+
+/* Runs every 50 ms after a stop signal: leaves the loop once nothing is in
+ * flight or the deadline passed; also watches for a fatal producer error. */
+static void on_drain_tick(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    ingest_process *p = arg;
+    p->deadline_ms -= 50;
+    if (ingest_server_inflight(p->server) == 0 || p->deadline_ms <= 0) {
+        if (p->deadline_ms <= 0)
+            log_warn("stopping with %zu batches still in flight (they get 503)",
+                     ingest_server_inflight(p->server));
+        event_base_loopbreak(p->base);
+    }
+}
+
+static void on_stop_signal(evutil_socket_t sig, short what, void *arg)
+{
+    (void)what;
+    ingest_process *p = arg;
+    log_info("signal %d: draining %zu in-flight batches", (int)sig,
+             ingest_server_inflight(p->server));
+    ingest_server_drain(p->server);
+    struct timeval every = {0, 50 * 1000};
+    if (event_add(p->drain_timer, &every) != 0)
+        event_base_loopbreak(p->base);
+}
+
+static void on_watchdog(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    ingest_process *p = arg;
+    char reason[256];
+    if (kafka_writer_fatal(p->kafka, reason, sizeof reason)) {
+        log_error("fatal kafka producer error: %s; exiting so the supervisor restarts us", reason);
+        p->exit_code = 1;
+        event_base_loopbreak(p->base);
+    }
+}
+
+int main(int argc, char **argv)
+{
+    const char *config_path = "conf/tally.conf";
+    int check_only = 0;
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "-c") == 0 && i + 1 < argc) {
+            config_path = argv[++i];
+        } else if (strcmp(argv[i], "--check-config") == 0) {
+            check_only = 1;
+        } else if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
+            usage(stdout);
+            return 0;
+        } else {
+            usage(stderr);
+            return 2;
+        }
+    }
+
+    static tally_config cfg;
+    static char problems[16384];
+    int nproblems = config_load(config_path, &cfg, problems, sizeof problems);
+    if (nproblems != 0) {
+        fprintf(stderr, "%s", problems);
+        fprintf(stderr, "tally-ingest: %d configuration problem%s in %s\n", nproblems,
+                nproblems == 1 ? "" : "s", config_path);
+        return 2;
+    }
+    if (check_only) {
+        printf("%s: configuration OK\n", config_path);
+        return 0;
+    }
+    log_init("tally-ingest", (log_level)log_level_parse(cfg.log.level));
+    signal(SIGPIPE, SIG_IGN);
+
+    ingest_process p = {0};
+    char err[512];
+    redis_writer *redis = NULL;
+    sqlite_reader *sqlite = NULL;
+    struct event *sigterm = NULL, *sigint = NULL, *watchdog = NULL;
+    p.exit_code = 1;
+    p.deadline_ms = cfg.kafka.delivery_timeout_ms + cfg.redis.timeout_ms + 1000;
+    p.base = event_base_new();
+    if (!p.base) {
+        log_error("libevent: cannot create the event loop");
+        return 1;
+    }
+    p.kafka = kafka_writer_new(p.base, &cfg, err, sizeof err);
+    if (!p.kafka) {
+        log_error("%s", err);
+        goto out;
+    }
+    redis = redis_writer_new(p.base, &cfg, err, sizeof err);
+    sqlite = sqlite_reader_new(&cfg);
+    if (!redis || !sqlite) {
+        log_error("%s", redis ? "out of memory" : err);
+        goto out;
+    }
+    p.server = ingest_server_new(p.base, &cfg, p.kafka, redis, sqlite, err, sizeof err);
+    if (!p.server) {
+        log_error("%s", err);
+        goto out;
+    }
+    sigterm = evsignal_new(p.base, SIGTERM, on_stop_signal, &p);
+    sigint = evsignal_new(p.base, SIGINT, on_stop_signal, &p);
+    watchdog = event_new(p.base, -1, EV_PERSIST, on_watchdog, &p);
+    p.drain_timer = event_new(p.base, -1, EV_PERSIST, on_drain_tick, &p);
+    struct timeval every_second = {1, 0};
+    if (!sigterm || !sigint || !watchdog || !p.drain_timer || event_add(sigterm, NULL) != 0 ||
+        event_add(sigint, NULL) != 0 || event_add(watchdog, &every_second) != 0) {
+        log_error("libevent: cannot register signal handlers");
+        goto out;
+    }
+    log_info("listening on http://%s:%d", cfg.ingest.listen_address, cfg.ingest.listen_port);
+    p.exit_code = 0;
+    if (event_base_dispatch(p.base) < 0) {
+        log_error("event loop failed");
+        p.exit_code = 1;
+    }
+    log_info("stopped");
+out:
+    /* Order matters: the producer's last callbacks answer requests through the
+     * server, and their Redis step goes through the writer. */
+    kafka_writer_free(p.kafka, 2000);
+    redis_writer_free(redis);
+    ingest_server_free(p.server);
+    sqlite_reader_free(sqlite);
+    if (sigterm)
+        event_free(sigterm);
+    if (sigint)
+        event_free(sigint);
+    if (watchdog)
+        event_free(watchdog);
+    if (p.drain_timer)
+        event_free(p.drain_timer);
+    event_base_free(p.base);
+    return p.exit_code;
+}
