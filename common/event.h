@@ -41,8 +41,9 @@ typedef struct metric_event {
     int64_t stamp_ms;    /* event time, Unix milliseconds (rule 4: set before Kafka) */
 } metric_event;
 
-/* The contribution of one event to a counter total or a distribution count:
- * value / sample_rate for counters, 1 / sample_rate for distributions. */
+/* How many real events one sampled line stands for: 1 / sample_rate. A
+ * counter contributes value * weight to its total; a distribution adds
+ * weight to its count and value * weight to its sum. */
 static inline double event_weight(const metric_event *ev)
 {
     return 1.0 / ev->sample_rate;

@@ -1,0 +1,187 @@
+/*
+ * test_live_update.c — the per-batch fold into one Redis EVAL: dedup key,
+ * key list, per-series pre-aggregation (counters, gauge composition,
+ * distributions), first-seen order, and exact number formatting.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "format.h"
+#include "live_update.h"
+
+static metric_event ev(metric_type type, const char *name, const char *tags, double value,
+                       double rate, uint8_t flags)
+{
+    metric_event e = {0};
+    e.type = type;
+    e.flags = flags;
+    e.name = name;
+    e.name_len = (uint16_t)strlen(name);
+    e.tags = tags;
+    e.tags_len = (uint16_t)(tags ? strlen(tags) : 0);
+    e.value = value;
+    e.sample_rate = rate;
+    e.stamp_ms = 1000;
+    return e;
+}
+
+/* argv layout: EVAL script numkeys dedupkey keys[ops] ttl count (verb field value)[ops] */
+static const char *key_of(const live_update *u, int op) { return u->argv[4 + op]; }
+static const char *verb_of(const live_update *u, int ops, int op) { return u->argv[4 + ops + 2 + 3 * op]; }
+static const char *field_of(const live_update *u, int ops, int op) { return u->argv[4 + ops + 2 + 3 * op + 1]; }
+static const char *value_of(const live_update *u, int ops, int op) { return u->argv[4 + ops + 2 + 3 * op + 2]; }
+
+static void test_counters_fold_per_series(void **state)
+{
+    (void)state;
+    metric_event e[] = {
+        ev(METRIC_COUNTER, "req", NULL, 1, 1, 0),
+        ev(METRIC_COUNTER, "req", "env:prod", 2, 1, 0),
+        ev(METRIC_COUNTER, "req", NULL, 10, 0.5, 0),
+        ev(METRIC_COUNTER, "req", NULL, 0.1, 1, 0),
+    };
+    live_update u;
+    char err[128];
+    assert_int_equal(live_update_build(&u, "b1", 2, e, 4, 600, err, sizeof err), 0);
+    assert_int_equal(u.series, 2);
+    int ops = 2;
+    assert_int_equal(u.argc, 4 + ops + 2 + 3 * ops);
+    assert_string_equal(u.argv[0], "EVAL");
+    assert_string_equal(u.argv[2], "3");
+    assert_string_equal(u.argv[3], "tally:batch:{b1}");
+    assert_string_equal(key_of(&u, 0), "tally:{req}:counter");
+    assert_string_equal(u.argv[4 + ops], "600");
+    assert_string_equal(u.argv[4 + ops + 1], "4");
+    assert_string_equal(verb_of(&u, ops, 0), "add");
+    assert_string_equal(field_of(&u, ops, 0), "");
+    assert_string_equal(value_of(&u, ops, 0), "21.1");
+    assert_string_equal(field_of(&u, ops, 1), "env:prod");
+    assert_string_equal(value_of(&u, ops, 1), "2");
+    for (int i = 0; i < u.argc; i++)
+        assert_int_equal(u.argvlen[i], strlen(u.argv[i]));
+    live_update_free(&u);
+    assert_null(u.argv);
+}
+
+static void test_gauge_composition(void **state)
+{
+    (void)state;
+    metric_event e[] = {
+        ev(METRIC_GAUGE, "g_rel", NULL, 5, 1, EVENT_GAUGE_RELATIVE),
+        ev(METRIC_GAUGE, "g_rel", NULL, -2, 1, EVENT_GAUGE_RELATIVE),
+        ev(METRIC_GAUGE, "g_abs", NULL, 5, 1, EVENT_GAUGE_RELATIVE),
+        ev(METRIC_GAUGE, "g_abs", NULL, 20, 1, 0),
+        ev(METRIC_GAUGE, "g_abs", NULL, -3, 1, EVENT_GAUGE_RELATIVE),
+    };
+    live_update u;
+    char err[128];
+    assert_int_equal(live_update_build(&u, "b", 1, e, 5, 60, err, sizeof err), 0);
+    int ops = 2;
+    assert_string_equal(key_of(&u, 0), "tally:{g_rel}:gauge");
+    assert_string_equal(verb_of(&u, ops, 0), "add");
+    assert_string_equal(value_of(&u, ops, 0), "3");
+    assert_string_equal(key_of(&u, 1), "tally:{g_abs}:gauge");
+    assert_string_equal(verb_of(&u, ops, 1), "set");
+    assert_string_equal(value_of(&u, ops, 1), "17");
+    live_update_free(&u);
+}
+
+static void test_distribution_ops(void **state)
+{
+    (void)state;
+    metric_event e[] = {
+        ev(METRIC_DISTRIBUTION, "lat", "a:1", 10, 1, 0),
+        ev(METRIC_DISTRIBUTION, "lat", "a:1", 30, 1, 0),
+        ev(METRIC_DISTRIBUTION, "lat", "a:1", 20, 0.5, 0),
+    };
+    live_update u;
+    char err[128];
+    assert_int_equal(live_update_build(&u, "b", 1, e, 3, 60, err, sizeof err), 0);
+    int ops = 4;
+    assert_int_equal(u.argc, 4 + ops + 2 + 3 * ops);
+    const char *keys[] = {"tally:{lat}:dist:count", "tally:{lat}:dist:sum",
+                          "tally:{lat}:dist:min", "tally:{lat}:dist:max"};
+    const char *verbs[] = {"add", "add", "min", "max"};
+    const char *values[] = {"4", "80", "10", "30"};
+    for (int i = 0; i < ops; i++) {
+        assert_string_equal(key_of(&u, i), keys[i]);
+        assert_string_equal(verb_of(&u, ops, i), verbs[i]);
+        assert_string_equal(field_of(&u, ops, i), "a:1");
+        assert_string_equal(value_of(&u, ops, i), values[i]);
+    }
+    live_update_free(&u);
+}
+
+static void test_types_are_separate_series_in_first_seen_order(void **state)
+{
+    (void)state;
+    metric_event e[] = {
+        ev(METRIC_GAUGE, "x", NULL, 1, 1, 0),
+        ev(METRIC_COUNTER, "x", NULL, 1, 1, 0),
+        ev(METRIC_COUNTER, "y", NULL, 1, 1, 0),
+        ev(METRIC_GAUGE, "x", NULL, 2, 1, 0),
+    };
+    live_update u;
+    char err[128];
+    assert_int_equal(live_update_build(&u, "b", 1, e, 4, 60, err, sizeof err), 0);
+    assert_int_equal(u.series, 3);
+    assert_string_equal(key_of(&u, 0), "tally:{x}:gauge");
+    assert_string_equal(key_of(&u, 1), "tally:{x}:counter");
+    assert_string_equal(key_of(&u, 2), "tally:{y}:counter");
+    assert_string_equal(value_of(&u, 3, 0), "2");
+    live_update_free(&u);
+}
+
+static void test_many_series_grow_the_table(void **state)
+{
+    (void)state;
+    enum { N = 5000 };
+    static char names[N][16];
+    static metric_event e[2 * N];
+    for (int i = 0; i < N; i++) {
+        snprintf(names[i], sizeof names[i], "m%d", i);
+        e[2 * i] = ev(METRIC_COUNTER, names[i], NULL, 1, 1, 0);
+        e[2 * i + 1] = ev(METRIC_COUNTER, names[i], NULL, 2, 1, 0);
+    }
+    live_update u;
+    char err[128];
+    assert_int_equal(live_update_build(&u, "b", 1, e, 2 * N, 60, err, sizeof err), 0);
+    assert_int_equal(u.series, N);
+    for (int i = 0; i < N; i++)
+        assert_string_equal(value_of(&u, N, i), "3");
+    live_update_free(&u);
+}
+
+static void test_format_double_is_exact_and_short(void **state)
+{
+    (void)state;
+    char buf[FORMAT_DOUBLE_MAX];
+    format_double(buf, sizeof buf, 0.1);
+    assert_string_equal(buf, "0.1");
+    format_double(buf, sizeof buf, 100000);
+    assert_string_equal(buf, "100000");
+    format_double(buf, sizeof buf, 0.1 + 0.2);
+    assert_string_equal(buf, "0.30000000000000004");
+    format_double(buf, sizeof buf, 9007199254740993.0);
+    assert_true(strtod(buf, NULL) == 9007199254740993.0);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_counters_fold_per_series),
+        cmocka_unit_test(test_gauge_composition),
+        cmocka_unit_test(test_distribution_ops),
+        cmocka_unit_test(test_types_are_separate_series_in_first_seen_order),
+        cmocka_unit_test(test_many_series_grow_the_table),
+        cmocka_unit_test(test_format_double_is_exact_and_short),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

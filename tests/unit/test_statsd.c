@@ -1,0 +1,773 @@
+/*
+ * test_statsd.c — unit tests for the StatsD batch parser (common/statsd.c).
+ *
+ * Every body is copied into a malloc'd buffer of exactly its length (no NUL
+ * terminator), so AddressSanitizer catches any read past the end of a line.
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "statsd.h"
+
+#define STAMP 1700000000123LL
+
+static statsd_limits limits_default(void)
+{
+    statsd_limits l = {.max_lines = 50000, .max_name_len = 200, .max_tags_len = 1024,
+                       .max_errors = 100};
+    return l;
+}
+
+/* A parse whose body lives in an exact-size heap buffer. */
+typedef struct parsed {
+    statsd_batch b;
+    char *body;
+    size_t len;
+    int rc;
+    char err[256];
+} parsed;
+
+static void parse_with(parsed *p, const char *text, size_t len, const statsd_limits *l)
+{
+    free(p->body);
+    p->body = malloc(len ? len : 1);
+    assert_non_null(p->body);
+    memcpy(p->body, text, len);
+    p->len = len;
+    p->err[0] = '\0';
+    p->rc = statsd_parse_batch(&p->b, p->body, len, l, STAMP, p->err, sizeof p->err);
+}
+
+static void parse_text(parsed *p, const char *text)
+{
+    statsd_limits l = limits_default();
+    parse_with(p, text, strlen(text), &l);
+}
+
+static void parsed_init(parsed *p)
+{
+    memset(p, 0, sizeof *p);
+    statsd_batch_init(&p->b);
+}
+
+static void parsed_free(parsed *p)
+{
+    statsd_batch_free(&p->b);
+    free(p->body);
+    p->body = NULL;
+}
+
+static void assert_str_n(const char *got, size_t got_len, const char *want)
+{
+    assert_int_equal(got_len, strlen(want));
+    if (got_len > 0) assert_memory_equal(got, want, got_len);
+}
+
+/* Parses one line that must be valid and returns its event by value. */
+static metric_event parse_one(parsed *p, const char *line)
+{
+    parse_text(p, line);
+    if (p->rc != 0 && p->b.error_count > 0)
+        fail_msg("line \"%s\" rejected: %s", line, p->b.errors[0].reason);
+    assert_int_equal(p->rc, 0);
+    assert_int_equal(p->b.count, 1);
+    assert_int_equal(p->b.error_total, 0);
+    return p->b.events[0];
+}
+
+/* Asserts that `line`, placed as line 2 after a valid line, is rejected with `reason`. */
+static void assert_line_rejected(const char *line, const char *reason)
+{
+    parsed p;
+    parsed_init(&p);
+    char text[2048];
+    snprintf(text, sizeof text, "ok.metric:1|c\n%s\nok.metric:2|c", line);
+    parse_text(&p, text);
+    if (p.rc != STATSD_INVALID) fail_msg("line \"%s\" was accepted", line);
+    assert_int_equal(p.b.count, 0);
+    assert_int_equal(p.b.error_total, 1);
+    assert_int_equal(p.b.error_count, 1);
+    assert_int_equal(p.b.errors[0].line, 2);
+    if (strcmp(p.b.errors[0].reason, reason) != 0)
+        fail_msg("line \"%s\": reason \"%s\", want \"%s\"", line, p.b.errors[0].reason, reason);
+    parsed_free(&p);
+}
+
+/* ---- valid lines ---------------------------------------------------------- */
+
+static void test_counter_basic(void **state)
+{
+    (void)state;
+    parsed p;
+    parsed_init(&p);
+    metric_event ev = parse_one(&p, "api.requests.count:1|c");
+    assert_int_equal(ev.type, METRIC_COUNTER);
+    assert_int_equal(ev.flags, 0);
+    assert_str_n(ev.name, ev.name_len, "api.requests.count");
+    assert_true(ev.name == p.body); /* zero copy: the name is in the body */
+    assert_int_equal(ev.tags_len, 0);
+    assert_true(ev.value == 1.0);
+    assert_true(ev.sample_rate == 1.0);
+    assert_int_equal(ev.stamp_ms, STAMP);
+    parsed_free(&p);
+}
+
+static void test_counter_negative_fractional(void **state)
+{
+    (void)state;
+    parsed p;
+    parsed_init(&p);
+    metric_event ev = parse_one(&p, "x:-2.5|c");
+    assert_true(ev.value == -2.5);
+    assert_int_equal(ev.flags, 0);
+    ev = parse_one(&p, "x:+0.125|c");
+    assert_true(ev.value == 0.125);
+    assert_int_equal(ev.flags, 0); /* sign only means "relative" for gauges */
+    ev = parse_one(&p, "x_y-z.W9:1e3|c");
+    assert_true(ev.value == 1000.0);
+    parsed_free(&p);
+}
+
+static void test_gauge_absolute_and_relative(void **state)
+{
+    (void)state;
+    parsed p;
+    parsed_init(&p);
+    metric_event ev = parse_one(&p, "mem.free:42|g");
+    assert_int_equal(ev.type, METRIC_GAUGE);
+    assert_int_equal(ev.flags, 0);
+    assert_true(ev.value == 42.0);
+
+    ev = parse_one(&p, "mem.free:+3|g");
+    assert_int_equal(ev.type, METRIC_GAUGE);
+    assert_int_equal(ev.flags, EVENT_GAUGE_RELATIVE);
+    assert_true(ev.value == 3.0);
+
+    ev = parse_one(&p, "mem.free:-3.5|g");
+    assert_int_equal(ev.flags, EVENT_GAUGE_RELATIVE);
+    assert_true(ev.value == -3.5);
+
+    ev = parse_one(&p, "mem.free:-0|g|T1600000000");
+    assert_int_equal(ev.flags, EVENT_GAUGE_RELATIVE | EVENT_CLIENT_STAMP);
+    assert_true(ev.value == 0.0 && signbit(ev.value));
+    parsed_free(&p);
+}
+
+static void test_distribution_types(void **state)
+{
+    (void)state;
+    parsed p;
+    parsed_init(&p);
+    const char *lines[] = {"lat:12.5|ms", "lat:12.5|h", "lat:12.5|d"};
+    for (size_t i = 0; i < 3; i++) {
+        metric_event ev = parse_one(&p, lines[i]);
+        assert_int_equal(ev.type, METRIC_DISTRIBUTION);
+        assert_true(ev.value == 12.5);
+        assert_int_equal(ev.flags, 0);
+    }
+    parsed_free(&p);
+}
+
+static void test_sample_rate_every_type(void **state)
+{
+    (void)state;
+    parsed p;
+    parsed_init(&p);
+    const char *lines[] = {"a:1|c|@0.5", "a:1|g|@0.5", "a:+1|g|@0.5", "a:1|ms|@0.5",
+                           "a:1|h|@0.5", "a:1|d|@0.5"};
+    for (size_t i = 0; i < 6; i++) {
+        metric_event ev = parse_one(&p, lines[i]);
+        assert_true(ev.sample_rate == 0.5);
+    }
+    assert_true(parse_one(&p, "a:1|c|@1").sample_rate == 1.0);
+    assert_true(parse_one(&p, "a:1|c|@1e-3").sample_rate == 0.001);
+    parsed_free(&p);
+}
+
+static void test_tags_and_timestamp(void **state)
+{
+    (void)state;
+    parsed p;
+    parsed_init(&p);
+    metric_event ev = parse_one(&p, "api.requests.count:1|c|#host:a,env:prod");
+    assert_str_n(ev.tags, ev.tags_len, "env:prod,host:a");
+    /* canonical tags live in the arena, not in the body */
+    assert_true(ev.tags < p.body || ev.tags >= p.body + p.len);
+
+    ev = parse_one(&p, "x:1|c|T1700000000");
+    assert_int_equal(ev.stamp_ms, 1700000000000LL);
+    assert_int_equal(ev.flags, EVENT_CLIENT_STAMP);
+    assert_int_equal(parse_one(&p, "x:1|c|T0").stamp_ms, 0);
+    assert_int_equal(parse_one(&p, "x:1|c|T4102444799").stamp_ms, 4102444799000LL);
+    parsed_free(&p);
+}
+
+static void test_sections_any_order(void **state)
+{
+    (void)state;
+    const char *lines[] = {
+        "svc.lat:7|ms|@0.25|#b:2,a:1|T1650000000",
+        "svc.lat:7|ms|#b:2,a:1|@0.25|T1650000000",
+        "svc.lat:7|ms|T1650000000|#a:1,b:2|@0.25",
+        "svc.lat:7|ms|T1650000000|@0.25|#b:2,a:1",
+        "svc.lat:7|ms|@0.25|T1650000000|#a:1,b:2,a:1",
+    };
+    parsed p;
+    parsed_init(&p);
+    for (size_t i = 0; i < sizeof lines / sizeof lines[0]; i++) {
+        metric_event ev = parse_one(&p, lines[i]);
+        assert_int_equal(ev.type, METRIC_DISTRIBUTION);
+        assert_str_n(ev.name, ev.name_len, "svc.lat");
+        assert_true(ev.value == 7.0);
+        assert_true(ev.sample_rate == 0.25);
+        assert_str_n(ev.tags, ev.tags_len, "a:1,b:2");
+        assert_int_equal(ev.stamp_ms, 1650000000000LL);
+        assert_int_equal(ev.flags, EVENT_CLIENT_STAMP);
+    }
+    parsed_free(&p);
+}
+
+/* The fast decimal path must give exactly what strtod gives. */
+static void test_numbers_match_strtod(void **state)
+{
+    (void)state;
+    const char *values[] = {
+        "0", "1", "-1", "+7", "-0", "0.1", "0.2", "0.3", "1.", ".5", "-.5", "123.456",
+        "999999999999999", "9999999999999999", "0.000000000000001", "3.141592653589793",
+        "2.718281828459045235", "1e3", "1E-3", "-1.5e+10", "4.9e-324", "1.7976931348623157e308",
+        "00000000000000000001", "0.1234567890123456789", "100000000000000000000000",
+        "123456789012345.6", "12345.678901234",
+    };
+    parsed p;
+    parsed_init(&p);
+    for (size_t i = 0; i < sizeof values / sizeof values[0]; i++) {
+        char line[128];
+        snprintf(line, sizeof line, "n:%s|c", values[i]);
+        metric_event ev = parse_one(&p, line);
+        double want = strtod(values[i], NULL);
+        if (memcmp(&ev.value, &want, sizeof want) != 0)
+            fail_msg("value %s parsed as %.17g, strtod gives %.17g", values[i], ev.value, want);
+    }
+    /* a generated sweep over the fast path's shapes */
+    for (unsigned i = 0; i < 20000; i++) {
+        char num[64], line[96];
+        unsigned long long m = (unsigned long long)i * 2654435761ULL % 1000000000000000ULL;
+        unsigned frac = i % 16;
+        snprintf(num, sizeof num, "%llu", m);
+        size_t n = strlen(num);
+        if (frac > 0 && frac < n) {
+            memmove(num + n - frac + 1, num + n - frac, frac + 1);
+            num[n - frac] = '.';
+        }
+        snprintf(line, sizeof line, "n:%s|g", num);
+        metric_event ev = parse_one(&p, line);
+        double want = strtod(num, NULL);
+        if (memcmp(&ev.value, &want, sizeof want) != 0)
+            fail_msg("value %s parsed as %.17g, strtod gives %.17g", num, ev.value, want);
+    }
+    /* 16 to 19 significant digits: beyond what the fast path may take exactly */
+    unsigned long long x = 88172645463325252ULL;
+    for (unsigned i = 0; i < 20000; i++) {
+        char num[64], line[96];
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        unsigned digits = 16 + i % 4;
+        snprintf(num, sizeof num, "1%0*llu", (int)digits - 1, x % 1000000000000000000ULL);
+        num[digits] = '\0';
+        size_t dot = 1 + i % (digits - 1);
+        memmove(num + dot + 1, num + dot, digits - dot + 1);
+        num[dot] = '.';
+        snprintf(line, sizeof line, "n:%s|d", num);
+        metric_event ev = parse_one(&p, line);
+        double want = strtod(num, NULL);
+        if (memcmp(&ev.value, &want, sizeof want) != 0)
+            fail_msg("value %s parsed as %.17g, strtod gives %.17g", num, ev.value, want);
+    }
+    parsed_free(&p);
+}
+
+/* ---- error reasons -------------------------------------------------------- */
+
+static void test_error_name(void **state)
+{
+    (void)state;
+    assert_line_rejected("foo|c", "missing ':' between name and value");
+    assert_line_rejected("foo", "missing ':' between name and value");
+    assert_line_rejected("fo{o:1|c", "invalid character '{' in metric name");
+    assert_line_rejected("foo bar:1|c", "invalid character ' ' in metric name");
+    assert_line_rejected("a\x01" "b:1|c", "invalid character byte 0x01 in metric name");
+    assert_line_rejected(":1|c", "empty metric name");
+    assert_line_rejected(" x:1|c", "invalid character ' ' in metric name");
+}
+
+static void test_error_value(void **state)
+{
+    (void)state;
+    assert_line_rejected("x:abc|c", "value \"abc\" is not a number");
+    assert_line_rejected("x:|c", "missing value after ':'");
+    assert_line_rejected("x:", "missing value after ':'");
+    assert_line_rejected("x:1", "missing metric type (expected |c, |g, |ms, |h or |d after the value)");
+    assert_line_rejected("x:0x10|c", "value \"0x10\" is not a number");
+    assert_line_rejected("x:inf|c", "value \"inf\" is not a number");
+    assert_line_rejected("x:-inf|g", "value \"-inf\" is not a number");
+    assert_line_rejected("x:nan|c", "value \"nan\" is not a number");
+    assert_line_rejected("x:NaN|ms", "value \"NaN\" is not a number");
+    assert_line_rejected("x: 1|c", "value \" 1\" is not a number");
+    assert_line_rejected("x:1 |c", "value \"1 \" is not a number");
+    assert_line_rejected("x:1e|c", "value \"1e\" is not a number");
+    assert_line_rejected("x:1.2.3|c", "value \"1.2.3\" is not a number");
+    assert_line_rejected("x:.|c", "value \".\" is not a number");
+    assert_line_rejected("x:-|g", "value \"-\" is not a number");
+    assert_line_rejected("x:1,5|c", "value \"1,5\" is not a number");
+    assert_line_rejected("x:1e999|c", "value \"1e999\" is out of range");
+    char line[200];
+    snprintf(line, sizeof line, "x:%065d|c", 1);
+    assert_line_rejected(line, "value too long (more than 64 bytes)");
+    snprintf(line, sizeof line, "x:%064d|c", 1); /* exactly 64 bytes is fine */
+    parsed p;
+    parsed_init(&p);
+    assert_true(parse_one(&p, line).value == 1.0);
+    parsed_free(&p);
+    /* a long bad token is clipped in the reason */
+    assert_line_rejected("x:abcdefghijklmnopqrstuvwxyzabcdefghijklmnopqrstuvwxyz|c",
+                         "value \"abcdefghijklmnopqrstuvwxyzabcdef...\" is not a number");
+}
+
+static void test_error_type(void **state)
+{
+    (void)state;
+    assert_line_rejected("x:1|x", "unknown metric type \"x\"");
+    assert_line_rejected("x:1|cc", "unknown metric type \"cc\"");
+    assert_line_rejected("x:1|C", "unknown metric type \"C\"");
+    assert_line_rejected("x:1|m", "unknown metric type \"m\"");
+    assert_line_rejected("x:1|c\r|@0.5", "unknown metric type \"c\\x0d\"");
+    assert_line_rejected("x:1|", "missing metric type after '|'");
+    assert_line_rejected("x:1||c", "missing metric type after '|'");
+    assert_line_rejected("x:1|s", "set metrics (|s) are not supported");
+    assert_line_rejected("x:1|s|#a", "set metrics (|s) are not supported");
+}
+
+static void test_error_rate(void **state)
+{
+    (void)state;
+    assert_line_rejected("x:1|c|@2", "sample rate \"2\" must be in (0, 1]");
+    assert_line_rejected("x:1|c|@0", "sample rate \"0\" must be in (0, 1]");
+    assert_line_rejected("x:1|c|@-0.5", "sample rate \"-0.5\" must be in (0, 1]");
+    assert_line_rejected("x:1|c|@1.0000001", "sample rate \"1.0000001\" must be in (0, 1]");
+    assert_line_rejected("x:1|c|@1e999", "sample rate \"1e999\" must be in (0, 1]");
+    assert_line_rejected("x:1|c|@abc", "sample rate \"abc\" is not a number");
+    assert_line_rejected("x:1|c|@nan", "sample rate \"nan\" is not a number");
+    assert_line_rejected("x:1|c|@", "empty sample rate after '|@'");
+    assert_line_rejected("x:1|c|@0.5|@0.5", "duplicate sample rate section");
+}
+
+static void test_error_tags(void **state)
+{
+    (void)state;
+    assert_line_rejected("x:1|c|#a b", "invalid tag \"a b\"");
+    assert_line_rejected("x:1|c|#ok,a{b}", "invalid tag \"a{b}\"");
+    assert_line_rejected("x:1|c|#a,,b", "empty tag in tags section");
+    assert_line_rejected("x:1|c|#a,", "empty tag in tags section");
+    assert_line_rejected("x:1|c|#", "empty tags section '|#'");
+    assert_line_rejected("x:1|c|#a|#b", "duplicate tags section");
+    char line[512], tag[260];
+    memset(tag, 't', 201);
+    tag[201] = '\0';
+    snprintf(line, sizeof line, "x:1|c|#%s", tag);
+    assert_line_rejected(line, "tag longer than 200 bytes");
+    tag[200] = '\0';
+    snprintf(line, sizeof line, "x:1|c|#%s", tag);
+    parsed p;
+    parsed_init(&p);
+    assert_int_equal(parse_one(&p, line).tags_len, 200);
+    parsed_free(&p);
+}
+
+static void test_error_timestamp_and_sections(void **state)
+{
+    (void)state;
+    assert_line_rejected("x:1|c|Tx", "timestamp \"x\" is not a valid Unix time in seconds");
+    assert_line_rejected("x:1|c|T", "timestamp \"\" is not a valid Unix time in seconds");
+    assert_line_rejected("x:1|c|T-1", "timestamp \"-1\" is not a valid Unix time in seconds");
+    assert_line_rejected("x:1|c|T1.5", "timestamp \"1.5\" is not a valid Unix time in seconds");
+    assert_line_rejected("x:1|c|T1700000000000",
+                         "timestamp \"1700000000000\" is not a valid Unix time in seconds");
+    assert_line_rejected("x:1|c|T4102444800",
+                         "timestamp \"4102444800\" is not a valid Unix time in seconds");
+    assert_line_rejected("x:1|c|T1|T2", "duplicate timestamp section");
+    assert_line_rejected("x:1|c|Q1", "unknown section \"|Q1\" (expected |@rate, |#tags or |T<seconds>)");
+    assert_line_rejected("x:1|c|", "empty section after '|'");
+    assert_line_rejected("x:1|c||@0.5", "empty section after '|'");
+}
+
+/* ---- batches ---------------------------------------------------------------- */
+
+static void test_multi_error_batch(void **state)
+{
+    (void)state;
+    parsed p;
+    parsed_init(&p);
+    parse_text(&p, "a:1|c\n"      /* 1 */
+                   "b:x|c\n"      /* 2 bad */
+                   "c:1|g\n"      /* 3 */
+                   "\n"           /* 4 empty */
+                   "d:1|q\n"      /* 5 bad */
+                   "e:1|ms|@0.1\n" /* 6 */
+                   "f{:1|c\n");   /* 7 bad */
+    assert_int_equal(p.rc, STATSD_INVALID);
+    assert_int_equal(p.b.count, 0);
+    assert_int_equal(p.b.error_total, 3);
+    assert_int_equal(p.b.error_count, 3);
+    assert_int_equal(p.b.errors[0].line, 2);
+    assert_string_equal(p.b.errors[0].reason, "value \"x\" is not a number");
+    assert_int_equal(p.b.errors[1].line, 5);
+    assert_string_equal(p.b.errors[1].reason, "unknown metric type \"q\"");
+    assert_int_equal(p.b.errors[2].line, 7);
+    assert_string_equal(p.b.errors[2].reason, "invalid character '{' in metric name");
+    parsed_free(&p);
+}
+
+static void test_max_errors_cap(void **state)
+{
+    (void)state;
+    char text[4096] = "";
+    for (int i = 1; i <= 40; i++) strcat(text, i % 2 ? "bad|c\n" : "good:1|c\n");
+    parsed p;
+    parsed_init(&p);
+    statsd_limits l = limits_default();
+    l.max_errors = 3;
+    parse_with(&p, text, strlen(text), &l);
+    assert_int_equal(p.rc, STATSD_INVALID);
+    assert_int_equal(p.b.error_total, 20);
+    assert_int_equal(p.b.error_count, 3);
+    assert_int_equal(p.b.errors[0].line, 1);
+    assert_int_equal(p.b.errors[1].line, 3);
+    assert_int_equal(p.b.errors[2].line, 5);
+
+    l.max_errors = 0;
+    parse_with(&p, text, strlen(text), &l);
+    assert_int_equal(p.rc, STATSD_INVALID);
+    assert_int_equal(p.b.error_total, 20);
+    assert_int_equal(p.b.error_count, 0);
+    assert_int_equal(p.b.count, 0);
+
+    l.max_errors = 1000; /* more than the error array had: must grow */
+    parse_with(&p, text, strlen(text), &l);
+    assert_int_equal(p.b.error_total, 20);
+    assert_int_equal(p.b.error_count, 20);
+    assert_int_equal(p.b.errors[19].line, 39);
+    parsed_free(&p);
+}
+
+static void test_batch_atomic(void **state)
+{
+    (void)state;
+    parsed p;
+    parsed_init(&p);
+    parse_text(&p, "a:1|c\nb:2|c\nc:3|c\nd:4|c|@5\ne:5|c\n");
+    assert_int_equal(p.rc, STATSD_INVALID);
+    assert_int_equal(p.b.count, 0);
+    assert_int_equal(p.b.error_total, 1);
+    assert_int_equal(p.b.errors[0].line, 4);
+    parsed_free(&p);
+}
+
+static void test_crlf_and_empty_lines(void **state)
+{
+    (void)state;
+    parsed p;
+    parsed_init(&p);
+    parse_text(&p, "\r\na:1|c\r\n\r\n\nb:2|g|#z,y\r\n\n");
+    assert_int_equal(p.rc, 0);
+    assert_int_equal(p.b.count, 2);
+    assert_str_n(p.b.events[0].name, p.b.events[0].name_len, "a");
+    assert_str_n(p.b.events[1].name, p.b.events[1].name_len, "b");
+    assert_str_n(p.b.events[1].tags, p.b.events[1].tags_len, "y,z");
+    assert_true(p.b.events[1].value == 2.0);
+
+    /* no trailing newline, and a CRLF before the last line */
+    parse_text(&p, "a:1|c\r\nb:2|c");
+    assert_int_equal(p.rc, 0);
+    assert_int_equal(p.b.count, 2);
+
+    /* empty lines still count for numbering */
+    parse_text(&p, "\n\r\n\nbad\n");
+    assert_int_equal(p.rc, STATSD_INVALID);
+    assert_int_equal(p.b.errors[0].line, 4);
+
+    /* empty bodies */
+    parse_text(&p, "");
+    assert_int_equal(p.rc, 0);
+    assert_int_equal(p.b.count, 0);
+    parse_text(&p, "\n\r\n\n");
+    assert_int_equal(p.rc, 0);
+    assert_int_equal(p.b.count, 0);
+    statsd_limits l = limits_default();
+    assert_int_equal(statsd_parse_batch(&p.b, NULL, 0, &l, STAMP, p.err, sizeof p.err), 0);
+    assert_int_equal(p.b.count, 0);
+    parsed_free(&p);
+}
+
+static void test_limit_name_length(void **state)
+{
+    (void)state;
+    char line[600];
+    parsed p;
+    parsed_init(&p);
+    memset(line, 'n', 200);
+    strcpy(line + 200, ":1|c");
+    assert_int_equal(parse_one(&p, line).name_len, 200);
+    memset(line, 'n', 201);
+    strcpy(line + 201, ":1|c");
+    assert_line_rejected(line, "metric name longer than 200 bytes");
+
+    /* a configured limit above EVENT_NAME_MAX is clamped to it */
+    statsd_limits l = limits_default();
+    l.max_name_len = 1000;
+    memset(line, 'n', 255);
+    strcpy(line + 255, ":1|c");
+    parse_with(&p, line, strlen(line), &l);
+    assert_int_equal(p.rc, 0);
+    assert_int_equal(p.b.events[0].name_len, 255);
+    memset(line, 'n', 256);
+    strcpy(line + 256, ":1|c");
+    parse_with(&p, line, strlen(line), &l);
+    assert_int_equal(p.rc, STATSD_INVALID);
+    assert_string_equal(p.b.errors[0].reason, "metric name longer than 255 bytes");
+    parsed_free(&p);
+}
+
+static void test_limit_tags_length(void **state)
+{
+    (void)state;
+    parsed p;
+    parsed_init(&p);
+    statsd_limits l = limits_default();
+    l.max_tags_len = 10;
+    const char *ok = "x:1|c|#b:222,a:1";
+    parse_with(&p, ok, strlen(ok), &l);
+    assert_int_equal(p.rc, 0);
+    assert_str_n(p.b.events[0].tags, p.b.events[0].tags_len, "a:1,b:222");
+    const char *ok10 = "x:1|c|#b:2222,a:1";
+    parse_with(&p, ok10, strlen(ok10), &l);
+    assert_int_equal(p.rc, 0);
+    assert_int_equal(p.b.events[0].tags_len, 10);
+    const char *bad = "x:1|c|#b:22222,a:1";
+    parse_with(&p, bad, strlen(bad), &l);
+    assert_int_equal(p.rc, STATSD_INVALID);
+    assert_string_equal(p.b.errors[0].reason, "tags longer than 10 bytes (canonical form is 11)");
+    /* the limit applies to the canonical form: duplicates do not count */
+    const char *dups = "x:1|c|#a:1,a:1,a:1,a:1,b:2222";
+    parse_with(&p, dups, strlen(dups), &l);
+    assert_int_equal(p.rc, 0);
+    assert_str_n(p.b.events[0].tags, p.b.events[0].tags_len, "a:1,b:2222");
+    parsed_free(&p);
+}
+
+static void test_limit_max_lines(void **state)
+{
+    (void)state;
+    parsed p;
+    parsed_init(&p);
+    statsd_limits l = limits_default();
+    l.max_lines = 2;
+    const char *two = "\na:1|c\n\nb:1|c\n\n";
+    parse_with(&p, two, strlen(two), &l);
+    assert_int_equal(p.rc, 0);
+    assert_int_equal(p.b.count, 2);
+
+    const char *three = "a:1|c\n\nb:1|c\n\nc:1|c\nbad\nworse\n";
+    parse_with(&p, three, strlen(three), &l);
+    assert_int_equal(p.rc, STATSD_INVALID);
+    assert_int_equal(p.b.count, 0);
+    assert_int_equal(p.b.error_total, 1); /* parsing stops at the first line past the limit */
+    assert_int_equal(p.b.errors[0].line, 5);
+    assert_string_equal(p.b.errors[0].reason, "too many lines (limit 2)");
+
+    l.max_lines = 50000;
+    size_t n = 50001;
+    char *big = malloc(n * 6);
+    assert_non_null(big);
+    for (size_t i = 0; i < n; i++) memcpy(big + i * 6, "a:1|c\n", 6);
+    parse_with(&p, big, n * 6, &l);
+    assert_int_equal(p.rc, STATSD_INVALID);
+    assert_int_equal(p.b.errors[0].line, 50001);
+    assert_string_equal(p.b.errors[0].reason, "too many lines (limit 50000)");
+    parse_with(&p, big, (n - 1) * 6, &l);
+    assert_int_equal(p.rc, 0);
+    assert_int_equal(p.b.count, 50000);
+    free(big);
+    parsed_free(&p);
+}
+
+static void test_tag_canonical_form(void **state)
+{
+    (void)state;
+    parsed p;
+    parsed_init(&p);
+    assert_str_n(parse_one(&p, "x:1|c|#c,b,a").tags, 5, "a,b,c");
+    metric_event ev = parse_one(&p, "x:1|c|#b,a,b,a,b");
+    assert_str_n(ev.tags, ev.tags_len, "a,b");
+    ev = parse_one(&p, "x:1|c|#a:1,a");
+    assert_str_n(ev.tags, ev.tags_len, "a,a:1"); /* prefix sorts first */
+    ev = parse_one(&p, "x:1|c|#b,B,a,A,_,1");
+    assert_str_n(ev.tags, ev.tags_len, "1,A,B,_,a,b"); /* bytewise, not locale */
+    ev = parse_one(&p, "x:1|c|#only");
+    assert_str_n(ev.tags, ev.tags_len, "only");
+    ev = parse_one(&p, "x:1|c|#k:v/w.x-y_z");
+    assert_str_n(ev.tags, ev.tags_len, "k:v/w.x-y_z");
+
+    /* many tags (the qsort path), reversed, with duplicates */
+    char line[2048] = "x:1|c|#", want[2048] = "";
+    for (int i = 59; i >= 0; i--) {
+        char t[16];
+        snprintf(t, sizeof t, "t%02d,", i);
+        strcat(line, t);
+        if (i % 3 == 0) strcat(line, t);
+    }
+    line[strlen(line) - 1] = '\0';
+    for (int i = 0; i < 60; i++) {
+        char t[16];
+        snprintf(t, sizeof t, i ? ",t%02d" : "t%02d", i);
+        strcat(want, t);
+    }
+    ev = parse_one(&p, line);
+    assert_str_n(ev.tags, ev.tags_len, want);
+    parsed_free(&p);
+}
+
+/* Every byte is accepted in names and tags exactly when the grammar allows it. */
+static void test_character_classes(void **state)
+{
+    (void)state;
+    parsed p;
+    parsed_init(&p);
+    statsd_limits l = limits_default();
+    for (int c = 0; c < 256; c++) {
+        if (c == '\n' || c == ':' || c == '|') continue; /* structural in a name */
+        int name_ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                      c == '_' || c == '.' || c == '-';
+        char line[32];
+        int n = snprintf(line, sizeof line, "a%cb:1|c", 'X');
+        line[1] = (char)c;
+        parse_with(&p, line, (size_t)n, &l);
+        if ((p.rc == 0) != name_ok) fail_msg("name byte 0x%02x: rc %d", c, p.rc);
+    }
+    for (int c = 0; c < 256; c++) {
+        if (c == '\n' || c == ',' || c == '|') continue; /* structural in tags */
+        int tag_ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                     c == '_' || c == '.' || c == '-' || c == ':' || c == '/';
+        char line[32];
+        int n = snprintf(line, sizeof line, "x:1|c|#a%cb", 'X');
+        line[8] = (char)c;
+        parse_with(&p, line, (size_t)n, &l);
+        if ((p.rc == 0) != tag_ok) fail_msg("tag byte 0x%02x: rc %d", c, p.rc);
+    }
+    parsed_free(&p);
+}
+
+static void test_buffer_reuse(void **state)
+{
+    (void)state;
+    parsed p;
+    parsed_init(&p);
+    char big[64 * 1024] = "";
+    size_t off = 0;
+    for (int i = 0; i < 1000; i++)
+        off += (size_t)snprintf(big + off, sizeof big - off, "m%d:%d|c|#h:%d,e:p\n", i, i, i % 7);
+    parse_text(&p, big);
+    assert_int_equal(p.rc, 0);
+    assert_int_equal(p.b.count, 1000);
+    assert_str_n(p.b.events[999].tags, p.b.events[999].tags_len, "e:p,h:5");
+    char *arena = p.b.arena;
+    metric_event *events = p.b.events;
+    size_t cap = p.b.events_cap;
+
+    /* a bad batch in between leaves no trace in the next one */
+    parse_text(&p, "a:1|c\nb|c\n");
+    assert_int_equal(p.rc, STATSD_INVALID);
+
+    parse_text(&p, "small:2|g|#z:1,y:2\nother:3|ms\n");
+    assert_int_equal(p.rc, 0);
+    assert_int_equal(p.b.count, 2);
+    assert_int_equal(p.b.error_total, 0);
+    assert_int_equal(p.b.error_count, 0);
+    assert_true(p.b.arena == arena);   /* smaller body: no reallocation */
+    assert_true(p.b.events == events);
+    assert_int_equal(p.b.events_cap, cap);
+    assert_str_n(p.b.events[0].name, p.b.events[0].name_len, "small");
+    assert_str_n(p.b.events[0].tags, p.b.events[0].tags_len, "y:2,z:1");
+    assert_true(p.b.events[0].tags == p.b.arena); /* arena restarted */
+    assert_int_equal(p.b.events[1].tags_len, 0);
+    assert_true(p.b.events[1].value == 3.0);
+
+    /* a failing line's tags do not consume arena space */
+    parse_text(&p, "a:1|c|#q,p|@7\nb:1|c|#s,r\n");
+    assert_int_equal(p.rc, STATSD_INVALID);
+    assert_int_equal(p.b.arena_len, 3);
+    parsed_free(&p);
+
+    /* free then init again works */
+    parsed_init(&p);
+    parse_text(&p, "a:1|c");
+    assert_int_equal(p.rc, 0);
+    parsed_free(&p);
+    statsd_batch_free(&p.b); /* double free of a freed batch is harmless */
+}
+
+static void test_events_point_into_body(void **state)
+{
+    (void)state;
+    parsed p;
+    parsed_init(&p);
+    parse_text(&p, "first:1|c|#a\nsecond:2|c|#b,a\n");
+    assert_int_equal(p.rc, 0);
+    for (size_t i = 0; i < p.b.count; i++) {
+        const metric_event *ev = &p.b.events[i];
+        assert_true(ev->name >= p.body && ev->name + ev->name_len <= p.body + p.len);
+        assert_true(ev->tags >= p.b.arena && ev->tags + ev->tags_len <= p.b.arena + p.b.arena_cap);
+    }
+    assert_true(p.b.events[1].name == p.body + 13);
+    parsed_free(&p);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_counter_basic),
+        cmocka_unit_test(test_counter_negative_fractional),
+        cmocka_unit_test(test_gauge_absolute_and_relative),
+        cmocka_unit_test(test_distribution_types),
+        cmocka_unit_test(test_sample_rate_every_type),
+        cmocka_unit_test(test_tags_and_timestamp),
+        cmocka_unit_test(test_sections_any_order),
+        cmocka_unit_test(test_numbers_match_strtod),
+        cmocka_unit_test(test_error_name),
+        cmocka_unit_test(test_error_value),
+        cmocka_unit_test(test_error_type),
+        cmocka_unit_test(test_error_rate),
+        cmocka_unit_test(test_error_tags),
+        cmocka_unit_test(test_error_timestamp_and_sections),
+        cmocka_unit_test(test_multi_error_batch),
+        cmocka_unit_test(test_max_errors_cap),
+        cmocka_unit_test(test_batch_atomic),
+        cmocka_unit_test(test_crlf_and_empty_lines),
+        cmocka_unit_test(test_limit_name_length),
+        cmocka_unit_test(test_limit_tags_length),
+        cmocka_unit_test(test_limit_max_lines),
+        cmocka_unit_test(test_tag_canonical_form),
+        cmocka_unit_test(test_character_classes),
+        cmocka_unit_test(test_buffer_reuse),
+        cmocka_unit_test(test_events_point_into_body),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
