@@ -5,7 +5,7 @@
  * batches, lets the ones in flight finish (bounded by Kafka's delivery
  * timeout), flushes the producer and exits 0.
  *
- * Usage: tally-ingest [-c FILE] [--check-config]
+ * Usage: tally-ingest [-c FILE] [--check-config] [--help-config]
  * Exit codes: 0 clean stop, 1 runtime failure, 2 bad usage or configuration.
  */
 #include <signal.h>
@@ -33,9 +33,10 @@ typedef struct ingest_process {
 
 static void usage(FILE *out)
 {
-    fprintf(out, "usage: tally-ingest [-c FILE] [--check-config]\n"
+    fprintf(out, "usage: tally-ingest [-c FILE] [--check-config] [--help-config]\n"
                  "  -c FILE          configuration file (default conf/tally.conf)\n"
-                 "  --check-config   validate the configuration and exit (0 = valid)\n");
+                 "  --check-config   validate the configuration and exit (0 = valid)\n"
+                 "  --help-config    print every configuration key as a markdown table\n");
 }
 
 /* Runs every 50 ms after a stop signal: leaves the loop once nothing is in
@@ -88,6 +89,9 @@ int main(int argc, char **argv)
             config_path = argv[++i];
         } else if (strcmp(argv[i], "--check-config") == 0) {
             check_only = 1;
+        } else if (strcmp(argv[i], "--help-config") == 0) {
+            config_print_reference(stdout);
+            return 0;
         } else if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
             usage(stdout);
             return 0;

@@ -31,6 +31,7 @@ struct redis_writer {
     struct event_base *base;
     redisAsyncContext *ac;
     struct event *reconnect_timer;
+    struct event *connect_timer; /* hiredis 0.14 has no connect timeout */
     int reconnect_ms;
     int connected;       /* TCP connection established */
     int accepted;        /* durability check passed (or not required) */
@@ -58,6 +59,7 @@ typedef struct redis_call {
 } redis_call;
 
 static void schedule_reconnect(redis_writer *w);
+static void on_connect_timeout(evutil_socket_t fd, short what, void *arg);
 
 static void set_down(redis_writer *w, const char *fmt, const char *detail)
 {
@@ -265,9 +267,11 @@ static void on_connect(const redisAsyncContext *ac, int status)
         set_down(w, "cannot connect: %s", ac->errstr);
         log_warn("redis %s:%d: %s", w->host, w->port, ac->errstr);
         w->ac = NULL; /* hiredis frees the context after this callback */
+        evtimer_del(w->connect_timer);
         schedule_reconnect(w);
         return;
     }
+    evtimer_del(w->connect_timer);
     w->connected = 1;
     w->accepted = 0;
     w->checks_pending = 2;
@@ -313,6 +317,25 @@ static void connect_now(redis_writer *w)
     redisAsyncSetConnectCallback(ac, on_connect);
     redisAsyncSetDisconnectCallback(ac, on_disconnect);
     w->ac = ac;
+    struct timeval tv = {w->timeout_ms / 1000, (w->timeout_ms % 1000) * 1000};
+    if (evtimer_add(w->connect_timer, &tv) != 0)
+        log_error("cannot arm the redis connect timeout");
+}
+
+/* The TCP connect did not finish within redis.timeout_ms: give up on it. */
+static void on_connect_timeout(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    redis_writer *w = arg;
+    if (!w->ac || w->connected)
+        return;
+    set_down(w, "connect timed out after %s ms", "redis.timeout_ms");
+    log_warn("redis %s:%d: connect timed out", w->host, w->port);
+    redisAsyncContext *ac = w->ac;
+    w->ac = NULL;
+    redisAsyncFree(ac); /* not connected: no disconnect callback runs */
+    schedule_reconnect(w);
 }
 
 static void on_reconnect_timer(evutil_socket_t fd, short what, void *arg)
@@ -346,8 +369,13 @@ redis_writer *redis_writer_new(struct event_base *base, const tally_config *cfg,
     w->reconnect_ms = RECONNECT_MIN_MS;
     set_down(w, "%s", "not connected yet");
     w->reconnect_timer = evtimer_new(base, on_reconnect_timer, w);
-    if (!w->reconnect_timer) {
+    w->connect_timer = evtimer_new(base, on_connect_timeout, w);
+    if (!w->reconnect_timer || !w->connect_timer) {
         snprintf(err, errlen, "libevent: cannot create a timer");
+        if (w->reconnect_timer)
+            event_free(w->reconnect_timer);
+        if (w->connect_timer)
+            event_free(w->connect_timer);
         free(w);
         return NULL;
     }
@@ -371,5 +399,6 @@ void redis_writer_free(redis_writer *w)
     if (w->ac)
         redisAsyncFree(w->ac);
     event_free(w->reconnect_timer);
+    event_free(w->connect_timer);
     free(w);
 }

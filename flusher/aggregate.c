@@ -1,0 +1,370 @@
+/*
+ * aggregate.c — the flusher's in-memory pre-aggregation (see aggregate.h).
+ *
+ * Layout. Series and rows live in two dense arrays, in first-seen order, so
+ * iteration is cheap and deterministic (the same event sequence always gives
+ * the same statements in the same order). Each array is indexed by its own
+ * open-addressing hash table (linear probing, power-of-two capacity, load
+ * factor <= 1/2) whose slots hold index + 1 (0 = empty). Rows are keyed by
+ * (series index, bucket), so a row lookup hashes two integers instead of the
+ * strings: the name and tags are hashed once per event, for the series.
+ *
+ * Strings are copied into an arena of chunks. Pointers into a chunk stay
+ * valid while the aggregate grows (a growing flat buffer would move them),
+ * and clear() rewinds the chunks instead of freeing them, so after the first
+ * few flushes the steady state allocates nothing.
+ *
+ * Trade-off: removal is not supported (nothing is removed between clears),
+ * which keeps linear probing trivial. Memory is bounded because every event
+ * adds at most one series, one row and name_len + tags_len + 2 bytes of
+ * strings, and the caller flushes after flusher.max_batch_events events.
+ */
+#include "aggregate.h"
+
+#include <assert.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "hash.h"
+
+#define AGG_INITIAL_SLOTS 64u
+#define ARENA_CHUNK_MIN (64u * 1024u)
+
+typedef struct arena_chunk {
+    size_t size;
+    size_t used;
+    char data[];
+} arena_chunk;
+
+struct aggregate {
+    int bucket_seconds;
+    size_t events;
+
+    agg_series *series;
+    size_t nseries, series_cap;
+    uint32_t *series_slots;
+    size_t series_slot_cap;
+
+    agg_row *rows;
+    size_t nrows, rows_cap;
+    uint32_t *row_slots;
+    size_t row_slot_cap;
+
+    arena_chunk **chunks;
+    size_t nchunks, chunks_cap, chunk_cur;
+};
+
+/* ---- arena ---------------------------------------------------------------- */
+
+/* Returns n bytes that stay valid until clear/free, or NULL (out of memory). */
+static char *arena_alloc(aggregate *a, size_t n)
+{
+    while (a->chunk_cur < a->nchunks) {
+        arena_chunk *c = a->chunks[a->chunk_cur];
+        if (c->size - c->used >= n) {
+            char *p = c->data + c->used;
+            c->used += n;
+            return p;
+        }
+        /* Later chunks are still empty (used == 0) in this cycle; a chunk
+         * skipped here stays unused until the next clear. */
+        a->chunk_cur++;
+    }
+    if (a->nchunks == a->chunks_cap) {
+        size_t cap = a->chunks_cap ? a->chunks_cap * 2 : 8;
+        arena_chunk **chunks = realloc(a->chunks, cap * sizeof *chunks);
+        if (!chunks)
+            return NULL;
+        a->chunks = chunks;
+        a->chunks_cap = cap;
+    }
+    size_t size = n > ARENA_CHUNK_MIN ? n : ARENA_CHUNK_MIN;
+    arena_chunk *c = malloc(sizeof *c + size);
+    if (!c)
+        return NULL;
+    c->size = size;
+    c->used = n;
+    a->chunks[a->nchunks] = c;
+    a->chunk_cur = a->nchunks;
+    a->nchunks++;
+    return c->data;
+}
+
+/* ---- lifecycle ---------------------------------------------------------------- */
+
+aggregate *aggregate_new(int bucket_seconds)
+{
+    assert(bucket_seconds >= 1);
+    aggregate *a = calloc(1, sizeof *a);
+    if (!a)
+        return NULL;
+    a->bucket_seconds = bucket_seconds;
+    a->series_slots = calloc(AGG_INITIAL_SLOTS, sizeof *a->series_slots);
+    a->row_slots = calloc(AGG_INITIAL_SLOTS, sizeof *a->row_slots);
+    if (!a->series_slots || !a->row_slots) {
+        aggregate_free(a);
+        return NULL;
+    }
+    a->series_slot_cap = AGG_INITIAL_SLOTS;
+    a->row_slot_cap = AGG_INITIAL_SLOTS;
+    return a;
+}
+
+void aggregate_free(aggregate *a)
+{
+    if (!a)
+        return;
+    for (size_t i = 0; i < a->nchunks; i++)
+        free(a->chunks[i]);
+    free(a->chunks);
+    free(a->series);
+    free(a->series_slots);
+    free(a->rows);
+    free(a->row_slots);
+    free(a);
+}
+
+void aggregate_clear(aggregate *a)
+{
+    assert(a);
+    memset(a->series_slots, 0, a->series_slot_cap * sizeof *a->series_slots);
+    memset(a->row_slots, 0, a->row_slot_cap * sizeof *a->row_slots);
+    for (size_t i = 0; i < a->nchunks; i++)
+        a->chunks[i]->used = 0;
+    a->chunk_cur = 0;
+    a->nseries = 0;
+    a->nrows = 0;
+    a->events = 0;
+}
+
+/* ---- keys ------------------------------------------------------------------- */
+
+int64_t aggregate_bucket(int64_t stamp_ms, int bucket_seconds)
+{
+    assert(bucket_seconds >= 1);
+    /* floor(floor(x / 1000) / b) == floor(x / (1000 b)) for positive integer
+     * divisors; C division truncates towards zero, so fix negative quotients. */
+    int64_t span = (int64_t)bucket_seconds * 1000;
+    int64_t q = stamp_ms / span;
+    if (stamp_ms % span < 0)
+        q--;
+    return q * bucket_seconds;
+}
+
+static uint32_t series_hash(const metric_event *ev)
+{
+    uint32_t h = hash_fnv1a(HASH_FNV1A_INIT, &(uint8_t){(uint8_t)ev->type}, 1);
+    h = hash_fnv1a(h, ev->name, ev->name_len);
+    /* A separator keeps ("ab", "c") and ("a", "bc") apart. */
+    h = hash_fnv1a(h, "\0", 1);
+    return hash_fnv1a(h, ev->tags, ev->tags_len);
+}
+
+static uint32_t row_hash(uint32_t series, int64_t bucket)
+{
+    return hash_fnv1a_u64(hash_fnv1a_u64(HASH_FNV1A_INIT, series), (uint64_t)bucket);
+}
+
+/* Rebuilds a slot table of capacity `cap` (power of two) for `n` entries whose
+ * hashes are given by hash_of(a, index). Returns 0 or -1 (out of memory). */
+static int slots_rebuild(uint32_t **slots, size_t *slot_cap, size_t cap, size_t n,
+                         const aggregate *a, uint32_t (*hash_of)(const aggregate *, size_t))
+{
+    assert(cap && (cap & (cap - 1)) == 0 && n < cap / 2 + 1);
+    uint32_t *fresh = calloc(cap, sizeof *fresh);
+    if (!fresh)
+        return -1;
+    size_t mask = cap - 1;
+    for (size_t i = 0; i < n; i++) {
+        size_t j = hash_of(a, i) & mask;
+        while (fresh[j])
+            j = (j + 1) & mask;
+        fresh[j] = (uint32_t)(i + 1);
+    }
+    free(*slots);
+    *slots = fresh;
+    *slot_cap = cap;
+    return 0;
+}
+
+static uint32_t series_hash_at(const aggregate *a, size_t i) { return a->series[i].hash; }
+
+static uint32_t row_hash_at(const aggregate *a, size_t i)
+{
+    return row_hash(a->rows[i].series, a->rows[i].bucket);
+}
+
+/* Makes room for one more entry in a (dense array, slot table) pair. */
+static int reserve(void **array, size_t *cap, size_t elem, size_t n,
+                   uint32_t **slots, size_t *slot_cap, const aggregate *a,
+                   uint32_t (*hash_of)(const aggregate *, size_t))
+{
+    if (n >= UINT32_MAX - 1)
+        return -1;
+    if (n == *cap) {
+        size_t ncap = *cap ? *cap * 2 : 64;
+        void *grown = realloc(*array, ncap * elem);
+        if (!grown)
+            return -1;
+        *array = grown;
+        *cap = ncap;
+    }
+    if ((n + 1) * 2 > *slot_cap)
+        return slots_rebuild(slots, slot_cap, *slot_cap * 2, n, a, hash_of);
+    return 0;
+}
+
+/* Finds or creates the series of `ev`; returns its index or -1 (out of memory). */
+static long series_lookup(aggregate *a, const metric_event *ev)
+{
+    if (reserve((void **)&a->series, &a->series_cap, sizeof *a->series, a->nseries,
+                &a->series_slots, &a->series_slot_cap, a, series_hash_at) < 0)
+        return -1;
+    uint32_t h = series_hash(ev);
+    size_t mask = a->series_slot_cap - 1;
+    size_t j = h & mask;
+    for (; a->series_slots[j]; j = (j + 1) & mask) {
+        const agg_series *s = &a->series[a->series_slots[j] - 1];
+        if (s->hash == h && s->type == ev->type && s->name_len == ev->name_len &&
+            s->tags_len == ev->tags_len && memcmp(s->name, ev->name, ev->name_len) == 0 &&
+            (ev->tags_len == 0 || memcmp(s->tags, ev->tags, ev->tags_len) == 0))
+            return (long)(a->series_slots[j] - 1);
+    }
+    char *mem = arena_alloc(a, (size_t)ev->name_len + ev->tags_len + 2);
+    if (!mem)
+        return -1;
+    memcpy(mem, ev->name, ev->name_len);
+    mem[ev->name_len] = '\0';
+    char *tags = mem + ev->name_len + 1;
+    if (ev->tags_len)
+        memcpy(tags, ev->tags, ev->tags_len);
+    tags[ev->tags_len] = '\0';
+
+    size_t idx = a->nseries++;
+    a->series[idx] = (agg_series){
+        .name = mem, .tags = tags, .name_len = ev->name_len, .tags_len = ev->tags_len,
+        .type = ev->type, .hash = h,
+    };
+    a->series_slots[j] = (uint32_t)(idx + 1);
+    return (long)idx;
+}
+
+/* Finds or creates the row (series, bucket); returns its index or -1 (out of memory). */
+static long row_lookup(aggregate *a, uint32_t series, int64_t bucket)
+{
+    if (reserve((void **)&a->rows, &a->rows_cap, sizeof *a->rows, a->nrows,
+                &a->row_slots, &a->row_slot_cap, a, row_hash_at) < 0)
+        return -1;
+    size_t mask = a->row_slot_cap - 1;
+    size_t j = row_hash(series, bucket) & mask;
+    for (; a->row_slots[j]; j = (j + 1) & mask) {
+        const agg_row *r = &a->rows[a->row_slots[j] - 1];
+        if (r->series == series && r->bucket == bucket)
+            return (long)(a->row_slots[j] - 1);
+    }
+    size_t idx = a->nrows++;
+    a->rows[idx] = (agg_row){.series = series, .bucket = bucket};
+    a->row_slots[j] = (uint32_t)(idx + 1);
+    return (long)idx;
+}
+
+/* ---- folding ------------------------------------------------------------------ */
+
+static void range_add(double *lo, double *hi, uint8_t *has, double v)
+{
+    if (!*has) {
+        *lo = *hi = v;
+        *has = 1;
+        return;
+    }
+    if (v < *lo)
+        *lo = v;
+    if (v > *hi)
+        *hi = v;
+}
+
+int aggregate_add(aggregate *a, const metric_event *ev, char *err, size_t errlen)
+{
+    assert(a && ev);
+    if (ev->type != METRIC_COUNTER && ev->type != METRIC_GAUGE && ev->type != METRIC_DISTRIBUTION) {
+        snprintf(err, errlen, "aggregate: unknown metric type %d", (int)ev->type);
+        return -1;
+    }
+    if (!ev->name || ev->name_len == 0 || ev->name_len > EVENT_NAME_MAX ||
+        ev->tags_len > EVENT_TAGS_MAX || (ev->tags_len && !ev->tags)) {
+        snprintf(err, errlen, "aggregate: invalid name or tags length");
+        return -1;
+    }
+    if (!isfinite(ev->value) || !(ev->sample_rate > 0.0 && ev->sample_rate <= 1.0)) {
+        snprintf(err, errlen, "aggregate: non-finite value or sample rate outside (0, 1]");
+        return -1;
+    }
+
+    long si = series_lookup(a, ev);
+    if (si < 0) {
+        snprintf(err, errlen, "aggregate: out of memory (%zu series)", a->nseries);
+        return -1;
+    }
+    long ri = row_lookup(a, (uint32_t)si, aggregate_bucket(ev->stamp_ms, a->bucket_seconds));
+    if (ri < 0) {
+        snprintf(err, errlen, "aggregate: out of memory (%zu rows)", a->nrows);
+        return -1;
+    }
+    agg_series *s = &a->series[si];
+    agg_row *r = &a->rows[ri];
+    assert(s->type == ev->type && r->series == (uint32_t)si);
+
+    r->lines++;
+    switch (ev->type) {
+    case METRIC_COUNTER:
+        r->value += ev->value / ev->sample_rate;
+        r->weight += event_weight(ev);
+        break;
+    case METRIC_DISTRIBUTION:
+        r->value += ev->value / ev->sample_rate;
+        r->weight += event_weight(ev);
+        range_add(&r->min, &r->max, &r->has_range, ev->value);
+        break;
+    case METRIC_GAUGE:
+        if (ev->flags & EVENT_GAUGE_RELATIVE) {
+            if (!s->absolute_known)
+                s->needs_base = 1;
+            s->running += ev->value;
+        } else {
+            s->running = ev->value;
+            s->absolute_known = 1;
+        }
+        r->weight += 1.0;
+        r->value = s->running;
+        r->value_relative = !s->absolute_known;
+        if (s->absolute_known)
+            range_add(&r->min, &r->max, &r->has_range, s->running);
+        else
+            range_add(&r->rel_min, &r->rel_max, &r->has_rel_range, s->running);
+        /* A relative row exists only for a series whose value depends on the base. */
+        assert(!r->value_relative || s->needs_base);
+        break;
+    }
+    a->events++;
+    return 0;
+}
+
+/* ---- iteration ---------------------------------------------------------------- */
+
+size_t aggregate_events(const aggregate *a) { return a->events; }
+size_t aggregate_series_count(const aggregate *a) { return a->nseries; }
+size_t aggregate_row_count(const aggregate *a) { return a->nrows; }
+
+const agg_series *aggregate_series_at(const aggregate *a, size_t i)
+{
+    assert(i < a->nseries);
+    return &a->series[i];
+}
+
+const agg_row *aggregate_row_at(const aggregate *a, size_t i)
+{
+    assert(i < a->nrows);
+    return &a->rows[i];
+}

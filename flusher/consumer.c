@@ -1,0 +1,161 @@
+/*
+ * consumer.c — librdkafka consumer with manual assignment (see consumer.h).
+ *
+ * group.id is set because librdkafka requires one for a consumer handle, but
+ * it is only a label: no subscribe(), so no group coordination and no
+ * rebalance callback. The main queue is forwarded to the consumer queue
+ * (rd_kafka_poll_set_consumer), so client errors come out of consumer_poll()
+ * as error messages where the caller decides what is fatal, and librdkafka's
+ * own log lines go through Tally's logger.
+ */
+#include "consumer.h"
+
+#include <assert.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <time.h>
+
+#include "kafka_topic.h"
+#include "log.h"
+
+#define CONSUMER_METADATA_TIMEOUT_MS 5000
+#define CONSUMER_RETRY_MS 1000
+
+struct consumer {
+    rd_kafka_t *rk;
+    char topic[CONFIG_STR_MAX];
+    int partitions;
+};
+
+static void kafka_log(const rd_kafka_t *rk, int level, const char *fac, const char *buf)
+{
+    (void)rk;
+    /* syslog levels: 0..3 error, 4 warning, 5..6 notice/info, 7 debug */
+    log_level lv = level <= 3 ? LOG_LEVEL_ERROR : level == 4 ? LOG_LEVEL_WARN
+                 : level <= 6 ? LOG_LEVEL_INFO : LOG_LEVEL_DEBUG;
+    log_msg(lv, "librdkafka %s: %s", fac, buf);
+}
+
+static int conf_set(rd_kafka_conf_t *conf, const char *key, const char *value, char *err, size_t errlen)
+{
+    char errstr[512];
+    if (rd_kafka_conf_set(conf, key, value, errstr, sizeof errstr) != RD_KAFKA_CONF_OK) {
+        snprintf(err, errlen, "kafka config %s=%s: %s", key, value, errstr);
+        return -1;
+    }
+    return 0;
+}
+
+int consumer_open(consumer **out, const tally_config *cfg, volatile sig_atomic_t *stop,
+                  char *err, size_t errlen)
+{
+    assert(out && cfg && stop);
+    *out = NULL;
+    consumer *c = calloc(1, sizeof *c);
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    if (!c || !conf) {
+        snprintf(err, errlen, "kafka: out of memory");
+        free(c);
+        if (conf)
+            rd_kafka_conf_destroy(conf);
+        return -1;
+    }
+    snprintf(c->topic, sizeof c->topic, "%s", cfg->kafka.topic);
+    if (conf_set(conf, "bootstrap.servers", cfg->kafka.brokers, err, errlen) < 0 ||
+        conf_set(conf, "group.id", cfg->kafka.consumer_group, err, errlen) < 0 ||
+        conf_set(conf, "client.id", "tally-flusher", err, errlen) < 0 ||
+        conf_set(conf, "enable.auto.commit", "false", err, errlen) < 0 ||
+        conf_set(conf, "enable.auto.offset.store", "false", err, errlen) < 0 ||
+        conf_set(conf, "auto.offset.reset", "error", err, errlen) < 0 ||
+        conf_set(conf, "enable.partition.eof", "false", err, errlen) < 0 ||
+        conf_set(conf, "allow.auto.create.topics", "false", err, errlen) < 0) {
+        rd_kafka_conf_destroy(conf);
+        free(c);
+        return -1;
+    }
+    rd_kafka_conf_set_log_cb(conf, kafka_log);
+
+    char errstr[512];
+    c->rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, errstr, sizeof errstr);
+    if (!c->rk) {
+        snprintf(err, errlen, "kafka: cannot create consumer: %s", errstr);
+        rd_kafka_conf_destroy(conf); /* not taken over on failure */
+        free(c);
+        return -1;
+    }
+    rd_kafka_resp_err_t e = rd_kafka_poll_set_consumer(c->rk);
+    if (e != RD_KAFKA_RESP_ERR_NO_ERROR) {
+        snprintf(err, errlen, "kafka: poll_set_consumer: %s", rd_kafka_err2str(e));
+        consumer_close(c);
+        return -1;
+    }
+
+    for (;;) {
+        char why[512];
+        int n = kafka_topic_ensure(c->rk, c->topic, cfg->kafka.partitions,
+                                   CONSUMER_METADATA_TIMEOUT_MS, why, sizeof why);
+        if (n > 0) {
+            c->partitions = n;
+            break;
+        }
+        if (*stop) {
+            snprintf(err, errlen, "interrupted while waiting for Kafka: %s", why);
+            consumer_close(c);
+            return -1;
+        }
+        log_warn("waiting for Kafka at %s: %s; retrying in %d ms", cfg->kafka.brokers, why,
+                 CONSUMER_RETRY_MS);
+        struct timespec ts = {CONSUMER_RETRY_MS / 1000, (CONSUMER_RETRY_MS % 1000) * 1000000L};
+        nanosleep(&ts, NULL); /* a signal cuts it short: *stop is checked next round */
+        if (*stop) {
+            snprintf(err, errlen, "interrupted while waiting for Kafka: %s", why);
+            consumer_close(c);
+            return -1;
+        }
+    }
+    if (c->partitions != cfg->kafka.partitions)
+        log_warn("topic %s has %d partitions, kafka.partitions says %d: consuming all %d",
+                 c->topic, c->partitions, cfg->kafka.partitions, c->partitions);
+    *out = c;
+    return 0;
+}
+
+int consumer_partitions(const consumer *c) { return c->partitions; }
+
+int consumer_assign(consumer *c, const int64_t *next, char *err, size_t errlen)
+{
+    rd_kafka_topic_partition_list_t *parts = rd_kafka_topic_partition_list_new(c->partitions);
+    if (!parts) {
+        snprintf(err, errlen, "kafka: out of memory");
+        return -1;
+    }
+    for (int p = 0; p < c->partitions; p++) {
+        rd_kafka_topic_partition_t *tp = rd_kafka_topic_partition_list_add(parts, c->topic, p);
+        tp->offset = next[p] >= 0 ? next[p] : RD_KAFKA_OFFSET_BEGINNING;
+    }
+    rd_kafka_resp_err_t e = rd_kafka_assign(c->rk, parts);
+    rd_kafka_topic_partition_list_destroy(parts);
+    if (e != RD_KAFKA_RESP_ERR_NO_ERROR) {
+        snprintf(err, errlen, "kafka: assign %s: %s", c->topic, rd_kafka_err2str(e));
+        return -1;
+    }
+    return 0;
+}
+
+rd_kafka_message_t *consumer_poll(consumer *c, int timeout_ms)
+{
+    return rd_kafka_consumer_poll(c->rk, timeout_ms);
+}
+
+void consumer_close(consumer *c)
+{
+    if (!c)
+        return;
+    if (c->rk) {
+        rd_kafka_resp_err_t e = rd_kafka_consumer_close(c->rk);
+        if (e != RD_KAFKA_RESP_ERR_NO_ERROR)
+            log_warn("kafka: consumer close: %s", rd_kafka_err2str(e));
+        rd_kafka_destroy(c->rk);
+    }
+    free(c);
+}

@@ -1,0 +1,57 @@
+/*
+ * consumer.h — the flusher's Kafka consumer, positioned by SQLite, not Kafka.
+ *
+ * Offsets are never committed to Kafka (enable.auto.commit = false, no offset
+ * store): the flusher stores them in SQLite in the same transaction as the
+ * data (DESIGN.md rule 2) and hands them to consumer_assign(). There is no
+ * group subscription, so no rebalance can move a partition mid-flush; one
+ * flusher owns every partition of the topic. auto.offset.reset = error: a
+ * stored offset Kafka no longer has (retention deleted it) is a loud error
+ * delivered through consumer_poll(), never a silent skip.
+ */
+#ifndef TALLY_CONSUMER_H
+#define TALLY_CONSUMER_H
+
+#include <signal.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <librdkafka/rdkafka.h>
+
+#include "config.h"
+
+typedef struct consumer consumer;
+
+/*
+ * Creates the consumer from cfg->kafka (brokers, topic, partitions,
+ * consumer_group) and makes sure the topic exists (creating it with
+ * kafka.partitions partitions). While the broker is unreachable it logs and
+ * retries every few seconds until it answers or *stop becomes nonzero.
+ * Returns 0 and *out (caller owns: consumer_close), or -1 with err filled.
+ */
+int consumer_open(consumer **out, const tally_config *cfg, volatile sig_atomic_t *stop,
+                  char *err, size_t errlen);
+
+/* The topic's actual partition count (>= 1). */
+int consumer_partitions(const consumer *c);
+
+/*
+ * Assigns every partition p of the topic at next[p] (the offset stored in
+ * SQLite), or at the beginning of the partition when next[p] < 0.
+ * `next` has consumer_partitions() entries. Returns 0, or -1 with err filled.
+ */
+int consumer_assign(consumer *c, const int64_t *next, char *err, size_t errlen);
+
+/*
+ * Waits up to timeout_ms for the next message or error event. Returns NULL
+ * on timeout; otherwise a message the caller must rd_kafka_message_destroy().
+ * A message with err != 0 is an event (see rd_kafka_consumer_poll): transport
+ * errors are retried by librdkafka, RD_KAFKA_RESP_ERR__FATAL and
+ * RD_KAFKA_RESP_ERR__AUTO_OFFSET_RESET are not recoverable.
+ */
+rd_kafka_message_t *consumer_poll(consumer *c, int timeout_ms);
+
+/* Closes and frees the consumer; NULL is a no-op. Commits nothing to Kafka. */
+void consumer_close(consumer *c);
+
+#endif

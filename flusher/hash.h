@@ -1,0 +1,37 @@
+/*
+ * hash.h — FNV-1a, the hash behind the flusher's small open-addressing tables
+ * (aggregate series and rows, the pending flush's batch-id set). Not
+ * collision-resistant: the keys are metric names and batch ids, and a flood
+ * of collisions can only slow a flush down, never change its result.
+ */
+#ifndef TALLY_FLUSHER_HASH_H
+#define TALLY_FLUSHER_HASH_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define HASH_FNV1A_INIT 2166136261u
+
+/* Continues an FNV-1a hash `h` over `len` bytes of `data` (NULL allowed when len == 0). */
+static inline uint32_t hash_fnv1a(uint32_t h, const void *data, size_t len)
+{
+    const unsigned char *p = data;
+    for (size_t i = 0; i < len; i++) {
+        h ^= p[i];
+        h *= 16777619u;
+    }
+    return h;
+}
+
+/* Mixes a 64-bit integer into an FNV-1a hash. */
+static inline uint32_t hash_fnv1a_u64(uint32_t h, uint64_t v)
+{
+    for (int i = 0; i < 8; i++) {
+        h ^= (uint32_t)(v & 0xffu);
+        h *= 16777619u;
+        v >>= 8;
+    }
+    return h;
+}
+
+#endif

@@ -1,0 +1,363 @@
+/*
+ * main.c — tally-flusher: drains the Kafka topic into SQLite, exactly once.
+ *
+ * Wiring only: config -> store (SQLite) -> consumer assigned at the offsets
+ * stored in SQLite -> loop { poll; decode (record); dedup (pending + store);
+ * aggregate } -> store_commit when the pending flush holds
+ * flusher.max_batch_events events or is flusher.max_interval_ms old.
+ *
+ * Every consumed message, applied, skipped as a duplicate or rejected,
+ * advances its partition's next offset in the pending flush, and the commit
+ * writes those offsets with the data. Any error that could leave memory and
+ * SQLite disagreeing ends the process with a non-zero status: the restart
+ * resumes from the stored offsets, which is the replay path that is tested,
+ * instead of a recovery path that is not.
+ *
+ * Crash injection (tests prove replay is exact with it): with
+ * TALLY_FLUSHER_CRASH_AT = after_consume | mid_aggregate | before_commit |
+ * after_commit the process raise(SIGKILL)s the Nth time it passes that point,
+ * N = TALLY_FLUSHER_CRASH_COUNT (default 1).
+ */
+#include <getopt.h>
+#include <inttypes.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "aggregate.h"
+#include "config.h"
+#include "consumer.h"
+#include "log.h"
+#include "pending.h"
+#include "record.h"
+#include "store.h"
+
+#define POLL_TIMEOUT_MS 100
+/* Rejected payloads are kept in memory until the commit: flush early past this. */
+#define REJECT_BYTES_MAX (64u * 1024u * 1024u)
+
+/* ---- crash injection ----------------------------------------------------------- */
+
+enum crash_point { CRASH_AFTER_CONSUME, CRASH_MID_AGGREGATE, CRASH_BEFORE_COMMIT, CRASH_AFTER_COMMIT, CRASH_NONE };
+static const char *const crash_names[] = {"after_consume", "mid_aggregate", "before_commit", "after_commit"};
+static enum crash_point crash_at = CRASH_NONE;
+static long crash_count = 1, crash_seen;
+
+static int crash_init(char *err, size_t errlen)
+{
+    const char *at = getenv("TALLY_FLUSHER_CRASH_AT");
+    if (!at || !*at)
+        return 0;
+    for (int i = 0; i < CRASH_NONE; i++)
+        if (strcmp(at, crash_names[i]) == 0)
+            crash_at = (enum crash_point)i;
+    if (crash_at == CRASH_NONE) {
+        snprintf(err, errlen, "TALLY_FLUSHER_CRASH_AT=%s is not after_consume, mid_aggregate,"
+                 " before_commit or after_commit", at);
+        return -1;
+    }
+    const char *n = getenv("TALLY_FLUSHER_CRASH_COUNT");
+    if (n && *n) {
+        char *end;
+        crash_count = strtol(n, &end, 10);
+        if (*end || crash_count < 1) {
+            snprintf(err, errlen, "TALLY_FLUSHER_CRASH_COUNT=%s is not a positive integer", n);
+            return -1;
+        }
+    }
+    log_warn("crash injection armed: SIGKILL at pass %ld of %s", crash_count, at);
+    return 0;
+}
+
+static void crash_point(enum crash_point p)
+{
+    if (crash_at == p && ++crash_seen == crash_count)
+        raise(SIGKILL);
+}
+
+static void crash_before_commit(void *arg)
+{
+    (void)arg;
+    crash_point(CRASH_BEFORE_COMMIT);
+}
+
+/* ---- state ------------------------------------------------------------------------ */
+
+static volatile sig_atomic_t stop_requested;
+
+static void on_signal(int sig)
+{
+    (void)sig;
+    stop_requested = 1;
+}
+
+typedef struct flusher {
+    const tally_config *cfg;
+    store *st;
+    consumer *cons;
+    aggregate *agg;
+    pending *pend;
+    int partitions;
+    int64_t *position;        /* next offset expected per partition (-1: unknown) */
+    long long first_ms;       /* monotonic time of the pending flush's first message */
+} flusher;
+
+static long long now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Commits the pending flush and clears it. */
+static int flush(flusher *f, char *err, size_t errlen)
+{
+    struct timespec c0, c1;
+    clock_gettime(CLOCK_MONOTONIC, &c0);
+    store_commit_stats stats;
+    if (store_commit(f->st, f->cfg->kafka.topic, f->agg, f->pend, &stats, err, errlen) < 0)
+        return -1;
+    crash_point(CRASH_AFTER_COMMIT);
+    clock_gettime(CLOCK_MONOTONIC, &c1);
+
+    char offsets[512];
+    size_t used = 0;
+    offsets[0] = '\0';
+    for (int p = 0; p < f->partitions; p++) {
+        int64_t next = pending_next_offset(f->pend, p);
+        if (next < 0)
+            continue;
+        int n = snprintf(offsets + used, sizeof offsets - used, "%s%d:%" PRId64, used ? "," : "", p, next);
+        if (n < 0 || (size_t)n >= sizeof offsets - used) {
+            snprintf(offsets + sizeof offsets - 4, 4, "...");
+            break;
+        }
+        used += (size_t)n;
+    }
+    double ms = (double)(c1.tv_sec - c0.tv_sec) * 1e3 + (double)(c1.tv_nsec - c0.tv_nsec) / 1e6;
+    log_info("commit: events=%zu rows=%zu gauges=%zu batches=%zu skipped_duplicates=%zu rejected=%zu"
+             " messages=%zu pruned=%lld offsets=%s duration_ms=%.1f",
+             aggregate_events(f->agg), stats.rows, stats.gauges, stats.batches,
+             pending_skipped(f->pend), stats.rejected, pending_messages(f->pend), stats.pruned,
+             offsets, ms);
+    aggregate_clear(f->agg);
+    pending_clear(f->pend);
+    return 0;
+}
+
+/* Applies one validated record: dedup, then every event. */
+static int apply_record(flusher *f, record_reader *r, const rd_kafka_message_t *m,
+                        char *err, size_t errlen)
+{
+    int seen = pending_has_batch(f->pend, r->batch_id, r->batch_id_len);
+    if (!seen) {
+        seen = store_batch_seen(f->st, r->batch_id, r->batch_id_len, err, errlen);
+        if (seen < 0)
+            return -1;
+    }
+    if (seen) {
+        pending_note_skipped(f->pend);
+        log_debug("duplicate batch %.*s at partition %d offset %" PRId64 " skipped",
+                  (int)r->batch_id_len, r->batch_id, (int)m->partition, (int64_t)m->offset);
+        return 0;
+    }
+    metric_event ev;
+    uint32_t half = r->count / 2;
+    for (uint32_t i = 0; record_next(r, &ev); i++) {
+        if (i == half)
+            crash_point(CRASH_MID_AGGREGATE);
+        if (aggregate_add(f->agg, &ev, err, errlen) < 0)
+            return -1;
+    }
+    return pending_add_batch(f->pend, r->batch_id, r->batch_id_len, r->received_ms,
+                             (int32_t)m->partition, (int64_t)m->offset, err, errlen);
+}
+
+/* Handles one polled message or event. Returns 0, or -1 (fatal, err filled). */
+static int handle_message(flusher *f, const rd_kafka_message_t *m, char *err, size_t errlen)
+{
+    if (m->err) {
+        if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF)
+            return 0;
+        if (m->err == RD_KAFKA_RESP_ERR__FATAL || m->err == RD_KAFKA_RESP_ERR__AUTO_OFFSET_RESET) {
+            snprintf(err, errlen, "kafka: partition %d: %s (stored offsets are in SQLite table"
+                     " kafka_offsets)", (int)m->partition, rd_kafka_message_errstr(m));
+            return -1;
+        }
+        log_warn("kafka: %s (librdkafka retries)", rd_kafka_message_errstr(m));
+        return 0;
+    }
+    crash_point(CRASH_AFTER_CONSUME);
+    int32_t part = m->partition;
+    int64_t off = m->offset;
+    if (part < 0 || part >= f->partitions) {
+        snprintf(err, errlen, "kafka: message from unassigned partition %d", (int)part);
+        return -1;
+    }
+    if (off < f->position[part]) {
+        log_warn("kafka: partition %d offset %" PRId64 " delivered again (expected >= %" PRId64 "), ignored",
+                 (int)part, off, f->position[part]);
+        return 0;
+    }
+    if (pending_messages(f->pend) == 0)
+        f->first_ms = now_ms();
+
+    record_reader r;
+    char why[256];
+    int rc;
+    if (!m->payload || m->len == 0) {
+        snprintf(why, sizeof why, "empty message");
+        rc = -1;
+    } else {
+        rc = record_open(&r, m->payload, m->len, why, sizeof why);
+    }
+    if (rc < 0) {
+        log_warn("rejected record at partition %d offset %" PRId64 ": %s (kept in rejected_records)",
+                 (int)part, off, why);
+        if (pending_add_reject(f->pend, part, off, why, m->payload, m->payload ? m->len : 0, err, errlen) < 0)
+            return -1;
+    } else if (apply_record(f, &r, m, err, errlen) < 0) {
+        return -1;
+    }
+    pending_note_offset(f->pend, part, off);
+    f->position[part] = off + 1;
+    return 0;
+}
+
+static int flush_due(const flusher *f)
+{
+    const pending *p = f->pend;
+    if (pending_messages(p) == 0)
+        return 0;
+    size_t work = aggregate_events(f->agg) + pending_skipped(p) + pending_reject_count(p);
+    return work >= (size_t)f->cfg->flusher.max_batch_events || pending_reject_bytes(p) >= REJECT_BYTES_MAX ||
+           now_ms() - f->first_ms >= f->cfg->flusher.max_interval_ms;
+}
+
+static int run(flusher *f, char *err, size_t errlen)
+{
+    while (!stop_requested) {
+        int timeout = POLL_TIMEOUT_MS;
+        if (pending_messages(f->pend) > 0) {
+            long long left = f->first_ms + f->cfg->flusher.max_interval_ms - now_ms();
+            timeout = left < 0 ? 0 : left < timeout ? (int)left : timeout;
+        }
+        rd_kafka_message_t *m = consumer_poll(f->cons, timeout);
+        if (m) {
+            int rc = handle_message(f, m, err, errlen);
+            rd_kafka_message_destroy(m);
+            if (rc < 0)
+                return -1;
+        }
+        if (flush_due(f) && flush(f, err, errlen) < 0)
+            return -1;
+    }
+    log_info("stop requested: committing what is pending");
+    if (pending_messages(f->pend) > 0 && flush(f, err, errlen) < 0)
+        return -1;
+    return 0;
+}
+
+static void usage(FILE *out)
+{
+    fprintf(out, "usage: tally-flusher -c FILE [--check-config]\n");
+}
+
+int main(int argc, char **argv)
+{
+    const char *path = NULL;
+    int check_only = 0;
+    static const struct option opts[] = {
+        {"config", required_argument, NULL, 'c'},
+        {"check-config", no_argument, NULL, 'k'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    int o;
+    while ((o = getopt_long(argc, argv, "c:h", opts, NULL)) != -1) {
+        switch (o) {
+        case 'c': path = optarg; break;
+        case 'k': check_only = 1; break;
+        case 'h': usage(stdout); return 0;
+        default: usage(stderr); return 2;
+        }
+    }
+    if (!path || optind != argc) {
+        usage(stderr);
+        return 2;
+    }
+
+    static tally_config cfg;
+    static char problems[16384];
+    config_defaults(&cfg);
+    int nproblems = config_load(path, &cfg, problems, sizeof problems);
+    if (check_only) {
+        if (nproblems) {
+            fputs(problems, stdout);
+            return 1;
+        }
+        puts("config OK");
+        return 0;
+    }
+    if (nproblems) {
+        fputs(problems, stderr);
+        return 2;
+    }
+    int level = log_level_parse(cfg.log.level);
+    log_init("tally-flusher", level < 0 ? LOG_LEVEL_INFO : (log_level)level);
+
+    char err[1024];
+    if (crash_init(err, sizeof err) < 0) {
+        log_error("%s", err);
+        return 2;
+    }
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal;
+    sigemptyset(&sa.sa_mask);
+    if (sigaction(SIGTERM, &sa, NULL) < 0 || sigaction(SIGINT, &sa, NULL) < 0) {
+        log_error("sigaction failed");
+        return 1;
+    }
+
+    flusher f = {.cfg = &cfg};
+    int status = 1;
+    if (store_open(&f.st, cfg.sqlite.path, cfg.sqlite.synchronous, cfg.flusher.bucket_seconds,
+                   cfg.dedup.window_seconds, err, sizeof err) < 0)
+        goto out;
+    store_set_before_commit_hook(f.st, crash_before_commit, NULL);
+    if (consumer_open(&f.cons, &cfg, &stop_requested, err, sizeof err) < 0)
+        goto out;
+    f.partitions = consumer_partitions(f.cons);
+    f.position = malloc((size_t)f.partitions * sizeof *f.position);
+    f.agg = aggregate_new(cfg.flusher.bucket_seconds);
+    f.pend = pending_new(f.partitions);
+    if (!f.position || !f.agg || !f.pend) {
+        snprintf(err, sizeof err, "out of memory");
+        goto out;
+    }
+    if (store_load_offsets(f.st, cfg.kafka.topic, f.position, f.partitions, err, sizeof err) < 0 ||
+        consumer_assign(f.cons, f.position, err, sizeof err) < 0)
+        goto out;
+    for (int p = 0; p < f.partitions; p++)
+        log_info("partition %d: resuming at %s%" PRId64, p, f.position[p] < 0 ? "beginning " : "offset ",
+                 f.position[p] < 0 ? (int64_t)0 : f.position[p]);
+    log_info("consuming %s (%d partitions) from %s into %s", cfg.kafka.topic, f.partitions,
+             cfg.kafka.brokers, cfg.sqlite.path);
+    if (run(&f, err, sizeof err) < 0)
+        goto out;
+    status = 0;
+out:
+    if (status)
+        log_error("%s", err);
+    consumer_close(f.cons);
+    pending_free(f.pend);
+    aggregate_free(f.agg);
+    free(f.position);
+    store_close(f.st);
+    if (status == 0)
+        log_info("stopped");
+    return status;
+}

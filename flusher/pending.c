@@ -1,0 +1,247 @@
+/*
+ * pending.c — the pending flush's batch ids, rejected records and offsets
+ * (see pending.h).
+ *
+ * Batch ids are appended to one growable byte buffer and referred to by
+ * offset, so growing it never invalidates an entry; an open-addressing table
+ * (linear probing, load <= 1/2, slots hold index + 1) answers "already in
+ * this flush?". Offsets are a flat array indexed by partition (-1 = none):
+ * partitions are few (kafka.partitions <= 1024). Rejected records are rare
+ * and each owns a malloc'd copy of its payload, freed at clear.
+ */
+#include "pending.h"
+
+#include <assert.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "hash.h"
+
+#define PENDING_INITIAL_SLOTS 64u
+
+struct pending {
+    int partitions;
+    int64_t *next_offsets;
+    size_t messages;
+    size_t skipped;
+
+    pending_batch *batches;
+    size_t nbatches, batches_cap;
+    char *ids;
+    size_t ids_len, ids_cap;
+    uint32_t *slots;
+    size_t slot_cap;
+    int64_t max_received_ms;
+
+    pending_reject *rejects;
+    size_t nrejects, rejects_cap;
+    size_t reject_bytes;
+};
+
+pending *pending_new(int partitions)
+{
+    assert(partitions >= 1);
+    pending *p = calloc(1, sizeof *p);
+    if (!p)
+        return NULL;
+    p->partitions = partitions;
+    p->next_offsets = malloc((size_t)partitions * sizeof *p->next_offsets);
+    p->slots = calloc(PENDING_INITIAL_SLOTS, sizeof *p->slots);
+    p->ids = malloc(4096);
+    if (!p->next_offsets || !p->slots || !p->ids) {
+        pending_free(p);
+        return NULL;
+    }
+    p->slot_cap = PENDING_INITIAL_SLOTS;
+    p->ids_cap = 4096;
+    pending_clear(p);
+    return p;
+}
+
+void pending_free(pending *p)
+{
+    if (!p)
+        return;
+    pending_clear(p);
+    free(p->next_offsets);
+    free(p->batches);
+    free(p->ids);
+    free(p->slots);
+    free(p->rejects);
+    free(p);
+}
+
+void pending_clear(pending *p)
+{
+    for (int i = 0; i < p->partitions; i++)
+        p->next_offsets[i] = -1;
+    p->messages = 0;
+    p->skipped = 0;
+    p->nbatches = 0;
+    p->ids_len = 0;
+    memset(p->slots, 0, p->slot_cap * sizeof *p->slots);
+    p->max_received_ms = INT64_MIN;
+    for (size_t i = 0; i < p->nrejects; i++)
+        free(p->rejects[i].payload);
+    p->nrejects = 0;
+    p->reject_bytes = 0;
+}
+
+void pending_note_offset(pending *p, int32_t partition, int64_t offset)
+{
+    assert(partition >= 0 && partition < p->partitions && offset >= 0);
+    assert(offset + 1 > p->next_offsets[partition]);
+    p->next_offsets[partition] = offset + 1;
+    p->messages++;
+}
+
+void pending_note_skipped(pending *p) { p->skipped++; }
+
+static uint32_t id_hash(const char *id, size_t len) { return hash_fnv1a(HASH_FNV1A_INIT, id, len); }
+
+/* Returns the slot holding `id` or the empty slot where it belongs. */
+static size_t slot_find(const pending *p, const char *id, size_t len, uint32_t h)
+{
+    size_t mask = p->slot_cap - 1;
+    size_t j = h & mask;
+    for (; p->slots[j]; j = (j + 1) & mask) {
+        const pending_batch *b = &p->batches[p->slots[j] - 1];
+        if (b->id_len == len && memcmp(p->ids + b->id_off, id, len) == 0)
+            break;
+    }
+    return j;
+}
+
+int pending_has_batch(const pending *p, const char *id, size_t id_len)
+{
+    return p->slots[slot_find(p, id, id_len, id_hash(id, id_len))] != 0;
+}
+
+static int slots_grow(pending *p)
+{
+    size_t cap = p->slot_cap * 2;
+    uint32_t *fresh = calloc(cap, sizeof *fresh);
+    if (!fresh)
+        return -1;
+    for (size_t i = 0; i < p->nbatches; i++) {
+        const pending_batch *b = &p->batches[i];
+        size_t j = id_hash(p->ids + b->id_off, b->id_len) & (cap - 1);
+        while (fresh[j])
+            j = (j + 1) & (cap - 1);
+        fresh[j] = (uint32_t)(i + 1);
+    }
+    free(p->slots);
+    p->slots = fresh;
+    p->slot_cap = cap;
+    return 0;
+}
+
+int pending_add_batch(pending *p, const char *id, size_t id_len, int64_t received_ms,
+                      int32_t partition, int64_t offset, char *err, size_t errlen)
+{
+    assert(!pending_has_batch(p, id, id_len));
+    if (p->nbatches >= UINT32_MAX - 1 || ((p->nbatches + 1) * 2 > p->slot_cap && slots_grow(p) < 0))
+        goto oom;
+    if (p->nbatches == p->batches_cap) {
+        size_t cap = p->batches_cap ? p->batches_cap * 2 : 256;
+        pending_batch *b = realloc(p->batches, cap * sizeof *b);
+        if (!b)
+            goto oom;
+        p->batches = b;
+        p->batches_cap = cap;
+    }
+    if (p->ids_cap - p->ids_len < id_len) {
+        size_t cap = p->ids_cap;
+        while (cap - p->ids_len < id_len)
+            cap *= 2;
+        char *ids = realloc(p->ids, cap);
+        if (!ids)
+            goto oom;
+        p->ids = ids;
+        p->ids_cap = cap;
+    }
+    uint32_t h = id_hash(id, id_len);
+    size_t j = slot_find(p, id, id_len, h);
+    assert(p->slots[j] == 0);
+    if (id_len)
+        memcpy(p->ids + p->ids_len, id, id_len);
+    p->batches[p->nbatches] = (pending_batch){
+        .id_off = p->ids_len, .id_len = id_len, .received_ms = received_ms,
+        .partition = partition, .offset = offset,
+    };
+    p->ids_len += id_len;
+    p->slots[j] = (uint32_t)(++p->nbatches);
+    if (received_ms > p->max_received_ms)
+        p->max_received_ms = received_ms;
+    return 0;
+oom:
+    snprintf(err, errlen, "pending: out of memory (%zu batches)", p->nbatches);
+    return -1;
+}
+
+int pending_add_reject(pending *p, int32_t partition, int64_t offset, const char *reason,
+                       const void *payload, size_t len, char *err, size_t errlen)
+{
+    if (p->nrejects == p->rejects_cap) {
+        size_t cap = p->rejects_cap ? p->rejects_cap * 2 : 16;
+        pending_reject *r = realloc(p->rejects, cap * sizeof *r);
+        if (!r) {
+            snprintf(err, errlen, "pending: out of memory (%zu rejected records)", p->nrejects);
+            return -1;
+        }
+        p->rejects = r;
+        p->rejects_cap = cap;
+    }
+    pending_reject *r = &p->rejects[p->nrejects];
+    *r = (pending_reject){.partition = partition, .offset = offset, .len = len};
+    snprintf(r->reason, sizeof r->reason, "%s", reason);
+    if (len) {
+        r->payload = malloc(len);
+        if (!r->payload) {
+            snprintf(err, errlen, "pending: out of memory (rejected payload of %zu bytes)", len);
+            return -1;
+        }
+        memcpy(r->payload, payload, len);
+    }
+    p->nrejects++;
+    p->reject_bytes += len;
+    return 0;
+}
+
+int pending_partitions(const pending *p) { return p->partitions; }
+size_t pending_messages(const pending *p) { return p->messages; }
+size_t pending_skipped(const pending *p) { return p->skipped; }
+size_t pending_batch_count(const pending *p) { return p->nbatches; }
+size_t pending_reject_count(const pending *p) { return p->nrejects; }
+size_t pending_reject_bytes(const pending *p) { return p->reject_bytes; }
+
+const pending_batch *pending_batch_at(const pending *p, size_t i)
+{
+    assert(i < p->nbatches);
+    return &p->batches[i];
+}
+
+const char *pending_batch_id(const pending *p, const pending_batch *b)
+{
+    assert(b->id_off + b->id_len <= p->ids_len);
+    return p->ids + b->id_off;
+}
+
+const pending_reject *pending_reject_at(const pending *p, size_t i)
+{
+    assert(i < p->nrejects);
+    return &p->rejects[i];
+}
+
+int64_t pending_next_offset(const pending *p, int32_t partition)
+{
+    assert(partition >= 0 && partition < p->partitions);
+    return p->next_offsets[partition];
+}
+
+int64_t pending_max_received_ms(const pending *p)
+{
+    assert(p->nbatches > 0);
+    return p->max_received_ms;
+}

@@ -1,0 +1,522 @@
+/*
+ * store.c — SQLite persistence of flushes (see store.h for the schema and the
+ * exactly-once argument).
+ *
+ * Every statement is prepared once in store_open() and reset after each use;
+ * a commit is a handful of bound steps per row inside one BEGIN IMMEDIATE
+ * transaction, which is what makes large flushes cheap (DESIGN.md measures
+ * ~435k upserts/s at 100k rows per transaction). The metrics upsert combines
+ * with what earlier flushes wrote: lines/value/weight add for counters and
+ * distributions, a gauge's value is replaced (this flush is later in consume
+ * order), min/max combine ignoring NULLs.
+ *
+ * Gauges: rows that the aggregate marks relative are resolved here, because
+ * only the store knows the value before the flush. Bases are read inside the
+ * transaction, before the gauges table is rewritten, so the resolution and
+ * the write-back are atomic with everything else.
+ *
+ * Errors roll back and are returned with sqlite3_errmsg(); nothing is retried
+ * here: retrying would re-apply an in-memory state the caller can no longer
+ * vouch for, whereas restarting replays from the stored offsets.
+ */
+#include "store.h"
+
+#include <assert.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include <sqlite3.h>
+
+struct store {
+    sqlite3 *db;
+    char path[1024];
+    int bucket_seconds;
+    int64_t dedup_window_ms;
+    void (*hook)(void *);
+    void *hook_arg;
+
+    double *bases;          /* per aggregate series: stored gauge value (commit scratch) */
+    size_t bases_cap;
+
+    sqlite3_stmt *metric_upsert;
+    sqlite3_stmt *gauge_get;
+    sqlite3_stmt *gauge_put;
+    sqlite3_stmt *batch_insert;
+    sqlite3_stmt *batch_seen;
+    sqlite3_stmt *reject_insert;
+    sqlite3_stmt *offset_put;
+    sqlite3_stmt *offsets_get;
+    sqlite3_stmt *prune;
+};
+
+static const char SCHEMA[] =
+    "CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);"
+    "CREATE TABLE IF NOT EXISTS metrics("
+    " name TEXT NOT NULL, tags TEXT NOT NULL,"
+    " type TEXT NOT NULL CHECK(type IN ('counter','gauge','distribution')),"
+    " bucket INTEGER NOT NULL, lines INTEGER NOT NULL, value REAL NOT NULL,"
+    " weight REAL NOT NULL, min REAL, max REAL,"
+    " PRIMARY KEY(name, tags, type, bucket)) WITHOUT ROWID;"
+    "CREATE TABLE IF NOT EXISTS gauges("
+    " name TEXT NOT NULL, tags TEXT NOT NULL, value REAL NOT NULL,"
+    " PRIMARY KEY(name, tags)) WITHOUT ROWID;"
+    "CREATE TABLE IF NOT EXISTS kafka_offsets("
+    " topic TEXT NOT NULL, partition INTEGER NOT NULL, next_offset INTEGER NOT NULL,"
+    " PRIMARY KEY(topic, partition));"
+    "CREATE TABLE IF NOT EXISTS batches("
+    " batch_id TEXT PRIMARY KEY, received_ms INTEGER NOT NULL, topic TEXT NOT NULL,"
+    " partition INTEGER NOT NULL, offset INTEGER NOT NULL);"
+    "CREATE INDEX IF NOT EXISTS batches_received_ms ON batches(received_ms);"
+    "CREATE TABLE IF NOT EXISTS rejected_records("
+    " topic TEXT, partition INTEGER, offset INTEGER, reason TEXT, payload BLOB,"
+    " PRIMARY KEY(topic, partition, offset));";
+
+/* NULL-ignoring min/max: min(coalesce(a,b), coalesce(b,a)) is NULL only when both are. */
+static const char SQL_METRIC_UPSERT[] =
+    "INSERT INTO metrics(name, tags, type, bucket, lines, value, weight, min, max)"
+    " VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"
+    " ON CONFLICT(name, tags, type, bucket) DO UPDATE SET"
+    "  lines = lines + excluded.lines,"
+    "  value = CASE WHEN excluded.type = 'gauge' THEN excluded.value ELSE value + excluded.value END,"
+    "  weight = weight + excluded.weight,"
+    "  min = min(coalesce(min, excluded.min), coalesce(excluded.min, min)),"
+    "  max = max(coalesce(max, excluded.max), coalesce(excluded.max, max))";
+
+static void set_err(char *err, size_t errlen, const char *what, sqlite3 *db)
+{
+    snprintf(err, errlen, "sqlite: %s: %s", what, db ? sqlite3_errmsg(db) : "out of memory");
+}
+
+static int exec(store *s, const char *sql, const char *what, char *err, size_t errlen)
+{
+    char *msg = NULL;
+    if (sqlite3_exec(s->db, sql, NULL, NULL, &msg) != SQLITE_OK) {
+        snprintf(err, errlen, "sqlite: %s: %s", what, msg ? msg : sqlite3_errmsg(s->db));
+        sqlite3_free(msg);
+        return -1;
+    }
+    return 0;
+}
+
+static int prepare(store *s, sqlite3_stmt **st, const char *sql, char *err, size_t errlen)
+{
+    if (sqlite3_prepare_v3(s->db, sql, -1, SQLITE_PREPARE_PERSISTENT, st, NULL) != SQLITE_OK) {
+        snprintf(err, errlen, "sqlite: prepare \"%.60s...\": %s", sql, sqlite3_errmsg(s->db));
+        return -1;
+    }
+    return 0;
+}
+
+/* Reads meta[key] into buf; returns 1 found, 0 missing, -1 error. */
+static int meta_get(store *s, const char *key, char *buf, size_t buflen, char *err, size_t errlen)
+{
+    sqlite3_stmt *st = NULL;
+    if (prepare(s, &st, "SELECT value FROM meta WHERE key = ?1", err, errlen) < 0)
+        return -1;
+    int found = -1;
+    if (sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC) != SQLITE_OK) {
+        set_err(err, errlen, "bind meta key", s->db);
+        goto out;
+    }
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        const unsigned char *v = sqlite3_column_text(st, 0);
+        snprintf(buf, buflen, "%s", v ? (const char *)v : "");
+        found = 1;
+    } else if (rc == SQLITE_DONE) {
+        found = 0;
+    } else {
+        set_err(err, errlen, "read meta", s->db);
+    }
+out:
+    sqlite3_finalize(st);
+    return found;
+}
+
+/* Creates the schema and records/checks schema_version and bucket_seconds. */
+static int schema_init(store *s, char *err, size_t errlen)
+{
+    if (exec(s, "BEGIN IMMEDIATE", "begin schema transaction", err, errlen) < 0)
+        return -1;
+    char sql[256];
+    snprintf(sql, sizeof sql,
+             "INSERT OR IGNORE INTO meta(key, value) VALUES('schema_version', '%d'),"
+             " ('bucket_seconds', '%d')", STORE_SCHEMA_VERSION, s->bucket_seconds);
+    char version[64], bucket[64];
+    int ok = exec(s, SCHEMA, "create schema", err, errlen) == 0 &&
+             exec(s, sql, "initialise meta", err, errlen) == 0 &&
+             meta_get(s, "schema_version", version, sizeof version, err, errlen) == 1 &&
+             meta_get(s, "bucket_seconds", bucket, sizeof bucket, err, errlen) == 1;
+    if (ok && atoi(version) != STORE_SCHEMA_VERSION) {
+        snprintf(err, errlen, "%s: schema_version is '%s', this tally-flusher writes version %d",
+                 s->path, version, STORE_SCHEMA_VERSION);
+        ok = 0;
+    }
+    if (ok) {
+        char *end;
+        long b = strtol(bucket, &end, 10);
+        if (*end != '\0' || b != s->bucket_seconds) {
+            snprintf(err, errlen,
+                     "%s was created with flusher.bucket_seconds = %s but the configuration says %d;"
+                     " buckets of different sizes cannot be mixed: set flusher.bucket_seconds = %s"
+                     " or use a new sqlite.path",
+                     s->path, bucket, s->bucket_seconds, bucket);
+            ok = 0;
+        }
+    }
+    if (!ok) {
+        sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+        return -1;
+    }
+    return exec(s, "COMMIT", "commit schema", err, errlen);
+}
+
+int store_open(store **out, const char *path, const char *synchronous, int bucket_seconds,
+               int dedup_window_seconds, char *err, size_t errlen)
+{
+    assert(out && path && synchronous && bucket_seconds >= 1 && dedup_window_seconds > 0);
+    *out = NULL;
+    if (strcasecmp(synchronous, "FULL") != 0 && strcasecmp(synchronous, "NORMAL") != 0 &&
+        strcasecmp(synchronous, "EXTRA") != 0) {
+        snprintf(err, errlen, "sqlite.synchronous must be FULL, NORMAL or EXTRA, not '%s'", synchronous);
+        return -1;
+    }
+    store *s = calloc(1, sizeof *s);
+    if (!s) {
+        snprintf(err, errlen, "store: out of memory");
+        return -1;
+    }
+    snprintf(s->path, sizeof s->path, "%s", path);
+    s->bucket_seconds = bucket_seconds;
+    s->dedup_window_ms = (int64_t)dedup_window_seconds * 1000;
+
+    int rc = sqlite3_open_v2(path, &s->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL);
+    if (rc != SQLITE_OK) {
+        snprintf(err, errlen, "sqlite: open %s: %s", path, s->db ? sqlite3_errmsg(s->db) : sqlite3_errstr(rc));
+        store_close(s);
+        return -1;
+    }
+    if (sqlite3_extended_result_codes(s->db, 1) != SQLITE_OK ||
+        sqlite3_busy_timeout(s->db, STORE_BUSY_TIMEOUT_MS) != SQLITE_OK) {
+        set_err(err, errlen, "configure connection", s->db);
+        store_close(s);
+        return -1;
+    }
+
+    /* journal_mode answers with the mode in effect: anything but "wal" means
+     * WAL could not be enabled (e.g. a read-only directory). */
+    sqlite3_stmt *st = NULL;
+    if (prepare(s, &st, "PRAGMA journal_mode = WAL", err, errlen) < 0) {
+        store_close(s);
+        return -1;
+    }
+    rc = sqlite3_step(st);
+    const unsigned char *mode = rc == SQLITE_ROW ? sqlite3_column_text(st, 0) : NULL;
+    if (!mode || strcasecmp((const char *)mode, "wal") != 0) {
+        if (rc == SQLITE_ROW)
+            snprintf(err, errlen, "sqlite: %s: cannot enable WAL (journal_mode is %s)", path,
+                     mode ? (const char *)mode : "?");
+        else
+            set_err(err, errlen, "PRAGMA journal_mode = WAL", s->db);
+        sqlite3_finalize(st);
+        store_close(s);
+        return -1;
+    }
+    sqlite3_finalize(st);
+
+    char sql[64];
+    snprintf(sql, sizeof sql, "PRAGMA synchronous = %s", synchronous);
+    if (exec(s, sql, "set synchronous", err, errlen) < 0 || schema_init(s, err, errlen) < 0 ||
+        prepare(s, &s->metric_upsert, SQL_METRIC_UPSERT, err, errlen) < 0 ||
+        prepare(s, &s->gauge_get, "SELECT value FROM gauges WHERE name = ?1 AND tags = ?2", err, errlen) < 0 ||
+        prepare(s, &s->gauge_put,
+                "INSERT INTO gauges(name, tags, value) VALUES(?1, ?2, ?3)"
+                " ON CONFLICT(name, tags) DO UPDATE SET value = excluded.value", err, errlen) < 0 ||
+        prepare(s, &s->batch_insert,
+                "INSERT INTO batches(batch_id, received_ms, topic, partition, offset)"
+                " VALUES(?1, ?2, ?3, ?4, ?5)", err, errlen) < 0 ||
+        prepare(s, &s->batch_seen, "SELECT 1 FROM batches WHERE batch_id = ?1", err, errlen) < 0 ||
+        /* The same record at the same offset is the same record: a replay that
+         * re-reads it (offsets reset by hand) keeps the first copy. */
+        prepare(s, &s->reject_insert,
+                "INSERT INTO rejected_records(topic, partition, offset, reason, payload)"
+                " VALUES(?1, ?2, ?3, ?4, ?5) ON CONFLICT DO NOTHING", err, errlen) < 0 ||
+        prepare(s, &s->offset_put,
+                "INSERT INTO kafka_offsets(topic, partition, next_offset) VALUES(?1, ?2, ?3)"
+                " ON CONFLICT(topic, partition) DO UPDATE SET next_offset = excluded.next_offset",
+                err, errlen) < 0 ||
+        prepare(s, &s->offsets_get,
+                "SELECT partition, next_offset FROM kafka_offsets WHERE topic = ?1", err, errlen) < 0 ||
+        prepare(s, &s->prune, "DELETE FROM batches WHERE received_ms < ?1", err, errlen) < 0) {
+        store_close(s);
+        return -1;
+    }
+    *out = s;
+    return 0;
+}
+
+void store_close(store *s)
+{
+    if (!s)
+        return;
+    sqlite3_stmt *all[] = {s->metric_upsert, s->gauge_get, s->gauge_put, s->batch_insert,
+                           s->batch_seen, s->reject_insert, s->offset_put, s->offsets_get, s->prune};
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
+        sqlite3_finalize(all[i]); /* NULL is a harmless no-op */
+    if (s->db)
+        sqlite3_close(s->db); /* every statement is finalized: cannot be SQLITE_BUSY */
+    free(s->bases);
+    free(s);
+}
+
+void store_set_before_commit_hook(store *s, void (*hook)(void *arg), void *arg)
+{
+    s->hook = hook;
+    s->hook_arg = arg;
+}
+
+int store_load_offsets(store *s, const char *topic, int64_t *next, int partitions,
+                       char *err, size_t errlen)
+{
+    assert(partitions >= 1);
+    for (int i = 0; i < partitions; i++)
+        next[i] = -1;
+    sqlite3_stmt *st = s->offsets_get;
+    int ret = -1;
+    if (sqlite3_bind_text(st, 1, topic, -1, SQLITE_STATIC) != SQLITE_OK) {
+        set_err(err, errlen, "bind topic", s->db);
+        goto out;
+    }
+    int rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        int64_t part = sqlite3_column_int64(st, 0), off = sqlite3_column_int64(st, 1);
+        if (part < 0 || part >= partitions || off < 0) {
+            snprintf(err, errlen,
+                     "kafka_offsets has (topic %s, partition %" PRId64 ", next_offset %" PRId64 ")"
+                     " but the topic has %d partitions: refusing to resume", topic, part, off, partitions);
+            goto out;
+        }
+        next[part] = off;
+    }
+    if (rc != SQLITE_DONE) {
+        set_err(err, errlen, "read kafka_offsets", s->db);
+        goto out;
+    }
+    ret = 0;
+out:
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+    return ret;
+}
+
+int store_batch_seen(store *s, const char *id, size_t id_len, char *err, size_t errlen)
+{
+    sqlite3_stmt *st = s->batch_seen;
+    int ret = -1;
+    if (sqlite3_bind_text(st, 1, id, (int)id_len, SQLITE_STATIC) != SQLITE_OK) {
+        set_err(err, errlen, "bind batch id", s->db);
+        goto out;
+    }
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW)
+        ret = 1;
+    else if (rc == SQLITE_DONE)
+        ret = 0;
+    else
+        set_err(err, errlen, "look up batch id", s->db);
+out:
+    sqlite3_reset(st);
+    return ret;
+}
+
+/* Steps a write statement to completion and resets it. */
+static int step_done(store *s, sqlite3_stmt *st, const char *what, char *err, size_t errlen)
+{
+    int rc = sqlite3_step(st);
+    if (rc != SQLITE_DONE) {
+        set_err(err, errlen, what, s->db);
+        sqlite3_reset(st);
+        return -1;
+    }
+    sqlite3_reset(st);
+    return 0;
+}
+
+#define BIND(call, what)                        \
+    do {                                        \
+        if ((call) != SQLITE_OK) {              \
+            set_err(err, errlen, what, s->db);  \
+            return -1;                          \
+        }                                       \
+    } while (0)
+
+/* Reads the stored value of every gauge series whose rows are relative. */
+static int load_bases(store *s, const aggregate *a, char *err, size_t errlen)
+{
+    size_t n = aggregate_series_count(a);
+    if (n > s->bases_cap) {
+        double *b = realloc(s->bases, n * sizeof *b);
+        if (!b) {
+            snprintf(err, errlen, "store: out of memory (%zu gauge bases)", n);
+            return -1;
+        }
+        s->bases = b;
+        s->bases_cap = n;
+    }
+    for (size_t i = 0; i < n; i++) {
+        const agg_series *se = aggregate_series_at(a, i);
+        s->bases[i] = 0.0;
+        if (se->type != METRIC_GAUGE || !se->needs_base)
+            continue;
+        sqlite3_stmt *st = s->gauge_get;
+        BIND(sqlite3_bind_text(st, 1, se->name, se->name_len, SQLITE_STATIC), "bind gauge name");
+        BIND(sqlite3_bind_text(st, 2, se->tags, se->tags_len, SQLITE_STATIC), "bind gauge tags");
+        int rc = sqlite3_step(st);
+        if (rc == SQLITE_ROW)
+            s->bases[i] = sqlite3_column_double(st, 0);
+        else if (rc != SQLITE_DONE) {
+            set_err(err, errlen, "read gauge base", s->db);
+            sqlite3_reset(st);
+            return -1;
+        }
+        sqlite3_reset(st);
+    }
+    return 0;
+}
+
+static int write_rows(store *s, const aggregate *a, char *err, size_t errlen)
+{
+    sqlite3_stmt *st = s->metric_upsert;
+    for (size_t i = 0; i < aggregate_row_count(a); i++) {
+        const agg_row *r = aggregate_row_at(a, i);
+        const agg_series *se = aggregate_series_at(a, r->series);
+        double value = r->value, lo = r->min, hi = r->max;
+        int has_range = r->has_range;
+        if (se->type == METRIC_GAUGE) {
+            double base = s->bases[r->series];
+            if (r->value_relative)
+                value += base;
+            if (r->has_rel_range) {
+                double rlo = base + r->rel_min, rhi = base + r->rel_max;
+                lo = has_range && lo < rlo ? lo : rlo;
+                hi = has_range && hi > rhi ? hi : rhi;
+                has_range = 1;
+            }
+            assert(has_range);
+        }
+        assert(se->type != METRIC_COUNTER || !has_range);
+        BIND(sqlite3_bind_text(st, 1, se->name, se->name_len, SQLITE_STATIC), "bind name");
+        BIND(sqlite3_bind_text(st, 2, se->tags, se->tags_len, SQLITE_STATIC), "bind tags");
+        BIND(sqlite3_bind_text(st, 3, metric_type_name(se->type), -1, SQLITE_STATIC), "bind type");
+        BIND(sqlite3_bind_int64(st, 4, r->bucket), "bind bucket");
+        BIND(sqlite3_bind_int64(st, 5, r->lines), "bind lines");
+        BIND(sqlite3_bind_double(st, 6, value), "bind value");
+        BIND(sqlite3_bind_double(st, 7, r->weight), "bind weight");
+        BIND(has_range ? sqlite3_bind_double(st, 8, lo) : sqlite3_bind_null(st, 8), "bind min");
+        BIND(has_range ? sqlite3_bind_double(st, 9, hi) : sqlite3_bind_null(st, 9), "bind max");
+        if (step_done(s, st, "upsert metrics row", err, errlen) < 0)
+            return -1;
+    }
+    return 0;
+}
+
+static int write_gauges(store *s, const aggregate *a, size_t *count, char *err, size_t errlen)
+{
+    sqlite3_stmt *st = s->gauge_put;
+    for (size_t i = 0; i < aggregate_series_count(a); i++) {
+        const agg_series *se = aggregate_series_at(a, i);
+        if (se->type != METRIC_GAUGE)
+            continue;
+        double value = se->absolute_known ? se->running : s->bases[i] + se->running;
+        BIND(sqlite3_bind_text(st, 1, se->name, se->name_len, SQLITE_STATIC), "bind gauge name");
+        BIND(sqlite3_bind_text(st, 2, se->tags, se->tags_len, SQLITE_STATIC), "bind gauge tags");
+        BIND(sqlite3_bind_double(st, 3, value), "bind gauge value");
+        if (step_done(s, st, "upsert gauge", err, errlen) < 0)
+            return -1;
+        (*count)++;
+    }
+    return 0;
+}
+
+static int write_pending(store *s, const char *topic, const pending *p, store_commit_stats *st_out,
+                         char *err, size_t errlen)
+{
+    sqlite3_stmt *st = s->batch_insert;
+    for (size_t i = 0; i < pending_batch_count(p); i++) {
+        const pending_batch *b = pending_batch_at(p, i);
+        BIND(sqlite3_bind_text(st, 1, pending_batch_id(p, b), (int)b->id_len, SQLITE_STATIC), "bind batch id");
+        BIND(sqlite3_bind_int64(st, 2, b->received_ms), "bind received_ms");
+        BIND(sqlite3_bind_text(st, 3, topic, -1, SQLITE_STATIC), "bind topic");
+        BIND(sqlite3_bind_int(st, 4, b->partition), "bind partition");
+        BIND(sqlite3_bind_int64(st, 5, b->offset), "bind offset");
+        if (step_done(s, st, "insert batch id", err, errlen) < 0)
+            return -1;
+    }
+    st_out->batches = pending_batch_count(p);
+
+    st = s->reject_insert;
+    for (size_t i = 0; i < pending_reject_count(p); i++) {
+        const pending_reject *r = pending_reject_at(p, i);
+        BIND(sqlite3_bind_text(st, 1, topic, -1, SQLITE_STATIC), "bind topic");
+        BIND(sqlite3_bind_int(st, 2, r->partition), "bind partition");
+        BIND(sqlite3_bind_int64(st, 3, r->offset), "bind offset");
+        BIND(sqlite3_bind_text(st, 4, r->reason, -1, SQLITE_STATIC), "bind reason");
+        BIND(sqlite3_bind_blob64(st, 5, r->payload ? (const void *)r->payload : (const void *)"",
+                                 r->len, SQLITE_STATIC), "bind payload");
+        if (step_done(s, st, "insert rejected record", err, errlen) < 0)
+            return -1;
+    }
+    st_out->rejected = pending_reject_count(p);
+
+    st = s->offset_put;
+    for (int part = 0; part < pending_partitions(p); part++) {
+        int64_t next = pending_next_offset(p, part);
+        if (next < 0)
+            continue;
+        BIND(sqlite3_bind_text(st, 1, topic, -1, SQLITE_STATIC), "bind topic");
+        BIND(sqlite3_bind_int(st, 2, part), "bind partition");
+        BIND(sqlite3_bind_int64(st, 3, next), "bind next_offset");
+        if (step_done(s, st, "upsert kafka offset", err, errlen) < 0)
+            return -1;
+        st_out->partitions++;
+    }
+
+    if (pending_batch_count(p) > 0) {
+        int64_t horizon = pending_max_received_ms(p) - s->dedup_window_ms;
+        BIND(sqlite3_bind_int64(s->prune, 1, horizon), "bind prune horizon");
+        if (step_done(s, s->prune, "prune batches", err, errlen) < 0)
+            return -1;
+        st_out->pruned = sqlite3_changes64(s->db);
+    }
+    return 0;
+}
+
+int store_commit(store *s, const char *topic, const aggregate *a, const pending *p,
+                 store_commit_stats *stats, char *err, size_t errlen)
+{
+    assert(s && topic && a && p);
+    store_commit_stats st = {0};
+    if (exec(s, "BEGIN IMMEDIATE", "begin", err, errlen) < 0)
+        return -1;
+    if (load_bases(s, a, err, errlen) < 0 || write_rows(s, a, err, errlen) < 0 ||
+        write_gauges(s, a, &st.gauges, err, errlen) < 0 ||
+        write_pending(s, topic, p, &st, err, errlen) < 0)
+        goto fail;
+    st.rows = aggregate_row_count(a);
+    if (s->hook)
+        s->hook(s->hook_arg);
+    if (exec(s, "COMMIT", "commit", err, errlen) < 0)
+        goto fail;
+    if (stats)
+        *stats = st;
+    return 0;
+fail:
+    /* A failed COMMIT may leave the transaction open (e.g. SQLITE_BUSY);
+     * ROLLBACK is harmless when SQLite already rolled back by itself. */
+    if (!sqlite3_get_autocommit(s->db))
+        sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+    return -1;
+}

@@ -1,0 +1,115 @@
+/*
+ * store.h — the SQLite source of truth, written only by tally-flusher.
+ *
+ * Exactly once (DESIGN.md rule 2): store_commit() writes the aggregates of a
+ * flush, the batch ids it applied, the records it rejected and the next Kafka
+ * offset of every partition it consumed in ONE transaction. On start the
+ * flusher seeks to store_load_offsets(), so whatever instruction a crash hits,
+ * either the whole flush is in the database and its messages are never read
+ * again, or none of it is and they are read again.
+ *
+ * Schema (a public interface, documented in README.md; created IF NOT EXISTS):
+ *
+ *   meta(key TEXT PRIMARY KEY, value TEXT NOT NULL)
+ *       'schema_version' = '1'; 'bucket_seconds' = N. A database created with
+ *       another bucket_seconds is refused (buckets cannot be mixed).
+ *   metrics(name TEXT NOT NULL, tags TEXT NOT NULL,
+ *           type TEXT NOT NULL CHECK(type IN ('counter','gauge','distribution')),
+ *           bucket INTEGER NOT NULL, lines INTEGER NOT NULL, value REAL NOT NULL,
+ *           weight REAL NOT NULL, min REAL, max REAL,
+ *           PRIMARY KEY(name, tags, type, bucket)) WITHOUT ROWID
+ *       One row per series and bucket (bucket = Unix seconds, a multiple of
+ *       bucket_seconds). lines = events received. counter: value = sum of
+ *       value/rate, weight = sum of 1/rate, min/max NULL. distribution: value =
+ *       sum of value/rate, weight = sum of 1/rate (estimated count), min/max of
+ *       the values. gauge: value = the gauge after the bucket's last op (in
+ *       consume order), weight = lines, min/max of the gauge's values.
+ *   gauges(name TEXT NOT NULL, tags TEXT NOT NULL, value REAL NOT NULL,
+ *          PRIMARY KEY(name, tags)) WITHOUT ROWID
+ *       The current value of every gauge (the base of relative ops "+v"/"-v").
+ *   kafka_offsets(topic TEXT NOT NULL, partition INTEGER NOT NULL,
+ *                 next_offset INTEGER NOT NULL, PRIMARY KEY(topic, partition))
+ *       Where the flusher resumes: the offset after the last message committed.
+ *   batches(batch_id TEXT PRIMARY KEY, received_ms INTEGER NOT NULL, topic TEXT NOT NULL,
+ *           partition INTEGER NOT NULL, offset INTEGER NOT NULL)
+ *       + INDEX batches_received_ms(received_ms)
+ *       Batch ids applied (rule 3 dedup). Each commit deletes the ids received
+ *       more than dedup.window_seconds before the newest batch of that commit
+ *       (deterministic: depends on the data only, never on the wall clock).
+ *   rejected_records(topic TEXT, partition INTEGER, offset INTEGER, reason TEXT,
+ *                    payload BLOB, PRIMARY KEY(topic, partition, offset))
+ *       Records that could not be decoded, kept verbatim with the reason.
+ *
+ * Not thread-safe: one store per thread.
+ */
+#ifndef TALLY_STORE_H
+#define TALLY_STORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "aggregate.h"
+#include "pending.h"
+
+#define STORE_SCHEMA_VERSION 1
+#define STORE_BUSY_TIMEOUT_MS 5000
+
+typedef struct store store;
+
+/* What one commit wrote. */
+typedef struct store_commit_stats {
+    size_t rows;        /* metrics rows upserted */
+    size_t gauges;      /* gauges rows upserted */
+    size_t batches;     /* batch ids inserted */
+    size_t rejected;    /* rejected records inserted */
+    size_t partitions;  /* kafka_offsets rows upserted */
+    long long pruned;   /* batch ids deleted from the dedup window */
+} store_commit_stats;
+
+/*
+ * Opens (creating if needed) the database at `path` in WAL mode with
+ * PRAGMA synchronous = `synchronous` (FULL, NORMAL or EXTRA) and a busy
+ * timeout, creates the schema, and checks that it was created with the same
+ * `bucket_seconds`. `dedup_window_seconds` (> 0) bounds the batches table.
+ * Returns 0 and *out (caller owns: store_close), or -1 with err filled.
+ */
+int store_open(store **out, const char *path, const char *synchronous, int bucket_seconds,
+               int dedup_window_seconds, char *err, size_t errlen);
+
+/* Finalizes the statements and closes the database; NULL is a no-op. */
+void store_close(store *s);
+
+/*
+ * Fills next[0..partitions-1] with the stored next offset of each partition
+ * of `topic`, or -1 when none is stored. A stored partition >= `partitions`
+ * is an error (the topic shrank: resuming would silently lose data).
+ * Returns 0, or -1 with err filled.
+ */
+int store_load_offsets(store *s, const char *topic, int64_t *next, int partitions,
+                       char *err, size_t errlen);
+
+/* Returns 1 if the batch id is in the batches table, 0 if not, -1 with err filled. */
+int store_batch_seen(store *s, const char *id, size_t id_len, char *err, size_t errlen);
+
+/*
+ * Called inside store_commit() after every write and before COMMIT (tests
+ * inject a crash there). NULL removes the hook.
+ */
+void store_set_before_commit_hook(store *s, void (*hook)(void *arg), void *arg);
+
+/*
+ * Writes one flush in a single transaction: BEGIN IMMEDIATE; upsert every
+ * aggregate row (counters and distributions add; gauges take this flush's
+ * value, relative rows resolved against the gauges table, base 0 for a new
+ * gauge); upsert the final value of every gauge series; insert the batch ids
+ * and rejected records; upsert the next offset of every partition consumed;
+ * prune the dedup window; COMMIT. On any error it rolls back and returns -1
+ * with err filled; the database is then as before the call and the caller
+ * must not retry with its in-memory state (exit; the restart replays).
+ * Requires the aggregate to have been built with this store's bucket_seconds.
+ * Does not clear `a` or `p`. Fills *stats (may be NULL) on success.
+ */
+int store_commit(store *s, const char *topic, const aggregate *a, const pending *p,
+                 store_commit_stats *stats, char *err, size_t errlen);
+
+#endif

@@ -1,0 +1,95 @@
+#!/usr/bin/env bash
+# The acknowledged write path end to end: a real HTTP client posts batches to
+# tally-ingest; exact values are checked in Redis, through the HTTP API, and in
+# SQLite after tally-flusher commits. Also: atomic rejection of a bad batch
+# (line numbers, nothing applied), 413, idempotency keys, client timestamps,
+# clean SIGTERM of both processes.
+source "$(dirname "$0")/lib.sh"
+
+write_config
+start_ingest
+start_flusher
+
+P=$METRIC_PREFIX
+batch="$P.req:1|c
+$P.req:1|c
+$P.req:1|c
+$P.req:2|c|#env:prod
+$P.req:10|c|@0.5
+$P.temp:20|g
+$P.temp:+5|g
+$P.temp:-3|g
+$P.lat:10|ms
+$P.lat:30|ms
+$P.lat:20|h|@0.5"
+post "$batch"
+check_eq "status of a valid batch" 200 "$HTTP_CODE"
+check_eq "accepted lines" 11 "$(jq -r .accepted <<<"$HTTP_BODY")"
+check_eq "duplicate flag" false "$(jq -r .duplicate <<<"$HTTP_BODY")"
+
+R="redis-cli -p $TALLY_REDIS_PORT --raw"
+check_eq "redis counter total" 25 "$(redis_counter "$P.req")"
+check_eq "redis counter, untagged series" 23 "$($R HGET "tally:{$P.req}:counter" "")"
+check_eq "redis counter, env:prod series" 2 "$($R HGET "tally:{$P.req}:counter" env:prod)"
+check_eq "redis gauge after 20, +5, -3" 22 "$($R HGET "tally:{$P.temp}:gauge" "")"
+check_eq "redis distribution count (1 + 1 + 1/0.5)" 4 "$($R HGET "tally:{$P.lat}:dist:count" "")"
+check_eq "redis distribution sum" 80 "$($R HGET "tally:{$P.lat}:dist:sum" "")"
+check_eq "redis distribution min" 10 "$($R HGET "tally:{$P.lat}:dist:min" "")"
+check_eq "redis distribution max" 30 "$($R HGET "tally:{$P.lat}:dist:max" "")"
+check_eq "GET /v1/counters (redis)" 25 "$(api_counter "$P.req")"
+
+wait_sqlite_counter "$P.req" 25
+check_eq "GET /v1/counters?source=sqlite" 25 "$(api_counter "$P.req" sqlite)"
+check_eq "sqlite counter series" "|23 env:prod|2" \
+    "$(sqlite3 "$WORK/tally.db" "SELECT tags || '|' || printf('%g', SUM(value)) FROM metrics WHERE name='$P.req' GROUP BY tags ORDER BY tags" | tr '\n' ' ' | sed 's/ $//')"
+check_eq "sqlite current gauge" 22.0 "$(sqlite3 "$WORK/tally.db" "SELECT value FROM gauges WHERE name='$P.temp'")"
+check_eq "sqlite distribution lines|weight|sum|min|max" "3|4.0|80.0|10.0|30.0" \
+    "$(sqlite3 "$WORK/tally.db" "SELECT SUM(lines), SUM(weight), SUM(value), MIN(min), MAX(max) FROM metrics WHERE name='$P.lat'")"
+check_eq "sqlite stored the consumed offset" 1 \
+    "$(sqlite3 "$WORK/tally.db" "SELECT next_offset FROM kafka_offsets WHERE topic='$TOPIC'")"
+
+# An invalid batch is rejected whole, naming each bad line.
+post "$P.req:1|c
+$P.req:x|c
+$P.req:1|c
+nocolon
+$P.req:1|q"
+check_eq "status of an invalid batch" 400 "$HTTP_CODE"
+check_eq "bad line numbers" "2 4 5" "$(jq -r '[.errors[].line] | map(tostring) | join(" ")' <<<"$HTTP_BODY")"
+check_eq "errors_total" 3 "$(jq -r .errors_total <<<"$HTTP_BODY")"
+jq -e '.errors[0].reason | test("not a number")' <<<"$HTTP_BODY" >/dev/null || fail "reason for line 2: $HTTP_BODY"
+check_eq "redis unchanged after the rejected batch" 25 "$(redis_counter "$P.req")"
+
+# Idempotency: the same key twice is acknowledged twice, applied once.
+key=idem-$RUN_ID
+post "$P.idem:7|c" "$key"
+check_eq "first post with a key" "200 false" "$HTTP_CODE $(jq -r .duplicate <<<"$HTTP_BODY")"
+post "$P.idem:7|c" "$key"
+check_eq "retry with the same key" "200 true" "$HTTP_CODE $(jq -r .duplicate <<<"$HTTP_BODY")"
+check_eq "redis applied the keyed batch once" 7 "$(redis_counter "$P.idem")"
+post "$P.idem:1|c" "bad key with spaces"
+check_eq "invalid Idempotency-Key" 400 "$HTTP_CODE"
+
+# A client timestamp decides the bucket (rule 4).
+post "$P.ts:1|c|T1700000005"
+check_eq "client-stamped batch" 200 "$HTTP_CODE"
+
+wait_sqlite_counter "$P.idem" 7
+wait_sqlite_counter "$P.ts" 1
+check_eq "bucket of a client timestamp" 1700000000 \
+    "$(sqlite3 "$WORK/tally.db" "SELECT bucket FROM metrics WHERE name='$P.ts'")"
+check_eq "sqlite counter unchanged by the rejected batch" 25 "$(sqlite_counter "$P.req")"
+check_eq "batches recorded for dedup" 1 \
+    "$(sqlite3 "$WORK/tally.db" "SELECT COUNT(*) FROM batches WHERE batch_id='$key'")"
+
+# Limits and routes.
+code=$(head -c 9000000 /dev/zero | tr '\0' 'a' | curl -s -o /dev/null -w '%{http_code}' --data-binary @- "$BASE_URL/v1/events")
+check_eq "body over ingest.max_body_bytes" 413 "$code"
+check_eq "empty body" 400 "$(curl -s -o /dev/null -w '%{http_code}' --data-binary '' "$BASE_URL/v1/events")"
+check_eq "GET on /v1/events" 405 "$(curl -s -o /dev/null -w '%{http_code}' "$BASE_URL/v1/events")"
+check_eq "unknown route" 404 "$(curl -s -o /dev/null -w '%{http_code}' "$BASE_URL/nope")"
+check_eq "bad counter name" 400 "$(curl -s -o /dev/null -w '%{http_code}' "$BASE_URL/v1/counters/a%7Bb")"
+
+stop_flusher
+stop_ingest
+finish
