@@ -262,16 +262,20 @@ static int run(flusher *f, char *err, size_t errlen)
 
 static void usage(FILE *out)
 {
-    fprintf(out, "usage: tally-flusher -c FILE [--check-config]\n");
+    fprintf(out, "usage: tally-flusher [-c FILE] [--check-config] [--help-config]\n"
+                 "  -c FILE          configuration file (default conf/tally.conf)\n"
+                 "  --check-config   validate the configuration and exit (0 = valid)\n"
+                 "  --help-config    print every configuration key as a markdown table\n");
 }
 
 int main(int argc, char **argv)
 {
-    const char *path = NULL;
+    const char *path = "conf/tally.conf";
     int check_only = 0;
     static const struct option opts[] = {
         {"config", required_argument, NULL, 'c'},
         {"check-config", no_argument, NULL, 'k'},
+        {"help-config", no_argument, NULL, 'r'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -280,11 +284,12 @@ int main(int argc, char **argv)
         switch (o) {
         case 'c': path = optarg; break;
         case 'k': check_only = 1; break;
+        case 'r': config_print_reference(stdout); return 0;
         case 'h': usage(stdout); return 0;
         default: usage(stderr); return 2;
         }
     }
-    if (!path || optind != argc) {
+    if (optind != argc) {
         usage(stderr);
         return 2;
     }
@@ -295,10 +300,12 @@ int main(int argc, char **argv)
     int nproblems = config_load(path, &cfg, problems, sizeof problems);
     if (check_only) {
         if (nproblems) {
-            fputs(problems, stdout);
-            return 1;
+            fputs(problems, stderr);
+            fprintf(stderr, "tally-flusher: %d configuration problem%s in %s\n", nproblems,
+                    nproblems == 1 ? "" : "s", path);
+            return 2;
         }
-        puts("config OK");
+        printf("%s: configuration OK\n", path);
         return 0;
     }
     if (nproblems) {
