@@ -311,18 +311,36 @@ typedef struct counter_read {
     char name[EVENT_NAME_MAX + 1];
 } counter_read;
 
+/* One tag series of a counter answer. */
+typedef struct series_value {
+    const char *tags;
+    size_t tags_len;
+    double value;
+} series_value;
+
+static int compare_series(const void *a, const void *b)
+{
+    const series_value *x = a, *y = b;
+    size_t n = x->tags_len < y->tags_len ? x->tags_len : y->tags_len;
+    int c = n ? memcmp(x->tags, y->tags, n) : 0;
+    return c ? c : (x->tags_len > y->tags_len) - (x->tags_len < y->tags_len);
+}
+
+/* Answers {"name","type","source"[,"note"],"value": total,"series":[...]} with
+ * the series sorted by tags. Sorts `series` in place. */
 static void reply_counter(struct evhttp_request *req, const char *name, const char *source,
-                          const char *note, const char *const *tags, const size_t *tags_len,
-                          const double *values, size_t n)
+                          const char *note, series_value *series, size_t n)
 {
     struct evbuffer *b = evbuffer_new();
     if (!b) {
         evhttp_send_error(req, 500, "out of memory");
         return;
     }
+    if (n > 1)
+        qsort(series, n, sizeof *series, compare_series);
     double total = 0;
     for (size_t i = 0; i < n; i++)
-        total += values[i];
+        total += series[i].value;
     evbuffer_add(b, "{", 1);
     json_add_string(b, 1, "name", name, strlen(name));
     json_add_string(b, 0, "type", "counter", 7);
@@ -333,8 +351,8 @@ static void reply_counter(struct evhttp_request *req, const char *name, const ch
     evbuffer_add(b, ",\"series\":[", 11);
     for (size_t i = 0; i < n; i++) {
         evbuffer_add(b, i ? ",{" : "{", i ? 2 : 1);
-        json_add_string(b, 1, "tags", tags[i], tags_len[i]);
-        json_add_number(b, "value", values[i]);
+        json_add_string(b, 1, "tags", series[i].tags, series[i].tags_len);
+        json_add_number(b, "value", series[i].value);
         evbuffer_add(b, "}", 1);
     }
     evbuffer_add(b, "]}\n", 3);
@@ -351,52 +369,39 @@ static void reply_counter_from_sqlite(ingest_server *s, struct evhttp_request *r
         reply_error(req, 503, "Service Unavailable", err, NULL, 1);
         return;
     }
-    const char **tags = calloc(t.count + 1, sizeof *tags);
-    size_t *lens = calloc(t.count + 1, sizeof *lens);
-    double *values = calloc(t.count + 1, sizeof *values);
-    if (!tags || !lens || !values) {
+    series_value *series = calloc(t.count + 1, sizeof *series);
+    if (!series) {
         reply_error(req, 500, "Internal Server Error", "out of memory", NULL, 0);
     } else {
-        for (size_t i = 0; i < t.count; i++) {
-            tags[i] = t.series[i].tags;
-            lens[i] = strlen(t.series[i].tags);
-            values[i] = t.series[i].value;
-        }
-        reply_counter(req, name, "sqlite", note, tags, lens, values, t.count);
+        for (size_t i = 0; i < t.count; i++)
+            series[i] = (series_value){t.series[i].tags, strlen(t.series[i].tags),
+                                       t.series[i].value};
+        reply_counter(req, name, "sqlite", note, series, t.count);
     }
-    free(tags);
-    free(lens);
-    free(values);
+    free(series);
     flushed_total_free(&t);
 }
 
-static void on_counter_hash(void *opaque, int ok, const redis_series *series, size_t n,
+static void on_counter_hash(void *opaque, int ok, const redis_series *hash, size_t n,
                             const char *reason)
 {
     counter_read *cr = opaque;
     if (!ok) {
         char note[300];
-        snprintf(note, sizeof note, "redis unavailable (%s): flushed total only", reason);
+        snprintf(note, sizeof note, "%s: flushed total only", reason);
         reply_counter_from_sqlite(cr->srv, cr->req, cr->name, note);
         free(cr);
         return;
     }
-    const char **tags = calloc(n + 1, sizeof *tags);
-    size_t *lens = calloc(n + 1, sizeof *lens);
-    double *values = calloc(n + 1, sizeof *values);
-    if (!tags || !lens || !values) {
+    series_value *series = calloc(n + 1, sizeof *series);
+    if (!series) {
         reply_error(cr->req, 500, "Internal Server Error", "out of memory", NULL, 0);
     } else {
-        for (size_t i = 0; i < n; i++) {
-            tags[i] = series[i].tags;
-            lens[i] = series[i].tags_len;
-            values[i] = series[i].value;
-        }
-        reply_counter(cr->req, cr->name, "redis", NULL, tags, lens, values, n);
+        for (size_t i = 0; i < n; i++)
+            series[i] = (series_value){hash[i].tags, hash[i].tags_len, hash[i].value};
+        reply_counter(cr->req, cr->name, "redis", NULL, series, n);
     }
-    free(tags);
-    free(lens);
-    free(values);
+    free(series);
     free(cr);
 }
 

@@ -11,7 +11,9 @@
  *                            falls back to SQLite and says so)
  *   GET  /healthz            component status
  *
- * Every answer has a JSON body. The module owns no threads; all callbacks run
+ * Every answer composed here has a JSON body (the 413 comes from libevent's
+ * HTTP layer, which rejects an oversized body before routing; its body is
+ * plain text). The module owns no threads; all callbacks run
  * on the event loop it was created with.
  */
 #ifndef TALLY_HTTP_API_H
