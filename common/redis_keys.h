@@ -13,6 +13,11 @@
  *   tally:{NAME}:dist:min       hash  tags -> smallest value
  *   tally:{NAME}:dist:max       hash  tags -> largest value
  *   tally:batch:{BATCH_ID}      string, TTL dedup.window_seconds: batch applied
+ *   tally:live:rebuilding       string, TTL 600 s: a rebuild holds the fence;
+ *                               ingest defers its updates to the rebuild
+ *   tally:live:stale            string: the live view may lack acknowledged
+ *                               batches (Redis was down or lost data) until
+ *                               the next rebuild, which deletes it
  *
  * The tags field is the canonical tag string ("" for an untagged series).
  */
@@ -22,6 +27,8 @@
 #include <stddef.h>
 
 #define REDIS_KEY_MAX 320
+#define REDIS_KEY_REBUILD_FENCE "tally:live:rebuilding"
+#define REDIS_KEY_STALE "tally:live:stale"
 
 /* Writes "tally:{NAME}:SUFFIX" into buf (NUL-terminated) and returns its length,
  * or -1 when it does not fit. */

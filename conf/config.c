@@ -86,6 +86,7 @@ struct key_row {
 
 static const char *const synchronous_values[] = { "FULL", "NORMAL", "EXTRA", NULL };
 static const char *const log_level_values[] = { "debug", "info", "warn", "error", NULL };
+static const char *const on_unavailable_values[] = { "accept", "reject", NULL };
 
 static const struct key_row config_keys[] = {
     STRING_ROW(ingest.listen_address, "127.0.0.1",
@@ -104,6 +105,8 @@ static const struct key_row config_keys[] = {
             "Most line errors listed in the response to a rejected batch."),
     INT_ROW(ingest.max_inflight_batches, 1024, 1, 100000,
             "Most batches waiting for Kafka delivery and Redis apply at once."),
+    INT64_ROW(ingest.max_inflight_bytes, 32 * MIB, 1 * MIB, 4096 * MIB,
+              "Most request bytes (bodies and their records) held for unanswered batches."),
 
     STRING_ROW(kafka.brokers, "127.0.0.1:9092",
                "Bootstrap brokers, a comma-separated host:port list."),
@@ -122,8 +125,10 @@ static const struct key_row config_keys[] = {
                "Redis server host."),
     INT_ROW(redis.port, 6379, 1, 65535,
             "Redis server port."),
-    INT_ROW(redis.timeout_ms, 1000, 1, 60000,
+    INT_ROW(redis.timeout_ms, 500, 1, 60000,
             "Redis connect and command timeout, in milliseconds."),
+    ENUM_ROW(redis.on_unavailable, "accept", on_unavailable_values,
+             "When Redis cannot apply a batch Kafka holds: accept (200, live view stale) or reject (503)."),
     BOOL_ROW(redis.require_durable, 1,
              "Refuse a Redis without AOF and maxmemory-policy noeviction."),
 
@@ -139,7 +144,7 @@ static const struct key_row config_keys[] = {
     INT_ROW(flusher.bucket_seconds, 10, 1, 86400,
             "Width of a time bucket, in seconds."),
 
-    INT_ROW(dedup.window_seconds, 86400, 60, 2592000,
+    INT_ROW(dedup.window_seconds, 3600, 60, 2592000,
             "How long a batch idempotency key is remembered, in seconds."),
 
     ENUM_ROW(log.level, "info", log_level_values,

@@ -26,6 +26,7 @@ typedef struct tally_config {
         int max_tags_length;                 /* ingest.max_tags_length 512, 0..1024 */
         int max_errors_reported;             /* ingest.max_errors_reported 100, 1..10000 */
         int max_inflight_batches;            /* ingest.max_inflight_batches 1024, 1..100000 */
+        long long max_inflight_bytes;        /* ingest.max_inflight_bytes 32 MiB, 1 MiB..4 GiB */
     } ingest;
     struct {
         char brokers[CONFIG_STR_MAX];        /* kafka.brokers          "127.0.0.1:9092" */
@@ -38,7 +39,8 @@ typedef struct tally_config {
     struct {
         char host[CONFIG_STR_MAX];           /* redis.host             "127.0.0.1" */
         int port;                            /* redis.port             6379, 1..65535 */
-        int timeout_ms;                      /* redis.timeout_ms       1000, 1..60000 */
+        int timeout_ms;                      /* redis.timeout_ms       500, 1..60000 */
+        char on_unavailable[16];             /* redis.on_unavailable   "accept" (accept|reject) */
         int require_durable;                 /* redis.require_durable  true: refuse a Redis without AOF + noeviction */
     } redis;
     struct {
@@ -51,7 +53,7 @@ typedef struct tally_config {
         int bucket_seconds;                  /* flusher.bucket_seconds   10, 1..86400 */
     } flusher;
     struct {
-        int window_seconds;                  /* dedup.window_seconds   86400, 60..2592000 */
+        int window_seconds;                  /* dedup.window_seconds   3600, 60..2592000 */
     } dedup;
     struct {
         char level[16];                      /* log.level              "info" (debug|info|warn|error) */

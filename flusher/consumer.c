@@ -159,3 +159,16 @@ void consumer_close(consumer *c)
     }
     free(c);
 }
+
+int consumer_watermarks(consumer *c, int partition, int64_t *low, int64_t *high, int timeout_ms,
+                        char *err, size_t errlen)
+{
+    rd_kafka_resp_err_t e =
+        rd_kafka_query_watermark_offsets(c->rk, c->topic, partition, low, high, timeout_ms);
+    if (e != RD_KAFKA_RESP_ERR_NO_ERROR) {
+        snprintf(err, errlen, "kafka: watermarks of %s[%d]: %s", c->topic, partition,
+                 rd_kafka_err2str(e));
+        return -1;
+    }
+    return 0;
+}

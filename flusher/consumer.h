@@ -51,6 +51,11 @@ int consumer_assign(consumer *c, const int64_t *next, char *err, size_t errlen);
  */
 rd_kafka_message_t *consumer_poll(consumer *c, int timeout_ms);
 
+/* The first offset still held in `partition` (*low) and the offset after its
+ * last message (*high), asked of the broker now. Returns 0, or -1 with err. */
+int consumer_watermarks(consumer *c, int partition, int64_t *low, int64_t *high, int timeout_ms,
+                        char *err, size_t errlen);
+
 /* Closes and frees the consumer; NULL is a no-op. Commits nothing to Kafka. */
 void consumer_close(consumer *c);
 

@@ -31,6 +31,7 @@
 #include "consumer.h"
 #include "log.h"
 #include "pending.h"
+#include "rebuild.h"
 #include "record.h"
 #include "store.h"
 
@@ -260,10 +261,37 @@ static int run(flusher *f, char *err, size_t errlen)
     return 0;
 }
 
+/* --rebuild-redis: the whole process is one rebuild. Exit 0 on success. */
+static int run_rebuild(const tally_config *cfg)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal;
+    sigemptyset(&sa.sa_mask);
+    if (sigaction(SIGTERM, &sa, NULL) < 0 || sigaction(SIGINT, &sa, NULL) < 0) {
+        log_error("sigaction failed");
+        return 1;
+    }
+    rebuild_stats st;
+    char err[1024];
+    if (rebuild_redis(cfg, &stop_requested, &st, err, sizeof err) != 0) {
+        log_error("rebuild failed: %s (the live view stays marked stale; run it again)", err);
+        return 1;
+    }
+    printf("rebuild: ok in %.2f s: deleted %zu keys, wrote %zu series values and %zu dedup keys "
+           "from SQLite, replayed %zu Kafka records (%zu batches applied, %zu already counted, "
+           "%zu undecodable)\n",
+           st.seconds, st.keys_deleted, st.series_written, st.markers_written, st.records_replayed,
+           st.batches_applied, st.batches_skipped, st.records_rejected);
+    return 0;
+}
+
 static void usage(FILE *out)
 {
-    fprintf(out, "usage: tally-flusher [-c FILE] [--check-config] [--help-config]\n"
+    fprintf(out, "usage: tally-flusher [-c FILE] [--check-config] [--help-config] [--rebuild-redis]\n"
                  "  -c FILE          configuration file (default conf/tally.conf)\n"
+                 "  --rebuild-redis  restore the Redis live view from SQLite + the Kafka tail\n"
+                 "                   and exit (safe while tally-ingest and the flusher run)\n"
                  "  --check-config   validate the configuration and exit (0 = valid)\n"
                  "  --help-config    print every configuration key as a markdown table\n");
 }
@@ -271,11 +299,12 @@ static void usage(FILE *out)
 int main(int argc, char **argv)
 {
     const char *path = "conf/tally.conf";
-    int check_only = 0;
+    int check_only = 0, rebuild_only = 0;
     static const struct option opts[] = {
         {"config", required_argument, NULL, 'c'},
         {"check-config", no_argument, NULL, 'k'},
         {"help-config", no_argument, NULL, 'r'},
+        {"rebuild-redis", no_argument, NULL, 'R'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -285,6 +314,7 @@ int main(int argc, char **argv)
         case 'c': path = optarg; break;
         case 'k': check_only = 1; break;
         case 'r': config_print_reference(stdout); return 0;
+        case 'R': rebuild_only = 1; break;
         case 'h': usage(stdout); return 0;
         default: usage(stderr); return 2;
         }
@@ -316,6 +346,8 @@ int main(int argc, char **argv)
     log_init("tally-flusher", level < 0 ? LOG_LEVEL_INFO : (log_level)level);
 
     char err[1024];
+    if (rebuild_only)
+        return run_rebuild(&cfg);
     if (crash_init(err, sizeof err) < 0) {
         log_error("%s", err);
         return 2;

@@ -48,6 +48,8 @@ struct ingest_server {
     statsd_batch batch;  /* reused: parsing is synchronous */
     statsd_limits limits;
     size_t inflight;
+    size_t inflight_bytes;
+    int fail_open;  /* redis.on_unavailable = accept */
     int draining;
 };
 
@@ -56,6 +58,7 @@ typedef struct batch_request {
     struct evhttp_request *req;
     char batch_id[RECORD_BATCH_ID_MAX + 1];
     size_t events;
+    size_t bytes; /* counted in inflight_bytes */
     live_update update;
 } batch_request;
 
@@ -173,14 +176,41 @@ static int generate_batch_id(char *out, size_t outlen)
 static void batch_request_finish(batch_request *br)
 {
     br->srv->inflight--;
+    br->srv->inflight_bytes -= br->bytes;
     live_update_free(&br->update);
     free(br);
+}
+
+/* 200 for a batch Kafka holds. live: "applied", "duplicate" (applied before),
+ * or "stale" (Redis did not apply it: fail-open, or a rebuild will). */
+static void reply_accepted(batch_request *br, const char *live)
+{
+    struct evbuffer *b = evbuffer_new();
+    if (!b) {
+        evhttp_send_error(br->req, 500, "out of memory");
+        return;
+    }
+    evbuffer_add_printf(b, "{\"accepted\":%zu", br->events);
+    json_add_string(b, 0, "batch_id", br->batch_id, strlen(br->batch_id));
+    evbuffer_add_printf(b, ",\"duplicate\":%s,\"live\":\"%s\"}\n",
+                        strcmp(live, "duplicate") == 0 ? "true"
+                        : strcmp(live, "stale") == 0   ? "null"
+                                                       : "false",
+                        live);
+    evhttp_add_header(evhttp_request_get_output_headers(br->req), "Idempotency-Key", br->batch_id);
+    reply_json(br->req, 200, "OK", b);
+    evbuffer_free(b);
 }
 
 static void on_redis_applied(void *opaque, int result, const char *reason)
 {
     batch_request *br = opaque;
-    if (result < 0) {
+    if (result == LIVE_DEFERRED) {
+        reply_accepted(br, "stale"); /* the running rebuild replays it from Kafka */
+    } else if (result < 0 && br->srv->fail_open) {
+        redis_writer_note_missed(br->srv->redis, reason);
+        reply_accepted(br, "stale");
+    } else if (result < 0) {
         char msg[384];
         snprintf(msg, sizeof msg,
                  "batch is stored in Kafka but the live view was not updated (%s); "
@@ -188,18 +218,7 @@ static void on_redis_applied(void *opaque, int result, const char *reason)
                  reason);
         reply_error(br->req, 503, "Service Unavailable", msg, br->batch_id, 1);
     } else {
-        struct evbuffer *b = evbuffer_new();
-        if (!b) {
-            evhttp_send_error(br->req, 500, "out of memory");
-        } else {
-            evbuffer_add_printf(b, "{\"accepted\":%zu", br->events);
-            json_add_string(b, 0, "batch_id", br->batch_id, strlen(br->batch_id));
-            evbuffer_add_printf(b, ",\"duplicate\":%s}\n", result == 0 ? "true" : "false");
-            evhttp_add_header(evhttp_request_get_output_headers(br->req), "Idempotency-Key",
-                              br->batch_id);
-            reply_json(br->req, 200, "OK", b);
-            evbuffer_free(b);
-        }
+        reply_accepted(br, result == LIVE_DUPLICATE ? "duplicate" : "applied");
     }
     batch_request_finish(br);
 }
@@ -249,6 +268,13 @@ static void handle_post_events(ingest_server *s, struct evhttp_request *req)
 
     struct evbuffer *input = evhttp_request_get_input_buffer(req);
     size_t len = evbuffer_get_length(input);
+    /* A batch holds its body and about as much again (record, Redis update). */
+    if (s->inflight_bytes + 2 * len > (size_t)s->cfg->ingest.max_inflight_bytes &&
+        s->inflight > 0) {
+        reply_error(req, 503, "Service Unavailable",
+                    "too many bytes in flight (ingest.max_inflight_bytes)", NULL, 1);
+        return;
+    }
     const char *body = len ? (const char *)evbuffer_pullup(input, -1) : "";
     if (!body) {
         reply_error(req, 500, "Internal Server Error", "out of memory reading the body", NULL, 0);
@@ -285,14 +311,17 @@ static void handle_post_events(ingest_server *s, struct evhttp_request *req)
     if (record_encode(batch_id, id_len, received, s->batch.events, s->batch.count, &record,
                       &record_len, err, sizeof err) != 0 ||
         live_update_build(&br->update, batch_id, id_len, s->batch.events, s->batch.count,
-                          s->cfg->dedup.window_seconds, err, sizeof err) != 0) {
+                          s->cfg->dedup.window_seconds, LIVE_MODE_INGEST, err,
+                          sizeof err) != 0) {
         free(record);
         live_update_free(&br->update);
         free(br);
         reply_error(req, 500, "Internal Server Error", err, batch_id, 0);
         return;
     }
+    br->bytes = len + record_len;
     s->inflight++;
+    s->inflight_bytes += br->bytes;
     if (kafka_writer_send(s->kafka, batch_id, id_len, record, record_len, on_kafka_delivered, br,
                           err, sizeof err) != 0) {
         free(record);
@@ -326,10 +355,10 @@ static int compare_series(const void *a, const void *b)
     return c ? c : (x->tags_len > y->tags_len) - (x->tags_len < y->tags_len);
 }
 
-/* Answers {"name","type","source"[,"note"],"value": total,"series":[...]} with
- * the series sorted by tags. Sorts `series` in place. */
+/* Answers {"name","type","source","stale"[,"note"],"value": total,"series":[...]}
+ * with the series sorted by tags. Sorts `series` in place. */
 static void reply_counter(struct evhttp_request *req, const char *name, const char *source,
-                          const char *note, series_value *series, size_t n)
+                          int stale, const char *note, series_value *series, size_t n)
 {
     struct evbuffer *b = evbuffer_new();
     if (!b) {
@@ -345,6 +374,7 @@ static void reply_counter(struct evhttp_request *req, const char *name, const ch
     json_add_string(b, 1, "name", name, strlen(name));
     json_add_string(b, 0, "type", "counter", 7);
     json_add_string(b, 0, "source", source, strlen(source));
+    evbuffer_add_printf(b, ",\"stale\":%s", stale ? "true" : "false");
     if (note)
         json_add_string(b, 0, "note", note, strlen(note));
     json_add_number(b, "value", total);
@@ -376,14 +406,14 @@ static void reply_counter_from_sqlite(ingest_server *s, struct evhttp_request *r
         for (size_t i = 0; i < t.count; i++)
             series[i] = (series_value){t.series[i].tags, strlen(t.series[i].tags),
                                        t.series[i].value};
-        reply_counter(req, name, "sqlite", note, series, t.count);
+        reply_counter(req, name, "sqlite", 0, note, series, t.count);
     }
     free(series);
     flushed_total_free(&t);
 }
 
 static void on_counter_hash(void *opaque, int ok, const redis_series *hash, size_t n,
-                            const char *reason)
+                            int stale, const char *reason)
 {
     counter_read *cr = opaque;
     if (!ok) {
@@ -399,7 +429,11 @@ static void on_counter_hash(void *opaque, int ok, const redis_series *hash, size
     } else {
         for (size_t i = 0; i < n; i++)
             series[i] = (series_value){hash[i].tags, hash[i].tags_len, hash[i].value};
-        reply_counter(cr->req, cr->name, "redis", NULL, series, n);
+        reply_counter(cr->req, cr->name, "redis", stale,
+                      stale ? "live view is stale (Redis lost or missed batches) until "
+                              "tally-flusher --rebuild-redis completes"
+                            : NULL,
+                      series, n);
     }
     free(series);
     free(cr);
@@ -457,7 +491,7 @@ static void handle_get_counter(ingest_server *s, struct evhttp_request *req, con
             snprintf(cr->name, sizeof cr->name, "%s", name);
             redis_key_metric(key, sizeof key, name, strlen(name), "counter");
             if (redis_writer_read_hash(s->redis, key, on_counter_hash, cr, err, sizeof err) != 0)
-                on_counter_hash(cr, 0, NULL, 0, err);
+                on_counter_hash(cr, 0, NULL, 0, 0, err);
         }
     }
     free(name);
@@ -528,6 +562,7 @@ ingest_server *ingest_server_new(struct event_base *base, const tally_config *cf
     s->kafka = kafka;
     s->redis = redis;
     s->sqlite = sqlite;
+    s->fail_open = strcmp(cfg->redis.on_unavailable, "accept") == 0;
     statsd_batch_init(&s->batch);
     s->limits.max_lines = (size_t)cfg->ingest.max_lines;
     s->limits.max_name_len = (size_t)cfg->ingest.max_name_length;

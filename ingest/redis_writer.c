@@ -18,12 +18,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <hiredis/adapters/libevent.h>
 #include <hiredis/async.h>
 #include <hiredis/hiredis.h>
 
 #include "log.h"
+#include "redis_keys.h"
 
 enum { RECONNECT_MIN_MS = 100, RECONNECT_MAX_MS = 2000 };
 
@@ -37,6 +39,11 @@ struct redis_writer {
     int accepted;        /* durability check passed (or not required) */
     int checks_pending;  /* CONFIG GET replies still expected */
     int shutting_down;
+    int stale_pending;   /* a batch was missed: SET tally:live:stale when possible */
+    int stale_mark_sent; /* the SET is on its way */
+    time_t last_error_log;
+    size_t errors_unlogged;
+    char stale_reason[256];
     char down_reason[256];
     char host[CONFIG_STR_MAX];
     int port;
@@ -59,6 +66,9 @@ typedef struct redis_call {
 } redis_call;
 
 static void schedule_reconnect(redis_writer *w);
+static void check_done(redis_writer *w);
+static void flush_stale_mark(redis_writer *w);
+static void on_loading_reply(redisAsyncContext *ac, void *reply, void *privdata);
 static void on_connect_timeout(evutil_socket_t fd, short what, void *arg);
 
 static void set_down(redis_writer *w, const char *fmt, const char *detail)
@@ -74,28 +84,53 @@ static void answer_error(redis_call *call, const char *reason)
     if (call->kind == CALL_APPLY)
         call->done.apply(call->opaque, -1, reason);
     else
-        call->done.read_hash(call->opaque, 0, NULL, 0, reason);
+        call->done.read_hash(call->opaque, 0, NULL, 0, 0, reason);
+}
+
+/* Logs a failed batch apply at most once a second (an outage fails many). */
+static void log_apply_error(redis_writer *w, const char *reason)
+{
+    time_t now = time(NULL);
+    if (now == w->last_error_log) {
+        w->errors_unlogged++;
+        return;
+    }
+    if (w->errors_unlogged)
+        log_error("redis apply failed: %s (and %zu more failures in the last second)", reason,
+                  w->errors_unlogged);
+    else
+        log_error("redis apply failed: %s", reason);
+    w->last_error_log = now;
+    w->errors_unlogged = 0;
 }
 
 static void answer_apply(redis_call *call, const redisReply *r)
 {
-    if (r->type == REDIS_REPLY_INTEGER && (r->integer == 0 || r->integer == 1)) {
+    if (r->type == REDIS_REPLY_INTEGER && r->integer >= LIVE_DUPLICATE &&
+        r->integer <= LIVE_DEFERRED) {
         call->answered = 1;
+        flush_stale_mark(call->w);
         call->done.apply(call->opaque, (int)r->integer, NULL);
     } else if (r->type == REDIS_REPLY_ERROR) {
-        log_error("redis apply failed: %s", r->str);
+        log_apply_error(call->w, r->str);
         answer_error(call, r->str);
     } else {
         answer_error(call, "unexpected reply to the batch script");
     }
 }
 
-static void answer_hash(redis_call *call, const redisReply *r)
+/* Reply of read_series_script: {HGETALL result, number of stale markers}. */
+static void answer_hash(redis_call *call, const redisReply *reply)
 {
-    if (r->type != REDIS_REPLY_ARRAY || r->elements % 2 != 0) {
-        answer_error(call, r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply to HGETALL");
+    if (reply->type != REDIS_REPLY_ARRAY || reply->elements != 2 ||
+        reply->element[0]->type != REDIS_REPLY_ARRAY || reply->element[0]->elements % 2 != 0 ||
+        reply->element[1]->type != REDIS_REPLY_INTEGER) {
+        answer_error(call, reply->type == REDIS_REPLY_ERROR ? reply->str
+                                                            : "unexpected reply to the read script");
         return;
     }
+    const redisReply *r = reply->element[0];
+    int stale = reply->element[1]->integer > 0;
     size_t n = r->elements / 2;
     redis_series *series = calloc(n ? n : 1, sizeof *series);
     if (!series) {
@@ -115,7 +150,7 @@ static void answer_hash(redis_call *call, const redisReply *r)
         }
     }
     call->answered = 1;
-    call->done.read_hash(call->opaque, 1, series, n, NULL);
+    call->done.read_hash(call->opaque, 1, series, n, stale, NULL);
     free(series);
 }
 
@@ -223,9 +258,48 @@ int redis_writer_read_hash(redis_writer *w, const char *key, redis_hash_fn done,
         return -1;
     }
     call->done.read_hash = done;
-    const char *argv[] = {"HGETALL", key};
-    size_t argvlen[] = {7, strlen(key)};
-    return send_call(w, call, 2, argv, argvlen, err, errlen);
+    static const char read_series_script[] =
+        "return {redis.call('HGETALL', KEYS[1]),"
+        " redis.call('EXISTS', KEYS[2]) + redis.call('EXISTS', KEYS[3])}";
+    const char *argv[] = {"EVAL", read_series_script, "3", key, REDIS_KEY_STALE,
+                          REDIS_KEY_REBUILD_FENCE};
+    size_t argvlen[6];
+    for (int i = 0; i < 6; i++)
+        argvlen[i] = strlen(argv[i]);
+    return send_call(w, call, 6, argv, argvlen, err, errlen);
+}
+
+static void on_stale_marked(redisAsyncContext *ac, void *reply, void *privdata)
+{
+    (void)privdata;
+    redis_writer *w = ac->data;
+    const redisReply *r = reply;
+    if (!w)
+        return;
+    w->stale_mark_sent = 0;
+    if (r && r->type == REDIS_REPLY_STATUS) {
+        w->stale_pending = 0;
+        log_warn("live view marked stale (%s): run tally-flusher --rebuild-redis", w->stale_reason);
+    }
+}
+
+/* Sends SET tally:live:stale if a missed batch is waiting to be recorded
+ * (retried on the next apply or connection until Redis confirms it). */
+static void flush_stale_mark(redis_writer *w)
+{
+    if (!w->stale_pending || w->stale_mark_sent || !w->ac || !w->connected || w->accepted != 1)
+        return;
+    if (redisAsyncCommand(w->ac, on_stale_marked, NULL, "SET %s %s", REDIS_KEY_STALE,
+                          w->stale_reason) == REDIS_OK)
+        w->stale_mark_sent = 1;
+}
+
+void redis_writer_note_missed(redis_writer *w, const char *reason)
+{
+    if (!w->stale_pending)
+        snprintf(w->stale_reason, sizeof w->stale_reason, "%s", reason);
+    w->stale_pending = 1;
+    flush_stale_mark(w);
 }
 
 /* Reply to "CONFIG GET appendonly" / "CONFIG GET maxmemory-policy". */
@@ -253,11 +327,40 @@ static void on_config_reply(redisAsyncContext *ac, void *reply, void *privdata)
     } else {
         log_warn("cannot verify redis persistence settings (CONFIG GET refused); continuing");
     }
+    check_done(w);
+}
+
+/* Accepts the connection once every check answered and none refused it. */
+static void check_done(redis_writer *w)
+{
     if (w->checks_pending == 0 && w->accepted == 0) {
         w->accepted = 1;
         w->reconnect_ms = RECONNECT_MIN_MS;
+        evtimer_del(w->connect_timer);
         log_info("redis %s:%d connected", w->host, w->port);
+        flush_stale_mark(w);
     }
+}
+
+/* Reply to "INFO persistence": a Redis still loading its AOF answers every
+ * write with -LOADING, so it is not usable yet: reconnect shortly. */
+static void on_loading_reply(redisAsyncContext *ac, void *reply, void *privdata)
+{
+    (void)privdata;
+    redis_writer *w = ac->data;
+    const redisReply *r = reply;
+    if (!r || !w)
+        return;
+    w->checks_pending--;
+    if (r->type == REDIS_REPLY_ERROR && strncmp(r->str, "LOADING", 7) == 0) {
+        /* some versions refuse INFO while loading */
+    } else if (r->type != REDIS_REPLY_STRING || !strstr(r->str, "loading:1")) {
+        check_done(w);
+        return;
+    }
+    set_down(w, "%s", "redis is loading its dataset");
+    w->accepted = -1;
+    redisAsyncDisconnect(ac); /* on_disconnect schedules the reconnect */
 }
 
 static void on_connect(const redisAsyncContext *ac, int status)
@@ -271,12 +374,13 @@ static void on_connect(const redisAsyncContext *ac, int status)
         schedule_reconnect(w);
         return;
     }
-    evtimer_del(w->connect_timer);
-    w->connected = 1;
+    w->connected = 1; /* connect_timer stays armed until the check passes */
     w->accepted = 0;
-    w->checks_pending = 2;
+    w->checks_pending = 3;
+    w->stale_mark_sent = 0;
     redisAsyncContext *mut = (redisAsyncContext *)ac;
-    if (redisAsyncCommand(mut, on_config_reply, "yes", "CONFIG GET appendonly") != REDIS_OK ||
+    if (redisAsyncCommand(mut, on_loading_reply, NULL, "INFO persistence") != REDIS_OK ||
+        redisAsyncCommand(mut, on_config_reply, "yes", "CONFIG GET appendonly") != REDIS_OK ||
         redisAsyncCommand(mut, on_config_reply, "noeviction", "CONFIG GET maxmemory-policy") !=
             REDIS_OK) {
         set_down(w, "%s", "cannot send the persistence check");
@@ -293,6 +397,7 @@ static void on_disconnect(const redisAsyncContext *ac, int status)
     w->ac = NULL;
     w->connected = 0;
     w->accepted = 0;
+    evtimer_del(w->connect_timer);
     if (!w->shutting_down)
         schedule_reconnect(w);
 }
@@ -322,20 +427,24 @@ static void connect_now(redis_writer *w)
         log_error("cannot arm the redis connect timeout");
 }
 
-/* The TCP connect did not finish within redis.timeout_ms: give up on it. */
+/* Connecting plus the persistence check took longer than redis.timeout_ms:
+ * give up on this connection and try again later. */
 static void on_connect_timeout(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd;
     (void)what;
     redis_writer *w = arg;
-    if (!w->ac || w->connected)
+    if (!w->ac || w->accepted == 1)
         return;
-    set_down(w, "connect timed out after %s ms", "redis.timeout_ms");
-    log_warn("redis %s:%d: connect timed out", w->host, w->port);
+    set_down(w, "%s", w->connected ? "persistence check timed out" : "connect timed out");
+    log_warn("redis %s:%d: %s", w->host, w->port, w->down_reason);
     redisAsyncContext *ac = w->ac;
-    w->ac = NULL;
-    redisAsyncFree(ac); /* not connected: no disconnect callback runs */
-    schedule_reconnect(w);
+    int was_connected = w->connected;
+    redisAsyncFree(ac); /* a connected context runs on_disconnect, which reconnects */
+    if (!was_connected) {
+        w->ac = NULL;
+        schedule_reconnect(w);
+    }
 }
 
 static void on_reconnect_timer(evutil_socket_t fd, short what, void *arg)

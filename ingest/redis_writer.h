@@ -9,6 +9,15 @@
  * persistence is checked: with redis.require_durable, a Redis without
  * appendonly=yes and maxmemory-policy=noeviction is refused (treated as down,
  * with a logged reason), because its counters could silently vanish.
+ *
+ * Circuit breaking: a call that times out drops the connection; until a new
+ * connection has passed the persistence check, every call fails at once
+ * (reconnects back off from 100 ms to 2 s), so an outage costs at most one
+ * timeout per in-flight call, never one per request.
+ *
+ * Staleness: redis_writer_note_missed() records that an acknowledged batch
+ * did not reach Redis; the writer then sets tally:live:stale as soon as it can
+ * (the next rebuild deletes it), so readers know the live view lags.
  */
 #ifndef TALLY_REDIS_WRITER_H
 #define TALLY_REDIS_WRITER_H
@@ -22,7 +31,8 @@
 
 typedef struct redis_writer redis_writer;
 
-/* result: 1 = applied, 0 = duplicate batch (already applied before), -1 = error (reason). */
+/* result: LIVE_APPLIED, LIVE_DUPLICATE, LIVE_DEFERRED (a rebuild will apply
+ * it), or -1 = error (reason). */
 typedef void (*redis_apply_fn)(void *opaque, int result, const char *reason);
 
 /* One field of a hash read: the series' canonical tags and its value. */
@@ -32,9 +42,10 @@ typedef struct redis_series {
     double value;
 } redis_series;
 
-/* ok = 1: `series` holds n entries (valid during the call only). */
+/* ok = 1: `series` holds n entries (valid during the call only); stale = 1
+ * when the live view is marked stale or a rebuild is running. */
 typedef void (*redis_hash_fn)(void *opaque, int ok, const redis_series *series, size_t n,
-                              const char *reason);
+                              int stale, const char *reason);
 
 /* Starts connecting (does not wait). Returns NULL with err filled on failure. */
 redis_writer *redis_writer_new(struct event_base *base, const tally_config *cfg, char *err,
@@ -45,9 +56,13 @@ redis_writer *redis_writer_new(struct event_base *base, const tally_config *cfg,
 int redis_writer_apply(redis_writer *w, const live_update *u, redis_apply_fn done, void *opaque,
                        char *err, size_t errlen);
 
-/* HGETALL of key; values parsed as doubles. Same failure rule as apply. */
+/* HGETALL of key (values parsed as doubles) and the staleness markers, in one
+ * atomic call. Same failure rule as apply. */
 int redis_writer_read_hash(redis_writer *w, const char *key, redis_hash_fn done, void *opaque,
                            char *err, size_t errlen);
+
+/* An acknowledged batch could not be applied: mark the live view stale. */
+void redis_writer_note_missed(redis_writer *w, const char *reason);
 
 /* 1 when connected and accepted (durability checked), else 0; reason says why. */
 int redis_writer_is_up(const redis_writer *w, const char **reason);

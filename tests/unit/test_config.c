@@ -86,6 +86,7 @@ static void assert_defaults(const tally_config *c)
     assert_int_equal(c->ingest.max_tags_length, 512);
     assert_int_equal(c->ingest.max_errors_reported, 100);
     assert_int_equal(c->ingest.max_inflight_batches, 1024);
+    assert_int_equal(c->ingest.max_inflight_bytes, 32LL * 1024 * 1024);
     assert_string_equal(c->kafka.brokers, "127.0.0.1:9092");
     assert_string_equal(c->kafka.topic, "tally-events");
     assert_int_equal(c->kafka.partitions, 1);
@@ -94,14 +95,15 @@ static void assert_defaults(const tally_config *c)
     assert_string_equal(c->kafka.consumer_group, "tally-flusher");
     assert_string_equal(c->redis.host, "127.0.0.1");
     assert_int_equal(c->redis.port, 6379);
-    assert_int_equal(c->redis.timeout_ms, 1000);
+    assert_int_equal(c->redis.timeout_ms, 500);
+    assert_string_equal(c->redis.on_unavailable, "accept");
     assert_int_equal(c->redis.require_durable, 1);
     assert_string_equal(c->sqlite.path, "var/data/tally.db");
     assert_string_equal(c->sqlite.synchronous, "FULL");
     assert_int_equal(c->flusher.max_batch_events, 200000);
     assert_int_equal(c->flusher.max_interval_ms, 1000);
     assert_int_equal(c->flusher.bucket_seconds, 10);
-    assert_int_equal(c->dedup.window_seconds, 86400);
+    assert_int_equal(c->dedup.window_seconds, 3600);
     assert_string_equal(c->log.level, "info");
 }
 
@@ -213,7 +215,7 @@ static void shipped_conf_has_every_key(void **state)
     }
     config_destroy(&lc);
     free(ref);
-    assert_int_equal(keys, 25); /* every field of tally_config */
+    assert_int_equal(keys, 27); /* every field of tally_config */
 }
 
 static void override_values(void **state)
@@ -332,7 +334,7 @@ static void out_of_range_reported_with_range(void **state)
     /* an invalid value is never stored */
     assert_int_equal(c.ingest.listen_port, 8080);
     assert_int_equal(c.ingest.max_tags_length, 512);
-    assert_int_equal(c.dedup.window_seconds, 86400);
+    assert_int_equal(c.dedup.window_seconds, 3600);
 }
 
 /* libconfig 1.5 keeps only the low 32 bits of a plain literal that does not
@@ -583,7 +585,7 @@ static void reference_is_a_markdown_table(void **state)
     assert_non_null(strstr(ref, "| `sqlite.synchronous` | enum | `\"FULL\"` | FULL, NORMAL, EXTRA | "));
     assert_non_null(strstr(ref, "| `log.level` | enum | `\"info\"` | debug, info, warn, error | "));
     /* every line has exactly the 6 pipes of 5 columns */
-    assert_int_equal(count_lines(ref), 2 + 25);
+    assert_int_equal(count_lines(ref), 2 + 27);
     for (char *line = strtok(ref, "\n"); line; line = strtok(NULL, "\n")) {
         int pipes = 0;
         for (char *p = line; *p; p++)

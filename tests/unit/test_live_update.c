@@ -32,11 +32,15 @@ static metric_event ev(metric_type type, const char *name, const char *tags, dou
     return e;
 }
 
-/* argv layout: EVAL script numkeys dedupkey keys[ops] ttl count (verb field value)[ops] */
-static const char *key_of(const live_update *u, int op) { return u->argv[4 + op]; }
-static const char *verb_of(const live_update *u, int ops, int op) { return u->argv[4 + ops + 2 + 3 * op]; }
-static const char *field_of(const live_update *u, int ops, int op) { return u->argv[4 + ops + 2 + 3 * op + 1]; }
-static const char *value_of(const live_update *u, int ops, int op) { return u->argv[4 + ops + 2 + 3 * op + 2]; }
+/* argv layout: EVAL script numkeys dedupkey fence keys[ops] ttl count mode (verb field value)[ops] */
+#define FIRST_OP_KEY 5
+#define ARGS_BEFORE_OPS 3
+static const char *key_of(const live_update *u, int op) { return u->argv[FIRST_OP_KEY + op]; }
+static const char *arg_of(const live_update *u, int ops, int i) { return u->argv[FIRST_OP_KEY + ops + i]; }
+static const char *verb_of(const live_update *u, int ops, int op) { return arg_of(u, ops, ARGS_BEFORE_OPS + 3 * op); }
+static const char *field_of(const live_update *u, int ops, int op) { return arg_of(u, ops, ARGS_BEFORE_OPS + 3 * op + 1); }
+static const char *value_of(const live_update *u, int ops, int op) { return arg_of(u, ops, ARGS_BEFORE_OPS + 3 * op + 2); }
+static int expected_argc(int ops) { return FIRST_OP_KEY + ops + ARGS_BEFORE_OPS + 3 * ops; }
 
 static void test_counters_fold_per_series(void **state)
 {
@@ -49,16 +53,18 @@ static void test_counters_fold_per_series(void **state)
     };
     live_update u;
     char err[128];
-    assert_int_equal(live_update_build(&u, "b1", 2, e, 4, 600, err, sizeof err), 0);
+    assert_int_equal(live_update_build(&u, "b1", 2, e, 4, 600, LIVE_MODE_INGEST, err, sizeof err), 0);
     assert_int_equal(u.series, 2);
     int ops = 2;
-    assert_int_equal(u.argc, 4 + ops + 2 + 3 * ops);
+    assert_int_equal(u.argc, expected_argc(ops));
     assert_string_equal(u.argv[0], "EVAL");
-    assert_string_equal(u.argv[2], "3");
+    assert_string_equal(u.argv[2], "4");
     assert_string_equal(u.argv[3], "tally:batch:{b1}");
+    assert_string_equal(u.argv[4], "tally:live:rebuilding");
     assert_string_equal(key_of(&u, 0), "tally:{req}:counter");
-    assert_string_equal(u.argv[4 + ops], "600");
-    assert_string_equal(u.argv[4 + ops + 1], "4");
+    assert_string_equal(arg_of(&u, ops, 0), "600");
+    assert_string_equal(arg_of(&u, ops, 1), "4");
+    assert_string_equal(arg_of(&u, ops, 2), "ingest");
     assert_string_equal(verb_of(&u, ops, 0), "add");
     assert_string_equal(field_of(&u, ops, 0), "");
     assert_string_equal(value_of(&u, ops, 0), "21.1");
@@ -82,7 +88,7 @@ static void test_gauge_composition(void **state)
     };
     live_update u;
     char err[128];
-    assert_int_equal(live_update_build(&u, "b", 1, e, 5, 60, err, sizeof err), 0);
+    assert_int_equal(live_update_build(&u, "b", 1, e, 5, 60, LIVE_MODE_INGEST, err, sizeof err), 0);
     int ops = 2;
     assert_string_equal(key_of(&u, 0), "tally:{g_rel}:gauge");
     assert_string_equal(verb_of(&u, ops, 0), "add");
@@ -103,9 +109,9 @@ static void test_distribution_ops(void **state)
     };
     live_update u;
     char err[128];
-    assert_int_equal(live_update_build(&u, "b", 1, e, 3, 60, err, sizeof err), 0);
+    assert_int_equal(live_update_build(&u, "b", 1, e, 3, 60, LIVE_MODE_INGEST, err, sizeof err), 0);
     int ops = 4;
-    assert_int_equal(u.argc, 4 + ops + 2 + 3 * ops);
+    assert_int_equal(u.argc, expected_argc(ops));
     const char *keys[] = {"tally:{lat}:dist:count", "tally:{lat}:dist:sum",
                           "tally:{lat}:dist:min", "tally:{lat}:dist:max"};
     const char *verbs[] = {"add", "add", "min", "max"};
@@ -130,7 +136,7 @@ static void test_types_are_separate_series_in_first_seen_order(void **state)
     };
     live_update u;
     char err[128];
-    assert_int_equal(live_update_build(&u, "b", 1, e, 4, 60, err, sizeof err), 0);
+    assert_int_equal(live_update_build(&u, "b", 1, e, 4, 60, LIVE_MODE_INGEST, err, sizeof err), 0);
     assert_int_equal(u.series, 3);
     assert_string_equal(key_of(&u, 0), "tally:{x}:gauge");
     assert_string_equal(key_of(&u, 1), "tally:{x}:counter");
@@ -152,10 +158,21 @@ static void test_many_series_grow_the_table(void **state)
     }
     live_update u;
     char err[128];
-    assert_int_equal(live_update_build(&u, "b", 1, e, 2 * N, 60, err, sizeof err), 0);
+    assert_int_equal(live_update_build(&u, "b", 1, e, 2 * N, 60, LIVE_MODE_INGEST, err, sizeof err), 0);
     assert_int_equal(u.series, N);
     for (int i = 0; i < N; i++)
         assert_string_equal(value_of(&u, N, i), "3");
+    live_update_free(&u);
+}
+
+static void test_rebuild_mode_is_marked(void **state)
+{
+    (void)state;
+    metric_event e[] = {ev(METRIC_COUNTER, "req", NULL, 1, 1, 0)};
+    live_update u;
+    char err[128];
+    assert_int_equal(live_update_build(&u, "b", 1, e, 1, 60, LIVE_MODE_REBUILD, err, sizeof err), 0);
+    assert_string_equal(arg_of(&u, 1, 2), "rebuild");
     live_update_free(&u);
 }
 
@@ -181,6 +198,7 @@ int main(void)
         cmocka_unit_test(test_distribution_ops),
         cmocka_unit_test(test_types_are_separate_series_in_first_seen_order),
         cmocka_unit_test(test_many_series_grow_the_table),
+        cmocka_unit_test(test_rebuild_mode_is_marked),
         cmocka_unit_test(test_format_double_is_exact_and_short),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

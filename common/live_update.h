@@ -5,10 +5,13 @@
  * counters sum value/rate, gauges compose their operations in order (the last
  * absolute value plus later deltas, or one delta), distributions sum count and
  * value and keep min/max. The result is the argument vector of ONE `EVAL` of
- * a Lua script that (1) claims the batch's dedup key with SET NX EX and
- * (2) only if it was new, applies every series update. So a batch reaches
- * Redis in one round trip and a retried batch is applied at most once
- * within the dedup window (rule 3). Keys follow redis_keys.h.
+ * a Lua script that (1) defers the batch when a Redis rebuild holds the
+ * fence key (LIVE_MODE_INGEST only; the rebuild replays the batch from Kafka),
+ * (2) claims the batch's dedup key with SET NX EX and (3) only if it was new,
+ * applies every series update. So a batch reaches Redis in one round trip, a
+ * retried batch is applied at most once within the dedup window (rule 3), and
+ * ingest and a concurrent rebuild never both apply one batch. Keys follow
+ * redis_keys.h.
  */
 #ifndef TALLY_LIVE_UPDATE_H
 #define TALLY_LIVE_UPDATE_H
@@ -24,7 +27,15 @@ typedef struct live_update {
     size_t series;     /* number of distinct series touched */
 } live_update;
 
-/* Result of the script: 1 = applied, 0 = duplicate batch (already applied). */
+/* Result of the script. */
+#define LIVE_DUPLICATE 0 /* the batch's dedup key existed: applied before */
+#define LIVE_APPLIED 1
+#define LIVE_DEFERRED 2  /* a rebuild holds the fence: it will apply the batch */
+
+typedef enum live_mode {
+    LIVE_MODE_INGEST,  /* tally-ingest: defer while a rebuild runs */
+    LIVE_MODE_REBUILD, /* the rebuild itself: ignore the fence */
+} live_mode;
 
 /*
  * Builds the EVAL for `count` events of batch `batch_id`. dedup_ttl_seconds is
@@ -34,7 +45,7 @@ typedef struct live_update {
  */
 int live_update_build(live_update *u, const char *batch_id, size_t batch_id_len,
                       const metric_event *events, size_t count, int dedup_ttl_seconds,
-                      char *err, size_t errlen);
+                      live_mode mode, char *err, size_t errlen);
 
 void live_update_free(live_update *u);
 

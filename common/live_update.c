@@ -7,10 +7,17 @@
  * costs one round trip, typically far fewer operations, and Redis runs the
  * script atomically, so the dedup claim and the updates land together.
  *
- * Script arguments: KEYS[1] is the dedup key; KEYS[i] (i >= 2) is the hash of
- * operation i-1. ARGV[1] = dedup TTL, ARGV[2] = event count (stored in the
- * dedup key for diagnosis), then three ARGV per operation: verb ("add",
+ * Script arguments: KEYS[1] is the dedup key, KEYS[2] the rebuild fence;
+ * KEYS[i] (i >= 3) is the hash of operation i-2. ARGV[1] = dedup TTL,
+ * ARGV[2] = event count (stored in the dedup key for diagnosis), ARGV[3] =
+ * mode ("ingest" or "rebuild"), then three ARGV per operation: verb ("add",
  * "set", "min", "max"), hash field (the canonical tags), value.
+ *
+ * The fence check and the dedup claim run inside the same atomic script as
+ * the updates, which is what makes a rebuild under live traffic exact: every
+ * batch is applied either by ingest (before the fence, or after it with its
+ * dedup key) or by the rebuild's Kafka replay, never by both and never by
+ * neither (see flusher/rebuild.c).
  */
 #include "live_update.h"
 
@@ -25,9 +32,10 @@
 #include "redis_keys.h"
 
 static const char live_update_script[] =
+    "if ARGV[3] ~= 'rebuild' and redis.call('EXISTS', KEYS[2]) == 1 then return 2 end\n"
     "if not redis.call('SET', KEYS[1], ARGV[2], 'NX', 'EX', ARGV[1]) then return 0 end\n"
-    "for i = 2, #KEYS do\n"
-    "  local a = 3 + (i - 2) * 3\n"
+    "for i = 3, #KEYS do\n"
+    "  local a = 4 + (i - 3) * 3\n"
     "  local verb, field, v = ARGV[a], ARGV[a + 1], ARGV[a + 2]\n"
     "  if verb == 'add' then redis.call('HINCRBYFLOAT', KEYS[i], field, v)\n"
     "  elseif verb == 'set' then redis.call('HSET', KEYS[i], field, v)\n"
@@ -195,7 +203,7 @@ void live_update_free(live_update *u)
 
 int live_update_build(live_update *u, const char *batch_id, size_t batch_id_len,
                       const metric_event *events, size_t count, int dedup_ttl_seconds,
-                      char *err, size_t errlen)
+                      live_mode mode, char *err, size_t errlen)
 {
     memset(u, 0, sizeof *u);
     fold_table t = {0};
@@ -212,8 +220,8 @@ int live_update_build(live_update *u, const char *batch_id, size_t batch_id_len,
     size_t ops = 0;
     for (size_t i = 0; i < t.used; i++)
         ops += (size_t)series_ops(&t.slots[t.order[i]]);
-    /* EVAL script numkeys dedupkey opkeys... ttl count (verb field value)... */
-    u->argc = (int)(3 + 1 + ops + 2 + 3 * ops);
+    /* EVAL script numkeys dedupkey fence opkeys... ttl count mode (verb field value)... */
+    u->argc = (int)(3 + 2 + ops + 3 + 3 * ops);
     u->argv = calloc((size_t)u->argc, sizeof *u->argv);
     u->argvlen = calloc((size_t)u->argc, sizeof *u->argvlen);
     if (!u->argv || !u->argvlen)
@@ -222,7 +230,7 @@ int live_update_build(live_update *u, const char *batch_id, size_t batch_id_len,
 
     argv_builder b = {u, 0};
     char numkeys[24], ttl[24], events_text[24], batch_key[REDIS_KEY_MAX];
-    int nk = snprintf(numkeys, sizeof numkeys, "%zu", ops + 1);
+    int nk = snprintf(numkeys, sizeof numkeys, "%zu", ops + 2);
     int nt = snprintf(ttl, sizeof ttl, "%d", dedup_ttl_seconds);
     int ne = snprintf(events_text, sizeof events_text, "%zu", count);
     int nb = redis_key_batch(batch_key, sizeof batch_key, batch_id, batch_id_len);
@@ -234,12 +242,15 @@ int live_update_build(live_update *u, const char *batch_id, size_t batch_id_len,
         return -1;
     }
     if (push_arg(&b, "EVAL", 4) || push_arg(&b, live_update_script, strlen(live_update_script)) ||
-        push_arg(&b, numkeys, (size_t)nk) || push_arg(&b, batch_key, (size_t)nb))
+        push_arg(&b, numkeys, (size_t)nk) || push_arg(&b, batch_key, (size_t)nb) ||
+        push_arg(&b, REDIS_KEY_REBUILD_FENCE, strlen(REDIS_KEY_REBUILD_FENCE)))
         goto oom;
     for (size_t i = 0; i < t.used; i++)
         if (push_series_keys(&b, &t.slots[t.order[i]]) != 0)
             goto oom;
-    if (push_arg(&b, ttl, (size_t)nt) || push_arg(&b, events_text, (size_t)ne))
+    const char *mode_text = mode == LIVE_MODE_REBUILD ? "rebuild" : "ingest";
+    if (push_arg(&b, ttl, (size_t)nt) || push_arg(&b, events_text, (size_t)ne) ||
+        push_arg(&b, mode_text, strlen(mode_text)))
         goto oom;
     for (size_t i = 0; i < t.used; i++)
         if (push_series_ops(&b, &t.slots[t.order[i]]) != 0)

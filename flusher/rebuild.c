@@ -1,0 +1,549 @@
+/*
+ * rebuild.c — see rebuild.h for the protocol and why it is exact.
+ *
+ * Redis is spoken to synchronously here (hiredis' blocking context) with
+ * pipelining: commands are appended and their replies read back in chunks of
+ * PIPELINE_DEPTH, so a rebuild of a million series costs a few thousand round
+ * trips. SQLite is read in one read transaction, which gives totals and
+ * offsets of the same instant even while tally-flusher keeps committing. The
+ * Kafka tail is read with the flusher's own consumer module, positioned at
+ * the snapshot's offsets.
+ */
+#include "rebuild.h"
+
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <hiredis/hiredis.h>
+#include <sqlite3.h>
+
+#include "consumer.h"
+#include "format.h"
+#include "live_update.h"
+#include "log.h"
+#include "record.h"
+#include "redis_keys.h"
+
+enum {
+    PIPELINE_DEPTH = 512,
+    FENCE_TTL_SECONDS = 600,
+    POLL_MS = 200,
+    STALL_LIMIT_MS = 60000,  /* no message for this long while behind: give up */
+    SETTLE_RECORDS = 1000,   /* step 4 repeats until fewer new records than this remain */
+    SETTLE_ROUNDS = 5,
+};
+
+typedef struct rebuilder {
+    const tally_config *cfg;
+    volatile sig_atomic_t *stop;
+    redisContext *redis;
+    size_t pending;          /* replies not yet read */
+    size_t appended_since_refresh;
+    char fence_token[128];
+    int fence_held;
+    rebuild_stats *stats;
+    consumer *cons;
+    int partitions;
+    int64_t *position;       /* next offset to read, per partition */
+    metric_event *events;    /* scratch for one record */
+    size_t events_cap;
+    char *err;
+    size_t errlen;
+} rebuilder;
+
+static double now_seconds(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static int fail(rebuilder *r, const char *what, const char *detail)
+{
+    snprintf(r->err, r->errlen, "%s: %s", what, detail ? detail : "unknown error");
+    return -1;
+}
+
+/* ---- Redis pipeline --------------------------------------------------------- */
+
+static int redis_failed(rebuilder *r, const char *what)
+{
+    return fail(r, what, r->redis->errstr[0] ? r->redis->errstr : "connection error");
+}
+
+/* Reads every pending reply. replay_results (may be NULL) counts the batch
+ * script's answers. Returns 0, or -1 on a connection error or error reply. */
+static int pipeline_drain(rebuilder *r, int count_batches)
+{
+    while (r->pending > 0) {
+        redisReply *reply = NULL;
+        if (redisGetReply(r->redis, (void **)&reply) != REDIS_OK || !reply)
+            return redis_failed(r, "redis");
+        r->pending--;
+        if (reply->type == REDIS_REPLY_ERROR) {
+            fail(r, "redis error reply", reply->str);
+            freeReplyObject(reply);
+            return -1;
+        }
+        if (count_batches && reply->type == REDIS_REPLY_INTEGER) {
+            if (reply->integer == LIVE_APPLIED)
+                r->stats->batches_applied++;
+            else
+                r->stats->batches_skipped++;
+        }
+        freeReplyObject(reply);
+    }
+    return 0;
+}
+
+static int pipeline_append(rebuilder *r, int argc, const char **argv, const size_t *argvlen,
+                           int count_batches)
+{
+    if (redisAppendCommandArgv(r->redis, argc, argv, argvlen) != REDIS_OK)
+        return redis_failed(r, "redis append");
+    r->pending++;
+    r->appended_since_refresh++;
+    if (r->pending >= PIPELINE_DEPTH)
+        return pipeline_drain(r, count_batches);
+    return 0;
+}
+
+/* Keeps the fence alive during long phases. Call only with an empty pipeline. */
+static int refresh_fence(rebuilder *r)
+{
+    if (!r->fence_held || r->appended_since_refresh < 50000)
+        return 0;
+    r->appended_since_refresh = 0;
+    redisReply *reply = redisCommand(r->redis, "EXPIRE %s %d", REDIS_KEY_REBUILD_FENCE,
+                                     FENCE_TTL_SECONDS);
+    if (!reply)
+        return redis_failed(r, "redis EXPIRE fence");
+    int ok = reply->type == REDIS_REPLY_INTEGER && reply->integer == 1;
+    freeReplyObject(reply);
+    return ok ? 0 : fail(r, "fence", "tally:live:rebuilding vanished during the rebuild");
+}
+
+/* A command with one reply, checked for errors; *out_reply optional. */
+static int redis_simple(rebuilder *r, redisReply **out, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    redisReply *reply = redisvCommand(r->redis, fmt, ap);
+    va_end(ap);
+    if (!reply)
+        return redis_failed(r, "redis");
+    if (reply->type == REDIS_REPLY_ERROR) {
+        fail(r, "redis error reply", reply->str);
+        freeReplyObject(reply);
+        return -1;
+    }
+    if (out)
+        *out = reply;
+    else
+        freeReplyObject(reply);
+    return 0;
+}
+
+static int connect_redis(rebuilder *r)
+{
+    int ms = r->cfg->redis.timeout_ms < 5000 ? 5000 : r->cfg->redis.timeout_ms;
+    struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
+    r->redis = redisConnectWithTimeout(r->cfg->redis.host, r->cfg->redis.port, tv);
+    if (!r->redis)
+        return fail(r, "redis", "out of memory");
+    if (r->redis->err)
+        return fail(r, "redis connect", r->redis->errstr);
+    if (redisSetTimeout(r->redis, tv) != REDIS_OK)
+        return redis_failed(r, "redis timeout");
+    return 0;
+}
+
+/* ---- step 1: the fence ----------------------------------------------------- */
+
+static int take_fence(rebuilder *r)
+{
+    char host[64] = "?";
+    if (gethostname(host, sizeof host) != 0)
+        snprintf(host, sizeof host, "?");
+    host[sizeof host - 1] = '\0';
+    snprintf(r->fence_token, sizeof r->fence_token, "pid %ld on %s at %ld", (long)getpid(), host,
+             (long)time(NULL));
+    redisReply *reply = NULL;
+    if (redis_simple(r, &reply, "SET %s %s NX EX %d", REDIS_KEY_REBUILD_FENCE, r->fence_token,
+                     FENCE_TTL_SECONDS) != 0)
+        return -1;
+    int taken = reply->type == REDIS_REPLY_STATUS;
+    freeReplyObject(reply);
+    if (!taken) {
+        redisReply *holder = redisCommand(r->redis, "GET %s", REDIS_KEY_REBUILD_FENCE);
+        char detail[256];
+        snprintf(detail, sizeof detail,
+                 "another rebuild holds %s (%s); wait for it, or for the key's TTL if it died",
+                 REDIS_KEY_REBUILD_FENCE,
+                 holder && holder->type == REDIS_REPLY_STRING ? holder->str : "?");
+        if (holder)
+            freeReplyObject(holder);
+        return fail(r, "rebuild", detail);
+    }
+    r->fence_held = 1;
+    return redis_simple(r, NULL, "SET %s %s", REDIS_KEY_STALE, "rebuild in progress");
+}
+
+/* Deletes the fence if it is still ours (a Lua compare-and-delete). */
+static void release_fence(rebuilder *r)
+{
+    if (!r->fence_held || !r->redis || r->redis->err)
+        return;
+    redisReply *reply = redisCommand(
+        r->redis,
+        "EVAL %s 1 %s %s",
+        "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0",
+        REDIS_KEY_REBUILD_FENCE, r->fence_token);
+    if (reply)
+        freeReplyObject(reply);
+    r->fence_held = 0;
+}
+
+/* ---- step 2: delete the live state ---------------------------------------- */
+
+static int delete_matching(rebuilder *r, const char *pattern)
+{
+    char cursor[32] = "0";
+    do {
+        redisReply *reply = NULL;
+        if (redis_simple(r, &reply, "SCAN %s MATCH %s COUNT 1000", cursor, pattern) != 0)
+            return -1;
+        if (reply->type != REDIS_REPLY_ARRAY || reply->elements != 2 ||
+            reply->element[0]->type != REDIS_REPLY_STRING ||
+            reply->element[1]->type != REDIS_REPLY_ARRAY) {
+            freeReplyObject(reply);
+            return fail(r, "redis SCAN", "unexpected reply");
+        }
+        snprintf(cursor, sizeof cursor, "%s", reply->element[0]->str);
+        redisReply *keys = reply->element[1];
+        for (size_t i = 0; i < keys->elements; i++) {
+            const char *argv[] = {"UNLINK", keys->element[i]->str};
+            size_t argvlen[] = {6, keys->element[i]->len};
+            if (pipeline_append(r, 2, argv, argvlen, 0) != 0) {
+                freeReplyObject(reply);
+                return -1;
+            }
+            r->stats->keys_deleted++;
+        }
+        freeReplyObject(reply);
+        if (pipeline_drain(r, 0) != 0)
+            return -1;
+    } while (strcmp(cursor, "0") != 0);
+    return 0;
+}
+
+/* ---- step 3: SQLite snapshot ------------------------------------------------ */
+
+static int hset(rebuilder *r, const char *name, size_t name_len, const char *suffix,
+                const char *tags, size_t tags_len, double value)
+{
+    char key[REDIS_KEY_MAX], num[FORMAT_DOUBLE_MAX];
+    int kl = redis_key_metric(key, sizeof key, name, name_len, suffix);
+    if (kl < 0)
+        return fail(r, "sqlite", "metric name too long for a Redis key");
+    int nl = format_double(num, sizeof num, value);
+    const char *argv[] = {"HSET", key, tags, num};
+    size_t argvlen[] = {4, (size_t)kl, tags_len, (size_t)nl};
+    r->stats->series_written++;
+    return pipeline_append(r, 4, argv, argvlen, 0);
+}
+
+static int sqlite_failed(rebuilder *r, sqlite3 *db, const char *what)
+{
+    return fail(r, what, db ? sqlite3_errmsg(db) : "cannot open");
+}
+
+/* Runs `sql` and calls row() for each row. */
+static int each_row(rebuilder *r, sqlite3 *db, const char *sql,
+                    int (*row)(rebuilder *r, sqlite3_stmt *st))
+{
+    sqlite3_stmt *st = NULL;
+    if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK)
+        return sqlite_failed(r, db, "sqlite prepare");
+    int rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        if (row(r, st) != 0) {
+            sqlite3_finalize(st);
+            return -1;
+        }
+    }
+    sqlite3_finalize(st);
+    if (rc != SQLITE_DONE)
+        return sqlite_failed(r, db, "sqlite read");
+    return pipeline_drain(r, 0);
+}
+
+#define COL_TEXT(st, i) ((const char *)sqlite3_column_text((st), (i)))
+#define COL_LEN(st, i) ((size_t)sqlite3_column_bytes((st), (i)))
+
+static int counter_row(rebuilder *r, sqlite3_stmt *st)
+{
+    const char *name = COL_TEXT(st, 0), *tags = COL_TEXT(st, 1);
+    if (!name || !tags)
+        return fail(r, "sqlite", "NULL name or tags in metrics");
+    return hset(r, name, COL_LEN(st, 0), "counter", tags, COL_LEN(st, 1),
+                sqlite3_column_double(st, 2));
+}
+
+static int gauge_row(rebuilder *r, sqlite3_stmt *st)
+{
+    const char *name = COL_TEXT(st, 0), *tags = COL_TEXT(st, 1);
+    if (!name || !tags)
+        return fail(r, "sqlite", "NULL name or tags in gauges");
+    return hset(r, name, COL_LEN(st, 0), "gauge", tags, COL_LEN(st, 1),
+                sqlite3_column_double(st, 2));
+}
+
+static int distribution_row(rebuilder *r, sqlite3_stmt *st)
+{
+    const char *name = COL_TEXT(st, 0), *tags = COL_TEXT(st, 1);
+    if (!name || !tags)
+        return fail(r, "sqlite", "NULL name or tags in metrics");
+    size_t nl = COL_LEN(st, 0), tl = COL_LEN(st, 1);
+    return hset(r, name, nl, "dist:count", tags, tl, sqlite3_column_double(st, 2)) ||
+           hset(r, name, nl, "dist:sum", tags, tl, sqlite3_column_double(st, 3)) ||
+           hset(r, name, nl, "dist:min", tags, tl, sqlite3_column_double(st, 4)) ||
+           hset(r, name, nl, "dist:max", tags, tl, sqlite3_column_double(st, 5));
+}
+
+static int batch_row(rebuilder *r, sqlite3_stmt *st)
+{
+    const char *id = COL_TEXT(st, 0);
+    if (!id)
+        return fail(r, "sqlite", "NULL batch_id in batches");
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    long long now_ms = (long long)now.tv_sec * 1000 + now.tv_nsec / 1000000;
+    long long age_s = (now_ms - sqlite3_column_int64(st, 1)) / 1000;
+    long long ttl = (long long)r->cfg->dedup.window_seconds - (age_s < 0 ? 0 : age_s);
+    if (ttl <= 0)
+        return 0; /* outside the window: a retry now counts again, as documented */
+    char key[REDIS_KEY_MAX], ttl_text[24];
+    int kl = redis_key_batch(key, sizeof key, id, COL_LEN(st, 0));
+    if (kl < 0)
+        return fail(r, "sqlite", "batch id too long for a Redis key");
+    int tl = snprintf(ttl_text, sizeof ttl_text, "%lld", ttl);
+    const char *argv[] = {"SET", key, "1", "EX", ttl_text};
+    size_t argvlen[] = {3, (size_t)kl, 1, 2, (size_t)tl};
+    r->stats->markers_written++;
+    return pipeline_append(r, 5, argv, argvlen, 0);
+}
+
+static int offset_row(rebuilder *r, sqlite3_stmt *st)
+{
+    int p = sqlite3_column_int(st, 0);
+    if (p < 0 || p >= r->partitions)
+        return fail(r, "sqlite", "kafka_offsets names a partition the topic does not have");
+    r->position[p] = sqlite3_column_int64(st, 1);
+    return 0;
+}
+
+/* Writes SQLite's totals, gauges and dedup keys, and reads the offsets they
+ * correspond to, all from one read transaction. */
+static int load_snapshot(rebuilder *r)
+{
+    sqlite3 *db = NULL;
+    if (sqlite3_open_v2(r->cfg->sqlite.path, &db, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK) {
+        sqlite_failed(r, db, "sqlite open");
+        sqlite3_close(db);
+        return -1;
+    }
+    sqlite3_busy_timeout(db, 5000);
+    char sql[512];
+    snprintf(sql, sizeof sql, "SELECT partition, next_offset FROM kafka_offsets WHERE topic = '%s'",
+             r->cfg->kafka.topic);
+    int rc = -1;
+    if (sqlite3_exec(db, "BEGIN", NULL, NULL, NULL) != SQLITE_OK) {
+        sqlite_failed(r, db, "sqlite BEGIN");
+    } else if (strchr(r->cfg->kafka.topic, '\'')) {
+        fail(r, "config", "kafka.topic must not contain a quote");
+    } else if (each_row(r, db, sql, offset_row) == 0 &&
+               each_row(r, db,
+                        "SELECT name, tags, SUM(value) FROM metrics WHERE type = 'counter' "
+                        "GROUP BY name, tags",
+                        counter_row) == 0 &&
+               each_row(r, db,
+                        "SELECT name, tags, SUM(weight), SUM(value), MIN(min), MAX(max) "
+                        "FROM metrics WHERE type = 'distribution' GROUP BY name, tags",
+                        distribution_row) == 0 &&
+               each_row(r, db, "SELECT name, tags, value FROM gauges", gauge_row) == 0 &&
+               each_row(r, db, "SELECT batch_id, received_ms FROM batches", batch_row) == 0) {
+        rc = 0;
+    }
+    sqlite3_exec(db, "COMMIT", NULL, NULL, NULL);
+    sqlite3_close(db);
+    return rc;
+}
+
+/* ---- steps 4 and 5: Kafka replay ------------------------------------------- */
+
+static int replay_record(rebuilder *r, const rd_kafka_message_t *m)
+{
+    record_reader rec;
+    char why[256];
+    if (!m->payload || record_open(&rec, m->payload, m->len, why, sizeof why) != 0) {
+        r->stats->records_rejected++;
+        return 0; /* the flusher keeps it in rejected_records; nothing to apply */
+    }
+    if (rec.count > r->events_cap) {
+        metric_event *grown = realloc(r->events, rec.count * sizeof *grown);
+        if (!grown)
+            return fail(r, "replay", "out of memory");
+        r->events = grown;
+        r->events_cap = rec.count;
+    }
+    size_t n = 0;
+    while (record_next(&rec, &r->events[n]))
+        n++;
+    live_update u;
+    if (live_update_build(&u, rec.batch_id, rec.batch_id_len, r->events, n,
+                          r->cfg->dedup.window_seconds, LIVE_MODE_REBUILD, why, sizeof why) != 0)
+        return fail(r, "replay", why);
+    int rc = pipeline_append(r, u.argc, (const char **)u.argv, u.argvlen, 1);
+    live_update_free(&u);
+    return rc;
+}
+
+/* Reads every partition up to target[p]. */
+static int replay_to(rebuilder *r, const int64_t *target)
+{
+    double last_progress = now_seconds();
+    for (;;) {
+        int behind = 0;
+        for (int p = 0; p < r->partitions; p++)
+            behind |= r->position[p] < target[p];
+        if (!behind)
+            break;
+        if (*r->stop)
+            return fail(r, "replay", "interrupted");
+        rd_kafka_message_t *m = consumer_poll(r->cons, POLL_MS);
+        if (!m) {
+            if ((now_seconds() - last_progress) * 1000 > STALL_LIMIT_MS)
+                return fail(r, "replay", "no message from Kafka for 60 s while behind");
+            continue;
+        }
+        int rc = 0;
+        if (m->err) {
+            if (m->err == RD_KAFKA_RESP_ERR__FATAL ||
+                m->err == RD_KAFKA_RESP_ERR__AUTO_OFFSET_RESET)
+                rc = fail(r, "kafka", rd_kafka_message_errstr(m));
+        } else if (m->partition >= 0 && m->partition < r->partitions &&
+                   m->offset >= r->position[m->partition]) {
+            last_progress = now_seconds();
+            r->position[m->partition] = m->offset + 1;
+            r->stats->records_replayed++;
+            rc = replay_record(r, m);
+        }
+        rd_kafka_message_destroy(m);
+        if (rc != 0)
+            return -1;
+        if (r->pending == 0 && refresh_fence(r) != 0)
+            return -1;
+    }
+    if (pipeline_drain(r, 1) != 0)
+        return -1;
+    r->appended_since_refresh = 50000; /* force a refresh check */
+    return refresh_fence(r);
+}
+
+/* target[p] = the partition's high watermark now; returns the records between
+ * the positions and the targets. */
+static int64_t read_targets(rebuilder *r, int64_t *target)
+{
+    int64_t ahead = 0;
+    for (int p = 0; p < r->partitions; p++) {
+        int64_t low = 0, high = 0;
+        if (consumer_watermarks(r->cons, p, &low, &high, 10000, r->err, r->errlen) != 0)
+            return -1;
+        if (r->position[p] < low)
+            r->position[p] = low; /* nothing before low is left (or nothing stored yet) */
+        target[p] = high;
+        ahead += high > r->position[p] ? high - r->position[p] : 0;
+    }
+    return ahead;
+}
+
+static int replay_tail(rebuilder *r)
+{
+    int64_t *target = calloc((size_t)r->partitions, sizeof *target);
+    if (!target)
+        return fail(r, "replay", "out of memory");
+    int rc = -1;
+    /* Step 4: catch up while the fence holds ingest's updates back. */
+    for (int round = 0; round < SETTLE_ROUNDS; round++) {
+        int64_t ahead = read_targets(r, target);
+        if (ahead < 0 || replay_to(r, target) != 0)
+            goto out;
+        if (ahead < SETTLE_RECORDS)
+            break;
+    }
+    /* Step 5: drop the fence (and the stale mark), then take the watermark. */
+    if (redis_simple(r, NULL, "MULTI") != 0 ||
+        redis_simple(r, NULL, "DEL %s", REDIS_KEY_STALE) != 0 ||
+        redis_simple(r, NULL, "DEL %s", REDIS_KEY_REBUILD_FENCE) != 0 ||
+        redis_simple(r, NULL, "EXEC") != 0)
+        goto out;
+    r->fence_held = 0;
+    if (read_targets(r, target) < 0 || replay_to(r, target) != 0)
+        goto out;
+    rc = 0;
+out:
+    free(target);
+    return rc;
+}
+
+/* ---- the whole rebuild -------------------------------------------------------- */
+
+int rebuild_redis(const tally_config *cfg, volatile sig_atomic_t *stop, rebuild_stats *stats,
+                  char *err, size_t errlen)
+{
+    memset(stats, 0, sizeof *stats);
+    rebuilder r = {.cfg = cfg, .stop = stop, .stats = stats, .err = err, .errlen = errlen};
+    double started = now_seconds();
+    int rc = -1;
+    if (consumer_open(&r.cons, cfg, stop, err, errlen) != 0)
+        goto out;
+    r.partitions = consumer_partitions(r.cons);
+    r.position = malloc((size_t)r.partitions * sizeof *r.position);
+    if (!r.position) {
+        fail(&r, "rebuild", "out of memory");
+        goto out;
+    }
+    for (int p = 0; p < r.partitions; p++)
+        r.position[p] = -1;
+    if (connect_redis(&r) != 0 || take_fence(&r) != 0)
+        goto out;
+    log_info("rebuild: fence taken; deleting the live view");
+    if (delete_matching(&r, "tally:{*") != 0 || delete_matching(&r, "tally:batch:*") != 0)
+        goto out;
+    log_info("rebuild: %zu keys deleted; loading the SQLite snapshot", stats->keys_deleted);
+    if (load_snapshot(&r) != 0)
+        goto out;
+    int64_t *start = r.position;
+    for (int p = 0; p < r.partitions; p++)
+        log_info("rebuild: partition %d: replaying the tail from %s%" PRId64, p,
+                 start[p] < 0 ? "the beginning " : "offset ", start[p] < 0 ? 0 : start[p]);
+    if (consumer_assign(r.cons, r.position, err, errlen) != 0 || replay_tail(&r) != 0)
+        goto out;
+    rc = 0;
+out:
+    if (rc != 0)
+        release_fence(&r); /* the stale mark stays: readers know, a rerun can start */
+    if (r.redis)
+        redisFree(r.redis);
+    consumer_close(r.cons);
+    free(r.position);
+    free(r.events);
+    stats->seconds = now_seconds() - started;
+    return rc;
+}

@@ -1,0 +1,57 @@
+/*
+ * rebuild.h — restore the Redis live view from SQLite and the Kafka tail
+ * (DESIGN.md rule 5: live value = SQLite total + the tail not yet flushed).
+ *
+ * Run by `tally-flusher --rebuild-redis` after Redis lost data (an AOF
+ * restart loses up to ~1 s with appendfsync everysec) or was replaced by an
+ * empty node, and safe while tally-ingest keeps accepting writes:
+ *
+ *   1. take the fence (tally:live:rebuilding, SET NX with a TTL, refreshed):
+ *      from now on ingest's batch script defers instead of applying, and the
+ *      batch stays in Kafka for the replay below;
+ *   2. delete every live key and batch dedup key;
+ *   3. write, from one SQLite read transaction, every series' flushed total,
+ *      every gauge, and a dedup key for every batch id still in the window;
+ *   4. replay the Kafka tail from the offsets of that same snapshot through
+ *      the batch script in rebuild mode (dedup-gated: a copy of a batch that
+ *      is already counted is skipped);
+ *   5. drop the fence and the stale mark together, then replay once more up
+ *      to the high watermark read after the drop: every batch ingest deferred
+ *      was delivered to Kafka before it was deferred, so it lies below that
+ *      watermark; batches ingest applies after the drop carry their dedup key,
+ *      so the replay skips them.
+ *
+ * Every batch is therefore applied exactly once, by ingest or by the rebuild.
+ * One order caveat: a gauge set in the last moments of step 5 may be applied
+ * by ingest before an older deferred set of the same gauge is replayed; SQLite
+ * is exact regardless, and the next set of that gauge corrects Redis.
+ */
+#ifndef TALLY_REBUILD_H
+#define TALLY_REBUILD_H
+
+#include <signal.h>
+#include <stddef.h>
+
+#include "config.h"
+
+typedef struct rebuild_stats {
+    size_t keys_deleted;      /* live and dedup keys removed in step 2 */
+    size_t series_written;    /* hash fields written from SQLite */
+    size_t markers_written;   /* dedup keys written from SQLite */
+    size_t records_replayed;  /* Kafka records read in steps 4 and 5 */
+    size_t batches_applied;   /* replayed batches that changed Redis */
+    size_t batches_skipped;   /* replayed batches already counted (dedup key present) */
+    size_t records_rejected;  /* undecodable records skipped (the flusher keeps them) */
+    double seconds;
+} rebuild_stats;
+
+/*
+ * Runs the whole rebuild against cfg's Redis, SQLite and Kafka. Returns 0 with
+ * *stats filled, or -1 with err filled; on failure the live view stays marked
+ * stale (tally:live:stale) and the fence expires by itself within 600 s, or is
+ * released at once when the failure happened after step 1.
+ */
+int rebuild_redis(const tally_config *cfg, volatile sig_atomic_t *stop, rebuild_stats *stats,
+                  char *err, size_t errlen);
+
+#endif
