@@ -59,6 +59,8 @@ typedef struct batch_request {
     char batch_id[RECORD_BATCH_ID_MAX + 1];
     size_t events;
     size_t bytes; /* counted in inflight_bytes */
+    int answered; /* the client has its answer (the deadline may come first) */
+    struct event *deadline;
     live_update update;
 } batch_request;
 
@@ -175,6 +177,8 @@ static int generate_batch_id(char *out, size_t outlen)
 
 static void batch_request_finish(batch_request *br)
 {
+    if (br->deadline)
+        event_free(br->deadline);
     br->srv->inflight--;
     br->srv->inflight_bytes -= br->bytes;
     live_update_free(&br->update);
@@ -185,6 +189,7 @@ static void batch_request_finish(batch_request *br)
  * or "stale" (Redis did not apply it: fail-open, or a rebuild will). */
 static void reply_accepted(batch_request *br, const char *live)
 {
+    br->answered = 1;
     struct evbuffer *b = evbuffer_new();
     if (!b) {
         evhttp_send_error(br->req, 500, "out of memory");
@@ -205,7 +210,12 @@ static void reply_accepted(batch_request *br, const char *live)
 static void on_redis_applied(void *opaque, int result, const char *reason)
 {
     batch_request *br = opaque;
-    if (result == LIVE_DEFERRED) {
+    if (br->answered) {
+        /* The client got a 503 at the deadline and retries with the key; the
+         * batch is in Kafka all the same, so Redis should have it too. */
+        if (result < 0)
+            redis_writer_note_missed(br->srv->redis, reason);
+    } else if (result == LIVE_DEFERRED) {
         reply_accepted(br, "stale"); /* the running rebuild replays it from Kafka */
     } else if (result < 0 && br->srv->fail_open) {
         redis_writer_note_missed(br->srv->redis, reason);
@@ -228,9 +238,11 @@ static void on_kafka_delivered(void *opaque, int ok, const char *reason)
     batch_request *br = opaque;
     char err[384];
     if (!ok) {
-        snprintf(err, sizeof err, "kafka did not take the batch: %s; nothing was acknowledged",
-                 reason);
-        reply_error(br->req, 503, "Service Unavailable", err, br->batch_id, 1);
+        if (!br->answered) {
+            snprintf(err, sizeof err, "kafka did not take the batch: %s; nothing was acknowledged",
+                     reason);
+            reply_error(br->req, 503, "Service Unavailable", err, br->batch_id, 1);
+        }
         batch_request_finish(br);
         return;
     }
@@ -238,6 +250,23 @@ static void on_kafka_delivered(void *opaque, int ok, const char *reason)
     if (redis_writer_apply(br->srv->redis, &br->update, on_redis_applied, br, why, sizeof why) !=
         0)
         on_redis_applied(br, -1, why);
+}
+
+/* Kafka has not confirmed the batch in time (librdkafka may hold a record that
+ * was in flight when a broker died for longer than message.timeout.ms): answer
+ * 503 now; the request stays until its delivery report arrives. */
+static void on_batch_deadline(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    batch_request *br = arg;
+    if (br->answered)
+        return;
+    br->answered = 1;
+    reply_error(br->req, 503, "Service Unavailable",
+                "kafka did not confirm the batch in time; it may still be stored: retry with the "
+                "same Idempotency-Key",
+                br->batch_id, 1);
 }
 
 static void handle_post_events(ingest_server *s, struct evhttp_request *req)
@@ -322,6 +351,15 @@ static void handle_post_events(ingest_server *s, struct evhttp_request *req)
     br->bytes = len + record_len;
     s->inflight++;
     s->inflight_bytes += br->bytes;
+    int wait_ms = s->cfg->kafka.delivery_timeout_ms + 1000;
+    struct timeval wait = {wait_ms / 1000, (wait_ms % 1000) * 1000};
+    br->deadline = evtimer_new(s->base, on_batch_deadline, br);
+    if (!br->deadline || evtimer_add(br->deadline, &wait) != 0) {
+        free(record);
+        reply_error(req, 500, "Internal Server Error", "libevent: cannot arm a timer", batch_id, 0);
+        batch_request_finish(br);
+        return;
+    }
     if (kafka_writer_send(s->kafka, batch_id, id_len, record, record_len, on_kafka_delivered, br,
                           err, sizeof err) != 0) {
         free(record);

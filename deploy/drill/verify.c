@@ -1,0 +1,203 @@
+/*
+ * verify.c — the drill's end-of-scenario checks against SQLite and Redis.
+ *
+ * SQLite is the source of truth, so it is compared with the ledger first and
+ * exactly: every counter value the drill sends is a whole number, so sums in
+ * SQLite's doubles are exact and "equal" means bit-equal. The flusher commits
+ * asynchronously, hence the polling; the database is opened read-only with a
+ * busy timeout so the drill never blocks or disturbs the flusher's commits.
+ * Names under the scenario's prefix that the ledger does not know can only be
+ * writes the drill never had acknowledged; they count as duplicated.
+ *
+ * Redis is compared with SQLite (not with the ledger) because Redis' contract
+ * is "SQLite totals + the unflushed Kafka tail", and after the load stopped
+ * and SQLite converged that tail is empty.
+ */
+#include "verify.h"
+
+#include "redis_keys.h"
+
+#include <hiredis/hiredis.h>
+#include <math.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+/* One read of the scenario's totals. Returns 0, or -1 with err (try again later). */
+static int read_totals(const char *db_path, const char *pattern, const ledger *l, verify_result *r, char *err,
+                       size_t err_len)
+{
+    for (int k = 0; k < DRILL_COUNTERS; k++) r->sqlite[k] = 0;
+    r->extra_count = 0;
+    struct stat st;
+    if (stat(db_path, &st) != 0) return 0; /* the flusher has not created it yet: empty */
+
+    sqlite3 *db = NULL;
+    sqlite3_stmt *st_totals = NULL;
+    int rc = sqlite3_open_v2(db_path, &db, SQLITE_OPEN_READONLY, NULL);
+    if (rc != SQLITE_OK) {
+        snprintf(err, err_len, "open %s: %s", db_path, db ? sqlite3_errmsg(db) : sqlite3_errstr(rc));
+        sqlite3_close(db);
+        return -1;
+    }
+    sqlite3_busy_timeout(db, 2000);
+    rc = sqlite3_prepare_v2(db,
+                            "SELECT name, SUM(value) FROM metrics WHERE type = 'counter' AND name LIKE ?1 "
+                            "GROUP BY name",
+                            -1, &st_totals, NULL);
+    if (rc != SQLITE_OK) {
+        int missing = strstr(sqlite3_errmsg(db), "no such table") != NULL;
+        snprintf(err, err_len, "query %s: %s", db_path, sqlite3_errmsg(db));
+        sqlite3_close(db);
+        return missing ? 0 : -1; /* no metrics table yet: empty */
+    }
+    if (sqlite3_bind_text(st_totals, 1, pattern, -1, SQLITE_STATIC) != SQLITE_OK) {
+        snprintf(err, err_len, "bind: %s", sqlite3_errmsg(db));
+        sqlite3_finalize(st_totals);
+        sqlite3_close(db);
+        return -1;
+    }
+    while ((rc = sqlite3_step(st_totals)) == SQLITE_ROW) {
+        const char *name = (const char *)sqlite3_column_text(st_totals, 0);
+        double v = sqlite3_column_double(st_totals, 1);
+        if (name == NULL) continue;
+        int found = 0;
+        for (int k = 0; k < DRILL_COUNTERS && !found; k++) {
+            if (strcmp(name, l->names[k]) == 0) {
+                r->sqlite[k] = v;
+                found = 1;
+            }
+        }
+        if (!found && r->extra_count < VERIFY_EXTRA_MAX) {
+            snprintf(r->extra_names[r->extra_count], DRILL_NAME_MAX, "%s", name);
+            r->extra_sqlite[r->extra_count++] = v;
+        }
+    }
+    int ok = rc == SQLITE_DONE;
+    if (!ok) snprintf(err, err_len, "query %s: %s", db_path, sqlite3_errmsg(db));
+    sqlite3_finalize(st_totals);
+    sqlite3_close(db);
+    return ok ? 0 : -1;
+}
+
+static int totals_equal(const ledger *l, const verify_result *r)
+{
+    if (r->extra_count > 0) return 0;
+    for (int k = 0; k < DRILL_COUNTERS; k++)
+        if (r->sqlite[k] != (double)l->sums[k]) return 0;
+    return 1;
+}
+
+int verify_sqlite(const char *db_path, const ledger *l, const char *runid, int scenario, double timeout_s,
+                  verify_result *r, char *err, size_t err_len)
+{
+    char pattern[DRILL_NAME_MAX];
+    snprintf(pattern, sizeof pattern, "drill.%s.%s.%%", runid, scenario_name(scenario));
+    for (int k = 0; k < DRILL_COUNTERS; k++) r->redis[k] = NAN;
+    r->redis_mismatches = -1;
+    r->converged = 0;
+    int read_once = 0;
+    char last_err[512] = "";
+    double start = drill_now(), next_note = start + 15;
+    for (;;) {
+        if (read_totals(db_path, pattern, l, r, last_err, sizeof last_err) == 0) {
+            read_once = 1;
+            if (totals_equal(l, r)) {
+                r->converged = 1;
+                break;
+            }
+        }
+        double now = drill_now();
+        if (now - start >= timeout_s) break;
+        if (now >= next_note) {
+            drill_say("%s: SQLite not equal to the ledger yet after %.0f s%s%s", scenario_name(scenario),
+                      now - start, last_err[0] ? ": " : "", last_err);
+            next_note = now + 15;
+        }
+        drill_sleep(0.2);
+    }
+    r->converge_s = drill_now() - start;
+    r->lost = r->duplicated = 0;
+    for (int k = 0; k < DRILL_COUNTERS; k++) {
+        long long got = llround(r->sqlite[k]);
+        if (got < l->sums[k]) r->lost += l->sums[k] - got;
+        else r->duplicated += got - l->sums[k];
+    }
+    for (int i = 0; i < r->extra_count; i++) r->duplicated += llround(fabs(r->extra_sqlite[i]));
+    if (!read_once) {
+        snprintf(err, err_len, "SQLite could not be read for %.0f s: %s", timeout_s, last_err);
+        return -1;
+    }
+    return 0;
+}
+
+/* Σ HVALS tally:{name}:counter into *out. Returns 0, or -1 with err. */
+static int redis_counter(redisContext *rc, const char *name, double *out, char *err, size_t err_len)
+{
+    char key[REDIS_KEY_MAX];
+    if (redis_key_metric(key, sizeof key, name, strlen(name), "counter") < 0) {
+        snprintf(err, err_len, "name too long for a Redis key: %s", name);
+        return -1;
+    }
+    redisReply *reply = redisCommand(rc, "HVALS %s", key);
+    if (reply == NULL) {
+        snprintf(err, err_len, "HVALS %s: %s", key, rc->errstr);
+        return -1;
+    }
+    int ok = reply->type == REDIS_REPLY_ARRAY;
+    double sum = 0;
+    for (size_t i = 0; ok && i < reply->elements; i++) {
+        redisReply *e = reply->element[i];
+        char *end;
+        double v = e->type == REDIS_REPLY_STRING ? strtod(e->str, &end) : 0;
+        if (e->type != REDIS_REPLY_STRING || end == e->str) {
+            snprintf(err, err_len, "HVALS %s: field %zu is not a number", key, i);
+            freeReplyObject(reply);
+            return -1;
+        }
+        sum += v;
+    }
+    if (!ok) snprintf(err, err_len, "HVALS %s: %s", key, reply->type == REDIS_REPLY_ERROR ? reply->str : "not an array");
+    freeReplyObject(reply);
+    *out = sum;
+    return ok ? 0 : -1;
+}
+
+int verify_redis(const char *host, int port, int timeout_ms, const ledger *l, verify_result *r, char *err,
+                 size_t err_len)
+{
+    struct timeval tv = {.tv_sec = timeout_ms / 1000, .tv_usec = (timeout_ms % 1000) * 1000};
+    r->redis_mismatches = -1;
+    redisContext *rc = redisConnectWithTimeout(host, port, tv);
+    if (rc == NULL || rc->err) {
+        snprintf(err, err_len, "connect to Redis %s:%d: %s", host, port, rc ? rc->errstr : "out of memory");
+        redisFree(rc);
+        return -1;
+    }
+    if (redisSetTimeout(rc, tv) != REDIS_OK) {
+        snprintf(err, err_len, "Redis %s:%d: cannot set the timeout", host, port);
+        redisFree(rc);
+        return -1;
+    }
+    int mismatches = 0;
+    for (int k = 0; k < DRILL_COUNTERS; k++) {
+        if (redis_counter(rc, l->names[k], &r->redis[k], err, err_len) != 0) {
+            redisFree(rc);
+            return -1;
+        }
+        if (r->redis[k] != r->sqlite[k]) mismatches++;
+    }
+    for (int i = 0; i < r->extra_count; i++) {
+        double v;
+        if (redis_counter(rc, r->extra_names[i], &v, err, err_len) != 0) {
+            redisFree(rc);
+            return -1;
+        }
+        if (v != r->extra_sqlite[i]) mismatches++;
+    }
+    redisFree(rc);
+    r->redis_mismatches = mismatches;
+    return 0;
+}
