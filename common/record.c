@@ -387,7 +387,7 @@ static int check_events(const record_reader *r, char *err, size_t errlen)
     return 0;
 }
 
-int record_open(record_reader *r, const void *data, size_t len, char *err, size_t errlen)
+static int open_fixed(record_reader *r, const void *data, size_t len, char *err, size_t errlen)
 {
     assert(r != NULL);
     assert(data != NULL || len == 0);
@@ -403,11 +403,12 @@ int record_open(record_reader *r, const void *data, size_t len, char *err, size_
         return -1;
     }
     if (check_events(&tmp, err, errlen) != 0) return -1;
+    tmp.version = RECORD_VERSION;
     *r = tmp;
     return 0;
 }
 
-int record_next(record_reader *r, metric_event *ev)
+static int next_fixed(record_reader *r, metric_event *ev)
 {
     assert(r != NULL && ev != NULL);
     if (r->next_index >= r->count) {
@@ -432,4 +433,395 @@ int record_next(record_reader *r, metric_event *ev)
     r->cursor = c;
     r->next_index++;
     return 1;
+}
+
+/* ---- version 2: the compact layout ----------------------------------------
+ *
+ * Same events, fewer bytes: every distinct name and tag string is written
+ * once in a table and events refer to it by index; integral values travel as
+ * zigzag varints; the sample rate is written only when it is not 1 and the
+ * stamp only when it differs from the batch's receive time. A typical batch
+ * of 1,000 counter lines over 50 names shrinks from ~46 KB (version 1) to
+ * ~5 KB, which is what Kafka stores, replicates and the flusher fetches.
+ * Decoding keeps version 1's all-or-nothing rule: record_open() walks every
+ * event and checks every index before the first record_next().
+ */
+
+struct record_string {
+    const char *bytes;
+    uint16_t len;
+};
+
+#define HEAD_TYPE_MASK 0x03u
+#define HEAD_RELATIVE 0x04u
+#define HEAD_CLIENT_STAMP 0x08u
+#define HEAD_HAS_RATE 0x10u
+#define HEAD_VALUE_F64 0x20u
+#define HEAD_STAMP_DELTA 0x40u
+#define HEAD_KNOWN 0x7Fu
+#define COMPACT_HEADER_FIXED 20u /* magic, version, id len, received_ms, 2 counts */
+#define VARINT_MAX 10u
+#define INTEGRAL_LIMIT 9007199254740992.0 /* 2^53: integers below are exact */
+
+static uint8_t *put_varint(uint8_t *w, uint64_t v)
+{
+    while (v >= 0x80u) {
+        *w++ = (uint8_t)(v | 0x80u);
+        v >>= 7;
+    }
+    *w++ = (uint8_t)v;
+    return w;
+}
+
+static uint64_t zigzag(int64_t v)
+{
+    return ((uint64_t)v << 1) ^ (uint64_t)(v >> 63);
+}
+
+static int64_t unzigzag(uint64_t v)
+{
+    return (int64_t)(v >> 1) ^ -(int64_t)(v & 1u);
+}
+
+/* Reads a varint at *c (before end); returns 0 and advances, -1 if malformed. */
+static int get_varint(const uint8_t **c, const uint8_t *end, uint64_t *out)
+{
+    uint64_t v = 0;
+    for (unsigned shift = 0, i = 0; i < VARINT_MAX; i++, shift += 7) {
+        if (*c >= end)
+            return -1;
+        uint8_t b = *(*c)++;
+        if (i == VARINT_MAX - 1 && b > 1)
+            return -1; /* more than 64 bits */
+        v |= (uint64_t)(b & 0x7Fu) << shift;
+        if (!(b & 0x80u)) {
+            *out = v;
+            return 0;
+        }
+    }
+    return -1;
+}
+
+/* True when v travels exactly as a zigzag varint (-0.0 does not). */
+static bool value_is_integral(double v)
+{
+    if (!(v > -INTEGRAL_LIMIT && v < INTEGRAL_LIMIT) || v != (double)(int64_t)v)
+        return false;
+    return !(v == 0.0 && signbit(v)); /* -0.0 keeps its sign only as an f64 */
+}
+
+/* The encoder's string table: open addressing over (bytes, len). */
+typedef struct string_table {
+    uint32_t *slots;          /* index + 1, 0 = empty */
+    struct record_string *list;
+    size_t cap, count;
+} string_table;
+
+static uint64_t hash_bytes(const char *p, size_t n)
+{
+    uint64_t h = 1469598103934665603ull;
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ (unsigned char)p[i]) * 1099511628211ull;
+    return h;
+}
+
+/* Returns the index of the string, adding it if new. */
+static uint32_t intern(string_table *t, const char *p, uint16_t len)
+{
+    size_t mask = t->cap - 1;
+    for (size_t i = hash_bytes(p, len) & mask;; i = (i + 1) & mask) {
+        uint32_t slot = t->slots[i];
+        if (slot == 0) {
+            t->list[t->count].bytes = p;
+            t->list[t->count].len = len;
+            t->slots[i] = (uint32_t)++t->count;
+            return (uint32_t)(t->count - 1);
+        }
+        const struct record_string *e = &t->list[slot - 1];
+        if (e->len == len && (len == 0 || memcmp(e->bytes, p, len) == 0))
+            return slot - 1;
+    }
+}
+
+int record_encode_compact(const char *batch_id, size_t batch_id_len, int64_t received_ms,
+                          const metric_event *events, size_t count,
+                          uint8_t **out, size_t *out_len, char *err, size_t errlen)
+{
+    assert(out != NULL && out_len != NULL);
+    *out = NULL;
+    *out_len = 0;
+    size_t fixed_size = 0;
+    if (batch_id_len > RECORD_BATCH_ID_MAX) {
+        snprintf(err, errlen, "batch id is %zu bytes (limit %d)", batch_id_len,
+                 RECORD_BATCH_ID_MAX);
+        return -1;
+    }
+    if ((batch_id_len > 0 && batch_id == NULL) || (count > 0 && events == NULL)) {
+        snprintf(err, errlen, "NULL batch id or events pointer");
+        return -1;
+    }
+    if (count > UINT32_MAX / 2) {
+        snprintf(err, errlen, "too many events for one record (%zu)", count);
+        return -1;
+    }
+    /* The same semantic checks as version 1 (and an upper bound of the size). */
+    if (measure_record(batch_id_len, events, count, &fixed_size, err, errlen) != 0)
+        return -1;
+
+    string_table t = {0};
+    t.cap = 16;
+    while (t.cap < 4 * count)
+        t.cap <<= 1;
+    t.slots = calloc(t.cap, sizeof *t.slots);
+    t.list = malloc((2 * count + 1) * sizeof *t.list);
+    uint32_t *name_idx = malloc((count + 1) * sizeof *name_idx);
+    uint32_t *tags_idx = malloc((count + 1) * sizeof *tags_idx);
+    uint8_t *buf = NULL;
+    int rc = -1;
+    if (!t.slots || !t.list || !name_idx || !tags_idx) {
+        snprintf(err, errlen, "out of memory encoding a record");
+        goto out;
+    }
+    size_t strings_bytes = 0;
+    for (size_t i = 0; i < count; i++) {
+        size_t before = t.count;
+        name_idx[i] = intern(&t, events[i].name, events[i].name_len);
+        tags_idx[i] = events[i].tags_len ? intern(&t, events[i].tags, events[i].tags_len) + 1 : 0;
+        for (size_t k = before; k < t.count; k++)
+            strings_bytes += 2u + t.list[k].len;
+    }
+    /* worst case per event: head + 2 varints of 5 + f64 + f64 + varint of 10 */
+    size_t bound = COMPACT_HEADER_FIXED + batch_id_len + strings_bytes + count * 37u + TRAILER;
+    buf = malloc(bound);
+    if (!buf) {
+        snprintf(err, errlen, "out of memory allocating a %zu-byte record", bound);
+        goto out;
+    }
+    uint8_t *w = buf;
+    w = put_u8(w, RECORD_MAGIC);
+    w = put_u8(w, RECORD_VERSION_COMPACT);
+    w = put_u16(w, (uint16_t)batch_id_len);
+    w = put_bytes(w, batch_id, batch_id_len);
+    w = put_u64(w, (uint64_t)received_ms);
+    w = put_u32(w, (uint32_t)t.count);
+    w = put_u32(w, (uint32_t)count);
+    for (size_t k = 0; k < t.count; k++) {
+        w = put_u16(w, t.list[k].len);
+        w = put_bytes(w, t.list[k].bytes, t.list[k].len);
+    }
+    for (size_t i = 0; i < count; i++) {
+        const metric_event *ev = &events[i];
+        uint8_t head = (uint8_t)ev->type;
+        if (ev->flags & EVENT_GAUGE_RELATIVE)
+            head |= HEAD_RELATIVE;
+        if (ev->flags & EVENT_CLIENT_STAMP)
+            head |= HEAD_CLIENT_STAMP;
+        if (ev->sample_rate != 1.0)
+            head |= HEAD_HAS_RATE;
+        if (!value_is_integral(ev->value))
+            head |= HEAD_VALUE_F64;
+        if (ev->stamp_ms != received_ms)
+            head |= HEAD_STAMP_DELTA;
+        w = put_u8(w, head);
+        w = put_varint(w, name_idx[i]);
+        w = put_varint(w, tags_idx[i]);
+        if (head & HEAD_VALUE_F64)
+            w = put_f64(w, ev->value);
+        else
+            w = put_varint(w, zigzag((int64_t)ev->value));
+        if (head & HEAD_HAS_RATE)
+            w = put_f64(w, ev->sample_rate);
+        if (head & HEAD_STAMP_DELTA)
+            w = put_varint(w, zigzag((int64_t)((uint64_t)ev->stamp_ms - (uint64_t)received_ms)));
+    }
+    size_t size = (size_t)(w - buf) + TRAILER;
+    assert(size <= bound);
+    w = put_u32(w, crc32_ieee(buf, size - TRAILER));
+    *out = buf;
+    *out_len = size;
+    buf = NULL;
+    rc = 0;
+out:
+    free(buf);
+    free(t.slots);
+    free(t.list);
+    free(name_idx);
+    free(tags_idx);
+    return rc;
+}
+
+/* One compact event, decoded and bounds-checked (not yet semantically). */
+static int read_compact_event(const uint8_t **c, const uint8_t *end, const record_reader *r,
+                              metric_event *ev, uint8_t *head_out)
+{
+    if (*c >= end)
+        return -1;
+    uint8_t head = *(*c)++;
+    uint64_t name, tags, raw;
+    if (get_varint(c, end, &name) != 0 || get_varint(c, end, &tags) != 0)
+        return -1;
+    if (name >= r->string_count || tags > r->string_count)
+        return -2;
+    if (head & HEAD_VALUE_F64) {
+        if ((size_t)(end - *c) < 8)
+            return -1;
+        ev->value = get_f64(*c);
+        *c += 8;
+    } else {
+        if (get_varint(c, end, &raw) != 0)
+            return -1;
+        ev->value = (double)unzigzag(raw);
+    }
+    ev->sample_rate = 1.0;
+    if (head & HEAD_HAS_RATE) {
+        if ((size_t)(end - *c) < 8)
+            return -1;
+        ev->sample_rate = get_f64(*c);
+        *c += 8;
+    }
+    ev->stamp_ms = r->received_ms;
+    if (head & HEAD_STAMP_DELTA) {
+        if (get_varint(c, end, &raw) != 0)
+            return -1;
+        ev->stamp_ms = (int64_t)((uint64_t)r->received_ms + (uint64_t)unzigzag(raw));
+    }
+    ev->type = (metric_type)(head & HEAD_TYPE_MASK);
+    ev->flags = (uint8_t)(((head & HEAD_RELATIVE) ? EVENT_GAUGE_RELATIVE : 0) |
+                          ((head & HEAD_CLIENT_STAMP) ? EVENT_CLIENT_STAMP : 0));
+    ev->name = r->strings[name].bytes;
+    ev->name_len = r->strings[name].len;
+    ev->tags = tags ? r->strings[tags - 1].bytes : NULL;
+    ev->tags_len = tags ? r->strings[tags - 1].len : 0;
+    *head_out = head;
+    return 0;
+}
+
+static int open_compact(record_reader *r, const uint8_t *p, size_t len, char *err, size_t errlen)
+{
+    memset(r, 0, sizeof *r);
+    r->version = RECORD_VERSION_COMPACT;
+    if (len < COMPACT_HEADER_FIXED + TRAILER) {
+        snprintf(err, errlen, "truncated header (%zu bytes)", len);
+        return -1;
+    }
+    size_t id_len = get_u16(p + 2);
+    if (id_len > RECORD_BATCH_ID_MAX) {
+        snprintf(err, errlen, "batch id length %zu exceeds %d", id_len, RECORD_BATCH_ID_MAX);
+        return -1;
+    }
+    if (len < COMPACT_HEADER_FIXED + id_len + TRAILER) {
+        snprintf(err, errlen, "truncated header (%zu bytes, batch id of %zu)", len, id_len);
+        return -1;
+    }
+    const uint8_t *end = p + len - TRAILER;
+    const uint8_t *c = p + 4 + id_len;
+    r->batch_id = (const char *)(p + 4);
+    r->batch_id_len = id_len;
+    r->received_ms = (int64_t)get_u64(c);
+    uint32_t strings = get_u32(c + 8);
+    r->count = get_u32(c + 12);
+    c += 16;
+    if (strings > (size_t)(end - c) / 2) {
+        snprintf(err, errlen, "string count %u does not fit in %zu bytes", strings,
+                 (size_t)(end - c));
+        return -1;
+    }
+    r->strings = malloc(((size_t)strings + 1) * sizeof *r->strings);
+    if (!r->strings) {
+        snprintf(err, errlen, "out of memory reading a record");
+        return -1;
+    }
+    r->string_count = strings;
+    for (uint32_t k = 0; k < strings; k++) {
+        if ((size_t)(end - c) < 2 || (size_t)(end - c) - 2 < get_u16(c)) {
+            snprintf(err, errlen, "truncated at string %u", k + 1);
+            goto fail;
+        }
+        r->strings[k].len = get_u16(c);
+        r->strings[k].bytes = (const char *)(c + 2);
+        c += 2u + r->strings[k].len;
+    }
+    if (r->count > (size_t)(end - c) / 3) {
+        snprintf(err, errlen, "event count %u does not fit in %zu bytes", r->count,
+                 (size_t)(end - c));
+        goto fail;
+    }
+    const uint8_t *events = c;
+    metric_event ev;
+    uint8_t head;
+    for (uint32_t i = 0; i < r->count; i++) {
+        int rc = read_compact_event(&c, end, r, &ev, &head);
+        if (rc == -2) {
+            snprintf(err, errlen, "event %u: string index out of range", i + 1);
+            goto fail;
+        }
+        if (rc != 0) {
+            snprintf(err, errlen, "truncated at event %u", i + 1);
+            goto fail;
+        }
+    }
+    if (c != end) {
+        snprintf(err, errlen, "%zu unexpected bytes after event %u", (size_t)(end - c), r->count);
+        goto fail;
+    }
+    uint32_t want = get_u32(end), got = crc32_ieee(p, len - TRAILER);
+    if (want != got) {
+        snprintf(err, errlen, "crc mismatch (stored 0x%08x, computed 0x%08x)", want, got);
+        goto fail;
+    }
+    c = events;
+    for (uint32_t i = 0; i < r->count; i++) {
+        read_compact_event(&c, end, r, &ev, &head);
+        if ((head & ~HEAD_KNOWN) != 0) {
+            snprintf(err, errlen, "event %u: unknown flags 0x%02x", i + 1, head);
+            goto fail;
+        }
+        if (check_event((uint64_t)i + 1, head & HEAD_TYPE_MASK, ev.flags, ev.name_len,
+                        ev.tags_len, ev.value, ev.sample_rate, err, errlen) != 0)
+            goto fail;
+    }
+    r->cursor = events;
+    r->end = end;
+    r->next_index = 0;
+    return 0;
+fail:
+    free(r->strings);
+    r->strings = NULL;
+    return -1;
+}
+
+int record_open(record_reader *r, const void *data, size_t len, char *err, size_t errlen)
+{
+    assert(r != NULL);
+    assert(data != NULL || len == 0);
+    const uint8_t *p = data;
+    memset(r, 0, sizeof *r);
+    if (len >= 2 && p[0] == RECORD_MAGIC && p[1] == RECORD_VERSION_COMPACT) {
+        record_reader tmp;
+        if (open_compact(&tmp, p, len, err, errlen) != 0)
+            return -1;
+        *r = tmp;
+        return 0;
+    }
+    return open_fixed(r, data, len, err, errlen);
+}
+
+int record_next(record_reader *r, metric_event *ev)
+{
+    if (r->version != RECORD_VERSION_COMPACT)
+        return next_fixed(r, ev);
+    if (r->next_index >= r->count)
+        return 0;
+    uint8_t head;
+    int rc = read_compact_event(&r->cursor, r->end, r, ev, &head);
+    assert(rc == 0); /* validated by record_open */
+    (void)rc;
+    r->next_index++;
+    return 1;
+}
+
+void record_close(record_reader *r)
+{
+    free(r->strings);
+    r->strings = NULL;
 }

@@ -219,8 +219,11 @@ static int handle_message(flusher *f, const rd_kafka_message_t *m, char *err, si
                  (int)part, off, why);
         if (pending_add_reject(f->pend, part, off, why, m->payload, m->payload ? m->len : 0, err, errlen) < 0)
             return -1;
-    } else if (apply_record(f, &r, m, err, errlen) < 0) {
-        return -1;
+    } else {
+        int applied = apply_record(f, &r, m, err, errlen);
+        record_close(&r);
+        if (applied < 0)
+            return -1;
     }
     pending_note_offset(f->pend, part, off);
     f->position[part] = off + 1;

@@ -390,6 +390,7 @@ static int load_snapshot(rebuilder *r)
 static int replay_record(rebuilder *r, const rd_kafka_message_t *m)
 {
     record_reader rec;
+    live_update u;
     char why[256];
     if (!m->payload || record_open(&rec, m->payload, m->len, why, sizeof why) != 0) {
         r->stats->records_rejected++;
@@ -397,17 +398,20 @@ static int replay_record(rebuilder *r, const rd_kafka_message_t *m)
     }
     if (rec.count > r->events_cap) {
         metric_event *grown = realloc(r->events, rec.count * sizeof *grown);
-        if (!grown)
+        if (!grown) {
+            record_close(&rec);
             return fail(r, "replay", "out of memory");
+        }
         r->events = grown;
         r->events_cap = rec.count;
     }
     size_t n = 0;
     while (record_next(&rec, &r->events[n]))
         n++;
-    live_update u;
-    if (live_update_build(&u, rec.batch_id, rec.batch_id_len, r->events, n,
-                          r->cfg->dedup.window_seconds, LIVE_MODE_REBUILD, why, sizeof why) != 0)
+    int built = live_update_build(&u, rec.batch_id, rec.batch_id_len, r->events, n,
+                                  r->cfg->dedup.window_seconds, LIVE_MODE_REBUILD, why, sizeof why);
+    record_close(&rec);
+    if (built != 0)
         return fail(r, "replay", why);
     int rc = pipeline_append(r, u.argc, (const char **)u.argv, u.argvlen, 1);
     live_update_free(&u);

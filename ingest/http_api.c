@@ -337,8 +337,8 @@ static void handle_post_events(ingest_server *s, struct evhttp_request *req)
     br->events = s->batch.count;
     snprintf(br->batch_id, sizeof br->batch_id, "%s", batch_id);
     size_t id_len = strlen(batch_id);
-    if (record_encode(batch_id, id_len, received, s->batch.events, s->batch.count, &record,
-                      &record_len, err, sizeof err) != 0 ||
+    if (record_encode_compact(batch_id, id_len, received, s->batch.events, s->batch.count,
+                              &record, &record_len, err, sizeof err) != 0 ||
         live_update_build(&br->update, batch_id, id_len, s->batch.events, s->batch.count,
                           s->cfg->dedup.window_seconds, LIVE_MODE_INGEST, err,
                           sizeof err) != 0) {

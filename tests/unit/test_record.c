@@ -54,6 +54,7 @@ static int open_copy(const uint8_t *data, size_t len, record_reader *r, char *er
         uint32_t n = 0;
         while (record_next(r, &ev)) n++;
         assert_int_equal(n, r->count);
+        record_close(r);
     }
     free(copy);
     return rc;
@@ -446,6 +447,146 @@ static void test_encode_rejects(void **state)
     assert_string_equal(err, "event 1: tags length 1025 exceeds 1024");
 }
 
+/* ---- version 2 (compact) -------------------------------------------------- */
+
+/* A varied batch: repeated names and tags, integral and fractional values,
+ * -0.0, values past 2^53, rates, client stamps on both sides of the batch's. */
+enum { COMPACT_N = 600 };
+static metric_event compact_events[COMPACT_N];
+static char compact_names[8][16];
+
+static void fill_compact_events(void)
+{
+    static const char *const tags[] = {NULL, "env:prod", "a:1,b:2", "host:x"};
+    static const double values[] = {1, -7, 0.25, -0.0, 1e300, 9007199254740993.0, 3, 1e-9};
+    for (int k = 0; k < 8; k++)
+        snprintf(compact_names[k], sizeof compact_names[k], "metric.%d", k);
+    for (int i = 0; i < COMPACT_N; i++) {
+        metric_type type = (metric_type)(1 + i % 3);
+        metric_event ev = make_event(type, compact_names[i % 8], tags[i % 4], values[i % 8]);
+        ev.stamp_ms = 1700000000000LL;
+        if (i % 5 == 0) {
+            ev.flags |= EVENT_CLIENT_STAMP;
+            ev.stamp_ms += (i % 2 ? -1 : 1) * (int64_t)i * 1000;
+        }
+        if (i % 7 == 0)
+            ev.sample_rate = 0.5;
+        if (type == METRIC_GAUGE && i % 2)
+            ev.flags |= EVENT_GAUGE_RELATIVE;
+        compact_events[i] = ev;
+    }
+}
+
+static void test_compact_round_trip(void **state)
+{
+    (void)state;
+    fill_compact_events();
+    uint8_t *v1 = NULL, *v2 = NULL;
+    size_t len1 = 0, len2 = 0;
+    char err[256];
+    assert_int_equal(record_encode("id", 2, 1700000000000LL, compact_events, COMPACT_N, &v1, &len1,
+                                   err, sizeof err), 0);
+    assert_int_equal(record_encode_compact("id", 2, 1700000000000LL, compact_events, COMPACT_N,
+                                           &v2, &len2, err, sizeof err), 0);
+    assert_int_equal(v2[1], RECORD_VERSION_COMPACT);
+    assert_true(len2 * 3 < len1); /* the point of the format */
+    record_reader r;
+    assert_int_equal(record_open(&r, v2, len2, err, sizeof err), 0);
+    assert_int_equal(r.version, RECORD_VERSION_COMPACT);
+    assert_int_equal(r.count, COMPACT_N);
+    assert_int_equal(r.received_ms, 1700000000000LL);
+    assert_memory_equal(r.batch_id, "id", 2);
+    for (int i = 0; i < COMPACT_N; i++) {
+        metric_event ev;
+        const metric_event *want = &compact_events[i];
+        assert_int_equal(record_next(&r, &ev), 1);
+        assert_int_equal(ev.type, want->type);
+        assert_int_equal(ev.flags, want->flags);
+        assert_int_equal(ev.name_len, want->name_len);
+        assert_memory_equal(ev.name, want->name, want->name_len);
+        assert_int_equal(ev.tags_len, want->tags_len);
+        if (want->tags_len)
+            assert_memory_equal(ev.tags, want->tags, want->tags_len);
+        assert_memory_equal(&ev.value, &want->value, sizeof ev.value); /* bit-exact, -0.0 too */
+        assert_true(ev.sample_rate == want->sample_rate);
+        assert_int_equal(ev.stamp_ms, want->stamp_ms);
+    }
+    metric_event ev;
+    assert_int_equal(record_next(&r, &ev), 0);
+    record_close(&r);
+    free(v1);
+    free(v2);
+}
+
+static void test_compact_empty_batch(void **state)
+{
+    (void)state;
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    char err[256];
+    assert_int_equal(record_encode_compact(NULL, 0, 5, NULL, 0, &buf, &len, err, sizeof err), 0);
+    record_reader r;
+    assert_int_equal(open_copy(buf, len, &r, err, sizeof err), 0);
+    assert_int_equal(r.count, 0);
+    free(buf);
+}
+
+static void test_compact_truncation_and_flips(void **state)
+{
+    (void)state;
+    fill_compact_events();
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    char err[256];
+    assert_int_equal(record_encode_compact("batch", 5, 1700000000000LL, compact_events, 40, &buf,
+                                           &len, err, sizeof err), 0);
+    record_reader r;
+    for (size_t cut = 0; cut < len; cut++)
+        assert_int_equal(open_copy(buf, cut, &r, err, sizeof err), -1);
+    for (size_t i = 0; i < len; i++) {
+        buf[i] ^= 0x5A;
+        assert_int_equal(open_copy(buf, len, &r, err, sizeof err), -1);
+        buf[i] ^= 0x5A;
+    }
+    assert_int_equal(open_copy(buf, len, &r, err, sizeof err), 0);
+    free(buf);
+}
+
+static void test_compact_semantic_validation(void **state)
+{
+    (void)state;
+    metric_event ev = make_event(METRIC_COUNTER, "n", NULL, 1);
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    char err[256];
+    record_reader r;
+    assert_int_equal(record_encode_compact("b", 1, ev.stamp_ms, &ev, 1, &buf, &len, err, sizeof err), 0);
+    /* layout: 2 + 2 + 1 (id) + 8 + 4 + 4, string {u16 1, 'n'}, event at 24 */
+    size_t event_at = 2 + 2 + 1 + 8 + 4 + 4 + 3;
+    assert_int_equal(buf[event_at], METRIC_COUNTER);
+    buf[event_at + 1] = 5; /* name index past the table */
+    reseal(buf, len);
+    assert_int_equal(open_copy(buf, len, &r, err, sizeof err), -1);
+    assert_string_equal(err, "event 1: string index out of range");
+    buf[event_at + 1] = 0;
+    buf[event_at] = 0x80 | METRIC_COUNTER; /* unknown head bit */
+    reseal(buf, len);
+    assert_int_equal(open_copy(buf, len, &r, err, sizeof err), -1);
+    assert_string_equal(err, "event 1: unknown flags 0x81");
+    buf[event_at] = 0; /* type 0 */
+    reseal(buf, len);
+    assert_int_equal(open_copy(buf, len, &r, err, sizeof err), -1);
+    assert_string_equal(err, "event 1: unknown type 0");
+    buf[event_at] = METRIC_COUNTER | 0x04; /* relative flag on a counter */
+    reseal(buf, len);
+    assert_int_equal(open_copy(buf, len, &r, err, sizeof err), -1);
+    assert_string_equal(err, "event 1: relative flag on a counter");
+    buf[event_at] = METRIC_COUNTER;
+    reseal(buf, len);
+    assert_int_equal(open_copy(buf, len, &r, err, sizeof err), 0);
+    free(buf);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -459,6 +600,10 @@ int main(void)
         cmocka_unit_test(test_flip_every_byte),
         cmocka_unit_test(test_semantic_validation),
         cmocka_unit_test(test_encode_rejects),
+        cmocka_unit_test(test_compact_round_trip),
+        cmocka_unit_test(test_compact_empty_batch),
+        cmocka_unit_test(test_compact_truncation_and_flips),
+        cmocka_unit_test(test_compact_semantic_validation),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
