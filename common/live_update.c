@@ -1,19 +1,21 @@
 /*
  * live_update.c — see live_update.h.
  *
- * Why one Lua call per batch: a batch of 1,000 lines sent as 1,000 commands
+ * Why one Lua call per group: a batch of 1,000 lines sent as 1,000 commands
  * would cost 1,000 Redis operations and could be half-applied if the
- * connection dropped in the middle; folded per series and sent as one EVAL it
- * costs one round trip, typically far fewer operations, and Redis runs the
- * script atomically, so the dedup claim and the updates land together.
+ * connection dropped in the middle; folded per series it costs one operation
+ * per distinct series, and merging the batches that are waiting while the
+ * previous call runs (group commit) makes that one operation per series per
+ * group. Redis runs the script atomically, so the fence check, the dedup
+ * claims and the updates land together or not at all.
  *
- * Script arguments: KEYS[1] is the dedup key, KEYS[2] the rebuild fence;
- * KEYS[i] (i >= 3) is the hash of operation i-2. ARGV[1] = dedup TTL,
- * ARGV[2] = event count (stored in the dedup key for diagnosis), ARGV[3] =
- * mode ("ingest" or "rebuild"), then three ARGV per operation: verb ("add",
- * "set", "min", "max"), hash field (the canonical tags), value.
+ * Script arguments: KEYS[1] is the rebuild fence, KEYS[2..n+1] the batches'
+ * dedup keys, KEYS[n+2..] the hash of each operation. ARGV[1] = dedup TTL,
+ * ARGV[2] = mode ("ingest" or "rebuild"), ARGV[3] = n, then three ARGV per
+ * operation: verb ("add", "set", "min", "max"), hash field (the canonical
+ * tags), value.
  *
- * The fence check and the dedup claim run inside the same atomic script as
+ * The fence check and the dedup claims run inside the same atomic script as
  * the updates, which is what makes a rebuild under live traffic exact: every
  * batch is applied either by ingest (before the fence, or after it with its
  * dedup key) or by the rebuild's Kafka replay, never by both and never by
@@ -32,69 +34,101 @@
 #include "redis_keys.h"
 
 static const char live_update_script[] =
-    "if ARGV[3] ~= 'rebuild' and redis.call('EXISTS', KEYS[2]) == 1 then return 2 end\n"
-    "if not redis.call('SET', KEYS[1], ARGV[2], 'NX', 'EX', ARGV[1]) then return 0 end\n"
-    "for i = 3, #KEYS do\n"
-    "  local a = 4 + (i - 3) * 3\n"
+    "local n = tonumber(ARGV[3])\n"
+    "if ARGV[2] ~= 'rebuild' and redis.call('EXISTS', KEYS[1]) == 1 then return {2} end\n"
+    "local dups = {0}\n"
+    "for i = 1, n do\n"
+    "  if redis.call('EXISTS', KEYS[1 + i]) == 1 then dups[#dups + 1] = i end\n"
+    "end\n"
+    "if #dups > 1 then return dups end\n"
+    "for i = 1, n do redis.call('SET', KEYS[1 + i], '1', 'EX', ARGV[1]) end\n"
+    "for k = n + 2, #KEYS do\n"
+    "  local a = 4 + (k - n - 2) * 3\n"
     "  local verb, field, v = ARGV[a], ARGV[a + 1], ARGV[a + 2]\n"
-    "  if verb == 'add' then redis.call('HINCRBYFLOAT', KEYS[i], field, v)\n"
-    "  elseif verb == 'set' then redis.call('HSET', KEYS[i], field, v)\n"
+    "  if verb == 'add' then redis.call('HINCRBYFLOAT', KEYS[k], field, v)\n"
+    "  elseif verb == 'set' then redis.call('HSET', KEYS[k], field, v)\n"
     "  else\n"
-    "    local cur = redis.call('HGET', KEYS[i], field)\n"
-    "    local n = tonumber(v)\n"
-    "    if not cur or (verb == 'min' and n < tonumber(cur)) or (verb == 'max' and n > tonumber(cur)) then\n"
-    "      redis.call('HSET', KEYS[i], field, v)\n"
+    "    local cur = redis.call('HGET', KEYS[k], field)\n"
+    "    local x = tonumber(v)\n"
+    "    if not cur or (verb == 'min' and x < tonumber(cur)) or (verb == 'max' and x > tonumber(cur)) then\n"
+    "      redis.call('HSET', KEYS[k], field, v)\n"
     "    end\n"
     "  end\n"
     "end\n"
-    "return 1\n";
+    "return {1}\n";
 
-/* One series of the batch, folded. */
+/* One series, folded over a batch or a group. */
 typedef struct series_fold {
-    const metric_event *first; /* name, tags, type come from here */
-    int gauge_absolute;        /* gauge: an absolute value was seen */
-    double total;              /* counter total / gauge running value / distribution sum */
-    double weight;             /* distribution: sum of 1/rate */
-    double min, max;           /* distribution */
+    metric_type type;
+    const char *name;   /* owned by the live_fold (or borrowed from one, in a group) */
+    const char *tags;
+    uint16_t name_len;
+    uint16_t tags_len;
+    int gauge_absolute; /* gauge: an absolute value was seen */
+    double total;       /* counter total / gauge value (or delta) / distribution sum */
+    double weight;      /* distribution: sum of 1/rate */
+    double min, max;    /* distribution */
 } series_fold;
 
-typedef struct fold_table {
-    series_fold *slots;    /* open addressing, linear probing */
-    uint32_t *order;       /* slot indexes in first-seen order */
-    size_t cap, used;
-} fold_table;
+struct live_fold {
+    series_fold *series;
+    size_t count;
+    char *strings; /* every name and tags, copied */
+};
 
-static uint64_t series_hash(const metric_event *ev)
+/* An open-addressing index over series, by (type, name, tags). */
+typedef struct series_index {
+    uint32_t *slots; /* position + 1 in `items`, 0 = empty */
+    series_fold *items;
+    size_t cap, count;
+} series_index;
+
+static uint64_t series_hash(metric_type type, const char *name, size_t name_len, const char *tags,
+                            size_t tags_len)
 {
-    uint64_t h = 1469598103934665603ull ^ (uint64_t)ev->type;
-    for (size_t i = 0; i < ev->name_len; i++)
-        h = (h ^ (unsigned char)ev->name[i]) * 1099511628211ull;
+    uint64_t h = 1469598103934665603ull ^ (uint64_t)type;
+    for (size_t i = 0; i < name_len; i++)
+        h = (h ^ (unsigned char)name[i]) * 1099511628211ull;
     h = (h ^ 0xffu) * 1099511628211ull;
-    for (size_t i = 0; i < ev->tags_len; i++)
-        h = (h ^ (unsigned char)ev->tags[i]) * 1099511628211ull;
+    for (size_t i = 0; i < tags_len; i++)
+        h = (h ^ (unsigned char)tags[i]) * 1099511628211ull;
     return h;
 }
 
-static int same_series(const metric_event *a, const metric_event *b)
+static int index_init(series_index *x, size_t expected)
 {
-    return a->type == b->type && a->name_len == b->name_len && a->tags_len == b->tags_len &&
-           memcmp(a->name, b->name, a->name_len) == 0 &&
-           (a->tags_len == 0 || memcmp(a->tags, b->tags, a->tags_len) == 0);
+    x->cap = 16;
+    while (x->cap < expected * 2)
+        x->cap <<= 1;
+    x->count = 0;
+    x->slots = calloc(x->cap, sizeof *x->slots);
+    x->items = malloc((expected + 1) * sizeof *x->items);
+    return x->slots && x->items ? 0 : -1;
 }
 
-static series_fold *fold_find(fold_table *t, const metric_event *ev)
+static void index_free(series_index *x)
 {
-    size_t mask = t->cap - 1;
-    for (size_t i = series_hash(ev) & mask;; i = (i + 1) & mask) {
-        series_fold *s = &t->slots[i];
-        if (!s->first) {
-            s->first = ev;
-            s->min = INFINITY;
-            s->max = -INFINITY;
-            t->order[t->used++] = (uint32_t)i;
+    free(x->slots);
+    free(x->items);
+}
+
+/* The series (type, name, tags), created empty if new. Requires count < expected. */
+static series_fold *index_find(series_index *x, metric_type type, const char *name,
+                               uint16_t name_len, const char *tags, uint16_t tags_len)
+{
+    size_t mask = x->cap - 1;
+    for (size_t i = series_hash(type, name, name_len, tags, tags_len) & mask;; i = (i + 1) & mask) {
+        if (x->slots[i] == 0) {
+            series_fold *s = &x->items[x->count];
+            *s = (series_fold){.type = type, .name = name, .name_len = name_len, .tags = tags,
+                               .tags_len = tags_len, .min = INFINITY, .max = -INFINITY};
+            x->slots[i] = (uint32_t)++x->count;
             return s;
         }
-        if (same_series(s->first, ev))
+        series_fold *s = &x->items[x->slots[i] - 1];
+        if (s->type == type && s->name_len == name_len && s->tags_len == tags_len &&
+            memcmp(s->name, name, name_len) == 0 &&
+            (tags_len == 0 || memcmp(s->tags, tags, tags_len) == 0))
             return s;
     }
 }
@@ -124,10 +158,85 @@ static void fold_event(series_fold *s, const metric_event *ev)
     }
 }
 
+/* Merges a later fold of the same series into `into` (order matters for gauges). */
+static void merge_series(series_fold *into, const series_fold *later)
+{
+    if (into->type == METRIC_GAUGE && later->gauge_absolute) {
+        into->total = later->total;
+        into->gauge_absolute = 1;
+    } else {
+        into->total += later->total;
+    }
+    into->weight += later->weight;
+    if (later->min < into->min)
+        into->min = later->min;
+    if (later->max > into->max)
+        into->max = later->max;
+}
+
+live_fold *live_fold_new(const metric_event *events, size_t count, char *err, size_t errlen)
+{
+    live_fold *f = calloc(1, sizeof *f);
+    series_index x = {0};
+    if (!f || index_init(&x, count) != 0)
+        goto oom;
+    for (size_t i = 0; i < count; i++) {
+        const metric_event *ev = &events[i];
+        fold_event(index_find(&x, ev->type, ev->name, ev->name_len, ev->tags_len ? ev->tags : "",
+                              ev->tags_len),
+                   ev);
+    }
+    /* Copy the strings: the events' buffers may be gone when the group is built. */
+    size_t bytes = 1;
+    for (size_t k = 0; k < x.count; k++)
+        bytes += (size_t)x.items[k].name_len + x.items[k].tags_len;
+    f->strings = malloc(bytes);
+    f->series = malloc((x.count + 1) * sizeof *f->series);
+    if (!f->strings || !f->series)
+        goto oom;
+    char *w = f->strings;
+    for (size_t k = 0; k < x.count; k++) {
+        series_fold s = x.items[k];
+        memcpy(w, s.name, s.name_len);
+        s.name = w;
+        w += s.name_len;
+        if (s.tags_len)
+            memcpy(w, s.tags, s.tags_len);
+        s.tags = w;
+        w += s.tags_len;
+        f->series[k] = s;
+    }
+    assert((size_t)(w - f->strings) < bytes);
+    f->count = x.count;
+    index_free(&x);
+    return f;
+oom:
+    index_free(&x);
+    live_fold_free(f);
+    snprintf(err, errlen, "out of memory folding a batch");
+    return NULL;
+}
+
+size_t live_fold_series(const live_fold *f)
+{
+    return f->count;
+}
+
+void live_fold_free(live_fold *f)
+{
+    if (!f)
+        return;
+    free(f->series);
+    free(f->strings);
+    free(f);
+}
+
+/* ---- the EVAL ----------------------------------------------------------------- */
+
 /* Number of hash operations a folded series becomes. */
 static int series_ops(const series_fold *s)
 {
-    return s->first->type == METRIC_DISTRIBUTION ? 4 : 1;
+    return s->type == METRIC_DISTRIBUTION ? 4 : 1;
 }
 
 typedef struct argv_builder {
@@ -148,45 +257,42 @@ static int push_arg(argv_builder *b, const char *s, size_t len)
     return 0;
 }
 
-static int push_key(argv_builder *b, const metric_event *ev, const char *suffix)
+static int push_key(argv_builder *b, const series_fold *s, const char *suffix)
 {
     char key[REDIS_KEY_MAX];
-    int n = redis_key_metric(key, sizeof key, ev->name, ev->name_len, suffix);
+    int n = redis_key_metric(key, sizeof key, s->name, s->name_len, suffix);
     return n < 0 ? -1 : push_arg(b, key, (size_t)n);
 }
 
-static int push_op(argv_builder *b, const char *verb, const metric_event *ev, double v)
+static int push_op(argv_builder *b, const char *verb, const series_fold *s, double v)
 {
     char num[FORMAT_DOUBLE_MAX];
     int n = format_double(num, sizeof num, v);
-    if (push_arg(b, verb, strlen(verb)) != 0 ||
-        push_arg(b, ev->tags_len ? ev->tags : "", ev->tags_len) != 0)
+    if (push_arg(b, verb, strlen(verb)) != 0 || push_arg(b, s->tags, s->tags_len) != 0)
         return -1;
     return push_arg(b, num, (size_t)n);
 }
 
 static int push_series_keys(argv_builder *b, const series_fold *s)
 {
-    const metric_event *ev = s->first;
-    switch (ev->type) {
-    case METRIC_COUNTER: return push_key(b, ev, "counter");
-    case METRIC_GAUGE: return push_key(b, ev, "gauge");
+    switch (s->type) {
+    case METRIC_COUNTER: return push_key(b, s, "counter");
+    case METRIC_GAUGE: return push_key(b, s, "gauge");
     case METRIC_DISTRIBUTION:
-        return push_key(b, ev, "dist:count") || push_key(b, ev, "dist:sum") ||
-               push_key(b, ev, "dist:min") || push_key(b, ev, "dist:max");
+        return push_key(b, s, "dist:count") || push_key(b, s, "dist:sum") ||
+               push_key(b, s, "dist:min") || push_key(b, s, "dist:max");
     }
     return -1;
 }
 
 static int push_series_ops(argv_builder *b, const series_fold *s)
 {
-    const metric_event *ev = s->first;
-    switch (ev->type) {
-    case METRIC_COUNTER: return push_op(b, "add", ev, s->total);
-    case METRIC_GAUGE: return push_op(b, s->gauge_absolute ? "set" : "add", ev, s->total);
+    switch (s->type) {
+    case METRIC_COUNTER: return push_op(b, "add", s, s->total);
+    case METRIC_GAUGE: return push_op(b, s->gauge_absolute ? "set" : "add", s, s->total);
     case METRIC_DISTRIBUTION:
-        return push_op(b, "add", ev, s->weight) || push_op(b, "add", ev, s->total) ||
-               push_op(b, "min", ev, s->min) || push_op(b, "max", ev, s->max);
+        return push_op(b, "add", s, s->weight) || push_op(b, "add", s, s->total) ||
+               push_op(b, "min", s, s->min) || push_op(b, "max", s, s->max);
     }
     return -1;
 }
@@ -201,67 +307,72 @@ void live_update_free(live_update *u)
     memset(u, 0, sizeof *u);
 }
 
-int live_update_build(live_update *u, const char *batch_id, size_t batch_id_len,
-                      const metric_event *events, size_t count, int dedup_ttl_seconds,
-                      live_mode mode, char *err, size_t errlen)
+int live_update_build(live_update *u, const live_fold *const *folds,
+                      const char *const *batch_ids, const size_t *batch_id_lens, size_t n,
+                      int dedup_ttl_seconds, live_mode mode, char *err, size_t errlen)
 {
+    assert(n >= 1);
     memset(u, 0, sizeof *u);
-    fold_table t = {0};
-    t.cap = 16;
-    while (t.cap < count * 2)
-        t.cap <<= 1;
-    t.slots = calloc(t.cap, sizeof *t.slots);
-    t.order = malloc(t.cap * sizeof *t.order);
-    if (!t.slots || !t.order)
+    size_t total = 0;
+    for (size_t i = 0; i < n; i++)
+        total += folds[i]->count;
+    series_index x = {0};
+    if (index_init(&x, total) != 0)
         goto oom;
-    for (size_t i = 0; i < count; i++)
-        fold_event(fold_find(&t, &events[i]), &events[i]);
-
+    for (size_t i = 0; i < n; i++) {
+        for (size_t k = 0; k < folds[i]->count; k++) {
+            const series_fold *s = &folds[i]->series[k];
+            series_fold *into = index_find(&x, s->type, s->name, s->name_len, s->tags, s->tags_len);
+            merge_series(into, s);
+        }
+    }
     size_t ops = 0;
-    for (size_t i = 0; i < t.used; i++)
-        ops += (size_t)series_ops(&t.slots[t.order[i]]);
-    /* EVAL script numkeys dedupkey fence opkeys... ttl count mode (verb field value)... */
-    u->argc = (int)(3 + 2 + ops + 3 + 3 * ops);
+    for (size_t k = 0; k < x.count; k++)
+        ops += (size_t)series_ops(&x.items[k]);
+    /* EVAL script numkeys fence dedup[n] opkeys[ops] ttl mode n (verb field value)[ops] */
+    u->argc = (int)(3 + 1 + n + ops + 3 + 3 * ops);
     u->argv = calloc((size_t)u->argc, sizeof *u->argv);
     u->argvlen = calloc((size_t)u->argc, sizeof *u->argvlen);
     if (!u->argv || !u->argvlen)
         goto oom;
-    u->series = t.used;
+    u->series = x.count;
 
     argv_builder b = {u, 0};
-    char numkeys[24], ttl[24], events_text[24], batch_key[REDIS_KEY_MAX];
-    int nk = snprintf(numkeys, sizeof numkeys, "%zu", ops + 2);
+    char numkeys[24], ttl[24], count_text[24];
+    int nk = snprintf(numkeys, sizeof numkeys, "%zu", 1 + n + ops);
     int nt = snprintf(ttl, sizeof ttl, "%d", dedup_ttl_seconds);
-    int ne = snprintf(events_text, sizeof events_text, "%zu", count);
-    int nb = redis_key_batch(batch_key, sizeof batch_key, batch_id, batch_id_len);
-    if (nb < 0) {
-        snprintf(err, errlen, "batch id too long for a Redis key");
-        free(t.slots);
-        free(t.order);
-        live_update_free(u);
-        return -1;
-    }
+    int nc = snprintf(count_text, sizeof count_text, "%zu", n);
     if (push_arg(&b, "EVAL", 4) || push_arg(&b, live_update_script, strlen(live_update_script)) ||
-        push_arg(&b, numkeys, (size_t)nk) || push_arg(&b, batch_key, (size_t)nb) ||
+        push_arg(&b, numkeys, (size_t)nk) ||
         push_arg(&b, REDIS_KEY_REBUILD_FENCE, strlen(REDIS_KEY_REBUILD_FENCE)))
         goto oom;
-    for (size_t i = 0; i < t.used; i++)
-        if (push_series_keys(&b, &t.slots[t.order[i]]) != 0)
+    for (size_t i = 0; i < n; i++) {
+        char batch_key[REDIS_KEY_MAX];
+        int nb = redis_key_batch(batch_key, sizeof batch_key, batch_ids[i], batch_id_lens[i]);
+        if (nb < 0) {
+            snprintf(err, errlen, "batch id too long for a Redis key");
+            index_free(&x);
+            live_update_free(u);
+            return -1;
+        }
+        if (push_arg(&b, batch_key, (size_t)nb) != 0)
+            goto oom;
+    }
+    for (size_t k = 0; k < x.count; k++)
+        if (push_series_keys(&b, &x.items[k]) != 0)
             goto oom;
     const char *mode_text = mode == LIVE_MODE_REBUILD ? "rebuild" : "ingest";
-    if (push_arg(&b, ttl, (size_t)nt) || push_arg(&b, events_text, (size_t)ne) ||
-        push_arg(&b, mode_text, strlen(mode_text)))
+    if (push_arg(&b, ttl, (size_t)nt) || push_arg(&b, mode_text, strlen(mode_text)) ||
+        push_arg(&b, count_text, (size_t)nc))
         goto oom;
-    for (size_t i = 0; i < t.used; i++)
-        if (push_series_ops(&b, &t.slots[t.order[i]]) != 0)
+    for (size_t k = 0; k < x.count; k++)
+        if (push_series_ops(&b, &x.items[k]) != 0)
             goto oom;
     assert(b.next == u->argc);
-    free(t.slots);
-    free(t.order);
+    index_free(&x);
     return 0;
 oom:
-    free(t.slots);
-    free(t.order);
+    index_free(&x);
     live_update_free(u);
     snprintf(err, errlen, "out of memory building the Redis update");
     return -1;

@@ -1,17 +1,25 @@
 /*
- * live_update.h — folds one accepted batch into a single Redis call (pure).
+ * live_update.h — folds accepted batches into a single Redis call (pure).
  *
- * The batch is pre-aggregated per series (name, tags, type) in line order:
- * counters sum value/rate, gauges compose their operations in order (the last
- * absolute value plus later deltas, or one delta), distributions sum count and
- * value and keep min/max. The result is the argument vector of ONE `EVAL` of
- * a Lua script that (1) defers the batch when a Redis rebuild holds the
- * fence key (LIVE_MODE_INGEST only; the rebuild replays the batch from Kafka),
- * (2) claims the batch's dedup key with SET NX EX and (3) only if it was new,
- * applies every series update. So a batch reaches Redis in one round trip, a
- * retried batch is applied at most once within the dedup window (rule 3), and
- * ingest and a concurrent rebuild never both apply one batch. Keys follow
- * redis_keys.h.
+ * Two steps. live_fold_new() folds ONE batch per series (name, tags, type) in
+ * line order: counters sum value/rate, gauges compose their operations in
+ * order (the last absolute value plus later deltas, or one delta),
+ * distributions sum count and value and keep min/max. live_update_build()
+ * then merges the folds of a GROUP of batches, in delivery order, into the
+ * argument vector of ONE `EVAL` of a Lua script that, atomically:
+ *
+ *   1. defers the whole group when a Redis rebuild holds the fence key
+ *      (LIVE_MODE_INGEST only; the rebuild replays those batches from Kafka);
+ *   2. refuses the whole group, naming the batches, if any batch's dedup key
+ *      exists (the caller answers those as duplicates and resends the rest);
+ *   3. otherwise sets every batch's dedup key (TTL = dedup window) and applies
+ *      the merged series updates.
+ *
+ * Grouping is what keeps Redis off the critical path: concurrent batches
+ * touching the same series cost one hash operation per series, not one per
+ * batch. Every batch is still applied at most once within the dedup window
+ * (rule 3), and ingest and a concurrent rebuild never both apply one batch.
+ * Keys follow redis_keys.h.
  */
 #ifndef TALLY_LIVE_UPDATE_H
 #define TALLY_LIVE_UPDATE_H
@@ -20,32 +28,44 @@
 
 #include "event.h"
 
-typedef struct live_update {
-    int argc;          /* argv[0] = "EVAL" ... ready for redisAsyncCommandArgv */
-    char **argv;       /* owned; each element malloc'd */
-    size_t *argvlen;   /* owned */
-    size_t series;     /* number of distinct series touched */
-} live_update;
-
-/* Result of the script. */
-#define LIVE_DUPLICATE 0 /* the batch's dedup key existed: applied before */
+/* First element of the script's reply. */
+#define LIVE_DUPLICATE 0 /* refused: the 1-based indexes of the duplicate batches follow */
 #define LIVE_APPLIED 1
-#define LIVE_DEFERRED 2  /* a rebuild holds the fence: it will apply the batch */
+#define LIVE_DEFERRED 2  /* a rebuild holds the fence: it will apply the batches */
 
 typedef enum live_mode {
     LIVE_MODE_INGEST,  /* tally-ingest: defer while a rebuild runs */
     LIVE_MODE_REBUILD, /* the rebuild itself: ignore the fence */
 } live_mode;
 
+/* One batch folded per series; owns copies of its names and tags. */
+typedef struct live_fold live_fold;
+
+/* Folds `count` events (strings are copied: the events' buffers may go away).
+ * Returns NULL with err filled when out of memory. */
+live_fold *live_fold_new(const metric_event *events, size_t count, char *err, size_t errlen);
+
+/* Distinct series of the batch. */
+size_t live_fold_series(const live_fold *f);
+
+void live_fold_free(live_fold *f);
+
+typedef struct live_update {
+    int argc;          /* argv[0] = "EVAL" ... ready for redisAsyncCommandArgv */
+    char **argv;       /* owned; each element malloc'd */
+    size_t *argvlen;   /* owned */
+    size_t series;     /* distinct series after merging the group */
+} live_update;
+
 /*
- * Builds the EVAL for `count` events of batch `batch_id`. dedup_ttl_seconds is
- * the dedup key's lifetime. Returns 0, or -1 with err filled (out of memory,
- * key too long). On success the caller owns *u and frees it with
- * live_update_free(); on failure *u holds nothing.
+ * Builds the EVAL for a group of `n` >= 1 batches, folds[i] with id
+ * batch_ids[i] (batch_id_lens[i] bytes), merged in index order. Returns 0, or
+ * -1 with err filled (out of memory, batch id too long). On success the caller
+ * owns *u and frees it with live_update_free(); on failure *u holds nothing.
  */
-int live_update_build(live_update *u, const char *batch_id, size_t batch_id_len,
-                      const metric_event *events, size_t count, int dedup_ttl_seconds,
-                      live_mode mode, char *err, size_t errlen);
+int live_update_build(live_update *u, const live_fold *const *folds,
+                      const char *const *batch_ids, const size_t *batch_id_lens, size_t n,
+                      int dedup_ttl_seconds, live_mode mode, char *err, size_t errlen);
 
 void live_update_free(live_update *u);
 

@@ -90,8 +90,9 @@ static int pipeline_drain(rebuilder *r, int count_batches)
             freeReplyObject(reply);
             return -1;
         }
-        if (count_batches && reply->type == REDIS_REPLY_INTEGER) {
-            if (reply->integer == LIVE_APPLIED)
+        if (count_batches && reply->type == REDIS_REPLY_ARRAY && reply->elements >= 1 &&
+            reply->element[0]->type == REDIS_REPLY_INTEGER) {
+            if (reply->element[0]->integer == LIVE_APPLIED)
                 r->stats->batches_applied++;
             else
                 r->stats->batches_skipped++;
@@ -408,8 +409,15 @@ static int replay_record(rebuilder *r, const rd_kafka_message_t *m)
     size_t n = 0;
     while (record_next(&rec, &r->events[n]))
         n++;
-    int built = live_update_build(&u, rec.batch_id, rec.batch_id_len, r->events, n,
-                                  r->cfg->dedup.window_seconds, LIVE_MODE_REBUILD, why, sizeof why);
+    /* One batch per call: a duplicate refuses only itself. */
+    live_fold *fold = live_fold_new(r->events, n, why, sizeof why);
+    const live_fold *folds[1] = {fold};
+    const char *ids[1] = {rec.batch_id};
+    size_t id_lens[1] = {rec.batch_id_len};
+    int built = fold ? live_update_build(&u, folds, ids, id_lens, 1, r->cfg->dedup.window_seconds,
+                                         LIVE_MODE_REBUILD, why, sizeof why)
+                     : -1;
+    live_fold_free(fold);
     record_close(&rec);
     if (built != 0)
         return fail(r, "replay", why);

@@ -51,6 +51,12 @@ struct ingest_server {
     size_t inflight_bytes;
     int fail_open;  /* redis.on_unavailable = accept */
     int draining;
+    /* Batches Kafka holds, waiting for their Redis update, in delivery order.
+     * One group is in flight at a time; whatever arrives meanwhile forms the
+     * next group (group commit), so Redis work grows with distinct series,
+     * not with request rate. */
+    struct batch_request *redis_head, *redis_tail;
+    int redis_busy;
 };
 
 typedef struct batch_request {
@@ -61,8 +67,18 @@ typedef struct batch_request {
     size_t bytes; /* counted in inflight_bytes */
     int answered; /* the client has its answer (the deadline may come first) */
     struct event *deadline;
-    live_update update;
+    live_fold *fold;              /* the batch folded per series, for Redis */
+    struct batch_request *next;   /* in the Redis queue or a group */
 } batch_request;
+
+/* Batches sent to Redis in one EVAL. */
+typedef struct redis_group {
+    ingest_server *srv;
+    size_t count;
+    batch_request *members[];
+} redis_group;
+
+#define REDIS_GROUP_MAX 256
 
 /* ---- responses ------------------------------------------------------------ */
 
@@ -181,7 +197,7 @@ static void batch_request_finish(batch_request *br)
         event_free(br->deadline);
     br->srv->inflight--;
     br->srv->inflight_bytes -= br->bytes;
-    live_update_free(&br->update);
+    live_fold_free(br->fold);
     free(br);
 }
 
@@ -207,9 +223,10 @@ static void reply_accepted(batch_request *br, const char *live)
     evbuffer_free(b);
 }
 
-static void on_redis_applied(void *opaque, int result, const char *reason)
+/* The end of one batch's Redis step: answers the client (unless the deadline
+ * already did) and frees the batch. */
+static void finish_redis(batch_request *br, int result, const char *reason)
 {
-    batch_request *br = opaque;
     if (br->answered) {
         /* The client got a 503 at the deadline and retries with the key; the
          * batch is in Kafka all the same, so Redis should have it too. */
@@ -233,6 +250,106 @@ static void on_redis_applied(void *opaque, int result, const char *reason)
     batch_request_finish(br);
 }
 
+static void pump_redis(ingest_server *s);
+
+/* The group's EVAL answered: dispatch each member, resend the non-duplicates
+ * of a refused group (in order, ahead of newer batches), then the next group. */
+static void on_group_applied(void *opaque, int result, const long long *dups, size_t ndups,
+                             const char *reason)
+{
+    redis_group *g = opaque;
+    ingest_server *s = g->srv;
+    s->redis_busy = 0;
+    if (result == LIVE_DUPLICATE) {
+        batch_request *again_head = NULL, **again_tail = &again_head;
+        for (size_t i = 0; i < g->count; i++) {
+            int dup = 0;
+            for (size_t k = 0; k < ndups; k++)
+                dup |= dups[k] == (long long)i + 1;
+            if (dup) {
+                finish_redis(g->members[i], LIVE_DUPLICATE, NULL);
+            } else {
+                *again_tail = g->members[i];
+                again_tail = &g->members[i]->next;
+            }
+        }
+        if (again_head) { /* back in front of the queue, in their order */
+            batch_request *last = again_head;
+            while (last->next)
+                last = last->next;
+            last->next = s->redis_head;
+            if (!s->redis_head)
+                s->redis_tail = last;
+            s->redis_head = again_head;
+        }
+    } else {
+        for (size_t i = 0; i < g->count; i++)
+            finish_redis(g->members[i], result, reason);
+    }
+    free(g);
+    pump_redis(s);
+}
+
+/* Sends the queued batches as one group unless a group is in flight. A group
+ * that cannot be sent (Redis down) is finished at once, and so on. */
+static void pump_redis(ingest_server *s)
+{
+    while (!s->redis_busy && s->redis_head) {
+        size_t n = 0;
+        for (batch_request *b = s->redis_head; b && n < REDIS_GROUP_MAX; b = b->next)
+            n++;
+        redis_group *g = malloc(sizeof *g + n * sizeof g->members[0]);
+        const live_fold **folds = malloc(n * sizeof *folds);
+        const char **ids = malloc(n * sizeof *ids);
+        size_t *id_lens = malloc(n * sizeof *id_lens);
+        char why[256] = "out of memory";
+        live_update u = {0};
+        int sent = 0;
+        if (g && folds && ids && id_lens) {
+            g->srv = s;
+            g->count = n;
+            for (size_t i = 0; i < n; i++) {
+                batch_request *b = s->redis_head;
+                s->redis_head = b->next;
+                b->next = NULL;
+                g->members[i] = b;
+                folds[i] = b->fold;
+                ids[i] = b->batch_id;
+                id_lens[i] = strlen(b->batch_id);
+            }
+            if (!s->redis_head)
+                s->redis_tail = NULL;
+            if (live_update_build(&u, folds, ids, id_lens, n, s->cfg->dedup.window_seconds,
+                                  LIVE_MODE_INGEST, why, sizeof why) == 0) {
+                s->redis_busy = 1;
+                sent = redis_writer_apply(s->redis, &u, on_group_applied, g, why, sizeof why) == 0;
+                if (!sent)
+                    s->redis_busy = 0;
+                live_update_free(&u);
+            }
+        } else {
+            n = 0; /* nothing taken from the queue */
+        }
+        free(folds);
+        free(ids);
+        free(id_lens);
+        if (!g) {
+            /* out of memory: fail the head batch so the queue still drains */
+            batch_request *b = s->redis_head;
+            s->redis_head = b->next;
+            if (!s->redis_head)
+                s->redis_tail = NULL;
+            finish_redis(b, -1, why);
+            continue;
+        }
+        if (!sent) {
+            for (size_t i = 0; i < n; i++)
+                finish_redis(g->members[i], -1, why);
+            free(g);
+        }
+    }
+}
+
 static void on_kafka_delivered(void *opaque, int ok, const char *reason)
 {
     batch_request *br = opaque;
@@ -246,10 +363,14 @@ static void on_kafka_delivered(void *opaque, int ok, const char *reason)
         batch_request_finish(br);
         return;
     }
-    char why[256];
-    if (redis_writer_apply(br->srv->redis, &br->update, on_redis_applied, br, why, sizeof why) !=
-        0)
-        on_redis_applied(br, -1, why);
+    ingest_server *s = br->srv;
+    br->next = NULL;
+    if (s->redis_tail)
+        s->redis_tail->next = br;
+    else
+        s->redis_head = br;
+    s->redis_tail = br;
+    pump_redis(s);
 }
 
 /* Kafka has not confirmed the batch in time (librdkafka may hold a record that
@@ -337,13 +458,12 @@ static void handle_post_events(ingest_server *s, struct evhttp_request *req)
     br->events = s->batch.count;
     snprintf(br->batch_id, sizeof br->batch_id, "%s", batch_id);
     size_t id_len = strlen(batch_id);
-    if (record_encode_compact(batch_id, id_len, received, s->batch.events, s->batch.count,
-                              &record, &record_len, err, sizeof err) != 0 ||
-        live_update_build(&br->update, batch_id, id_len, s->batch.events, s->batch.count,
-                          s->cfg->dedup.window_seconds, LIVE_MODE_INGEST, err,
-                          sizeof err) != 0) {
+    br->fold = live_fold_new(s->batch.events, s->batch.count, err, sizeof err);
+    if (!br->fold ||
+        record_encode_compact(batch_id, id_len, received, s->batch.events, s->batch.count,
+                              &record, &record_len, err, sizeof err) != 0) {
         free(record);
-        live_update_free(&br->update);
+        live_fold_free(br->fold);
         free(br);
         reply_error(req, 500, "Internal Server Error", err, batch_id, 0);
         return;

@@ -82,7 +82,7 @@ static void answer_error(redis_call *call, const char *reason)
         return;
     call->answered = 1;
     if (call->kind == CALL_APPLY)
-        call->done.apply(call->opaque, -1, reason);
+        call->done.apply(call->opaque, -1, NULL, 0, reason);
     else
         call->done.read_hash(call->opaque, 0, NULL, 0, 0, reason);
 }
@@ -104,19 +104,32 @@ static void log_apply_error(redis_writer *w, const char *reason)
     w->errors_unlogged = 0;
 }
 
+/* Reply of the batch script: {1}, {2}, or {0, dup positions...}. */
 static void answer_apply(redis_call *call, const redisReply *r)
 {
-    if (r->type == REDIS_REPLY_INTEGER && r->integer >= LIVE_DUPLICATE &&
-        r->integer <= LIVE_DEFERRED) {
-        call->answered = 1;
-        flush_stale_mark(call->w);
-        call->done.apply(call->opaque, (int)r->integer, NULL);
-    } else if (r->type == REDIS_REPLY_ERROR) {
+    if (r->type == REDIS_REPLY_ERROR) {
         log_apply_error(call->w, r->str);
         answer_error(call, r->str);
-    } else {
-        answer_error(call, "unexpected reply to the batch script");
+        return;
     }
+    if (r->type != REDIS_REPLY_ARRAY || r->elements < 1 ||
+        r->element[0]->type != REDIS_REPLY_INTEGER || r->element[0]->integer < LIVE_DUPLICATE ||
+        r->element[0]->integer > LIVE_DEFERRED) {
+        answer_error(call, "unexpected reply to the batch script");
+        return;
+    }
+    size_t ndups = r->elements - 1;
+    long long *dups = calloc(ndups + 1, sizeof *dups);
+    if (!dups) {
+        answer_error(call, "out of memory");
+        return;
+    }
+    for (size_t i = 0; i < ndups; i++)
+        dups[i] = r->element[i + 1]->type == REDIS_REPLY_INTEGER ? r->element[i + 1]->integer : 0;
+    call->answered = 1;
+    flush_stale_mark(call->w);
+    call->done.apply(call->opaque, (int)r->element[0]->integer, dups, ndups, NULL);
+    free(dups);
 }
 
 /* Reply of read_series_script: {HGETALL result, number of stale markers}. */
@@ -215,7 +228,7 @@ static redis_call *call_new(redis_writer *w, call_kind kind, void *opaque)
 
 static int check_usable(const redis_writer *w, char *err, size_t errlen)
 {
-    if (w->ac && w->connected && w->accepted == 1)
+    if (w->ac && w->connected && w->accepted == 1 && !w->shutting_down)
         return 0;
     snprintf(err, errlen, "redis unavailable: %s", w->down_reason);
     return -1;

@@ -31,9 +31,11 @@
 
 typedef struct redis_writer redis_writer;
 
-/* result: LIVE_APPLIED, LIVE_DUPLICATE, LIVE_DEFERRED (a rebuild will apply
- * it), or -1 = error (reason). */
-typedef void (*redis_apply_fn)(void *opaque, int result, const char *reason);
+/* result: LIVE_APPLIED, LIVE_DEFERRED (a rebuild will apply the group),
+ * LIVE_DUPLICATE (nothing applied; dups[0..ndups) are the 1-based positions of
+ * the batches already applied before), or -1 = error (reason). */
+typedef void (*redis_apply_fn)(void *opaque, int result, const long long *dups, size_t ndups,
+                               const char *reason);
 
 /* One field of a hash read: the series' canonical tags and its value. */
 typedef struct redis_series {
@@ -51,8 +53,8 @@ typedef void (*redis_hash_fn)(void *opaque, int ok, const redis_series *series, 
 redis_writer *redis_writer_new(struct event_base *base, const tally_config *cfg, char *err,
                                size_t errlen);
 
-/* Sends the batch's EVAL. The writer borrows `u` until `done` runs. Returns -1
- * with err filled (and never calls `done`) when Redis is down. */
+/* Sends a group's EVAL (live_update_build). The writer copies what it needs.
+ * Returns -1 with err filled (and never calls `done`) when Redis is down. */
 int redis_writer_apply(redis_writer *w, const live_update *u, redis_apply_fn done, void *opaque,
                        char *err, size_t errlen);
 

@@ -32,15 +32,32 @@ static metric_event ev(metric_type type, const char *name, const char *tags, dou
     return e;
 }
 
-/* argv layout: EVAL script numkeys dedupkey fence keys[ops] ttl count mode (verb field value)[ops] */
-#define FIRST_OP_KEY 5
+/* argv layout: EVAL script numkeys fence dedup[n] opkeys[ops] ttl mode n (verb field value)[ops] */
 #define ARGS_BEFORE_OPS 3
-static const char *key_of(const live_update *u, int op) { return u->argv[FIRST_OP_KEY + op]; }
-static const char *arg_of(const live_update *u, int ops, int i) { return u->argv[FIRST_OP_KEY + ops + i]; }
+static int g_batches = 1; /* n of the update under test */
+static int first_op_key(void) { return 4 + g_batches; }
+static const char *key_of(const live_update *u, int op) { return u->argv[first_op_key() + op]; }
+static const char *arg_of(const live_update *u, int ops, int i) { return u->argv[first_op_key() + ops + i]; }
 static const char *verb_of(const live_update *u, int ops, int op) { return arg_of(u, ops, ARGS_BEFORE_OPS + 3 * op); }
 static const char *field_of(const live_update *u, int ops, int op) { return arg_of(u, ops, ARGS_BEFORE_OPS + 3 * op + 1); }
 static const char *value_of(const live_update *u, int ops, int op) { return arg_of(u, ops, ARGS_BEFORE_OPS + 3 * op + 2); }
-static int expected_argc(int ops) { return FIRST_OP_KEY + ops + ARGS_BEFORE_OPS + 3 * ops; }
+static int expected_argc(int ops) { return first_op_key() + ops + ARGS_BEFORE_OPS + 3 * ops; }
+
+/* Folds one batch and builds its update (group of one). */
+static int build_one(live_update *u, const char *id, const metric_event *e, size_t n, int ttl,
+                     live_mode mode)
+{
+    char err[128];
+    live_fold *f = live_fold_new(e, n, err, sizeof err);
+    assert_non_null(f);
+    const live_fold *folds[1] = {f};
+    const char *ids[1] = {id};
+    size_t lens[1] = {strlen(id)};
+    g_batches = 1;
+    int rc = live_update_build(u, folds, ids, lens, 1, ttl, mode, err, sizeof err);
+    live_fold_free(f); /* the update owns copies: the fold may go first */
+    return rc;
+}
 
 static void test_counters_fold_per_series(void **state)
 {
@@ -52,19 +69,18 @@ static void test_counters_fold_per_series(void **state)
         ev(METRIC_COUNTER, "req", NULL, 0.1, 1, 0),
     };
     live_update u;
-    char err[128];
-    assert_int_equal(live_update_build(&u, "b1", 2, e, 4, 600, LIVE_MODE_INGEST, err, sizeof err), 0);
+    assert_int_equal(build_one(&u, "b1", e, 4, 600, LIVE_MODE_INGEST), 0);
     assert_int_equal(u.series, 2);
     int ops = 2;
     assert_int_equal(u.argc, expected_argc(ops));
     assert_string_equal(u.argv[0], "EVAL");
-    assert_string_equal(u.argv[2], "4");
-    assert_string_equal(u.argv[3], "tally:batch:{b1}");
-    assert_string_equal(u.argv[4], "tally:live:rebuilding");
+    assert_string_equal(u.argv[2], "4"); /* fence, 1 dedup key, 2 op keys */
+    assert_string_equal(u.argv[3], "tally:live:rebuilding");
+    assert_string_equal(u.argv[4], "tally:batch:{b1}");
     assert_string_equal(key_of(&u, 0), "tally:{req}:counter");
     assert_string_equal(arg_of(&u, ops, 0), "600");
-    assert_string_equal(arg_of(&u, ops, 1), "4");
-    assert_string_equal(arg_of(&u, ops, 2), "ingest");
+    assert_string_equal(arg_of(&u, ops, 1), "ingest");
+    assert_string_equal(arg_of(&u, ops, 2), "1");
     assert_string_equal(verb_of(&u, ops, 0), "add");
     assert_string_equal(field_of(&u, ops, 0), "");
     assert_string_equal(value_of(&u, ops, 0), "21.1");
@@ -87,8 +103,7 @@ static void test_gauge_composition(void **state)
         ev(METRIC_GAUGE, "g_abs", NULL, -3, 1, EVENT_GAUGE_RELATIVE),
     };
     live_update u;
-    char err[128];
-    assert_int_equal(live_update_build(&u, "b", 1, e, 5, 60, LIVE_MODE_INGEST, err, sizeof err), 0);
+    assert_int_equal(build_one(&u, "b", e, 5, 60, LIVE_MODE_INGEST), 0);
     int ops = 2;
     assert_string_equal(key_of(&u, 0), "tally:{g_rel}:gauge");
     assert_string_equal(verb_of(&u, ops, 0), "add");
@@ -108,8 +123,7 @@ static void test_distribution_ops(void **state)
         ev(METRIC_DISTRIBUTION, "lat", "a:1", 20, 0.5, 0),
     };
     live_update u;
-    char err[128];
-    assert_int_equal(live_update_build(&u, "b", 1, e, 3, 60, LIVE_MODE_INGEST, err, sizeof err), 0);
+    assert_int_equal(build_one(&u, "b", e, 3, 60, LIVE_MODE_INGEST), 0);
     int ops = 4;
     assert_int_equal(u.argc, expected_argc(ops));
     const char *keys[] = {"tally:{lat}:dist:count", "tally:{lat}:dist:sum",
@@ -135,8 +149,7 @@ static void test_types_are_separate_series_in_first_seen_order(void **state)
         ev(METRIC_GAUGE, "x", NULL, 2, 1, 0),
     };
     live_update u;
-    char err[128];
-    assert_int_equal(live_update_build(&u, "b", 1, e, 4, 60, LIVE_MODE_INGEST, err, sizeof err), 0);
+    assert_int_equal(build_one(&u, "b", e, 4, 60, LIVE_MODE_INGEST), 0);
     assert_int_equal(u.series, 3);
     assert_string_equal(key_of(&u, 0), "tally:{x}:gauge");
     assert_string_equal(key_of(&u, 1), "tally:{x}:counter");
@@ -157,8 +170,7 @@ static void test_many_series_grow_the_table(void **state)
         e[2 * i + 1] = ev(METRIC_COUNTER, names[i], NULL, 2, 1, 0);
     }
     live_update u;
-    char err[128];
-    assert_int_equal(live_update_build(&u, "b", 1, e, 2 * N, 60, LIVE_MODE_INGEST, err, sizeof err), 0);
+    assert_int_equal(build_one(&u, "b", e, 2 * N, 60, LIVE_MODE_INGEST), 0);
     assert_int_equal(u.series, N);
     for (int i = 0; i < N; i++)
         assert_string_equal(value_of(&u, N, i), "3");
@@ -170,10 +182,56 @@ static void test_rebuild_mode_is_marked(void **state)
     (void)state;
     metric_event e[] = {ev(METRIC_COUNTER, "req", NULL, 1, 1, 0)};
     live_update u;
-    char err[128];
-    assert_int_equal(live_update_build(&u, "b", 1, e, 1, 60, LIVE_MODE_REBUILD, err, sizeof err), 0);
-    assert_string_equal(arg_of(&u, 1, 2), "rebuild");
+    assert_int_equal(build_one(&u, "b", e, 1, 60, LIVE_MODE_REBUILD), 0);
+    assert_string_equal(arg_of(&u, 1, 1), "rebuild");
     live_update_free(&u);
+}
+
+/* A group merges its batches per series in order: counters add up, a later
+ * absolute gauge wins, relative gauges add; every batch gets its dedup key. */
+static void test_group_merges_in_order(void **state)
+{
+    (void)state;
+    metric_event b1[] = {ev(METRIC_COUNTER, "a", NULL, 1, 1, 0), ev(METRIC_GAUGE, "g", NULL, 5, 1, 0),
+                         ev(METRIC_GAUGE, "r", NULL, 1, 1, EVENT_GAUGE_RELATIVE)};
+    metric_event b2[] = {ev(METRIC_COUNTER, "a", NULL, 2, 1, 0),
+                         ev(METRIC_GAUGE, "g", NULL, 1, 1, EVENT_GAUGE_RELATIVE),
+                         ev(METRIC_COUNTER, "b", NULL, 1, 1, 0),
+                         ev(METRIC_GAUGE, "r", NULL, 2, 1, EVENT_GAUGE_RELATIVE)};
+    metric_event b3[] = {ev(METRIC_GAUGE, "g", NULL, 7, 1, 0), ev(METRIC_COUNTER, "a", NULL, 4, 1, 0)};
+    char err[128];
+    live_fold *f[3] = {live_fold_new(b1, 3, err, sizeof err), live_fold_new(b2, 4, err, sizeof err),
+                       live_fold_new(b3, 2, err, sizeof err)};
+    assert_non_null(f[0]);
+    assert_non_null(f[1]);
+    assert_non_null(f[2]);
+    assert_int_equal(live_fold_series(f[1]), 4);
+    const live_fold *folds[3] = {f[0], f[1], f[2]};
+    const char *ids[3] = {"x", "yy", "z"};
+    size_t lens[3] = {1, 2, 1};
+    live_update u;
+    assert_int_equal(live_update_build(&u, folds, ids, lens, 3, 60, LIVE_MODE_INGEST, err,
+                                       sizeof err), 0);
+    g_batches = 3;
+    int ops = 4; /* a, g, r, b */
+    assert_int_equal(u.argc, expected_argc(ops));
+    assert_int_equal(u.series, 4);
+    assert_string_equal(u.argv[2], "8"); /* fence + 3 dedup keys + 4 op keys */
+    assert_string_equal(u.argv[4], "tally:batch:{x}");
+    assert_string_equal(u.argv[5], "tally:batch:{yy}");
+    assert_string_equal(u.argv[6], "tally:batch:{z}");
+    assert_string_equal(arg_of(&u, ops, 2), "3");
+    const char *keys[] = {"tally:{a}:counter", "tally:{g}:gauge", "tally:{r}:gauge", "tally:{b}:counter"};
+    const char *verbs[] = {"add", "set", "add", "add"};
+    const char *values[] = {"7", "7", "3", "1"};
+    for (int i = 0; i < ops; i++) {
+        assert_string_equal(key_of(&u, i), keys[i]);
+        assert_string_equal(verb_of(&u, ops, i), verbs[i]);
+        assert_string_equal(value_of(&u, ops, i), values[i]);
+    }
+    live_update_free(&u);
+    for (int i = 0; i < 3; i++)
+        live_fold_free(f[i]);
 }
 
 static void test_format_double_is_exact_and_short(void **state)
@@ -199,6 +257,7 @@ int main(void)
         cmocka_unit_test(test_types_are_separate_series_in_first_seen_order),
         cmocka_unit_test(test_many_series_grow_the_table),
         cmocka_unit_test(test_rebuild_mode_is_marked),
+        cmocka_unit_test(test_group_merges_in_order),
         cmocka_unit_test(test_format_double_is_exact_and_short),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
