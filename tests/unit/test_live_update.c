@@ -81,9 +81,10 @@ static void test_counters_fold_per_series(void **state)
     assert_string_equal(arg_of(&u, ops, 0), "600");
     assert_string_equal(arg_of(&u, ops, 1), "ingest");
     assert_string_equal(arg_of(&u, ops, 2), "1");
-    assert_string_equal(verb_of(&u, ops, 0), "add");
+    assert_string_equal(verb_of(&u, ops, 0), "add"); /* a fraction: HINCRBYFLOAT */
     assert_string_equal(field_of(&u, ops, 0), "");
     assert_string_equal(value_of(&u, ops, 0), "21.1");
+    assert_string_equal(verb_of(&u, ops, 1), "addi");
     assert_string_equal(field_of(&u, ops, 1), "env:prod");
     assert_string_equal(value_of(&u, ops, 1), "2");
     for (int i = 0; i < u.argc; i++)
@@ -106,7 +107,7 @@ static void test_gauge_composition(void **state)
     assert_int_equal(build_one(&u, "b", e, 5, 60, LIVE_MODE_INGEST), 0);
     int ops = 2;
     assert_string_equal(key_of(&u, 0), "tally:{g_rel}:gauge");
-    assert_string_equal(verb_of(&u, ops, 0), "add");
+    assert_string_equal(verb_of(&u, ops, 0), "addi"); /* a whole delta */
     assert_string_equal(value_of(&u, ops, 0), "3");
     assert_string_equal(key_of(&u, 1), "tally:{g_abs}:gauge");
     assert_string_equal(verb_of(&u, ops, 1), "set");
@@ -128,7 +129,7 @@ static void test_distribution_ops(void **state)
     assert_int_equal(u.argc, expected_argc(ops));
     const char *keys[] = {"tally:{lat}:dist:count", "tally:{lat}:dist:sum",
                           "tally:{lat}:dist:min", "tally:{lat}:dist:max"};
-    const char *verbs[] = {"add", "add", "min", "max"};
+    const char *verbs[] = {"addi", "addi", "min", "max"};
     const char *values[] = {"4", "80", "10", "30"};
     for (int i = 0; i < ops; i++) {
         assert_string_equal(key_of(&u, i), keys[i]);
@@ -222,7 +223,7 @@ static void test_group_merges_in_order(void **state)
     assert_string_equal(u.argv[6], "tally:batch:{z}");
     assert_string_equal(arg_of(&u, ops, 2), "3");
     const char *keys[] = {"tally:{a}:counter", "tally:{g}:gauge", "tally:{r}:gauge", "tally:{b}:counter"};
-    const char *verbs[] = {"add", "set", "add", "add"};
+    const char *verbs[] = {"addi", "set", "addi", "addi"};
     const char *values[] = {"7", "7", "3", "1"};
     for (int i = 0; i < ops; i++) {
         assert_string_equal(key_of(&u, i), keys[i]);
