@@ -384,3 +384,13 @@ oom:
     snprintf(err, errlen, "out of memory building the Redis update");
     return -1;
 }
+
+size_t live_group_length(const char *const *ids, size_t n, size_t max)
+{
+    size_t len = 0;
+    for (; len < n && len < max; len++)
+        for (size_t k = 0; k < len; k++)
+            if (strcmp(ids[k], ids[len]) == 0)
+                return len;
+    return len;
+}

@@ -69,4 +69,11 @@ int live_update_build(live_update *u, const live_fold *const *folds,
 
 void live_update_free(live_update *u);
 
+/* How many of the n queued batch ids (in order) may form one group: at most
+ * `max`, and stopping before the first id already in the group. The script
+ * checks dedup keys before it sets them, so two copies of one batch in a
+ * group (a client's quick retry) would both be applied; split, the second
+ * copy meets the first one's dedup key. */
+size_t live_group_length(const char *const *ids, size_t n, size_t max);
+
 #endif

@@ -290,14 +290,22 @@ static void on_group_applied(void *opaque, int result, const long long *dups, si
     pump_redis(s);
 }
 
+/* How many queued batches form the next group (see live_group_length). */
+static size_t group_length(const batch_request *head)
+{
+    const char *ids[REDIS_GROUP_MAX];
+    size_t n = 0;
+    for (const batch_request *b = head; b && n < REDIS_GROUP_MAX; b = b->next)
+        ids[n++] = b->batch_id;
+    return live_group_length(ids, n, REDIS_GROUP_MAX);
+}
+
 /* Sends the queued batches as one group unless a group is in flight. A group
  * that cannot be sent (Redis down) is finished at once, and so on. */
 static void pump_redis(ingest_server *s)
 {
     while (!s->redis_busy && s->redis_head) {
-        size_t n = 0;
-        for (batch_request *b = s->redis_head; b && n < REDIS_GROUP_MAX; b = b->next)
-            n++;
+        size_t n = group_length(s->redis_head);
         redis_group *g = malloc(sizeof *g + n * sizeof g->members[0]);
         const live_fold **folds = malloc(n * sizeof *folds);
         const char **ids = malloc(n * sizeof *ids);

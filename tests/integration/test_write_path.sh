@@ -67,6 +67,23 @@ check_eq "first post with a key" "200 false" "$HTTP_CODE $(jq -r .duplicate <<<"
 post "$P.idem:7|c" "$key"
 check_eq "retry with the same key" "200 true" "$HTTP_CODE $(jq -r .duplicate <<<"$HTTP_BODY")"
 check_eq "redis applied the keyed batch once" 7 "$(redis_counter "$P.idem")"
+# The same key posted 8 times at once, queued behind a slow Redis call so
+# they are sent together in one group: counted once.
+awk -v p="$P" 'BEGIN { for (i = 0; i < 40000; i++) print p ".wide" i ":1|c" }' >"$WORK/wide"
+curl -sS -o /dev/null --data-binary @"$WORK/wide" "$BASE_URL/v1/events" &
+wide=$!
+sleep 0.05
+pids=()
+for i in 1 2 3 4 5 6 7 8; do
+    (code=$(curl -sS -o "$WORK/par-body-$i" -w '%{http_code}' -H "Idempotency-Key: par-$RUN_ID" \
+        --data-binary "$P.par:3|c" "$BASE_URL/v1/events") || code=000
+     echo "$code $(jq -r .live "$WORK/par-body-$i")" >"$WORK/par-$i") &
+    pids+=($!)
+done
+wait "${pids[@]}" "$wide"
+check_eq "8 concurrent posts of one key: answers" "8 1" \
+    "$(cat "$WORK"/par-* | grep -c '^200 ') $(cat "$WORK"/par-* | grep -c ' applied$')"
+check_eq "8 concurrent posts of one key: redis counted it once" 3 "$(redis_counter "$P.par")"
 post "$P.idem:1|c" "bad key with spaces"
 check_eq "invalid Idempotency-Key" 400 "$HTTP_CODE"
 
@@ -75,6 +92,7 @@ post "$P.ts:1|c|T1700000005"
 check_eq "client-stamped batch" 200 "$HTTP_CODE"
 
 wait_sqlite_counter "$P.idem" 7
+wait_sqlite_counter "$P.par" 3
 wait_sqlite_counter "$P.ts" 1
 check_eq "bucket of a client timestamp" 1700000000 \
     "$(sqlite3 "$WORK/tally.db" "SELECT bucket FROM metrics WHERE name='$P.ts'")"

@@ -235,6 +235,18 @@ static void test_group_merges_in_order(void **state)
         live_fold_free(f[i]);
 }
 
+static void test_group_never_holds_one_batch_twice(void **state)
+{
+    (void)state;
+    const char *ids[] = {"a", "b", "c", "b", "d"};
+    assert_int_equal(live_group_length(ids, 5, 256), 3); /* the second "b" waits */
+    assert_int_equal(live_group_length(ids + 3, 2, 256), 2);
+    assert_int_equal(live_group_length(ids, 5, 2), 2);
+    assert_int_equal(live_group_length(ids, 0, 256), 0);
+    const char *same[] = {"x", "x"};
+    assert_int_equal(live_group_length(same, 2, 256), 1);
+}
+
 static void test_format_double_is_exact_and_short(void **state)
 {
     (void)state;
@@ -259,6 +271,7 @@ int main(void)
         cmocka_unit_test(test_many_series_grow_the_table),
         cmocka_unit_test(test_rebuild_mode_is_marked),
         cmocka_unit_test(test_group_merges_in_order),
+        cmocka_unit_test(test_group_never_holds_one_batch_twice),
         cmocka_unit_test(test_format_double_is_exact_and_short),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
