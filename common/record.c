@@ -746,6 +746,13 @@ static int open_compact(record_reader *r, const uint8_t *p, size_t len, char *er
                  (size_t)(end - c));
         goto fail;
     }
+    /* Integrity before meaning: one pass then checks each event's bounds,
+     * indexes and fields (a flipped bit shows as a crc mismatch). */
+    uint32_t want = get_u32(end), got = crc32_ieee(p, len - TRAILER);
+    if (want != got) {
+        snprintf(err, errlen, "crc mismatch (stored 0x%08x, computed 0x%08x)", want, got);
+        goto fail;
+    }
     const uint8_t *events = c;
     metric_event ev;
     uint8_t head;
@@ -759,19 +766,6 @@ static int open_compact(record_reader *r, const uint8_t *p, size_t len, char *er
             snprintf(err, errlen, "truncated at event %u", i + 1);
             goto fail;
         }
-    }
-    if (c != end) {
-        snprintf(err, errlen, "%zu unexpected bytes after event %u", (size_t)(end - c), r->count);
-        goto fail;
-    }
-    uint32_t want = get_u32(end), got = crc32_ieee(p, len - TRAILER);
-    if (want != got) {
-        snprintf(err, errlen, "crc mismatch (stored 0x%08x, computed 0x%08x)", want, got);
-        goto fail;
-    }
-    c = events;
-    for (uint32_t i = 0; i < r->count; i++) {
-        read_compact_event(&c, end, r, &ev, &head);
         if ((head & ~HEAD_KNOWN) != 0) {
             snprintf(err, errlen, "event %u: unknown flags 0x%02x", i + 1, head);
             goto fail;
@@ -779,6 +773,10 @@ static int open_compact(record_reader *r, const uint8_t *p, size_t len, char *er
         if (check_event((uint64_t)i + 1, head & HEAD_TYPE_MASK, ev.flags, ev.name_len,
                         ev.tags_len, ev.value, ev.sample_rate, err, errlen) != 0)
             goto fail;
+    }
+    if (c != end) {
+        snprintf(err, errlen, "%zu unexpected bytes after event %u", (size_t)(end - c), r->count);
+        goto fail;
     }
     r->cursor = events;
     r->end = end;

@@ -137,7 +137,7 @@ static const struct key_row config_keys[] = {
     ENUM_ROW(sqlite.synchronous, "FULL", synchronous_values,
              "SQLite PRAGMA synchronous of the store."),
 
-    INT_ROW(flusher.max_batch_events, 200000, 1, 10000000,
+    INT_ROW(flusher.max_batch_events, 1000000, 1, 10000000,
             "Most events aggregated into one SQLite transaction."),
     INT_ROW(flusher.max_interval_ms, 1000, 10, 600000,
             "Longest time between two flusher commits, in milliseconds."),

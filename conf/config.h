@@ -48,7 +48,7 @@ typedef struct tally_config {
         char synchronous[16];                /* sqlite.synchronous     "FULL" (FULL|NORMAL|EXTRA) */
     } sqlite;
     struct {
-        int max_batch_events;                /* flusher.max_batch_events 200000, 1..10000000 */
+        int max_batch_events;                /* flusher.max_batch_events 1000000, 1..10000000 */
         int max_interval_ms;                 /* flusher.max_interval_ms  1000, 10..600000 */
         int bucket_seconds;                  /* flusher.bucket_seconds   10, 1..86400 */
     } flusher;

@@ -68,7 +68,12 @@ int consumer_open(consumer **out, const tally_config *cfg, volatile sig_atomic_t
         conf_set(conf, "enable.auto.offset.store", "false", err, errlen) < 0 ||
         conf_set(conf, "auto.offset.reset", "error", err, errlen) < 0 ||
         conf_set(conf, "enable.partition.eof", "false", err, errlen) < 0 ||
-        conf_set(conf, "allow.auto.create.topics", "false", err, errlen) < 0) {
+        conf_set(conf, "allow.auto.create.topics", "false", err, errlen) < 0 ||
+        /* the prefetch queue, stated rather than implied: it is most of the
+         * flusher's memory (the rest is bounded by flusher.max_batch_events).
+         * Smaller makes replays stall: librdkafka 2.0 resumes a paused fetch
+         * only on its next broker-thread wake-up, up to a second later. */
+        conf_set(conf, "queued.max.messages.kbytes", "65536", err, errlen) < 0) {
         rd_kafka_conf_destroy(conf);
         free(c);
         return -1;

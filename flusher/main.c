@@ -4,7 +4,8 @@
  * Wiring only: config -> store (SQLite) -> consumer assigned at the offsets
  * stored in SQLite -> loop { poll; decode (record); dedup (pending + store);
  * aggregate } -> store_commit when the pending flush holds
- * flusher.max_batch_events events or is flusher.max_interval_ms old.
+ * flusher.max_batch_events events, is flusher.max_interval_ms old, or the
+ * consumer has caught up with the topic (a poll found nothing new).
  *
  * Every consumed message, applied, skipped as a duplicate or rejected,
  * advances its partition's next offset in the pending flush, and the commit
@@ -255,7 +256,11 @@ static int run(flusher *f, char *err, size_t errlen)
             if (rc < 0)
                 return -1;
         }
-        if (flush_due(f) && flush(f, err, errlen) < 0)
+        /* Nothing more to read right now (caught up): commit at once rather
+         * than wait out max_interval_ms, so a replay ends with its last
+         * events committed and a quiet stream is fresh in SQLite. */
+        int caught_up = !m && pending_messages(f->pend) > 0;
+        if ((caught_up || flush_due(f)) && flush(f, err, errlen) < 0)
             return -1;
     }
     log_info("stop requested: committing what is pending");

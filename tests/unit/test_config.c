@@ -100,7 +100,7 @@ static void assert_defaults(const tally_config *c)
     assert_int_equal(c->redis.require_durable, 1);
     assert_string_equal(c->sqlite.path, "var/data/tally.db");
     assert_string_equal(c->sqlite.synchronous, "FULL");
-    assert_int_equal(c->flusher.max_batch_events, 200000);
+    assert_int_equal(c->flusher.max_batch_events, 1000000);
     assert_int_equal(c->flusher.max_interval_ms, 1000);
     assert_int_equal(c->flusher.bucket_seconds, 10);
     assert_int_equal(c->dedup.window_seconds, 3600);
@@ -358,7 +358,7 @@ static void oversized_literal_not_wrapped_into_range(void **state)
     expect_problem(problems, path, 3, "flusher.bucket_seconds: 0x100000005 is out of range 1..86400");
     expect_problem(problems, path, 5,
                    "ingest.max_body_bytes: 4294968320 is out of range 1024..268435456");
-    assert_int_equal(c.flusher.max_batch_events, 200000);
+    assert_int_equal(c.flusher.max_batch_events, 1000000);
     assert_int_equal(c.flusher.bucket_seconds, 10);
     assert_true(c.ingest.max_body_bytes == 8LL * 1024 * 1024);
 }
