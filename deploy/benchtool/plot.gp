@@ -25,7 +25,7 @@ set style line 4 lc rgb "#e7298a" lw 2 pt 7
 set output outdir."/throughput.png"
 set title "Acknowledged events per second (median of alternating pairs)"
 set ylabel "events/s"
-set format y "%.0s%c"
+set format y "%.1s%c"
 set yrange [0:*]
 plot for [i=0:n-1] datafile index i using 1:2 with linespoints ls (i % 4 + 1) dt 1 title sprintf("tally c=%s", word(concs, i+1)), \
      for [i=0:n-1] datafile index i using 1:3 with linespoints ls (i % 4 + 1) dt 2 title sprintf("influxdb c=%s", word(concs, i+1))
