@@ -269,8 +269,8 @@ static int run(flusher *f, char *err, size_t errlen)
     return 0;
 }
 
-/* --rebuild-redis: the whole process is one rebuild. Exit 0 on success. */
-static int run_rebuild(const tally_config *cfg)
+/* SIGTERM and SIGINT set stop_requested. Returns 0, or -1 (logged). */
+static int install_stop_handlers(void)
 {
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
@@ -278,8 +278,16 @@ static int run_rebuild(const tally_config *cfg)
     sigemptyset(&sa.sa_mask);
     if (sigaction(SIGTERM, &sa, NULL) < 0 || sigaction(SIGINT, &sa, NULL) < 0) {
         log_error("sigaction failed");
-        return 1;
+        return -1;
     }
+    return 0;
+}
+
+/* --rebuild-redis: the whole process is one rebuild. Exit 0 on success. */
+static int run_rebuild(const tally_config *cfg)
+{
+    if (install_stop_handlers() != 0)
+        return 1;
     rebuild_stats st;
     char err[1024];
     if (rebuild_redis(cfg, &stop_requested, &st, err, sizeof err) != 0) {
@@ -360,14 +368,8 @@ int main(int argc, char **argv)
         log_error("%s", err);
         return 2;
     }
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on_signal;
-    sigemptyset(&sa.sa_mask);
-    if (sigaction(SIGTERM, &sa, NULL) < 0 || sigaction(SIGINT, &sa, NULL) < 0) {
-        log_error("sigaction failed");
+    if (install_stop_handlers() != 0)
         return 1;
-    }
 
     flusher f = {.cfg = &cfg};
     int status = 1;

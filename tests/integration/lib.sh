@@ -114,6 +114,20 @@ post() {
     HTTP_BODY=$(cat "$WORK/resp" 2>/dev/null || true)
 }
 
+# post_keyed KEY BODY [DEADLINE_S] [ONLY]: what a documented client does:
+# retry the same body with the same Idempotency-Key until it gets 200. With
+# ONLY=503, any other non-200 answer fails the test.
+post_keyed() {
+    local key=$1 body=$2 deadline=$((SECONDS + ${3:-60})) only=${4:-}
+    while :; do
+        post "$body" "$key"
+        [[ $HTTP_CODE == 200 ]] && return 0
+        [[ -z $only || $HTTP_CODE == "$only" ]] || fail "batch $key: unexpected HTTP $HTTP_CODE $HTTP_BODY"
+        ((SECONDS < deadline)) || fail "batch $key not accepted within ${3:-60} s: $HTTP_CODE $HTTP_BODY"
+        sleep 0.2
+    done
+}
+
 # Sum of a counter's series in Redis / SQLite (integers printed without ".0").
 redis_counter() {
     redis-cli -p "$TALLY_REDIS_PORT" --raw HVALS "tally:{$1}:counter" |

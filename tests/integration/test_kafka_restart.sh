@@ -14,19 +14,7 @@ start_flusher
 P=$METRIC_PREFIX
 body=$(counter_lines "$P.k" 200 1)
 
-# post_keyed KEY: retry with the same key until 200, as a documented client does.
-post_keyed() {
-    local deadline=$((SECONDS + 120))
-    while :; do
-        post "$body" "$1"
-        [[ $HTTP_CODE == 200 ]] && return 0
-        [[ $HTTP_CODE == 503 ]] || fail "batch $1: unexpected HTTP $HTTP_CODE $HTTP_BODY"
-        ((SECONDS < deadline)) || fail "batch $1 not accepted within 120 s"
-        sleep 0.5
-    done
-}
-
-for b in $(seq 1 10); do post_keyed "kr-$RUN_ID-$b"; done
+for b in $(seq 1 10); do post_keyed "kr-$RUN_ID-$b" "$body" 120 503; done
 
 log "kill -9 the Kafka broker"
 "$STACK" kill kafka >/dev/null
@@ -45,7 +33,7 @@ check_eq "redis applied nothing while Kafka was down" 2000 "$(redis_counter "$P.
 
 log "start the broker again"
 "$STACK" up kafka >"$WORK/kafka-up.log" 2>&1 || fail "restarting Kafka: $(cat "$WORK/kafka-up.log")"
-for b in $(seq 11 26); do post_keyed "kr-$RUN_ID-$b"; done
+for b in $(seq 11 26); do post_keyed "kr-$RUN_ID-$b" "$body" 120 503; done
 
 check_eq "redis total" $((26 * 200)) "$(redis_counter "$P.k")"
 wait_sqlite_counter "$P.k" $((26 * 200)) 120

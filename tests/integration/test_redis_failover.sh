@@ -17,17 +17,6 @@ write_config
 start_ingest
 start_flusher
 
-# post_keyed KEY BODY: retry with the same key until 200 (a documented client).
-post_keyed() {
-    local deadline=$((SECONDS + 60))
-    while :; do
-        post "$2" "$1"
-        [[ $HTTP_CODE == 200 ]] && return 0
-        ((SECONDS < deadline)) || fail "batch $1 not accepted within 60 s: $HTTP_CODE $HTTP_BODY"
-        sleep 0.2
-    done
-}
-
 body="$(counter_lines "$P.live" 50 1)
 $(counter_lines "$P.live" 10 2 | sed 's/|c$/|c|#k:v/')
 $P.gauge:+1|g"
