@@ -31,6 +31,7 @@
 #include <string.h>
 
 #include "format.h"
+#include "hash.h"
 #include "redis_keys.h"
 
 static const char live_update_script[] =
@@ -86,16 +87,13 @@ typedef struct series_index {
     size_t cap, count;
 } series_index;
 
-static uint64_t series_hash(metric_type type, const char *name, size_t name_len, const char *tags,
+static uint32_t series_hash(metric_type type, const char *name, size_t name_len, const char *tags,
                             size_t tags_len)
 {
-    uint64_t h = 1469598103934665603ull ^ (uint64_t)type;
-    for (size_t i = 0; i < name_len; i++)
-        h = (h ^ (unsigned char)name[i]) * 1099511628211ull;
-    h = (h ^ 0xffu) * 1099511628211ull;
-    for (size_t i = 0; i < tags_len; i++)
-        h = (h ^ (unsigned char)tags[i]) * 1099511628211ull;
-    return h;
+    uint32_t h = hash_fnv1a_u64(HASH_FNV1A_INIT, (uint64_t)type);
+    h = hash_fnv1a(h, name, name_len);
+    h = hash_fnv1a(h, "\xff", 1); /* separates name from tags */
+    return hash_fnv1a(h, tags, tags_len);
 }
 
 static int index_init(series_index *x, size_t expected)

@@ -44,6 +44,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "hash.h"
+
 #define HEADER_FIXED 16u  /* magic, version, id len, received_ms, event_count */
 #define EVENT_FIXED 30u   /* type, flags, name_len, tags_len, value, rate, stamp */
 #define TRAILER 4u        /* crc32 */
@@ -303,6 +305,32 @@ int record_encode(const char *batch_id, size_t batch_id_len, int64_t received_ms
 
 /* ---- decode -------------------------------------------------------------- */
 
+/* The header both versions share after magic and version: u16 id length, the
+ * id, i64 received_ms. `fixed` is the version's header size without the id.
+ * Fills the reader's batch id and receive time and returns the cursor after
+ * received_ms, or NULL with err filled when the record is too short. */
+static const uint8_t *read_batch_header(record_reader *r, const uint8_t *p, size_t len,
+                                        size_t fixed, char *err, size_t errlen)
+{
+    if (len < fixed + TRAILER) {
+        snprintf(err, errlen, "truncated header (%zu bytes)", len);
+        return NULL;
+    }
+    size_t id_len = get_u16(p + 2);
+    if (id_len > RECORD_BATCH_ID_MAX) {
+        snprintf(err, errlen, "batch id length %zu exceeds %d", id_len, RECORD_BATCH_ID_MAX);
+        return NULL;
+    }
+    if (len < fixed + id_len + TRAILER) {
+        snprintf(err, errlen, "truncated header (%zu bytes, batch id of %zu)", len, id_len);
+        return NULL;
+    }
+    r->batch_id = (const char *)(p + 4);
+    r->batch_id_len = id_len;
+    r->received_ms = (int64_t)get_u64(p + 4 + id_len);
+    return p + 4 + id_len + 8;
+}
+
 /* Step 1: magic, version, header and every event's lengths stay in bounds. */
 static int check_structure(record_reader *r, const uint8_t *p, size_t len, char *err,
                            size_t errlen)
@@ -323,26 +351,12 @@ static int check_structure(record_reader *r, const uint8_t *p, size_t len, char 
         snprintf(err, errlen, "unsupported record version %u", p[1]);
         return -1;
     }
-    if (len < HEADER_FIXED + TRAILER) {
-        snprintf(err, errlen, "truncated header (%zu bytes)", len);
+    const uint8_t *c = read_batch_header(r, p, len, HEADER_FIXED, err, errlen);
+    if (!c)
         return -1;
-    }
-    size_t id_len = get_u16(p + 2);
-    if (id_len > RECORD_BATCH_ID_MAX) {
-        snprintf(err, errlen, "batch id length %zu exceeds %d", id_len, RECORD_BATCH_ID_MAX);
-        return -1;
-    }
-    if (len < HEADER_FIXED + id_len + TRAILER) {
-        snprintf(err, errlen, "truncated header (%zu bytes, batch id of %zu)", len, id_len);
-        return -1;
-    }
     const uint8_t *end = p + len - TRAILER;
-    const uint8_t *c = p + 4 + id_len;
-    r->batch_id = (const char *)(p + 4);
-    r->batch_id_len = id_len;
-    r->received_ms = (int64_t)get_u64(c);
-    r->count = get_u32(c + 8);
-    c += 12;
+    r->count = get_u32(c);
+    c += 4;
     r->cursor = c;
     r->end = end;
     r->next_index = 0;
@@ -517,19 +531,11 @@ typedef struct string_table {
     size_t cap, count;
 } string_table;
 
-static uint64_t hash_bytes(const char *p, size_t n)
-{
-    uint64_t h = 1469598103934665603ull;
-    for (size_t i = 0; i < n; i++)
-        h = (h ^ (unsigned char)p[i]) * 1099511628211ull;
-    return h;
-}
-
 /* Returns the index of the string, adding it if new. */
 static uint32_t intern(string_table *t, const char *p, uint16_t len)
 {
     size_t mask = t->cap - 1;
-    for (size_t i = hash_bytes(p, len) & mask;; i = (i + 1) & mask) {
+    for (size_t i = hash_fnv1a(HASH_FNV1A_INIT, p, len) & mask;; i = (i + 1) & mask) {
         uint32_t slot = t->slots[i];
         if (slot == 0) {
             t->list[t->count].bytes = p;
@@ -700,27 +706,13 @@ static int open_compact(record_reader *r, const uint8_t *p, size_t len, char *er
 {
     memset(r, 0, sizeof *r);
     r->version = RECORD_VERSION_COMPACT;
-    if (len < COMPACT_HEADER_FIXED + TRAILER) {
-        snprintf(err, errlen, "truncated header (%zu bytes)", len);
+    const uint8_t *c = read_batch_header(r, p, len, COMPACT_HEADER_FIXED, err, errlen);
+    if (!c)
         return -1;
-    }
-    size_t id_len = get_u16(p + 2);
-    if (id_len > RECORD_BATCH_ID_MAX) {
-        snprintf(err, errlen, "batch id length %zu exceeds %d", id_len, RECORD_BATCH_ID_MAX);
-        return -1;
-    }
-    if (len < COMPACT_HEADER_FIXED + id_len + TRAILER) {
-        snprintf(err, errlen, "truncated header (%zu bytes, batch id of %zu)", len, id_len);
-        return -1;
-    }
     const uint8_t *end = p + len - TRAILER;
-    const uint8_t *c = p + 4 + id_len;
-    r->batch_id = (const char *)(p + 4);
-    r->batch_id_len = id_len;
-    r->received_ms = (int64_t)get_u64(c);
-    uint32_t strings = get_u32(c + 8);
-    r->count = get_u32(c + 12);
-    c += 16;
+    uint32_t strings = get_u32(c);
+    r->count = get_u32(c + 4);
+    c += 8;
     if (strings > (size_t)(end - c) / 2) {
         snprintf(err, errlen, "string count %u does not fit in %zu bytes", strings,
                  (size_t)(end - c));

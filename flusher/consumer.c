@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <time.h>
 
+#include "kafka_conf.h"
 #include "kafka_topic.h"
 #include "log.h"
 
@@ -26,25 +27,6 @@ struct consumer {
     char topic[CONFIG_STR_MAX];
     int partitions;
 };
-
-static void kafka_log(const rd_kafka_t *rk, int level, const char *fac, const char *buf)
-{
-    (void)rk;
-    /* syslog levels: 0..3 error, 4 warning, 5..6 notice/info, 7 debug */
-    log_level lv = level <= 3 ? LOG_LEVEL_ERROR : level == 4 ? LOG_LEVEL_WARN
-                 : level <= 6 ? LOG_LEVEL_INFO : LOG_LEVEL_DEBUG;
-    log_msg(lv, "librdkafka %s: %s", fac, buf);
-}
-
-static int conf_set(rd_kafka_conf_t *conf, const char *key, const char *value, char *err, size_t errlen)
-{
-    char errstr[512];
-    if (rd_kafka_conf_set(conf, key, value, errstr, sizeof errstr) != RD_KAFKA_CONF_OK) {
-        snprintf(err, errlen, "kafka config %s=%s: %s", key, value, errstr);
-        return -1;
-    }
-    return 0;
-}
 
 int consumer_open(consumer **out, const tally_config *cfg, volatile sig_atomic_t *stop,
                   char *err, size_t errlen)
@@ -61,24 +43,24 @@ int consumer_open(consumer **out, const tally_config *cfg, volatile sig_atomic_t
         return -1;
     }
     snprintf(c->topic, sizeof c->topic, "%s", cfg->kafka.topic);
-    if (conf_set(conf, "bootstrap.servers", cfg->kafka.brokers, err, errlen) < 0 ||
-        conf_set(conf, "group.id", cfg->kafka.consumer_group, err, errlen) < 0 ||
-        conf_set(conf, "client.id", "tally-flusher", err, errlen) < 0 ||
-        conf_set(conf, "enable.auto.commit", "false", err, errlen) < 0 ||
-        conf_set(conf, "enable.auto.offset.store", "false", err, errlen) < 0 ||
-        conf_set(conf, "auto.offset.reset", "error", err, errlen) < 0 ||
-        conf_set(conf, "enable.partition.eof", "false", err, errlen) < 0 ||
-        conf_set(conf, "allow.auto.create.topics", "false", err, errlen) < 0 ||
+    if (kafka_conf_set(conf, "bootstrap.servers", cfg->kafka.brokers, err, errlen) < 0 ||
+        kafka_conf_set(conf, "group.id", cfg->kafka.consumer_group, err, errlen) < 0 ||
+        kafka_conf_set(conf, "client.id", "tally-flusher", err, errlen) < 0 ||
+        kafka_conf_set(conf, "enable.auto.commit", "false", err, errlen) < 0 ||
+        kafka_conf_set(conf, "enable.auto.offset.store", "false", err, errlen) < 0 ||
+        kafka_conf_set(conf, "auto.offset.reset", "error", err, errlen) < 0 ||
+        kafka_conf_set(conf, "enable.partition.eof", "false", err, errlen) < 0 ||
+        kafka_conf_set(conf, "allow.auto.create.topics", "false", err, errlen) < 0 ||
         /* the prefetch queue, stated rather than implied: it is most of the
          * flusher's memory (the rest is bounded by flusher.max_batch_events).
          * Smaller makes replays stall: librdkafka 2.0 resumes a paused fetch
          * only on its next broker-thread wake-up, up to a second later. */
-        conf_set(conf, "queued.max.messages.kbytes", "65536", err, errlen) < 0) {
+        kafka_conf_set(conf, "queued.max.messages.kbytes", "65536", err, errlen) < 0) {
         rd_kafka_conf_destroy(conf);
         free(c);
         return -1;
     }
-    rd_kafka_conf_set_log_cb(conf, kafka_log);
+    rd_kafka_conf_set_log_cb(conf, kafka_log_to_tally);
 
     char errstr[512];
     c->rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, errstr, sizeof errstr);

@@ -266,14 +266,14 @@ static int sqlite_failed(rebuilder *r, sqlite3 *db, const char *what)
 
 /* Runs `sql` and calls row() for each row. */
 static int each_row(rebuilder *r, sqlite3 *db, const char *sql,
-                    int (*row)(rebuilder *r, sqlite3_stmt *st))
+                    int (*row)(rebuilder *r, sqlite3_stmt *st, const void *arg), const void *arg)
 {
     sqlite3_stmt *st = NULL;
     if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK)
         return sqlite_failed(r, db, "sqlite prepare");
     int rc;
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        if (row(r, st) != 0) {
+        if (row(r, st, arg) != 0) {
             sqlite3_finalize(st);
             return -1;
         }
@@ -287,38 +287,29 @@ static int each_row(rebuilder *r, sqlite3 *db, const char *sql,
 #define COL_TEXT(st, i) ((const char *)sqlite3_column_text((st), (i)))
 #define COL_LEN(st, i) ((size_t)sqlite3_column_bytes((st), (i)))
 
-static int counter_row(rebuilder *r, sqlite3_stmt *st)
+/* Live hashes a series row fills: column 2 + i goes to tally:{name}:SUFFIX[i]. */
+static const char *const counter_suffixes[] = {"counter", NULL};
+static const char *const gauge_suffixes[] = {"gauge", NULL};
+static const char *const distribution_suffixes[] = {"dist:count", "dist:sum", "dist:min",
+                                                    "dist:max", NULL};
+
+/* A row (name, tags, value...) written to the live hashes named by `arg`. */
+static int series_row(rebuilder *r, sqlite3_stmt *st, const void *arg)
 {
+    const char *const *suffixes = arg;
     const char *name = COL_TEXT(st, 0), *tags = COL_TEXT(st, 1);
     if (!name || !tags)
-        return fail(r, "sqlite", "NULL name or tags in metrics");
-    return hset(r, name, COL_LEN(st, 0), "counter", tags, COL_LEN(st, 1),
-                sqlite3_column_double(st, 2));
+        return fail(r, "sqlite", "NULL name or tags");
+    for (int i = 0; suffixes[i]; i++)
+        if (hset(r, name, COL_LEN(st, 0), suffixes[i], tags, COL_LEN(st, 1),
+                 sqlite3_column_double(st, 2 + i)) != 0)
+            return -1;
+    return 0;
 }
 
-static int gauge_row(rebuilder *r, sqlite3_stmt *st)
+static int batch_row(rebuilder *r, sqlite3_stmt *st, const void *arg)
 {
-    const char *name = COL_TEXT(st, 0), *tags = COL_TEXT(st, 1);
-    if (!name || !tags)
-        return fail(r, "sqlite", "NULL name or tags in gauges");
-    return hset(r, name, COL_LEN(st, 0), "gauge", tags, COL_LEN(st, 1),
-                sqlite3_column_double(st, 2));
-}
-
-static int distribution_row(rebuilder *r, sqlite3_stmt *st)
-{
-    const char *name = COL_TEXT(st, 0), *tags = COL_TEXT(st, 1);
-    if (!name || !tags)
-        return fail(r, "sqlite", "NULL name or tags in metrics");
-    size_t nl = COL_LEN(st, 0), tl = COL_LEN(st, 1);
-    return hset(r, name, nl, "dist:count", tags, tl, sqlite3_column_double(st, 2)) ||
-           hset(r, name, nl, "dist:sum", tags, tl, sqlite3_column_double(st, 3)) ||
-           hset(r, name, nl, "dist:min", tags, tl, sqlite3_column_double(st, 4)) ||
-           hset(r, name, nl, "dist:max", tags, tl, sqlite3_column_double(st, 5));
-}
-
-static int batch_row(rebuilder *r, sqlite3_stmt *st)
-{
+    (void)arg;
     const char *id = COL_TEXT(st, 0);
     if (!id)
         return fail(r, "sqlite", "NULL batch_id in batches");
@@ -340,8 +331,9 @@ static int batch_row(rebuilder *r, sqlite3_stmt *st)
     return pipeline_append(r, 5, argv, argvlen, 0);
 }
 
-static int offset_row(rebuilder *r, sqlite3_stmt *st)
+static int offset_row(rebuilder *r, sqlite3_stmt *st, const void *arg)
 {
+    (void)arg;
     int p = sqlite3_column_int(st, 0);
     if (p < 0 || p >= r->partitions)
         return fail(r, "sqlite", "kafka_offsets names a partition the topic does not have");
@@ -368,17 +360,18 @@ static int load_snapshot(rebuilder *r)
         sqlite_failed(r, db, "sqlite BEGIN");
     } else if (strchr(r->cfg->kafka.topic, '\'')) {
         fail(r, "config", "kafka.topic must not contain a quote");
-    } else if (each_row(r, db, sql, offset_row) == 0 &&
+    } else if (each_row(r, db, sql, offset_row, NULL) == 0 &&
                each_row(r, db,
                         "SELECT name, tags, SUM(value) FROM metrics WHERE type = 'counter' "
                         "GROUP BY name, tags",
-                        counter_row) == 0 &&
+                        series_row, counter_suffixes) == 0 &&
                each_row(r, db,
                         "SELECT name, tags, SUM(weight), SUM(value), MIN(min), MAX(max) "
                         "FROM metrics WHERE type = 'distribution' GROUP BY name, tags",
-                        distribution_row) == 0 &&
-               each_row(r, db, "SELECT name, tags, value FROM gauges", gauge_row) == 0 &&
-               each_row(r, db, "SELECT batch_id, received_ms FROM batches", batch_row) == 0) {
+                        series_row, distribution_suffixes) == 0 &&
+               each_row(r, db, "SELECT name, tags, value FROM gauges", series_row,
+                        gauge_suffixes) == 0 &&
+               each_row(r, db, "SELECT batch_id, received_ms FROM batches", batch_row, NULL) == 0) {
         rc = 0;
     }
     sqlite3_exec(db, "COMMIT", NULL, NULL, NULL);

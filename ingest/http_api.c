@@ -3,16 +3,19 @@
  *
  * A POST walks one chain of callbacks, all on the event loop:
  *
- *   on_request -> parse + validate (atomic) -> stamp -> encode -> Kafka send
- *     -> on_kafka_delivered -> (failed: 503) Redis EVAL -> on_redis_applied -> 200 / 503
+ *   on_request -> parse + validate (atomic) -> fold -> stamp -> encode -> Kafka send
+ *     -> on_kafka_delivered -> (failed: 503) Redis queue -> pump_redis -> one EVAL
+ *        per group -> on_group_applied -> finish_redis -> 200 / 503
  *
  * Kafka comes first, Redis second, on purpose: Redis is only touched for a
  * batch that Kafka already holds, so the live view never contains a value
- * the flusher will not also bring to SQLite (rule 5), and per-partition
- * delivery order equals the order the updates reach Redis (gauges agree).
+ * the flusher will not also bring to SQLite (rule 5), and delivery order
+ * equals the order the updates reach Redis (gauges agree). Batches that Kafka
+ * confirms while a group is in Redis form the next group (group commit).
  * A batch whose record is in Kafka but whose Redis update failed is answered
- * 503 with its batch id: the client retries with that Idempotency-Key and the
- * dedup key makes the retry count once everywhere (rule 3).
+ * 200 "live":"stale" (redis.on_unavailable = accept, the view is marked stale
+ * for the rebuild) or 503 with its batch id (reject): the client retries with
+ * that Idempotency-Key and the dedup key makes the retry count once (rule 3).
  *
  * Each accepted POST owns a batch_request until its last callback; evhttp keeps
  * the evhttp_request alive until we reply even if the client went away.

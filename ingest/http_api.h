@@ -5,8 +5,10 @@
  *                            200 {"accepted":N,"batch_id":..,"duplicate":bool} only after the
  *                            batch's record is delivered to Kafka (acks=all) AND applied to Redis;
  *                            400 invalid batch (every bad line: number + reason; nothing applied);
- *                            413 body over ingest.max_body_bytes; 503 + Retry-After when Kafka or
- *                            Redis cannot take it (nothing acknowledged; retry with the same key).
+ *                            413 body over ingest.max_body_bytes; 503 + Retry-After when Kafka
+ *                            cannot take it (nothing acknowledged; retry with the same key).
+ *                            Kafka has it but Redis cannot apply it: 200 "live":"stale"
+ *                            (redis.on_unavailable = accept) or 503 (reject).
  *   GET  /v1/counters/NAME   live total from Redis ("?source=sqlite": flushed total; Redis down:
  *                            falls back to SQLite and says so)
  *   GET  /healthz            component status

@@ -26,6 +26,7 @@
 
 #include <librdkafka/rdkafka.h>
 
+#include "kafka_conf.h"
 #include "kafka_topic.h"
 #include "log.h"
 
@@ -70,17 +71,6 @@ static void on_kafka_error(rd_kafka_t *rk, int err, const char *reason, void *wr
     if (err == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN || err == RD_KAFKA_RESP_ERR__TRANSPORT)
         w->up = 0;
     log_warn("kafka: %s: %s", rd_kafka_err2name((rd_kafka_resp_err_t)err), reason);
-}
-
-static void on_kafka_log(const rd_kafka_t *rk, int level, const char *facility, const char *buf)
-{
-    (void)rk;
-    if (level <= 3)
-        log_error("kafka %s: %s", facility, buf);
-    else if (level <= 4)
-        log_warn("kafka %s: %s", facility, buf);
-    else
-        log_debug("kafka %s: %s", facility, buf);
 }
 
 static void serve_queue(kafka_writer *w)
@@ -132,17 +122,6 @@ static void on_topic_timer(evutil_socket_t fd, short what, void *arg)
     ensure_topic(arg);
 }
 
-static int set_conf(rd_kafka_conf_t *conf, const char *key, const char *value, char *err,
-                    size_t errlen)
-{
-    char why[256];
-    if (rd_kafka_conf_set(conf, key, value, why, sizeof why) != RD_KAFKA_CONF_OK) {
-        snprintf(err, errlen, "kafka config %s=%s: %s", key, value, why);
-        return -1;
-    }
-    return 0;
-}
-
 static rd_kafka_conf_t *producer_conf(kafka_writer *w, const tally_config *cfg, char *err,
                                       size_t errlen)
 {
@@ -154,20 +133,20 @@ static rd_kafka_conf_t *producer_conf(kafka_writer *w, const tally_config *cfg, 
     char timeout[32], linger[32];
     snprintf(timeout, sizeof timeout, "%d", cfg->kafka.delivery_timeout_ms);
     snprintf(linger, sizeof linger, "%d", cfg->kafka.linger_ms);
-    if (set_conf(conf, "bootstrap.servers", cfg->kafka.brokers, err, errlen) ||
-        set_conf(conf, "enable.idempotence", "true", err, errlen) ||
-        set_conf(conf, "acks", "all", err, errlen) ||
-        set_conf(conf, "message.timeout.ms", timeout, err, errlen) ||
-        set_conf(conf, "linger.ms", linger, err, errlen) ||
-        set_conf(conf, "message.max.bytes", "16000000", err, errlen) ||
-        set_conf(conf, "client.id", "tally-ingest", err, errlen)) {
+    if (kafka_conf_set(conf, "bootstrap.servers", cfg->kafka.brokers, err, errlen) ||
+        kafka_conf_set(conf, "enable.idempotence", "true", err, errlen) ||
+        kafka_conf_set(conf, "acks", "all", err, errlen) ||
+        kafka_conf_set(conf, "message.timeout.ms", timeout, err, errlen) ||
+        kafka_conf_set(conf, "linger.ms", linger, err, errlen) ||
+        kafka_conf_set(conf, "message.max.bytes", "16000000", err, errlen) ||
+        kafka_conf_set(conf, "client.id", "tally-ingest", err, errlen)) {
         rd_kafka_conf_destroy(conf);
         return NULL;
     }
     rd_kafka_conf_set_opaque(conf, w);
     rd_kafka_conf_set_dr_msg_cb(conf, on_delivery);
     rd_kafka_conf_set_error_cb(conf, on_kafka_error);
-    rd_kafka_conf_set_log_cb(conf, on_kafka_log);
+    rd_kafka_conf_set_log_cb(conf, kafka_log_to_tally);
     return conf;
 }
 

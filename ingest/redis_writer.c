@@ -246,16 +246,24 @@ static int send_call(redis_writer *w, redis_call *call, int argc, const char **a
     return 0;
 }
 
+/* A new call on a usable connection, or NULL with err filled. */
+static redis_call *start_call(redis_writer *w, call_kind kind, void *opaque, char *err,
+                              size_t errlen)
+{
+    if (check_usable(w, err, errlen) != 0)
+        return NULL;
+    redis_call *call = call_new(w, kind, opaque);
+    if (!call)
+        snprintf(err, errlen, "out of memory");
+    return call;
+}
+
 int redis_writer_apply(redis_writer *w, const live_update *u, redis_apply_fn done, void *opaque,
                        char *err, size_t errlen)
 {
-    if (check_usable(w, err, errlen) != 0)
+    redis_call *call = start_call(w, CALL_APPLY, opaque, err, errlen);
+    if (!call)
         return -1;
-    redis_call *call = call_new(w, CALL_APPLY, opaque);
-    if (!call) {
-        snprintf(err, errlen, "out of memory");
-        return -1;
-    }
     call->done.apply = done;
     return send_call(w, call, u->argc, (const char **)u->argv, u->argvlen, err, errlen);
 }
@@ -263,13 +271,9 @@ int redis_writer_apply(redis_writer *w, const live_update *u, redis_apply_fn don
 int redis_writer_read_hash(redis_writer *w, const char *key, redis_hash_fn done, void *opaque,
                            char *err, size_t errlen)
 {
-    if (check_usable(w, err, errlen) != 0)
+    redis_call *call = start_call(w, CALL_READ_HASH, opaque, err, errlen);
+    if (!call)
         return -1;
-    redis_call *call = call_new(w, CALL_READ_HASH, opaque);
-    if (!call) {
-        snprintf(err, errlen, "out of memory");
-        return -1;
-    }
     call->done.read_hash = done;
     static const char read_series_script[] =
         "return {redis.call('HGETALL', KEYS[1]),"

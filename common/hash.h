@@ -1,11 +1,12 @@
 /*
- * hash.h — FNV-1a, the hash behind the flusher's small open-addressing tables
- * (aggregate series and rows, the pending flush's batch-id set). Not
- * collision-resistant: the keys are metric names and batch ids, and a flood
- * of collisions can only slow a flush down, never change its result.
+ * hash.h — FNV-1a, the one hash behind Tally's small open-addressing tables
+ * (the flusher's aggregate and pending batch ids, the record encoder's string
+ * table, the live-update fold). Not collision-resistant: the keys are metric
+ * names, tags and batch ids, and a flood of collisions can only slow a table
+ * down, never change its result.
  */
-#ifndef TALLY_FLUSHER_HASH_H
-#define TALLY_FLUSHER_HASH_H
+#ifndef TALLY_HASH_H
+#define TALLY_HASH_H
 
 #include <stddef.h>
 #include <stdint.h>

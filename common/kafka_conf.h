@@ -1,0 +1,21 @@
+/*
+ * kafka_conf.h — what both processes do the same way with librdkafka's
+ * configuration: set a property with an error message the caller can show,
+ * and route librdkafka's own log lines into Tally's log.
+ */
+#ifndef TALLY_KAFKA_CONF_H
+#define TALLY_KAFKA_CONF_H
+
+#include <stddef.h>
+
+#include <librdkafka/rdkafka.h>
+
+/* Sets key=value on conf. Returns 0, or -1 with err = "kafka config KEY=VALUE: why". */
+int kafka_conf_set(rd_kafka_conf_t *conf, const char *key, const char *value, char *err,
+                   size_t errlen);
+
+/* A log callback (rd_kafka_conf_set_log_cb) mapping syslog levels onto
+ * log.h's: 0..3 error, 4 warn, 5..6 info, 7 debug. */
+void kafka_log_to_tally(const rd_kafka_t *rk, int level, const char *facility, const char *buf);
+
+#endif
