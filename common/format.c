@@ -10,10 +10,33 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+static int format_integer(char *buf, size_t buflen, long long x)
+{
+    char digits[24];
+    int n = 0;
+    unsigned long long u = x < 0 ? 0ULL - (unsigned long long)x : (unsigned long long)x;
+    do {
+        digits[n++] = (char)('0' + u % 10);
+        u /= 10;
+    } while (u);
+    int len = 0;
+    assert(buflen > (size_t)n + 1);
+    if (x < 0)
+        buf[len++] = '-';
+    while (n)
+        buf[len++] = digits[--n];
+    buf[len] = '\0';
+    return len;
+}
+
 int format_double(char *buf, size_t buflen, double v)
 {
     assert(isfinite(v));
     assert(buflen >= FORMAT_DOUBLE_MAX);
+    /* Fast path: whole numbers below 1e15 print as their integer digits, which
+     * is exactly what %.15g prints for them (counters are mostly whole). */
+    if (v > -1e15 && v < 1e15 && v == (double)(long long)v && !(v == 0 && signbit(v)))
+        return format_integer(buf, buflen, (long long)v);
     int n = 0;
     for (int digits = 15; digits <= 17; digits++) {
         n = snprintf(buf, buflen, "%.*g", digits, v);

@@ -259,6 +259,17 @@ static void test_format_double_is_exact_and_short(void **state)
     assert_string_equal(buf, "0.30000000000000004");
     format_double(buf, sizeof buf, 9007199254740993.0);
     assert_true(strtod(buf, NULL) == 9007199254740993.0);
+    /* whole numbers (the integer fast path) print as %.15g would */
+    const double whole[] = {0, -7, 42, -123456789012345, 999999999999999, 1e15, -1e15, 1e300};
+    for (size_t i = 0; i < sizeof whole / sizeof whole[0]; i++) {
+        char want[64];
+        int n = format_double(buf, sizeof buf, whole[i]);
+        snprintf(want, sizeof want, "%.15g", whole[i]);
+        assert_string_equal(buf, want);
+        assert_int_equal(n, (int)strlen(want));
+    }
+    format_double(buf, sizeof buf, -0.0);
+    assert_string_equal(buf, "-0");
 }
 
 int main(void)
