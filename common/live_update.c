@@ -1,25 +1,24 @@
 /*
  * live_update.c — see live_update.h.
  *
- * Why one Lua call per group: a batch of 1,000 lines sent as 1,000 commands
- * would cost 1,000 Redis operations and could be half-applied if the
- * connection dropped in the middle; folded per series it costs one operation
- * per distinct series, and merging the batches that are waiting while the
- * previous call runs (group commit) makes that one operation per series per
- * group. Redis runs the script atomically, so the fence check, the dedup
- * claims and the updates land together or not at all.
+ * Why one transaction per group: a batch of 1,000 lines sent as 1,000
+ * commands would cost 1,000 Redis operations and could be half-applied if
+ * the connection dropped in the middle; folded per series it costs one
+ * command per series field, and merging the batches that are waiting while
+ * the previous transaction runs (group commit) makes that one command per
+ * series field per group. MULTI/EXEC applies all of it or none of it (and
+ * an AOF that ends inside a transaction is loaded without it).
  *
- * Script arguments: KEYS[1] is the rebuild fence, KEYS[2..n+1] the batches'
- * dedup keys, KEYS[n+2..] the hash of each operation. ARGV[1] = dedup TTL,
- * ARGV[2] = mode ("ingest" or "rebuild"), ARGV[3] = n, then three ARGV per
- * operation: verb ("add", "addi" = add a whole number, "set", "min", "max"),
- * hash field (the canonical tags), value.
- *
- * The fence check and the dedup claims run inside the same atomic script as
- * the updates, which is what makes a rebuild under live traffic exact: every
- * batch is applied either by ingest (before the fence, or after it with its
- * dedup key) or by the rebuild's Kafka replay, never by both and never by
- * neither (see flusher/rebuild.c).
+ * Why native commands under WATCH instead of one Lua script: measured with
+ * `INFO commandstats` at 1,000 names, the script spent about 1.7 µs of Redis
+ * time per series field, native commands in MULTI about 0.8 µs. The
+ * only decisions (fence up? duplicate batch?) are taken by the guard, and a
+ * refusal is expressed as a WATCH abort, so none of the updates needs a
+ * script. The fence check and the dedup claims still land atomically with
+ * the updates, which is what makes a rebuild under live traffic exact:
+ * every batch is applied either by ingest (before the fence, or after it
+ * with its dedup key) or by the rebuild's Kafka replay, never by both and
+ * never by neither (see flusher/rebuild.c).
  */
 #include "live_update.h"
 
@@ -34,35 +33,26 @@
 #include "hash.h"
 #include "redis_keys.h"
 
-static const char live_update_script[] =
-    "local n = tonumber(ARGV[3])\n"
-    "if ARGV[2] ~= 'rebuild' and redis.call('EXISTS', KEYS[1]) == 1 then return {2} end\n"
+/* The guard: decides, after WATCH and before MULTI, whether the transaction
+ * may apply. To refuse, it rewrites a watched key with its own value and TTL
+ * (SET .. KEEPTTL), which aborts the EXEC that follows without changing any
+ * data. Reply: {1} go, {2} fenced, {0, i...} batches i (1-based) are
+ * duplicates. KEYS[1] = fence, KEYS[2..] = dedup keys, ARGV[1] = mode. */
+static const char live_guard_script[] =
+    "local function touch(k) redis.call('SET', k, redis.call('GET', k), 'KEEPTTL') end\n"
+    "if ARGV[1] ~= 'rebuild' and redis.call('EXISTS', KEYS[1]) == 1 then\n"
+    "  touch(KEYS[1]) return {2}\n"
+    "end\n"
     "local dups = {0}\n"
-    "for i = 1, n do\n"
-    "  if redis.call('EXISTS', KEYS[1 + i]) == 1 then dups[#dups + 1] = i end\n"
+    "for i = 2, #KEYS do\n"
+    "  if redis.call('EXISTS', KEYS[i]) == 1 then touch(KEYS[i]) dups[#dups + 1] = i - 1 end\n"
     "end\n"
     "if #dups > 1 then return dups end\n"
-    "for i = 1, n do redis.call('SET', KEYS[1 + i], '1', 'EX', ARGV[1]) end\n"
-    "for k = n + 2, #KEYS do\n"
-    "  local a = 4 + (k - n - 2) * 3\n"
-    "  local verb, field, v = ARGV[a], ARGV[a + 1], ARGV[a + 2]\n"
-    "  if verb == 'add' then redis.call('HINCRBYFLOAT', KEYS[k], field, v)\n"
-    "  elseif verb == 'addi' then\n"
-    "    local r = redis.pcall('HINCRBY', KEYS[k], field, v)\n"
-    "    if type(r) == 'table' and r.err then redis.call('HINCRBYFLOAT', KEYS[k], field, v) end\n"
-    "  elseif verb == 'set' then redis.call('HSET', KEYS[k], field, v)\n"
-    "  else\n"
-    "    local cur = redis.call('HGET', KEYS[k], field)\n"
-    "    local x = tonumber(v)\n"
-    "    if not cur or (verb == 'min' and x < tonumber(cur)) or (verb == 'max' and x > tonumber(cur)) then\n"
-    "      redis.call('HSET', KEYS[k], field, v)\n"
-    "    end\n"
-    "  end\n"
-    "end\n"
     "return {1}\n";
 
 /* One series, folded over a batch or a group. */
 typedef struct series_fold {
+    uint32_t hash;      /* of (type, name, tags): computed once, reused by the group merge */
     metric_type type;
     const char *name;   /* owned by the live_fold (or borrowed from one, in a group) */
     const char *tags;
@@ -114,20 +104,20 @@ static void index_free(series_index *x)
 }
 
 /* The series (type, name, tags), created empty if new. Requires count < expected. */
-static series_fold *index_find(series_index *x, metric_type type, const char *name,
+static series_fold *index_find(series_index *x, uint32_t hash, metric_type type, const char *name,
                                uint16_t name_len, const char *tags, uint16_t tags_len)
 {
     size_t mask = x->cap - 1;
-    for (size_t i = series_hash(type, name, name_len, tags, tags_len) & mask;; i = (i + 1) & mask) {
+    for (size_t i = hash & mask;; i = (i + 1) & mask) {
         if (x->slots[i] == 0) {
             series_fold *s = &x->items[x->count];
-            *s = (series_fold){.type = type, .name = name, .name_len = name_len, .tags = tags,
+            *s = (series_fold){.hash = hash, .type = type, .name = name, .name_len = name_len, .tags = tags,
                                .tags_len = tags_len, .min = INFINITY, .max = -INFINITY};
             x->slots[i] = (uint32_t)++x->count;
             return s;
         }
         series_fold *s = &x->items[x->slots[i] - 1];
-        if (s->type == type && s->name_len == name_len && s->tags_len == tags_len &&
+        if (s->hash == hash && s->type == type && s->name_len == name_len && s->tags_len == tags_len &&
             memcmp(s->name, name, name_len) == 0 &&
             (tags_len == 0 || memcmp(s->tags, tags, tags_len) == 0))
             return s;
@@ -183,9 +173,9 @@ live_fold *live_fold_new(const metric_event *events, size_t count, char *err, si
         goto oom;
     for (size_t i = 0; i < count; i++) {
         const metric_event *ev = &events[i];
-        fold_event(index_find(&x, ev->type, ev->name, ev->name_len, ev->tags_len ? ev->tags : "",
-                              ev->tags_len),
-                   ev);
+        const char *tags = ev->tags_len ? ev->tags : "";
+        uint32_t h = series_hash(ev->type, ev->name, ev->name_len, tags, ev->tags_len);
+        fold_event(index_find(&x, h, ev->type, ev->name, ev->name_len, tags, ev->tags_len), ev);
     }
     /* Copy the strings: the events' buffers may be gone when the group is built. */
     size_t bytes = 1;
@@ -232,83 +222,188 @@ void live_fold_free(live_fold *f)
     free(f);
 }
 
-/* ---- the EVAL ----------------------------------------------------------------- */
+/* ---- the transaction ---------------------------------------------------------- */
 
-/* Number of hash operations a folded series becomes. */
-static int series_ops(const series_fold *s)
-{
-    return s->type == METRIC_DISTRIBUTION ? 4 : 1;
-}
-
-typedef struct argv_builder {
+/* A growing buffer of RESP-encoded commands, with the end of each command. */
+typedef struct resp_builder {
     live_update *u;
-    int next;
-} argv_builder;
+    size_t cap, ends_cap;
+    int failed; /* out of memory: everything after is ignored */
+} resp_builder;
 
-static int push_arg(argv_builder *b, const char *s, size_t len)
+static int reserve(resp_builder *b, size_t more)
 {
-    char *copy = malloc(len + 1);
-    if (!copy)
+    live_update *u = b->u;
+    if (b->failed)
         return -1;
-    memcpy(copy, s, len);
-    copy[len] = '\0';
-    b->u->argv[b->next] = copy;
-    b->u->argvlen[b->next] = len;
-    b->next++;
+    if (u->resp_len + more <= b->cap)
+        return 0;
+    size_t cap = b->cap ? b->cap : 4096;
+    while (cap < u->resp_len + more)
+        cap *= 2;
+    char *grown = realloc(u->resp, cap);
+    if (!grown) {
+        b->failed = 1;
+        return -1;
+    }
+    u->resp = grown;
+    b->cap = cap;
     return 0;
 }
 
-static int push_key(argv_builder *b, const series_fold *s, const char *suffix)
+static void put_bytes(resp_builder *b, const char *s, size_t len)
 {
-    char key[REDIS_KEY_MAX];
-    int n = redis_key_metric(key, sizeof key, s->name, s->name_len, suffix);
-    return n < 0 ? -1 : push_arg(b, key, (size_t)n);
+    if (reserve(b, len) == 0) {
+        memcpy(b->u->resp + b->u->resp_len, s, len);
+        b->u->resp_len += len;
+    }
 }
 
-static int push_op(argv_builder *b, const char *verb, const series_fold *s, double v)
+/* "<prefix><n>\r\n" */
+static void put_count(resp_builder *b, char prefix, size_t n)
 {
-    /* Whole increments use HINCRBY (several times cheaper than HINCRBYFLOAT;
-     * the script falls back to HINCRBYFLOAT when the field holds a fraction). */
-    if (strcmp(verb, "add") == 0 && v > -1e15 && v < 1e15 && v == (double)(long long)v)
-        verb = "addi";
+    char text[32];
+    int len = snprintf(text, sizeof text, "%c%zu\r\n", prefix, n);
+    put_bytes(b, text, (size_t)len);
+}
+
+static void begin_command(resp_builder *b, size_t argc)
+{
+    put_count(b, '*', argc);
+}
+
+static void end_command(resp_builder *b)
+{
+    live_update *u = b->u;
+    if (b->failed)
+        return;
+    if (u->commands == b->ends_cap) {
+        size_t cap = b->ends_cap ? 2 * b->ends_cap : 64;
+        size_t *grown = realloc(u->ends, cap * sizeof *grown);
+        if (!grown) {
+            b->failed = 1;
+            return;
+        }
+        u->ends = grown;
+        b->ends_cap = cap;
+    }
+    u->ends[u->commands++] = u->resp_len;
+}
+
+static void put_arg(resp_builder *b, const char *s, size_t len)
+{
+    put_count(b, '$', len);
+    put_bytes(b, s, len);
+    put_bytes(b, "\r\n", 2);
+}
+
+static void put_text(resp_builder *b, const char *s)
+{
+    put_arg(b, s, strlen(s));
+}
+
+static void put_double(resp_builder *b, double v)
+{
     char num[FORMAT_DOUBLE_MAX];
     int n = format_double(num, sizeof num, v);
-    if (push_arg(b, verb, strlen(verb)) != 0 || push_arg(b, s->tags, s->tags_len) != 0)
-        return -1;
-    return push_arg(b, num, (size_t)n);
+    put_arg(b, num, (size_t)n);
 }
 
-static int push_series_keys(argv_builder *b, const series_fold *s)
+/* "tally:{NAME}:SUFFIX" as one argument. */
+static void put_metric_key(resp_builder *b, const series_fold *s, const char *suffix)
 {
-    switch (s->type) {
-    case METRIC_COUNTER: return push_key(b, s, "counter");
-    case METRIC_GAUGE: return push_key(b, s, "gauge");
-    case METRIC_DISTRIBUTION:
-        return push_key(b, s, "dist:count") || push_key(b, s, "dist:sum") ||
-               push_key(b, s, "dist:min") || push_key(b, s, "dist:max");
-    }
-    return -1;
+    size_t suffix_len = strlen(suffix);
+    size_t len = strlen("tally:{") + s->name_len + strlen("}:") + suffix_len;
+    put_count(b, '$', len);
+    put_bytes(b, "tally:{", 7);
+    put_bytes(b, s->name, s->name_len);
+    put_bytes(b, "}:", 2);
+    put_bytes(b, suffix, suffix_len);
+    put_bytes(b, "\r\n", 2);
 }
 
-static int push_series_ops(argv_builder *b, const series_fold *s)
+/* Adds v to the series' field of tally:{NAME}:SUFFIX. Sums (counters,
+ * distribution count and sum) add whole amounts with HINCRBY, several times
+ * cheaper than HINCRBYFLOAT, and fractions with HINCRBYFLOAT on the ":frac"
+ * companion hash, so the main hash only ever holds integers and HINCRBY never
+ * meets a fraction; the value is the sum of both fields. Gauges (which HSET
+ * may have set to a fraction) always use HINCRBYFLOAT on their one hash. */
+static void put_add(resp_builder *b, const series_fold *s, const char *suffix, double v, int split)
+{
+    int whole = split && v > -LIVE_WHOLE_LIMIT && v < LIVE_WHOLE_LIMIT && v == (double)(long long)v;
+    char key_suffix[32];
+    snprintf(key_suffix, sizeof key_suffix, "%s%s", suffix, split && !whole ? ":frac" : "");
+    begin_command(b, 4);
+    put_text(b, whole ? "HINCRBY" : "HINCRBYFLOAT");
+    put_metric_key(b, s, key_suffix);
+    put_arg(b, s->tags, s->tags_len);
+    put_double(b, v == 0 ? 0.0 : v); /* never "-0", which HINCRBY refuses */
+    end_command(b);
+}
+
+/* HSET tally:{NAME}:SUFFIX tags v */
+static void put_hset(resp_builder *b, const series_fold *s, const char *suffix, double v)
+{
+    begin_command(b, 4);
+    put_text(b, "HSET");
+    put_metric_key(b, s, suffix);
+    put_arg(b, s->tags, s->tags_len);
+    put_double(b, v);
+    end_command(b);
+}
+
+/* ZADD tally:{NAME}:SUFFIX LT|GT v tags: keeps the smaller (LT) or larger (GT) score. */
+static void put_zadd(resp_builder *b, const series_fold *s, const char *suffix, const char *cmp,
+                     double v)
+{
+    begin_command(b, 5);
+    put_text(b, "ZADD");
+    put_metric_key(b, s, suffix);
+    put_text(b, cmp);
+    put_double(b, v);
+    put_arg(b, s->tags, s->tags_len);
+    end_command(b);
+}
+
+static void put_series(resp_builder *b, const series_fold *s)
 {
     switch (s->type) {
-    case METRIC_COUNTER: return push_op(b, "add", s, s->total);
-    case METRIC_GAUGE: return push_op(b, s->gauge_absolute ? "set" : "add", s, s->total);
+    case METRIC_COUNTER:
+        put_add(b, s, "counter", s->total, 1);
+        break;
+    case METRIC_GAUGE:
+        if (s->gauge_absolute)
+            put_hset(b, s, "gauge", s->total);
+        else
+            put_add(b, s, "gauge", s->total, 0);
+        break;
     case METRIC_DISTRIBUTION:
-        return push_op(b, "add", s, s->weight) || push_op(b, "add", s, s->total) ||
-               push_op(b, "min", s, s->min) || push_op(b, "max", s, s->max);
+        put_add(b, s, "dist:count", s->weight, 1);
+        put_add(b, s, "dist:sum", s->total, 1);
+        put_zadd(b, s, "dist:min", "LT", s->min);
+        put_zadd(b, s, "dist:max", "GT", s->max);
+        break;
     }
-    return -1;
+}
+/* WATCH the keys the guard reads, so that a change to any of them between the
+ * guard and EXEC (by another client, or by the guard itself when it refuses)
+ * aborts the transaction. */
+static void put_watch(resp_builder *b, int watch_fence,
+                      const char *const *dedup_keys, const size_t *dedup_lens, size_t n)
+{
+    begin_command(b, 1 + (size_t)watch_fence + n);
+    put_text(b, "WATCH");
+    if (watch_fence)
+        put_text(b, REDIS_KEY_REBUILD_FENCE);
+    for (size_t i = 0; i < n; i++)
+        put_arg(b, dedup_keys[i], dedup_lens[i]);
+    end_command(b);
 }
 
 void live_update_free(live_update *u)
 {
-    if (u->argv)
-        for (int i = 0; i < u->argc; i++)
-            free(u->argv[i]);
-    free(u->argv);
-    free(u->argvlen);
+    free(u->resp);
+    free(u->ends);
     memset(u, 0, sizeof *u);
 }
 
@@ -318,69 +413,154 @@ int live_update_build(live_update *u, const live_fold *const *folds,
 {
     assert(n >= 1);
     memset(u, 0, sizeof *u);
+    char (*dedup_keys)[REDIS_KEY_MAX] = malloc(n * sizeof *dedup_keys);
+    size_t *dedup_lens = malloc(n * sizeof *dedup_lens);
+    const char **dedup_ptrs = malloc(n * sizeof *dedup_ptrs);
     size_t total = 0;
     for (size_t i = 0; i < n; i++)
         total += folds[i]->count;
     series_index x = {0};
-    if (index_init(&x, total) != 0)
+    if (!dedup_keys || !dedup_lens || !dedup_ptrs || index_init(&x, total) != 0)
         goto oom;
+    for (size_t i = 0; i < n; i++) {
+        int len = redis_key_batch(dedup_keys[i], REDIS_KEY_MAX, batch_ids[i], batch_id_lens[i]);
+        if (len < 0) {
+            snprintf(err, errlen, "batch id too long for a Redis key");
+            goto fail;
+        }
+        dedup_lens[i] = (size_t)len;
+        dedup_ptrs[i] = dedup_keys[i];
+    }
     for (size_t i = 0; i < n; i++) {
         for (size_t k = 0; k < folds[i]->count; k++) {
             const series_fold *s = &folds[i]->series[k];
-            series_fold *into = index_find(&x, s->type, s->name, s->name_len, s->tags, s->tags_len);
-            merge_series(into, s);
+            merge_series(index_find(&x, s->hash, s->type, s->name, s->name_len, s->tags,
+                                    s->tags_len),
+                         s);
         }
     }
-    size_t ops = 0;
-    for (size_t k = 0; k < x.count; k++)
-        ops += (size_t)series_ops(&x.items[k]);
-    /* EVAL script numkeys fence dedup[n] opkeys[ops] ttl mode n (verb field value)[ops] */
-    u->argc = (int)(3 + 1 + n + ops + 3 + 3 * ops);
-    u->argv = calloc((size_t)u->argc, sizeof *u->argv);
-    u->argvlen = calloc((size_t)u->argc, sizeof *u->argvlen);
-    if (!u->argv || !u->argvlen)
-        goto oom;
     u->series = x.count;
 
-    argv_builder b = {u, 0};
-    char numkeys[24], ttl[24], count_text[24];
-    int nk = snprintf(numkeys, sizeof numkeys, "%zu", 1 + n + ops);
+    resp_builder b = {u, 0, 0, 0};
+    reserve(&b, 256 + 160 * (x.count + n));
+    int ingest = mode == LIVE_MODE_INGEST;
+    put_watch(&b, ingest, dedup_ptrs, dedup_lens, n);
+    /* EVAL guard 1+n fence dedup[n] mode */
+    begin_command(&b, 4 + 1 + n);
+    put_text(&b, "EVAL");
+    put_text(&b, live_guard_script);
+    char numkeys[24];
+    int nk = snprintf(numkeys, sizeof numkeys, "%zu", 1 + n);
+    put_arg(&b, numkeys, (size_t)nk);
+    put_text(&b, REDIS_KEY_REBUILD_FENCE);
+    for (size_t i = 0; i < n; i++)
+        put_arg(&b, dedup_ptrs[i], dedup_lens[i]);
+    put_text(&b, ingest ? "ingest" : "rebuild");
+    end_command(&b);
+
+    begin_command(&b, 1);
+    put_text(&b, "MULTI");
+    end_command(&b);
+    char ttl[24];
     int nt = snprintf(ttl, sizeof ttl, "%d", dedup_ttl_seconds);
-    int nc = snprintf(count_text, sizeof count_text, "%zu", n);
-    if (push_arg(&b, "EVAL", 4) || push_arg(&b, live_update_script, strlen(live_update_script)) ||
-        push_arg(&b, numkeys, (size_t)nk) ||
-        push_arg(&b, REDIS_KEY_REBUILD_FENCE, strlen(REDIS_KEY_REBUILD_FENCE)))
-        goto oom;
     for (size_t i = 0; i < n; i++) {
-        char batch_key[REDIS_KEY_MAX];
-        int nb = redis_key_batch(batch_key, sizeof batch_key, batch_ids[i], batch_id_lens[i]);
-        if (nb < 0) {
-            snprintf(err, errlen, "batch id too long for a Redis key");
-            index_free(&x);
-            live_update_free(u);
-            return -1;
-        }
-        if (push_arg(&b, batch_key, (size_t)nb) != 0)
-            goto oom;
+        begin_command(&b, 5);
+        put_text(&b, "SET");
+        put_arg(&b, dedup_ptrs[i], dedup_lens[i]);
+        put_text(&b, "1");
+        put_text(&b, "EX");
+        put_arg(&b, ttl, (size_t)nt);
+        end_command(&b);
     }
     for (size_t k = 0; k < x.count; k++)
-        if (push_series_keys(&b, &x.items[k]) != 0)
-            goto oom;
-    const char *mode_text = mode == LIVE_MODE_REBUILD ? "rebuild" : "ingest";
-    if (push_arg(&b, ttl, (size_t)nt) || push_arg(&b, mode_text, strlen(mode_text)) ||
-        push_arg(&b, count_text, (size_t)nc))
+        put_series(&b, &x.items[k]);
+    begin_command(&b, 1);
+    put_text(&b, "EXEC");
+    end_command(&b);
+    if (b.failed)
         goto oom;
-    for (size_t k = 0; k < x.count; k++)
-        if (push_series_ops(&b, &x.items[k]) != 0)
-            goto oom;
-    assert(b.next == u->argc);
     index_free(&x);
+    free(dedup_keys);
+    free(dedup_lens);
+    free(dedup_ptrs);
     return 0;
 oom:
-    index_free(&x);
-    live_update_free(u);
     snprintf(err, errlen, "out of memory building the Redis update");
+fail:
+    index_free(&x);
+    free(dedup_keys);
+    free(dedup_lens);
+    free(dedup_ptrs);
+    live_update_free(u);
     return -1;
+}
+
+int live_guard_verdict(const redisReply *guard, size_t n, size_t *dups, size_t *ndups, char *why,
+                       size_t whylen)
+{
+    *ndups = 0;
+    if (!guard) {
+        snprintf(why, whylen, "redis connection lost");
+        return LIVE_FAILED;
+    }
+    if (guard->type == REDIS_REPLY_ERROR) {
+        snprintf(why, whylen, "%s", guard->str);
+        return LIVE_FAILED;
+    }
+    if (guard->type != REDIS_REPLY_ARRAY || guard->elements < 1 || guard->elements > n + 1 ||
+        guard->element[0]->type != REDIS_REPLY_INTEGER) {
+        snprintf(why, whylen, "unexpected reply from the update guard");
+        return LIVE_FAILED;
+    }
+    long long verdict = guard->element[0]->integer;
+    if (verdict == LIVE_APPLIED || verdict == LIVE_DEFERRED)
+        return (int)verdict;
+    if (verdict != LIVE_DUPLICATE || guard->elements < 2) {
+        snprintf(why, whylen, "unexpected verdict %lld from the update guard", verdict);
+        return LIVE_FAILED;
+    }
+    for (size_t i = 1; i < guard->elements; i++) {
+        const redisReply *e = guard->element[i];
+        if (e->type != REDIS_REPLY_INTEGER || e->integer < 1 || (size_t)e->integer > n) {
+            *ndups = 0;
+            snprintf(why, whylen, "unexpected duplicate position from the update guard");
+            return LIVE_FAILED;
+        }
+        dups[(*ndups)++] = (size_t)e->integer;
+    }
+    return LIVE_DUPLICATE;
+}
+
+int live_outcome(int verdict, const redisReply *exec, char *why, size_t whylen)
+{
+    if (verdict == LIVE_FAILED)
+        return LIVE_FAILED; /* why was filled by live_guard_verdict */
+    if (!exec) {
+        snprintf(why, whylen, "redis connection lost");
+        return LIVE_FAILED;
+    }
+    if (exec->type == REDIS_REPLY_ERROR) {
+        snprintf(why, whylen, "%s", exec->str);
+        return LIVE_FAILED;
+    }
+    if (exec->type == REDIS_REPLY_NIL) /* EXEC aborted: nothing applied */
+        return verdict == LIVE_APPLIED ? LIVE_RETRY : verdict;
+    if (exec->type != REDIS_REPLY_ARRAY || verdict != LIVE_APPLIED) {
+        snprintf(why, whylen, "unexpected EXEC reply (guard verdict %d)", verdict);
+        return LIVE_FAILED;
+    }
+    size_t refused = 0;
+    const char *first = NULL;
+    for (size_t i = 0; i < exec->elements; i++) {
+        if (exec->element[i]->type == REDIS_REPLY_ERROR && !refused++)
+            first = exec->element[i]->str;
+    }
+    if (refused) {
+        snprintf(why, whylen, "redis refused %zu of %zu updates: %s", refused, exec->elements,
+                 first);
+        return LIVE_PARTIAL;
+    }
+    return LIVE_APPLIED;
 }
 
 size_t live_group_length(const char *const *ids, size_t n, size_t max)

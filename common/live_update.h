@@ -1,22 +1,32 @@
 /*
- * live_update.h — folds accepted batches into a single Redis call (pure).
+ * live_update.h — folds accepted batches into one Redis transaction (pure,
+ * plus the reading of its replies).
  *
  * Two steps. live_fold_new() folds ONE batch per series (name, tags, type) in
  * line order: counters sum value/rate, gauges compose their operations in
  * order (the last absolute value plus later deltas, or one delta),
  * distributions sum count and value and keep min/max. live_update_build()
- * then merges the folds of a GROUP of batches, in delivery order, into the
- * argument vector of ONE `EVAL` of a Lua script that, atomically:
+ * then merges the folds of a GROUP of batches, in delivery order, into one
+ * pipelined sequence of commands:
  *
- *   1. defers the whole group when a Redis rebuild holds the fence key
- *      (LIVE_MODE_INGEST only; the rebuild replays those batches from Kafka);
- *   2. refuses the whole group, naming the batches, if any batch's dedup key
- *      exists (the caller answers those as duplicates and resends the rest);
- *   3. otherwise sets every batch's dedup key (TTL = dedup window) and applies
- *      the merged series updates.
+ *   WATCH fence dedup-keys...        (rebuild mode: the dedup keys only)
+ *   EVAL guard                       a short script that reads those keys
+ *   MULTI
+ *   SET dedup-key 1 EX ttl           for every batch
+ *   HINCRBY / HINCRBYFLOAT / HSET / ZADD LT|GT ...   one per series field
+ *   EXEC
+ *
+ * The guard lets EXEC apply only if (1) no rebuild holds the fence
+ * (LIVE_MODE_INGEST only; the rebuild replays those batches from Kafka) and
+ * (2) no batch's dedup key exists; otherwise it rewrites a watched key with
+ * its own value, which aborts EXEC, and names the reason. A change by any
+ * other client to a watched key between WATCH and EXEC aborts it too. So the
+ * fence check, the dedup claims and the updates land together or not at all,
+ * and the updates run as native commands: a Lua call per series field cost
+ * about twice as much Redis time.
  *
  * Grouping is what keeps Redis off the critical path: concurrent batches
- * touching the same series cost one hash operation per series, not one per
+ * touching the same series cost one command per series field, not one per
  * batch. Every batch is still applied at most once within the dedup window
  * (rule 3), and ingest and a concurrent rebuild never both apply one batch.
  * Keys follow redis_keys.h.
@@ -26,12 +36,20 @@
 
 #include <stddef.h>
 
+#include <hiredis/hiredis.h>
+
 #include "event.h"
 
-/* First element of the script's reply. */
-#define LIVE_DUPLICATE 0 /* refused: the 1-based indexes of the duplicate batches follow */
+/* Outcome of a group, from live_outcome(). */
+#define LIVE_FAILED (-1)  /* nothing applied: an error reply or an unexpected answer */
+#define LIVE_DUPLICATE 0  /* refused: some batches are duplicates (listed), nothing applied */
 #define LIVE_APPLIED 1
-#define LIVE_DEFERRED 2  /* a rebuild holds the fence: it will apply the batches */
+#define LIVE_DEFERRED 2   /* a rebuild holds the fence: it will apply the batches */
+#define LIVE_RETRY 3      /* another client changed a watched key: nothing applied, send again */
+#define LIVE_PARTIAL 4    /* applied, but Redis refused some updates: the live view is wrong */
+
+/* Sums below this magnitude that are whole numbers go through HINCRBY. */
+#define LIVE_WHOLE_LIMIT 1e15
 
 typedef enum live_mode {
     LIVE_MODE_INGEST,  /* tally-ingest: defer while a rebuild runs */
@@ -51,21 +69,45 @@ size_t live_fold_series(const live_fold *f);
 void live_fold_free(live_fold *f);
 
 typedef struct live_update {
-    int argc;          /* argv[0] = "EVAL" ... ready for redisAsyncCommandArgv */
-    char **argv;       /* owned; each element malloc'd */
-    size_t *argvlen;   /* owned */
+    char *resp;        /* every command, RESP-encoded, back to back (owned) */
+    size_t resp_len;
+    size_t *ends;      /* ends[i]: offset just past command i (owned) */
+    size_t commands;   /* WATCH, EVAL, MULTI, ..., EXEC */
     size_t series;     /* distinct series after merging the group */
 } live_update;
 
+/* Reply positions: the guard's answer and EXEC's are the ones that matter. */
+#define LIVE_GUARD_REPLY 1
+static inline size_t live_exec_reply(const live_update *u) { return u->commands - 1; }
+
 /*
- * Builds the EVAL for a group of `n` >= 1 batches, folds[i] with id
+ * Builds the commands for a group of `n` >= 1 batches, folds[i] with id
  * batch_ids[i] (batch_id_lens[i] bytes), merged in index order. Returns 0, or
  * -1 with err filled (out of memory, batch id too long). On success the caller
  * owns *u and frees it with live_update_free(); on failure *u holds nothing.
+ * The commands must be sent in order on one connection with nothing between
+ * them.
  */
 int live_update_build(live_update *u, const live_fold *const *folds,
                       const char *const *batch_ids, const size_t *batch_id_lens, size_t n,
                       int dedup_ttl_seconds, live_mode mode, char *err, size_t errlen);
+
+/*
+ * The guard's verdict from its reply (NULL: connection lost), for a group of
+ * n batches: LIVE_APPLIED (go), LIVE_DEFERRED, LIVE_DUPLICATE with the
+ * 1-based positions of the duplicates in dups (room for n) and their number
+ * in *ndups, or LIVE_FAILED with why filled.
+ */
+int live_guard_verdict(const redisReply *guard, size_t n, size_t *dups, size_t *ndups, char *why,
+                       size_t whylen);
+
+/*
+ * The group's outcome from the guard's verdict and EXEC's reply (NULL:
+ * connection lost): the verdict when EXEC was aborted by the guard,
+ * LIVE_RETRY when it was aborted by another client, LIVE_APPLIED, or
+ * LIVE_FAILED / LIVE_PARTIAL with why filled.
+ */
+int live_outcome(int verdict, const redisReply *exec, char *why, size_t whylen);
 
 void live_update_free(live_update *u);
 

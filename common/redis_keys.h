@@ -6,12 +6,13 @@
  * kept by AOF, protected by maxmemory-policy noeviction, and never expire,
  * except the batch dedup keys, which expire after dedup.window_seconds.
  *
- *   tally:{NAME}:counter        hash  tags -> running total (sum of value/rate)
+ *   tally:{NAME}:counter        hash  tags -> running total (sum of value/rate), whole part
+ *   tally:{NAME}:counter:frac   hash  tags -> running total, fractional part
  *   tally:{NAME}:gauge          hash  tags -> current gauge value
- *   tally:{NAME}:dist:count     hash  tags -> sum of 1/rate
- *   tally:{NAME}:dist:sum       hash  tags -> sum of value/rate
- *   tally:{NAME}:dist:min       hash  tags -> smallest value
- *   tally:{NAME}:dist:max       hash  tags -> largest value
+ *   tally:{NAME}:dist:count     hash  tags -> sum of 1/rate, whole part (+ :frac)
+ *   tally:{NAME}:dist:sum       hash  tags -> sum of value/rate, whole part (+ :frac)
+ *   tally:{NAME}:dist:min       zset  member tags, score = smallest value
+ *   tally:{NAME}:dist:max       zset  member tags, score = largest value
  *   tally:batch:{BATCH_ID}      string, TTL dedup.window_seconds: batch applied
  *   tally:live:rebuilding       string, TTL 600 s: a rebuild holds the fence;
  *                               ingest defers its updates to the rebuild
@@ -19,7 +20,9 @@
  *                               batches (Redis was down or lost data) until
  *                               the next rebuild, which deletes it
  *
- * The tags field is the canonical tag string ("" for an untagged series).
+ * The tags field is the canonical tag string ("" for an untagged series). A
+ * sum's value is its field in the main hash (only ever integers, so HINCRBY
+ * applies) plus its field in the ":frac" companion (see live_update.c).
  */
 #ifndef TALLY_REDIS_KEYS_H
 #define TALLY_REDIS_KEYS_H

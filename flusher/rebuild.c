@@ -76,9 +76,8 @@ static int redis_failed(rebuilder *r, const char *what)
     return fail(r, what, r->redis->errstr[0] ? r->redis->errstr : "connection error");
 }
 
-/* Reads every pending reply. replay_results (may be NULL) counts the batch
- * script's answers. Returns 0, or -1 on a connection error or error reply. */
-static int pipeline_drain(rebuilder *r, int count_batches)
+/* Reads every pending reply. Returns 0, or -1 on a connection error or error reply. */
+static int pipeline_drain(rebuilder *r)
 {
     while (r->pending > 0) {
         redisReply *reply = NULL;
@@ -90,27 +89,19 @@ static int pipeline_drain(rebuilder *r, int count_batches)
             freeReplyObject(reply);
             return -1;
         }
-        if (count_batches && reply->type == REDIS_REPLY_ARRAY && reply->elements >= 1 &&
-            reply->element[0]->type == REDIS_REPLY_INTEGER) {
-            if (reply->element[0]->integer == LIVE_APPLIED)
-                r->stats->batches_applied++;
-            else
-                r->stats->batches_skipped++;
-        }
         freeReplyObject(reply);
     }
     return 0;
 }
 
-static int pipeline_append(rebuilder *r, int argc, const char **argv, const size_t *argvlen,
-                           int count_batches)
+static int pipeline_append(rebuilder *r, int argc, const char **argv, const size_t *argvlen)
 {
     if (redisAppendCommandArgv(r->redis, argc, argv, argvlen) != REDIS_OK)
         return redis_failed(r, "redis append");
     r->pending++;
     r->appended_since_refresh++;
     if (r->pending >= PIPELINE_DEPTH)
-        return pipeline_drain(r, count_batches);
+        return pipeline_drain(r);
     return 0;
 }
 
@@ -230,14 +221,14 @@ static int delete_matching(rebuilder *r, const char *pattern)
         for (size_t i = 0; i < keys->elements; i++) {
             const char *argv[] = {"UNLINK", keys->element[i]->str};
             size_t argvlen[] = {6, keys->element[i]->len};
-            if (pipeline_append(r, 2, argv, argvlen, 0) != 0) {
+            if (pipeline_append(r, 2, argv, argvlen) != 0) {
                 freeReplyObject(reply);
                 return -1;
             }
             r->stats->keys_deleted++;
         }
         freeReplyObject(reply);
-        if (pipeline_drain(r, 0) != 0)
+        if (pipeline_drain(r) != 0)
             return -1;
     } while (strcmp(cursor, "0") != 0);
     return 0;
@@ -245,18 +236,38 @@ static int delete_matching(rebuilder *r, const char *pattern)
 
 /* ---- step 3: SQLite snapshot ------------------------------------------------ */
 
-static int hset(rebuilder *r, const char *name, size_t name_len, const char *suffix,
-                const char *tags, size_t tags_len, double value)
+/* How a SQLite column becomes live state (the layout ingest's updates keep,
+ * see live_update.c): a SUM whole and below LIVE_WHOLE_LIMIT goes to the
+ * integer hash, any other to its ":frac" companion; a VALUE is HSET; a SCORE
+ * is the series' score in a sorted set. */
+typedef enum live_kind { LIVE_SUM, LIVE_VALUE, LIVE_SCORE } live_kind;
+
+typedef struct live_column {
+    const char *suffix;
+    live_kind kind;
+} live_column;
+
+static int write_live(rebuilder *r, const char *name, size_t name_len, const live_column *col,
+                      const char *tags, size_t tags_len, double value)
 {
-    char key[REDIS_KEY_MAX], num[FORMAT_DOUBLE_MAX];
+    char key[REDIS_KEY_MAX], suffix[32], num[FORMAT_DOUBLE_MAX];
+    int whole = value > -LIVE_WHOLE_LIMIT && value < LIVE_WHOLE_LIMIT &&
+                value == (double)(long long)value;
+    snprintf(suffix, sizeof suffix, "%s%s", col->suffix,
+             col->kind == LIVE_SUM && !whole ? ":frac" : "");
     int kl = redis_key_metric(key, sizeof key, name, name_len, suffix);
     if (kl < 0)
         return fail(r, "sqlite", "metric name too long for a Redis key");
-    int nl = format_double(num, sizeof num, value);
+    int nl = format_double(num, sizeof num, value == 0 ? 0.0 : value);
+    r->stats->series_written++;
+    if (col->kind == LIVE_SCORE) {
+        const char *argv[] = {"ZADD", key, num, tags};
+        size_t argvlen[] = {4, (size_t)kl, (size_t)nl, tags_len};
+        return pipeline_append(r, 4, argv, argvlen);
+    }
     const char *argv[] = {"HSET", key, tags, num};
     size_t argvlen[] = {4, (size_t)kl, tags_len, (size_t)nl};
-    r->stats->series_written++;
-    return pipeline_append(r, 4, argv, argvlen, 0);
+    return pipeline_append(r, 4, argv, argvlen);
 }
 
 static int sqlite_failed(rebuilder *r, sqlite3 *db, const char *what)
@@ -281,28 +292,29 @@ static int each_row(rebuilder *r, sqlite3 *db, const char *sql,
     sqlite3_finalize(st);
     if (rc != SQLITE_DONE)
         return sqlite_failed(r, db, "sqlite read");
-    return pipeline_drain(r, 0);
+    return pipeline_drain(r);
 }
 
 #define COL_TEXT(st, i) ((const char *)sqlite3_column_text((st), (i)))
 #define COL_LEN(st, i) ((size_t)sqlite3_column_bytes((st), (i)))
 
-/* Live hashes a series row fills: column 2 + i goes to tally:{name}:SUFFIX[i]. */
-static const char *const counter_suffixes[] = {"counter", NULL};
-static const char *const gauge_suffixes[] = {"gauge", NULL};
-static const char *const distribution_suffixes[] = {"dist:count", "dist:sum", "dist:min",
-                                                    "dist:max", NULL};
+/* Live keys a series row fills: column 2 + i goes to tally:{name}:COLUMNS[i]. */
+static const live_column counter_columns[] = {{"counter", LIVE_SUM}, {NULL, LIVE_SUM}};
+static const live_column gauge_columns[] = {{"gauge", LIVE_VALUE}, {NULL, LIVE_SUM}};
+static const live_column distribution_columns[] = {
+    {"dist:count", LIVE_SUM}, {"dist:sum", LIVE_SUM}, {"dist:min", LIVE_SCORE},
+    {"dist:max", LIVE_SCORE}, {NULL, LIVE_SUM}};
 
 /* A row (name, tags, value...) written to the live hashes named by `arg`. */
 static int series_row(rebuilder *r, sqlite3_stmt *st, const void *arg)
 {
-    const char *const *suffixes = arg;
+    const live_column *columns = arg;
     const char *name = COL_TEXT(st, 0), *tags = COL_TEXT(st, 1);
     if (!name || !tags)
         return fail(r, "sqlite", "NULL name or tags");
-    for (int i = 0; suffixes[i]; i++)
-        if (hset(r, name, COL_LEN(st, 0), suffixes[i], tags, COL_LEN(st, 1),
-                 sqlite3_column_double(st, 2 + i)) != 0)
+    for (int i = 0; columns[i].suffix; i++)
+        if (write_live(r, name, COL_LEN(st, 0), &columns[i], tags, COL_LEN(st, 1),
+                       sqlite3_column_double(st, 2 + i)) != 0)
             return -1;
     return 0;
 }
@@ -328,7 +340,7 @@ static int batch_row(rebuilder *r, sqlite3_stmt *st, const void *arg)
     const char *argv[] = {"SET", key, "1", "EX", ttl_text};
     size_t argvlen[] = {3, (size_t)kl, 1, 2, (size_t)tl};
     r->stats->markers_written++;
-    return pipeline_append(r, 5, argv, argvlen, 0);
+    return pipeline_append(r, 5, argv, argvlen);
 }
 
 static int offset_row(rebuilder *r, sqlite3_stmt *st, const void *arg)
@@ -364,13 +376,13 @@ static int load_snapshot(rebuilder *r)
                each_row(r, db,
                         "SELECT name, tags, SUM(value) FROM metrics WHERE type = 'counter' "
                         "GROUP BY name, tags",
-                        series_row, counter_suffixes) == 0 &&
+                        series_row, counter_columns) == 0 &&
                each_row(r, db,
                         "SELECT name, tags, SUM(weight), SUM(value), MIN(min), MAX(max) "
                         "FROM metrics WHERE type = 'distribution' GROUP BY name, tags",
-                        series_row, distribution_suffixes) == 0 &&
+                        series_row, distribution_columns) == 0 &&
                each_row(r, db, "SELECT name, tags, value FROM gauges", series_row,
-                        gauge_suffixes) == 0 &&
+                        gauge_columns) == 0 &&
                each_row(r, db, "SELECT batch_id, received_ms FROM batches", batch_row, NULL) == 0) {
         rc = 0;
     }
@@ -380,6 +392,38 @@ static int load_snapshot(rebuilder *r)
 }
 
 /* ---- steps 4 and 5: Kafka replay ------------------------------------------- */
+
+/* Sends one batch's transaction and reads its replies, again while another
+ * client's change to a watched key aborts it. */
+static int apply_transaction(rebuilder *r, const live_update *u)
+{
+    if (pipeline_drain(r) != 0)
+        return -1;
+    for (;;) {
+        if (redisAppendFormattedCommand(r->redis, u->resp, u->resp_len) != REDIS_OK)
+            return redis_failed(r, "redis append");
+        int verdict = LIVE_FAILED, outcome = LIVE_FAILED;
+        size_t dups[1], ndups = 0;
+        char why[256] = "no reply";
+        for (size_t i = 0; i < u->commands; i++) {
+            redisReply *reply = NULL;
+            if (redisGetReply(r->redis, (void **)&reply) != REDIS_OK || !reply)
+                return redis_failed(r, "redis");
+            if (i == LIVE_GUARD_REPLY)
+                verdict = live_guard_verdict(reply, 1, dups, &ndups, why, sizeof why);
+            if (i == live_exec_reply(u))
+                outcome = live_outcome(verdict, reply, why, sizeof why);
+            freeReplyObject(reply);
+        }
+        r->appended_since_refresh += u->commands;
+        switch (outcome) {
+        case LIVE_APPLIED: r->stats->batches_applied++; return 0;
+        case LIVE_DUPLICATE: r->stats->batches_skipped++; return 0;
+        case LIVE_RETRY: continue;
+        default: return fail(r, "redis replay", why);
+        }
+    }
+}
 
 static int replay_record(rebuilder *r, const rd_kafka_message_t *m)
 {
@@ -402,7 +446,7 @@ static int replay_record(rebuilder *r, const rd_kafka_message_t *m)
     size_t n = 0;
     while (record_next(&rec, &r->events[n]))
         n++;
-    /* One batch per call: a duplicate refuses only itself. */
+    /* One batch per transaction: a duplicate refuses only itself. */
     live_fold *fold = live_fold_new(r->events, n, why, sizeof why);
     const live_fold *folds[1] = {fold};
     const char *ids[1] = {rec.batch_id};
@@ -414,7 +458,7 @@ static int replay_record(rebuilder *r, const rd_kafka_message_t *m)
     record_close(&rec);
     if (built != 0)
         return fail(r, "replay", why);
-    int rc = pipeline_append(r, u.argc, (const char **)u.argv, u.argvlen, 1);
+    int rc = apply_transaction(r, &u);
     live_update_free(&u);
     return rc;
 }
@@ -455,7 +499,7 @@ static int replay_to(rebuilder *r, const int64_t *target)
         if (r->pending == 0 && refresh_fence(r) != 0)
             return -1;
     }
-    if (pipeline_drain(r, 1) != 0)
+    if (pipeline_drain(r) != 0)
         return -1;
     r->appended_since_refresh = 50000; /* force a refresh check */
     return refresh_fence(r);

@@ -4,8 +4,8 @@
  * A POST walks one chain of callbacks, all on the event loop:
  *
  *   on_request -> parse + validate (atomic) -> fold -> stamp -> encode -> Kafka send
- *     -> on_kafka_delivered -> (failed: 503) Redis queue -> pump_redis -> one EVAL
- *        per group -> on_group_applied -> finish_redis -> 200 / 503
+ *     -> on_kafka_delivered -> (failed: 503) Redis queue -> pump_redis -> one
+ *        transaction per group -> on_group_applied -> finish_redis -> 200 / 503
  *
  * Kafka comes first, Redis second, on purpose: Redis is only touched for a
  * batch that Kafka already holds, so the live view never contains a value
@@ -74,7 +74,7 @@ typedef struct batch_request {
     struct batch_request *next;   /* in the Redis queue or a group */
 } batch_request;
 
-/* Batches sent to Redis in one EVAL. */
+/* Batches sent to Redis in one transaction. */
 typedef struct redis_group {
     ingest_server *srv;
     size_t count;
@@ -255,20 +255,21 @@ static void finish_redis(batch_request *br, int result, const char *reason)
 
 static void pump_redis(ingest_server *s);
 
-/* The group's EVAL answered: dispatch each member, resend the non-duplicates
- * of a refused group (in order, ahead of newer batches), then the next group. */
-static void on_group_applied(void *opaque, int result, const long long *dups, size_t ndups,
+/* The group's transaction answered: dispatch each member, resend the
+ * non-duplicates of a refused group (all members of a group that another
+ * client's change aborted) in order, ahead of newer batches, then the next group. */
+static void on_group_applied(void *opaque, int result, const size_t *dups, size_t ndups,
                              const char *reason)
 {
     redis_group *g = opaque;
     ingest_server *s = g->srv;
     s->redis_busy = 0;
-    if (result == LIVE_DUPLICATE) {
+    if (result == LIVE_DUPLICATE || result == LIVE_RETRY) { /* (retry: ndups = 0) */
         batch_request *again_head = NULL, **again_tail = &again_head;
         for (size_t i = 0; i < g->count; i++) {
             int dup = 0;
             for (size_t k = 0; k < ndups; k++)
-                dup |= dups[k] == (long long)i + 1;
+                dup |= dups[k] == i + 1;
             if (dup) {
                 finish_redis(g->members[i], LIVE_DUPLICATE, NULL);
             } else {
@@ -333,7 +334,7 @@ static void pump_redis(ingest_server *s)
             if (live_update_build(&u, folds, ids, id_lens, n, s->cfg->dedup.window_seconds,
                                   LIVE_MODE_INGEST, why, sizeof why) == 0) {
                 s->redis_busy = 1;
-                sent = redis_writer_apply(s->redis, &u, on_group_applied, g, why, sizeof why) == 0;
+                sent = redis_writer_apply(s->redis, &u, n, on_group_applied, g, why, sizeof why) == 0;
                 if (!sent)
                     s->redis_busy = 0;
                 live_update_free(&u);

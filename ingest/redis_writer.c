@@ -59,6 +59,13 @@ typedef struct redis_call {
     int answered;
     struct event *deadline;
     void *opaque;
+    /* CALL_APPLY: one reply per command of the group's transaction */
+    size_t replies_expected, replies_seen;
+    size_t group_size;
+    int verdict;     /* the guard's (live_guard_verdict) */
+    size_t ndups;
+    size_t *dups;    /* room for group_size */
+    char why[256];
     union {
         redis_apply_fn apply;
         redis_hash_fn read_hash;
@@ -82,7 +89,7 @@ static void answer_error(redis_call *call, const char *reason)
         return;
     call->answered = 1;
     if (call->kind == CALL_APPLY)
-        call->done.apply(call->opaque, -1, NULL, 0, reason);
+        call->done.apply(call->opaque, LIVE_FAILED, NULL, 0, reason);
     else
         call->done.read_hash(call->opaque, 0, NULL, 0, 0, reason);
 }
@@ -104,66 +111,109 @@ static void log_apply_error(redis_writer *w, const char *reason)
     w->errors_unlogged = 0;
 }
 
-/* Reply of the batch script: {1}, {2}, or {0, dup positions...}. */
-static void answer_apply(redis_call *call, const redisReply *r)
+static void call_free(redis_call *call)
 {
-    if (r->type == REDIS_REPLY_ERROR) {
-        log_apply_error(call->w, r->str);
-        answer_error(call, r->str);
-        return;
-    }
-    if (r->type != REDIS_REPLY_ARRAY || r->elements < 1 ||
-        r->element[0]->type != REDIS_REPLY_INTEGER || r->element[0]->integer < LIVE_DUPLICATE ||
-        r->element[0]->integer > LIVE_DEFERRED) {
-        answer_error(call, "unexpected reply to the batch script");
-        return;
-    }
-    size_t ndups = r->elements - 1;
-    long long *dups = calloc(ndups + 1, sizeof *dups);
-    if (!dups) {
-        answer_error(call, "out of memory");
-        return;
-    }
-    for (size_t i = 0; i < ndups; i++)
-        dups[i] = r->element[i + 1]->type == REDIS_REPLY_INTEGER ? r->element[i + 1]->integer : 0;
-    call->answered = 1;
-    flush_stale_mark(call->w);
-    call->done.apply(call->opaque, (int)r->element[0]->integer, dups, ndups, NULL);
-    free(dups);
+    event_free(call->deadline);
+    free(call->dups);
+    free(call);
 }
 
-/* Reply of read_series_script: {HGETALL result, number of stale markers}. */
+/* The group's EXEC answered (or the connection went): tell the caller. */
+static void answer_apply(redis_call *call, const redisReply *exec)
+{
+    int outcome = live_outcome(call->verdict, exec, call->why, sizeof call->why);
+    if (outcome == LIVE_FAILED) {
+        log_apply_error(call->w, call->why);
+        answer_error(call, call->why);
+        return;
+    }
+    if (outcome == LIVE_PARTIAL) {
+        /* the dedup keys and most updates landed: the live view is now wrong
+         * until a rebuild, and says so */
+        log_apply_error(call->w, call->why);
+        redis_writer_note_missed(call->w, call->why);
+        answer_error(call, call->why);
+        return;
+    }
+    call->answered = 1;
+    flush_stale_mark(call->w);
+    call->done.apply(call->opaque, outcome, call->dups, call->ndups, NULL);
+}
+
+/* Every reply of a group's transaction comes here, in order: the guard's
+ * gives the verdict, EXEC's (the last) the outcome; the rest are +OK/+QUEUED
+ * (an error among them makes EXEC answer EXECABORT). */
+static void on_apply_reply(redisAsyncContext *ac, void *reply, void *privdata)
+{
+    (void)ac;
+    redis_call *call = privdata;
+    const redisReply *r = reply;
+    size_t index = call->replies_seen++;
+    if (index == LIVE_GUARD_REPLY)
+        call->verdict = live_guard_verdict(r, call->group_size, call->dups, &call->ndups,
+                                           call->why, sizeof call->why);
+    if (index + 1 < call->replies_expected)
+        return;
+    if (!call->answered)
+        answer_apply(call, r);
+    call_free(call);
+}
+
+static int compare_series_tags(const void *a, const void *b)
+{
+    const redis_series *x = a, *y = b;
+    size_t n = x->tags_len < y->tags_len ? x->tags_len : y->tags_len;
+    int c = memcmp(x->tags, y->tags, n);
+    return c ? c : (x->tags_len > y->tags_len) - (x->tags_len < y->tags_len);
+}
+
+/* Reply of read_series_script: {HGETALL key, number of stale markers,
+ * HGETALL key:frac}. A series' value is the sum of its two fields. */
 static void answer_hash(redis_call *call, const redisReply *reply)
 {
-    if (reply->type != REDIS_REPLY_ARRAY || reply->elements != 2 ||
+    if (reply->type != REDIS_REPLY_ARRAY || reply->elements != 3 ||
         reply->element[0]->type != REDIS_REPLY_ARRAY || reply->element[0]->elements % 2 != 0 ||
-        reply->element[1]->type != REDIS_REPLY_INTEGER) {
+        reply->element[1]->type != REDIS_REPLY_INTEGER ||
+        reply->element[2]->type != REDIS_REPLY_ARRAY || reply->element[2]->elements % 2 != 0) {
         answer_error(call, reply->type == REDIS_REPLY_ERROR ? reply->str
                                                             : "unexpected reply to the read script");
         return;
     }
-    const redisReply *r = reply->element[0];
     int stale = reply->element[1]->integer > 0;
-    size_t n = r->elements / 2;
-    redis_series *series = calloc(n ? n : 1, sizeof *series);
+    size_t total = (reply->element[0]->elements + reply->element[2]->elements) / 2;
+    redis_series *series = calloc(total ? total : 1, sizeof *series);
     if (!series) {
         answer_error(call, "out of memory");
         return;
     }
-    for (size_t i = 0; i < n; i++) {
-        const redisReply *field = r->element[2 * i], *value = r->element[2 * i + 1];
-        char *end = NULL;
-        series[i].tags = field->str;
-        series[i].tags_len = field->len;
-        series[i].value = value->str ? strtod(value->str, &end) : 0;
-        if (!value->str || end == value->str) {
-            free(series);
-            answer_error(call, "non-numeric value in a Tally hash");
-            return;
+    size_t n = 0;
+    for (int part = 0; part <= 2; part += 2) {
+        const redisReply *r = reply->element[part];
+        for (size_t i = 0; i + 1 < r->elements; i += 2) {
+            const redisReply *field = r->element[i], *value = r->element[i + 1];
+            char *end = NULL;
+            series[n].tags = field->str;
+            series[n].tags_len = field->len;
+            series[n].value = value->str ? strtod(value->str, &end) : 0;
+            if (!field->str || !value->str || end == value->str) {
+                free(series);
+                answer_error(call, "non-numeric value in a Tally hash");
+                return;
+            }
+            n++;
         }
     }
+    /* merge each series' integer and fractional parts */
+    qsort(series, n, sizeof *series, compare_series_tags);
+    size_t merged = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (merged > 0 && compare_series_tags(&series[merged - 1], &series[i]) == 0)
+            series[merged - 1].value += series[i].value;
+        else
+            series[merged++] = series[i];
+    }
     call->answered = 1;
-    call->done.read_hash(call->opaque, 1, series, n, stale, NULL);
+    call->done.read_hash(call->opaque, 1, series, merged, stale, NULL);
     free(series);
 }
 
@@ -175,13 +225,10 @@ static void on_reply(redisAsyncContext *ac, void *reply, void *privdata)
     if (!call->answered) {
         if (!r)
             answer_error(call, "redis connection lost");
-        else if (call->kind == CALL_APPLY)
-            answer_apply(call, r);
         else
             answer_hash(call, r);
     }
-    event_free(call->deadline);
-    free(call);
+    call_free(call);
 }
 
 static void on_deadline(evutil_socket_t fd, short what, void *arg)
@@ -223,6 +270,8 @@ static redis_call *call_new(redis_writer *w, call_kind kind, void *opaque)
         free(call);
         return NULL;
     }
+    call->verdict = LIVE_FAILED;
+    snprintf(call->why, sizeof call->why, "redis connection lost");
     return call;
 }
 
@@ -239,8 +288,7 @@ static int send_call(redis_writer *w, redis_call *call, int argc, const char **a
 {
     if (redisAsyncCommandArgv(w->ac, on_reply, call, argc, argv, argvlen) != REDIS_OK) {
         snprintf(err, errlen, "redis send failed: %s", w->ac->errstr[0] ? w->ac->errstr : "?");
-        event_free(call->deadline);
-        free(call);
+        call_free(call);
         return -1;
     }
     return 0;
@@ -258,14 +306,44 @@ static redis_call *start_call(redis_writer *w, call_kind kind, void *opaque, cha
     return call;
 }
 
-int redis_writer_apply(redis_writer *w, const live_update *u, redis_apply_fn done, void *opaque,
-                       char *err, size_t errlen)
+int redis_writer_apply(redis_writer *w, const live_update *u, size_t group_size,
+                       redis_apply_fn done, void *opaque, char *err, size_t errlen)
 {
     redis_call *call = start_call(w, CALL_APPLY, opaque, err, errlen);
     if (!call)
         return -1;
     call->done.apply = done;
-    return send_call(w, call, u->argc, (const char **)u->argv, u->argvlen, err, errlen);
+    call->group_size = group_size;
+    call->dups = calloc(group_size, sizeof *call->dups);
+    if (!call->dups) {
+        snprintf(err, errlen, "out of memory");
+        call_free(call);
+        return -1;
+    }
+    /* One hiredis callback per command, so hiredis matches every reply. */
+    size_t start = 0;
+    for (size_t i = 0; i < u->commands; i++) {
+        if (redisAsyncFormattedCommand(w->ac, on_apply_reply, call, u->resp + start,
+                                       u->ends[i] - start) != REDIS_OK) {
+            snprintf(err, errlen, "redis send failed: %s",
+                     w->ac->errstr[0] ? w->ac->errstr : "connection closing");
+            if (i == 0) {
+                call_free(call);
+                return -1;
+            }
+            /* Part of the transaction is queued: the connection is unusable.
+             * The callbacks already registered run (with NULL) as hiredis lets
+             * go of it, and the last of them frees the call. */
+            call->replies_expected = i;
+            call->answered = 1;
+            set_down(w, "%s", err);
+            redisAsyncDisconnect(w->ac);
+            return -1;
+        }
+        call->replies_expected = i + 1;
+        start = u->ends[i];
+    }
+    return 0;
 }
 
 int redis_writer_read_hash(redis_writer *w, const char *key, redis_hash_fn done, void *opaque,
@@ -277,13 +355,16 @@ int redis_writer_read_hash(redis_writer *w, const char *key, redis_hash_fn done,
     call->done.read_hash = done;
     static const char read_series_script[] =
         "return {redis.call('HGETALL', KEYS[1]),"
-        " redis.call('EXISTS', KEYS[2]) + redis.call('EXISTS', KEYS[3])}";
-    const char *argv[] = {"EVAL", read_series_script, "3", key, REDIS_KEY_STALE,
-                          REDIS_KEY_REBUILD_FENCE};
-    size_t argvlen[6];
-    for (int i = 0; i < 6; i++)
+        " redis.call('EXISTS', KEYS[2]) + redis.call('EXISTS', KEYS[3]),"
+        " redis.call('HGETALL', KEYS[4])}";
+    char frac_key[REDIS_KEY_MAX + 8];
+    snprintf(frac_key, sizeof frac_key, "%s:frac", key);
+    const char *argv[] = {"EVAL", read_series_script, "4", key, REDIS_KEY_STALE,
+                          REDIS_KEY_REBUILD_FENCE, frac_key};
+    size_t argvlen[7];
+    for (int i = 0; i < 7; i++)
         argvlen[i] = strlen(argv[i]);
-    return send_call(w, call, 6, argv, argvlen, err, errlen);
+    return send_call(w, call, 7, argv, argvlen, err, errlen);
 }
 
 static void on_stale_marked(redisAsyncContext *ac, void *reply, void *privdata)

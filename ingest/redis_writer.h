@@ -33,8 +33,11 @@ typedef struct redis_writer redis_writer;
 
 /* result: LIVE_APPLIED, LIVE_DEFERRED (a rebuild will apply the group),
  * LIVE_DUPLICATE (nothing applied; dups[0..ndups) are the 1-based positions of
- * the batches already applied before), or -1 = error (reason). */
-typedef void (*redis_apply_fn)(void *opaque, int result, const long long *dups, size_t ndups,
+ * the batches already applied before), LIVE_RETRY (nothing applied: another
+ * client changed a watched key; send the group again), or LIVE_FAILED
+ * (reason; when Redis refused only some updates the writer has also marked
+ * the live view stale). */
+typedef void (*redis_apply_fn)(void *opaque, int result, const size_t *dups, size_t ndups,
                                const char *reason);
 
 /* One field of a hash read: the series' canonical tags and its value. */
@@ -53,13 +56,15 @@ typedef void (*redis_hash_fn)(void *opaque, int ok, const redis_series *series, 
 redis_writer *redis_writer_new(struct event_base *base, const tally_config *cfg, char *err,
                                size_t errlen);
 
-/* Sends a group's EVAL (live_update_build). The writer copies what it needs.
- * Returns -1 with err filled (and never calls `done`) when Redis is down. */
-int redis_writer_apply(redis_writer *w, const live_update *u, redis_apply_fn done, void *opaque,
-                       char *err, size_t errlen);
+/* Sends a group's transaction (live_update_build, group_size batches). The
+ * writer copies what it needs. Returns -1 with err filled (and never calls
+ * `done`) when Redis is down. */
+int redis_writer_apply(redis_writer *w, const live_update *u, size_t group_size,
+                       redis_apply_fn done, void *opaque, char *err, size_t errlen);
 
-/* HGETALL of key (values parsed as doubles) and the staleness markers, in one
- * atomic call. Same failure rule as apply. */
+/* The series of a sum hash (key, plus its "key:frac" companion: each
+ * series' value is the sum of its two fields, see live_update.c) and the
+ * staleness markers, in one atomic call. Same failure rule as apply. */
 int redis_writer_read_hash(redis_writer *w, const char *key, redis_hash_fn done, void *opaque,
                            char *err, size_t errlen);
 

@@ -133,22 +133,22 @@ int verify_sqlite(const char *db_path, const ledger *l, const char *runid, int s
     return 0;
 }
 
-/* Σ HVALS tally:{name}:counter into *out. Returns 0, or -1 with err. */
-static int redis_counter(redisContext *rc, const char *name, double *out, char *err, size_t err_len)
+/* Σ HVALS of one hash into *sum. Returns 0, or -1 with err. */
+static int add_hash_values(redisContext *rc, const char *key, double *sum, char *err,
+                           size_t err_len)
 {
-    char key[REDIS_KEY_MAX];
-    if (redis_key_metric(key, sizeof key, name, strlen(name), "counter") < 0) {
-        snprintf(err, err_len, "name too long for a Redis key: %s", name);
-        return -1;
-    }
     redisReply *reply = redisCommand(rc, "HVALS %s", key);
     if (reply == NULL) {
         snprintf(err, err_len, "HVALS %s: %s", key, rc->errstr);
         return -1;
     }
-    int ok = reply->type == REDIS_REPLY_ARRAY;
-    double sum = 0;
-    for (size_t i = 0; ok && i < reply->elements; i++) {
+    if (reply->type != REDIS_REPLY_ARRAY) {
+        snprintf(err, err_len, "HVALS %s: %s", key,
+                 reply->type == REDIS_REPLY_ERROR ? reply->str : "not an array");
+        freeReplyObject(reply);
+        return -1;
+    }
+    for (size_t i = 0; i < reply->elements; i++) {
         redisReply *e = reply->element[i];
         char *end;
         double v = e->type == REDIS_REPLY_STRING ? strtod(e->str, &end) : 0;
@@ -157,12 +157,28 @@ static int redis_counter(redisContext *rc, const char *name, double *out, char *
             freeReplyObject(reply);
             return -1;
         }
-        sum += v;
+        *sum += v;
     }
-    if (!ok) snprintf(err, err_len, "HVALS %s: %s", key, reply->type == REDIS_REPLY_ERROR ? reply->str : "not an array");
     freeReplyObject(reply);
+    return 0;
+}
+
+/* A counter's live total into *out: Σ tally:{name}:counter (whole parts) +
+ * Σ tally:{name}:counter:frac (fractions). Returns 0, or -1 with err. */
+static int redis_counter(redisContext *rc, const char *name, double *out, char *err, size_t err_len)
+{
+    char key[REDIS_KEY_MAX], frac_key[REDIS_KEY_MAX];
+    if (redis_key_metric(key, sizeof key, name, strlen(name), "counter") < 0 ||
+        redis_key_metric(frac_key, sizeof frac_key, name, strlen(name), "counter:frac") < 0) {
+        snprintf(err, err_len, "name too long for a Redis key: %s", name);
+        return -1;
+    }
+    double sum = 0;
+    if (add_hash_values(rc, key, &sum, err, err_len) != 0 ||
+        add_hash_values(rc, frac_key, &sum, err, err_len) != 0)
+        return -1;
     *out = sum;
-    return ok ? 0 : -1;
+    return 0;
 }
 
 int verify_redis(const char *host, int port, int timeout_ms, const ledger *l, verify_result *r, char *err,

@@ -128,9 +128,11 @@ post_keyed() {
     done
 }
 
-# Sum of a counter's series in Redis / SQLite (integers printed without ".0").
+# Sum of a counter's series in Redis (whole parts in tally:{NAME}:counter,
+# fractions in tally:{NAME}:counter:frac) / SQLite (integers printed without ".0").
 redis_counter() {
-    redis-cli -p "$TALLY_REDIS_PORT" --raw HVALS "tally:{$1}:counter" |
+    { redis-cli -p "$TALLY_REDIS_PORT" --raw HVALS "tally:{$1}:counter" &&
+        redis-cli -p "$TALLY_REDIS_PORT" --raw HVALS "tally:{$1}:counter:frac"; } |
         awk '{s += $1} END {printf "%.17g\n", s + 0}'
 }
 sqlite_counter() {

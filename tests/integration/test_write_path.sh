@@ -34,9 +34,17 @@ check_eq "redis counter, env:prod series" 2 "$($R HGET "tally:{$P.req}:counter" 
 check_eq "redis gauge after 20, +5, -3" 22 "$($R HGET "tally:{$P.temp}:gauge" "")"
 check_eq "redis distribution count (1 + 1 + 1/0.5)" 4 "$($R HGET "tally:{$P.lat}:dist:count" "")"
 check_eq "redis distribution sum" 80 "$($R HGET "tally:{$P.lat}:dist:sum" "")"
-check_eq "redis distribution min" 10 "$($R HGET "tally:{$P.lat}:dist:min" "")"
-check_eq "redis distribution max" 30 "$($R HGET "tally:{$P.lat}:dist:max" "")"
+check_eq "redis distribution min" 10 "$($R ZSCORE "tally:{$P.lat}:dist:min" "")"
+check_eq "redis distribution max" 30 "$($R ZSCORE "tally:{$P.lat}:dist:max" "")"
 check_eq "GET /v1/counters (redis)" 25 "$(api_counter "$P.req")"
+
+# Whole sums stay integers for HINCRBY; fractions go to the :frac companion.
+post "$P.frac:2|c"
+post "$P.frac:0.25|c
+$P.frac:0.25|c"
+check_eq "whole part of a counter" 2 "$($R HGET "tally:{$P.frac}:counter" "")"
+check_eq "fractional part of a counter" 0.5 "$($R HGET "tally:{$P.frac}:counter:frac" "")"
+check_eq "GET /v1/counters sums both parts" 2.5 "$(api_counter "$P.frac")"
 
 wait_sqlite_counter "$P.req" 25
 check_eq "GET /v1/counters?source=sqlite" 25 "$(api_counter "$P.req" sqlite)"

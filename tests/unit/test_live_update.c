@@ -1,7 +1,22 @@
 /*
- * test_live_update.c — the per-batch fold into one Redis EVAL: dedup key,
- * key list, per-series pre-aggregation (counters, gauge composition,
- * distributions), first-seen order, and exact number formatting.
+ * test_live_update.c — the fold of batches into one pipelined Redis
+ * transaction, and the reading of its replies.
+ *
+ * live_update_build() writes RESP-encoded commands back to back; a small
+ * parser here splits u->resp into commands (checking it agrees with u->ends
+ * and u->commands, and that every bulk length is exact) and every test
+ * asserts the exact arguments:
+ *   - the frame: WATCH [fence, ingest mode only] dedup keys, EVAL guard with
+ *     1+n keys and the mode, MULTI, SET dedup 1 EX ttl per batch, EXEC;
+ *   - per-series folding: counters (sample rates, fractions), gauge
+ *     composition (HSET after an absolute value, else HINCRBYFLOAT of the
+ *     delta), distributions (count, sum, ZADD LT min, ZADD GT max);
+ *   - whole sums through HINCRBY on the main hash, fractions (and |v| >=
+ *     1e15) through HINCRBYFLOAT on the ":frac" hash, zero as "0";
+ *   - types as separate series in first-seen order, a table of many series,
+ *     group merges in delivery order (gauges included), a too-long batch id;
+ *   - live_guard_verdict() and live_outcome() on hand-built replies;
+ *   - live_group_length() and exact number formatting (format_double).
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -12,6 +27,8 @@
 #include <string.h>
 
 #include <cmocka.h>
+
+#include <hiredis/hiredis.h>
 
 #include "format.h"
 #include "live_update.h"
@@ -32,16 +49,189 @@ static metric_event ev(metric_type type, const char *name, const char *tags, dou
     return e;
 }
 
-/* argv layout: EVAL script numkeys fence dedup[n] opkeys[ops] ttl mode n (verb field value)[ops] */
-#define ARGS_BEFORE_OPS 3
-static int g_batches = 1; /* n of the update under test */
-static int first_op_key(void) { return 4 + g_batches; }
-static const char *key_of(const live_update *u, int op) { return u->argv[first_op_key() + op]; }
-static const char *arg_of(const live_update *u, int ops, int i) { return u->argv[first_op_key() + ops + i]; }
-static const char *verb_of(const live_update *u, int ops, int op) { return arg_of(u, ops, ARGS_BEFORE_OPS + 3 * op); }
-static const char *field_of(const live_update *u, int ops, int op) { return arg_of(u, ops, ARGS_BEFORE_OPS + 3 * op + 1); }
-static const char *value_of(const live_update *u, int ops, int op) { return arg_of(u, ops, ARGS_BEFORE_OPS + 3 * op + 2); }
-static int expected_argc(int ops) { return first_op_key() + ops + ARGS_BEFORE_OPS + 3 * ops; }
+/* ---- a test-local RESP parser ------------------------------------------------ */
+
+typedef struct parsed_cmd {
+    size_t argc;
+    char **argv; /* NUL-terminated copies */
+    size_t *lens;
+} parsed_cmd;
+
+/* The parsed commands of the updates alive in a test (at most a few at once). */
+typedef struct parsed_update {
+    const live_update *u;
+    const char *resp;
+    size_t n;
+    parsed_cmd *cmds;
+} parsed_update;
+
+#define MAX_PARSED 4
+static parsed_update g_parsed[MAX_PARSED];
+
+/* Reads "<prefix><digits>\r\n" at *pos. */
+static size_t read_count(const char *buf, size_t len, size_t *pos, char prefix)
+{
+    assert_true(*pos < len);
+    assert_int_equal(buf[*pos], prefix);
+    (*pos)++;
+    size_t n = 0, digits = 0;
+    while (*pos < len && buf[*pos] >= '0' && buf[*pos] <= '9') {
+        n = n * 10 + (size_t)(buf[*pos] - '0');
+        (*pos)++;
+        digits++;
+    }
+    assert_true(digits > 0);
+    assert_true(*pos + 2 <= len);
+    assert_memory_equal(buf + *pos, "\r\n", 2);
+    *pos += 2;
+    return n;
+}
+
+static void parsed_free(parsed_update *p)
+{
+    for (size_t i = 0; i < p->n; i++) {
+        for (size_t j = 0; j < p->cmds[i].argc; j++)
+            free(p->cmds[i].argv[j]);
+        free(p->cmds[i].argv);
+        free(p->cmds[i].lens);
+    }
+    free(p->cmds);
+    memset(p, 0, sizeof *p);
+}
+
+/* Splits u->resp into commands; every command must end at u->ends[i]. */
+static void parse_update(const live_update *u)
+{
+    parsed_update *p = NULL;
+    for (size_t k = 0; k < MAX_PARSED && !p; k++)
+        if (!g_parsed[k].u)
+            p = &g_parsed[k];
+    assert_non_null(p);
+    assert_non_null(u->resp);
+    assert_non_null(u->ends);
+    assert_true(u->commands > 0);
+    p->u = u;
+    p->resp = u->resp;
+    p->cmds = calloc(u->commands, sizeof *p->cmds);
+    assert_non_null(p->cmds);
+    size_t pos = 0;
+    while (pos < u->resp_len) {
+        assert_true(p->n < u->commands); /* no bytes past the last command */
+        parsed_cmd *c = &p->cmds[p->n];
+        c->argc = read_count(u->resp, u->resp_len, &pos, '*');
+        assert_true(c->argc >= 1);
+        c->argv = calloc(c->argc, sizeof *c->argv);
+        c->lens = calloc(c->argc, sizeof *c->lens);
+        assert_non_null(c->argv);
+        assert_non_null(c->lens);
+        p->n++; /* owned from here on, for parsed_free */
+        for (size_t j = 0; j < c->argc; j++) {
+            size_t len = read_count(u->resp, u->resp_len, &pos, '$');
+            assert_true(pos + len + 2 <= u->resp_len);
+            c->argv[j] = malloc(len + 1);
+            assert_non_null(c->argv[j]);
+            memcpy(c->argv[j], u->resp + pos, len);
+            c->argv[j][len] = '\0';
+            c->lens[j] = len;
+            pos += len;
+            assert_memory_equal(u->resp + pos, "\r\n", 2); /* the length was exact */
+            pos += 2;
+        }
+        assert_int_equal(pos, u->ends[p->n - 1]);
+    }
+    assert_int_equal(pos, u->resp_len);
+    assert_int_equal(p->n, u->commands);
+}
+
+static const parsed_cmd *parsed(const live_update *u, size_t i)
+{
+    for (size_t k = 0; k < MAX_PARSED; k++) {
+        if (g_parsed[k].u == u) {
+            assert_ptr_equal(g_parsed[k].resp, u->resp);
+            assert_true(i < g_parsed[k].n);
+            return &g_parsed[k].cmds[i];
+        }
+    }
+    fail_msg("update not parsed");
+    return NULL;
+}
+
+/* Command i's name, its number of arguments (name included), its argument j. */
+static const char *cmd(const live_update *u, size_t i) { return parsed(u, i)->argv[0]; }
+static size_t nargs(const live_update *u, size_t i) { return parsed(u, i)->argc; }
+static const char *arg(const live_update *u, size_t i, size_t j)
+{
+    const parsed_cmd *c = parsed(u, i);
+    assert_true(j < c->argc);
+    return c->argv[j];
+}
+
+/* Command i is exactly the `argc` strings given (name first). */
+static void expect_cmd(const live_update *u, size_t i, size_t argc, ...)
+{
+    assert_int_equal(nargs(u, i), argc);
+    va_list ap;
+    va_start(ap, argc);
+    for (size_t j = 0; j < argc; j++)
+        assert_string_equal(arg(u, i, j), va_arg(ap, const char *));
+    va_end(ap);
+}
+
+/* Checks WATCH, EVAL, MULTI, the SETs and EXEC around `updates` series
+ * commands; returns the index of the first series command. */
+static size_t expect_frame(const live_update *u, const char *const *ids, size_t n, const char *ttl,
+                           live_mode mode, size_t updates)
+{
+    char key[128], num[24];
+    size_t fence = mode == LIVE_MODE_INGEST ? 1 : 0;
+    assert_int_equal(u->commands, 3 + n + updates + 1);
+
+    assert_string_equal(cmd(u, 0), "WATCH");
+    assert_int_equal(nargs(u, 0), 1 + fence + n);
+    if (fence)
+        assert_string_equal(arg(u, 0, 1), "tally:live:rebuilding");
+    for (size_t i = 0; i < n; i++) {
+        snprintf(key, sizeof key, "tally:batch:{%s}", ids[i]);
+        assert_string_equal(arg(u, 0, 1 + fence + i), key);
+    }
+
+    assert_int_equal(LIVE_GUARD_REPLY, 1);
+    assert_string_equal(cmd(u, LIVE_GUARD_REPLY), "EVAL");
+    assert_int_equal(nargs(u, 1), 5 + n); /* EVAL script numkeys fence dedup[n] mode */
+    assert_non_null(strstr(arg(u, 1, 1), "KEYS[1]"));
+    snprintf(num, sizeof num, "%zu", 1 + n);
+    assert_string_equal(arg(u, 1, 2), num);
+    assert_string_equal(arg(u, 1, 3), "tally:live:rebuilding");
+    for (size_t i = 0; i < n; i++) {
+        snprintf(key, sizeof key, "tally:batch:{%s}", ids[i]);
+        assert_string_equal(arg(u, 1, 4 + i), key);
+    }
+    assert_string_equal(arg(u, 1, 4 + n), mode == LIVE_MODE_INGEST ? "ingest" : "rebuild");
+
+    expect_cmd(u, 2, 1, "MULTI");
+    for (size_t i = 0; i < n; i++) {
+        snprintf(key, sizeof key, "tally:batch:{%s}", ids[i]);
+        expect_cmd(u, 3 + i, 5, "SET", key, "1", "EX", ttl);
+    }
+    assert_int_equal(live_exec_reply(u), u->commands - 1);
+    expect_cmd(u, live_exec_reply(u), 1, "EXEC");
+    return 3 + n;
+}
+
+/* Builds the update of a group and parses it. */
+static int build_group(live_update *u, const live_fold *const *folds, const char *const *ids,
+                       size_t n, int ttl, live_mode mode)
+{
+    char err[128];
+    size_t lens[8];
+    assert_true(n <= 8);
+    for (size_t i = 0; i < n; i++)
+        lens[i] = strlen(ids[i]);
+    int rc = live_update_build(u, folds, ids, lens, n, ttl, mode, err, sizeof err);
+    if (rc == 0)
+        parse_update(u);
+    return rc;
+}
 
 /* Folds one batch and builds its update (group of one). */
 static int build_one(live_update *u, const char *id, const metric_event *e, size_t n, int ttl,
@@ -52,12 +242,25 @@ static int build_one(live_update *u, const char *id, const metric_event *e, size
     assert_non_null(f);
     const live_fold *folds[1] = {f};
     const char *ids[1] = {id};
-    size_t lens[1] = {strlen(id)};
-    g_batches = 1;
-    int rc = live_update_build(u, folds, ids, lens, 1, ttl, mode, err, sizeof err);
+    int rc = build_group(u, folds, ids, 1, ttl, mode);
     live_fold_free(f); /* the update owns copies: the fold may go first */
     return rc;
 }
+
+/* Frees the update and its parse. */
+static void done(live_update *u)
+{
+    for (size_t k = 0; k < MAX_PARSED; k++)
+        if (g_parsed[k].u == u)
+            parsed_free(&g_parsed[k]);
+    live_update_free(u);
+    assert_null(u->resp);
+    assert_null(u->ends);
+    assert_int_equal(u->resp_len, 0);
+    assert_int_equal(u->commands, 0);
+}
+
+/* ---- folding and commands ---------------------------------------------------- */
 
 static void test_counters_fold_per_series(void **state)
 {
@@ -71,26 +274,13 @@ static void test_counters_fold_per_series(void **state)
     live_update u;
     assert_int_equal(build_one(&u, "b1", e, 4, 600, LIVE_MODE_INGEST), 0);
     assert_int_equal(u.series, 2);
-    int ops = 2;
-    assert_int_equal(u.argc, expected_argc(ops));
-    assert_string_equal(u.argv[0], "EVAL");
-    assert_string_equal(u.argv[2], "4"); /* fence, 1 dedup key, 2 op keys */
-    assert_string_equal(u.argv[3], "tally:live:rebuilding");
-    assert_string_equal(u.argv[4], "tally:batch:{b1}");
-    assert_string_equal(key_of(&u, 0), "tally:{req}:counter");
-    assert_string_equal(arg_of(&u, ops, 0), "600");
-    assert_string_equal(arg_of(&u, ops, 1), "ingest");
-    assert_string_equal(arg_of(&u, ops, 2), "1");
-    assert_string_equal(verb_of(&u, ops, 0), "add"); /* a fraction: HINCRBYFLOAT */
-    assert_string_equal(field_of(&u, ops, 0), "");
-    assert_string_equal(value_of(&u, ops, 0), "21.1");
-    assert_string_equal(verb_of(&u, ops, 1), "addi");
-    assert_string_equal(field_of(&u, ops, 1), "env:prod");
-    assert_string_equal(value_of(&u, ops, 1), "2");
-    for (int i = 0; i < u.argc; i++)
-        assert_int_equal(u.argvlen[i], strlen(u.argv[i]));
-    live_update_free(&u);
-    assert_null(u.argv);
+    const char *ids[] = {"b1"};
+    size_t s = expect_frame(&u, ids, 1, "600", LIVE_MODE_INGEST, 2);
+    expect_cmd(&u, 0, 3, "WATCH", "tally:live:rebuilding", "tally:batch:{b1}");
+    /* 1 + 10/0.5 + 0.1: a fraction, so the whole total goes to the :frac hash */
+    expect_cmd(&u, s, 4, "HINCRBYFLOAT", "tally:{req}:counter:frac", "", "21.1");
+    expect_cmd(&u, s + 1, 4, "HINCRBY", "tally:{req}:counter", "env:prod", "2");
+    done(&u);
 }
 
 static void test_gauge_composition(void **state)
@@ -102,17 +292,19 @@ static void test_gauge_composition(void **state)
         ev(METRIC_GAUGE, "g_abs", NULL, 5, 1, EVENT_GAUGE_RELATIVE),
         ev(METRIC_GAUGE, "g_abs", NULL, 20, 1, 0),
         ev(METRIC_GAUGE, "g_abs", NULL, -3, 1, EVENT_GAUGE_RELATIVE),
+        ev(METRIC_GAUGE, "g_frac", "k:v", 0.5, 1, EVENT_GAUGE_RELATIVE),
     };
     live_update u;
-    assert_int_equal(build_one(&u, "b", e, 5, 60, LIVE_MODE_INGEST), 0);
-    int ops = 2;
-    assert_string_equal(key_of(&u, 0), "tally:{g_rel}:gauge");
-    assert_string_equal(verb_of(&u, ops, 0), "addi"); /* a whole delta */
-    assert_string_equal(value_of(&u, ops, 0), "3");
-    assert_string_equal(key_of(&u, 1), "tally:{g_abs}:gauge");
-    assert_string_equal(verb_of(&u, ops, 1), "set");
-    assert_string_equal(value_of(&u, ops, 1), "17");
-    live_update_free(&u);
+    assert_int_equal(build_one(&u, "b", e, 6, 60, LIVE_MODE_INGEST), 0);
+    assert_int_equal(u.series, 3);
+    const char *ids[] = {"b"};
+    size_t s = expect_frame(&u, ids, 1, "60", LIVE_MODE_INGEST, 3);
+    /* a delta, even a whole one, is added as a float to the one gauge hash */
+    expect_cmd(&u, s, 4, "HINCRBYFLOAT", "tally:{g_rel}:gauge", "", "3");
+    /* the last absolute value plus the later deltas: 20 - 3 */
+    expect_cmd(&u, s + 1, 4, "HSET", "tally:{g_abs}:gauge", "", "17");
+    expect_cmd(&u, s + 2, 4, "HINCRBYFLOAT", "tally:{g_frac}:gauge", "k:v", "0.5");
+    done(&u);
 }
 
 static void test_distribution_ops(void **state)
@@ -122,22 +314,104 @@ static void test_distribution_ops(void **state)
         ev(METRIC_DISTRIBUTION, "lat", "a:1", 10, 1, 0),
         ev(METRIC_DISTRIBUTION, "lat", "a:1", 30, 1, 0),
         ev(METRIC_DISTRIBUTION, "lat", "a:1", 20, 0.5, 0),
+        ev(METRIC_DISTRIBUTION, "lat2", NULL, 1.5, 1, 0),
+        ev(METRIC_DISTRIBUTION, "lat2", NULL, 2, 0.25, 0),
+        ev(METRIC_DISTRIBUTION, "lat3", NULL, -4, 0.3, 0),
     };
     live_update u;
-    assert_int_equal(build_one(&u, "b", e, 3, 60, LIVE_MODE_INGEST), 0);
-    int ops = 4;
-    assert_int_equal(u.argc, expected_argc(ops));
-    const char *keys[] = {"tally:{lat}:dist:count", "tally:{lat}:dist:sum",
-                          "tally:{lat}:dist:min", "tally:{lat}:dist:max"};
-    const char *verbs[] = {"addi", "addi", "min", "max"};
-    const char *values[] = {"4", "80", "10", "30"};
-    for (int i = 0; i < ops; i++) {
-        assert_string_equal(key_of(&u, i), keys[i]);
-        assert_string_equal(verb_of(&u, ops, i), verbs[i]);
-        assert_string_equal(field_of(&u, ops, i), "a:1");
-        assert_string_equal(value_of(&u, ops, i), values[i]);
-    }
-    live_update_free(&u);
+    assert_int_equal(build_one(&u, "b", e, 6, 60, LIVE_MODE_INGEST), 0);
+    assert_int_equal(u.series, 3);
+    const char *ids[] = {"b"};
+    size_t s = expect_frame(&u, ids, 1, "60", LIVE_MODE_INGEST, 12);
+    /* count = 1 + 1 + 2, sum = 10 + 30 + 40 */
+    expect_cmd(&u, s, 4, "HINCRBY", "tally:{lat}:dist:count", "a:1", "4");
+    expect_cmd(&u, s + 1, 4, "HINCRBY", "tally:{lat}:dist:sum", "a:1", "80");
+    expect_cmd(&u, s + 2, 5, "ZADD", "tally:{lat}:dist:min", "LT", "10", "a:1");
+    expect_cmd(&u, s + 3, 5, "ZADD", "tally:{lat}:dist:max", "GT", "30", "a:1");
+    /* whole count 1 + 4, fractional sum 1.5 + 8: each split on its own */
+    expect_cmd(&u, s + 4, 4, "HINCRBY", "tally:{lat2}:dist:count", "", "5");
+    expect_cmd(&u, s + 5, 4, "HINCRBYFLOAT", "tally:{lat2}:dist:sum:frac", "", "9.5");
+    expect_cmd(&u, s + 6, 5, "ZADD", "tally:{lat2}:dist:min", "LT", "1.5", "");
+    expect_cmd(&u, s + 7, 5, "ZADD", "tally:{lat2}:dist:max", "GT", "2", "");
+    /* 1/0.3 and -4/0.3 are fractions; min and max are the raw value */
+    expect_cmd(&u, s + 8, 4, "HINCRBYFLOAT", "tally:{lat3}:dist:count:frac", "",
+               "3.3333333333333335");
+    expect_cmd(&u, s + 9, 4, "HINCRBYFLOAT", "tally:{lat3}:dist:sum:frac", "",
+               "-13.333333333333334");
+    expect_cmd(&u, s + 10, 5, "ZADD", "tally:{lat3}:dist:min", "LT", "-4", "");
+    expect_cmd(&u, s + 11, 5, "ZADD", "tally:{lat3}:dist:max", "GT", "-4", "");
+    done(&u);
+}
+
+/* Whole sums below 1e15 go through HINCRBY on the main hash; fractions and
+ * large magnitudes through HINCRBYFLOAT on the ":frac" hash; zero is "0". */
+static void test_whole_and_fractional_sums(void **state)
+{
+    (void)state;
+    metric_event e[] = {
+        ev(METRIC_COUNTER, "whole", NULL, 10, 1, 0),
+        ev(METRIC_COUNTER, "whole", NULL, 11, 1, 0),
+        ev(METRIC_COUNTER, "tenth", NULL, 0.1, 1, 0),
+        ev(METRIC_COUNTER, "halves", NULL, 0.5, 1, 0),
+        ev(METRIC_COUNTER, "halves", NULL, 0.5, 1, 0),
+        ev(METRIC_COUNTER, "zero", NULL, 5, 1, 0),
+        ev(METRIC_COUNTER, "zero", NULL, -5, 1, 0),
+        ev(METRIC_COUNTER, "negzero", NULL, -0.0, 1, 0),
+        ev(METRIC_COUNTER, "neg", NULL, -3, 1, 0),
+        ev(METRIC_COUNTER, "negfrac", NULL, -0.5, 1, 0),
+        ev(METRIC_COUNTER, "below", NULL, 999999999999999.0, 1, 0),
+        ev(METRIC_COUNTER, "negbelow", NULL, -999999999999999.0, 1, 0),
+        ev(METRIC_COUNTER, "limit", NULL, 1e15, 1, 0),
+        ev(METRIC_COUNTER, "neglimit", NULL, -1e15, 1, 0),
+        ev(METRIC_COUNTER, "rated", NULL, 3, 0.5, 0),
+        ev(METRIC_GAUGE, "gzero", NULL, -0.0, 1, EVENT_GAUGE_RELATIVE),
+    };
+    size_t count = sizeof e / sizeof e[0];
+    live_update u;
+    assert_int_equal(build_one(&u, "w", e, count, 60, LIVE_MODE_INGEST), 0);
+    assert_int_equal(u.series, 13);
+    const char *ids[] = {"w"};
+    size_t s = expect_frame(&u, ids, 1, "60", LIVE_MODE_INGEST, 13);
+    expect_cmd(&u, s++, 4, "HINCRBY", "tally:{whole}:counter", "", "21");
+    expect_cmd(&u, s++, 4, "HINCRBYFLOAT", "tally:{tenth}:counter:frac", "", "0.1");
+    expect_cmd(&u, s++, 4, "HINCRBY", "tally:{halves}:counter", "", "1");
+    expect_cmd(&u, s++, 4, "HINCRBY", "tally:{zero}:counter", "", "0");
+    expect_cmd(&u, s++, 4, "HINCRBY", "tally:{negzero}:counter", "", "0");
+    expect_cmd(&u, s++, 4, "HINCRBY", "tally:{neg}:counter", "", "-3");
+    expect_cmd(&u, s++, 4, "HINCRBYFLOAT", "tally:{negfrac}:counter:frac", "", "-0.5");
+    expect_cmd(&u, s++, 4, "HINCRBY", "tally:{below}:counter", "", "999999999999999");
+    expect_cmd(&u, s++, 4, "HINCRBY", "tally:{negbelow}:counter", "", "-999999999999999");
+    expect_cmd(&u, s++, 4, "HINCRBYFLOAT", "tally:{limit}:counter:frac", "", "1e+15");
+    expect_cmd(&u, s++, 4, "HINCRBYFLOAT", "tally:{neglimit}:counter:frac", "", "-1e+15");
+    expect_cmd(&u, s++, 4, "HINCRBY", "tally:{rated}:counter", "", "6");
+    expect_cmd(&u, s++, 4, "HINCRBYFLOAT", "tally:{gzero}:gauge", "", "0");
+    assert_int_equal(s, live_exec_reply(&u));
+    done(&u);
+}
+
+/* The split is decided on the merged total of the group, not per batch. */
+static void test_group_fractions_sum_before_split(void **state)
+{
+    (void)state;
+    metric_event b1[] = {ev(METRIC_COUNTER, "c", "t:1", 0.25, 1, 0),
+                         ev(METRIC_COUNTER, "d", NULL, 2, 1, 0)};
+    metric_event b2[] = {ev(METRIC_COUNTER, "c", "t:1", 0.75, 1, 0),
+                         ev(METRIC_COUNTER, "d", NULL, 0.5, 1, 0)};
+    char err[128];
+    live_fold *f[2] = {live_fold_new(b1, 2, err, sizeof err), live_fold_new(b2, 2, err, sizeof err)};
+    assert_non_null(f[0]);
+    assert_non_null(f[1]);
+    const live_fold *folds[2] = {f[0], f[1]};
+    const char *ids[2] = {"p", "q"};
+    live_update u;
+    assert_int_equal(build_group(&u, folds, ids, 2, 30, LIVE_MODE_INGEST), 0);
+    assert_int_equal(u.series, 2);
+    size_t s = expect_frame(&u, ids, 2, "30", LIVE_MODE_INGEST, 2);
+    expect_cmd(&u, s, 4, "HINCRBY", "tally:{c}:counter", "t:1", "1");
+    expect_cmd(&u, s + 1, 4, "HINCRBYFLOAT", "tally:{d}:counter:frac", "", "2.5");
+    done(&u);
+    live_fold_free(f[0]);
+    live_fold_free(f[1]);
 }
 
 static void test_types_are_separate_series_in_first_seen_order(void **state)
@@ -152,11 +426,31 @@ static void test_types_are_separate_series_in_first_seen_order(void **state)
     live_update u;
     assert_int_equal(build_one(&u, "b", e, 4, 60, LIVE_MODE_INGEST), 0);
     assert_int_equal(u.series, 3);
-    assert_string_equal(key_of(&u, 0), "tally:{x}:gauge");
-    assert_string_equal(key_of(&u, 1), "tally:{x}:counter");
-    assert_string_equal(key_of(&u, 2), "tally:{y}:counter");
-    assert_string_equal(value_of(&u, 3, 0), "2");
-    live_update_free(&u);
+    const char *ids[] = {"b"};
+    size_t s = expect_frame(&u, ids, 1, "60", LIVE_MODE_INGEST, 3);
+    expect_cmd(&u, s, 4, "HSET", "tally:{x}:gauge", "", "2");
+    expect_cmd(&u, s + 1, 4, "HINCRBY", "tally:{x}:counter", "", "1");
+    expect_cmd(&u, s + 2, 4, "HINCRBY", "tally:{y}:counter", "", "1");
+    done(&u);
+}
+
+/* Names and tags are carried byte for byte, with exact bulk lengths. */
+static void test_names_and_tags_are_binary_safe(void **state)
+{
+    (void)state;
+    metric_event e[] = {
+        ev(METRIC_COUNTER, "api.req-total", "env:prod,host:a b", 1, 1, 0),
+        ev(METRIC_COUNTER, "api.req-total", "env:prod,host:a b", 1, 1, 0),
+        ev(METRIC_COUNTER, "api.req-total", "env:prod,host:a\r\nb", 1, 1, 0),
+    };
+    live_update u;
+    assert_int_equal(build_one(&u, "id-\xc3\xa9", e, 3, 86400, LIVE_MODE_INGEST), 0);
+    const char *ids[] = {"id-\xc3\xa9"};
+    size_t s = expect_frame(&u, ids, 1, "86400", LIVE_MODE_INGEST, 2);
+    expect_cmd(&u, s, 4, "HINCRBY", "tally:{api.req-total}:counter", "env:prod,host:a b", "2");
+    expect_cmd(&u, s + 1, 4, "HINCRBY", "tally:{api.req-total}:counter", "env:prod,host:a\r\nb",
+               "1");
+    done(&u);
 }
 
 static void test_many_series_grow_the_table(void **state)
@@ -173,9 +467,14 @@ static void test_many_series_grow_the_table(void **state)
     live_update u;
     assert_int_equal(build_one(&u, "b", e, 2 * N, 60, LIVE_MODE_INGEST), 0);
     assert_int_equal(u.series, N);
-    for (int i = 0; i < N; i++)
-        assert_string_equal(value_of(&u, N, i), "3");
-    live_update_free(&u);
+    const char *ids[] = {"b"};
+    size_t s = expect_frame(&u, ids, 1, "60", LIVE_MODE_INGEST, N);
+    for (int i = 0; i < N; i++) {
+        char key[32];
+        snprintf(key, sizeof key, "tally:{m%d}:counter", i);
+        expect_cmd(&u, s + (size_t)i, 4, "HINCRBY", key, "", "3");
+    }
+    done(&u);
 }
 
 static void test_rebuild_mode_is_marked(void **state)
@@ -184,55 +483,115 @@ static void test_rebuild_mode_is_marked(void **state)
     metric_event e[] = {ev(METRIC_COUNTER, "req", NULL, 1, 1, 0)};
     live_update u;
     assert_int_equal(build_one(&u, "b", e, 1, 60, LIVE_MODE_REBUILD), 0);
-    assert_string_equal(arg_of(&u, 1, 1), "rebuild");
-    live_update_free(&u);
+    const char *ids[] = {"b"};
+    size_t s = expect_frame(&u, ids, 1, "60", LIVE_MODE_REBUILD, 1);
+    expect_cmd(&u, 0, 2, "WATCH", "tally:batch:{b}");
+    assert_string_equal(arg(&u, 1, 2), "2"); /* the fence stays KEYS[1] */
+    assert_string_equal(arg(&u, 1, 3), "tally:live:rebuilding");
+    assert_string_equal(arg(&u, 1, 5), "rebuild");
+    expect_cmd(&u, s, 4, "HINCRBY", "tally:{req}:counter", "", "1");
+    done(&u);
+}
+
+/* Only ingest watches the fence; everything else is the same in both modes. */
+static void test_watch_has_fence_only_in_ingest_mode(void **state)
+{
+    (void)state;
+    metric_event b1[] = {ev(METRIC_COUNTER, "a", NULL, 1, 1, 0)};
+    metric_event b2[] = {ev(METRIC_GAUGE, "g", "k:v", 4, 1, 0)};
+    char err[128];
+    live_fold *f[2] = {live_fold_new(b1, 1, err, sizeof err), live_fold_new(b2, 1, err, sizeof err)};
+    assert_non_null(f[0]);
+    assert_non_null(f[1]);
+    const live_fold *folds[2] = {f[0], f[1]};
+    const char *ids[2] = {"i1", "i2"};
+    live_update in, re;
+    assert_int_equal(build_group(&in, folds, ids, 2, 60, LIVE_MODE_INGEST), 0);
+    assert_int_equal(build_group(&re, folds, ids, 2, 60, LIVE_MODE_REBUILD), 0);
+    expect_cmd(&in, 0, 4, "WATCH", "tally:live:rebuilding", "tally:batch:{i1}", "tally:batch:{i2}");
+    expect_cmd(&re, 0, 3, "WATCH", "tally:batch:{i1}", "tally:batch:{i2}");
+    expect_frame(&in, ids, 2, "60", LIVE_MODE_INGEST, 2);
+    expect_frame(&re, ids, 2, "60", LIVE_MODE_REBUILD, 2);
+    assert_string_equal(arg(&in, 1, 6), "ingest");
+    assert_string_equal(arg(&re, 1, 6), "rebuild");
+    assert_int_equal(in.commands, re.commands);
+    for (size_t i = 1; i < in.commands; i++) {
+        assert_int_equal(nargs(&in, i), nargs(&re, i));
+        size_t last = i == LIVE_GUARD_REPLY ? nargs(&in, i) - 1 : nargs(&in, i);
+        for (size_t j = 0; j < last; j++)
+            assert_string_equal(arg(&in, i, j), arg(&re, i, j));
+    }
+    expect_cmd(&in, 5, 4, "HINCRBY", "tally:{a}:counter", "", "1");
+    expect_cmd(&in, 6, 4, "HSET", "tally:{g}:gauge", "k:v", "4");
+    done(&in);
+    done(&re);
+    live_fold_free(f[0]);
+    live_fold_free(f[1]);
 }
 
 /* A group merges its batches per series in order: counters add up, a later
- * absolute gauge wins, relative gauges add; every batch gets its dedup key. */
+ * absolute gauge wins, relative gauges add (to the absolute value before
+ * them, if any); every batch gets its dedup key. */
 static void test_group_merges_in_order(void **state)
 {
     (void)state;
     metric_event b1[] = {ev(METRIC_COUNTER, "a", NULL, 1, 1, 0), ev(METRIC_GAUGE, "g", NULL, 5, 1, 0),
-                         ev(METRIC_GAUGE, "r", NULL, 1, 1, EVENT_GAUGE_RELATIVE)};
+                         ev(METRIC_GAUGE, "r", NULL, 1, 1, EVENT_GAUGE_RELATIVE),
+                         ev(METRIC_GAUGE, "h", NULL, 10, 1, 0)};
     metric_event b2[] = {ev(METRIC_COUNTER, "a", NULL, 2, 1, 0),
                          ev(METRIC_GAUGE, "g", NULL, 1, 1, EVENT_GAUGE_RELATIVE),
                          ev(METRIC_COUNTER, "b", NULL, 1, 1, 0),
                          ev(METRIC_GAUGE, "r", NULL, 2, 1, EVENT_GAUGE_RELATIVE)};
-    metric_event b3[] = {ev(METRIC_GAUGE, "g", NULL, 7, 1, 0), ev(METRIC_COUNTER, "a", NULL, 4, 1, 0)};
+    metric_event b3[] = {ev(METRIC_GAUGE, "g", NULL, 7, 1, 0), ev(METRIC_COUNTER, "a", NULL, 4, 1, 0),
+                         ev(METRIC_GAUGE, "h", NULL, -4, 1, EVENT_GAUGE_RELATIVE)};
     char err[128];
-    live_fold *f[3] = {live_fold_new(b1, 3, err, sizeof err), live_fold_new(b2, 4, err, sizeof err),
-                       live_fold_new(b3, 2, err, sizeof err)};
+    live_fold *f[3] = {live_fold_new(b1, 4, err, sizeof err), live_fold_new(b2, 4, err, sizeof err),
+                       live_fold_new(b3, 3, err, sizeof err)};
     assert_non_null(f[0]);
     assert_non_null(f[1]);
     assert_non_null(f[2]);
+    assert_int_equal(live_fold_series(f[0]), 4);
     assert_int_equal(live_fold_series(f[1]), 4);
+    assert_int_equal(live_fold_series(f[2]), 3);
     const live_fold *folds[3] = {f[0], f[1], f[2]};
     const char *ids[3] = {"x", "yy", "z"};
-    size_t lens[3] = {1, 2, 1};
     live_update u;
-    assert_int_equal(live_update_build(&u, folds, ids, lens, 3, 60, LIVE_MODE_INGEST, err,
-                                       sizeof err), 0);
-    g_batches = 3;
-    int ops = 4; /* a, g, r, b */
-    assert_int_equal(u.argc, expected_argc(ops));
-    assert_int_equal(u.series, 4);
-    assert_string_equal(u.argv[2], "8"); /* fence + 3 dedup keys + 4 op keys */
-    assert_string_equal(u.argv[4], "tally:batch:{x}");
-    assert_string_equal(u.argv[5], "tally:batch:{yy}");
-    assert_string_equal(u.argv[6], "tally:batch:{z}");
-    assert_string_equal(arg_of(&u, ops, 2), "3");
-    const char *keys[] = {"tally:{a}:counter", "tally:{g}:gauge", "tally:{r}:gauge", "tally:{b}:counter"};
-    const char *verbs[] = {"addi", "set", "addi", "addi"};
-    const char *values[] = {"7", "7", "3", "1"};
-    for (int i = 0; i < ops; i++) {
-        assert_string_equal(key_of(&u, i), keys[i]);
-        assert_string_equal(verb_of(&u, ops, i), verbs[i]);
-        assert_string_equal(value_of(&u, ops, i), values[i]);
-    }
-    live_update_free(&u);
+    assert_int_equal(build_group(&u, folds, ids, 3, 60, LIVE_MODE_INGEST), 0);
+    assert_int_equal(u.series, 5); /* a, g, r, h, b */
+    size_t s = expect_frame(&u, ids, 3, "60", LIVE_MODE_INGEST, 5);
+    expect_cmd(&u, 0, 5, "WATCH", "tally:live:rebuilding", "tally:batch:{x}", "tally:batch:{yy}",
+               "tally:batch:{z}");
+    assert_string_equal(arg(&u, 1, 2), "4"); /* fence + 3 dedup keys */
+    expect_cmd(&u, s, 4, "HINCRBY", "tally:{a}:counter", "", "7");
+    expect_cmd(&u, s + 1, 4, "HSET", "tally:{g}:gauge", "", "7");
+    expect_cmd(&u, s + 2, 4, "HINCRBYFLOAT", "tally:{r}:gauge", "", "3");
+    expect_cmd(&u, s + 3, 4, "HSET", "tally:{h}:gauge", "", "6");
+    expect_cmd(&u, s + 4, 4, "HINCRBY", "tally:{b}:counter", "", "1");
+    done(&u);
     for (int i = 0; i < 3; i++)
         live_fold_free(f[i]);
+}
+
+static void test_batch_id_too_long_fails_cleanly(void **state)
+{
+    (void)state;
+    static char id[1001];
+    memset(id, 'x', sizeof id - 1);
+    metric_event e[] = {ev(METRIC_COUNTER, "a", NULL, 1, 1, 0)};
+    char err[128] = "";
+    live_fold *f = live_fold_new(e, 1, err, sizeof err);
+    assert_non_null(f);
+    const live_fold *folds[1] = {f};
+    const char *ids[1] = {id};
+    size_t lens[1] = {strlen(id)};
+    live_update u;
+    assert_int_equal(live_update_build(&u, folds, ids, lens, 1, 60, LIVE_MODE_INGEST, err,
+                                       sizeof err), -1);
+    assert_non_null(strstr(err, "too long"));
+    assert_null(u.resp);
+    assert_null(u.ends);
+    assert_int_equal(u.commands, 0);
+    live_fold_free(f);
 }
 
 static void test_group_never_holds_one_batch_twice(void **state)
@@ -246,6 +605,245 @@ static void test_group_never_holds_one_batch_twice(void **state)
     const char *same[] = {"x", "x"};
     assert_int_equal(live_group_length(same, 2, 256), 1);
 }
+
+/* ---- replies ----------------------------------------------------------------- */
+
+/* Hand-built replies, freed together by replies_free(). */
+static redisReply *g_replies[64];
+static size_t g_nreplies;
+
+static redisReply *reply_new(int type)
+{
+    assert_true(g_nreplies < sizeof g_replies / sizeof g_replies[0]);
+    redisReply *r = calloc(1, sizeof *r);
+    assert_non_null(r);
+    r->type = type;
+    g_replies[g_nreplies++] = r;
+    return r;
+}
+
+static redisReply *r_int(long long v)
+{
+    redisReply *r = reply_new(REDIS_REPLY_INTEGER);
+    r->integer = v;
+    return r;
+}
+
+static redisReply *r_nil(void) { return reply_new(REDIS_REPLY_NIL); }
+
+static redisReply *r_text(int type, const char *s)
+{
+    redisReply *r = reply_new(type);
+    r->str = (char *)s;
+    r->len = strlen(s);
+    return r;
+}
+
+static redisReply *r_err(const char *s) { return r_text(REDIS_REPLY_ERROR, s); }
+static redisReply *r_status(const char *s) { return r_text(REDIS_REPLY_STATUS, s); }
+static redisReply *r_str(const char *s) { return r_text(REDIS_REPLY_STRING, s); }
+
+static redisReply *r_array(size_t n, ...)
+{
+    redisReply *r = reply_new(REDIS_REPLY_ARRAY);
+    r->elements = n;
+    r->element = n ? calloc(n, sizeof *r->element) : NULL;
+    va_list ap;
+    va_start(ap, n);
+    for (size_t i = 0; i < n; i++)
+        r->element[i] = va_arg(ap, redisReply *);
+    va_end(ap);
+    return r;
+}
+
+static void replies_free(void)
+{
+    for (size_t i = 0; i < g_nreplies; i++) {
+        free(g_replies[i]->element);
+        free(g_replies[i]);
+    }
+    g_nreplies = 0;
+}
+
+/* The replies of a successful EXEC: SET, HINCRBY, HINCRBYFLOAT, HSET, ZADD. */
+static redisReply *exec_ok(void)
+{
+    return r_array(5, r_status("OK"), r_int(21), r_str("0.1"), r_int(0), r_int(1));
+}
+
+static void test_guard_go_then_exec_applies(void **state)
+{
+    (void)state;
+    size_t dups[3] = {0}, ndups = 99;
+    char why[128] = "";
+    int v = live_guard_verdict(r_array(1, r_int(1)), 1, dups, &ndups, why, sizeof why);
+    assert_int_equal(v, LIVE_APPLIED);
+    assert_int_equal(ndups, 0);
+    assert_int_equal(live_outcome(v, exec_ok(), why, sizeof why), LIVE_APPLIED);
+
+    ndups = 99; /* a group of three */
+    v = live_guard_verdict(r_array(1, r_int(1)), 3, dups, &ndups, why, sizeof why);
+    assert_int_equal(v, LIVE_APPLIED);
+    assert_int_equal(ndups, 0);
+    assert_int_equal(live_outcome(v, r_array(1, r_status("OK")), why, sizeof why), LIVE_APPLIED);
+    replies_free();
+}
+
+static void test_guard_fenced_defers(void **state)
+{
+    (void)state;
+    size_t dups[2] = {0}, ndups = 99;
+    char why[128] = "";
+    int v = live_guard_verdict(r_array(1, r_int(2)), 2, dups, &ndups, why, sizeof why);
+    assert_int_equal(v, LIVE_DEFERRED);
+    assert_int_equal(ndups, 0);
+    assert_int_equal(live_outcome(v, r_nil(), why, sizeof why), LIVE_DEFERRED);
+    replies_free();
+}
+
+static void test_guard_names_duplicates(void **state)
+{
+    (void)state;
+    size_t dups[3] = {0}, ndups = 99;
+    char why[128] = "";
+    int v = live_guard_verdict(r_array(2, r_int(0), r_int(2)), 2, dups, &ndups, why, sizeof why);
+    assert_int_equal(v, LIVE_DUPLICATE);
+    assert_int_equal(ndups, 1);
+    assert_int_equal(dups[0], 2);
+    assert_int_equal(live_outcome(v, r_nil(), why, sizeof why), LIVE_DUPLICATE);
+
+    v = live_guard_verdict(r_array(3, r_int(0), r_int(1), r_int(3)), 3, dups, &ndups, why,
+                           sizeof why);
+    assert_int_equal(v, LIVE_DUPLICATE);
+    assert_int_equal(ndups, 2);
+    assert_int_equal(dups[0], 1);
+    assert_int_equal(dups[1], 3);
+    replies_free();
+}
+
+static void test_exec_aborted_by_another_client_retries(void **state)
+{
+    (void)state;
+    size_t dups[1], ndups = 99;
+    char why[128] = "";
+    int v = live_guard_verdict(r_array(1, r_int(1)), 1, dups, &ndups, why, sizeof why);
+    assert_int_equal(v, LIVE_APPLIED);
+    assert_int_equal(live_outcome(v, r_nil(), why, sizeof why), LIVE_RETRY);
+    replies_free();
+}
+
+static void test_exec_with_refused_updates_is_partial(void **state)
+{
+    (void)state;
+    size_t dups[1], ndups = 99;
+    char why[256] = "";
+    int v = live_guard_verdict(r_array(1, r_int(1)), 1, dups, &ndups, why, sizeof why);
+    assert_int_equal(v, LIVE_APPLIED);
+    redisReply *exec = r_array(4, r_status("OK"),
+                               r_err("WRONGTYPE Operation against a key holding the wrong kind of value"),
+                               r_int(3), r_err("ERR hash value is not an integer"));
+    assert_int_equal(live_outcome(v, exec, why, sizeof why), LIVE_PARTIAL);
+    assert_non_null(strstr(why, "WRONGTYPE Operation against a key"));
+    assert_non_null(strstr(why, "2 of 4"));
+    assert_null(strstr(why, "hash value is not an integer")); /* the first error is named */
+
+    /* a short buffer truncates, it does not overflow */
+    char tiny[8];
+    memset(tiny, '#', sizeof tiny);
+    assert_int_equal(live_outcome(v, exec, tiny, sizeof tiny), LIVE_PARTIAL);
+    assert_int_equal(strlen(tiny), sizeof tiny - 1);
+    replies_free();
+}
+
+static void test_guard_failures(void **state)
+{
+    (void)state;
+    size_t dups[4] = {0}, ndups = 99;
+    char why[128] = "";
+
+    /* an error reply: its text is the reason, and the outcome stays failed */
+    int v = live_guard_verdict(r_err("ERR Error running script: @user_script:2: boom"), 1, dups,
+                               &ndups, why, sizeof why);
+    assert_int_equal(v, LIVE_FAILED);
+    assert_int_equal(ndups, 0);
+    assert_non_null(strstr(why, "boom"));
+    assert_int_equal(live_outcome(v, r_nil(), why, sizeof why), LIVE_FAILED);
+    assert_int_equal(live_outcome(v, exec_ok(), why, sizeof why), LIVE_FAILED);
+    assert_non_null(strstr(why, "boom")); /* kept for the caller */
+
+    /* connection lost */
+    why[0] = '\0';
+    ndups = 99;
+    v = live_guard_verdict(NULL, 1, dups, &ndups, why, sizeof why);
+    assert_int_equal(v, LIVE_FAILED);
+    assert_int_equal(ndups, 0);
+    assert_non_null(strstr(why, "connection"));
+    assert_int_equal(live_outcome(v, NULL, why, sizeof why), LIVE_FAILED);
+
+    /* duplicate positions out of range: nothing listed */
+    why[0] = '\0';
+    v = live_guard_verdict(r_array(2, r_int(0), r_int(5)), 1, dups, &ndups, why, sizeof why);
+    assert_int_equal(v, LIVE_FAILED);
+    assert_int_equal(ndups, 0);
+    assert_true(why[0] != '\0');
+    v = live_guard_verdict(r_array(2, r_int(0), r_int(0)), 1, dups, &ndups, why, sizeof why);
+    assert_int_equal(v, LIVE_FAILED);
+    assert_int_equal(ndups, 0);
+    v = live_guard_verdict(r_array(3, r_int(0), r_int(1), r_int(3)), 2, dups, &ndups, why,
+                           sizeof why);
+    assert_int_equal(v, LIVE_FAILED);
+    assert_int_equal(ndups, 0); /* the valid position before the bad one is dropped */
+    v = live_guard_verdict(r_array(2, r_int(0), r_str("1")), 1, dups, &ndups, why, sizeof why);
+    assert_int_equal(v, LIVE_FAILED);
+
+    /* malformed answers */
+    v = live_guard_verdict(r_array(1, r_int(0)), 1, dups, &ndups, why, sizeof why); /* no dups */
+    assert_int_equal(v, LIVE_FAILED);
+    v = live_guard_verdict(r_array(3, r_int(0), r_int(1), r_int(1)), 1, dups, &ndups, why,
+                           sizeof why); /* more than n */
+    assert_int_equal(v, LIVE_FAILED);
+    v = live_guard_verdict(r_array(1, r_int(7)), 1, dups, &ndups, why, sizeof why);
+    assert_int_equal(v, LIVE_FAILED);
+    v = live_guard_verdict(r_array(1, r_int(-1)), 1, dups, &ndups, why, sizeof why);
+    assert_int_equal(v, LIVE_FAILED);
+    v = live_guard_verdict(r_array(0), 1, dups, &ndups, why, sizeof why);
+    assert_int_equal(v, LIVE_FAILED);
+    v = live_guard_verdict(r_array(1, r_str("1")), 1, dups, &ndups, why, sizeof why);
+    assert_int_equal(v, LIVE_FAILED);
+    v = live_guard_verdict(r_status("OK"), 1, dups, &ndups, why, sizeof why);
+    assert_int_equal(v, LIVE_FAILED);
+    v = live_guard_verdict(r_nil(), 1, dups, &ndups, why, sizeof why);
+    assert_int_equal(v, LIVE_FAILED);
+    replies_free();
+}
+
+static void test_exec_failures(void **state)
+{
+    (void)state;
+    char why[128] = "";
+    /* connection lost before EXEC's reply */
+    assert_int_equal(live_outcome(LIVE_APPLIED, NULL, why, sizeof why), LIVE_FAILED);
+    assert_non_null(strstr(why, "connection"));
+    /* EXEC refused as a whole */
+    why[0] = '\0';
+    assert_int_equal(live_outcome(LIVE_APPLIED,
+                                  r_err("EXECABORT Transaction discarded because of previous errors."),
+                                  why, sizeof why),
+                     LIVE_FAILED);
+    assert_non_null(strstr(why, "EXECABORT"));
+    /* not an array nor nil */
+    why[0] = '\0';
+    assert_int_equal(live_outcome(LIVE_APPLIED, r_status("OK"), why, sizeof why), LIVE_FAILED);
+    assert_true(why[0] != '\0');
+    /* the guard refused, yet EXEC ran: unexpected */
+    why[0] = '\0';
+    assert_int_equal(live_outcome(LIVE_DEFERRED, exec_ok(), why, sizeof why), LIVE_FAILED);
+    assert_true(why[0] != '\0');
+    assert_int_equal(live_outcome(LIVE_DUPLICATE, exec_ok(), why, sizeof why), LIVE_FAILED);
+    replies_free();
+}
+
+/* ---- number formatting --------------------------------------------------------- */
 
 static void test_format_double_is_exact_and_short(void **state)
 {
@@ -278,11 +876,23 @@ int main(void)
         cmocka_unit_test(test_counters_fold_per_series),
         cmocka_unit_test(test_gauge_composition),
         cmocka_unit_test(test_distribution_ops),
+        cmocka_unit_test(test_whole_and_fractional_sums),
+        cmocka_unit_test(test_group_fractions_sum_before_split),
         cmocka_unit_test(test_types_are_separate_series_in_first_seen_order),
+        cmocka_unit_test(test_names_and_tags_are_binary_safe),
         cmocka_unit_test(test_many_series_grow_the_table),
         cmocka_unit_test(test_rebuild_mode_is_marked),
+        cmocka_unit_test(test_watch_has_fence_only_in_ingest_mode),
         cmocka_unit_test(test_group_merges_in_order),
+        cmocka_unit_test(test_batch_id_too_long_fails_cleanly),
         cmocka_unit_test(test_group_never_holds_one_batch_twice),
+        cmocka_unit_test(test_guard_go_then_exec_applies),
+        cmocka_unit_test(test_guard_fenced_defers),
+        cmocka_unit_test(test_guard_names_duplicates),
+        cmocka_unit_test(test_exec_aborted_by_another_client_retries),
+        cmocka_unit_test(test_exec_with_refused_updates_is_partial),
+        cmocka_unit_test(test_guard_failures),
+        cmocka_unit_test(test_exec_failures),
         cmocka_unit_test(test_format_double_is_exact_and_short),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
