@@ -9,6 +9,7 @@
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 static int format_integer(char *buf, size_t buflen, long long x)
 {
@@ -29,6 +30,46 @@ static int format_integer(char *buf, size_t buflen, long long x)
     return len;
 }
 
+/* Values with at most 6 decimals below 1e9 in magnitude (most measurements):
+ * the digits of v * 10^k for the first k that makes it a whole number, with
+ * a decimal point put back, kept only if they parse back to v. Returns the
+ * length, or 0 when v is not such a value. */
+static int format_short_decimal(char *buf, size_t buflen, double v)
+{
+    static const double scale[] = {1, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6};
+    if (!(v > -1e9 && v < 1e9) || v == 0)
+        return 0; /* (whole numbers, -0 included, are not short decimals) */
+    for (int k = 1; k <= 6; k++) {
+        double scaled = v * scale[k];
+        long long whole = (long long)scaled;
+        if ((double)whole != scaled)
+            continue;
+        char digits[24];
+        int n = format_integer(digits, sizeof digits, whole < 0 ? -whole : whole);
+        int len = 0;
+        if (v < 0)
+            buf[len++] = '-';
+        if (n <= k) { /* 0.00ddd */
+            buf[len++] = '0';
+            buf[len++] = '.';
+            for (int z = n; z < k; z++)
+                buf[len++] = '0';
+            memcpy(buf + len, digits, (size_t)n);
+            len += n;
+        } else {
+            memcpy(buf + len, digits, (size_t)(n - k));
+            len += n - k;
+            buf[len++] = '.';
+            memcpy(buf + len, digits + n - k, (size_t)k);
+            len += k;
+        }
+        assert((size_t)len < buflen);
+        buf[len] = '\0';
+        return strtod(buf, NULL) == v ? len : 0;
+    }
+    return 0;
+}
+
 int format_double(char *buf, size_t buflen, double v)
 {
     assert(isfinite(v));
@@ -37,7 +78,9 @@ int format_double(char *buf, size_t buflen, double v)
      * is exactly what %.15g prints for them (counters are mostly whole). */
     if (v > -1e15 && v < 1e15 && v == (double)(long long)v && !(v == 0 && signbit(v)))
         return format_integer(buf, buflen, (long long)v);
-    int n = 0;
+    int n = format_short_decimal(buf, buflen, v);
+    if (n > 0)
+        return n;
     for (int digits = 15; digits <= 17; digits++) {
         n = snprintf(buf, buflen, "%.*g", digits, v);
         if (strtod(buf, NULL) == v)

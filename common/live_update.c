@@ -259,12 +259,19 @@ static void put_bytes(resp_builder *b, const char *s, size_t len)
     }
 }
 
-/* "<prefix><n>\r\n" */
+/* "<prefix><n>\r\n" (no printf: this runs a few times per series field) */
 static void put_count(resp_builder *b, char prefix, size_t n)
 {
     char text[32];
-    int len = snprintf(text, sizeof text, "%c%zu\r\n", prefix, n);
-    put_bytes(b, text, (size_t)len);
+    size_t at = sizeof text;
+    text[--at] = '\n';
+    text[--at] = '\r';
+    do {
+        text[--at] = (char)('0' + n % 10);
+        n /= 10;
+    } while (n);
+    text[--at] = prefix;
+    put_bytes(b, text + at, sizeof text - at);
 }
 
 static void begin_command(resp_builder *b, size_t argc)
@@ -309,16 +316,18 @@ static void put_double(resp_builder *b, double v)
     put_arg(b, num, (size_t)n);
 }
 
-/* "tally:{NAME}:SUFFIX" as one argument. */
-static void put_metric_key(resp_builder *b, const series_fold *s, const char *suffix)
+/* "tally:{NAME}:SUFFIX[EXTRA]" as one argument. */
+static void put_metric_key(resp_builder *b, const series_fold *s, const char *suffix,
+                           const char *extra)
 {
-    size_t suffix_len = strlen(suffix);
-    size_t len = strlen("tally:{") + s->name_len + strlen("}:") + suffix_len;
+    size_t suffix_len = strlen(suffix), extra_len = strlen(extra);
+    size_t len = strlen("tally:{") + s->name_len + strlen("}:") + suffix_len + extra_len;
     put_count(b, '$', len);
     put_bytes(b, "tally:{", 7);
     put_bytes(b, s->name, s->name_len);
     put_bytes(b, "}:", 2);
     put_bytes(b, suffix, suffix_len);
+    put_bytes(b, extra, extra_len);
     put_bytes(b, "\r\n", 2);
 }
 
@@ -331,11 +340,9 @@ static void put_metric_key(resp_builder *b, const series_fold *s, const char *su
 static void put_add(resp_builder *b, const series_fold *s, const char *suffix, double v, int split)
 {
     int whole = split && v > -LIVE_WHOLE_LIMIT && v < LIVE_WHOLE_LIMIT && v == (double)(long long)v;
-    char key_suffix[32];
-    snprintf(key_suffix, sizeof key_suffix, "%s%s", suffix, split && !whole ? ":frac" : "");
     begin_command(b, 4);
     put_text(b, whole ? "HINCRBY" : "HINCRBYFLOAT");
-    put_metric_key(b, s, key_suffix);
+    put_metric_key(b, s, suffix, split && !whole ? ":frac" : "");
     put_arg(b, s->tags, s->tags_len);
     put_double(b, v == 0 ? 0.0 : v); /* never "-0", which HINCRBY refuses */
     end_command(b);
@@ -346,7 +353,7 @@ static void put_hset(resp_builder *b, const series_fold *s, const char *suffix, 
 {
     begin_command(b, 4);
     put_text(b, "HSET");
-    put_metric_key(b, s, suffix);
+    put_metric_key(b, s, suffix, "");
     put_arg(b, s->tags, s->tags_len);
     put_double(b, v);
     end_command(b);
@@ -358,7 +365,7 @@ static void put_zadd(resp_builder *b, const series_fold *s, const char *suffix, 
 {
     begin_command(b, 5);
     put_text(b, "ZADD");
-    put_metric_key(b, s, suffix);
+    put_metric_key(b, s, suffix, "");
     put_text(b, cmp);
     put_double(b, v);
     put_arg(b, s->tags, s->tags_len);

@@ -868,6 +868,22 @@ static void test_format_double_is_exact_and_short(void **state)
     }
     format_double(buf, sizeof buf, -0.0);
     assert_string_equal(buf, "-0");
+    /* short decimals (the printf-free path) print their digits and parse back */
+    const struct { double v; const char *text; } short_decimals[] = {
+        {12.3, "12.3"}, {-0.05, "-0.05"}, {0.0001, "0.0001"}, {123456.789, "123456.789"},
+        {-99999999.5, "-99999999.5"}, {0.000001, "0.000001"}, {2.5, "2.5"}};
+    for (size_t i = 0; i < sizeof short_decimals / sizeof short_decimals[0]; i++) {
+        int n = format_double(buf, sizeof buf, short_decimals[i].v);
+        assert_string_equal(buf, short_decimals[i].text);
+        assert_int_equal(n, (int)strlen(short_decimals[i].text));
+        assert_true(strtod(buf, NULL) == short_decimals[i].v);
+    }
+    /* values that are not short decimals still round-trip exactly */
+    const double others[] = {1e-7, 1.0 / 3, 123456789.123, 2e9 + 0.5, -4.9e-324, 1.7976931348623157e308};
+    for (size_t i = 0; i < sizeof others / sizeof others[0]; i++) {
+        format_double(buf, sizeof buf, others[i]);
+        assert_true(strtod(buf, NULL) == others[i]);
+    }
 }
 
 int main(void)
