@@ -31,6 +31,7 @@
 
 #include "format.h"
 #include "hash.h"
+#include "live_bounds.h"
 #include "redis_keys.h"
 
 /* The guard: decides, after WATCH and before MULTI, whether the transaction
@@ -229,6 +230,7 @@ typedef struct resp_builder {
     live_update *u;
     size_t cap, ends_cap;
     int failed; /* out of memory: everything after is ignored */
+    const live_bounds *bounds; /* may be NULL */
 } resp_builder;
 
 static int reserve(resp_builder *b, size_t more)
@@ -387,8 +389,13 @@ static void put_series(resp_builder *b, const series_fold *s)
     case METRIC_DISTRIBUTION:
         put_add(b, s, "dist:count", s->weight, 1);
         put_add(b, s, "dist:sum", s->total, 1);
-        put_zadd(b, s, "dist:min", "LT", s->min);
-        put_zadd(b, s, "dist:max", "GT", s->max);
+        /* (an update the live view provably holds already is left out) */
+        if (!live_bounds_covers_min(b->bounds, s->hash, s->name, s->name_len, s->tags,
+                                    s->tags_len, s->min))
+            put_zadd(b, s, "dist:min", "LT", s->min);
+        if (!live_bounds_covers_max(b->bounds, s->hash, s->name, s->name_len, s->tags,
+                                    s->tags_len, s->max))
+            put_zadd(b, s, "dist:max", "GT", s->max);
         break;
     }
 }
@@ -411,12 +418,14 @@ void live_update_free(live_update *u)
 {
     free(u->resp);
     free(u->ends);
+    free(u->bounds);
     memset(u, 0, sizeof *u);
 }
 
 int live_update_build(live_update *u, const live_fold *const *folds,
                       const char *const *batch_ids, const size_t *batch_id_lens, size_t n,
-                      int dedup_ttl_seconds, live_mode mode, char *err, size_t errlen)
+                      int dedup_ttl_seconds, live_mode mode, const live_bounds *bounds,
+                      char *err, size_t errlen)
 {
     assert(n >= 1);
     memset(u, 0, sizeof *u);
@@ -448,7 +457,7 @@ int live_update_build(live_update *u, const live_fold *const *folds,
     }
     u->series = x.count;
 
-    resp_builder b = {u, 0, 0, 0};
+    resp_builder b = {u, 0, 0, 0, bounds};
     reserve(&b, 256 + 160 * (x.count + n));
     int ingest = mode == LIVE_MODE_INGEST;
     put_watch(&b, ingest, dedup_ptrs, dedup_lens, n);
@@ -479,8 +488,21 @@ int live_update_build(live_update *u, const live_fold *const *folds,
         put_arg(&b, ttl, (size_t)nt);
         end_command(&b);
     }
-    for (size_t k = 0; k < x.count; k++)
+    size_t dists = 0;
+    for (size_t k = 0; k < x.count; k++) {
         put_series(&b, &x.items[k]);
+        dists += x.items[k].type == METRIC_DISTRIBUTION;
+    }
+    /* the distributions' bounds, for live_update_note_bounds once applied */
+    u->bounds = malloc((dists ? dists : 1) * sizeof *u->bounds);
+    if (!u->bounds)
+        goto oom;
+    for (size_t k = 0; k < x.count; k++) {
+        const series_fold *s = &x.items[k];
+        if (s->type == METRIC_DISTRIBUTION)
+            u->bounds[u->nbounds++] = (live_series_bounds){s->hash, s->name_len, s->tags_len,
+                                                           s->name, s->tags, s->min, s->max};
+    }
     begin_command(&b, 1);
     put_text(&b, "EXEC");
     end_command(&b);
@@ -568,6 +590,15 @@ int live_outcome(int verdict, const redisReply *exec, char *why, size_t whylen)
         return LIVE_PARTIAL;
     }
     return LIVE_APPLIED;
+}
+
+void live_update_note_bounds(const live_update *u, live_bounds *b)
+{
+    for (size_t i = 0; i < u->nbounds; i++) {
+        const live_series_bounds *sb = &u->bounds[i];
+        live_bounds_note(b, sb->hash, sb->name, sb->name_len, sb->tags, sb->tags_len, sb->min,
+                         sb->max);
+    }
 }
 
 size_t live_group_length(const char *const *ids, size_t n, size_t max)

@@ -35,6 +35,7 @@
 #define TALLY_LIVE_UPDATE_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include <hiredis/hiredis.h>
 
@@ -68,12 +69,24 @@ size_t live_fold_series(const live_fold *f);
 
 void live_fold_free(live_fold *f);
 
+typedef struct live_bounds live_bounds; /* live_bounds.h */
+
+/* A distribution series' new bounds in a group; strings borrowed from the folds. */
+typedef struct live_series_bounds {
+    uint32_t hash;
+    uint16_t name_len, tags_len;
+    const char *name, *tags;
+    double min, max;
+} live_series_bounds;
+
 typedef struct live_update {
     char *resp;        /* every command, RESP-encoded, back to back (owned) */
     size_t resp_len;
     size_t *ends;      /* ends[i]: offset just past command i (owned) */
     size_t commands;   /* WATCH, EVAL, MULTI, ..., EXEC */
     size_t series;     /* distinct series after merging the group */
+    live_series_bounds *bounds; /* (owned) one per distribution series */
+    size_t nbounds;
 } live_update;
 
 /* Reply positions: the guard's answer and EXEC's are the ones that matter. */
@@ -86,11 +99,17 @@ static inline size_t live_exec_reply(const live_update *u) { return u->commands 
  * -1 with err filled (out of memory, batch id too long). On success the caller
  * owns *u and frees it with live_update_free(); on failure *u holds nothing.
  * The commands must be sent in order on one connection with nothing between
- * them.
+ * them. `bounds` (NULL: none) leaves out the distribution min/max updates it
+ * shows the live view already holds (live_bounds.h).
  */
 int live_update_build(live_update *u, const live_fold *const *folds,
                       const char *const *batch_ids, const size_t *batch_id_lens, size_t n,
-                      int dedup_ttl_seconds, live_mode mode, char *err, size_t errlen);
+                      int dedup_ttl_seconds, live_mode mode, const live_bounds *bounds,
+                      char *err, size_t errlen);
+
+/* After the group was applied (LIVE_APPLIED): records its distributions'
+ * bounds in b. The folds the update was built from must still exist. */
+void live_update_note_bounds(const live_update *u, live_bounds *b);
 
 /*
  * The guard's verdict from its reply (NULL: connection lost), for a group of

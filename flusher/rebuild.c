@@ -452,7 +452,7 @@ static int replay_record(rebuilder *r, const rd_kafka_message_t *m)
     const char *ids[1] = {rec.batch_id};
     size_t id_lens[1] = {rec.batch_id_len};
     int built = fold ? live_update_build(&u, folds, ids, id_lens, 1, r->cfg->dedup.window_seconds,
-                                         LIVE_MODE_REBUILD, why, sizeof why)
+                                         LIVE_MODE_REBUILD, NULL, why, sizeof why)
                      : -1;
     live_fold_free(fold);
     record_close(&rec);

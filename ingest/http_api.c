@@ -35,6 +35,7 @@
 #include <event2/keyvalq_struct.h>
 
 #include "format.h"
+#include "live_bounds.h"
 #include "live_update.h"
 #include "log.h"
 #include "record.h"
@@ -60,7 +61,12 @@ struct ingest_server {
      * not with request rate. */
     struct batch_request *redis_head, *redis_tail;
     int redis_busy;
+    live_bounds *bounds; /* distribution min/max the live view holds already */
 };
+
+/* The bounds cache: entries and bytes of names and tags (a bound on memory). */
+#define BOUNDS_SLOTS 65536
+#define BOUNDS_MAX_BYTES (8u << 20)
 
 typedef struct batch_request {
     ingest_server *srv;
@@ -77,6 +83,7 @@ typedef struct batch_request {
 /* Batches sent to Redis in one transaction. */
 typedef struct redis_group {
     ingest_server *srv;
+    live_update update; /* kept until answered, for its bounds */
     size_t count;
     batch_request *members[];
 } redis_group;
@@ -264,6 +271,9 @@ static void on_group_applied(void *opaque, int result, const size_t *dups, size_
     redis_group *g = opaque;
     ingest_server *s = g->srv;
     s->redis_busy = 0;
+    if (result == LIVE_APPLIED) /* (the members' folds are still alive) */
+        live_update_note_bounds(&g->update, s->bounds);
+    live_update_free(&g->update);
     if (result == LIVE_DUPLICATE || result == LIVE_RETRY) { /* (retry: ndups = 0) */
         batch_request *again_head = NULL, **again_tail = &again_head;
         for (size_t i = 0; i < g->count; i++) {
@@ -315,7 +325,6 @@ static void pump_redis(ingest_server *s)
         const char **ids = malloc(n * sizeof *ids);
         size_t *id_lens = malloc(n * sizeof *id_lens);
         char why[256] = "out of memory";
-        live_update u = {0};
         int sent = 0;
         if (g && folds && ids && id_lens) {
             g->srv = s;
@@ -331,13 +340,16 @@ static void pump_redis(ingest_server *s)
             }
             if (!s->redis_head)
                 s->redis_tail = NULL;
-            if (live_update_build(&u, folds, ids, id_lens, n, s->cfg->dedup.window_seconds,
-                                  LIVE_MODE_INGEST, why, sizeof why) == 0) {
+            if (live_update_build(&g->update, folds, ids, id_lens, n,
+                                  s->cfg->dedup.window_seconds, LIVE_MODE_INGEST, s->bounds, why,
+                                  sizeof why) == 0) {
                 s->redis_busy = 1;
-                sent = redis_writer_apply(s->redis, &u, n, on_group_applied, g, why, sizeof why) == 0;
-                if (!sent)
+                sent = redis_writer_apply(s->redis, &g->update, n, on_group_applied, g, why,
+                                          sizeof why) == 0;
+                if (!sent) {
                     s->redis_busy = 0;
-                live_update_free(&u);
+                    live_update_free(&g->update);
+                }
             }
         } else {
             n = 0; /* nothing taken from the queue */
@@ -733,6 +745,12 @@ ingest_server *ingest_server_new(struct event_base *base, const tally_config *cf
     s->redis = redis;
     s->sqlite = sqlite;
     s->fail_open = strcmp(cfg->redis.on_unavailable, "accept") == 0;
+    s->bounds = live_bounds_new(BOUNDS_SLOTS, BOUNDS_MAX_BYTES);
+    if (!s->bounds) {
+        snprintf(err, errlen, "out of memory");
+        free(s);
+        return NULL;
+    }
     statsd_batch_init(&s->batch);
     s->limits.max_lines = (size_t)cfg->ingest.max_lines;
     s->limits.max_name_len = (size_t)cfg->ingest.max_name_length;
@@ -741,6 +759,7 @@ ingest_server *ingest_server_new(struct event_base *base, const tally_config *cf
     s->http = evhttp_new(base);
     if (!s->http) {
         snprintf(err, errlen, "libevent: cannot create the HTTP server");
+        live_bounds_free(s->bounds);
         free(s);
         return NULL;
     }
@@ -752,6 +771,7 @@ ingest_server *ingest_server_new(struct event_base *base, const tally_config *cf
         snprintf(err, errlen, "cannot listen on %s:%d: %s", cfg->ingest.listen_address,
                  cfg->ingest.listen_port, strerror(errno));
         evhttp_free(s->http);
+        live_bounds_free(s->bounds);
         free(s);
         return NULL;
     }
@@ -774,5 +794,6 @@ void ingest_server_free(ingest_server *s)
         return;
     evhttp_free(s->http);
     statsd_batch_free(&s->batch);
+    live_bounds_free(s->bounds);
     free(s);
 }

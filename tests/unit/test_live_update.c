@@ -31,6 +31,7 @@
 #include <hiredis/hiredis.h>
 
 #include "format.h"
+#include "live_bounds.h"
 #include "live_update.h"
 
 static metric_event ev(metric_type type, const char *name, const char *tags, double value,
@@ -227,7 +228,7 @@ static int build_group(live_update *u, const live_fold *const *folds, const char
     assert_true(n <= 8);
     for (size_t i = 0; i < n; i++)
         lens[i] = strlen(ids[i]);
-    int rc = live_update_build(u, folds, ids, lens, n, ttl, mode, err, sizeof err);
+    int rc = live_update_build(u, folds, ids, lens, n, ttl, mode, NULL, err, sizeof err);
     if (rc == 0)
         parse_update(u);
     return rc;
@@ -341,6 +342,120 @@ static void test_distribution_ops(void **state)
     expect_cmd(&u, s + 10, 5, "ZADD", "tally:{lat3}:dist:min", "LT", "-4", "");
     expect_cmd(&u, s + 11, 5, "ZADD", "tally:{lat3}:dist:max", "GT", "-4", "");
     done(&u);
+}
+
+/* Builds one batch's update against `bounds`; the fold is returned (the
+ * update's bounds borrow its strings) and must be freed by the caller. */
+static live_fold *build_bounded(live_update *u, const metric_event *e, size_t n,
+                                const live_bounds *bounds)
+{
+    char err[128];
+    live_fold *f = live_fold_new(e, n, err, sizeof err);
+    assert_non_null(f);
+    const live_fold *folds[1] = {f};
+    const char *ids[1] = {"b"};
+    size_t lens[1] = {1};
+    assert_int_equal(live_update_build(u, folds, ids, lens, 1, 60, LIVE_MODE_INGEST, bounds, err,
+                                       sizeof err),
+                     0);
+    parse_update(u);
+    return f;
+}
+
+/* Min/max updates the live view provably holds (noted after an applied
+ * group) are left out; a new extreme or another series is still sent. */
+static void test_bounds_leave_out_covered_min_max(void **state)
+{
+    (void)state;
+    live_bounds *b = live_bounds_new(64, 4096);
+    assert_non_null(b);
+    const char *ids[] = {"b"};
+    live_update u;
+
+    metric_event first[] = {ev(METRIC_DISTRIBUTION, "lat", "a:1", 10, 1, 0),
+                            ev(METRIC_DISTRIBUTION, "lat", "a:1", 30, 1, 0)};
+    live_fold *f = build_bounded(&u, first, 2, b);
+    size_t s = expect_frame(&u, ids, 1, "60", LIVE_MODE_INGEST, 4);
+    expect_cmd(&u, s + 2, 5, "ZADD", "tally:{lat}:dist:min", "LT", "10", "a:1");
+    expect_cmd(&u, s + 3, 5, "ZADD", "tally:{lat}:dist:max", "GT", "30", "a:1");
+    assert_int_equal(u.nbounds, 1);
+    live_update_note_bounds(&u, b); /* the group was applied */
+    assert_int_equal(live_bounds_count(b), 1);
+    done(&u);
+    live_fold_free(f);
+
+    /* inside [10, 30]: only count and sum */
+    metric_event inside[] = {ev(METRIC_DISTRIBUTION, "lat", "a:1", 15, 1, 0),
+                             ev(METRIC_DISTRIBUTION, "lat", "a:1", 30, 1, 0)};
+    f = build_bounded(&u, inside, 2, b);
+    s = expect_frame(&u, ids, 1, "60", LIVE_MODE_INGEST, 2);
+    expect_cmd(&u, s, 4, "HINCRBY", "tally:{lat}:dist:count", "a:1", "2");
+    expect_cmd(&u, s + 1, 4, "HINCRBY", "tally:{lat}:dist:sum", "a:1", "45");
+    done(&u); /* not applied: nothing noted */
+    live_fold_free(f);
+
+    /* a new minimum is sent, the covered maximum is not; another series is new */
+    metric_event lower[] = {ev(METRIC_DISTRIBUTION, "lat", "a:1", 5, 1, 0),
+                            ev(METRIC_DISTRIBUTION, "lat", "a:2", 20, 1, 0)};
+    f = build_bounded(&u, lower, 2, b);
+    s = expect_frame(&u, ids, 1, "60", LIVE_MODE_INGEST, 7);
+    expect_cmd(&u, s + 2, 5, "ZADD", "tally:{lat}:dist:min", "LT", "5", "a:1");
+    expect_cmd(&u, s + 3, 4, "HINCRBY", "tally:{lat}:dist:count", "a:2", "1");
+    expect_cmd(&u, s + 5, 5, "ZADD", "tally:{lat}:dist:min", "LT", "20", "a:2");
+    expect_cmd(&u, s + 6, 5, "ZADD", "tally:{lat}:dist:max", "GT", "20", "a:2");
+    live_update_note_bounds(&u, b);
+    done(&u);
+    live_fold_free(f);
+    assert_true(live_bounds_covers_min(b, 0, "x", 1, NULL, 0, 1) == 0); /* unknown series */
+
+    /* after the note, 5 is the known minimum of lat a:1 */
+    metric_event again[] = {ev(METRIC_DISTRIBUTION, "lat", "a:1", 5, 1, 0)};
+    f = build_bounded(&u, again, 1, b);
+    expect_frame(&u, ids, 1, "60", LIVE_MODE_INGEST, 2);
+    done(&u);
+    live_fold_free(f);
+    live_bounds_free(b);
+}
+
+/* The cache compares whole keys, forgets on collision and never exceeds its
+ * byte limit. */
+static void test_bounds_cache_is_exact_and_bounded(void **state)
+{
+    (void)state;
+    live_bounds *b = live_bounds_new(1, 10); /* one slot, 10 bytes of keys */
+    assert_non_null(b);
+    live_bounds_note(b, 7, "abc", 3, "t:1", 3, 1, 9);
+    assert_true(live_bounds_covers_min(b, 7, "abc", 3, "t:1", 3, 1));
+    assert_true(live_bounds_covers_max(b, 7, "abc", 3, "t:1", 3, 9));
+    assert_false(live_bounds_covers_min(b, 7, "abc", 3, "t:1", 3, 0.5));
+    assert_false(live_bounds_covers_max(b, 7, "abc", 3, "t:1", 3, 9.5));
+    /* same hash, other key: not covered (full comparison) */
+    assert_false(live_bounds_covers_min(b, 7, "abd", 3, "t:1", 3, 5));
+    assert_false(live_bounds_covers_min(b, 7, "abc", 3, "t:2", 3, 5));
+    /* a note widens, never narrows */
+    live_bounds_note(b, 7, "abc", 3, "t:1", 3, 4, 4);
+    assert_true(live_bounds_covers_min(b, 7, "abc", 3, "t:1", 3, 1));
+    assert_true(live_bounds_covers_max(b, 7, "abc", 3, "t:1", 3, 9));
+    /* another series in the only slot replaces it */
+    live_bounds_note(b, 8, "xy", 2, NULL, 0, 0, 0);
+    assert_false(live_bounds_covers_min(b, 7, "abc", 3, "t:1", 3, 5));
+    assert_true(live_bounds_covers_min(b, 8, "xy", 2, NULL, 0, 0));
+    assert_int_equal(live_bounds_count(b), 1);
+    /* a key longer than the byte limit is not kept */
+    live_bounds_note(b, 9, "0123456789", 10, "z", 1, 0, 0);
+    assert_false(live_bounds_covers_min(b, 9, "0123456789", 10, "z", 1, 0));
+    live_bounds_free(b);
+
+    /* the byte limit empties the table rather than growing past it */
+    b = live_bounds_new(4, 6);
+    live_bounds_note(b, 0, "aaa", 3, NULL, 0, 1, 1);
+    live_bounds_note(b, 1, "bbb", 3, NULL, 0, 1, 1);
+    assert_int_equal(live_bounds_count(b), 2);
+    live_bounds_note(b, 2, "ccc", 3, NULL, 0, 1, 1);
+    assert_int_equal(live_bounds_count(b), 1);
+    assert_true(live_bounds_covers_max(b, 2, "ccc", 3, NULL, 0, 1));
+    assert_false(live_bounds_covers_max(b, 0, "aaa", 3, NULL, 0, 1));
+    live_bounds_free(b);
 }
 
 /* Whole sums below 1e15 go through HINCRBY on the main hash; fractions and
@@ -585,7 +700,7 @@ static void test_batch_id_too_long_fails_cleanly(void **state)
     const char *ids[1] = {id};
     size_t lens[1] = {strlen(id)};
     live_update u;
-    assert_int_equal(live_update_build(&u, folds, ids, lens, 1, 60, LIVE_MODE_INGEST, err,
+    assert_int_equal(live_update_build(&u, folds, ids, lens, 1, 60, LIVE_MODE_INGEST, NULL, err,
                                        sizeof err), -1);
     assert_non_null(strstr(err, "too long"));
     assert_null(u.resp);
@@ -910,6 +1025,8 @@ int main(void)
         cmocka_unit_test(test_guard_failures),
         cmocka_unit_test(test_exec_failures),
         cmocka_unit_test(test_format_double_is_exact_and_short),
+        cmocka_unit_test(test_bounds_leave_out_covered_min_max),
+        cmocka_unit_test(test_bounds_cache_is_exact_and_bounded),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
