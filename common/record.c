@@ -31,13 +31,16 @@
  *
  * The CRC is the IEEE 802.3 one (reflected poly 0xEDB88320, init and final xor
  * 0xFFFFFFFF, as zlib's crc32()). Its byte table is a constant generated
- * offline, so there is no mutable global and no init call; the unit tests
- * check it against an independent bitwise implementation and the standard
- * check value crc32("123456789") == 0xCBF43926.
+ * offline; the unit tests check it against an independent bitwise
+ * implementation and the standard check value crc32("123456789") ==
+ * 0xCBF43926. It is computed eight bytes at a time ("slice-by-8") with seven
+ * more tables derived from that one once, on first use (call_once): byte at
+ * a time it was three quarters of record_open and a fifth of a replay.
  */
 #include "record.h"
 
 #include <assert.h>
+#include <threads.h>
 #include <math.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -99,11 +102,37 @@ static const uint32_t CRC32_TABLE[256] = {
     0xb40bbe37u, 0xc30c8ea1u, 0x5a05df1bu, 0x2d02ef8du,
 };
 
+/* CRC32_SLICES[k][b]: the CRC of byte b followed by k zero bytes. */
+static uint32_t CRC32_SLICES[8][256];
+static once_flag crc32_slices_once = ONCE_FLAG_INIT;
+
+static void crc32_make_slices(void)
+{
+    for (int b = 0; b < 256; b++)
+        CRC32_SLICES[0][b] = CRC32_TABLE[b];
+    for (int k = 1; k < 8; k++)
+        for (int b = 0; b < 256; b++) {
+            uint32_t prev = CRC32_SLICES[k - 1][b];
+            CRC32_SLICES[k][b] = (prev >> 8) ^ CRC32_TABLE[prev & 0xFFu];
+        }
+}
+
 static uint32_t crc32_ieee(const uint8_t *p, size_t n)
 {
+    call_once(&crc32_slices_once, crc32_make_slices);
+    const uint32_t(*t)[256] = (const uint32_t(*)[256])CRC32_SLICES;
     uint32_t crc = 0xFFFFFFFFu;
-    for (size_t i = 0; i < n; i++)
-        crc = CRC32_TABLE[(crc ^ p[i]) & 0xFFu] ^ (crc >> 8);
+    for (; n >= 8; p += 8, n -= 8) {
+        uint32_t lo = crc ^ ((uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
+                             (uint32_t)p[3] << 24);
+        uint32_t hi = (uint32_t)p[4] | (uint32_t)p[5] << 8 | (uint32_t)p[6] << 16 |
+                      (uint32_t)p[7] << 24;
+        crc = t[7][lo & 0xFFu] ^ t[6][(lo >> 8) & 0xFFu] ^ t[5][(lo >> 16) & 0xFFu] ^
+              t[4][lo >> 24] ^ t[3][hi & 0xFFu] ^ t[2][(hi >> 8) & 0xFFu] ^
+              t[1][(hi >> 16) & 0xFFu] ^ t[0][hi >> 24];
+    }
+    for (; n > 0; p++, n--)
+        crc = CRC32_TABLE[(crc ^ *p) & 0xFFu] ^ (crc >> 8);
     return crc ^ 0xFFFFFFFFu;
 }
 
@@ -745,10 +774,15 @@ static int open_compact(record_reader *r, const uint8_t *p, size_t len, char *er
         snprintf(err, errlen, "crc mismatch (stored 0x%08x, computed 0x%08x)", want, got);
         goto fail;
     }
-    const uint8_t *events = c;
-    metric_event ev;
+    /* the events are kept as decoded here, so record_next does not decode twice */
+    r->events = malloc(((size_t)r->count + 1) * sizeof *r->events);
+    if (!r->events) {
+        snprintf(err, errlen, "out of memory reading a record");
+        goto fail;
+    }
     uint8_t head;
     for (uint32_t i = 0; i < r->count; i++) {
+        metric_event ev;
         int rc = read_compact_event(&c, end, r, &ev, &head);
         if (rc == -2) {
             snprintf(err, errlen, "event %u: string index out of range", i + 1);
@@ -765,18 +799,19 @@ static int open_compact(record_reader *r, const uint8_t *p, size_t len, char *er
         if (check_event((uint64_t)i + 1, head & HEAD_TYPE_MASK, ev.flags, ev.name_len,
                         ev.tags_len, ev.value, ev.sample_rate, err, errlen) != 0)
             goto fail;
+        r->events[i] = ev;
     }
     if (c != end) {
         snprintf(err, errlen, "%zu unexpected bytes after event %u", (size_t)(end - c), r->count);
         goto fail;
     }
-    r->cursor = events;
-    r->end = end;
     r->next_index = 0;
     return 0;
 fail:
     free(r->strings);
+    free(r->events);
     r->strings = NULL;
+    r->events = NULL;
     return -1;
 }
 
@@ -802,16 +837,14 @@ int record_next(record_reader *r, metric_event *ev)
         return next_fixed(r, ev);
     if (r->next_index >= r->count)
         return 0;
-    uint8_t head;
-    int rc = read_compact_event(&r->cursor, r->end, r, ev, &head);
-    assert(rc == 0); /* validated by record_open */
-    (void)rc;
-    r->next_index++;
+    *ev = r->events[r->next_index++];
     return 1;
 }
 
 void record_close(record_reader *r)
 {
     free(r->strings);
+    free(r->events);
     r->strings = NULL;
+    r->events = NULL;
 }

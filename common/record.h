@@ -76,6 +76,7 @@ typedef struct record_reader {
     const uint8_t *end;
     uint32_t next_index;
     struct record_string *strings; /* version 2: the string table (malloc'd) */
+    metric_event *events;          /* version 2: the events, decoded once (malloc'd) */
     uint32_t string_count;
 } record_reader;
 

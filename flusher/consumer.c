@@ -60,7 +60,12 @@ int consumer_open(consumer **out, const tally_config *cfg, volatile sig_atomic_t
          * cost the broker a third of its CPU; this adds at most 100 ms
          * before a quiet topic's new batch reaches SQLite */
         kafka_conf_set(conf, "fetch.min.bytes", "262144", err, errlen) < 0 ||
-        kafka_conf_set(conf, "fetch.wait.max.ms", "100", err, errlen) < 0) {
+        kafka_conf_set(conf, "fetch.wait.max.ms", "100", err, errlen) < 0 ||
+        /* ... and in larger pieces when replaying: at the 1 MiB default one
+         * partition's fetches could not keep up with decoding (the queue ran
+         * dry for ~0.2 s at a time) */
+        kafka_conf_set(conf, "max.partition.fetch.bytes", "16777216", err, errlen) < 0 ||
+        kafka_conf_set(conf, "fetch.error.backoff.ms", "20", err, errlen) < 0) {
         rd_kafka_conf_destroy(conf);
         free(c);
         return -1;
