@@ -26,6 +26,7 @@
 
 #include "log.h"
 #include "redis_keys.h"
+#include "redis_replies.h"
 
 enum { RECONNECT_MIN_MS = 100, RECONNECT_MAX_MS = 2000 };
 
@@ -511,6 +512,7 @@ static void connect_now(redis_writer *w)
         return;
     }
     ac->data = w;
+    ac->c.reader->fn = &redis_lean_replies; /* (redis_replies.h) */
     if (redisLibeventAttach(ac, w->base) != REDIS_OK) {
         set_down(w, "%s", "cannot attach redis to the event loop");
         redisAsyncFree(ac);
