@@ -588,7 +588,9 @@ static void reply_counter_from_sqlite(ingest_server *s, struct evhttp_request *r
         for (size_t i = 0; i < t.count; i++)
             series[i] = (series_value){t.series[i].tags, strlen(t.series[i].tags),
                                        t.series[i].value};
-        reply_counter(req, name, "sqlite", 0, note, series, t.count);
+        /* a fallback (note set: Redis unavailable) lacks the unflushed Kafka
+         * tail, so it is stale; ?source=sqlite asked for the flushed total */
+        reply_counter(req, name, "sqlite", note != NULL, note, series, t.count);
     }
     free(series);
     flushed_total_free(&t);
