@@ -341,10 +341,10 @@ static void put_metric_key(resp_builder *b, const series_fold *s, const char *su
  * may have set to a fraction) always use HINCRBYFLOAT on their one hash. */
 static void put_add(resp_builder *b, const series_fold *s, const char *suffix, double v, int split)
 {
-    int whole = split && v > -LIVE_WHOLE_LIMIT && v < LIVE_WHOLE_LIMIT && v == (double)(long long)v;
+    int whole = split && live_sum_is_whole(v);
     begin_command(b, 4);
     put_text(b, whole ? "HINCRBY" : "HINCRBYFLOAT");
-    put_metric_key(b, s, suffix, split && !whole ? ":frac" : "");
+    put_metric_key(b, s, suffix, split && !whole ? REDIS_KEY_FRAC_SUFFIX : "");
     put_arg(b, s->tags, s->tags_len);
     put_double(b, v == 0 ? 0.0 : v); /* never "-0", which HINCRBY refuses */
     end_command(b);
@@ -524,18 +524,21 @@ fail:
     return -1;
 }
 
+/* A missing reply (connection lost) or an error reply: fills why, returns 1. */
+static int reply_failed(const redisReply *r, char *why, size_t whylen)
+{
+    if (r && r->type != REDIS_REPLY_ERROR)
+        return 0;
+    snprintf(why, whylen, "%s", r ? r->str : "redis connection lost");
+    return 1;
+}
+
 int live_guard_verdict(const redisReply *guard, size_t n, size_t *dups, size_t *ndups, char *why,
                        size_t whylen)
 {
     *ndups = 0;
-    if (!guard) {
-        snprintf(why, whylen, "redis connection lost");
+    if (reply_failed(guard, why, whylen))
         return LIVE_FAILED;
-    }
-    if (guard->type == REDIS_REPLY_ERROR) {
-        snprintf(why, whylen, "%s", guard->str);
-        return LIVE_FAILED;
-    }
     if (guard->type != REDIS_REPLY_ARRAY || guard->elements < 1 || guard->elements > n + 1 ||
         guard->element[0]->type != REDIS_REPLY_INTEGER) {
         snprintf(why, whylen, "unexpected reply from the update guard");
@@ -564,14 +567,8 @@ int live_outcome(int verdict, const redisReply *exec, char *why, size_t whylen)
 {
     if (verdict == LIVE_FAILED)
         return LIVE_FAILED; /* why was filled by live_guard_verdict */
-    if (!exec) {
-        snprintf(why, whylen, "redis connection lost");
+    if (reply_failed(exec, why, whylen))
         return LIVE_FAILED;
-    }
-    if (exec->type == REDIS_REPLY_ERROR) {
-        snprintf(why, whylen, "%s", exec->str);
-        return LIVE_FAILED;
-    }
     if (exec->type == REDIS_REPLY_NIL) /* EXEC aborted: nothing applied */
         return verdict == LIVE_APPLIED ? LIVE_RETRY : verdict;
     if (exec->type != REDIS_REPLY_ARRAY || verdict != LIVE_APPLIED) {

@@ -52,6 +52,13 @@
 /* Sums below this magnitude that are whole numbers go through HINCRBY. */
 #define LIVE_WHOLE_LIMIT 1e15
 
+/* Whether an amount added to a sum goes to its integer hash (else to the
+ * REDIS_KEY_FRAC_SUFFIX companion). Ingest and the rebuild must agree. */
+static inline int live_sum_is_whole(double v)
+{
+    return v > -LIVE_WHOLE_LIMIT && v < LIVE_WHOLE_LIMIT && v == (double)(long long)v;
+}
+
 typedef enum live_mode {
     LIVE_MODE_INGEST,  /* tally-ingest: defer while a rebuild runs */
     LIVE_MODE_REBUILD, /* the rebuild itself: ignore the fence */

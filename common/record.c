@@ -176,6 +176,18 @@ static uint8_t *put_bytes(uint8_t *w, const void *p, size_t n)
     return w + n;
 }
 
+/* The header both versions share (magic, version, batch id, received_ms);
+ * read back by read_batch_header. */
+static uint8_t *write_batch_header(uint8_t *w, uint8_t version, const char *batch_id,
+                                   size_t batch_id_len, int64_t received_ms)
+{
+    w = put_u8(w, RECORD_MAGIC);
+    w = put_u8(w, version);
+    w = put_u16(w, (uint16_t)batch_id_len);
+    w = put_bytes(w, batch_id, batch_id_len);
+    return put_u64(w, (uint64_t)received_ms);
+}
+
 static uint16_t get_u16(const uint8_t *p)
 {
     return (uint16_t)(p[0] | (p[1] << 8));
@@ -304,12 +316,7 @@ int record_encode(const char *batch_id, size_t batch_id_len, int64_t received_ms
         return -1;
     }
 
-    uint8_t *w = buf;
-    w = put_u8(w, RECORD_MAGIC);
-    w = put_u8(w, RECORD_VERSION);
-    w = put_u16(w, (uint16_t)batch_id_len);
-    w = put_bytes(w, batch_id, batch_id_len);
-    w = put_u64(w, (uint64_t)received_ms);
+    uint8_t *w = write_batch_header(buf, RECORD_VERSION, batch_id, batch_id_len, received_ms);
     w = put_u32(w, (uint32_t)count);
     for (size_t i = 0; i < count; i++) {
         const metric_event *ev = &events[i];
@@ -632,12 +639,8 @@ int record_encode_compact(const char *batch_id, size_t batch_id_len, int64_t rec
         snprintf(err, errlen, "out of memory allocating a %zu-byte record", bound);
         goto out;
     }
-    uint8_t *w = buf;
-    w = put_u8(w, RECORD_MAGIC);
-    w = put_u8(w, RECORD_VERSION_COMPACT);
-    w = put_u16(w, (uint16_t)batch_id_len);
-    w = put_bytes(w, batch_id, batch_id_len);
-    w = put_u64(w, (uint64_t)received_ms);
+    uint8_t *w = write_batch_header(buf, RECORD_VERSION_COMPACT, batch_id, batch_id_len,
+                                    received_ms);
     w = put_u32(w, (uint32_t)t.count);
     w = put_u32(w, (uint32_t)count);
     for (size_t k = 0; k < t.count; k++) {

@@ -32,6 +32,8 @@
 #define REDIS_KEY_MAX 320
 #define REDIS_KEY_REBUILD_FENCE "tally:live:rebuilding"
 #define REDIS_KEY_STALE "tally:live:stale"
+/* Appended to a sum hash's name: its companion holding the fractions. */
+#define REDIS_KEY_FRAC_SUFFIX ":frac"
 
 /* Writes "tally:{NAME}:SUFFIX" into buf (NUL-terminated) and returns its length,
  * or -1 when it does not fit. */

@@ -251,10 +251,9 @@ static int write_live(rebuilder *r, const char *name, size_t name_len, const liv
                       const char *tags, size_t tags_len, double value)
 {
     char key[REDIS_KEY_MAX], suffix[32], num[FORMAT_DOUBLE_MAX];
-    int whole = value > -LIVE_WHOLE_LIMIT && value < LIVE_WHOLE_LIMIT &&
-                value == (double)(long long)value;
+    int whole = live_sum_is_whole(value);
     snprintf(suffix, sizeof suffix, "%s%s", col->suffix,
-             col->kind == LIVE_SUM && !whole ? ":frac" : "");
+             col->kind == LIVE_SUM && !whole ? REDIS_KEY_FRAC_SUFFIX : "");
     int kl = redis_key_metric(key, sizeof key, name, name_len, suffix);
     if (kl < 0)
         return fail(r, "sqlite", "metric name too long for a Redis key");

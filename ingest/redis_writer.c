@@ -359,7 +359,7 @@ int redis_writer_read_hash(redis_writer *w, const char *key, redis_hash_fn done,
         " redis.call('EXISTS', KEYS[2]) + redis.call('EXISTS', KEYS[3]),"
         " redis.call('HGETALL', KEYS[4])}";
     char frac_key[REDIS_KEY_MAX + 8];
-    snprintf(frac_key, sizeof frac_key, "%s:frac", key);
+    snprintf(frac_key, sizeof frac_key, "%s" REDIS_KEY_FRAC_SUFFIX, key);
     const char *argv[] = {"EVAL", read_series_script, "4", key, REDIS_KEY_STALE,
                           REDIS_KEY_REBUILD_FENCE, frac_key};
     size_t argvlen[7];

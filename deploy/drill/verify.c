@@ -169,7 +169,7 @@ static int redis_counter(redisContext *rc, const char *name, double *out, char *
 {
     char key[REDIS_KEY_MAX], frac_key[REDIS_KEY_MAX];
     if (redis_key_metric(key, sizeof key, name, strlen(name), "counter") < 0 ||
-        redis_key_metric(frac_key, sizeof frac_key, name, strlen(name), "counter:frac") < 0) {
+        redis_key_metric(frac_key, sizeof frac_key, name, strlen(name), "counter" REDIS_KEY_FRAC_SUFFIX) < 0) {
         snprintf(err, err_len, "name too long for a Redis key: %s", name);
         return -1;
     }

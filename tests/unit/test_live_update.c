@@ -244,7 +244,7 @@ static int build_one(live_update *u, const char *id, const metric_event *e, size
     const live_fold *folds[1] = {f};
     const char *ids[1] = {id};
     int rc = build_group(u, folds, ids, 1, ttl, mode);
-    live_fold_free(f); /* the update owns copies: the fold may go first */
+    live_fold_free(f); /* the commands are copies; only u->bounds borrows the fold (unused here) */
     return rc;
 }
 
