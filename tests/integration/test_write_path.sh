@@ -11,6 +11,9 @@ start_ingest
 start_flusher
 
 P=$METRIC_PREFIX
+# Every batch answered 200 is one Kafka record (a duplicate too: the dedup is
+# downstream), so at the end SQLite's stored offset must be exactly this.
+records=0
 batch="$P.req:1|c
 $P.req:1|c
 $P.req:1|c
@@ -24,6 +27,7 @@ $P.lat:30|ms
 $P.lat:20|h|@0.5"
 post "$batch"
 check_eq "status of a valid batch" 200 "$HTTP_CODE"
+records=$((records + 1))
 check_eq "accepted lines" 11 "$(jq -r .accepted <<<"$HTTP_BODY")"
 check_eq "duplicate flag" false "$(jq -r .duplicate <<<"$HTTP_BODY")"
 
@@ -40,8 +44,11 @@ check_eq "GET /v1/counters (redis)" 25 "$(api_counter "$P.req")"
 
 # Whole sums stay integers for HINCRBY; fractions go to the :frac companion.
 post "$P.frac:2|c"
+check_eq "status of a whole counter" 200 "$HTTP_CODE"
 post "$P.frac:0.25|c
 $P.frac:0.25|c"
+check_eq "status of fractions" 200 "$HTTP_CODE"
+records=$((records + 2))
 check_eq "whole part of a counter" 2 "$($R HGET "tally:{$P.frac}:counter" "")"
 check_eq "fractional part of a counter" 0.5 "$($R HGET "tally:{$P.frac}:counter:frac" "")"
 check_eq "GET /v1/counters sums both parts" 2.5 "$(api_counter "$P.frac")"
@@ -53,8 +60,6 @@ check_eq "sqlite counter series" "|23 env:prod|2" \
 check_eq "sqlite current gauge" 22.0 "$(sqlite3 "$WORK/tally.db" "SELECT value FROM gauges WHERE name='$P.temp'")"
 check_eq "sqlite distribution lines|weight|sum|min|max" "3|4.0|80.0|10.0|30.0" \
     "$(sqlite3 "$WORK/tally.db" "SELECT SUM(lines), SUM(weight), SUM(value), MIN(min), MAX(max) FROM metrics WHERE name='$P.lat'")"
-check_eq "sqlite stored the consumed offset" 1 \
-    "$(sqlite3 "$WORK/tally.db" "SELECT next_offset FROM kafka_offsets WHERE topic='$TOPIC'")"
 
 # An invalid batch is rejected whole, naming each bad line.
 post "$P.req:1|c
@@ -74,11 +79,12 @@ post "$P.idem:7|c" "$key"
 check_eq "first post with a key" "200 false" "$HTTP_CODE $(jq -r .duplicate <<<"$HTTP_BODY")"
 post "$P.idem:7|c" "$key"
 check_eq "retry with the same key" "200 true" "$HTTP_CODE $(jq -r .duplicate <<<"$HTTP_BODY")"
+records=$((records + 2))
 check_eq "redis applied the keyed batch once" 7 "$(redis_counter "$P.idem")"
 # The same key posted 8 times at once, queued behind a slow Redis call so
 # they are sent together in one group: counted once.
-awk -v p="$P" 'BEGIN { for (i = 0; i < 40000; i++) print p ".wide" i ":1|c" }' >"$WORK/wide"
-curl -sS -o /dev/null --data-binary @"$WORK/wide" "$BASE_URL/v1/events" &
+awk -v p="$P" 'BEGIN { for (i = 0; i < 30000; i++) print p ".w" i ":1|c" }' >"$WORK/wide"
+curl -sS -o /dev/null -w '%{http_code}' --data-binary @"$WORK/wide" "$BASE_URL/v1/events" >"$WORK/wide-code" &
 wide=$!
 sleep 0.05
 pids=()
@@ -92,16 +98,23 @@ wait "${pids[@]}" "$wide"
 check_eq "8 concurrent posts of one key: answers" "8 1" \
     "$(cat "$WORK"/par-* | grep -c '^200 ') $(cat "$WORK"/par-* | grep -c ' applied$')"
 check_eq "8 concurrent posts of one key: redis counted it once" 3 "$(redis_counter "$P.par")"
+check_eq "the wide batch" 200 "$(cat "$WORK/wide-code")"
+records=$((records + 1 + 8))
 post "$P.idem:1|c" "bad key with spaces"
 check_eq "invalid Idempotency-Key" 400 "$HTTP_CODE"
 
 # A client timestamp decides the bucket (rule 4).
 post "$P.ts:1|c|T1700000005"
 check_eq "client-stamped batch" 200 "$HTTP_CODE"
+records=$((records + 1))
 
 wait_sqlite_counter "$P.idem" 7
 wait_sqlite_counter "$P.par" 3
 wait_sqlite_counter "$P.ts" 1
+# (the client-stamped batch is the last record: once it is in SQLite, so is
+# the offset past it, committed in the same transaction)
+check_eq "sqlite stored the consumed offset" "$records" \
+    "$(sqlite3 "$WORK/tally.db" "SELECT next_offset FROM kafka_offsets WHERE topic='$TOPIC'")"
 check_eq "bucket of a client timestamp" 1700000000 \
     "$(sqlite3 "$WORK/tally.db" "SELECT bucket FROM metrics WHERE name='$P.ts'")"
 check_eq "sqlite counter unchanged by the rejected batch" 25 "$(sqlite_counter "$P.req")"
