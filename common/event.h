@@ -36,10 +36,33 @@ typedef struct metric_event {
     uint16_t tags_len;   /* 0..EVENT_TAGS_MAX */
     const char *name;    /* not NUL-terminated */
     const char *tags;    /* canonical tags, not NUL-terminated; may be NULL when tags_len == 0 */
-    double value;        /* finite; as written on the line (a delta for relative gauges) */
+    double value;        /* in the domain below; as written on the line (a delta for relative gauges) */
     double sample_rate;  /* in (0, 1]; 1.0 when the line has no "|@rate" */
     int64_t stamp_ms;    /* event time, Unix milliseconds (rule 4: set before Kafka) */
 } metric_event;
+
+/*
+ * The numeric domain (design rule 8). A line may carry at most
+ * EVENT_AMOUNT_MAX in magnitude in everything it adds to a running value:
+ * |value| (a gauge, a distribution's min/max), |value| / rate (what a counter
+ * or a distribution sum adds) and 1 / rate (what a distribution count adds).
+ * 1e15 is below 2^53, so whole amounts stay exact integers. With that bound a
+ * running sum needs more than 1e293 lines to leave the range of a double, so
+ * every fold, group merge, aggregate, SQLite row, Redis field and read stays
+ * finite without a check of its own. The parser refuses a line outside the
+ * domain (400 naming the line) and the record decoder a record holding one.
+ */
+#define EVENT_AMOUNT_MAX 1e15
+
+/* Whether value and sample_rate are within the domain. (|value| <= |value| /
+ * rate since rate <= 1; the quotient may overflow to infinity or be NaN for a
+ * NaN value, and the comparison then refuses it.) */
+static inline int event_amount_in_domain(double value, double sample_rate)
+{
+    double magnitude = value < 0 ? -value : value;
+    return sample_rate > 0.0 && sample_rate <= 1.0 && 1.0 / sample_rate <= EVENT_AMOUNT_MAX &&
+           magnitude / sample_rate <= EVENT_AMOUNT_MAX;
+}
 
 /* How many real events one sampled line stands for: 1 / sample_rate. A
  * counter contributes value * weight to its total; a distribution adds

@@ -72,8 +72,11 @@ static int format_short_decimal(char *buf, size_t buflen, double v)
 
 int format_double(char *buf, size_t buflen, double v)
 {
-    assert(isfinite(v));
     assert(buflen >= FORMAT_DOUBLE_MAX);
+    if (!isfinite(v)) {
+        buf[0] = '\0';
+        return -1;
+    }
     /* Fast path: whole numbers below 1e15 print as their integer digits, which
      * is exactly what %.15g prints for them (counters are mostly whole). */
     if (v > -1e15 && v < 1e15 && v == (double)(long long)v && !(v == 0 && signbit(v)))

@@ -10,7 +10,10 @@
 #define FORMAT_DOUBLE_MAX 32
 
 /* Writes the shortest of "%.15g"/"%.16g"/"%.17g" that reads back as exactly v
- * (v must be finite). Returns the length (< FORMAT_DOUBLE_MAX). */
+ * into buf (at least FORMAT_DOUBLE_MAX bytes). Returns the length (<
+ * FORMAT_DOUBLE_MAX), or -1 with buf = "" when v is not finite: no text of
+ * Redis, SQLite or JSON holds infinity or NaN, so the caller must decide
+ * (JSON writes null, a Redis update is refused). */
 int format_double(char *buf, size_t buflen, double v);
 
 /* Writes `src` (len bytes) JSON-escaped, without quotes, into dst; returns the

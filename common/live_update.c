@@ -51,6 +51,19 @@ static const char live_guard_script[] =
     "if #dups > 1 then return dups end\n"
     "return {1}\n";
 
+/* The carry: moves a whole field at or past the threshold into its ":frac"
+ * companion. HINCRBYFLOAT reads the integer text exactly (long double).
+ * KEYS[1] = integer hash, KEYS[2] = its companion, ARGV[1] = field,
+ * ARGV[2] = threshold. */
+static const char live_carry_script[] =
+    "local v = redis.call('HGET', KEYS[1], ARGV[1])\n"
+    "if v and math.abs(tonumber(v)) >= tonumber(ARGV[2]) then\n"
+    "  redis.call('HINCRBYFLOAT', KEYS[2], ARGV[1], v)\n"
+    "  redis.call('HDEL', KEYS[1], ARGV[1])\n"
+    "  return 1\n"
+    "end\n"
+    "return 0\n";
+
 /* One series, folded over a batch or a group. */
 typedef struct series_fold {
     uint32_t hash;      /* of (type, name, tags): computed once, reused by the group merge */
@@ -229,7 +242,10 @@ void live_fold_free(live_fold *f)
 typedef struct resp_builder {
     live_update *u;
     size_t cap, ends_cap;
-    int failed; /* out of memory: everything after is ignored */
+    int failed; /* out of memory or out of range: everything after is ignored */
+    int out_of_range; /* a value was not finite */
+    size_t whole_cap;
+    size_t exec_index; /* the reply position in EXEC's of the next queued command */
     const live_bounds *bounds; /* may be NULL */
 } resp_builder;
 
@@ -297,6 +313,7 @@ static void end_command(resp_builder *b)
         b->ends_cap = cap;
     }
     u->ends[u->commands++] = u->resp_len;
+    b->exec_index++;
 }
 
 static void put_arg(resp_builder *b, const char *s, size_t len)
@@ -311,10 +328,16 @@ static void put_text(resp_builder *b, const char *s)
     put_arg(b, s, strlen(s));
 }
 
+/* (Folds of lines in event.h's domain are finite; a value that is not is
+ * refused rather than written.) */
 static void put_double(resp_builder *b, double v)
 {
     char num[FORMAT_DOUBLE_MAX];
     int n = format_double(num, sizeof num, v);
+    if (n < 0) {
+        b->failed = b->out_of_range = 1;
+        return;
+    }
     put_arg(b, num, (size_t)n);
 }
 
@@ -339,9 +362,31 @@ static void put_metric_key(resp_builder *b, const series_fold *s, const char *su
  * companion hash, so the main hash only ever holds integers and HINCRBY never
  * meets a fraction; the value is the sum of both fields. Gauges (which HSET
  * may have set to a fraction) always use HINCRBYFLOAT on their one hash. */
+/* Remembers that the next command is a HINCRBY of the series' field. */
+static void note_whole_add(resp_builder *b, const series_fold *s, const char *suffix)
+{
+    live_update *u = b->u;
+    if (b->failed)
+        return;
+    if (u->nwhole == b->whole_cap) {
+        size_t cap = b->whole_cap ? 2 * b->whole_cap : 64;
+        live_whole_add *grown = realloc(u->whole_adds, cap * sizeof *grown);
+        if (!grown) {
+            b->failed = 1;
+            return;
+        }
+        u->whole_adds = grown;
+        b->whole_cap = cap;
+    }
+    u->whole_adds[u->nwhole++] = (live_whole_add){b->exec_index, s->name, s->tags, suffix,
+                                                  s->name_len, s->tags_len};
+}
+
 static void put_add(resp_builder *b, const series_fold *s, const char *suffix, double v, int split)
 {
     int whole = split && live_sum_is_whole(v);
+    if (whole)
+        note_whole_add(b, s, suffix);
     begin_command(b, 4);
     put_text(b, whole ? "HINCRBY" : "HINCRBYFLOAT");
     put_metric_key(b, s, suffix, split && !whole ? REDIS_KEY_FRAC_SUFFIX : "");
@@ -419,7 +464,42 @@ void live_update_free(live_update *u)
     free(u->resp);
     free(u->ends);
     free(u->bounds);
+    free(u->whole_adds);
     memset(u, 0, sizeof *u);
+}
+
+int live_update_carry(const live_update *u, const redisReply *exec, live_update *carry,
+                      char *err, size_t errlen)
+{
+    memset(carry, 0, sizeof *carry);
+    resp_builder b = {.u = carry};
+    char threshold[24];
+    int tn = snprintf(threshold, sizeof threshold, "%lld", LIVE_CARRY_THRESHOLD);
+    for (size_t i = 0; i < u->nwhole; i++) {
+        const live_whole_add *a = &u->whole_adds[i];
+        if (a->exec_index >= exec->elements)
+            continue;
+        const redisReply *r = exec->element[a->exec_index];
+        if (r->type != REDIS_REPLY_INTEGER ||
+            (r->integer < LIVE_CARRY_THRESHOLD && r->integer > -LIVE_CARRY_THRESHOLD))
+            continue;
+        series_fold s = {.name = a->name, .name_len = a->name_len};
+        begin_command(&b, 7);
+        put_text(&b, "EVAL");
+        put_text(&b, live_carry_script);
+        put_text(&b, "2");
+        put_metric_key(&b, &s, a->suffix, "");
+        put_metric_key(&b, &s, a->suffix, REDIS_KEY_FRAC_SUFFIX);
+        put_arg(&b, a->tags, a->tags_len);
+        put_arg(&b, threshold, (size_t)tn);
+        end_command(&b);
+    }
+    if (b.failed) {
+        live_update_free(carry);
+        snprintf(err, errlen, "out of memory building a carry");
+        return -1;
+    }
+    return 0;
 }
 
 int live_update_build(live_update *u, const live_fold *const *folds,
@@ -457,7 +537,7 @@ int live_update_build(live_update *u, const live_fold *const *folds,
     }
     u->series = x.count;
 
-    resp_builder b = {u, 0, 0, 0, bounds};
+    resp_builder b = {.u = u, .bounds = bounds};
     reserve(&b, 256 + 160 * (x.count + n));
     int ingest = mode == LIVE_MODE_INGEST;
     put_watch(&b, ingest, dedup_ptrs, dedup_lens, n);
@@ -477,6 +557,7 @@ int live_update_build(live_update *u, const live_fold *const *folds,
     begin_command(&b, 1);
     put_text(&b, "MULTI");
     end_command(&b);
+    b.exec_index = 0; /* EXEC answers for the commands queued from here on */
     char ttl[24];
     int nt = snprintf(ttl, sizeof ttl, "%d", dedup_ttl_seconds);
     for (size_t i = 0; i < n; i++) {
@@ -506,6 +587,10 @@ int live_update_build(live_update *u, const live_fold *const *folds,
     begin_command(&b, 1);
     put_text(&b, "EXEC");
     end_command(&b);
+    if (b.out_of_range) {
+        snprintf(err, errlen, "a folded value is not finite");
+        goto fail;
+    }
     if (b.failed)
         goto oom;
     index_free(&x);

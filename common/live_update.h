@@ -52,6 +52,12 @@
 /* Sums below this magnitude that are whole numbers go through HINCRBY. */
 #define LIVE_WHOLE_LIMIT 1e15
 
+/* An integer field that HINCRBY left at this magnitude or more (2^53) is
+ * carried into its ":frac" companion (live_update_carry), long before the
+ * next HINCRBYs (each below LIVE_WHOLE_LIMIT) could overflow Redis' int64:
+ * that takes more than 9,000 more transactions on the one field. */
+#define LIVE_CARRY_THRESHOLD 9007199254740992LL
+
 /* Whether an amount added to a sum goes to its integer hash (else to the
  * REDIS_KEY_FRAC_SUFFIX companion). Ingest and the rebuild must agree. */
 static inline int live_sum_is_whole(double v)
@@ -86,6 +92,14 @@ typedef struct live_series_bounds {
     double min, max;
 } live_series_bounds;
 
+/* A HINCRBY of the transaction: where its reply is in EXEC's, and its field;
+ * strings borrowed from the folds. */
+typedef struct live_whole_add {
+    size_t exec_index;
+    const char *name, *tags, *suffix;
+    uint16_t name_len, tags_len;
+} live_whole_add;
+
 typedef struct live_update {
     char *resp;        /* every command, RESP-encoded, back to back (owned) */
     size_t resp_len;
@@ -94,6 +108,8 @@ typedef struct live_update {
     size_t series;     /* distinct series after merging the group */
     live_series_bounds *bounds; /* (owned) one per distribution series */
     size_t nbounds;
+    live_whole_add *whole_adds; /* (owned) every HINCRBY, for live_update_carry() */
+    size_t nwhole;
 } live_update;
 
 /* Reply positions: the guard's answer and EXEC's are the ones that matter. */
@@ -136,6 +152,18 @@ int live_guard_verdict(const redisReply *guard, size_t n, size_t *dups, size_t *
 int live_outcome(int verdict, const redisReply *exec, char *why, size_t whylen);
 
 void live_update_free(live_update *u);
+
+/*
+ * After an applied group (EXEC's reply `exec`): builds into *carry one
+ * command per integer field that HINCRBY left at LIVE_CARRY_THRESHOLD or
+ * more, a script that atomically moves the field's value into its ":frac"
+ * companion (their sum, the series' value, is unchanged, so a carry is safe
+ * at any time, during a rebuild too, and twice is harmless). carry->commands
+ * is 0 when nothing needs carrying. Returns 0, or -1 with err filled (out of
+ * memory). The caller frees *carry with live_update_free().
+ */
+int live_update_carry(const live_update *u, const redisReply *exec, live_update *carry,
+                      char *err, size_t errlen);
 
 /* How many of the n queued batch ids (in order) may form one group: at most
  * `max`, and stopping before the first id already in the group. The script

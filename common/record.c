@@ -18,7 +18,8 @@
  *   2. integrity: CRC-32 of everything before the trailer, so random
  *      corruption is reported as "crc mismatch" rather than as some field
  *      that happened to look odd;
- *   3. meaning: types, flags, name/tags bounds, finite values, rates in (0,1].
+ *   3. meaning: types, flags, name/tags bounds, values and rates in the
+ *      numeric domain (event.h).
  *      A record that passes the CRC but fails here was produced by a buggy or
  *      foreign writer, and the message names the event and field.
  * Magic and version are checked first so that a record from a newer writer is
@@ -251,6 +252,11 @@ static int check_event(uint64_t index, unsigned type, unsigned flags, size_t nam
     if (!(rate > 0.0 && rate <= 1.0)) {
         snprintf(err, errlen, "event %llu: sample rate %g not in (0, 1]",
                  (unsigned long long)index, rate);
+        return -1;
+    }
+    if (!event_amount_in_domain(value, rate)) {
+        snprintf(err, errlen, "event %llu: value %g at sample rate %g is outside the numeric domain",
+                 (unsigned long long)index, value, rate);
         return -1;
     }
     return 0;

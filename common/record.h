@@ -31,7 +31,8 @@
  *   u32 crc32 (IEEE, of every byte before it)
  *
  * Decoding accepts both versions and validates the whole record (magic,
- * version, every length and index, types, finite values, rate in (0,1], crc)
+ * version, every length and index, types, values and rates in the numeric
+ * domain of event.h, crc)
  * before returning any event, so a corrupt record is rejected as a whole and
  * never half-applied. Pure: no I/O.
  */

@@ -33,6 +33,10 @@
  * non-empty line past the limit is reported and parsing stops there, because
  * the batch is already rejected and the rest of the body is unbounded.
  *
+ * Domain. A line whose amount is outside event.h's numeric domain (|value /
+ * rate| or 1 / rate above EVENT_AMOUNT_MAX) is a bad line like any other, so
+ * nothing a client sends can take a running value out of the finite range.
+ *
  * Reasons are formatted only on the error path; quoted tokens are clipped and
  * non-printable bytes escaped so the reason is always safe to show.
  */
@@ -518,6 +522,13 @@ static int parse_line(statsd_batch *b, const char *line, size_t n, const parse_l
     if (ev->type == METRIC_GAUGE && (sign == '+' || sign == '-'))
         ev->flags |= EVENT_GAUGE_RELATIVE;
     if (parse_sections(b, p, end, lim, ev, reason) != 0) goto fail;
+    if (!event_amount_in_domain(ev->value, ev->sample_rate)) {
+        snprintf(reason, STATSD_REASON_MAX,
+                 "value %.17g at sample rate %.17g: |value / rate| and 1 / rate may be at most "
+                 "%g",
+                 ev->value, ev->sample_rate, EVENT_AMOUNT_MAX);
+        goto fail;
+    }
 
     assert(isfinite(ev->value));
     assert(ev->sample_rate > 0.0 && ev->sample_rate <= 1.0);

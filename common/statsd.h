@@ -13,7 +13,8 @@
  *   name  = 1..max_name_len chars of [A-Za-z0-9_.-]
  *   value = a finite decimal number (strtod syntax without hex/inf/nan);
  *           for "g" a leading '+' or '-' makes it relative (EVENT_GAUGE_RELATIVE)
- *   rate  = a number in (0, 1]
+ *   rate  = a number in [1e-15, 1] (that is, 1 / rate at most EVENT_AMOUNT_MAX)
+ *   and |value / rate| at most EVENT_AMOUNT_MAX (event.h: the numeric domain)
  *   tag   = 1..200 chars of [A-Za-z0-9_.:/-] (no ',', '|', '{', '}', spaces)
  *   unix_seconds = integer in [0, 4102444800) (before 2100-01-01)
  * The sections after the type may come in any order, each at most once.

@@ -258,6 +258,9 @@ static int write_live(rebuilder *r, const char *name, size_t name_len, const liv
     if (kl < 0)
         return fail(r, "sqlite", "metric name too long for a Redis key");
     int nl = format_double(num, sizeof num, value == 0 ? 0.0 : value);
+    if (nl < 0) /* (store.c quarantines such rows when it opens the database) */
+        return fail(r, "sqlite", "a stored value is not finite (a database from before schema "
+                                 "version 2: run tally-flusher once to upgrade it)");
     r->stats->series_written++;
     if (col->kind == LIVE_SCORE) {
         const char *argv[] = {"ZADD", key, num, tags};
@@ -392,6 +395,28 @@ static int load_snapshot(rebuilder *r)
 
 /* ---- steps 4 and 5: Kafka replay ------------------------------------------- */
 
+/* Sends the carries an applied transaction needs (live_update_carry) and
+ * reads their replies. */
+static int apply_carry(rebuilder *r, const live_update *carry)
+{
+    if (carry->commands == 0)
+        return 0;
+    if (redisAppendFormattedCommand(r->redis, carry->resp, carry->resp_len) != REDIS_OK)
+        return redis_failed(r, "redis append");
+    for (size_t i = 0; i < carry->commands; i++) {
+        redisReply *reply = NULL;
+        if (redisGetReply(r->redis, (void **)&reply) != REDIS_OK || !reply)
+            return redis_failed(r, "redis");
+        int refused = reply->type == REDIS_REPLY_ERROR;
+        if (refused)
+            fail(r, "redis carry", reply->str);
+        freeReplyObject(reply);
+        if (refused)
+            return -1;
+    }
+    return 0;
+}
+
 /* Sends one batch's transaction and reads its replies, again while another
  * client's change to a watched key aborts it. */
 static int apply_transaction(rebuilder *r, const live_update *u)
@@ -404,17 +429,28 @@ static int apply_transaction(rebuilder *r, const live_update *u)
         int verdict = LIVE_FAILED, outcome = LIVE_FAILED;
         size_t dups[1], ndups = 0;
         char why[256] = "no reply";
+        live_update carry = {0};
         for (size_t i = 0; i < u->commands; i++) {
             redisReply *reply = NULL;
-            if (redisGetReply(r->redis, (void **)&reply) != REDIS_OK || !reply)
+            if (redisGetReply(r->redis, (void **)&reply) != REDIS_OK || !reply) {
+                live_update_free(&carry);
                 return redis_failed(r, "redis");
+            }
             if (i == LIVE_GUARD_REPLY)
                 verdict = live_guard_verdict(reply, 1, dups, &ndups, why, sizeof why);
-            if (i == live_exec_reply(u))
+            if (i == live_exec_reply(u)) {
                 outcome = live_outcome(verdict, reply, why, sizeof why);
+                if (outcome == LIVE_APPLIED &&
+                    live_update_carry(u, reply, &carry, why, sizeof why) != 0)
+                    outcome = LIVE_FAILED;
+            }
             freeReplyObject(reply);
         }
         r->appended_since_refresh += u->commands;
+        int carried = apply_carry(r, &carry);
+        live_update_free(&carry);
+        if (carried != 0)
+            return -1;
         switch (outcome) {
         case LIVE_APPLIED: r->stats->batches_applied++; return 0;
         case LIVE_DUPLICATE: r->stats->batches_skipped++; return 0;
@@ -453,12 +489,14 @@ static int replay_record(rebuilder *r, const rd_kafka_message_t *m)
     int built = fold ? live_update_build(&u, folds, ids, id_lens, 1, r->cfg->dedup.window_seconds,
                                          LIVE_MODE_REBUILD, NULL, why, sizeof why)
                      : -1;
-    live_fold_free(fold);
     record_close(&rec);
-    if (built != 0)
+    if (built != 0) {
+        live_fold_free(fold);
         return fail(r, "replay", why);
-    int rc = apply_transaction(r, &u);
+    }
+    int rc = apply_transaction(r, &u); /* (u borrows the fold's strings for its carries) */
     live_update_free(&u);
+    live_fold_free(fold);
     return rc;
 }
 

@@ -72,7 +72,25 @@ static const char SCHEMA[] =
     "CREATE INDEX IF NOT EXISTS batches_received_ms ON batches(received_ms);"
     "CREATE TABLE IF NOT EXISTS rejected_records("
     " topic TEXT, partition INTEGER, offset INTEGER, reason TEXT, payload BLOB,"
-    " PRIMARY KEY(topic, partition, offset));";
+    " PRIMARY KEY(topic, partition, offset));"
+    "CREATE TABLE IF NOT EXISTS quarantined_rows("
+    " tbl TEXT NOT NULL, name TEXT, tags TEXT, type TEXT, bucket INTEGER, reason TEXT NOT NULL);";
+
+/* Version 1 -> 2: rows holding infinity (SQLite keeps it as a REAL; NaN became
+ * NULL) move to quarantined_rows. */
+#define NOT_FINITE(col) "NOT (abs(" col ") <= 1.7976931348623157e308)"
+static const char UPGRADE_1_TO_2[] =
+    "INSERT INTO quarantined_rows SELECT 'metrics', name, tags, type, bucket,"
+    " 'value ' || value || ', weight ' || weight || ', min ' || ifnull(min, 'NULL') ||"
+    " ', max ' || ifnull(max, 'NULL') || ' not finite' FROM metrics WHERE "
+    NOT_FINITE("value") " OR " NOT_FINITE("weight") " OR " NOT_FINITE("ifnull(min, 0)") " OR "
+    NOT_FINITE("ifnull(max, 0)") ";"
+    "DELETE FROM metrics WHERE " NOT_FINITE("value") " OR " NOT_FINITE("weight") " OR "
+    NOT_FINITE("ifnull(min, 0)") " OR " NOT_FINITE("ifnull(max, 0)") ";"
+    "INSERT INTO quarantined_rows SELECT 'gauges', name, tags, 'gauge', NULL,"
+    " 'value ' || value || ' not finite' FROM gauges WHERE " NOT_FINITE("value") ";"
+    "DELETE FROM gauges WHERE " NOT_FINITE("value") ";"
+    "UPDATE meta SET value = '2' WHERE key = 'schema_version';";
 
 /* NULL-ignoring min/max: min(coalesce(a,b), coalesce(b,a)) is NULL only when both are. */
 static const char SQL_METRIC_UPSERT[] =
@@ -150,6 +168,10 @@ static int schema_init(store *s, char *err, size_t errlen)
              exec(s, sql, "initialise meta", err, errlen) == 0 &&
              meta_get(s, "schema_version", version, sizeof version, err, errlen) == 1 &&
              meta_get(s, "bucket_seconds", bucket, sizeof bucket, err, errlen) == 1;
+    if (ok && atoi(version) == 1) {
+        ok = exec(s, UPGRADE_1_TO_2, "upgrade to schema version 2", err, errlen) == 0;
+        snprintf(version, sizeof version, "%d", STORE_SCHEMA_VERSION);
+    }
     if (ok && atoi(version) != STORE_SCHEMA_VERSION) {
         snprintf(err, errlen, "%s: schema_version is '%s', this tally-flusher writes version %d",
                  s->path, version, STORE_SCHEMA_VERSION);

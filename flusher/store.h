@@ -39,6 +39,10 @@
  *   rejected_records(topic TEXT, partition INTEGER, offset INTEGER, reason TEXT,
  *                    payload BLOB, PRIMARY KEY(topic, partition, offset))
  *       Records that could not be decoded, kept verbatim with the reason.
+ *   quarantined_rows(tbl, name, tags, type, bucket, reason)
+ *       Rows a Tally before schema version 2 stored with a value that is not
+ *       finite (it had no numeric domain); moved here once by the upgrade so
+ *       that reads and the Redis rebuild never meet them.
  *
  * Not thread-safe: one store per thread.
  */
@@ -51,7 +55,7 @@
 #include "aggregate.h"
 #include "pending.h"
 
-#define STORE_SCHEMA_VERSION 1
+#define STORE_SCHEMA_VERSION 2
 #define STORE_BUSY_TIMEOUT_MS 5000
 
 typedef struct store store;

@@ -115,8 +115,8 @@ static void json_add_string(struct evbuffer *b, int first, const char *key, cons
 static void json_add_number(struct evbuffer *b, const char *key, double v)
 {
     char num[FORMAT_DOUBLE_MAX];
-    format_double(num, sizeof num, v);
-    evbuffer_add_printf(b, ",\"%s\":%s", key, num);
+    /* (a stored value from before the numeric domain may be out of range) */
+    evbuffer_add_printf(b, ",\"%s\":%s", key, format_double(num, sizeof num, v) < 0 ? "null" : num);
 }
 
 /* A 4xx/5xx with {"error": message[, "batch_id": id]} and optional Retry-After. */

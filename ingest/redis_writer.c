@@ -63,6 +63,7 @@ typedef struct redis_call {
     /* CALL_APPLY: one reply per command of the group's transaction */
     size_t replies_expected, replies_seen;
     size_t group_size;
+    const live_update *update; /* the caller's, valid until done is called */
     int verdict;     /* the guard's (live_guard_verdict) */
     size_t ndups;
     size_t *dups;    /* room for group_size */
@@ -119,6 +120,38 @@ static void call_free(redis_call *call)
     free(call);
 }
 
+static void on_carry_reply(redisAsyncContext *ac, void *reply, void *privdata)
+{
+    (void)ac;
+    (void)privdata;
+    const redisReply *r = reply;
+    if (!r || r->type == REDIS_REPLY_ERROR) /* (the field's next HINCRBY asks again) */
+        log_warn("redis: carrying a large integer field failed: %s",
+                 r ? r->str : "connection lost");
+}
+
+/* Moves the integer fields the group left near int64's range into their
+ * ":frac" companions (live_update_carry); they go out before any later group. */
+static void send_carries(redis_writer *w, const live_update *u, const redisReply *exec)
+{
+    live_update carry;
+    char err[128];
+    if (live_update_carry(u, exec, &carry, err, sizeof err) != 0) {
+        log_warn("redis: %s", err);
+        return;
+    }
+    size_t start = 0;
+    for (size_t i = 0; i < carry.commands; i++) {
+        if (redisAsyncFormattedCommand(w->ac, on_carry_reply, NULL, carry.resp + start,
+                                       carry.ends[i] - start) != REDIS_OK) {
+            log_warn("redis: cannot send a carry");
+            break;
+        }
+        start = carry.ends[i];
+    }
+    live_update_free(&carry);
+}
+
 /* The group's EXEC answered (or the connection went): tell the caller. */
 static void answer_apply(redis_call *call, const redisReply *exec)
 {
@@ -137,6 +170,8 @@ static void answer_apply(redis_call *call, const redisReply *exec)
         return;
     }
     call->answered = 1;
+    if (outcome == LIVE_APPLIED)
+        send_carries(call->w, call->update, exec);
     flush_stale_mark(call->w);
     call->done.apply(call->opaque, outcome, call->dups, call->ndups, NULL);
 }
@@ -314,6 +349,7 @@ int redis_writer_apply(redis_writer *w, const live_update *u, size_t group_size,
     if (!call)
         return -1;
     call->done.apply = done;
+    call->update = u;
     call->group_size = group_size;
     call->dups = calloc(group_size, sizeof *call->dups);
     if (!call->dups) {

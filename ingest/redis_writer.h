@@ -56,9 +56,11 @@ typedef void (*redis_hash_fn)(void *opaque, int ok, const redis_series *series, 
 redis_writer *redis_writer_new(struct event_base *base, const tally_config *cfg, char *err,
                                size_t errlen);
 
-/* Sends a group's transaction (live_update_build, group_size batches). The
- * writer copies what it needs. Returns -1 with err filled (and never calls
- * `done`) when Redis is down. */
+/* Sends a group's transaction (live_update_build, group_size batches); u
+ * (and the folds it borrows from) must stay valid until `done` is called.
+ * Fields the group leaves near int64's range are carried afterwards
+ * (live_update_carry). Returns -1 with err filled (and never calls `done`)
+ * when Redis is down. */
 int redis_writer_apply(redis_writer *w, const live_update *u, size_t group_size,
                        redis_apply_fn done, void *opaque, char *err, size_t errlen);
 

@@ -18,6 +18,7 @@
  *   - live_guard_verdict() and live_outcome() on hand-built replies;
  *   - live_group_length() and exact number formatting (format_double).
  */
+#include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -870,6 +871,77 @@ static void test_exec_with_refused_updates_is_partial(void **state)
     replies_free();
 }
 
+/* A HINCRBY reply at 2^53 or more asks for a carry of exactly that field;
+ * smaller ones, HINCRBYFLOAT and HSET replies do not. */
+static void test_carry_of_large_integer_fields(void **state)
+{
+    (void)state;
+    metric_event e[] = {
+        ev(METRIC_COUNTER, "big", "env:a", 999999999999999.0, 1, 0),
+        ev(METRIC_DISTRIBUTION, "lat", NULL, 5, 1, 0),
+        ev(METRIC_COUNTER, "small", NULL, 3, 1, 0),
+        ev(METRIC_COUNTER, "frac", NULL, 0.5, 1, 0),
+    };
+    live_update u, carry;
+    char err[128];
+    live_fold *f = live_fold_new(e, 4, err, sizeof err); /* (u borrows its strings) */
+    assert_non_null(f);
+    const live_fold *folds[1] = {f};
+    const char *ids[1] = {"b1"};
+    assert_int_equal(build_group(&u, folds, ids, 1, 60, LIVE_MODE_INGEST), 0);
+    /* EXEC: SET, HINCRBY big, HINCRBY dist:count, HINCRBY dist:sum, ZADD, ZADD,
+     * HINCRBY small, HINCRBYFLOAT frac */
+    assert_string_equal(cmd(&u, 4), "HINCRBY");
+    assert_int_equal(u.nwhole, 4);
+    redisReply *exec = r_array(8, r_status("OK"), r_int(LIVE_CARRY_THRESHOLD), r_int(1),
+                               r_int(-LIVE_CARRY_THRESHOLD - 5), r_int(1), r_int(1),
+                               r_int(LIVE_CARRY_THRESHOLD - 1), r_str("0.5"));
+    assert_int_equal(live_update_carry(&u, exec, &carry, err, sizeof err), 0);
+    parse_update(&carry);
+    assert_int_equal(carry.commands, 2);
+    assert_string_equal(cmd(&carry, 0), "EVAL");
+    assert_non_null(strstr(arg(&carry, 0, 1), "HINCRBYFLOAT"));
+    assert_string_equal(arg(&carry, 0, 2), "2");
+    assert_string_equal(arg(&carry, 0, 3), "tally:{big}:counter");
+    assert_string_equal(arg(&carry, 0, 4), "tally:{big}:counter:frac");
+    assert_string_equal(arg(&carry, 0, 5), "env:a");
+    assert_string_equal(arg(&carry, 0, 6), "9007199254740992");
+    assert_string_equal(arg(&carry, 1, 3), "tally:{lat}:dist:sum");
+    assert_string_equal(arg(&carry, 1, 4), "tally:{lat}:dist:sum:frac");
+    assert_string_equal(arg(&carry, 1, 5), "");
+    done(&carry);
+
+    /* nothing near the limit: no carry */
+    redisReply *calm = r_array(8, r_status("OK"), r_int(7), r_int(1), r_int(5), r_int(1),
+                               r_int(1), r_int(3), r_str("0.5"));
+    assert_int_equal(live_update_carry(&u, calm, &carry, err, sizeof err), 0);
+    assert_int_equal(carry.commands, 0);
+    live_update_free(&carry);
+    done(&u);
+    live_fold_free(f);
+    replies_free();
+}
+
+/* A value that is not finite is never written: the build fails cleanly. */
+static void test_non_finite_value_is_refused(void **state)
+{
+    (void)state;
+    metric_event e[] = {ev(METRIC_GAUGE, "g", NULL, INFINITY, 1, 0)};
+    live_update u;
+    char err[128] = "";
+    live_fold *f = live_fold_new(e, 1, err, sizeof err);
+    assert_non_null(f);
+    const live_fold *folds[1] = {f};
+    const char *ids[1] = {"b"};
+    size_t lens[1] = {1};
+    assert_int_equal(live_update_build(&u, folds, ids, lens, 1, 60, LIVE_MODE_INGEST, NULL, err,
+                                       sizeof err),
+                     -1);
+    assert_string_equal(err, "a folded value is not finite");
+    assert_null(u.resp);
+    live_fold_free(f);
+}
+
 static void test_guard_failures(void **state)
 {
     (void)state;
@@ -1022,6 +1094,8 @@ int main(void)
         cmocka_unit_test(test_guard_names_duplicates),
         cmocka_unit_test(test_exec_aborted_by_another_client_retries),
         cmocka_unit_test(test_exec_with_refused_updates_is_partial),
+        cmocka_unit_test(test_carry_of_large_integer_fields),
+        cmocka_unit_test(test_non_finite_value_is_refused),
         cmocka_unit_test(test_guard_failures),
         cmocka_unit_test(test_exec_failures),
         cmocka_unit_test(test_format_double_is_exact_and_short),

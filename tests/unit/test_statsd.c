@@ -241,9 +241,9 @@ static void test_numbers_match_strtod(void **state)
     (void)state;
     const char *values[] = {
         "0", "1", "-1", "+7", "-0", "0.1", "0.2", "0.3", "1.", ".5", "-.5", "123.456",
-        "999999999999999", "9999999999999999", "0.000000000000001", "3.141592653589793",
-        "2.718281828459045235", "1e3", "1E-3", "-1.5e+10", "4.9e-324", "1.7976931348623157e308",
-        "00000000000000000001", "0.1234567890123456789", "100000000000000000000000",
+        "999999999999999", "9999999999999999e-5", "0.000000000000001", "3.141592653589793",
+        "2.718281828459045235", "1e3", "1E-3", "-1.5e+10", "4.9e-324", "1.7976931348623157e14",
+        "00000000000000000001", "0.1234567890123456789", "100000000000000000000000e-10",
         "123456789012345.6", "12345.678901234",
     };
     parsed p;
@@ -283,7 +283,7 @@ static void test_numbers_match_strtod(void **state)
         unsigned digits = 16 + i % 4;
         snprintf(num, sizeof num, "1%0*llu", (int)digits - 1, x % 1000000000000000000ULL);
         num[digits] = '\0';
-        size_t dot = 1 + i % (digits - 1);
+        size_t dot = 1 + i % 15; /* (at most 15 whole digits: inside the numeric domain) */
         memmove(num + dot + 1, num + dot, digits - dot + 1);
         num[dot] = '.';
         snprintf(line, sizeof line, "n:%s|d", num);
@@ -329,6 +329,33 @@ static void test_error_value(void **state)
     assert_line_rejected("x:-|g", "value \"-\" is not a number");
     assert_line_rejected("x:1,5|c", "value \"1,5\" is not a number");
     assert_line_rejected("x:1e999|c", "value \"1e999\" is out of range");
+    /* the numeric domain (event.h): a line adds at most 1e15 to any running value */
+    assert_line_rejected("x:1e308|c",
+                         "value 1e+308 at sample rate 1: |value / rate| and 1 / rate may be at "
+                         "most 1e+15");
+    assert_line_rejected("g:1e308|g",
+                         "value 1e+308 at sample rate 1: |value / rate| and 1 / rate may be at "
+                         "most 1e+15");
+    assert_line_rejected("g:+1e308|g",
+                         "value 1e+308 at sample rate 1: |value / rate| and 1 / rate may be at "
+                         "most 1e+15");
+    assert_line_rejected("x:-1.0000000000000002e15|ms",
+                         "value -1000000000000000.2 at sample rate 1: |value / rate| and 1 / rate "
+                         "may be at most 1e+15");
+    assert_line_rejected("x:6e14|c|@0.5",
+                         "value 600000000000000 at sample rate 0.5: |value / rate| and 1 / rate "
+                         "may be at most 1e+15");
+    {   /* at the bound exactly: accepted */
+        parsed p;
+        parsed_init(&p);
+        assert_true(parse_one(&p, "x:1e15|c").value == 1e15);
+        assert_true(parse_one(&p, "x:-5e14|ms|@0.5").value == -5e14);
+        assert_true(parse_one(&p, "x:-1e15|g").value == -1e15);
+        parsed_free(&p);
+    }
+    assert_line_rejected("x:0|d|@1e-16",
+                         "value 0 at sample rate 9.9999999999999998e-17: |value / rate| and 1 / "
+                         "rate may be at most 1e+15");
     char line[200];
     snprintf(line, sizeof line, "x:%065d|c", 1);
     assert_line_rejected(line, "value too long (more than 64 bytes)");
