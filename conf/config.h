@@ -27,6 +27,12 @@ typedef struct tally_config {
         int max_errors_reported;             /* ingest.max_errors_reported 100, 1..10000 */
         int max_inflight_batches;            /* ingest.max_inflight_batches 1024, 1..100000 */
         long long max_inflight_bytes;        /* ingest.max_inflight_bytes 32 MiB, 1 MiB..4 GiB */
+        int max_connections;                 /* ingest.max_connections 512, 1..1000000 */
+        int client_timeout_seconds;          /* ingest.client_timeout_seconds 10, 1..3600 */
+        int keepalive_timeout_seconds;       /* ingest.keepalive_timeout_seconds 60, 1..3600 */
+        long long max_header_bytes;          /* ingest.max_header_bytes 16 KiB, 1 KiB..1 MiB */
+        int max_header_count;                /* ingest.max_header_count 64, 1..1000 */
+        int max_series_per_batch;            /* ingest.max_series_per_batch 10000, 1..1000000 */
     } ingest;
     struct {
         char brokers[CONFIG_STR_MAX];        /* kafka.brokers          "127.0.0.1:9092" */
@@ -34,6 +40,7 @@ typedef struct tally_config {
         int partitions;                      /* kafka.partitions       1, 1..1024 (topic created with it) */
         int delivery_timeout_ms;             /* kafka.delivery_timeout_ms 5000, 100..300000 */
         int linger_ms;                       /* kafka.linger_ms        0, 0..1000 */
+        int max_message_bytes;               /* kafka.max_message_bytes 1000000, 1024..16000000 */
         char consumer_group[CONFIG_STR_MAX]; /* kafka.consumer_group   "tally-flusher" */
     } kafka;
     struct {

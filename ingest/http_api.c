@@ -35,6 +35,7 @@
 #include <event2/keyvalq_struct.h>
 
 #include "format.h"
+#include "http_guard.h"
 #include "live_bounds.h"
 #include "live_update.h"
 #include "log.h"
@@ -62,6 +63,7 @@ struct ingest_server {
     struct batch_request *redis_head, *redis_tail;
     int redis_busy;
     live_bounds *bounds; /* distribution min/max the live view holds already */
+    http_guard *guard;   /* connection limits and deadlines */
 };
 
 /* The bounds cache: entries and bytes of names and tags (a bound on memory). */
@@ -119,9 +121,13 @@ static void json_add_number(struct evbuffer *b, const char *key, double v)
     evbuffer_add_printf(b, ",\"%s\":%s", key, format_double(num, sizeof num, v) < 0 ? "null" : num);
 }
 
-/* A 4xx/5xx with {"error": message[, "batch_id": id]} and optional Retry-After. */
-static void reply_error(struct evhttp_request *req, int code, const char *status,
-                        const char *message, const char *batch_id, int retry_after)
+/* A 4xx/5xx with {"error": message[, "batch_id": id][, "outcome": what became
+ * of the batch]} and optional Retry-After. outcome: "not_stored" (certainly
+ * not taken), "unknown" (Kafka may hold it: only a retry with the same key
+ * settles it), "stored" (Kafka holds it, the live view missed it). */
+static void reply_batch_error(struct evhttp_request *req, int code, const char *status,
+                              const char *message, const char *batch_id, int retry_after,
+                              const char *outcome)
 {
     struct evbuffer *b = evbuffer_new();
     if (!b) {
@@ -134,6 +140,8 @@ static void reply_error(struct evhttp_request *req, int code, const char *status
         json_add_string(b, 0, "batch_id", batch_id, strlen(batch_id));
         evhttp_add_header(evhttp_request_get_output_headers(req), "Idempotency-Key", batch_id);
     }
+    if (outcome)
+        json_add_string(b, 0, "outcome", outcome, strlen(outcome));
     evbuffer_add(b, "}\n", 2);
     if (retry_after > 0) {
         char secs[16];
@@ -142,6 +150,12 @@ static void reply_error(struct evhttp_request *req, int code, const char *status
     }
     reply_json(req, code, status, b);
     evbuffer_free(b);
+}
+
+static void reply_error(struct evhttp_request *req, int code, const char *status,
+                        const char *message, const char *batch_id, int retry_after)
+{
+    reply_batch_error(req, code, status, message, batch_id, retry_after, NULL);
 }
 
 static void reply_invalid_batch(struct evhttp_request *req, const statsd_batch *batch)
@@ -253,7 +267,7 @@ static void finish_redis(batch_request *br, int result, const char *reason)
                  "batch is stored in Kafka but the live view was not updated (%s); "
                  "retry with the same Idempotency-Key",
                  reason);
-        reply_error(br->req, 503, "Service Unavailable", msg, br->batch_id, 1);
+        reply_batch_error(br->req, 503, "Service Unavailable", msg, br->batch_id, 1, "stored");
     } else {
         reply_accepted(br, result == LIVE_DUPLICATE ? "duplicate" : "applied");
     }
@@ -374,15 +388,33 @@ static void pump_redis(ingest_server *s)
     }
 }
 
-static void on_kafka_delivered(void *opaque, int ok, const char *reason)
+static void on_kafka_delivered(void *opaque, kafka_outcome outcome, const char *reason)
 {
     batch_request *br = opaque;
     char err[384];
-    if (!ok) {
-        if (!br->answered) {
+    if (outcome != KAFKA_DELIVERED) {
+        if (br->answered) {
+            /* (the deadline answered "unknown"; the client's retry settles it) */
+        } else if (outcome == KAFKA_TOO_LARGE) {
+            snprintf(err, sizeof err,
+                     "kafka refused the batch's record as too large (%s): the broker's "
+                     "message.max.bytes is below kafka.max_message_bytes (%d); send smaller "
+                     "batches",
+                     reason, br->srv->cfg->kafka.max_message_bytes);
+            reply_batch_error(br->req, 413, "Payload Too Large", err, br->batch_id, 0,
+                              "not_stored");
+        } else if (outcome == KAFKA_MAYBE_STORED) {
+            snprintf(err, sizeof err,
+                     "kafka did not confirm the batch (%s) but may hold it: retry with the same "
+                     "Idempotency-Key, which counts it once",
+                     reason);
+            reply_batch_error(br->req, 503, "Service Unavailable", err, br->batch_id, 1,
+                              "unknown");
+        } else {
             snprintf(err, sizeof err, "kafka did not take the batch: %s; nothing was acknowledged",
                      reason);
-            reply_error(br->req, 503, "Service Unavailable", err, br->batch_id, 1);
+            reply_batch_error(br->req, 503, "Service Unavailable", err, br->batch_id, 1,
+                              "not_stored");
         }
         batch_request_finish(br);
         return;
@@ -408,10 +440,35 @@ static void on_batch_deadline(evutil_socket_t fd, short what, void *arg)
     if (br->answered)
         return;
     br->answered = 1;
-    reply_error(br->req, 503, "Service Unavailable",
-                "kafka did not confirm the batch in time; it may still be stored: retry with the "
-                "same Idempotency-Key",
-                br->batch_id, 1);
+    reply_batch_error(br->req, 503, "Service Unavailable",
+                      "kafka did not confirm the batch in time; it may still be stored: retry "
+                      "with the same Idempotency-Key, which counts it once",
+                      br->batch_id, 1, "unknown");
+}
+
+/* 413 (and 1) for a batch over ingest.max_series_per_batch or whose record
+ * Kafka would not take (kafka.max_message_bytes); else 0. */
+static int refuse_oversized(ingest_server *s, struct evhttp_request *req, const batch_request *br,
+                            size_t record_len)
+{
+    char msg[256];
+    size_t series = live_fold_series(br->fold);
+    /* (the record travels with its key and a header holding the batch id) */
+    size_t message_len = record_len + 2 * strlen(br->batch_id) + 64;
+    if (series > (size_t)s->cfg->ingest.max_series_per_batch)
+        snprintf(msg, sizeof msg,
+                 "the batch holds %zu distinct series, more than ingest.max_series_per_batch "
+                 "(%d): split it",
+                 series, s->cfg->ingest.max_series_per_batch);
+    else if (message_len > (size_t)s->cfg->kafka.max_message_bytes)
+        snprintf(msg, sizeof msg,
+                 "the batch's Kafka record would be %zu bytes, more than kafka.max_message_bytes "
+                 "(%d): split it",
+                 message_len, s->cfg->kafka.max_message_bytes);
+    else
+        return 0;
+    reply_batch_error(req, 413, "Payload Too Large", msg, br->batch_id, 0, "not_stored");
+    return 1;
 }
 
 static void handle_post_events(ingest_server *s, struct evhttp_request *req)
@@ -492,6 +549,12 @@ static void handle_post_events(ingest_server *s, struct evhttp_request *req)
         reply_error(req, 500, "Internal Server Error", err, batch_id, 0);
         return;
     }
+    if (refuse_oversized(s, req, br, record_len)) {
+        free(record);
+        live_fold_free(br->fold);
+        free(br);
+        return;
+    }
     br->bytes = len + record_len;
     s->inflight++;
     s->inflight_bytes += br->bytes;
@@ -509,7 +572,7 @@ static void handle_post_events(ingest_server *s, struct evhttp_request *req)
         free(record);
         char msg[384];
         snprintf(msg, sizeof msg, "%s; nothing was acknowledged", err);
-        reply_error(req, 503, "Service Unavailable", msg, batch_id, 1);
+        reply_batch_error(req, 503, "Service Unavailable", msg, batch_id, 1, "not_stored");
         batch_request_finish(br);
     }
 }
@@ -705,28 +768,56 @@ static void handle_healthz(ingest_server *s, struct evhttp_request *req)
 
 /* ---- routing ------------------------------------------------------------------ */
 
+/* 405 naming the method the route takes (and in Allow). */
+static void reply_wrong_method(struct evhttp_request *req, const char *allow, const char *route)
+{
+    char msg[128];
+    snprintf(msg, sizeof msg, "%s takes %s only", route, allow);
+    evhttp_add_header(evhttp_request_get_output_headers(req), "Allow", allow);
+    reply_error(req, 405, "Method Not Allowed", msg, NULL, 0);
+}
+
+static size_t header_count(struct evhttp_request *req)
+{
+    size_t n = 0;
+    struct evkeyval *h;
+    TAILQ_FOREACH(h, evhttp_request_get_input_headers(req), next)
+        n++;
+    return n;
+}
+
 static void on_request(struct evhttp_request *req, void *arg)
 {
     ingest_server *s = arg;
+    http_guard_request_read(s->guard, req);
     const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(req);
     const char *path = uri ? evhttp_uri_get_path(uri) : NULL;
     const char *query = uri ? evhttp_uri_get_query(uri) : NULL;
     enum evhttp_cmd_type method = evhttp_request_get_command(req);
+    int reading = method == EVHTTP_REQ_GET || method == EVHTTP_REQ_HEAD;
     static const char counters[] = "/v1/counters/";
-    if (!path) {
+    if (header_count(req) > (size_t)s->cfg->ingest.max_header_count) {
+        char msg[128];
+        snprintf(msg, sizeof msg, "more than ingest.max_header_count (%d) header lines",
+                 s->cfg->ingest.max_header_count);
+        reply_error(req, 431, "Request Header Fields Too Large", msg, NULL, 0);
+    } else if (!path) {
         reply_error(req, 400, "Bad Request", "malformed request URI", NULL, 0);
     } else if (strcmp(path, "/v1/events") == 0) {
         if (method == EVHTTP_REQ_POST)
             handle_post_events(s, req);
         else
-            reply_error(req, 405, "Method Not Allowed", "use POST for /v1/events", NULL, 0);
+            reply_wrong_method(req, "POST", "/v1/events");
     } else if (strncmp(path, counters, sizeof counters - 1) == 0) {
-        if (method == EVHTTP_REQ_GET)
+        if (reading)
             handle_get_counter(s, req, path + sizeof counters - 1, query);
         else
-            reply_error(req, 405, "Method Not Allowed", "use GET for /v1/counters/NAME", NULL, 0);
+            reply_wrong_method(req, "GET, HEAD", "/v1/counters/NAME");
     } else if (strcmp(path, "/healthz") == 0) {
-        handle_healthz(s, req);
+        if (reading)
+            handle_healthz(s, req);
+        else
+            reply_wrong_method(req, "GET, HEAD", "/healthz");
     } else {
         reply_error(req, 404, "Not Found", "no such route", NULL, 0);
     }
@@ -765,14 +856,26 @@ ingest_server *ingest_server_new(struct event_base *base, const tally_config *cf
         free(s);
         return NULL;
     }
-    evhttp_set_max_body_size(s->http, (ev_ssize_t)cfg->ingest.max_body_bytes);
-    evhttp_set_allowed_methods(s->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_HEAD);
+    s->guard = http_guard_new(base, s->http, cfg, err, errlen);
+    if (!s->guard) {
+        evhttp_free(s->http);
+        live_bounds_free(s->bounds);
+        free(s);
+        return NULL;
+    }
+    /* every method reaches on_request, which answers 405 in JSON (libevent
+     * would answer a method it was not told about with its own HTML 501) */
+    evhttp_set_allowed_methods(s->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_HEAD |
+                                            EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE |
+                                            EVHTTP_REQ_OPTIONS | EVHTTP_REQ_TRACE |
+                                            EVHTTP_REQ_CONNECT | EVHTTP_REQ_PATCH);
     evhttp_set_gencb(s->http, on_request, s);
     if (!evhttp_bind_socket_with_handle(s->http, cfg->ingest.listen_address,
                                         (ev_uint16_t)cfg->ingest.listen_port)) {
         snprintf(err, errlen, "cannot listen on %s:%d: %s", cfg->ingest.listen_address,
                  cfg->ingest.listen_port, strerror(errno));
         evhttp_free(s->http);
+        http_guard_free(s->guard);
         live_bounds_free(s->bounds);
         free(s);
         return NULL;
@@ -795,6 +898,7 @@ void ingest_server_free(ingest_server *s)
     if (!s)
         return;
     evhttp_free(s->http);
+    http_guard_free(s->guard);
     statsd_batch_free(&s->batch);
     live_bounds_free(s->bounds);
     free(s);

@@ -5,18 +5,19 @@
  *                            200 {"accepted":N,"batch_id":..,"duplicate":bool} only after the
  *                            batch's record is delivered to Kafka (acks=all) AND applied to Redis;
  *                            400 invalid batch (every bad line: number + reason; nothing applied);
- *                            413 body over ingest.max_body_bytes; 503 + Retry-After when Kafka
- *                            cannot take it (nothing acknowledged; retry with the same key).
+ *                            413 body, series or Kafka record over its limit; 503 + Retry-After
+ *                            when Kafka cannot take it ("outcome" says whether it may be
+ *                            stored: retry with the same key).
  *                            Kafka has it but Redis cannot apply it: 200 "live":"stale"
  *                            (redis.on_unavailable = accept) or 503 (reject).
  *   GET  /v1/counters/NAME   live total from Redis ("?source=sqlite": flushed total; Redis down:
  *                            falls back to SQLite and says so)
  *   GET  /healthz            component status
  *
- * Every answer composed here has a JSON body (the 413 comes from libevent's
- * HTTP layer, which rejects an oversized body before routing; its body is
- * plain text). The module owns no threads; all callbacks run
- * on the event loop it was created with.
+ * Every answer has a JSON body (libevent's own error pages are turned into
+ * JSON by http_guard.h, which also bounds connections and slow clients). The
+ * module owns no threads; all callbacks run on the event loop it was created
+ * with.
  */
 #ifndef TALLY_HTTP_API_H
 #define TALLY_HTTP_API_H

@@ -56,10 +56,15 @@ static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *msg, void *wri
     delivery_ticket *ticket = msg->_private;
     if (msg->err == RD_KAFKA_RESP_ERR_NO_ERROR) {
         w->up = 1;
-        ticket->done(ticket->opaque, 1, NULL);
+        ticket->done(ticket->opaque, KAFKA_DELIVERED, NULL);
     } else {
-        log_warn("kafka delivery failed: %s", rd_kafka_err2str(msg->err));
-        ticket->done(ticket->opaque, 0, rd_kafka_err2str(msg->err));
+        kafka_outcome outcome =
+            msg->err == RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE ? KAFKA_TOO_LARGE
+            : rd_kafka_message_status(msg) == RD_KAFKA_MSG_STATUS_NOT_PERSISTED ? KAFKA_NOT_STORED
+                                                                               : KAFKA_MAYBE_STORED;
+        log_warn("kafka delivery failed: %s%s", rd_kafka_err2str(msg->err),
+                 outcome == KAFKA_MAYBE_STORED ? " (possibly stored)" : "");
+        ticket->done(ticket->opaque, outcome, rd_kafka_err2str(msg->err));
     }
     free(ticket);
 }

@@ -21,8 +21,17 @@
 
 typedef struct kafka_writer kafka_writer;
 
-/* ok = 1 when delivered; otherwise reason names why (valid during the call). */
-typedef void (*kafka_delivery_fn)(void *opaque, int ok, const char *reason);
+/* What became of a record. */
+typedef enum kafka_outcome {
+    KAFKA_DELIVERED,    /* on all in-sync replicas */
+    KAFKA_NOT_STORED,   /* certainly not in the topic (librdkafka: not persisted) */
+    KAFKA_MAYBE_STORED, /* failed, but possibly persisted (a timeout after sending it):
+                         * only a retry with the same batch id settles it */
+    KAFKA_TOO_LARGE,    /* the broker refused the record's size: retrying cannot help */
+} kafka_outcome;
+
+/* reason names why it failed (valid during the call; NULL when delivered). */
+typedef void (*kafka_delivery_fn)(void *opaque, kafka_outcome outcome, const char *reason);
 
 /* Creates the producer, makes sure the topic exists (creating it with
  * kafka.partitions partitions) and hooks delivery reports into `base`.

@@ -8,7 +8,9 @@
  * Usage: tally-ingest [-c FILE] [--check-config] [--help-config]
  * Exit codes: 0 clean stop, 1 runtime failure, 2 bad usage or configuration.
  */
+#include <errno.h>
 #include <signal.h>
+#include <sys/resource.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -41,6 +43,30 @@ static void usage(FILE *out)
 
 /* Runs every 50 ms after a stop signal: leaves the loop once nothing is in
  * flight or the deadline passed; also watches for a fatal producer error. */
+/* Raises the open-file limit to what ingest.max_connections needs (plus room
+ * for Kafka, Redis, SQLite and logs); 0, or -1 with err filled. */
+static int reserve_file_descriptors(const tally_config *cfg, char *err, size_t errlen)
+{
+    rlim_t need = (rlim_t)cfg->ingest.max_connections + 128;
+    struct rlimit lim;
+    if (getrlimit(RLIMIT_NOFILE, &lim) != 0) {
+        snprintf(err, errlen, "getrlimit(RLIMIT_NOFILE): %s", strerror(errno));
+        return -1;
+    }
+    if (lim.rlim_cur >= need)
+        return 0;
+    lim.rlim_cur = lim.rlim_max == RLIM_INFINITY || lim.rlim_max >= need ? need : lim.rlim_max;
+    if (setrlimit(RLIMIT_NOFILE, &lim) != 0 || lim.rlim_cur < need) {
+        snprintf(err, errlen,
+                 "ingest.max_connections = %d needs %llu open files, but the limit is %llu "
+                 "(ulimit -n; LimitNOFILE= under systemd): raise it or lower the setting",
+                 cfg->ingest.max_connections, (unsigned long long)need,
+                 (unsigned long long)lim.rlim_cur);
+        return -1;
+    }
+    return 0;
+}
+
 static void on_drain_tick(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd;
@@ -119,6 +145,10 @@ int main(int argc, char **argv)
 
     ingest_process p = {0};
     char err[512];
+    if (reserve_file_descriptors(&cfg, err, sizeof err) != 0) {
+        log_error("%s", err);
+        return 1;
+    }
     redis_writer *redis = NULL;
     sqlite_reader *sqlite = NULL;
     struct event *sigterm = NULL, *sigint = NULL, *watchdog = NULL;

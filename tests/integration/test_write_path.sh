@@ -83,7 +83,7 @@ records=$((records + 2))
 check_eq "redis applied the keyed batch once" 7 "$(redis_counter "$P.idem")"
 # The same key posted 8 times at once, queued behind a slow Redis call so
 # they are sent together in one group: counted once.
-awk -v p="$P" 'BEGIN { for (i = 0; i < 30000; i++) print p ".w" i ":1|c" }' >"$WORK/wide"
+awk -v p="$P" 'BEGIN { for (i = 0; i < 9000; i++) print p ".w" i ":1|c" }' >"$WORK/wide"
 curl -sS -o /dev/null -w '%{http_code}' --data-binary @"$WORK/wide" "$BASE_URL/v1/events" >"$WORK/wide-code" &
 wide=$!
 sleep 0.05

@@ -87,11 +87,18 @@ static void assert_defaults(const tally_config *c)
     assert_int_equal(c->ingest.max_errors_reported, 100);
     assert_int_equal(c->ingest.max_inflight_batches, 1024);
     assert_int_equal(c->ingest.max_inflight_bytes, 32LL * 1024 * 1024);
+    assert_int_equal(c->ingest.max_connections, 512);
+    assert_int_equal(c->ingest.client_timeout_seconds, 10);
+    assert_int_equal(c->ingest.keepalive_timeout_seconds, 60);
+    assert_int_equal(c->ingest.max_header_bytes, 16384);
+    assert_int_equal(c->ingest.max_header_count, 64);
+    assert_int_equal(c->ingest.max_series_per_batch, 10000);
     assert_string_equal(c->kafka.brokers, "127.0.0.1:9092");
     assert_string_equal(c->kafka.topic, "tally-events");
     assert_int_equal(c->kafka.partitions, 1);
     assert_int_equal(c->kafka.delivery_timeout_ms, 5000);
     assert_int_equal(c->kafka.linger_ms, 0);
+    assert_int_equal(c->kafka.max_message_bytes, 1000000);
     assert_string_equal(c->kafka.consumer_group, "tally-flusher");
     assert_string_equal(c->redis.host, "127.0.0.1");
     assert_int_equal(c->redis.port, 6379);
@@ -215,7 +222,7 @@ static void shipped_conf_has_every_key(void **state)
     }
     config_destroy(&lc);
     free(ref);
-    assert_int_equal(keys, 27); /* every field of tally_config */
+    assert_int_equal(keys, 34); /* every field of tally_config */
 }
 
 static void override_values(void **state)
@@ -585,7 +592,7 @@ static void reference_is_a_markdown_table(void **state)
     assert_non_null(strstr(ref, "| `sqlite.synchronous` | enum | `\"FULL\"` | FULL, NORMAL, EXTRA | "));
     assert_non_null(strstr(ref, "| `log.level` | enum | `\"info\"` | debug, info, warn, error | "));
     /* every line has exactly the 6 pipes of 5 columns */
-    assert_int_equal(count_lines(ref), 2 + 27);
+    assert_int_equal(count_lines(ref), 2 + 34);
     for (char *line = strtok(ref, "\n"); line; line = strtok(NULL, "\n")) {
         int pipes = 0;
         for (char *p = line; *p; p++)
