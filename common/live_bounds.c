@@ -53,6 +53,12 @@ static void clear_entry(live_bounds *b, bound_entry *e)
     e->key = NULL;
 }
 
+void live_bounds_clear(live_bounds *b)
+{
+    for (size_t i = 0; i <= b->mask; i++)
+        clear_entry(b, &b->slots[i]);
+}
+
 void live_bounds_free(live_bounds *b)
 {
     if (!b)

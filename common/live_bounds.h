@@ -33,6 +33,10 @@ live_bounds *live_bounds_new(size_t slots, size_t max_bytes);
 
 void live_bounds_free(live_bounds *b);
 
+/* Forgets every entry: what the live view holds is no longer known (Redis
+ * restarted, or its data was replaced). */
+void live_bounds_clear(live_bounds *b);
+
 /* Whether the live view's stored minimum / maximum of the series is known to
  * be <= min / >= max already (then the update may be skipped). */
 int live_bounds_covers_min(const live_bounds *b, uint32_t hash, const char *name,

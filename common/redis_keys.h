@@ -14,11 +14,14 @@
  *   tally:{NAME}:dist:min       zset  member tags, score = smallest value
  *   tally:{NAME}:dist:max       zset  member tags, score = largest value
  *   tally:batch:{BATCH_ID}      string, TTL dedup.window_seconds: batch applied
- *   tally:live:rebuilding       string, TTL 600 s: a rebuild holds the fence;
+ *   tally:live:rebuilding       string, TTL 15 s renewed each second: a rebuild holds the fence;
  *                               ingest defers its updates to the rebuild
  *   tally:live:stale            string: the live view may lack acknowledged
  *                               batches (Redis was down or lost data) until
  *                               the next rebuild, which deletes it
+ *   tally:live:run_id           string: run_id of the Redis process the live view
+ *                               was written to; another one at a reconnect means
+ *                               Redis restarted (and may have lost ~1 s): stale
  *
  * The tags field is the canonical tag string ("" for an untagged series). A
  * sum's value is its field in the main hash (only ever integers, so HINCRBY
@@ -32,6 +35,7 @@
 #define REDIS_KEY_MAX 320
 #define REDIS_KEY_REBUILD_FENCE "tally:live:rebuilding"
 #define REDIS_KEY_STALE "tally:live:stale"
+#define REDIS_KEY_RUN_ID "tally:live:run_id"
 /* Appended to a sum hash's name: its companion holding the fractions. */
 #define REDIS_KEY_FRAC_SUFFIX ":frac"
 

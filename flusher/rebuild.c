@@ -31,7 +31,8 @@
 
 enum {
     PIPELINE_DEPTH = 512,
-    FENCE_TTL_SECONDS = 600,
+    FENCE_TTL_SECONDS = 15,  /* a dead rebuild's fence lapses this soon */
+    FENCE_REFRESH_MS = 1000, /* a live one renews it this often, in every phase */
     POLL_MS = 200,
     STALL_LIMIT_MS = 60000,  /* no message for this long while behind: give up */
     SETTLE_RECORDS = 1000,   /* step 4 repeats until fewer new records than this remain */
@@ -43,7 +44,7 @@ typedef struct rebuilder {
     volatile sig_atomic_t *stop;
     redisContext *redis;
     size_t pending;          /* replies not yet read */
-    size_t appended_since_refresh;
+    double fence_refreshed;  /* now_seconds() of the last renewal */
     char fence_token[128];
     int fence_held;
     rebuild_stats *stats;
@@ -77,6 +78,8 @@ static int redis_failed(rebuilder *r, const char *what)
 }
 
 /* Reads every pending reply. Returns 0, or -1 on a connection error or error reply. */
+static int refresh_fence(rebuilder *r);
+
 static int pipeline_drain(rebuilder *r)
 {
     while (r->pending > 0) {
@@ -91,7 +94,7 @@ static int pipeline_drain(rebuilder *r)
         }
         freeReplyObject(reply);
     }
-    return 0;
+    return refresh_fence(r); /* (the pipeline is empty now) */
 }
 
 static int pipeline_append(rebuilder *r, int argc, const char **argv, const size_t *argvlen)
@@ -99,18 +102,21 @@ static int pipeline_append(rebuilder *r, int argc, const char **argv, const size
     if (redisAppendCommandArgv(r->redis, argc, argv, argvlen) != REDIS_OK)
         return redis_failed(r, "redis append");
     r->pending++;
-    r->appended_since_refresh++;
     if (r->pending >= PIPELINE_DEPTH)
         return pipeline_drain(r);
     return 0;
 }
 
-/* Keeps the fence alive during long phases. Call only with an empty pipeline. */
+/* Renews the fence once FENCE_REFRESH_MS have passed since the last renewal;
+ * a no-op while replies are pending (it reads its own reply). Fails when the
+ * fence is gone (it lapsed: ingest may have written meanwhile, so this
+ * rebuild cannot be trusted and stops; the stale mark stays). */
 static int refresh_fence(rebuilder *r)
 {
-    if (!r->fence_held || r->appended_since_refresh < 50000)
+    double now = now_seconds();
+    if (!r->fence_held || r->pending > 0 || (now - r->fence_refreshed) * 1000 < FENCE_REFRESH_MS)
         return 0;
-    r->appended_since_refresh = 0;
+    r->fence_refreshed = now;
     redisReply *reply = redisCommand(r->redis, "EXPIRE %s %d", REDIS_KEY_REBUILD_FENCE,
                                      FENCE_TTL_SECONDS);
     if (!reply)
@@ -183,6 +189,7 @@ static int take_fence(rebuilder *r)
         return fail(r, "rebuild", detail);
     }
     r->fence_held = 1;
+    r->fence_refreshed = now_seconds();
     return redis_simple(r, NULL, "SET %s %s", REDIS_KEY_STALE, "rebuild in progress");
 }
 
@@ -355,6 +362,11 @@ static int offset_row(rebuilder *r, sqlite3_stmt *st, const void *arg)
     return 0;
 }
 
+static int renew_during_query(void *arg)
+{
+    return refresh_fence(arg) != 0; /* (non-zero interrupts the query) */
+}
+
 /* Writes SQLite's totals, gauges and dedup keys, and reads the offsets they
  * correspond to, all from one read transaction. */
 static int load_snapshot(rebuilder *r)
@@ -366,6 +378,8 @@ static int load_snapshot(rebuilder *r)
         return -1;
     }
     sqlite3_busy_timeout(db, 5000);
+    /* a long query (the totals of a large database) renews the fence too */
+    sqlite3_progress_handler(db, 100000, renew_during_query, r);
     char sql[512];
     snprintf(sql, sizeof sql, "SELECT partition, next_offset FROM kafka_offsets WHERE topic = '%s'",
              r->cfg->kafka.topic);
@@ -446,7 +460,6 @@ static int apply_transaction(rebuilder *r, const live_update *u)
             }
             freeReplyObject(reply);
         }
-        r->appended_since_refresh += u->commands;
         int carried = apply_carry(r, &carry);
         live_update_free(&carry);
         if (carried != 0)
@@ -536,10 +549,7 @@ static int replay_to(rebuilder *r, const int64_t *target)
         if (r->pending == 0 && refresh_fence(r) != 0)
             return -1;
     }
-    if (pipeline_drain(r) != 0)
-        return -1;
-    r->appended_since_refresh = 50000; /* force a refresh check */
-    return refresh_fence(r);
+    return pipeline_drain(r);
 }
 
 /* target[p] = the partition's high watermark now; returns the records between
@@ -573,14 +583,13 @@ static int replay_tail(rebuilder *r)
         if (ahead < SETTLE_RECORDS)
             break;
     }
-    /* Step 5: drop the fence (and the stale mark), then take the watermark. */
-    if (redis_simple(r, NULL, "MULTI") != 0 ||
-        redis_simple(r, NULL, "DEL %s", REDIS_KEY_STALE) != 0 ||
-        redis_simple(r, NULL, "DEL %s", REDIS_KEY_REBUILD_FENCE) != 0 ||
-        redis_simple(r, NULL, "EXEC") != 0)
+    /* Step 5: drop the fence, take the watermark, replay to it; only then is
+     * the live view whole again, and the stale mark goes. */
+    if (redis_simple(r, NULL, "DEL %s", REDIS_KEY_REBUILD_FENCE) != 0)
         goto out;
     r->fence_held = 0;
-    if (read_targets(r, target) < 0 || replay_to(r, target) != 0)
+    if (read_targets(r, target) < 0 || replay_to(r, target) != 0 ||
+        redis_simple(r, NULL, "DEL %s", REDIS_KEY_STALE) != 0)
         goto out;
     rc = 0;
 out:

@@ -48,7 +48,7 @@ typedef struct rebuild_stats {
 /*
  * Runs the whole rebuild against cfg's Redis, SQLite and Kafka. Returns 0 with
  * *stats filled, or -1 with err filled; on failure the live view stays marked
- * stale (tally:live:stale) and the fence expires by itself within 600 s, or is
+ * stale (tally:live:stale) and the fence expires by itself within 15 s, or is
  * released at once when the failure happened after step 1.
  */
 int rebuild_redis(const tally_config *cfg, volatile sig_atomic_t *stop, rebuild_stats *stats,

@@ -34,6 +34,7 @@
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
 
+#include "body_decode.h"
 #include "format.h"
 #include "http_guard.h"
 #include "live_bounds.h"
@@ -64,6 +65,7 @@ struct ingest_server {
     int redis_busy;
     live_bounds *bounds; /* distribution min/max the live view holds already */
     http_guard *guard;   /* connection limits and deadlines */
+    unsigned redis_restarts; /* redis_writer_restarts() when bounds was last valid */
 };
 
 /* The bounds cache: entries and bytes of names and tags (a bound on memory). */
@@ -332,6 +334,11 @@ static size_t group_length(const batch_request *head)
  * that cannot be sent (Redis down) is finished at once, and so on. */
 static void pump_redis(ingest_server *s)
 {
+    unsigned restarts = redis_writer_restarts(s->redis);
+    if (restarts != s->redis_restarts) { /* Redis may have lost bounds it had */
+        live_bounds_clear(s->bounds);
+        s->redis_restarts = restarts;
+    }
     while (!s->redis_busy && s->redis_head) {
         size_t n = group_length(s->redis_head);
         redis_group *g = malloc(sizeof *g + n * sizeof g->members[0]);
@@ -446,6 +453,30 @@ static void on_batch_deadline(evutil_socket_t fd, short what, void *arg)
                       br->batch_id, 1, "unknown");
 }
 
+/* The answer to a body body_decode() refused. */
+static void reply_undecodable(struct evhttp_request *req, int decoded, const char *err)
+{
+    char msg[384];
+    switch (decoded) {
+    case BODY_TOO_LARGE:
+        snprintf(msg, sizeof msg, "%s (ingest.max_body_bytes)", err);
+        reply_error(req, 413, "Payload Too Large", msg, NULL, 0);
+        break;
+    case BODY_UNSUPPORTED:
+        reply_error(req, 415, "Unsupported Media Type", err, NULL, 0);
+        break;
+    case BODY_CORRUPT:
+        reply_error(req, 400, "Bad Request", err, NULL, 0);
+        break;
+    default:
+        reply_error(req, 500, "Internal Server Error", err, NULL, 0);
+        break;
+    }
+}
+
+static void accept_batch(ingest_server *s, struct evhttp_request *req, const char *batch_id,
+                         const char *body, size_t len);
+
 /* 413 (and 1) for a batch over ingest.max_series_per_batch or whose record
  * Kafka would not take (kafka.max_message_bytes); else 0. */
 static int refuse_oversized(ingest_server *s, struct evhttp_request *req, const batch_request *br,
@@ -506,13 +537,34 @@ static void handle_post_events(ingest_server *s, struct evhttp_request *req)
                     "too many bytes in flight (ingest.max_inflight_bytes)", NULL, 1);
         return;
     }
-    const char *body = len ? (const char *)evbuffer_pullup(input, -1) : "";
-    if (!body) {
+    const uint8_t *raw = len ? evbuffer_pullup(input, -1) : (const uint8_t *)"";
+    if (!raw) {
         reply_error(req, 500, "Internal Server Error", "out of memory reading the body", NULL, 0);
         return;
     }
-    int64_t received = now_ms();
+    const uint8_t *plain;
+    int owned = 0;
     char err[256];
+    int decoded = body_decode(evhttp_find_header(evhttp_request_get_input_headers(req),
+                                                 "Content-Encoding"),
+                              raw, len, (size_t)s->cfg->ingest.max_body_bytes, &plain, &len,
+                              &owned, err, sizeof err);
+    if (decoded != BODY_OK) {
+        reply_undecodable(req, decoded, err);
+        return;
+    }
+    accept_batch(s, req, batch_id, (const char *)plain, len);
+    if (owned)
+        free((void *)plain);
+}
+
+/* Parses, folds and encodes a plain body and sends it to Kafka (the batch's
+ * strings are copied: the body may go once this returns). */
+static void accept_batch(ingest_server *s, struct evhttp_request *req, const char *batch_id,
+                         const char *body, size_t len)
+{
+    char err[256];
+    int64_t received = now_ms();
     int rc = statsd_parse_batch(&s->batch, body, len, &s->limits, received, err, sizeof err);
     if (rc == STATSD_INVALID) {
         reply_invalid_batch(req, &s->batch);
@@ -756,13 +808,20 @@ static void handle_healthz(ingest_server *s, struct evhttp_request *req)
         evhttp_send_error(req, 500, "out of memory");
         return;
     }
+    /* 503 while a batch cannot be acknowledged, so a load balancer routes
+     * around this instance; Redis down alone is "degraded" when fail-open */
+    int can_ack = !s->draining && kafka_up && (redis_up || s->fail_open);
     evbuffer_add_printf(b, "{\"status\":\"%s\",\"kafka\":\"%s\",\"redis\":\"%s\"",
-                        s->draining ? "draining" : (redis_up && kafka_up) ? "ok" : "degraded",
+                        s->draining ? "draining"
+                        : !can_ack  ? "unavailable"
+                        : redis_up  ? "ok"
+                                    : "degraded",
                         kafka_up ? "up" : "down", redis_up ? "up" : "down");
     if (!redis_up)
         json_add_string(b, 0, "redis_reason", redis_reason, strlen(redis_reason));
-    evbuffer_add_printf(b, ",\"inflight_batches\":%zu}\n", s->inflight);
-    reply_json(req, 200, "OK", b);
+    evbuffer_add_printf(b, ",\"inflight_batches\":%zu,\"connections\":%zu}\n", s->inflight,
+                        http_guard_connections(s->guard));
+    reply_json(req, can_ack ? 200 : 503, can_ack ? "OK" : "Service Unavailable", b);
     evbuffer_free(b);
 }
 

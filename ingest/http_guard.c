@@ -89,12 +89,14 @@ static void conn_register(struct guarded_conn *c);
 
 /* ---- giving up on a connection ----------------------------------------------- */
 
+static int conn_in_use(const guarded_conn *c);
+
 static void on_linger_over(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd;
     (void)what;
     guarded_conn *c = arg;
-    evutil_socket_t s = bufferevent_getfd(c->bev);
+    evutil_socket_t s = conn_in_use(c) ? bufferevent_getfd(c->bev) : -1;
     if (s >= 0)
         shutdown(s, SHUT_RDWR); /* evhttp reads the end and frees the connection */
 }
@@ -103,6 +105,8 @@ static void on_linger_over(evutil_socket_t fd, short what, void *arg)
  * connection, and lets it close (see the file comment). */
 static void give_up(guarded_conn *c, const char *status, const char *message)
 {
+    if (!conn_in_use(c))
+        return; /* (evhttp let go of it already; its socket may be another's now) */
     c->discarding = 1;
     c->reading = 0;
     evutil_socket_t s = bufferevent_getfd(c->bev);
@@ -299,7 +303,7 @@ static enum bufferevent_filter_result guard_output(struct evbuffer *src, struct 
     (void)mode;
     guarded_conn *c = ctx;
     enum bufferevent_filter_result res = shape_output(c, src, dst);
-    evutil_socket_t s = bufferevent_getfd(c->sock);
+    evutil_socket_t s = conn_in_use(c) ? bufferevent_getfd(c->sock) : -1;
     if (s >= 0 && evbuffer_get_length(dst) > 0)
         evbuffer_write(dst, s); /* (see "Closing" above; what is left, the bufferevent writes) */
     return res;
@@ -307,12 +311,22 @@ static enum bufferevent_filter_result guard_output(struct evbuffer *src, struct 
 
 /* ---- connections ------------------------------------------------------------------ */
 
+/* Whether evhttp still uses the connection: bufferevent_free() clears the
+ * callbacks at once, while the filter (and this context) are finalized on a
+ * later turn of the loop; in between, the socket may already be closed. */
+static int conn_in_use(const guarded_conn *c)
+{
+    bufferevent_event_cb on_event = NULL;
+    bufferevent_getcb(c->bev, NULL, NULL, &on_event, NULL);
+    return on_event != NULL;
+}
+
 static void on_kick(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd;
     (void)what;
     guarded_conn *c = arg;
-    if (evbuffer_get_length(bufferevent_get_output(c->bev)) > 0)
+    if (conn_in_use(c) && evbuffer_get_length(bufferevent_get_output(c->bev)) > 0)
         bufferevent_flush(c->bev, EV_WRITE, BEV_NORMAL);
 }
 
@@ -383,7 +397,8 @@ static struct bufferevent *guard_bevcb(struct event_base *base, void *arg)
     struct bufferevent *sock = bufferevent_socket_new(base, -1, BEV_OPT_CLOSE_ON_FREE);
     struct bufferevent *bev = NULL;
     if (c && sock)
-        bev = bufferevent_filter_new(sock, guard_input, guard_output, BEV_OPT_CLOSE_ON_FREE,
+        bev = bufferevent_filter_new(sock, guard_input, guard_output,
+                                     BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS,
                                      conn_forget, c);
     if (!bev) {
         log_error("http: out of memory guarding a connection");

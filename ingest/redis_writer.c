@@ -50,6 +50,8 @@ struct redis_writer {
     int port;
     int timeout_ms;
     int require_durable;
+    char run_id[64];     /* of the Redis process connected last */
+    unsigned restarts;   /* Redis restarts noticed (redis_writer_restarts) */
 };
 
 typedef enum call_kind { CALL_APPLY, CALL_READ_HASH } call_kind;
@@ -459,8 +461,21 @@ static void on_config_reply(redisAsyncContext *ac, void *reply, void *privdata)
                 log_warn("%s; continuing because redis.require_durable = false", why);
             }
         }
+    } else if (w->require_durable) {
+        /* (managed services often refuse CONFIG: say so instead of assuming) */
+        char why[256];
+        snprintf(why, sizeof why,
+                 "cannot verify redis' %s (CONFIG GET refused: %s); set "
+                 "redis.require_durable = false once you have checked appendonly yes and "
+                 "maxmemory-policy noeviction yourself",
+                 wanted[0] == 'y' ? "appendonly" : "maxmemory-policy",
+                 r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply");
+        log_error("%s", why);
+        set_down(w, "%s", why);
+        w->accepted = -1;
     } else {
-        log_warn("cannot verify redis persistence settings (CONFIG GET refused); continuing");
+        log_warn("cannot verify redis persistence settings (CONFIG GET refused); continuing "
+                 "because redis.require_durable = false");
     }
     check_done(w);
 }
@@ -498,6 +513,57 @@ static void on_loading_reply(redisAsyncContext *ac, void *reply, void *privdata)
     redisAsyncDisconnect(ac); /* on_disconnect schedules the reconnect */
 }
 
+/* Reply to "SET tally:live:run_id RUN_ID GET": the run_id of the Redis
+ * process that held the live view before. Another one means Redis restarted
+ * since (AOF everysec may have lost its last second of updates): the live
+ * view is marked stale and the bounds cache must forget what it knew. */
+static void on_run_id_reply(redisAsyncContext *ac, void *reply, void *privdata)
+{
+    (void)privdata;
+    redis_writer *w = ac->data;
+    const redisReply *r = reply;
+    if (!r || !w)
+        return;
+    w->checks_pending--;
+    if (r->type == REDIS_REPLY_STRING && strcmp(r->str, w->run_id) != 0) {
+        char why[160];
+        snprintf(why, sizeof why, "redis restarted (run_id %.12s... was %.12s...): it may have "
+                 "lost its last second of updates", w->run_id, r->str);
+        log_warn("%s", why);
+        w->restarts++;
+        redis_writer_note_missed(w, why);
+    } else if (r->type == REDIS_REPLY_ERROR) {
+        log_warn("redis: cannot record its run_id: %s", r->str);
+    }
+    check_done(w);
+}
+
+/* Reply to "INFO server": takes the run_id, then records it (above). */
+static void on_server_reply(redisAsyncContext *ac, void *reply, void *privdata)
+{
+    (void)privdata;
+    redis_writer *w = ac->data;
+    const redisReply *r = reply;
+    if (!r || !w)
+        return;
+    const char *at = r->type == REDIS_REPLY_STRING ? strstr(r->str, "run_id:") : NULL;
+    size_t n = at ? strcspn(at + 7, "\r\n") : 0;
+    if (n == 0 || n >= sizeof w->run_id) {
+        w->checks_pending--;
+        log_warn("redis: no run_id in INFO server; a restart of Redis will not be noticed");
+        check_done(w);
+        return;
+    }
+    memcpy(w->run_id, at + 7, n);
+    w->run_id[n] = '\0';
+    /* (checks_pending still counts this check: the SET's reply ends it) */
+    if (redisAsyncCommand(ac, on_run_id_reply, NULL, "SET %s %s GET", REDIS_KEY_RUN_ID,
+                          w->run_id) != REDIS_OK) {
+        w->checks_pending--;
+        check_done(w);
+    }
+}
+
 static void on_connect(const redisAsyncContext *ac, int status)
 {
     redis_writer *w = ac->data;
@@ -511,10 +577,11 @@ static void on_connect(const redisAsyncContext *ac, int status)
     }
     w->connected = 1; /* connect_timer stays armed until the check passes */
     w->accepted = 0;
-    w->checks_pending = 3;
+    w->checks_pending = 4;
     w->stale_mark_sent = 0;
     redisAsyncContext *mut = (redisAsyncContext *)ac;
     if (redisAsyncCommand(mut, on_loading_reply, NULL, "INFO persistence") != REDIS_OK ||
+        redisAsyncCommand(mut, on_server_reply, NULL, "INFO server") != REDIS_OK ||
         redisAsyncCommand(mut, on_config_reply, "yes", "CONFIG GET appendonly") != REDIS_OK ||
         redisAsyncCommand(mut, on_config_reply, "noeviction", "CONFIG GET maxmemory-policy") !=
             REDIS_OK) {
@@ -626,6 +693,11 @@ redis_writer *redis_writer_new(struct event_base *base, const tally_config *cfg,
     }
     connect_now(w);
     return w;
+}
+
+unsigned redis_writer_restarts(const redis_writer *w)
+{
+    return w->restarts;
 }
 
 int redis_writer_is_up(const redis_writer *w, const char **reason)

@@ -8,7 +8,10 @@
  * must not make every later request wait). On every (re)connect the server's
  * persistence is checked: with redis.require_durable, a Redis without
  * appendonly=yes and maxmemory-policy=noeviction is refused (treated as down,
- * with a logged reason), because its counters could silently vanish.
+ * with a logged reason), because its counters could silently vanish; a Redis
+ * that refuses CONFIG GET is refused too (it cannot be verified). Its run_id
+ * is compared with the one recorded in tally:live:run_id by whoever connected
+ * before: a restarted Redis marks the live view stale.
  *
  * Circuit breaking: a call that times out drops the connection; until a new
  * connection has passed the persistence check, every call fails at once
@@ -72,6 +75,11 @@ int redis_writer_read_hash(redis_writer *w, const char *key, redis_hash_fn done,
 
 /* An acknowledged batch could not be applied: mark the live view stale. */
 void redis_writer_note_missed(redis_writer *w, const char *reason);
+
+/* How many times a reconnect found another Redis process than before (its
+ * run_id, kept in tally:live:run_id, changed): each time the live view was
+ * marked stale, and what the caller knows of Redis' contents is void. */
+unsigned redis_writer_restarts(const redis_writer *w);
 
 /* 1 when connected and accepted (durability checked), else 0; reason says why. */
 int redis_writer_is_up(const redis_writer *w, const char **reason);

@@ -92,6 +92,20 @@ code=$(printf '%s:2|c\n%s:3|c\n' "$P.chunked" "$P.chunked" |
     curl -s -o "$WORK/r" -w '%{http_code}' -H 'Transfer-Encoding: chunked' --data-binary @- "$BASE_URL/v1/events")
 check_eq "chunked body" "200 2" "$code $(jq -r .accepted "$WORK/r")"
 check_eq "chunked body counted" 5 "$(redis_counter "$P.chunked")"
+awk -v p="$P" 'BEGIN { for (i = 0; i < 500; i++) print p ".gz:" (i % 7) "|c" }' | gzip -c >"$WORK/body.gz"
+code=$(curl -s -o "$WORK/r" -w '%{http_code}' -H 'Content-Encoding: gzip' --data-binary @"$WORK/body.gz" "$BASE_URL/v1/events")
+check_eq "gzip body" "200 500" "$code $(jq -r .accepted "$WORK/r")"
+check_eq "gzip body counted (sum of i % 7 over 500 lines)" 1494 "$(redis_counter "$P.gz")"
+# a gzip bomb: 50 KB that inflate to 50 MB, far past ingest.max_body_bytes (64 KiB)
+head -c 50000000 /dev/zero | tr '\0' 'a' | gzip -9 -c >"$WORK/bomb.gz"
+code=$(curl -s -o "$WORK/r" -w '%{http_code}' -H 'Content-Encoding: gzip' --data-binary @"$WORK/bomb.gz" "$BASE_URL/v1/events")
+check_eq "gzip bomb ($(stat -c %s "$WORK/bomb.gz") bytes)" 413 "$code"
+jq -e '.error | test("inflates to more than 65536 bytes")' "$WORK/r" >/dev/null || fail "bomb answer: $(cat "$WORK/r")"
+code=$(head -c $(($(stat -c %s "$WORK/body.gz") / 2)) "$WORK/body.gz" | curl -s -o "$WORK/r" -w '%{http_code}' -H 'Content-Encoding: gzip' --data-binary @- "$BASE_URL/v1/events")
+check_eq "truncated gzip" 400 "$code"
+check_eq "unknown Content-Encoding" 415 \
+    "$(curl -s -o /dev/null -w '%{http_code}' -H 'Content-Encoding: br' --data-binary "$P.x:1|c" "$BASE_URL/v1/events")"
+check_eq "nothing of the refused gzip bodies was applied" 1494 "$(redis_counter "$P.gz")"
 code=$(curl -s -o "$WORK/r" -w '%{http_code}' -H 'Expect: 100-continue' --data-binary "$P.cont:1|c" "$BASE_URL/v1/events")
 check_eq "Expect: 100-continue" 200 "$code"
 code=$(curl -s -o "$WORK/r" -w '%{http_code}' -H 'Connection: close' --data-binary "$P.close:1|c" "$BASE_URL/v1/events")

@@ -30,9 +30,21 @@ for b in $(seq 11 16); do
 done
 log "a 503 reason: $reason"
 check_eq "redis applied nothing while Kafka was down" 2000 "$(redis_counter "$P.k")"
+# healthz_code: /healthz's status, waiting up to 15 s for WANT
+healthz_code() {
+    local want=$1 code i
+    for ((i = 0; i < 75; i++)); do
+        code=$(curl -s -o "$WORK/healthz" -w '%{http_code}' "$BASE_URL/healthz") || code=000
+        [[ $code == "$want" ]] && break
+        sleep 0.2
+    done
+    echo "$code $(jq -r .status "$WORK/healthz" 2>/dev/null)"
+}
+check_eq "/healthz while ingest cannot acknowledge" "503 unavailable" "$(healthz_code 503)"
 
 log "start the broker again"
 "$STACK" up kafka >"$WORK/kafka-up.log" 2>&1 || fail "restarting Kafka: $(cat "$WORK/kafka-up.log")"
+check_eq "/healthz once the broker is back" "200 ok" "$(healthz_code 200)"
 for b in $(seq 11 26); do post_keyed "kr-$RUN_ID-$b" "$body" 120 503; done
 
 check_eq "redis total" $((26 * 200)) "$(redis_counter "$P.k")"
