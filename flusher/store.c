@@ -22,17 +22,21 @@
 #include "store.h"
 
 #include <assert.h>
+#include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
 
 #include <sqlite3.h>
 
+#include "config.h"
+
 struct store {
     sqlite3 *db;
-    char path[1024];
+    char path[CONFIG_PATH_MAX];
     int bucket_seconds;
     int64_t dedup_window_ms;
     void (*hook)(void *);
@@ -196,6 +200,29 @@ static int schema_init(store *s, char *err, size_t errlen)
     return exec(s, "COMMIT", "commit schema", err, errlen);
 }
 
+/* The database holds every client's data: its directory is created 0700 when
+ * missing, and an existing database file readable by others is made 0600. */
+static int private_files(const char *path, char *err, size_t errlen)
+{
+    char dir[CONFIG_PATH_MAX];
+    snprintf(dir, sizeof dir, "%s", path);
+    char *slash = strrchr(dir, '/');
+    if (slash && slash != dir) {
+        *slash = '\0';
+        if (mkdir(dir, 0700) != 0 && errno != EEXIST) {
+            snprintf(err, errlen, "sqlite: cannot create %s: %s", dir, strerror(errno));
+            return -1;
+        }
+    }
+    struct stat st;
+    if (stat(path, &st) == 0 && (st.st_mode & 077) && chmod(path, st.st_mode & 0700) != 0) {
+        snprintf(err, errlen, "sqlite: cannot make %s private (chmod 0600): %s", path,
+                 strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
 int store_open(store **out, const char *path, const char *synchronous, int bucket_seconds,
                int dedup_window_seconds, char *err, size_t errlen)
 {
@@ -215,7 +242,13 @@ int store_open(store **out, const char *path, const char *synchronous, int bucke
     s->bucket_seconds = bucket_seconds;
     s->dedup_window_ms = (int64_t)dedup_window_seconds * 1000;
 
+    if (private_files(path, err, errlen) != 0) {
+        free(s);
+        return -1;
+    }
+    mode_t umask_before = umask(077); /* a new database (and its -wal, -shm) is 0600 */
     int rc = sqlite3_open_v2(path, &s->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL);
+    umask(umask_before);
     if (rc != SQLITE_OK) {
         snprintf(err, errlen, "sqlite: open %s: %s", path, s->db ? sqlite3_errmsg(s->db) : sqlite3_errstr(rc));
         store_close(s);

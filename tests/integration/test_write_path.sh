@@ -55,6 +55,8 @@ check_eq "GET /v1/counters sums both parts" 2.5 "$(api_counter "$P.frac")"
 
 wait_sqlite_counter "$P.req" 25
 check_eq "GET /v1/counters?source=sqlite" 25 "$(api_counter "$P.req" sqlite)"
+check_eq "the SQLite file and its WAL are private" "600 600" \
+    "$(stat -c %a "$WORK/tally.db") $(stat -c %a "$WORK/tally.db-wal")"
 check_eq "sqlite counter series" "|23 env:prod|2" \
     "$(sqlite3 "$WORK/tally.db" "SELECT tags || '|' || printf('%g', SUM(value)) FROM metrics WHERE name='$P.req' GROUP BY tags ORDER BY tags" | tr '\n' ' ' | sed 's/ $//')"
 check_eq "sqlite current gauge" 22.0 "$(sqlite3 "$WORK/tally.db" "SELECT value FROM gauges WHERE name='$P.temp'")"
