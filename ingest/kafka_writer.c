@@ -162,7 +162,10 @@ static rd_kafka_conf_t *producer_conf(kafka_writer *w, const tally_config *cfg, 
          * broker's CPU at 1 M events/s fell from ~23% to ~16% of a core */
         kafka_conf_set(conf, "max.in.flight.requests.per.connection", "1", err, errlen) ||
         kafka_conf_set(conf, "client.id", "tally-ingest", err, errlen) ||
-        kafka_conf_set(conf, "statistics.interval.ms", "1000", err, errlen)) {
+        kafka_conf_set(conf, "statistics.interval.ms", "1000", err, errlen) ||
+        /* a restarted broker is found within a second (the default backs off
+         * to 10 s, long enough to miss a broker that is back) */
+        kafka_conf_set(conf, "reconnect.backoff.max.ms", "1000", err, errlen)) {
         rd_kafka_conf_destroy(conf);
         return NULL;
     }

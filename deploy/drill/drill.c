@@ -487,7 +487,10 @@ static void run_scenario(run *r, int sc, scenario_result *res)
     if (http_timeout < 10000) http_timeout = 10000;
     load_config lc = {.host = r->host, .port = r->cfg->ingest.listen_port, .timeout_ms = http_timeout,
                       .concurrency = o->concurrency, .lines = o->lines, .seed = o->seed, .runid = r->runid,
-                      .scenario = sc, .batch_deadline_s = 120, .file = &r->file};
+                      /* a client retries until the batch is settled: a broker killed
+                       * every few seconds can keep Kafka away for minutes, and only
+                       * after the last kill does every batch get through */
+                      .scenario = sc, .batch_deadline_s = 900, .file = &r->file};
     killer k = {.env = &r->p->env, .component = name, .kills = o->kills, .duration_s = o->duration_s,
                 .seed = prng_stream(o->seed, 100, (uint64_t)sc), .rebuild_after_up = sc == SCENARIO_REDIS};
     load *l = NULL;
