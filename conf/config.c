@@ -53,6 +53,7 @@ struct key_row {
     const char *def_str;         /* default of STRING, ENUM */
     long long min, max;          /* inclusive range of INT, INT64 */
     const char *const *allowed;  /* ENUM: NULL-terminated allowed values */
+    int empty_ok;                /* STRING: "" allowed (an optional path or name) */
     const char *description;
 };
 
@@ -76,6 +77,10 @@ struct key_row {
     { .key = #m, .type = KEY_STRING, .offset = offsetof(tally_config, m),      \
       .size = _Generic(MEMBER(m), char *: sizeof(MEMBER(m))),                  \
       .def_str = (def), .description = (desc) }
+#define OPTIONAL_STRING_ROW(m, desc)                                            \
+    { .key = #m, .type = KEY_STRING, .offset = offsetof(tally_config, m),      \
+      .size = _Generic(MEMBER(m), char *: sizeof(MEMBER(m))),                  \
+      .def_str = "", .empty_ok = 1, .description = (desc) }
 #define ENUM_ROW(m, def, values, desc)                                         \
     { .key = #m, .type = KEY_ENUM, .offset = offsetof(tally_config, m),        \
       .size = _Generic(MEMBER(m), char *: sizeof(MEMBER(m))),                  \
@@ -119,6 +124,12 @@ static const struct key_row config_keys[] = {
             "Most request header lines; more is answered 431."),
     INT_ROW(ingest.max_series_per_batch, 10000, 1, 1000000,
             "Most distinct series (name, tags, type) in one batch; more is answered 413."),
+    INT_ROW(ingest.max_live_series, 1000000, 1, 100000000,
+            "Most series the live view holds (about: counted with a HyperLogLog); a batch bringing a new series past it is answered 422."),
+    OPTIONAL_STRING_ROW(ingest.tokens_file,
+                        "File of bearer tokens (name, scopes, token, rate limits); empty: no authentication."),
+    BOOL_ROW(ingest.allow_unauthenticated, 0,
+             "Allow listening on a non-loopback address without tokens_file."),
 
     STRING_ROW(kafka.brokers, "127.0.0.1:9092",
                "Bootstrap brokers, a comma-separated host:port list."),
@@ -134,6 +145,8 @@ static const struct key_row config_keys[] = {
             "Largest batch record sent to Kafka (at most the broker's message.max.bytes); a larger batch is answered 413."),
     STRING_ROW(kafka.consumer_group, "tally-flusher",
                "Consumer group id of the flusher (offsets live in SQLite)."),
+    OPTIONAL_STRING_ROW(kafka.client_properties,
+                        "File of librdkafka security settings (security.protocol, sasl.*, ssl.*), one key=value per line; empty: none."),
 
     STRING_ROW(redis.host, "127.0.0.1",
                "Redis server host."),
@@ -145,6 +158,10 @@ static const struct key_row config_keys[] = {
              "When Redis cannot apply a batch Kafka holds: accept (200, live view stale) or reject (503)."),
     BOOL_ROW(redis.require_durable, 1,
              "Refuse a Redis without AOF and maxmemory-policy noeviction."),
+    OPTIONAL_STRING_ROW(redis.username,
+                        "Redis ACL user for AUTH (empty: the default user)."),
+    OPTIONAL_STRING_ROW(redis.password_file,
+                        "File holding the Redis password (first line); empty: no AUTH."),
 
     STRING_ROW(sqlite.path, "var/data/tally.db",
                "SQLite database file (relative paths: from the working directory)."),
@@ -263,7 +280,7 @@ static void check_table(void)
             assert(r->min <= r->def_num && r->def_num <= r->max);
             break;
         case KEY_STRING:
-            assert(r->def_str && r->def_str[0] && strlen(r->def_str) < r->size);
+            assert(r->def_str && (r->def_str[0] || r->empty_ok) && strlen(r->def_str) < r->size);
             break;
         case KEY_ENUM:
             assert(r->def_str && r->allowed && enum_allows(r, r->def_str));
@@ -483,7 +500,7 @@ static void apply_row(struct load_ctx *ctx, const struct key_row *row, const con
                        len > 64 ? "..." : "", allowed);
                 return;
             }
-        } else if (len == 0) {
+        } else if (len == 0 && !row->empty_ok) {
             report(ctx, file, line, row->key, "must not be empty");
             return;
         } else if (len >= row->size) {
@@ -624,7 +641,7 @@ void config_print_reference(FILE *out)
             break;
         case KEY_STRING:
             snprintf(def, sizeof def, "`\"%s\"`", r->def_str);
-            snprintf(range, sizeof range, "1..%zu bytes", r->size - 1);
+            snprintf(range, sizeof range, "%d..%zu bytes", r->empty_ok ? 0 : 1, r->size - 1);
             break;
         case KEY_ENUM: {
             char allowed[128];

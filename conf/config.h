@@ -33,6 +33,9 @@ typedef struct tally_config {
         long long max_header_bytes;          /* ingest.max_header_bytes 16 KiB, 1 KiB..1 MiB */
         int max_header_count;                /* ingest.max_header_count 64, 1..1000 */
         int max_series_per_batch;            /* ingest.max_series_per_batch 10000, 1..1000000 */
+        int max_live_series;                 /* ingest.max_live_series 1000000, 1..100000000 */
+        char tokens_file[CONFIG_PATH_MAX];   /* ingest.tokens_file     "" (no authentication) */
+        int allow_unauthenticated;           /* ingest.allow_unauthenticated false */
     } ingest;
     struct {
         char brokers[CONFIG_STR_MAX];        /* kafka.brokers          "127.0.0.1:9092" */
@@ -42,6 +45,7 @@ typedef struct tally_config {
         int linger_ms;                       /* kafka.linger_ms        0, 0..1000 */
         int max_message_bytes;               /* kafka.max_message_bytes 1000000, 1024..16000000 */
         char consumer_group[CONFIG_STR_MAX]; /* kafka.consumer_group   "tally-flusher" */
+        char client_properties[CONFIG_PATH_MAX]; /* kafka.client_properties "" (security settings file) */
     } kafka;
     struct {
         char host[CONFIG_STR_MAX];           /* redis.host             "127.0.0.1" */
@@ -49,6 +53,8 @@ typedef struct tally_config {
         int timeout_ms;                      /* redis.timeout_ms       500, 1..60000 */
         char on_unavailable[16];             /* redis.on_unavailable   "accept" (accept|reject) */
         int require_durable;                 /* redis.require_durable  true: refuse a Redis without AOF + noeviction */
+        char username[CONFIG_STR_MAX];       /* redis.username         "" (default user) */
+        char password_file[CONFIG_PATH_MAX]; /* redis.password_file    "" (no AUTH) */
     } redis;
     struct {
         char path[CONFIG_PATH_MAX];          /* sqlite.path            "var/data/tally.db" */
