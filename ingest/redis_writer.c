@@ -6,6 +6,16 @@
  * reconnection with backoff, a per-call deadline (0.14 has no command
  * timeout), and the durability check on every connect.
  *
+ * AUTH (redis.password_file, read once at start by redis_auth.h) is the
+ * first command of every connection, and the checks are sent only once
+ * Redis accepted it: pipelined behind a refused AUTH they would all fail
+ * with NOAUTH and the reason logged would be theirs, not AUTH's. A refusal
+ * (WRONGPASS, NOAUTH, a disabled user) is an outage like any other: Redis
+ * is down with a reason naming AUTH, and reconnects back off as usual (the
+ * operator may be fixing the ACL). A Redis that wants AUTH when none is
+ * configured answers the first check NOAUTH, and is refused the same way.
+ * The password is never logged.
+ *
  * Call lifetime: each call gets a `redis_call` that hiredis hands back to
  * on_reply exactly once (with a NULL reply when the connection is freed).
  * A deadline timer may answer the caller first; the call then stays allocated,
@@ -25,6 +35,7 @@
 #include <hiredis/hiredis.h>
 
 #include "log.h"
+#include "redis_auth.h"
 #include "redis_keys.h"
 #include "redis_replies.h"
 
@@ -52,6 +63,8 @@ struct redis_writer {
     int require_durable;
     char run_id[64];     /* of the Redis process connected last */
     unsigned restarts;   /* Redis restarts noticed (redis_writer_restarts) */
+    redis_auth auth;     /* AUTH sent first on every connection (if enabled) */
+    int auth_refused;    /* this connection's AUTH (or lack of it) was refused */
 };
 
 typedef enum call_kind { CALL_APPLY, CALL_READ_HASH } call_kind;
@@ -439,6 +452,39 @@ void redis_writer_note_missed(redis_writer *w, const char *reason)
     flush_stale_mark(w);
 }
 
+/* Refuses this connection because Redis refused its AUTH, or wants one:
+ * Redis is down with `why` (which names AUTH) as the reason, and
+ * on_disconnect reconnects with the usual backoff. Logged as an error once
+ * per reason, not at every retry (on_disconnect notes each one). */
+static void refuse_auth(redis_writer *w, redisAsyncContext *ac, const char *why)
+{
+    w->auth_refused = 1;
+    w->accepted = -1;
+    if (strcmp(w->down_reason, why) != 0)
+        log_error("redis %s:%d: %s", w->host, w->port, why);
+    set_down(w, "%s", why);
+    redisAsyncDisconnect(ac);
+}
+
+/* True when a check's reply is NOAUTH (Redis wants AUTH; the connection is
+ * then refused, see refuse_auth) or the connection was refused already:
+ * either way the check itself has nothing to say. */
+static int wants_auth(redis_writer *w, redisAsyncContext *ac, const redisReply *r)
+{
+    if (w->auth_refused)
+        return 1;
+    if (r->type != REDIS_REPLY_ERROR || strncmp(r->str, "NOAUTH", 6) != 0)
+        return 0;
+    char why[256];
+    snprintf(why, sizeof why, "%s (%.100s)",
+             w->auth.enabled ? "redis wants AUTH again after accepting it"
+                             : "redis requires AUTH: set redis.password_file (and redis.username "
+                               "for an ACL user)",
+             r->str);
+    refuse_auth(w, ac, why);
+    return 1;
+}
+
 /* Reply to "CONFIG GET appendonly" / "CONFIG GET maxmemory-policy". */
 static void on_config_reply(redisAsyncContext *ac, void *reply, void *privdata)
 {
@@ -447,6 +493,8 @@ static void on_config_reply(redisAsyncContext *ac, void *reply, void *privdata)
     const redisReply *r = reply;
     if (!r || !w)
         return; /* connection went away; on_disconnect handles it */
+    if (wants_auth(w, ac, r))
+        return;
     w->checks_pending--;
     if (r->type == REDIS_REPLY_ARRAY && r->elements == 2 && r->element[1]->str) {
         const char *key = r->element[0]->str, *value = r->element[1]->str;
@@ -487,7 +535,9 @@ static void check_done(redis_writer *w)
         w->accepted = 1;
         w->reconnect_ms = RECONNECT_MIN_MS;
         evtimer_del(w->connect_timer);
-        log_info("redis %s:%d connected", w->host, w->port);
+        log_info("redis %s:%d connected%s%.64s", w->host, w->port,
+                 !w->auth.enabled ? "" : w->auth.username[0] ? ", AUTH as user " : ", AUTH",
+                 w->auth.username);
         flush_stale_mark(w);
     }
 }
@@ -499,7 +549,7 @@ static void on_loading_reply(redisAsyncContext *ac, void *reply, void *privdata)
     (void)privdata;
     redis_writer *w = ac->data;
     const redisReply *r = reply;
-    if (!r || !w)
+    if (!r || !w || wants_auth(w, ac, r))
         return;
     w->checks_pending--;
     if (r->type == REDIS_REPLY_ERROR && strncmp(r->str, "LOADING", 7) == 0) {
@@ -522,7 +572,7 @@ static void on_run_id_reply(redisAsyncContext *ac, void *reply, void *privdata)
     (void)privdata;
     redis_writer *w = ac->data;
     const redisReply *r = reply;
-    if (!r || !w)
+    if (!r || !w || wants_auth(w, ac, r))
         return;
     w->checks_pending--;
     if (r->type == REDIS_REPLY_STRING && strcmp(r->str, w->run_id) != 0) {
@@ -544,7 +594,7 @@ static void on_server_reply(redisAsyncContext *ac, void *reply, void *privdata)
     (void)privdata;
     redis_writer *w = ac->data;
     const redisReply *r = reply;
-    if (!r || !w)
+    if (!r || !w || wants_auth(w, ac, r))
         return;
     const char *at = r->type == REDIS_REPLY_STRING ? strstr(r->str, "run_id:") : NULL;
     size_t n = at ? strcspn(at + 7, "\r\n") : 0;
@@ -564,6 +614,39 @@ static void on_server_reply(redisAsyncContext *ac, void *reply, void *privdata)
     }
 }
 
+/* The checks of a new connection (each reply counted in checks_pending);
+ * check_done accepts the connection when the last one passed. */
+static void send_checks(redis_writer *w, redisAsyncContext *ac)
+{
+    if (redisAsyncCommand(ac, on_loading_reply, NULL, "INFO persistence") != REDIS_OK ||
+        redisAsyncCommand(ac, on_server_reply, NULL, "INFO server") != REDIS_OK ||
+        redisAsyncCommand(ac, on_config_reply, "yes", "CONFIG GET appendonly") != REDIS_OK ||
+        redisAsyncCommand(ac, on_config_reply, "noeviction", "CONFIG GET maxmemory-policy") !=
+            REDIS_OK) {
+        set_down(w, "%s", "cannot send the persistence check");
+    }
+}
+
+/* Reply to AUTH, the first command of a connection: the checks follow only
+ * once Redis accepted it. */
+static void on_auth_reply(redisAsyncContext *ac, void *reply, void *privdata)
+{
+    (void)privdata;
+    redis_writer *w = ac->data;
+    const redisReply *r = reply;
+    if (!r || !w)
+        return; /* connection went away; on_disconnect handles it */
+    if (r->type == REDIS_REPLY_STATUS) {
+        send_checks(w, ac);
+        return;
+    }
+    char why[256];
+    snprintf(why, sizeof why, "AUTH%s%.64s refused by redis: %.150s",
+             w->auth.username[0] ? " as user " : "", w->auth.username,
+             r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply");
+    refuse_auth(w, ac, why);
+}
+
 static void on_connect(const redisAsyncContext *ac, int status)
 {
     redis_writer *w = ac->data;
@@ -577,16 +660,17 @@ static void on_connect(const redisAsyncContext *ac, int status)
     }
     w->connected = 1; /* connect_timer stays armed until the check passes */
     w->accepted = 0;
+    w->auth_refused = 0;
     w->checks_pending = 4;
     w->stale_mark_sent = 0;
     redisAsyncContext *mut = (redisAsyncContext *)ac;
-    if (redisAsyncCommand(mut, on_loading_reply, NULL, "INFO persistence") != REDIS_OK ||
-        redisAsyncCommand(mut, on_server_reply, NULL, "INFO server") != REDIS_OK ||
-        redisAsyncCommand(mut, on_config_reply, "yes", "CONFIG GET appendonly") != REDIS_OK ||
-        redisAsyncCommand(mut, on_config_reply, "noeviction", "CONFIG GET maxmemory-policy") !=
-            REDIS_OK) {
-        set_down(w, "%s", "cannot send the persistence check");
-    }
+    const char *argv[3];
+    size_t argvlen[3];
+    int argc = redis_auth_argv(&w->auth, argv, argvlen);
+    if (argc == 0)
+        send_checks(w, mut);
+    else if (redisAsyncCommandArgv(mut, on_auth_reply, NULL, argc, argv, argvlen) != REDIS_OK)
+        set_down(w, "%s", "cannot send AUTH");
 }
 
 static void on_disconnect(const redisAsyncContext *ac, int status)
@@ -678,6 +762,11 @@ redis_writer *redis_writer_new(struct event_base *base, const tally_config *cfg,
     w->port = cfg->redis.port;
     w->timeout_ms = cfg->redis.timeout_ms;
     w->require_durable = cfg->redis.require_durable;
+    if (redis_auth_load(&w->auth, cfg->redis.username, cfg->redis.password_file, err, errlen) !=
+        0) {
+        free(w);
+        return NULL;
+    }
     w->reconnect_ms = RECONNECT_MIN_MS;
     set_down(w, "%s", "not connected yet");
     w->reconnect_timer = evtimer_new(base, on_reconnect_timer, w);
@@ -688,6 +777,7 @@ redis_writer *redis_writer_new(struct event_base *base, const tally_config *cfg,
             event_free(w->reconnect_timer);
         if (w->connect_timer)
             event_free(w->connect_timer);
+        redis_auth_clear(&w->auth);
         free(w);
         return NULL;
     }
@@ -717,5 +807,6 @@ void redis_writer_free(redis_writer *w)
         redisAsyncFree(w->ac);
     event_free(w->reconnect_timer);
     event_free(w->connect_timer);
+    redis_auth_clear(&w->auth);
     free(w);
 }
