@@ -27,6 +27,7 @@
 #include "live_update.h"
 #include "log.h"
 #include "record.h"
+#include "redis_auth.h"
 #include "redis_keys.h"
 
 enum {
@@ -158,7 +159,16 @@ static int connect_redis(rebuilder *r)
         return fail(r, "redis connect", r->redis->errstr);
     if (redisSetTimeout(r->redis, tv) != REDIS_OK)
         return redis_failed(r, "redis timeout");
-    return 0;
+    /* AUTH first (redis.password_file); the password is wiped at once:
+     * this is the connection's only AUTH */
+    redis_auth auth;
+    char why[512];
+    int rc = redis_auth_load(&auth, r->cfg->redis.username, r->cfg->redis.password_file, why,
+                             sizeof why);
+    if (rc == 0)
+        rc = redis_auth_send(r->redis, &auth, why, sizeof why);
+    redis_auth_clear(&auth);
+    return rc == 0 ? 0 : fail(r, "redis auth", why);
 }
 
 /* ---- step 1: the fence ----------------------------------------------------- */
