@@ -2,6 +2,10 @@
  * kafka_topic.h — make sure the Tally topic exists (both processes call it at
  * start, so whichever starts first creates it with the configured partition
  * count and the other finds it).
+ *
+ * The admin request goes through the caller's client `rk` (no client of its
+ * own), so it reaches the brokers with that client's security settings
+ * (kafka.client_properties, applied where the client's conf is built).
  */
 #ifndef TALLY_KAFKA_TOPIC_H
 #define TALLY_KAFKA_TOPIC_H

@@ -65,7 +65,9 @@ int consumer_open(consumer **out, const tally_config *cfg, volatile sig_atomic_t
          * partition's fetches could not keep up with decoding (the queue ran
          * dry for ~0.2 s at a time) */
         kafka_conf_set(conf, "max.partition.fetch.bytes", "16777216", err, errlen) < 0 ||
-        kafka_conf_set(conf, "fetch.error.backoff.ms", "20", err, errlen) < 0) {
+        kafka_conf_set(conf, "fetch.error.backoff.ms", "20", err, errlen) < 0 ||
+        /* the operator's security settings (they cannot touch the above) */
+        kafka_conf_apply_client_properties(conf, cfg->kafka.client_properties, err, errlen) < 0) {
         rd_kafka_conf_destroy(conf);
         free(c);
         return -1;

@@ -165,7 +165,9 @@ static rd_kafka_conf_t *producer_conf(kafka_writer *w, const tally_config *cfg, 
         kafka_conf_set(conf, "statistics.interval.ms", "1000", err, errlen) ||
         /* a restarted broker is found within a second (the default backs off
          * to 10 s, long enough to miss a broker that is back) */
-        kafka_conf_set(conf, "reconnect.backoff.max.ms", "1000", err, errlen)) {
+        kafka_conf_set(conf, "reconnect.backoff.max.ms", "1000", err, errlen) ||
+        /* the operator's security settings (they cannot touch the above) */
+        kafka_conf_apply_client_properties(conf, cfg->kafka.client_properties, err, errlen)) {
         rd_kafka_conf_destroy(conf);
         return NULL;
     }
