@@ -466,6 +466,7 @@ typedef struct run {
     const options *o;
     const paths *p;
     const tally_config *cfg;
+    const redis_auth *auth;     /* for the drill's own Redis reads (verify.c) */
     const char *host;
     char runid[DRILL_RUNID_LEN + 1];
     ledger_file file;
@@ -574,7 +575,7 @@ static void run_scenario(run *r, int sc, scenario_result *res)
     } else {
         drill_say("%s: tally-flusher --rebuild-redis done in %.1f s", name, drill_now() - t_rb);
     }
-    if (verify_redis(r->cfg->redis.host, r->cfg->redis.port, 5000, &res->led, &res->v, err, sizeof err) != 0)
+    if (verify_redis(r->cfg->redis.host, r->cfg->redis.port, r->auth, 5000, &res->led, &res->v, err, sizeof err) != 0)
         drill_say("%s: Redis check failed: %s", name, err);
     else
         drill_say("%s: Redis equals SQLite for %d of %d counters", name,
@@ -657,6 +658,19 @@ int main(int argc, char **argv)
     }
     if (cfg.sqlite.path[0] == '/') fmt_path(p.db, sizeof p.db, "%s", cfg.sqlite.path);
     else fmt_path(p.db, sizeof p.db, "%s/%s", p.env.repo, cfg.sqlite.path);
+    /* the drill reads Redis with the config's AUTH too; a relative password
+     * file resolves against the repository root, where ingest runs */
+    static redis_auth auth;
+    char password_file[PATH_MAX + 16];
+    if (cfg.redis.password_file[0] == '/' || cfg.redis.password_file[0] == '\0')
+        fmt_path(password_file, sizeof password_file, "%s", cfg.redis.password_file);
+    else
+        fmt_path(password_file, sizeof password_file, "%s/%s", p.env.repo, cfg.redis.password_file);
+    char auth_err[1024];
+    if (redis_auth_load(&auth, cfg.redis.username, password_file, auth_err, sizeof auth_err) != 0) {
+        fprintf(stderr, "tally-drill: %s\n", auth_err);
+        return 2;
+    }
     const char *host = cfg.ingest.listen_address;
     if (strcmp(host, "0.0.0.0") == 0 || strcmp(host, "*") == 0) host = "127.0.0.1";
     else if (strcmp(host, "::") == 0) host = "::1";
@@ -674,7 +688,7 @@ int main(int argc, char **argv)
     fmt_path(p.env.log_path, sizeof p.env.log_path, "%s/stack-%" PRIu64 ".log", dir, o.seed);
     fmt_path(p.ledger, sizeof p.ledger, "%s/ledger-%" PRIu64 ".tsv", dir, o.seed);
 
-    run r = {.o = &o, .p = &p, .cfg = &cfg, .host = host};
+    run r = {.o = &o, .p = &p, .cfg = &cfg, .auth = &auth, .host = host};
     {
         struct timespec ts;
         clock_gettime(CLOCK_REALTIME, &ts);

@@ -181,7 +181,7 @@ static int redis_counter(redisContext *rc, const char *name, double *out, char *
     return 0;
 }
 
-int verify_redis(const char *host, int port, int timeout_ms, const ledger *l, verify_result *r, char *err,
+int verify_redis(const char *host, int port, const redis_auth *auth, int timeout_ms, const ledger *l, verify_result *r, char *err,
                  size_t err_len)
 {
     struct timeval tv = {.tv_sec = timeout_ms / 1000, .tv_usec = (timeout_ms % 1000) * 1000};
@@ -194,6 +194,12 @@ int verify_redis(const char *host, int port, int timeout_ms, const ledger *l, ve
     }
     if (redisSetTimeout(rc, tv) != REDIS_OK) {
         snprintf(err, err_len, "Redis %s:%d: cannot set the timeout", host, port);
+        redisFree(rc);
+        return -1;
+    }
+    char why[512];
+    if (redis_auth_send(rc, auth, why, sizeof why) != 0) {
+        snprintf(err, err_len, "Redis %s:%d: AUTH refused: %s", host, port, why);
         redisFree(rc);
         return -1;
     }

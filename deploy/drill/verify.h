@@ -8,13 +8,15 @@
  *    events (counter units) and the seconds it took.
  *  - verify_redis() reads every counter's live value (sum of HVALS of
  *    tally:{NAME}:counter) and counts the names whose value differs from the
- *    SQLite total read by verify_sqlite().
+ *    SQLite total read by verify_sqlite(). It sends AUTH first when the
+ *    config gives one (redis.password_file), as tally-ingest does.
  *  Neither changes anything in SQLite or Redis.
  */
 #ifndef TALLY_DRILL_VERIFY_H
 #define TALLY_DRILL_VERIFY_H
 
 #include "ledger.h"
+#include "redis_auth.h"
 
 #include <stddef.h>
 
@@ -43,9 +45,10 @@ typedef struct verify_result {
 int verify_sqlite(const char *db_path, const ledger *l, const char *runid, int scenario, double timeout_s,
                   verify_result *r, char *err, size_t err_len);
 
-/* Reads the live values from Redis and fills r->redis and r->redis_mismatches.
- * Returns 0, or -1 with err (r->redis_mismatches = -1) when Redis failed. */
-int verify_redis(const char *host, int port, int timeout_ms, const ledger *l, verify_result *r, char *err,
+/* Reads the live values from Redis (after AUTH, when auth->enabled) and fills
+ * r->redis and r->redis_mismatches. Returns 0, or -1 with err
+ * (r->redis_mismatches = -1) when Redis failed or refused the AUTH. */
+int verify_redis(const char *host, int port, const redis_auth *auth, int timeout_ms, const ledger *l, verify_result *r, char *err,
                  size_t err_len);
 
 #endif
