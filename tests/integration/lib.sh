@@ -48,14 +48,15 @@ check_eq() { # WHAT EXPECTED ACTUAL
 }
 
 # write_config [extra libconfig text]: the test's config file
-# (MAX_BODY_BYTES and DELIVERY_TIMEOUT_MS override those keys).
+# (MAX_BODY_BYTES and DELIVERY_TIMEOUT_MS override those keys, CONFIG_REDIS_PORT
+# redis.port; KAFKA_SETTINGS and REDIS_SETTINGS are added to those groups).
 write_config() {
     cat >"$CONF" <<CONF
 ingest = { listen_address = "127.0.0.1"; listen_port = $HTTP_PORT;
            max_body_bytes = ${MAX_BODY_BYTES:-8388608}L; };
 kafka = { brokers = "127.0.0.1:$TALLY_KAFKA_PORT"; topic = "$TOPIC"; partitions = 1;
-          delivery_timeout_ms = ${DELIVERY_TIMEOUT_MS:-10000}; };
-redis = { host = "127.0.0.1"; port = $TALLY_REDIS_PORT; };
+          delivery_timeout_ms = ${DELIVERY_TIMEOUT_MS:-10000}; ${KAFKA_SETTINGS:-} };
+redis = { host = "127.0.0.1"; port = ${CONFIG_REDIS_PORT:-$TALLY_REDIS_PORT}; ${REDIS_SETTINGS:-} };
 sqlite = { path = "$WORK/tally.db"; };
 flusher = { max_interval_ms = 200; max_batch_events = 50000; bucket_seconds = 10; };
 ${1:-}
@@ -79,6 +80,22 @@ start_flusher() {
     FLUSHER_PID=$!
     sleep 0.3
     kill -0 "$FLUSHER_PID" 2>/dev/null || fail "tally-flusher exited during start"
+}
+
+# expect_refusal WHAT WANT COMMAND...: COMMAND (a tally binary that must
+# refuse to start) exits non-zero within 60 s and its output holds WANT.
+expect_refusal() {
+    local what=$1 want=$2 rc=0
+    shift 2
+    timeout 60 "$@" >"$WORK/refusal.out" 2>&1 || rc=$?
+    [[ $rc != 0 ]] || fail "$what: exited 0 (expected a refusal)"
+    [[ $rc != 124 ]] || fail "$what: still running after 60 s (expected a refusal)"
+    if ! grep -qF -- "$want" "$WORK/refusal.out"; then
+        cat "$WORK/refusal.out"
+        fail "$what: its output lacks '$want'"
+    fi
+    CHECKS=$((CHECKS + 1))
+    log "ok: $what (exit $rc): $(grep -F -- "$want" "$WORK/refusal.out" | head -n 1)"
 }
 
 # stop_process PID NAME: SIGTERM, expect a clean exit 0 within 30 s.
