@@ -31,7 +31,7 @@
 
 #include "format.h"
 #include "hash.h"
-#include "live_bounds.h"
+#include "live_known.h"
 #include "redis_keys.h"
 
 /* The guard: decides, after WATCH and before MULTI, whether the transaction
@@ -227,6 +227,14 @@ size_t live_fold_series(const live_fold *f)
     return f->count;
 }
 
+live_series_ref live_fold_series_at(const live_fold *f, size_t i)
+{
+    assert(i < f->count);
+    const series_fold *s = &f->series[i];
+    return (live_series_ref){.hash = s->hash, .type = s->type, .name = s->name,
+                             .tags = s->tags, .name_len = s->name_len, .tags_len = s->tags_len};
+}
+
 void live_fold_free(live_fold *f)
 {
     if (!f)
@@ -246,7 +254,7 @@ typedef struct resp_builder {
     int out_of_range; /* a value was not finite */
     size_t whole_cap;
     size_t exec_index; /* the reply position in EXEC's of the next queued command */
-    const live_bounds *bounds; /* may be NULL */
+    const live_known *bounds; /* may be NULL */
 } resp_builder;
 
 static int reserve(resp_builder *b, size_t more)
@@ -435,11 +443,11 @@ static void put_series(resp_builder *b, const series_fold *s)
         put_add(b, s, "dist:count", s->weight, 1);
         put_add(b, s, "dist:sum", s->total, 1);
         /* (an update the live view provably holds already is left out) */
-        if (!live_bounds_covers_min(b->bounds, s->hash, s->name, s->name_len, s->tags,
-                                    s->tags_len, s->min))
+        if (!live_known_covers_min(b->bounds, s->hash, METRIC_DISTRIBUTION, s->name, s->name_len,
+                                   s->tags, s->tags_len, s->min))
             put_zadd(b, s, "dist:min", "LT", s->min);
-        if (!live_bounds_covers_max(b->bounds, s->hash, s->name, s->name_len, s->tags,
-                                    s->tags_len, s->max))
+        if (!live_known_covers_max(b->bounds, s->hash, METRIC_DISTRIBUTION, s->name, s->name_len,
+                                   s->tags, s->tags_len, s->max))
             put_zadd(b, s, "dist:max", "GT", s->max);
         break;
     }
@@ -504,7 +512,7 @@ int live_update_carry(const live_update *u, const redisReply *exec, live_update 
 
 int live_update_build(live_update *u, const live_fold *const *folds,
                       const char *const *batch_ids, const size_t *batch_id_lens, size_t n,
-                      int dedup_ttl_seconds, live_mode mode, const live_bounds *bounds,
+                      int dedup_ttl_seconds, live_mode mode, const live_known *bounds,
                       char *err, size_t errlen)
 {
     assert(n >= 1);
@@ -674,12 +682,12 @@ int live_outcome(int verdict, const redisReply *exec, char *why, size_t whylen)
     return LIVE_APPLIED;
 }
 
-void live_update_note_bounds(const live_update *u, live_bounds *b)
+void live_update_note_bounds(const live_update *u, live_known *b)
 {
     for (size_t i = 0; i < u->nbounds; i++) {
         const live_series_bounds *sb = &u->bounds[i];
-        live_bounds_note(b, sb->hash, sb->name, sb->name_len, sb->tags, sb->tags_len, sb->min,
-                         sb->max);
+        live_known_note(b, sb->hash, METRIC_DISTRIBUTION, sb->name, sb->name_len, sb->tags,
+                        sb->tags_len, sb->min, sb->max);
     }
 }
 

@@ -80,9 +80,19 @@ live_fold *live_fold_new(const metric_event *events, size_t count, char *err, si
 /* Distinct series of the batch. */
 size_t live_fold_series(const live_fold *f);
 
+/* The i-th series of the fold (i < live_fold_series(f)): its hash (of type,
+ * name and tags, the one live_known.h takes) and borrowed strings. */
+typedef struct live_series_ref {
+    uint32_t hash;
+    metric_type type;
+    const char *name, *tags;
+    size_t name_len, tags_len;
+} live_series_ref;
+live_series_ref live_fold_series_at(const live_fold *f, size_t i);
+
 void live_fold_free(live_fold *f);
 
-typedef struct live_bounds live_bounds; /* live_bounds.h */
+typedef struct live_known live_known; /* live_known.h */
 
 /* A distribution series' new bounds in a group; strings borrowed from the folds. */
 typedef struct live_series_bounds {
@@ -123,16 +133,16 @@ static inline size_t live_exec_reply(const live_update *u) { return u->commands 
  * owns *u and frees it with live_update_free(); on failure *u holds nothing.
  * The commands must be sent in order on one connection with nothing between
  * them. `bounds` (NULL: none) leaves out the distribution min/max updates it
- * shows the live view already holds (live_bounds.h).
+ * shows the live view already holds (live_known.h).
  */
 int live_update_build(live_update *u, const live_fold *const *folds,
                       const char *const *batch_ids, const size_t *batch_id_lens, size_t n,
-                      int dedup_ttl_seconds, live_mode mode, const live_bounds *bounds,
+                      int dedup_ttl_seconds, live_mode mode, const live_known *bounds,
                       char *err, size_t errlen);
 
 /* After the group was applied (LIVE_APPLIED): records its distributions'
  * bounds in b. The folds the update was built from must still exist. */
-void live_update_note_bounds(const live_update *u, live_bounds *b);
+void live_update_note_bounds(const live_update *u, live_known *b);
 
 /*
  * The guard's verdict from its reply (NULL: connection lost), for a group of

@@ -32,7 +32,7 @@
 #include <hiredis/hiredis.h>
 
 #include "format.h"
-#include "live_bounds.h"
+#include "live_known.h"
 #include "live_update.h"
 
 static metric_event ev(metric_type type, const char *name, const char *tags, double value,
@@ -348,7 +348,7 @@ static void test_distribution_ops(void **state)
 /* Builds one batch's update against `bounds`; the fold is returned (the
  * update's bounds borrow its strings) and must be freed by the caller. */
 static live_fold *build_bounded(live_update *u, const metric_event *e, size_t n,
-                                const live_bounds *bounds)
+                                const live_known *bounds)
 {
     char err[128];
     live_fold *f = live_fold_new(e, n, err, sizeof err);
@@ -368,7 +368,7 @@ static live_fold *build_bounded(live_update *u, const metric_event *e, size_t n,
 static void test_bounds_leave_out_covered_min_max(void **state)
 {
     (void)state;
-    live_bounds *b = live_bounds_new(64, 4096);
+    live_known *b = live_known_new(64, 4096);
     assert_non_null(b);
     const char *ids[] = {"b"};
     live_update u;
@@ -381,7 +381,7 @@ static void test_bounds_leave_out_covered_min_max(void **state)
     expect_cmd(&u, s + 3, 5, "ZADD", "tally:{lat}:dist:max", "GT", "30", "a:1");
     assert_int_equal(u.nbounds, 1);
     live_update_note_bounds(&u, b); /* the group was applied */
-    assert_int_equal(live_bounds_count(b), 1);
+    assert_int_equal(live_known_count(b), 1);
     done(&u);
     live_fold_free(f);
 
@@ -407,7 +407,7 @@ static void test_bounds_leave_out_covered_min_max(void **state)
     live_update_note_bounds(&u, b);
     done(&u);
     live_fold_free(f);
-    assert_true(live_bounds_covers_min(b, 0, "x", 1, NULL, 0, 1) == 0); /* unknown series */
+    assert_true(live_known_covers_min(b, 0, METRIC_DISTRIBUTION, "x", 1, NULL, 0, 1) == 0); /* unknown series */
 
     /* after the note, 5 is the known minimum of lat a:1 */
     metric_event again[] = {ev(METRIC_DISTRIBUTION, "lat", "a:1", 5, 1, 0)};
@@ -415,7 +415,7 @@ static void test_bounds_leave_out_covered_min_max(void **state)
     expect_frame(&u, ids, 1, "60", LIVE_MODE_INGEST, 2);
     done(&u);
     live_fold_free(f);
-    live_bounds_free(b);
+    live_known_free(b);
 }
 
 /* The cache compares whole keys, forgets on collision and never exceeds its
@@ -423,40 +423,54 @@ static void test_bounds_leave_out_covered_min_max(void **state)
 static void test_bounds_cache_is_exact_and_bounded(void **state)
 {
     (void)state;
-    live_bounds *b = live_bounds_new(1, 10); /* one slot, 10 bytes of keys */
+    live_known *b = live_known_new(1, 10); /* one slot, 10 bytes of keys */
     assert_non_null(b);
-    live_bounds_note(b, 7, "abc", 3, "t:1", 3, 1, 9);
-    assert_true(live_bounds_covers_min(b, 7, "abc", 3, "t:1", 3, 1));
-    assert_true(live_bounds_covers_max(b, 7, "abc", 3, "t:1", 3, 9));
-    assert_false(live_bounds_covers_min(b, 7, "abc", 3, "t:1", 3, 0.5));
-    assert_false(live_bounds_covers_max(b, 7, "abc", 3, "t:1", 3, 9.5));
+    live_known_note(b, 7, METRIC_DISTRIBUTION, "abc", 3, "t:1", 3, 1, 9);
+    assert_true(live_known_covers_min(b, 7, METRIC_DISTRIBUTION, "abc", 3, "t:1", 3, 1));
+    assert_true(live_known_covers_max(b, 7, METRIC_DISTRIBUTION, "abc", 3, "t:1", 3, 9));
+    assert_false(live_known_covers_min(b, 7, METRIC_DISTRIBUTION, "abc", 3, "t:1", 3, 0.5));
+    assert_false(live_known_covers_max(b, 7, METRIC_DISTRIBUTION, "abc", 3, "t:1", 3, 9.5));
     /* same hash, other key: not covered (full comparison) */
-    assert_false(live_bounds_covers_min(b, 7, "abd", 3, "t:1", 3, 5));
-    assert_false(live_bounds_covers_min(b, 7, "abc", 3, "t:2", 3, 5));
+    assert_false(live_known_covers_min(b, 7, METRIC_DISTRIBUTION, "abd", 3, "t:1", 3, 5));
+    assert_false(live_known_covers_min(b, 7, METRIC_DISTRIBUTION, "abc", 3, "t:2", 3, 5));
     /* a note widens, never narrows */
-    live_bounds_note(b, 7, "abc", 3, "t:1", 3, 4, 4);
-    assert_true(live_bounds_covers_min(b, 7, "abc", 3, "t:1", 3, 1));
-    assert_true(live_bounds_covers_max(b, 7, "abc", 3, "t:1", 3, 9));
+    live_known_note(b, 7, METRIC_DISTRIBUTION, "abc", 3, "t:1", 3, 4, 4);
+    assert_true(live_known_covers_min(b, 7, METRIC_DISTRIBUTION, "abc", 3, "t:1", 3, 1));
+    assert_true(live_known_covers_max(b, 7, METRIC_DISTRIBUTION, "abc", 3, "t:1", 3, 9));
     /* another series in the only slot replaces it */
-    live_bounds_note(b, 8, "xy", 2, NULL, 0, 0, 0);
-    assert_false(live_bounds_covers_min(b, 7, "abc", 3, "t:1", 3, 5));
-    assert_true(live_bounds_covers_min(b, 8, "xy", 2, NULL, 0, 0));
-    assert_int_equal(live_bounds_count(b), 1);
+    live_known_note(b, 8, METRIC_DISTRIBUTION, "xy", 2, NULL, 0, 0, 0);
+    assert_false(live_known_covers_min(b, 7, METRIC_DISTRIBUTION, "abc", 3, "t:1", 3, 5));
+    assert_true(live_known_covers_min(b, 8, METRIC_DISTRIBUTION, "xy", 2, NULL, 0, 0));
+    assert_int_equal(live_known_count(b), 1);
     /* a key longer than the byte limit is not kept */
-    live_bounds_note(b, 9, "0123456789", 10, "z", 1, 0, 0);
-    assert_false(live_bounds_covers_min(b, 9, "0123456789", 10, "z", 1, 0));
-    live_bounds_free(b);
+    live_known_note(b, 9, METRIC_DISTRIBUTION, "0123456789", 10, "z", 1, 0, 0);
+    assert_false(live_known_covers_min(b, 9, METRIC_DISTRIBUTION, "0123456789", 10, "z", 1, 0));
+    live_known_free(b);
 
     /* the byte limit empties the table rather than growing past it */
-    b = live_bounds_new(4, 6);
-    live_bounds_note(b, 0, "aaa", 3, NULL, 0, 1, 1);
-    live_bounds_note(b, 1, "bbb", 3, NULL, 0, 1, 1);
-    assert_int_equal(live_bounds_count(b), 2);
-    live_bounds_note(b, 2, "ccc", 3, NULL, 0, 1, 1);
-    assert_int_equal(live_bounds_count(b), 1);
-    assert_true(live_bounds_covers_max(b, 2, "ccc", 3, NULL, 0, 1));
-    assert_false(live_bounds_covers_max(b, 0, "aaa", 3, NULL, 0, 1));
-    live_bounds_free(b);
+    b = live_known_new(4, 6);
+    live_known_note(b, 0, METRIC_DISTRIBUTION, "aaa", 3, NULL, 0, 1, 1);
+    live_known_note(b, 1, METRIC_DISTRIBUTION, "bbb", 3, NULL, 0, 1, 1);
+    assert_int_equal(live_known_count(b), 2);
+    live_known_note(b, 2, METRIC_DISTRIBUTION, "ccc", 3, NULL, 0, 1, 1);
+    assert_int_equal(live_known_count(b), 1);
+    assert_true(live_known_covers_max(b, 2, METRIC_DISTRIBUTION, "ccc", 3, NULL, 0, 1));
+    assert_false(live_known_covers_max(b, 0, METRIC_DISTRIBUTION, "aaa", 3, NULL, 0, 1));
+    live_known_free(b);
+
+    /* admission: known per (type, name, tags); an admitted series has no bounds yet */
+    b = live_known_new(8, 1024);
+    assert_false(live_known_admitted(b, 3, METRIC_COUNTER, "req", 3, "a:1", 3));
+    live_known_note_admitted(b, 3, METRIC_COUNTER, "req", 3, "a:1", 3);
+    assert_true(live_known_admitted(b, 3, METRIC_COUNTER, "req", 3, "a:1", 3));
+    assert_false(live_known_admitted(b, 3, METRIC_GAUGE, "req", 3, "a:1", 3));
+    assert_false(live_known_admitted(b, 3, METRIC_COUNTER, "req", 3, "a:2", 3));
+    live_known_note_admitted(b, 4, METRIC_DISTRIBUTION, "lat", 3, NULL, 0);
+    assert_false(live_known_covers_min(b, 4, METRIC_DISTRIBUTION, "lat", 3, NULL, 0, 1e9));
+    assert_false(live_known_covers_max(b, 4, METRIC_DISTRIBUTION, "lat", 3, NULL, 0, -1e9));
+    live_known_clear(b);
+    assert_false(live_known_admitted(b, 3, METRIC_COUNTER, "req", 3, "a:1", 3));
+    live_known_free(b);
 }
 
 /* Whole sums below 1e15 go through HINCRBY on the main hash; fractions and
