@@ -31,8 +31,6 @@
 #include "live_known.h"
 #include "live_update.h"
 
-#define REDIS_KEY_LIVE_SERIES "tally:live:series"
-
 typedef struct admission {
     int argc;
     const char **argv;   /* EVAL script numkeys keys... args... (into `strings`) */

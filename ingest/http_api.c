@@ -37,6 +37,7 @@
 #include "admission.h"
 #include "auth.h"
 #include "body_decode.h"
+#include "dedup.h"
 #include "format.h"
 #include "http_guard.h"
 #include "live_known.h"
@@ -83,6 +84,8 @@ typedef struct batch_request {
     char batch_id[RECORD_BATCH_ID_MAX + 1]; /* "CLIENT/KEY" with tokens, else "KEY" */
     size_t key_offset;  /* where the client's key starts in batch_id */
     const auth_client *client; /* NULL without tokens */
+    char digest[DEDUP_DIGEST_TEXT]; /* of the body (dedup.h) */
+    int64_t log_ms;     /* its record's Kafka timestamp, once delivered */
     size_t events;
     size_t bytes; /* counted in inflight_bytes */
     int answered; /* the client has its answer (the deadline may come first) */
@@ -297,6 +300,23 @@ static void finish_redis(batch_request *br, int result, const char *reason)
 
 static void pump_redis(ingest_server *s);
 
+/* A batch whose key was used within the dedup window for another body: the
+ * first body counts, this one never will (the flusher and any rebuild skip
+ * it, dedup.h), so it is refused like a payment API refuses a reused key. */
+static void finish_conflict(batch_request *br)
+{
+    if (!br->answered) {
+        br->answered = 1;
+        char msg[384];
+        snprintf(msg, sizeof msg,
+                 "Idempotency-Key %s was used for a different body within the dedup window "
+                 "(dedup.window_seconds = %d); this body is not counted: send it with a new key",
+                 client_key(br), br->srv->cfg->dedup.window_seconds);
+        reply_batch_error(br->req, 409, "Conflict", msg, client_key(br), 0, "not_stored");
+    }
+    batch_request_finish(br);
+}
+
 /* The group's transaction answered: dispatch each member, resend the
  * non-duplicates of a refused group (all members of a group that another
  * client's change aborted) in order, ahead of newer batches, then the next group. */
@@ -312,10 +332,13 @@ static void on_group_applied(void *opaque, int result, const size_t *dups, size_
     if (result == LIVE_DUPLICATE || result == LIVE_RETRY) { /* (retry: ndups = 0) */
         batch_request *again_head = NULL, **again_tail = &again_head;
         for (size_t i = 0; i < g->count; i++) {
-            int dup = 0;
+            size_t dup = 0;
             for (size_t k = 0; k < ndups; k++)
-                dup |= dups[k] == i + 1;
-            if (dup) {
+                if ((dups[k] & ~LIVE_CONFLICT) == i + 1)
+                    dup = dups[k];
+            if (dup & LIVE_CONFLICT) {
+                finish_conflict(g->members[i]);
+            } else if (dup) {
                 finish_redis(g->members[i], LIVE_DUPLICATE, NULL);
             } else {
                 *again_tail = g->members[i];
@@ -362,11 +385,10 @@ static void pump_redis(ingest_server *s)
         size_t n = group_length(s->redis_head);
         redis_group *g = malloc(sizeof *g + n * sizeof g->members[0]);
         const live_fold **folds = malloc(n * sizeof *folds);
-        const char **ids = malloc(n * sizeof *ids);
-        size_t *id_lens = malloc(n * sizeof *id_lens);
+        live_batch *batches = malloc(n * sizeof *batches);
         char why[256] = "out of memory";
         int sent = 0;
-        if (g && folds && ids && id_lens) {
+        if (g && folds && batches) {
             g->srv = s;
             g->count = n;
             for (size_t i = 0; i < n; i++) {
@@ -375,12 +397,11 @@ static void pump_redis(ingest_server *s)
                 b->next = NULL;
                 g->members[i] = b;
                 folds[i] = b->fold;
-                ids[i] = b->batch_id;
-                id_lens[i] = strlen(b->batch_id);
+                batches[i] = (live_batch){b->batch_id, strlen(b->batch_id), b->digest, b->log_ms};
             }
             if (!s->redis_head)
                 s->redis_tail = NULL;
-            if (live_update_build(&g->update, folds, ids, id_lens, n,
+            if (live_update_build(&g->update, folds, batches, n,
                                   s->cfg->dedup.window_seconds, LIVE_MODE_INGEST, s->known, why,
                                   sizeof why) == 0) {
                 s->redis_busy = 1;
@@ -395,8 +416,7 @@ static void pump_redis(ingest_server *s)
             n = 0; /* nothing taken from the queue */
         }
         free(folds);
-        free(ids);
-        free(id_lens);
+        free(batches);
         if (!g) {
             /* out of memory: fail the head batch so the queue still drains */
             batch_request *b = s->redis_head;
@@ -414,9 +434,11 @@ static void pump_redis(ingest_server *s)
     }
 }
 
-static void on_kafka_delivered(void *opaque, kafka_outcome outcome, const char *reason)
+static void on_kafka_delivered(void *opaque, kafka_outcome outcome, int64_t log_ms,
+                               const char *reason)
 {
     batch_request *br = opaque;
+    br->log_ms = log_ms;
     char err[384];
     if (outcome != KAFKA_DELIVERED) {
         if (br->answered) {
@@ -500,7 +522,8 @@ static void send_to_kafka(batch_request *br)
     char err[256];
     uint8_t *record = br->record;
     br->record = NULL; /* Kafka owns it once sent */
-    if (kafka_writer_send(s->kafka, br->batch_id, strlen(br->batch_id), record, br->record_len,
+    if (kafka_writer_send(s->kafka, br->batch_id, strlen(br->batch_id), br->digest, record,
+                          br->record_len,
                           on_kafka_delivered, br, err, sizeof err) != 0) {
         free(record);
         char msg[384];
@@ -719,6 +742,7 @@ static void accept_batch(ingest_server *s, struct evhttp_request *req, const aut
     int id_len = client ? snprintf(br->batch_id, sizeof br->batch_id, "%s/%s", client->name, batch_id)
                         : snprintf(br->batch_id, sizeof br->batch_id, "%s", batch_id);
     br->key_offset = client ? strlen(client->name) + 1 : 0;
+    dedup_body_digest(body, len, br->digest);
     br->fold = live_fold_new(s->batch.events, s->batch.count, err, sizeof err);
     if (!br->fold ||
         record_encode_compact(br->batch_id, (size_t)id_len, received, s->batch.events,

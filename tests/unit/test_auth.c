@@ -18,6 +18,7 @@
 
 #include "admission.h"
 #include "auth.h"
+#include "redis_keys.h"
 
 static char path[64];
 
