@@ -165,6 +165,6 @@ int client_properties_parse(const char *text, size_t len, const char *name,
         }
     }
     free(set);
-    secret_file_free(copy, len);
+    secret_file_wipe(copy, len);
     return rc == 0 ? (int)count : -1;
 }

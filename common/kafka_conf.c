@@ -48,7 +48,7 @@ int kafka_conf_apply_client_properties(rd_kafka_conf_t *conf, const char *path, 
         return -1;
     }
     int n = client_properties_parse(text, len, path, set_client_property, conf, why, sizeof why);
-    secret_file_free(text, len);
+    secret_file_wipe(text, len);
     if (n < 0) {
         snprintf(err, errlen, "kafka.client_properties: %s", why);
         return -1;

@@ -74,6 +74,14 @@ static int topic_create(rd_kafka_t *rk, const char *topic, int partitions, int t
         snprintf(err, errlen, "kafka create topic %s: %s", topic, errstr);
         return -1;
     }
+    /* the broker stamps each record: the dedup window's one clock (dedup.h) */
+    rd_kafka_resp_err_t set = rd_kafka_NewTopic_set_config(nt, "message.timestamp.type",
+                                                           "LogAppendTime");
+    if (set != RD_KAFKA_RESP_ERR_NO_ERROR) {
+        snprintf(err, errlen, "kafka create topic %s: %s", topic, rd_kafka_err2str(set));
+        rd_kafka_NewTopic_destroy(nt);
+        return -1;
+    }
     rd_kafka_AdminOptions_t *opt = rd_kafka_AdminOptions_new(rk, RD_KAFKA_ADMIN_OP_CREATETOPICS);
     rd_kafka_queue_t *q = rd_kafka_queue_new(rk);
     rd_kafka_event_t *ev = NULL;

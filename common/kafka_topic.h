@@ -16,7 +16,8 @@
 
 /*
  * Looks `topic` up in the cluster metadata; when it does not exist, creates it
- * with `partitions` (>= 1) partitions and replication factor 1 through the
+ * with `partitions` (>= 1) partitions, replication factor 1 and
+ * message.timestamp.type=LogAppendTime (the dedup clock, dedup.h) through the
  * admin API (TOPIC_ALREADY_EXISTS, a creation race, counts as success) and
  * waits until every partition has a leader. Uses at most about `timeout_ms`.
  * Requires a live client `rk` (producer or consumer); creates and destroys

@@ -29,24 +29,38 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "dedup.h"
 #include "format.h"
 #include "hash.h"
-#include "live_bounds.h"
+#include "live_known.h"
 #include "redis_keys.h"
 
 /* The guard: decides, after WATCH and before MULTI, whether the transaction
  * may apply. To refuse, it rewrites a watched key with its own value and TTL
  * (SET .. KEEPTTL), which aborts the EXEC that follows without changing any
  * data. Reply: {1} go, {2} fenced, {0, i...} batches i (1-based) are
- * duplicates. KEYS[1] = fence, KEYS[2..] = dedup keys, ARGV[1] = mode. */
+ * retries (dedup.h; -i: a retry with another body, a conflict).
+ * KEYS[1] = fence, KEYS[2..] = dedup keys; ARGV[1] = mode, ARGV[2] = the
+ * window in ms, ARGV[3..] = each batch's "DIGEST TIME", as its key holds it.
+ * A key that holds no such pair (written by an older ingest) is a retry. */
 static const char live_guard_script[] =
     "local function touch(k) redis.call('SET', k, redis.call('GET', k), 'KEEPTTL') end\n"
     "if ARGV[1] ~= 'rebuild' and redis.call('EXISTS', KEYS[1]) == 1 then\n"
     "  touch(KEYS[1]) return {2}\n"
     "end\n"
+    "local window = tonumber(ARGV[2])\n"
     "local dups = {0}\n"
     "for i = 2, #KEYS do\n"
-    "  if redis.call('EXISTS', KEYS[i]) == 1 then touch(KEYS[i]) dups[#dups + 1] = i - 1 end\n"
+    "  local held = redis.call('GET', KEYS[i])\n"
+    "  if held then\n"
+    "    local d0, t0 = string.match(held, '^(%S+) (%d+)$')\n"
+    "    local d, t = string.match(ARGV[i + 1], '^(%S+) (%d+)$')\n"
+    "    if not t0 or tonumber(t) - tonumber(t0) <= window then\n"
+    "      touch(KEYS[i])\n"
+    "      if t0 and d0 ~= d and d0 ~= '-' and d ~= '-' then dups[#dups + 1] = 1 - i\n"
+    "      else dups[#dups + 1] = i - 1 end\n"
+    "    end\n"
+    "  end\n"
     "end\n"
     "if #dups > 1 then return dups end\n"
     "return {1}\n";
@@ -227,6 +241,14 @@ size_t live_fold_series(const live_fold *f)
     return f->count;
 }
 
+live_series_ref live_fold_series_at(const live_fold *f, size_t i)
+{
+    assert(i < f->count);
+    const series_fold *s = &f->series[i];
+    return (live_series_ref){.hash = s->hash, .type = s->type, .name = s->name,
+                             .tags = s->tags, .name_len = s->name_len, .tags_len = s->tags_len};
+}
+
 void live_fold_free(live_fold *f)
 {
     if (!f)
@@ -246,7 +268,7 @@ typedef struct resp_builder {
     int out_of_range; /* a value was not finite */
     size_t whole_cap;
     size_t exec_index; /* the reply position in EXEC's of the next queued command */
-    const live_bounds *bounds; /* may be NULL */
+    const live_known *bounds; /* may be NULL */
 } resp_builder;
 
 static int reserve(resp_builder *b, size_t more)
@@ -435,11 +457,11 @@ static void put_series(resp_builder *b, const series_fold *s)
         put_add(b, s, "dist:count", s->weight, 1);
         put_add(b, s, "dist:sum", s->total, 1);
         /* (an update the live view provably holds already is left out) */
-        if (!live_bounds_covers_min(b->bounds, s->hash, s->name, s->name_len, s->tags,
-                                    s->tags_len, s->min))
+        if (!live_known_covers_min(b->bounds, s->hash, METRIC_DISTRIBUTION, s->name, s->name_len,
+                                   s->tags, s->tags_len, s->min))
             put_zadd(b, s, "dist:min", "LT", s->min);
-        if (!live_bounds_covers_max(b->bounds, s->hash, s->name, s->name_len, s->tags,
-                                    s->tags_len, s->max))
+        if (!live_known_covers_max(b->bounds, s->hash, METRIC_DISTRIBUTION, s->name, s->name_len,
+                                   s->tags, s->tags_len, s->max))
             put_zadd(b, s, "dist:max", "GT", s->max);
         break;
     }
@@ -502,24 +524,27 @@ int live_update_carry(const live_update *u, const redisReply *exec, live_update 
     return 0;
 }
 
-int live_update_build(live_update *u, const live_fold *const *folds,
-                      const char *const *batch_ids, const size_t *batch_id_lens, size_t n,
-                      int dedup_ttl_seconds, live_mode mode, const live_bounds *bounds,
+int live_update_build(live_update *u, const live_fold *const *folds, const live_batch *batches,
+                      size_t n, int dedup_window_seconds, live_mode mode, const live_known *bounds,
                       char *err, size_t errlen)
 {
     assert(n >= 1);
     memset(u, 0, sizeof *u);
     char (*dedup_keys)[REDIS_KEY_MAX] = malloc(n * sizeof *dedup_keys);
+    char (*claims)[DEDUP_DIGEST_TEXT + 24] = malloc(n * sizeof *claims);
     size_t *dedup_lens = malloc(n * sizeof *dedup_lens);
     const char **dedup_ptrs = malloc(n * sizeof *dedup_ptrs);
     size_t total = 0;
     for (size_t i = 0; i < n; i++)
         total += folds[i]->count;
     series_index x = {0};
-    if (!dedup_keys || !dedup_lens || !dedup_ptrs || index_init(&x, total) != 0)
+    if (!dedup_keys || !claims || !dedup_lens || !dedup_ptrs || index_init(&x, total) != 0)
         goto oom;
     for (size_t i = 0; i < n; i++) {
-        int len = redis_key_batch(dedup_keys[i], REDIS_KEY_MAX, batch_ids[i], batch_id_lens[i]);
+        /* what the batch's dedup key holds: "DIGEST TIME" (dedup.h) */
+        snprintf(claims[i], sizeof claims[i], "%.16s %lld", batches[i].digest,
+                 (long long)(batches[i].log_ms < 0 ? 0 : batches[i].log_ms));
+        int len = redis_key_batch(dedup_keys[i], REDIS_KEY_MAX, batches[i].id, batches[i].id_len);
         if (len < 0) {
             snprintf(err, errlen, "batch id too long for a Redis key");
             goto fail;
@@ -541,8 +566,8 @@ int live_update_build(live_update *u, const live_fold *const *folds,
     reserve(&b, 256 + 160 * (x.count + n));
     int ingest = mode == LIVE_MODE_INGEST;
     put_watch(&b, ingest, dedup_ptrs, dedup_lens, n);
-    /* EVAL guard 1+n fence dedup[n] mode */
-    begin_command(&b, 4 + 1 + n);
+    /* EVAL guard 1+n fence dedup[n] mode window claims[n] */
+    begin_command(&b, 4 + 1 + n + 1 + n);
     put_text(&b, "EVAL");
     put_text(&b, live_guard_script);
     char numkeys[24];
@@ -552,6 +577,11 @@ int live_update_build(live_update *u, const live_fold *const *folds,
     for (size_t i = 0; i < n; i++)
         put_arg(&b, dedup_ptrs[i], dedup_lens[i]);
     put_text(&b, ingest ? "ingest" : "rebuild");
+    char window_ms[24];
+    put_arg(&b, window_ms,
+            (size_t)snprintf(window_ms, sizeof window_ms, "%lld", dedup_window_seconds * 1000LL));
+    for (size_t i = 0; i < n; i++)
+        put_text(&b, claims[i]);
     end_command(&b);
 
     begin_command(&b, 1);
@@ -559,12 +589,12 @@ int live_update_build(live_update *u, const live_fold *const *folds,
     end_command(&b);
     b.exec_index = 0; /* EXEC answers for the commands queued from here on */
     char ttl[24];
-    int nt = snprintf(ttl, sizeof ttl, "%d", dedup_ttl_seconds);
+    int nt = snprintf(ttl, sizeof ttl, "%d", dedup_window_seconds + DEDUP_SLACK_SECONDS);
     for (size_t i = 0; i < n; i++) {
         begin_command(&b, 5);
         put_text(&b, "SET");
         put_arg(&b, dedup_ptrs[i], dedup_lens[i]);
-        put_text(&b, "1");
+        put_text(&b, claims[i]);
         put_text(&b, "EX");
         put_arg(&b, ttl, (size_t)nt);
         end_command(&b);
@@ -595,6 +625,7 @@ int live_update_build(live_update *u, const live_fold *const *folds,
         goto oom;
     index_free(&x);
     free(dedup_keys);
+    free(claims);
     free(dedup_lens);
     free(dedup_ptrs);
     return 0;
@@ -603,6 +634,7 @@ oom:
 fail:
     index_free(&x);
     free(dedup_keys);
+    free(claims);
     free(dedup_lens);
     free(dedup_ptrs);
     live_update_free(u);
@@ -638,12 +670,13 @@ int live_guard_verdict(const redisReply *guard, size_t n, size_t *dups, size_t *
     }
     for (size_t i = 1; i < guard->elements; i++) {
         const redisReply *e = guard->element[i];
-        if (e->type != REDIS_REPLY_INTEGER || e->integer < 1 || (size_t)e->integer > n) {
+        long long pos = e->type == REDIS_REPLY_INTEGER ? (e->integer < 0 ? -e->integer : e->integer) : 0;
+        if (pos < 1 || (size_t)pos > n) {
             *ndups = 0;
             snprintf(why, whylen, "unexpected duplicate position from the update guard");
             return LIVE_FAILED;
         }
-        dups[(*ndups)++] = (size_t)e->integer;
+        dups[(*ndups)++] = (size_t)pos | (e->integer < 0 ? LIVE_CONFLICT : 0);
     }
     return LIVE_DUPLICATE;
 }
@@ -674,12 +707,12 @@ int live_outcome(int verdict, const redisReply *exec, char *why, size_t whylen)
     return LIVE_APPLIED;
 }
 
-void live_update_note_bounds(const live_update *u, live_bounds *b)
+void live_update_note_bounds(const live_update *u, live_known *b)
 {
     for (size_t i = 0; i < u->nbounds; i++) {
         const live_series_bounds *sb = &u->bounds[i];
-        live_bounds_note(b, sb->hash, sb->name, sb->name_len, sb->tags, sb->tags_len, sb->min,
-                         sb->max);
+        live_known_note(b, sb->hash, METRIC_DISTRIBUTION, sb->name, sb->name_len, sb->tags,
+                        sb->tags_len, sb->min, sb->max);
     }
 }
 

@@ -80,9 +80,19 @@ live_fold *live_fold_new(const metric_event *events, size_t count, char *err, si
 /* Distinct series of the batch. */
 size_t live_fold_series(const live_fold *f);
 
+/* The i-th series of the fold (i < live_fold_series(f)): its hash (of type,
+ * name and tags, the one live_known.h takes) and borrowed strings. */
+typedef struct live_series_ref {
+    uint32_t hash;
+    metric_type type;
+    const char *name, *tags;
+    size_t name_len, tags_len;
+} live_series_ref;
+live_series_ref live_fold_series_at(const live_fold *f, size_t i);
+
 void live_fold_free(live_fold *f);
 
-typedef struct live_bounds live_bounds; /* live_bounds.h */
+typedef struct live_known live_known; /* live_known.h */
 
 /* A distribution series' new bounds in a group; strings borrowed from the folds. */
 typedef struct live_series_bounds {
@@ -116,29 +126,44 @@ typedef struct live_update {
 #define LIVE_GUARD_REPLY 1
 static inline size_t live_exec_reply(const live_update *u) { return u->commands - 1; }
 
+/* A batch of a group: its id (scoped per client), the digest of its body
+ * and its record's Kafka timestamp (dedup.h). */
+typedef struct live_batch {
+    const char *id;
+    size_t id_len;
+    const char *digest; /* 16 hex digits, or DEDUP_DIGEST_UNKNOWN */
+    int64_t log_ms;
+} live_batch;
+
 /*
- * Builds the commands for a group of `n` >= 1 batches, folds[i] with id
- * batch_ids[i] (batch_id_lens[i] bytes), merged in index order. Returns 0, or
+ * Builds the commands for a group of `n` >= 1 batches, folds[i] being
+ * batches[i], merged in index order. Retries within dedup_window_seconds are
+ * refused by the guard (dedup.h); each dedup key expires after the window
+ * plus DEDUP_SLACK_SECONDS. Returns 0, or
  * -1 with err filled (out of memory, batch id too long). On success the caller
  * owns *u and frees it with live_update_free(); on failure *u holds nothing.
  * The commands must be sent in order on one connection with nothing between
  * them. `bounds` (NULL: none) leaves out the distribution min/max updates it
- * shows the live view already holds (live_bounds.h).
+ * shows the live view already holds (live_known.h).
  */
-int live_update_build(live_update *u, const live_fold *const *folds,
-                      const char *const *batch_ids, const size_t *batch_id_lens, size_t n,
-                      int dedup_ttl_seconds, live_mode mode, const live_bounds *bounds,
+int live_update_build(live_update *u, const live_fold *const *folds, const live_batch *batches,
+                      size_t n, int dedup_window_seconds, live_mode mode, const live_known *bounds,
                       char *err, size_t errlen);
 
 /* After the group was applied (LIVE_APPLIED): records its distributions'
  * bounds in b. The folds the update was built from must still exist. */
-void live_update_note_bounds(const live_update *u, live_bounds *b);
+void live_update_note_bounds(const live_update *u, live_known *b);
+
+/* Marks a position in live_guard_verdict's dups: that batch's key was
+ * used within the window for a different body (a conflict, not a retry). */
+#define LIVE_CONFLICT ((size_t)1 << (sizeof(size_t) * 8 - 1))
 
 /*
  * The guard's verdict from its reply (NULL: connection lost), for a group of
  * n batches: LIVE_APPLIED (go), LIVE_DEFERRED, LIVE_DUPLICATE with the
- * 1-based positions of the duplicates in dups (room for n) and their number
- * in *ndups, or LIVE_FAILED with why filled.
+ * 1-based positions of the duplicates in dups (room for n; a conflict's
+ * position has LIVE_CONFLICT set) and their number in *ndups, or LIVE_FAILED
+ * with why filled.
  */
 int live_guard_verdict(const redisReply *guard, size_t n, size_t *dups, size_t *ndups, char *why,
                        size_t whylen);

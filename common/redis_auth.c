@@ -66,7 +66,7 @@ int redis_auth_load(redis_auth *a, const char *username, const char *password_fi
         return -1;
     }
     int rc = redis_auth_parse_password(text, len, a->password, sizeof a->password, why, sizeof why);
-    secret_file_free(text, len);
+    secret_file_wipe(text, len);
     if (rc != 0) {
         snprintf(err, errlen, "redis.password_file %s: %s", password_file, why);
         redis_auth_clear(a);

@@ -4,8 +4,8 @@
  *
  * Contract: redis_auth_load() is called once at start and reports every
  * misconfiguration there (a username without a password file; a password
- * file that is missing, too open — see secret_file.h —, empty or not a
- * password); afterwards the struct holds the arguments of AUTH, or says
+ * file that is missing, open to group or others (secret_file.h), empty or
+ * not a password); afterwards the struct holds the arguments of AUTH, or says
  * that no AUTH is to be sent. The password never appears in an error
  * message; redis_auth_clear() wipes it. The password is the file's first
  * line without its line end ("\n" or "\r\n"); the rest of the file is

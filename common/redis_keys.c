@@ -18,3 +18,13 @@ int redis_key_batch(char *buf, size_t buflen, const char *batch_id, size_t batch
     int n = snprintf(buf, buflen, "tally:batch:{%.*s}", (int)batch_id_len, batch_id);
     return (n < 0 || (size_t)n >= buflen) ? -1 : n;
 }
+
+const char *redis_key_value_suffix(metric_type type)
+{
+    switch (type) {
+    case METRIC_COUNTER: return "counter";
+    case METRIC_GAUGE: return "gauge";
+    case METRIC_DISTRIBUTION: return "dist:count";
+    }
+    return "counter";
+}

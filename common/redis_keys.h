@@ -4,7 +4,7 @@
  * name as its hash tag ("{name}"), so all keys of one metric live in one
  * Redis Cluster slot. All keys listed here are STATE (not caches): they are
  * kept by AOF, protected by maxmemory-policy noeviction, and never expire,
- * except the batch dedup keys, which expire after dedup.window_seconds.
+ * except the batch dedup keys and the rate-limit state.
  *
  *   tally:{NAME}:counter        hash  tags -> running total (sum of value/rate), whole part
  *   tally:{NAME}:counter:frac   hash  tags -> running total, fractional part
@@ -13,7 +13,13 @@
  *   tally:{NAME}:dist:sum       hash  tags -> sum of value/rate, whole part (+ :frac)
  *   tally:{NAME}:dist:min       zset  member tags, score = smallest value
  *   tally:{NAME}:dist:max       zset  member tags, score = largest value
- *   tally:batch:{BATCH_ID}      string, TTL dedup.window_seconds: batch applied
+ *   tally:batch:{BATCH_ID}      string "DIGEST TIME", TTL dedup.window_seconds + slack:
+ *                               batch applied (dedup.h)
+ *   tally:live:series           HyperLogLog of "KEY\nTAGS" of every series admitted
+ *                               (KEY: its counter, gauge or dist:count hash), the
+ *                               count behind ingest.max_live_series (admission.h)
+ *   tally:rate:{CLIENT}         hash, a token's rate-limit state (admission.h);
+ *                               expires once its budget is full again
  *   tally:live:rebuilding       string, TTL 15 s renewed each second: a rebuild holds the fence;
  *                               ingest defers its updates to the rebuild
  *   tally:live:stale            string: the live view may lack acknowledged
@@ -32,10 +38,13 @@
 
 #include <stddef.h>
 
+#include "event.h"
+
 #define REDIS_KEY_MAX 320
 #define REDIS_KEY_REBUILD_FENCE "tally:live:rebuilding"
 #define REDIS_KEY_STALE "tally:live:stale"
 #define REDIS_KEY_RUN_ID "tally:live:run_id"
+#define REDIS_KEY_LIVE_SERIES "tally:live:series"
 /* Appended to a sum hash's name: its companion holding the fractions. */
 #define REDIS_KEY_FRAC_SUFFIX ":frac"
 
@@ -43,6 +52,10 @@
  * or -1 when it does not fit. */
 int redis_key_metric(char *buf, size_t buflen, const char *name, size_t name_len,
                      const char *suffix);
+
+/* The suffix of the hash that holds a series of this type's value (its
+ * counter, gauge or dist:count hash): where a series is known to exist. */
+const char *redis_key_value_suffix(metric_type type);
 
 /* Writes "tally:batch:{BATCH_ID}"; returns its length or -1 when it does not fit. */
 int redis_key_batch(char *buf, size_t buflen, const char *batch_id, size_t batch_id_len);

@@ -13,6 +13,7 @@
 #include <assert.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 
 #include "kafka_conf.h"
@@ -170,4 +171,26 @@ int consumer_watermarks(consumer *c, int partition, int64_t *low, int64_t *high,
         return -1;
     }
     return 0;
+}
+
+void consumer_batch_identity(const rd_kafka_message_t *m, char digest[DEDUP_DIGEST_TEXT],
+                             int64_t *log_ms)
+{
+    *log_ms = rd_kafka_message_timestamp(m, NULL);
+    snprintf(digest, DEDUP_DIGEST_TEXT, "%s", DEDUP_DIGEST_UNKNOWN);
+    rd_kafka_headers_t *headers = NULL;
+    const void *value = NULL;
+    size_t size = 0;
+    if (rd_kafka_message_headers(m, &headers) != RD_KAFKA_RESP_ERR_NO_ERROR ||
+        rd_kafka_header_get_last(headers, "tally-digest", &value, &size) !=
+            RD_KAFKA_RESP_ERR_NO_ERROR ||
+        !value || size != DEDUP_DIGEST_TEXT - 1)
+        return;
+    for (size_t i = 0; i < size; i++) {
+        char c = ((const char *)value)[i];
+        if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f')))
+            return; /* not a digest: treated as unknown */
+    }
+    memcpy(digest, value, size);
+    digest[size] = '\0';
 }

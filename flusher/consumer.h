@@ -18,6 +18,8 @@
 
 #include <librdkafka/rdkafka.h>
 
+#include "dedup.h"
+
 #include "config.h"
 
 typedef struct consumer consumer;
@@ -58,5 +60,11 @@ int consumer_watermarks(consumer *c, int partition, int64_t *low, int64_t *high,
 
 /* Closes and frees the consumer; NULL is a no-op. Commits nothing to Kafka. */
 void consumer_close(consumer *c);
+
+/* What a consumed record says about its batch for deduplication (dedup.h):
+ * the body digest from its tally-digest header (DEDUP_DIGEST_UNKNOWN when it
+ * has none: written before digests) and its Kafka timestamp. */
+void consumer_batch_identity(const rd_kafka_message_t *m, char digest[DEDUP_DIGEST_TEXT],
+                             int64_t *log_ms);
 
 #endif

@@ -149,22 +149,52 @@ static int flush(flusher *f, char *err, size_t errlen)
     return 0;
 }
 
+/* Whether the record is a retry of a batch applied before (dedup.h): in this
+ * flush (*in_flush set) or in SQLite. Returns 1 (a retry: skip it), 0 (apply
+ * it), -1 (err filled). A retry with another body is logged: ingest answered
+ * it 409 if Redis was there to tell, and it never counts. */
+static int is_retry(flusher *f, const record_reader *r, const rd_kafka_message_t *m,
+                    const char *digest, int64_t log_ms, const pending_batch **in_flush,
+                    int *known, char *err, size_t errlen)
+{
+    int64_t first_ms = 0;
+    char first_digest[DEDUP_DIGEST_TEXT];
+    *in_flush = pending_find_batch(f->pend, r->batch_id, r->batch_id_len);
+    *known = *in_flush != NULL;
+    if (*in_flush) {
+        first_ms = (*in_flush)->log_ms;
+        snprintf(first_digest, sizeof first_digest, "%s", (*in_flush)->digest);
+    } else {
+        *known = store_batch_lookup(f->st, r->batch_id, r->batch_id_len, &first_ms, first_digest,
+                                    err, errlen);
+        if (*known < 0)
+            return -1;
+    }
+    if (!*known || !dedup_is_retry(first_ms, log_ms, f->cfg->dedup.window_seconds))
+        return 0;
+    pending_note_skipped(f->pend);
+    if (!dedup_same_body(first_digest, digest))
+        log_warn("batch %.*s at partition %d offset %" PRId64 " reuses its key for a different "
+                 "body within the dedup window: skipped, the first body counts",
+                 (int)r->batch_id_len, r->batch_id, (int)m->partition, (int64_t)m->offset);
+    else
+        log_debug("duplicate batch %.*s at partition %d offset %" PRId64 " skipped",
+                  (int)r->batch_id_len, r->batch_id, (int)m->partition, (int64_t)m->offset);
+    return 1;
+}
+
 /* Applies one validated record: dedup, then every event. */
 static int apply_record(flusher *f, record_reader *r, const rd_kafka_message_t *m,
                         char *err, size_t errlen)
 {
-    int seen = pending_has_batch(f->pend, r->batch_id, r->batch_id_len);
-    if (!seen) {
-        seen = store_batch_seen(f->st, r->batch_id, r->batch_id_len, err, errlen);
-        if (seen < 0)
-            return -1;
-    }
-    if (seen) {
-        pending_note_skipped(f->pend);
-        log_debug("duplicate batch %.*s at partition %d offset %" PRId64 " skipped",
-                  (int)r->batch_id_len, r->batch_id, (int)m->partition, (int64_t)m->offset);
-        return 0;
-    }
+    char digest[DEDUP_DIGEST_TEXT];
+    int64_t log_ms;
+    consumer_batch_identity(m, digest, &log_ms);
+    const pending_batch *in_flush;
+    int known;
+    int retry = is_retry(f, r, m, digest, log_ms, &in_flush, &known, err, errlen);
+    if (retry != 0)
+        return retry < 0 ? -1 : 0;
     metric_event ev;
     uint32_t half = r->count / 2;
     for (uint32_t i = 0; record_next(r, &ev); i++) {
@@ -173,7 +203,12 @@ static int apply_record(flusher *f, record_reader *r, const rd_kafka_message_t *
         if (aggregate_add(f->agg, &ev, err, errlen) < 0)
             return -1;
     }
-    return pending_add_batch(f->pend, r->batch_id, r->batch_id_len, r->received_ms,
+    if (in_flush) { /* counted again, past the window */
+        pending_renew_batch(f->pend, in_flush, log_ms, digest, (int32_t)m->partition,
+                            (int64_t)m->offset);
+        return 0;
+    }
+    return pending_add_batch(f->pend, r->batch_id, r->batch_id_len, log_ms, digest,
                              (int32_t)m->partition, (int64_t)m->offset, err, errlen);
 }
 

@@ -32,7 +32,7 @@ struct pending {
     size_t ids_len, ids_cap;
     uint32_t *slots;
     size_t slot_cap;
-    int64_t max_received_ms;
+    int64_t max_log_ms;
 
     pending_reject *rejects;
     size_t nrejects, rejects_cap;
@@ -81,7 +81,7 @@ void pending_clear(pending *p)
     p->nbatches = 0;
     p->ids_len = 0;
     memset(p->slots, 0, p->slot_cap * sizeof *p->slots);
-    p->max_received_ms = INT64_MIN;
+    p->max_log_ms = INT64_MIN;
     for (size_t i = 0; i < p->nrejects; i++)
         free(p->rejects[i].payload);
     p->nrejects = 0;
@@ -113,9 +113,23 @@ static size_t slot_find(const pending *p, const char *id, size_t len, uint32_t h
     return j;
 }
 
-int pending_has_batch(const pending *p, const char *id, size_t id_len)
+const pending_batch *pending_find_batch(const pending *p, const char *id, size_t id_len)
 {
-    return p->slots[slot_find(p, id, id_len, id_hash(id, id_len))] != 0;
+    uint32_t at = p->slots[slot_find(p, id, id_len, id_hash(id, id_len))];
+    return at ? &p->batches[at - 1] : NULL;
+}
+
+void pending_renew_batch(pending *p, const pending_batch *b, int64_t log_ms, const char *digest,
+                         int32_t partition, int64_t offset)
+{
+    assert(b >= p->batches && b < p->batches + p->nbatches);
+    pending_batch *mine = &p->batches[b - p->batches];
+    mine->log_ms = log_ms;
+    snprintf(mine->digest, DEDUP_DIGEST_TEXT, "%s", digest);
+    mine->partition = partition;
+    mine->offset = offset;
+    if (log_ms > p->max_log_ms)
+        p->max_log_ms = log_ms;
 }
 
 static int slots_grow(pending *p)
@@ -137,10 +151,11 @@ static int slots_grow(pending *p)
     return 0;
 }
 
-int pending_add_batch(pending *p, const char *id, size_t id_len, int64_t received_ms,
-                      int32_t partition, int64_t offset, char *err, size_t errlen)
+int pending_add_batch(pending *p, const char *id, size_t id_len, int64_t log_ms,
+                      const char *digest, int32_t partition, int64_t offset, char *err,
+                      size_t errlen)
 {
-    assert(!pending_has_batch(p, id, id_len));
+    assert(!pending_find_batch(p, id, id_len));
     if (p->nbatches >= UINT32_MAX - 1 || ((p->nbatches + 1) * 2 > p->slot_cap && slots_grow(p) < 0))
         goto oom;
     if (p->nbatches == p->batches_cap) {
@@ -167,13 +182,14 @@ int pending_add_batch(pending *p, const char *id, size_t id_len, int64_t receive
     if (id_len)
         memcpy(p->ids + p->ids_len, id, id_len);
     p->batches[p->nbatches] = (pending_batch){
-        .id_off = p->ids_len, .id_len = id_len, .received_ms = received_ms,
+        .id_off = p->ids_len, .id_len = id_len, .log_ms = log_ms,
         .partition = partition, .offset = offset,
     };
+    snprintf(p->batches[p->nbatches].digest, DEDUP_DIGEST_TEXT, "%s", digest);
     p->ids_len += id_len;
     p->slots[j] = (uint32_t)(++p->nbatches);
-    if (received_ms > p->max_received_ms)
-        p->max_received_ms = received_ms;
+    if (log_ms > p->max_log_ms)
+        p->max_log_ms = log_ms;
     return 0;
 oom:
     snprintf(err, errlen, "pending: out of memory (%zu batches)", p->nbatches);
@@ -240,8 +256,8 @@ int64_t pending_next_offset(const pending *p, int32_t partition)
     return p->next_offsets[partition];
 }
 
-int64_t pending_max_received_ms(const pending *p)
+int64_t pending_max_log_ms(const pending *p)
 {
     assert(p->nbatches > 0);
-    return p->max_received_ms;
+    return p->max_log_ms;
 }

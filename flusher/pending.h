@@ -14,10 +14,13 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "dedup.h"
+
 typedef struct pending_batch {
     size_t id_off;          /* private: offset of the id in the id buffer */
     size_t id_len;
-    int64_t received_ms;
+    int64_t log_ms;         /* its record's Kafka timestamp (dedup.h) */
+    char digest[DEDUP_DIGEST_TEXT];
     int32_t partition;
     int64_t offset;
 } pending_batch;
@@ -45,13 +48,19 @@ void pending_clear(pending *p);
  * partition to be noted in increasing order and 0 <= partition < partitions. */
 void pending_note_offset(pending *p, int32_t partition, int64_t offset);
 
-/* 1 if `id` was added to this flush already, else 0. */
-int pending_has_batch(const pending *p, const char *id, size_t id_len);
+/* The batch of this flush with that id, or NULL. */
+const pending_batch *pending_find_batch(const pending *p, const char *id, size_t id_len);
 
-/* Adds a batch id (copied). Requires !pending_has_batch(). Returns 0, or -1
+/* The batch `b` of this flush is counted again (past the dedup window,
+ * dedup.h): it now stands for the record at (partition, offset). */
+void pending_renew_batch(pending *p, const pending_batch *b, int64_t log_ms, const char *digest,
+                         int32_t partition, int64_t offset);
+
+/* Adds a batch id (copied). Requires !pending_find_batch(). Returns 0, or -1
  * with err filled (out of memory). */
-int pending_add_batch(pending *p, const char *id, size_t id_len, int64_t received_ms,
-                      int32_t partition, int64_t offset, char *err, size_t errlen);
+int pending_add_batch(pending *p, const char *id, size_t id_len, int64_t log_ms,
+                      const char *digest, int32_t partition, int64_t offset, char *err,
+                      size_t errlen);
 
 /* Adds a rejected record; the payload is copied. Returns 0, or -1 with err filled. */
 int pending_add_reject(pending *p, int32_t partition, int64_t offset, const char *reason,
@@ -72,7 +81,7 @@ const pending_reject *pending_reject_at(const pending *p, size_t i);
 size_t pending_reject_bytes(const pending *p);
 /* The next offset to store for `partition`, or -1 when nothing was consumed from it. */
 int64_t pending_next_offset(const pending *p, int32_t partition);
-/* The largest received_ms of the batches in this flush; requires a batch. */
-int64_t pending_max_received_ms(const pending *p);
+/* The largest log_ms of the batches in this flush; requires a batch. */
+int64_t pending_max_log_ms(const pending *p);
 
 #endif

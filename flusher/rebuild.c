@@ -23,6 +23,7 @@
 #include <sqlite3.h>
 
 #include "consumer.h"
+#include "dedup.h"
 #include "format.h"
 #include "live_update.h"
 #include "log.h"
@@ -324,6 +325,22 @@ static const live_column distribution_columns[] = {
     {"dist:count", LIVE_SUM}, {"dist:sum", LIVE_SUM}, {"dist:min", LIVE_SCORE},
     {"dist:max", LIVE_SCORE}, {NULL, LIVE_SUM}};
 
+/* Adds the series to tally:live:series, the count behind ingest.max_live_series
+ * (as ingest's admission does: "KEY\nTAGS", KEY its first hash). */
+static int count_series(rebuilder *r, const char *name, size_t name_len, const char *suffix,
+                        const char *tags, size_t tags_len)
+{
+    char element[REDIS_KEY_MAX + EVENT_TAGS_MAX + 2];
+    int kl = redis_key_metric(element, REDIS_KEY_MAX, name, name_len, suffix);
+    if (kl < 0 || (size_t)kl + 1 + tags_len > sizeof element)
+        return fail(r, "sqlite", "series name or tags too long for a Redis key");
+    element[kl] = '\n';
+    memcpy(element + kl + 1, tags, tags_len);
+    const char *argv[] = {"PFADD", REDIS_KEY_LIVE_SERIES, element};
+    size_t argvlen[] = {5, sizeof REDIS_KEY_LIVE_SERIES - 1, (size_t)kl + 1 + tags_len};
+    return pipeline_append(r, 3, argv, argvlen);
+}
+
 /* A row (name, tags, value...) written to the live hashes named by `arg`. */
 static int series_row(rebuilder *r, sqlite3_stmt *st, const void *arg)
 {
@@ -335,29 +352,28 @@ static int series_row(rebuilder *r, sqlite3_stmt *st, const void *arg)
         if (write_live(r, name, COL_LEN(st, 0), &columns[i], tags, COL_LEN(st, 1),
                        sqlite3_column_double(st, 2 + i)) != 0)
             return -1;
-    return 0;
+    return count_series(r, name, COL_LEN(st, 0), columns[0].suffix, tags, COL_LEN(st, 1));
 }
 
+/* A batches row becomes its dedup key, holding what ingest's would
+ * ("DIGEST TIME", dedup.h); rows are kept only within the window, so each
+ * key gets the full window plus slack: the time inside decides. */
 static int batch_row(rebuilder *r, sqlite3_stmt *st, const void *arg)
 {
     (void)arg;
-    const char *id = COL_TEXT(st, 0);
+    const char *id = COL_TEXT(st, 0), *digest = COL_TEXT(st, 2);
     if (!id)
         return fail(r, "sqlite", "NULL batch_id in batches");
-    struct timespec now;
-    clock_gettime(CLOCK_REALTIME, &now);
-    long long now_ms = (long long)now.tv_sec * 1000 + now.tv_nsec / 1000000;
-    long long age_s = (now_ms - sqlite3_column_int64(st, 1)) / 1000;
-    long long ttl = (long long)r->cfg->dedup.window_seconds - (age_s < 0 ? 0 : age_s);
-    if (ttl <= 0)
-        return 0; /* outside the window: a retry now counts again, as documented */
-    char key[REDIS_KEY_MAX], ttl_text[24];
+    char key[REDIS_KEY_MAX], claim[DEDUP_DIGEST_TEXT + 24], ttl_text[24];
     int kl = redis_key_batch(key, sizeof key, id, COL_LEN(st, 0));
     if (kl < 0)
         return fail(r, "sqlite", "batch id too long for a Redis key");
-    int tl = snprintf(ttl_text, sizeof ttl_text, "%lld", ttl);
-    const char *argv[] = {"SET", key, "1", "EX", ttl_text};
-    size_t argvlen[] = {3, (size_t)kl, 1, 2, (size_t)tl};
+    int cl = snprintf(claim, sizeof claim, "%.16s %lld", digest ? digest : DEDUP_DIGEST_UNKNOWN,
+                      (long long)sqlite3_column_int64(st, 1));
+    int tl = snprintf(ttl_text, sizeof ttl_text, "%d",
+                      r->cfg->dedup.window_seconds + DEDUP_SLACK_SECONDS);
+    const char *argv[] = {"SET", key, claim, "EX", ttl_text};
+    size_t argvlen[] = {3, (size_t)kl, (size_t)cl, 2, (size_t)tl};
     r->stats->markers_written++;
     return pipeline_append(r, 5, argv, argvlen);
 }
@@ -409,7 +425,7 @@ static int load_snapshot(rebuilder *r)
                         series_row, distribution_columns) == 0 &&
                each_row(r, db, "SELECT name, tags, value FROM gauges", series_row,
                         gauge_columns) == 0 &&
-               each_row(r, db, "SELECT batch_id, received_ms FROM batches", batch_row, NULL) == 0) {
+               each_row(r, db, "SELECT batch_id, log_ms, digest FROM batches", batch_row, NULL) == 0) {
         rc = 0;
     }
     sqlite3_exec(db, "COMMIT", NULL, NULL, NULL);
@@ -507,9 +523,10 @@ static int replay_record(rebuilder *r, const rd_kafka_message_t *m)
     /* One batch per transaction: a duplicate refuses only itself. */
     live_fold *fold = live_fold_new(r->events, n, why, sizeof why);
     const live_fold *folds[1] = {fold};
-    const char *ids[1] = {rec.batch_id};
-    size_t id_lens[1] = {rec.batch_id_len};
-    int built = fold ? live_update_build(&u, folds, ids, id_lens, 1, r->cfg->dedup.window_seconds,
+    char digest[DEDUP_DIGEST_TEXT];
+    live_batch batch = {rec.batch_id, rec.batch_id_len, digest, 0};
+    consumer_batch_identity(m, digest, &batch.log_ms);
+    int built = fold ? live_update_build(&u, folds, &batch, 1, r->cfg->dedup.window_seconds,
                                          LIVE_MODE_REBUILD, NULL, why, sizeof why)
                      : -1;
     record_close(&rec);
@@ -518,6 +535,13 @@ static int replay_record(rebuilder *r, const rd_kafka_message_t *m)
         return fail(r, "replay", why);
     }
     int rc = apply_transaction(r, &u); /* (u borrows the fold's strings for its carries) */
+    for (size_t i = 0; rc == 0 && i < live_fold_series(fold); i++) {
+        live_series_ref sr = live_fold_series_at(fold, i);
+        rc = count_series(r, sr.name, sr.name_len, redis_key_value_suffix(sr.type), sr.tags,
+                          sr.tags_len);
+    }
+    if (rc == 0)
+        rc = pipeline_drain(r);
     live_update_free(&u);
     live_fold_free(fold);
     return rc;

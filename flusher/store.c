@@ -71,9 +71,8 @@ static const char SCHEMA[] =
     " topic TEXT NOT NULL, partition INTEGER NOT NULL, next_offset INTEGER NOT NULL,"
     " PRIMARY KEY(topic, partition));"
     "CREATE TABLE IF NOT EXISTS batches("
-    " batch_id TEXT PRIMARY KEY, received_ms INTEGER NOT NULL, topic TEXT NOT NULL,"
-    " partition INTEGER NOT NULL, offset INTEGER NOT NULL);"
-    "CREATE INDEX IF NOT EXISTS batches_received_ms ON batches(received_ms);"
+    " batch_id TEXT PRIMARY KEY, log_ms INTEGER NOT NULL, digest TEXT NOT NULL DEFAULT '-',"
+    " topic TEXT NOT NULL, partition INTEGER NOT NULL, offset INTEGER NOT NULL);"
     "CREATE TABLE IF NOT EXISTS rejected_records("
     " topic TEXT, partition INTEGER, offset INTEGER, reason TEXT, payload BLOB,"
     " PRIMARY KEY(topic, partition, offset));"
@@ -95,6 +94,19 @@ static const char UPGRADE_1_TO_2[] =
     " 'value ' || value || ' not finite' FROM gauges WHERE " NOT_FINITE("value") ";"
     "DELETE FROM gauges WHERE " NOT_FINITE("value") ";"
     "UPDATE meta SET value = '2' WHERE key = 'schema_version';";
+
+/* Version 2 -> 3: the dedup window is timed by Kafka timestamps (dedup.h)
+ * and a batch keeps its body digest. Rows from before keep their ingest
+ * receive time as their time (the best there is) and an unknown digest. */
+static const char UPGRADE_2_TO_3[] =
+    "ALTER TABLE batches RENAME COLUMN received_ms TO log_ms;"
+    "ALTER TABLE batches ADD COLUMN digest TEXT NOT NULL DEFAULT '-';"
+    "DROP INDEX IF EXISTS batches_received_ms;"
+    "UPDATE meta SET value = '3' WHERE key = 'schema_version';";
+
+/* After any upgrade: what the current schema has on top of its tables. */
+static const char SCHEMA_INDEXES[] =
+    "CREATE INDEX IF NOT EXISTS batches_log_ms ON batches(log_ms);";
 
 /* NULL-ignoring min/max: min(coalesce(a,b), coalesce(b,a)) is NULL only when both are. */
 static const char SQL_METRIC_UPSERT[] =
@@ -174,8 +186,13 @@ static int schema_init(store *s, char *err, size_t errlen)
              meta_get(s, "bucket_seconds", bucket, sizeof bucket, err, errlen) == 1;
     if (ok && atoi(version) == 1) {
         ok = exec(s, UPGRADE_1_TO_2, "upgrade to schema version 2", err, errlen) == 0;
-        snprintf(version, sizeof version, "%d", STORE_SCHEMA_VERSION);
+        snprintf(version, sizeof version, "2");
     }
+    if (ok && atoi(version) == 2) {
+        ok = exec(s, UPGRADE_2_TO_3, "upgrade to schema version 3", err, errlen) == 0;
+        snprintf(version, sizeof version, "3");
+    }
+    ok = ok && exec(s, SCHEMA_INDEXES, "create indexes", err, errlen) == 0;
     if (ok && atoi(version) != STORE_SCHEMA_VERSION) {
         snprintf(err, errlen, "%s: schema_version is '%s', this tally-flusher writes version %d",
                  s->path, version, STORE_SCHEMA_VERSION);
@@ -291,9 +308,12 @@ int store_open(store **out, const char *path, const char *synchronous, int bucke
                 "INSERT INTO gauges(name, tags, value) VALUES(?1, ?2, ?3)"
                 " ON CONFLICT(name, tags) DO UPDATE SET value = excluded.value", err, errlen) < 0 ||
         prepare(s, &s->batch_insert,
-                "INSERT INTO batches(batch_id, received_ms, topic, partition, offset)"
-                " VALUES(?1, ?2, ?3, ?4, ?5)", err, errlen) < 0 ||
-        prepare(s, &s->batch_seen, "SELECT 1 FROM batches WHERE batch_id = ?1", err, errlen) < 0 ||
+                "INSERT INTO batches(batch_id, log_ms, digest, topic, partition, offset)"
+                " VALUES(?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT(batch_id) DO UPDATE SET"
+                " log_ms = excluded.log_ms, digest = excluded.digest, topic = excluded.topic,"
+                " partition = excluded.partition, offset = excluded.offset", err, errlen) < 0 ||
+        prepare(s, &s->batch_seen, "SELECT log_ms, digest FROM batches WHERE batch_id = ?1", err,
+                errlen) < 0 ||
         /* The same record at the same offset is the same record: a replay that
          * re-reads it (offsets reset by hand) keeps the first copy. */
         prepare(s, &s->reject_insert,
@@ -305,7 +325,7 @@ int store_open(store **out, const char *path, const char *synchronous, int bucke
                 err, errlen) < 0 ||
         prepare(s, &s->offsets_get,
                 "SELECT partition, next_offset FROM kafka_offsets WHERE topic = ?1", err, errlen) < 0 ||
-        prepare(s, &s->prune, "DELETE FROM batches WHERE received_ms < ?1", err, errlen) < 0) {
+        prepare(s, &s->prune, "DELETE FROM batches WHERE log_ms < ?1", err, errlen) < 0) {
         store_close(s);
         return -1;
     }
@@ -367,7 +387,8 @@ out:
     return ret;
 }
 
-int store_batch_seen(store *s, const char *id, size_t id_len, char *err, size_t errlen)
+int store_batch_lookup(store *s, const char *id, size_t id_len, int64_t *log_ms,
+                       char digest[DEDUP_DIGEST_TEXT], char *err, size_t errlen)
 {
     sqlite3_stmt *st = s->batch_seen;
     int ret = -1;
@@ -376,9 +397,12 @@ int store_batch_seen(store *s, const char *id, size_t id_len, char *err, size_t 
         goto out;
     }
     int rc = sqlite3_step(st);
-    if (rc == SQLITE_ROW)
+    if (rc == SQLITE_ROW) {
+        *log_ms = sqlite3_column_int64(st, 0);
+        const unsigned char *d = sqlite3_column_text(st, 1);
+        snprintf(digest, DEDUP_DIGEST_TEXT, "%s", d ? (const char *)d : DEDUP_DIGEST_UNKNOWN);
         ret = 1;
-    else if (rc == SQLITE_DONE)
+    } else if (rc == SQLITE_DONE)
         ret = 0;
     else
         set_err(err, errlen, "look up batch id", s->db);
@@ -503,10 +527,11 @@ static int write_pending(store *s, const char *topic, const pending *p, store_co
     for (size_t i = 0; i < pending_batch_count(p); i++) {
         const pending_batch *b = pending_batch_at(p, i);
         BIND(sqlite3_bind_text(st, 1, pending_batch_id(p, b), (int)b->id_len, SQLITE_STATIC), "bind batch id");
-        BIND(sqlite3_bind_int64(st, 2, b->received_ms), "bind received_ms");
-        BIND(sqlite3_bind_text(st, 3, topic, -1, SQLITE_STATIC), "bind topic");
-        BIND(sqlite3_bind_int(st, 4, b->partition), "bind partition");
-        BIND(sqlite3_bind_int64(st, 5, b->offset), "bind offset");
+        BIND(sqlite3_bind_int64(st, 2, b->log_ms), "bind log_ms");
+        BIND(sqlite3_bind_text(st, 3, b->digest, -1, SQLITE_STATIC), "bind digest");
+        BIND(sqlite3_bind_text(st, 4, topic, -1, SQLITE_STATIC), "bind topic");
+        BIND(sqlite3_bind_int(st, 5, b->partition), "bind partition");
+        BIND(sqlite3_bind_int64(st, 6, b->offset), "bind offset");
         if (step_done(s, st, "insert batch id", err, errlen) < 0)
             return -1;
     }
@@ -540,7 +565,8 @@ static int write_pending(store *s, const char *topic, const pending *p, store_co
     }
 
     if (pending_batch_count(p) > 0) {
-        int64_t horizon = pending_max_received_ms(p) - s->dedup_window_ms;
+        int64_t horizon =
+            pending_max_log_ms(p) - s->dedup_window_ms - DEDUP_SLACK_SECONDS * 1000LL;
         BIND(sqlite3_bind_int64(s->prune, 1, horizon), "bind prune horizon");
         if (step_done(s, s->prune, "prune batches", err, errlen) < 0)
             return -1;

@@ -30,12 +30,13 @@
  *   kafka_offsets(topic TEXT NOT NULL, partition INTEGER NOT NULL,
  *                 next_offset INTEGER NOT NULL, PRIMARY KEY(topic, partition))
  *       Where the flusher resumes: the offset after the last message committed.
- *   batches(batch_id TEXT PRIMARY KEY, received_ms INTEGER NOT NULL, topic TEXT NOT NULL,
- *           partition INTEGER NOT NULL, offset INTEGER NOT NULL)
- *       + INDEX batches_received_ms(received_ms)
- *       Batch ids applied (rule 3 dedup). Each commit deletes the ids received
- *       more than dedup.window_seconds before the newest batch of that commit
- *       (deterministic: depends on the data only, never on the wall clock).
+ *   batches(batch_id TEXT PRIMARY KEY, log_ms INTEGER NOT NULL, digest TEXT NOT NULL,
+ *           topic TEXT NOT NULL, partition INTEGER NOT NULL, offset INTEGER NOT NULL)
+ *       + INDEX batches_log_ms(log_ms)
+ *       Batches applied (rule 3, dedup.h): id, Kafka timestamp of the record
+ *       applied, body digest. Each commit deletes the ids older than
+ *       dedup.window_seconds + DEDUP_SLACK_SECONDS before the newest batch of
+ *       that commit (Kafka time: depends on the data only, never on a clock).
  *   rejected_records(topic TEXT, partition INTEGER, offset INTEGER, reason TEXT,
  *                    payload BLOB, PRIMARY KEY(topic, partition, offset))
  *       Records that could not be decoded, kept verbatim with the reason.
@@ -53,9 +54,10 @@
 #include <stdint.h>
 
 #include "aggregate.h"
+#include "dedup.h"
 #include "pending.h"
 
-#define STORE_SCHEMA_VERSION 2
+#define STORE_SCHEMA_VERSION 3
 #define STORE_BUSY_TIMEOUT_MS 5000
 
 typedef struct store store;
@@ -92,8 +94,10 @@ void store_close(store *s);
 int store_load_offsets(store *s, const char *topic, int64_t *next, int partitions,
                        char *err, size_t errlen);
 
-/* Returns 1 if the batch id is in the batches table, 0 if not, -1 with err filled. */
-int store_batch_seen(store *s, const char *id, size_t id_len, char *err, size_t errlen);
+/* Returns 1 if the batch id is in the batches table (then *log_ms and
+ * digest are its time and body digest, dedup.h), 0 if not, -1 with err filled. */
+int store_batch_lookup(store *s, const char *id, size_t id_len, int64_t *log_ms,
+                       char digest[DEDUP_DIGEST_TEXT], char *err, size_t errlen);
 
 /*
  * Called inside store_commit() after every write and before COMMIT (tests

@@ -34,10 +34,13 @@
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
 
+#include "admission.h"
+#include "auth.h"
 #include "body_decode.h"
+#include "dedup.h"
 #include "format.h"
 #include "http_guard.h"
-#include "live_bounds.h"
+#include "live_known.h"
 #include "live_update.h"
 #include "log.h"
 #include "record.h"
@@ -63,24 +66,34 @@ struct ingest_server {
      * not with request rate. */
     struct batch_request *redis_head, *redis_tail;
     int redis_busy;
-    live_bounds *bounds; /* distribution min/max the live view holds already */
+    live_known *known;  /* series admitted, distribution min/max the live view holds */
+    auth_table *auth;   /* NULL: ingest.tokens_file is empty, no authentication */
+    time_t admission_skip_logged;
     http_guard *guard;   /* connection limits and deadlines */
     unsigned redis_restarts; /* redis_writer_restarts() when bounds was last valid */
 };
 
-/* The bounds cache: entries and bytes of names and tags (a bound on memory). */
-#define BOUNDS_SLOTS 65536
-#define BOUNDS_MAX_BYTES (8u << 20)
+/* What the live view is known to hold (live_known.h): entries and bytes of
+ * names and tags (a bound on memory). */
+#define KNOWN_SLOTS 262144
+#define KNOWN_MAX_BYTES (32u << 20)
 
 typedef struct batch_request {
     ingest_server *srv;
     struct evhttp_request *req;
-    char batch_id[RECORD_BATCH_ID_MAX + 1];
+    char batch_id[RECORD_BATCH_ID_MAX + 1]; /* "CLIENT/KEY" with tokens, else "KEY" */
+    size_t key_offset;  /* where the client's key starts in batch_id */
+    const auth_client *client; /* NULL without tokens */
+    char digest[DEDUP_DIGEST_TEXT]; /* of the body (dedup.h) */
+    int64_t log_ms;     /* its record's Kafka timestamp, once delivered */
     size_t events;
     size_t bytes; /* counted in inflight_bytes */
     int answered; /* the client has its answer (the deadline may come first) */
     struct event *deadline;
     live_fold *fold;              /* the batch folded per series, for Redis */
+    uint8_t *record;              /* encoded, until handed to Kafka (owned) */
+    size_t record_len;
+    admission admit;              /* the admission call in flight, if any */
     struct batch_request *next;   /* in the Redis queue or a group */
 } batch_request;
 
@@ -217,10 +230,18 @@ static int generate_batch_id(char *out, size_t outlen)
     return 0;
 }
 
+/* The idempotency key as the client knows it (batch_id without the scope). */
+static const char *client_key(const batch_request *br)
+{
+    return br->batch_id + br->key_offset;
+}
+
 static void batch_request_finish(batch_request *br)
 {
     if (br->deadline)
         event_free(br->deadline);
+    free(br->record);
+    admission_free(&br->admit);
     br->srv->inflight--;
     br->srv->inflight_bytes -= br->bytes;
     live_fold_free(br->fold);
@@ -238,13 +259,14 @@ static void reply_accepted(batch_request *br, const char *live)
         return;
     }
     evbuffer_add_printf(b, "{\"accepted\":%zu", br->events);
-    json_add_string(b, 0, "batch_id", br->batch_id, strlen(br->batch_id));
+    json_add_string(b, 0, "batch_id", client_key(br), strlen(client_key(br)));
     evbuffer_add_printf(b, ",\"duplicate\":%s,\"live\":\"%s\"}\n",
                         strcmp(live, "duplicate") == 0 ? "true"
                         : strcmp(live, "stale") == 0   ? "null"
                                                        : "false",
                         live);
-    evhttp_add_header(evhttp_request_get_output_headers(br->req), "Idempotency-Key", br->batch_id);
+    evhttp_add_header(evhttp_request_get_output_headers(br->req), "Idempotency-Key",
+                      client_key(br));
     reply_json(br->req, 200, "OK", b);
     evbuffer_free(b);
 }
@@ -269,7 +291,7 @@ static void finish_redis(batch_request *br, int result, const char *reason)
                  "batch is stored in Kafka but the live view was not updated (%s); "
                  "retry with the same Idempotency-Key",
                  reason);
-        reply_batch_error(br->req, 503, "Service Unavailable", msg, br->batch_id, 1, "stored");
+        reply_batch_error(br->req, 503, "Service Unavailable", msg, client_key(br), 1, "stored");
     } else {
         reply_accepted(br, result == LIVE_DUPLICATE ? "duplicate" : "applied");
     }
@@ -277,6 +299,23 @@ static void finish_redis(batch_request *br, int result, const char *reason)
 }
 
 static void pump_redis(ingest_server *s);
+
+/* A batch whose key was used within the dedup window for another body: the
+ * first body counts, this one never will (the flusher and any rebuild skip
+ * it, dedup.h), so it is refused like a payment API refuses a reused key. */
+static void finish_conflict(batch_request *br)
+{
+    if (!br->answered) {
+        br->answered = 1;
+        char msg[384];
+        snprintf(msg, sizeof msg,
+                 "Idempotency-Key %s was used for a different body within the dedup window "
+                 "(dedup.window_seconds = %d); this body is not counted: send it with a new key",
+                 client_key(br), br->srv->cfg->dedup.window_seconds);
+        reply_batch_error(br->req, 409, "Conflict", msg, client_key(br), 0, "not_stored");
+    }
+    batch_request_finish(br);
+}
 
 /* The group's transaction answered: dispatch each member, resend the
  * non-duplicates of a refused group (all members of a group that another
@@ -288,15 +327,18 @@ static void on_group_applied(void *opaque, int result, const size_t *dups, size_
     ingest_server *s = g->srv;
     s->redis_busy = 0;
     if (result == LIVE_APPLIED) /* (the members' folds are still alive) */
-        live_update_note_bounds(&g->update, s->bounds);
+        live_update_note_bounds(&g->update, s->known);
     live_update_free(&g->update);
     if (result == LIVE_DUPLICATE || result == LIVE_RETRY) { /* (retry: ndups = 0) */
         batch_request *again_head = NULL, **again_tail = &again_head;
         for (size_t i = 0; i < g->count; i++) {
-            int dup = 0;
+            size_t dup = 0;
             for (size_t k = 0; k < ndups; k++)
-                dup |= dups[k] == i + 1;
-            if (dup) {
+                if ((dups[k] & ~LIVE_CONFLICT) == i + 1)
+                    dup = dups[k];
+            if (dup & LIVE_CONFLICT) {
+                finish_conflict(g->members[i]);
+            } else if (dup) {
                 finish_redis(g->members[i], LIVE_DUPLICATE, NULL);
             } else {
                 *again_tail = g->members[i];
@@ -336,18 +378,17 @@ static void pump_redis(ingest_server *s)
 {
     unsigned restarts = redis_writer_restarts(s->redis);
     if (restarts != s->redis_restarts) { /* Redis may have lost bounds it had */
-        live_bounds_clear(s->bounds);
+        live_known_clear(s->known);
         s->redis_restarts = restarts;
     }
     while (!s->redis_busy && s->redis_head) {
         size_t n = group_length(s->redis_head);
         redis_group *g = malloc(sizeof *g + n * sizeof g->members[0]);
         const live_fold **folds = malloc(n * sizeof *folds);
-        const char **ids = malloc(n * sizeof *ids);
-        size_t *id_lens = malloc(n * sizeof *id_lens);
+        live_batch *batches = malloc(n * sizeof *batches);
         char why[256] = "out of memory";
         int sent = 0;
-        if (g && folds && ids && id_lens) {
+        if (g && folds && batches) {
             g->srv = s;
             g->count = n;
             for (size_t i = 0; i < n; i++) {
@@ -356,13 +397,12 @@ static void pump_redis(ingest_server *s)
                 b->next = NULL;
                 g->members[i] = b;
                 folds[i] = b->fold;
-                ids[i] = b->batch_id;
-                id_lens[i] = strlen(b->batch_id);
+                batches[i] = (live_batch){b->batch_id, strlen(b->batch_id), b->digest, b->log_ms};
             }
             if (!s->redis_head)
                 s->redis_tail = NULL;
-            if (live_update_build(&g->update, folds, ids, id_lens, n,
-                                  s->cfg->dedup.window_seconds, LIVE_MODE_INGEST, s->bounds, why,
+            if (live_update_build(&g->update, folds, batches, n,
+                                  s->cfg->dedup.window_seconds, LIVE_MODE_INGEST, s->known, why,
                                   sizeof why) == 0) {
                 s->redis_busy = 1;
                 sent = redis_writer_apply(s->redis, &g->update, n, on_group_applied, g, why,
@@ -376,8 +416,7 @@ static void pump_redis(ingest_server *s)
             n = 0; /* nothing taken from the queue */
         }
         free(folds);
-        free(ids);
-        free(id_lens);
+        free(batches);
         if (!g) {
             /* out of memory: fail the head batch so the queue still drains */
             batch_request *b = s->redis_head;
@@ -395,9 +434,11 @@ static void pump_redis(ingest_server *s)
     }
 }
 
-static void on_kafka_delivered(void *opaque, kafka_outcome outcome, const char *reason)
+static void on_kafka_delivered(void *opaque, kafka_outcome outcome, int64_t log_ms,
+                               const char *reason)
 {
     batch_request *br = opaque;
+    br->log_ms = log_ms;
     char err[384];
     if (outcome != KAFKA_DELIVERED) {
         if (br->answered) {
@@ -408,19 +449,19 @@ static void on_kafka_delivered(void *opaque, kafka_outcome outcome, const char *
                      "message.max.bytes is below kafka.max_message_bytes (%d); send smaller "
                      "batches",
                      reason, br->srv->cfg->kafka.max_message_bytes);
-            reply_batch_error(br->req, 413, "Payload Too Large", err, br->batch_id, 0,
+            reply_batch_error(br->req, 413, "Payload Too Large", err, client_key(br), 0,
                               "not_stored");
         } else if (outcome == KAFKA_MAYBE_STORED) {
             snprintf(err, sizeof err,
                      "kafka did not confirm the batch (%s) but may hold it: retry with the same "
                      "Idempotency-Key, which counts it once",
                      reason);
-            reply_batch_error(br->req, 503, "Service Unavailable", err, br->batch_id, 1,
+            reply_batch_error(br->req, 503, "Service Unavailable", err, client_key(br), 1,
                               "unknown");
         } else {
             snprintf(err, sizeof err, "kafka did not take the batch: %s; nothing was acknowledged",
                      reason);
-            reply_batch_error(br->req, 503, "Service Unavailable", err, br->batch_id, 1,
+            reply_batch_error(br->req, 503, "Service Unavailable", err, client_key(br), 1,
                               "not_stored");
         }
         batch_request_finish(br);
@@ -450,7 +491,7 @@ static void on_batch_deadline(evutil_socket_t fd, short what, void *arg)
     reply_batch_error(br->req, 503, "Service Unavailable",
                       "kafka did not confirm the batch in time; it may still be stored: retry "
                       "with the same Idempotency-Key, which counts it once",
-                      br->batch_id, 1, "unknown");
+                      client_key(br), 1, "unknown");
 }
 
 /* The answer to a body body_decode() refused. */
@@ -474,8 +515,116 @@ static void reply_undecodable(struct evhttp_request *req, int decoded, const cha
     }
 }
 
-static void accept_batch(ingest_server *s, struct evhttp_request *req, const char *batch_id,
-                         const char *body, size_t len);
+/* Hands the batch's record to Kafka (on_kafka_delivered continues). */
+static void send_to_kafka(batch_request *br)
+{
+    ingest_server *s = br->srv;
+    char err[256];
+    uint8_t *record = br->record;
+    br->record = NULL; /* Kafka owns it once sent */
+    if (kafka_writer_send(s->kafka, br->batch_id, strlen(br->batch_id), br->digest, record,
+                          br->record_len,
+                          on_kafka_delivered, br, err, sizeof err) != 0) {
+        free(record);
+        char msg[384];
+        snprintf(msg, sizeof msg, "%s; nothing was acknowledged", err);
+        reply_batch_error(br->req, 503, "Service Unavailable", msg, client_key(br), 1,
+                          "not_stored");
+        batch_request_finish(br);
+    }
+}
+
+/* Admission could not be asked (Redis down or confused): the limits fail
+ * open, as the live view does; logged at most once a minute. */
+static void admit_without_check(batch_request *br, const char *why)
+{
+    time_t now = time(NULL);
+    if (now - br->srv->admission_skip_logged >= 60) {
+        log_warn("limits not checked (rate limits, ingest.max_live_series): %s; accepting "
+                 "batches without them while Redis cannot answer",
+                 why);
+        br->srv->admission_skip_logged = now;
+    }
+    send_to_kafka(br);
+}
+
+static void on_admitted(void *opaque, const redisReply *reply, const char *reason)
+{
+    batch_request *br = opaque;
+    char why[256], msg[384];
+    long long number;
+    const char *which;
+    if (!reply) {
+        admit_without_check(br, reason);
+        return;
+    }
+    switch (admission_verdict(reply, &number, &which, why, sizeof why)) {
+    case ADMIT_OK:
+        admission_note(&br->admit, br->fold, br->srv->known);
+        admission_free(&br->admit);
+        send_to_kafka(br);
+        break;
+    case ADMIT_RATE_LIMITED:
+        snprintf(msg, sizeof msg, "rate limit of client %s exceeded (%s = %lld in the token file)",
+                 br->client ? br->client->name : "?", which,
+                 br->client ? (strcmp(which, "events_per_second") == 0
+                                   ? br->client->events_per_second
+                                   : br->client->batches_per_second)
+                            : 0);
+        reply_batch_error(br->req, 429, "Too Many Requests", msg, client_key(br),
+                          (int)((number + 999) / 1000 > 0 ? (number + 999) / 1000 : 1),
+                          "not_stored");
+        batch_request_finish(br);
+        break;
+    case ADMIT_TOO_MANY_SERIES:
+        snprintf(msg, sizeof msg,
+                 "the batch brings new series but the live view holds about %lld series, the "
+                 "limit ingest.max_live_series (%d); nothing was stored",
+                 number, br->srv->cfg->ingest.max_live_series);
+        reply_batch_error(br->req, 422, "Unprocessable Entity", msg, client_key(br), 0,
+                          "not_stored");
+        batch_request_finish(br);
+        break;
+    case ADMIT_UNANSWERED:
+        admit_without_check(br, why);
+        break;
+    }
+}
+
+/* Asks Redis whether the batch may enter (admission.h), unless nothing needs
+ * asking; then sends it to Kafka. */
+static void admit_batch(batch_request *br)
+{
+    ingest_server *s = br->srv;
+    char err[256];
+    if (br->client && br->client->events_per_second > 0 &&
+        (long long)br->events > br->client->events_per_second) {
+        char msg[256];
+        snprintf(msg, sizeof msg,
+                 "the batch holds %zu events, more than client %s may send in a second "
+                 "(events_per_second = %lld): split it",
+                 br->events, br->client->name, br->client->events_per_second);
+        reply_batch_error(br->req, 413, "Payload Too Large", msg, client_key(br), 0, "not_stored");
+        batch_request_finish(br);
+        return;
+    }
+    int need = admission_build(&br->admit, br->fold, br->events, s->known, br->client,
+                               s->cfg->ingest.max_live_series, err, sizeof err);
+    if (need < 0) {
+        reply_batch_error(br->req, 500, "Internal Server Error", err, client_key(br), 0,
+                          "not_stored");
+        batch_request_finish(br);
+    } else if (need == 0) {
+        send_to_kafka(br);
+    } else if (redis_writer_command(s->redis, br->admit.argc, br->admit.argv, br->admit.argvlen,
+                                    on_admitted, br, err, sizeof err) != 0) {
+        admission_free(&br->admit);
+        admit_without_check(br, err);
+    }
+}
+
+static void accept_batch(ingest_server *s, struct evhttp_request *req, const auth_client *client,
+                         const char *batch_id, const char *body, size_t len);
 
 /* 413 (and 1) for a batch over ingest.max_series_per_batch or whose record
  * Kafka would not take (kafka.max_message_bytes); else 0. */
@@ -498,11 +647,12 @@ static int refuse_oversized(ingest_server *s, struct evhttp_request *req, const 
                  message_len, s->cfg->kafka.max_message_bytes);
     else
         return 0;
-    reply_batch_error(req, 413, "Payload Too Large", msg, br->batch_id, 0, "not_stored");
+    reply_batch_error(req, 413, "Payload Too Large", msg, client_key(br), 0, "not_stored");
     return 1;
 }
 
-static void handle_post_events(ingest_server *s, struct evhttp_request *req)
+static void handle_post_events(ingest_server *s, struct evhttp_request *req,
+                               const auth_client *client)
 {
     if (s->draining) {
         reply_error(req, 503, "Service Unavailable", "tally-ingest is shutting down", NULL, 1);
@@ -553,15 +703,15 @@ static void handle_post_events(ingest_server *s, struct evhttp_request *req)
         reply_undecodable(req, decoded, err);
         return;
     }
-    accept_batch(s, req, batch_id, (const char *)plain, len);
+    accept_batch(s, req, client, batch_id, (const char *)plain, len);
     if (owned)
         free((void *)plain);
 }
 
 /* Parses, folds and encodes a plain body and sends it to Kafka (the batch's
  * strings are copied: the body may go once this returns). */
-static void accept_batch(ingest_server *s, struct evhttp_request *req, const char *batch_id,
-                         const char *body, size_t len)
+static void accept_batch(ingest_server *s, struct evhttp_request *req, const auth_client *client,
+                         const char *batch_id, const char *body, size_t len)
 {
     char err[256];
     int64_t received = now_ms();
@@ -580,53 +730,47 @@ static void accept_batch(ingest_server *s, struct evhttp_request *req, const cha
     }
 
     batch_request *br = calloc(1, sizeof *br);
-    uint8_t *record = NULL;
-    size_t record_len = 0;
     if (!br) {
         reply_error(req, 500, "Internal Server Error", "out of memory", NULL, 0);
         return;
     }
     br->srv = s;
     br->req = req;
+    br->client = client;
     br->events = s->batch.count;
-    snprintf(br->batch_id, sizeof br->batch_id, "%s", batch_id);
-    size_t id_len = strlen(batch_id);
+    /* keys are scoped per client: one client cannot claim another's key */
+    int id_len = client ? snprintf(br->batch_id, sizeof br->batch_id, "%s/%s", client->name, batch_id)
+                        : snprintf(br->batch_id, sizeof br->batch_id, "%s", batch_id);
+    br->key_offset = client ? strlen(client->name) + 1 : 0;
+    dedup_body_digest(body, len, br->digest);
     br->fold = live_fold_new(s->batch.events, s->batch.count, err, sizeof err);
     if (!br->fold ||
-        record_encode_compact(batch_id, id_len, received, s->batch.events, s->batch.count,
-                              &record, &record_len, err, sizeof err) != 0) {
-        free(record);
+        record_encode_compact(br->batch_id, (size_t)id_len, received, s->batch.events,
+                              s->batch.count, &br->record, &br->record_len, err, sizeof err) != 0) {
+        free(br->record);
         live_fold_free(br->fold);
         free(br);
         reply_error(req, 500, "Internal Server Error", err, batch_id, 0);
         return;
     }
-    if (refuse_oversized(s, req, br, record_len)) {
-        free(record);
+    if (refuse_oversized(s, req, br, br->record_len)) {
+        free(br->record);
         live_fold_free(br->fold);
         free(br);
         return;
     }
-    br->bytes = len + record_len;
+    br->bytes = len + br->record_len;
     s->inflight++;
     s->inflight_bytes += br->bytes;
     int wait_ms = s->cfg->kafka.delivery_timeout_ms + 1000;
     struct timeval wait = {wait_ms / 1000, (wait_ms % 1000) * 1000};
     br->deadline = evtimer_new(s->base, on_batch_deadline, br);
     if (!br->deadline || evtimer_add(br->deadline, &wait) != 0) {
-        free(record);
         reply_error(req, 500, "Internal Server Error", "libevent: cannot arm a timer", batch_id, 0);
         batch_request_finish(br);
         return;
     }
-    if (kafka_writer_send(s->kafka, batch_id, id_len, record, record_len, on_kafka_delivered, br,
-                          err, sizeof err) != 0) {
-        free(record);
-        char msg[384];
-        snprintf(msg, sizeof msg, "%s; nothing was acknowledged", err);
-        reply_batch_error(req, 503, "Service Unavailable", msg, batch_id, 1, "not_stored");
-        batch_request_finish(br);
-    }
+    admit_batch(br);
 }
 
 /* ---- GET /v1/counters/NAME ------------------------------------------------ */
@@ -845,6 +989,42 @@ static size_t header_count(struct evhttp_request *req)
     return n;
 }
 
+/* Whether the request may use a route needing `scope`: 1, with *client the
+ * token's client (NULL without tokens); else answers 401 (no or unknown
+ * token, RFC 6750) or 403 (a token without the scope) and returns 0. */
+static int authorize(ingest_server *s, struct evhttp_request *req, unsigned scope,
+                     const char *route, const auth_client **client)
+{
+    *client = NULL;
+    if (!s->auth)
+        return 1;
+    struct evkeyvalq *out = evhttp_request_get_output_headers(req);
+    const char *h = evhttp_find_header(evhttp_request_get_input_headers(req), "Authorization");
+    if (!h || evutil_ascii_strncasecmp(h, "Bearer ", 7) != 0) {
+        evhttp_add_header(out, "WWW-Authenticate", "Bearer realm=\"tally\"");
+        reply_error(req, 401, "Unauthorized",
+                    "authentication required: send Authorization: Bearer TOKEN", NULL, 0);
+        return 0;
+    }
+    const char *token = h + 7;
+    while (*token == ' ')
+        token++;
+    *client = auth_find(s->auth, token, strlen(token));
+    if (!*client) {
+        evhttp_add_header(out, "WWW-Authenticate", "Bearer realm=\"tally\", error=\"invalid_token\"");
+        reply_error(req, 401, "Unauthorized", "unknown bearer token", NULL, 0);
+        return 0;
+    }
+    if (!((*client)->scopes & scope)) {
+        char msg[192];
+        snprintf(msg, sizeof msg, "client %s may not use %s: its token lacks the %s scope",
+                 (*client)->name, route, scope == AUTH_SCOPE_WRITE ? "write" : "read");
+        reply_error(req, 403, "Forbidden", msg, NULL, 0);
+        return 0;
+    }
+    return 1;
+}
+
 static void on_request(struct evhttp_request *req, void *arg)
 {
     ingest_server *s = arg;
@@ -863,15 +1043,17 @@ static void on_request(struct evhttp_request *req, void *arg)
     } else if (!path) {
         reply_error(req, 400, "Bad Request", "malformed request URI", NULL, 0);
     } else if (strcmp(path, "/v1/events") == 0) {
-        if (method == EVHTTP_REQ_POST)
-            handle_post_events(s, req);
-        else
+        const auth_client *client;
+        if (method != EVHTTP_REQ_POST)
             reply_wrong_method(req, "POST", "/v1/events");
+        else if (authorize(s, req, AUTH_SCOPE_WRITE, "/v1/events", &client))
+            handle_post_events(s, req, client);
     } else if (strncmp(path, counters, sizeof counters - 1) == 0) {
-        if (reading)
-            handle_get_counter(s, req, path + sizeof counters - 1, query);
-        else
+        const auth_client *client;
+        if (!reading)
             reply_wrong_method(req, "GET, HEAD", "/v1/counters/NAME");
+        else if (authorize(s, req, AUTH_SCOPE_READ, "/v1/counters/NAME", &client))
+            handle_get_counter(s, req, path + sizeof counters - 1, query);
     } else if (strcmp(path, "/healthz") == 0) {
         if (reading)
             handle_healthz(s, req);
@@ -880,6 +1062,40 @@ static void on_request(struct evhttp_request *req, void *arg)
     } else {
         reply_error(req, 404, "Not Found", "no such route", NULL, 0);
     }
+}
+
+/* Whether addr is a loopback address (or "localhost"). */
+static int is_loopback(const char *addr)
+{
+    return strncmp(addr, "127.", 4) == 0 || strcmp(addr, "::1") == 0 ||
+           strcmp(addr, "localhost") == 0;
+}
+
+/* Loads ingest.tokens_file (if any) and refuses a listener others can reach
+ * without one, unless ingest.allow_unauthenticated says so. */
+static int load_access(ingest_server *s, const tally_config *cfg, char *err, size_t errlen)
+{
+    if (cfg->ingest.tokens_file[0]) {
+        s->auth = auth_load(cfg->ingest.tokens_file, err, errlen);
+        if (!s->auth)
+            return -1;
+        log_info("authentication on: %zu tokens from %s", auth_count(s->auth),
+                 cfg->ingest.tokens_file);
+        return 0;
+    }
+    if (is_loopback(cfg->ingest.listen_address))
+        return 0;
+    if (!cfg->ingest.allow_unauthenticated) {
+        snprintf(err, errlen,
+                 "refusing to listen on %s without authentication: anyone who can reach it "
+                 "could write and read every metric. Set ingest.tokens_file, or set "
+                 "ingest.allow_unauthenticated = true to accept that",
+                 cfg->ingest.listen_address);
+        return -1;
+    }
+    log_warn("listening on %s without authentication (ingest.allow_unauthenticated)",
+             cfg->ingest.listen_address);
+    return 0;
 }
 
 ingest_server *ingest_server_new(struct event_base *base, const tally_config *cfg,
@@ -897,31 +1113,26 @@ ingest_server *ingest_server_new(struct event_base *base, const tally_config *cf
     s->redis = redis;
     s->sqlite = sqlite;
     s->fail_open = strcmp(cfg->redis.on_unavailable, "accept") == 0;
-    s->bounds = live_bounds_new(BOUNDS_SLOTS, BOUNDS_MAX_BYTES);
-    if (!s->bounds) {
-        snprintf(err, errlen, "out of memory");
-        free(s);
-        return NULL;
-    }
     statsd_batch_init(&s->batch);
     s->limits.max_lines = (size_t)cfg->ingest.max_lines;
     s->limits.max_name_len = (size_t)cfg->ingest.max_name_length;
     s->limits.max_tags_len = (size_t)cfg->ingest.max_tags_length;
     s->limits.max_errors = (size_t)cfg->ingest.max_errors_reported;
+    if (load_access(s, cfg, err, errlen) != 0)
+        goto fail;
+    s->known = live_known_new(KNOWN_SLOTS, KNOWN_MAX_BYTES);
+    if (!s->known) {
+        snprintf(err, errlen, "out of memory");
+        goto fail;
+    }
     s->http = evhttp_new(base);
     if (!s->http) {
         snprintf(err, errlen, "libevent: cannot create the HTTP server");
-        live_bounds_free(s->bounds);
-        free(s);
-        return NULL;
+        goto fail;
     }
     s->guard = http_guard_new(base, s->http, cfg, err, errlen);
-    if (!s->guard) {
-        evhttp_free(s->http);
-        live_bounds_free(s->bounds);
-        free(s);
-        return NULL;
-    }
+    if (!s->guard)
+        goto fail;
     /* every method reaches on_request, which answers 405 in JSON (libevent
      * would answer a method it was not told about with its own HTML 501) */
     evhttp_set_allowed_methods(s->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_HEAD |
@@ -933,13 +1144,12 @@ ingest_server *ingest_server_new(struct event_base *base, const tally_config *cf
                                         (ev_uint16_t)cfg->ingest.listen_port)) {
         snprintf(err, errlen, "cannot listen on %s:%d: %s", cfg->ingest.listen_address,
                  cfg->ingest.listen_port, strerror(errno));
-        evhttp_free(s->http);
-        http_guard_free(s->guard);
-        live_bounds_free(s->bounds);
-        free(s);
-        return NULL;
+        goto fail;
     }
     return s;
+fail:
+    ingest_server_free(s);
+    return NULL;
 }
 
 void ingest_server_drain(ingest_server *s)
@@ -956,9 +1166,11 @@ void ingest_server_free(ingest_server *s)
 {
     if (!s)
         return;
-    evhttp_free(s->http);
+    if (s->http)
+        evhttp_free(s->http);
     http_guard_free(s->guard);
+    auth_free(s->auth);
     statsd_batch_free(&s->batch);
-    live_bounds_free(s->bounds);
+    live_known_free(s->known);
     free(s);
 }

@@ -41,6 +41,7 @@ struct kafka_writer {
     int partitions;            /* wanted partition count */
     int topic_ready;
     int up;
+    int create_time_warned; /* the topic's timestamps are CreateTime (dedup.h) */
 };
 
 /* What travels with each record through librdkafka (msg_opaque). */
@@ -56,7 +57,16 @@ static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *msg, void *wri
     delivery_ticket *ticket = msg->_private;
     if (msg->err == RD_KAFKA_RESP_ERR_NO_ERROR) {
         w->up = 1;
-        ticket->done(ticket->opaque, KAFKA_DELIVERED, NULL);
+        rd_kafka_timestamp_type_t type;
+        int64_t log_ms = rd_kafka_message_timestamp(msg, &type);
+        if (type != RD_KAFKA_TIMESTAMP_LOG_APPEND_TIME && !w->create_time_warned) {
+            log_warn("topic %s stamps records with the producer's clock (CreateTime), so the "
+                     "dedup window follows each ingest host's clock; set its "
+                     "message.timestamp.type=LogAppendTime (Tally creates its topics so)",
+                     w->topic);
+            w->create_time_warned = 1;
+        }
+        ticket->done(ticket->opaque, KAFKA_DELIVERED, log_ms, NULL);
     } else {
         kafka_outcome outcome =
             msg->err == RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE ? KAFKA_TOO_LARGE
@@ -64,7 +74,7 @@ static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *msg, void *wri
                                                                                : KAFKA_MAYBE_STORED;
         log_warn("kafka delivery failed: %s%s", rd_kafka_err2str(msg->err),
                  outcome == KAFKA_MAYBE_STORED ? " (possibly stored)" : "");
-        ticket->done(ticket->opaque, outcome, rd_kafka_err2str(msg->err));
+        ticket->done(ticket->opaque, outcome, -1, rd_kafka_err2str(msg->err));
     }
     free(ticket);
 }
@@ -228,8 +238,8 @@ fail:
     return NULL;
 }
 
-int kafka_writer_send(kafka_writer *w, const char *key, size_t key_len, uint8_t *payload,
-                      size_t payload_len, kafka_delivery_fn done, void *opaque, char *err,
+int kafka_writer_send(kafka_writer *w, const char *key, size_t key_len, const char *digest,
+                      uint8_t *payload, size_t payload_len, kafka_delivery_fn done, void *opaque, char *err,
                       size_t errlen)
 {
     char reason[256];
@@ -248,6 +258,7 @@ int kafka_writer_send(kafka_writer *w, const char *key, size_t key_len, uint8_t 
         w->rk, RD_KAFKA_V_TOPIC(w->topic), RD_KAFKA_V_KEY(key, key_len),
         RD_KAFKA_V_VALUE(payload, payload_len),
         RD_KAFKA_V_HEADER("tally-batch-id", key, (ssize_t)key_len),
+        RD_KAFKA_V_HEADER("tally-digest", digest, (ssize_t)strlen(digest)),
         RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_FREE), RD_KAFKA_V_OPAQUE(ticket), RD_KAFKA_V_END);
     if (rc != RD_KAFKA_RESP_ERR_NO_ERROR) {
         free(ticket);

@@ -30,8 +30,11 @@ typedef enum kafka_outcome {
     KAFKA_TOO_LARGE,    /* the broker refused the record's size: retrying cannot help */
 } kafka_outcome;
 
-/* reason names why it failed (valid during the call; NULL when delivered). */
-typedef void (*kafka_delivery_fn)(void *opaque, kafka_outcome outcome, const char *reason);
+/* reason names why it failed (valid during the call; NULL when delivered).
+ * log_ms: the record's timestamp in the topic when delivered (the broker's
+ * append time on a LogAppendTime topic, see dedup.h), else -1. */
+typedef void (*kafka_delivery_fn)(void *opaque, kafka_outcome outcome, int64_t log_ms,
+                                  const char *reason);
 
 /* Creates the producer, makes sure the topic exists (creating it with
  * kafka.partitions partitions) and hooks delivery reports into `base`.
@@ -40,12 +43,13 @@ kafka_writer *kafka_writer_new(struct event_base *base, const tally_config *cfg,
                                char *err, size_t errlen);
 
 /*
- * Queues one record. On success (0) ownership of `payload` (malloc'd) passes
+ * Queues one record, with headers tally-batch-id (the key) and tally-digest
+ * (the body digest, dedup.h). On success (0) ownership of `payload` (malloc'd) passes
  * to the writer and `done` will be called exactly once. On failure (-1, err
  * filled: queue full, fatal producer error) the caller keeps `payload` and
  * `done` is never called.
  */
-int kafka_writer_send(kafka_writer *w, const char *key, size_t key_len,
+int kafka_writer_send(kafka_writer *w, const char *key, size_t key_len, const char *digest,
                       uint8_t *payload, size_t payload_len,
                       kafka_delivery_fn done, void *opaque, char *err, size_t errlen);
 

@@ -67,7 +67,7 @@ struct redis_writer {
     int auth_refused;    /* this connection's AUTH (or lack of it) was refused */
 };
 
-typedef enum call_kind { CALL_APPLY, CALL_READ_HASH } call_kind;
+typedef enum call_kind { CALL_APPLY, CALL_READ_HASH, CALL_COMMAND } call_kind;
 
 typedef struct redis_call {
     redis_writer *w;
@@ -86,6 +86,7 @@ typedef struct redis_call {
     union {
         redis_apply_fn apply;
         redis_hash_fn read_hash;
+        redis_reply_fn command;
     } done;
 } redis_call;
 
@@ -107,6 +108,8 @@ static void answer_error(redis_call *call, const char *reason)
     call->answered = 1;
     if (call->kind == CALL_APPLY)
         call->done.apply(call->opaque, LIVE_FAILED, NULL, 0, reason);
+    else if (call->kind == CALL_COMMAND)
+        call->done.command(call->opaque, NULL, reason);
     else
         call->done.read_hash(call->opaque, 0, NULL, 0, 0, reason);
 }
@@ -274,10 +277,14 @@ static void on_reply(redisAsyncContext *ac, void *reply, void *privdata)
     redis_call *call = privdata;
     const redisReply *r = reply;
     if (!call->answered) {
-        if (!r)
+        if (!r) {
             answer_error(call, "redis connection lost");
-        else
+        } else if (call->kind == CALL_COMMAND) {
+            call->answered = 1;
+            call->done.command(call->opaque, r, NULL);
+        } else {
             answer_hash(call, r);
+        }
     }
     call_free(call);
 }
@@ -417,6 +424,16 @@ int redis_writer_read_hash(redis_writer *w, const char *key, redis_hash_fn done,
     for (int i = 0; i < 7; i++)
         argvlen[i] = strlen(argv[i]);
     return send_call(w, call, 7, argv, argvlen, err, errlen);
+}
+
+int redis_writer_command(redis_writer *w, int argc, const char **argv, const size_t *argvlen,
+                         redis_reply_fn done, void *opaque, char *err, size_t errlen)
+{
+    redis_call *call = start_call(w, CALL_COMMAND, opaque, err, errlen);
+    if (!call)
+        return -1;
+    call->done.command = done;
+    return send_call(w, call, argc, argv, argvlen, err, errlen);
 }
 
 static void on_stale_marked(redisAsyncContext *ac, void *reply, void *privdata)

@@ -28,6 +28,7 @@
 #include <stddef.h>
 
 #include <event2/event.h>
+#include <hiredis/hiredis.h>
 
 #include "config.h"
 #include "live_update.h"
@@ -72,6 +73,15 @@ int redis_writer_apply(redis_writer *w, const live_update *u, size_t group_size,
  * staleness markers, in one atomic call. Same failure rule as apply. */
 int redis_writer_read_hash(redis_writer *w, const char *key, redis_hash_fn done, void *opaque,
                            char *err, size_t errlen);
+
+/* reply: the command's reply (valid during the call only; it may be an error
+ * reply), or NULL with reason filled (connection lost, timed out). */
+typedef void (*redis_reply_fn)(void *opaque, const redisReply *reply, const char *reason);
+
+/* Sends one command (argv as for redisCommandArgv) and answers through done
+ * exactly once. Same failure rule as apply. */
+int redis_writer_command(redis_writer *w, int argc, const char **argv, const size_t *argvlen,
+                         redis_reply_fn done, void *opaque, char *err, size_t errlen);
 
 /* An acknowledged batch could not be applied: mark the live view stale. */
 void redis_writer_note_missed(redis_writer *w, const char *reason);

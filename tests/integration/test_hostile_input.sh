@@ -65,15 +65,22 @@ alive "after the carries"
 # flusher quarantines the rows when it opens it; the rebuild then works.
 stop_flusher
 DB=$WORK/tally.db
+# (made a faithful version 1 file: its batches table as it was then)
 sqlite3 "$DB" "UPDATE meta SET value = '1' WHERE key = 'schema_version';
+  DROP INDEX batches_log_ms; ALTER TABLE batches DROP COLUMN digest;
+  ALTER TABLE batches RENAME COLUMN log_ms TO received_ms;
+  CREATE INDEX batches_received_ms ON batches(received_ms);
   INSERT INTO metrics VALUES('$P.inf', '', 'counter', 0, 1, 9e999, 1, NULL, NULL);
   INSERT INTO gauges VALUES('$P.infg', '', -9e999);"
 start_flusher
 for ((i = 0; i < 50; i++)); do
-    [[ $(sqlite3 "$DB" "SELECT value FROM meta WHERE key = 'schema_version'") == 2 ]] && break
+    [[ $(sqlite3 "$DB" "SELECT value FROM meta WHERE key = 'schema_version'") == 3 ]] && break
     sleep 0.2
 done
-check_eq "schema upgraded" 2 "$(sqlite3 "$DB" "SELECT value FROM meta WHERE key = 'schema_version'")"
+check_eq "schema upgraded (1 -> 2 -> 3)" 3 "$(sqlite3 "$DB" "SELECT value FROM meta WHERE key = 'schema_version'")"
+check_eq "batches kept their rows, with time and digest columns" \
+    "$(sqlite3 "$DB" "SELECT COUNT(*) FROM batches") -" \
+    "$(sqlite3 "$DB" "SELECT COUNT(*) FROM batches WHERE log_ms > 0") $(sqlite3 "$DB" "SELECT DISTINCT digest FROM batches")"
 check_eq "quarantined rows" "metrics $P.inf|gauges $P.infg" \
     "$(sqlite3 "$DB" "SELECT tbl || ' ' || name FROM quarantined_rows ORDER BY tbl DESC" | paste -sd'|')"
 check_eq "non-finite rows left in metrics and gauges" 0 \

@@ -394,13 +394,13 @@ static void test_pending_batches_and_offsets(void **state)
     for (int round = 0; round < 2; round++) {
         for (int i = 0; i < 3000; i++) {
             snprintf(id, sizeof id, "batch-%d", i);
-            assert_false(pending_has_batch(p, id, strlen(id)));
-            assert_int_equal(pending_add_batch(p, id, strlen(id), 1000 + i, i % 3, i, err, sizeof err), 0);
-            assert_true(pending_has_batch(p, id, strlen(id)));
+            assert_null(pending_find_batch(p, id, strlen(id)));
+            assert_int_equal(pending_add_batch(p, id, strlen(id), 1000 + i, "-", i % 3, i, err, sizeof err), 0);
+            assert_non_null(pending_find_batch(p, id, strlen(id)));
             pending_note_offset(p, i % 3, i);
         }
         assert_int_equal(pending_batch_count(p), 3000);
-        assert_int_equal(pending_max_received_ms(p), 3999);
+        assert_int_equal(pending_max_log_ms(p), 3999);
         assert_int_equal(pending_next_offset(p, 0), 2998);
         assert_int_equal(pending_next_offset(p, 2), 3000);
         const pending_batch *b = pending_batch_at(p, 1234);
@@ -410,7 +410,7 @@ static void test_pending_batches_and_offsets(void **state)
         pending_clear(p);
         assert_int_equal(pending_batch_count(p), 0);
         assert_int_equal(pending_next_offset(p, 1), -1);
-        assert_false(pending_has_batch(p, "batch-1", 7));
+        assert_null(pending_find_batch(p, "batch-1", 7));
     }
     pending_free(p);
 }
@@ -471,10 +471,11 @@ static void commit_ok(store_fixture *f)
     pending_clear(f->pend);
 }
 
-static void add_batch(store_fixture *f, const char *id, int64_t received_ms, int32_t part, int64_t off)
+static void add_batch(store_fixture *f, const char *id, int64_t log_ms, int32_t part, int64_t off)
 {
     char err[256];
-    assert_int_equal(pending_add_batch(f->pend, id, strlen(id), received_ms, part, off, err, sizeof err), 0);
+    assert_int_equal(pending_add_batch(f->pend, id, strlen(id), log_ms, "0123456789abcdef", part, off,
+                                       err, sizeof err), 0);
     pending_note_offset(f->pend, part, off);
 }
 
@@ -538,8 +539,9 @@ static void test_store_combines_flushes(void **state)
     add(f->agg, METRIC_GAUGE, "g", NULL, 1, 1.0, 12000, EVENT_GAUGE_RELATIVE); /* bucket 10: 102 */
     add(f->agg, METRIC_COUNTER, "c", NULL, 2, 1.0, 1000, 0);
     add(f->agg, METRIC_DISTRIBUTION, "d", NULL, 9, 1.0, 1000, 0);
-    /* Received 61 s after b1 with a 60 s window: b1 leaves the dedup window. */
-    add_batch(f, "b2", 62000, 1, 4);
+    /* 661 s after b1 with a 60 s window (+ 600 s slack, dedup.h): b1 leaves the
+     * dedup window. */
+    add_batch(f, "b2", 1000 + 60000 + DEDUP_SLACK_SECONDS * 1000 + 1001, 1, 4);
     commit_ok(f);
     metrics_row(f, "g", "gauge", 0, row, sizeof row);
     assert_string_equal(row, "5|101.0|5.0|4.0|101.0");
@@ -551,8 +553,12 @@ static void test_store_combines_flushes(void **state)
     assert_string_equal(row, "3|15.0|3.0|1.0|9.0");
     assert_double_equal(scalar(f, "SELECT value FROM gauges WHERE name = 'g'"), 102, 0);
 
-    assert_int_equal(store_batch_seen(f->st, "b1", 2, err, sizeof err), 0); /* pruned */
-    assert_int_equal(store_batch_seen(f->st, "b2", 2, err, sizeof err), 1);
+    int64_t log_ms = 0;
+    char digest[DEDUP_DIGEST_TEXT];
+    assert_int_equal(store_batch_lookup(f->st, "b1", 2, &log_ms, digest, err, sizeof err), 0); /* pruned */
+    assert_int_equal(store_batch_lookup(f->st, "b2", 2, &log_ms, digest, err, sizeof err), 1);
+    assert_int_equal(log_ms, 1000 + 60000 + DEDUP_SLACK_SECONDS * 1000 + 1001);
+    assert_string_equal(digest, "0123456789abcdef");
     int64_t next[2];
     assert_int_equal(store_load_offsets(f->st, "t", next, 2, err, sizeof err), 0);
     assert_int_equal(next[0], 10);
@@ -570,13 +576,21 @@ static void test_store_rolls_back_on_error(void **state)
     add(f->agg, METRIC_COUNTER, "c", NULL, 1, 1.0, 0, 0);
     add_batch(f, "b1", 1000, 0, 0);
     commit_ok(f);
-    /* Second flush repeats batch id b1: its insert fails after the rows were
-     * upserted; nothing of the flush may remain. */
+    /* Second flush: inserting its batch id fails (a trigger refuses it) after
+     * the rows were upserted; nothing of the flush may remain. */
+    sqlite3 *db;
+    assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(db, "CREATE TRIGGER refuse_b2 BEFORE INSERT ON batches"
+                                      " WHEN NEW.batch_id = 'b2'"
+                                      " BEGIN SELECT RAISE(ABORT, 'injected failure'); END",
+                                  NULL, NULL, NULL),
+                     SQLITE_OK);
+    sqlite3_close(db);
     add(f->agg, METRIC_COUNTER, "c", NULL, 5, 1.0, 0, 0);
     add(f->agg, METRIC_GAUGE, "g", NULL, 3, 1.0, 0, 0);
-    add_batch(f, "b1", 1000, 0, 1);
+    add_batch(f, "b2", 1000, 0, 1);
     assert_int_equal(store_commit(f->st, "t", f->agg, f->pend, NULL, err, sizeof err), -1);
-    assert_non_null(strstr(err, "batch"));
+    assert_non_null(strstr(err, "injected failure"));
     metrics_row(f, "c", "counter", 0, row, sizeof row);
     assert_string_equal(row, "1|1.0|1.0|NULL|NULL");
     assert_double_equal(scalar(f, "SELECT count(*) FROM gauges"), 0, 0);

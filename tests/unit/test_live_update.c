@@ -32,7 +32,8 @@
 #include <hiredis/hiredis.h>
 
 #include "format.h"
-#include "live_bounds.h"
+#include "live_known.h"
+#include "dedup.h"
 #include "live_update.h"
 
 static metric_event ev(metric_type type, const char *name, const char *tags, double value,
@@ -179,8 +180,25 @@ static void expect_cmd(const live_update *u, size_t i, size_t argc, ...)
     va_end(ap);
 }
 
+/* The digest and Kafka time every test batch i gets, and what its dedup key holds. */
+#define TEST_DIGEST "0123456789abcdef"
+static int64_t test_log_ms(size_t i) { return 5000 + (int64_t)i; }
+static void test_claim(char *out, size_t len, size_t i)
+{
+    snprintf(out, len, TEST_DIGEST " %lld", (long long)test_log_ms(i));
+}
+
+/* The batches of a group with these ids (at most 8). */
+static void test_batches(live_batch *out, const char *const *ids, size_t n)
+{
+    assert_true(n <= 8);
+    for (size_t i = 0; i < n; i++)
+        out[i] = (live_batch){ids[i], strlen(ids[i]), TEST_DIGEST, test_log_ms(i)};
+}
+
 /* Checks WATCH, EVAL, MULTI, the SETs and EXEC around `updates` series
- * commands; returns the index of the first series command. */
+ * commands; returns the index of the first series command. `ttl` is the
+ * dedup window: each key lives for it plus DEDUP_SLACK_SECONDS. */
 static size_t expect_frame(const live_update *u, const char *const *ids, size_t n, const char *ttl,
                            live_mode mode, size_t updates)
 {
@@ -199,7 +217,8 @@ static size_t expect_frame(const live_update *u, const char *const *ids, size_t 
 
     assert_int_equal(LIVE_GUARD_REPLY, 1);
     assert_string_equal(cmd(u, LIVE_GUARD_REPLY), "EVAL");
-    assert_int_equal(nargs(u, 1), 5 + n); /* EVAL script numkeys fence dedup[n] mode */
+    /* EVAL script numkeys fence dedup[n] mode window claims[n] */
+    assert_int_equal(nargs(u, 1), 5 + n + 1 + n);
     assert_non_null(strstr(arg(u, 1, 1), "KEYS[1]"));
     snprintf(num, sizeof num, "%zu", 1 + n);
     assert_string_equal(arg(u, 1, 2), num);
@@ -209,11 +228,20 @@ static size_t expect_frame(const live_update *u, const char *const *ids, size_t 
         assert_string_equal(arg(u, 1, 4 + i), key);
     }
     assert_string_equal(arg(u, 1, 4 + n), mode == LIVE_MODE_INGEST ? "ingest" : "rebuild");
+    snprintf(num, sizeof num, "%lld", atoll(ttl) * 1000);
+    assert_string_equal(arg(u, 1, 5 + n), num);
+    char claim[64];
+    for (size_t i = 0; i < n; i++) {
+        test_claim(claim, sizeof claim, i);
+        assert_string_equal(arg(u, 1, 6 + n + i), claim);
+    }
 
     expect_cmd(u, 2, 1, "MULTI");
     for (size_t i = 0; i < n; i++) {
         snprintf(key, sizeof key, "tally:batch:{%s}", ids[i]);
-        expect_cmd(u, 3 + i, 5, "SET", key, "1", "EX", ttl);
+        test_claim(claim, sizeof claim, i);
+        snprintf(num, sizeof num, "%d", atoi(ttl) + DEDUP_SLACK_SECONDS);
+        expect_cmd(u, 3 + i, 5, "SET", key, claim, "EX", num);
     }
     assert_int_equal(live_exec_reply(u), u->commands - 1);
     expect_cmd(u, live_exec_reply(u), 1, "EXEC");
@@ -225,11 +253,9 @@ static int build_group(live_update *u, const live_fold *const *folds, const char
                        size_t n, int ttl, live_mode mode)
 {
     char err[128];
-    size_t lens[8];
-    assert_true(n <= 8);
-    for (size_t i = 0; i < n; i++)
-        lens[i] = strlen(ids[i]);
-    int rc = live_update_build(u, folds, ids, lens, n, ttl, mode, NULL, err, sizeof err);
+    live_batch batches[8];
+    test_batches(batches, ids, n);
+    int rc = live_update_build(u, folds, batches, n, ttl, mode, NULL, err, sizeof err);
     if (rc == 0)
         parse_update(u);
     return rc;
@@ -348,15 +374,16 @@ static void test_distribution_ops(void **state)
 /* Builds one batch's update against `bounds`; the fold is returned (the
  * update's bounds borrow its strings) and must be freed by the caller. */
 static live_fold *build_bounded(live_update *u, const metric_event *e, size_t n,
-                                const live_bounds *bounds)
+                                const live_known *bounds)
 {
     char err[128];
     live_fold *f = live_fold_new(e, n, err, sizeof err);
     assert_non_null(f);
     const live_fold *folds[1] = {f};
     const char *ids[1] = {"b"};
-    size_t lens[1] = {1};
-    assert_int_equal(live_update_build(u, folds, ids, lens, 1, 60, LIVE_MODE_INGEST, bounds, err,
+    live_batch batches[1];
+    test_batches(batches, ids, 1);
+    assert_int_equal(live_update_build(u, folds, batches, 1, 60, LIVE_MODE_INGEST, bounds, err,
                                        sizeof err),
                      0);
     parse_update(u);
@@ -368,7 +395,7 @@ static live_fold *build_bounded(live_update *u, const metric_event *e, size_t n,
 static void test_bounds_leave_out_covered_min_max(void **state)
 {
     (void)state;
-    live_bounds *b = live_bounds_new(64, 4096);
+    live_known *b = live_known_new(64, 4096);
     assert_non_null(b);
     const char *ids[] = {"b"};
     live_update u;
@@ -381,7 +408,7 @@ static void test_bounds_leave_out_covered_min_max(void **state)
     expect_cmd(&u, s + 3, 5, "ZADD", "tally:{lat}:dist:max", "GT", "30", "a:1");
     assert_int_equal(u.nbounds, 1);
     live_update_note_bounds(&u, b); /* the group was applied */
-    assert_int_equal(live_bounds_count(b), 1);
+    assert_int_equal(live_known_count(b), 1);
     done(&u);
     live_fold_free(f);
 
@@ -407,7 +434,7 @@ static void test_bounds_leave_out_covered_min_max(void **state)
     live_update_note_bounds(&u, b);
     done(&u);
     live_fold_free(f);
-    assert_true(live_bounds_covers_min(b, 0, "x", 1, NULL, 0, 1) == 0); /* unknown series */
+    assert_true(live_known_covers_min(b, 0, METRIC_DISTRIBUTION, "x", 1, NULL, 0, 1) == 0); /* unknown series */
 
     /* after the note, 5 is the known minimum of lat a:1 */
     metric_event again[] = {ev(METRIC_DISTRIBUTION, "lat", "a:1", 5, 1, 0)};
@@ -415,7 +442,7 @@ static void test_bounds_leave_out_covered_min_max(void **state)
     expect_frame(&u, ids, 1, "60", LIVE_MODE_INGEST, 2);
     done(&u);
     live_fold_free(f);
-    live_bounds_free(b);
+    live_known_free(b);
 }
 
 /* The cache compares whole keys, forgets on collision and never exceeds its
@@ -423,40 +450,54 @@ static void test_bounds_leave_out_covered_min_max(void **state)
 static void test_bounds_cache_is_exact_and_bounded(void **state)
 {
     (void)state;
-    live_bounds *b = live_bounds_new(1, 10); /* one slot, 10 bytes of keys */
+    live_known *b = live_known_new(1, 10); /* one slot, 10 bytes of keys */
     assert_non_null(b);
-    live_bounds_note(b, 7, "abc", 3, "t:1", 3, 1, 9);
-    assert_true(live_bounds_covers_min(b, 7, "abc", 3, "t:1", 3, 1));
-    assert_true(live_bounds_covers_max(b, 7, "abc", 3, "t:1", 3, 9));
-    assert_false(live_bounds_covers_min(b, 7, "abc", 3, "t:1", 3, 0.5));
-    assert_false(live_bounds_covers_max(b, 7, "abc", 3, "t:1", 3, 9.5));
+    live_known_note(b, 7, METRIC_DISTRIBUTION, "abc", 3, "t:1", 3, 1, 9);
+    assert_true(live_known_covers_min(b, 7, METRIC_DISTRIBUTION, "abc", 3, "t:1", 3, 1));
+    assert_true(live_known_covers_max(b, 7, METRIC_DISTRIBUTION, "abc", 3, "t:1", 3, 9));
+    assert_false(live_known_covers_min(b, 7, METRIC_DISTRIBUTION, "abc", 3, "t:1", 3, 0.5));
+    assert_false(live_known_covers_max(b, 7, METRIC_DISTRIBUTION, "abc", 3, "t:1", 3, 9.5));
     /* same hash, other key: not covered (full comparison) */
-    assert_false(live_bounds_covers_min(b, 7, "abd", 3, "t:1", 3, 5));
-    assert_false(live_bounds_covers_min(b, 7, "abc", 3, "t:2", 3, 5));
+    assert_false(live_known_covers_min(b, 7, METRIC_DISTRIBUTION, "abd", 3, "t:1", 3, 5));
+    assert_false(live_known_covers_min(b, 7, METRIC_DISTRIBUTION, "abc", 3, "t:2", 3, 5));
     /* a note widens, never narrows */
-    live_bounds_note(b, 7, "abc", 3, "t:1", 3, 4, 4);
-    assert_true(live_bounds_covers_min(b, 7, "abc", 3, "t:1", 3, 1));
-    assert_true(live_bounds_covers_max(b, 7, "abc", 3, "t:1", 3, 9));
+    live_known_note(b, 7, METRIC_DISTRIBUTION, "abc", 3, "t:1", 3, 4, 4);
+    assert_true(live_known_covers_min(b, 7, METRIC_DISTRIBUTION, "abc", 3, "t:1", 3, 1));
+    assert_true(live_known_covers_max(b, 7, METRIC_DISTRIBUTION, "abc", 3, "t:1", 3, 9));
     /* another series in the only slot replaces it */
-    live_bounds_note(b, 8, "xy", 2, NULL, 0, 0, 0);
-    assert_false(live_bounds_covers_min(b, 7, "abc", 3, "t:1", 3, 5));
-    assert_true(live_bounds_covers_min(b, 8, "xy", 2, NULL, 0, 0));
-    assert_int_equal(live_bounds_count(b), 1);
+    live_known_note(b, 8, METRIC_DISTRIBUTION, "xy", 2, NULL, 0, 0, 0);
+    assert_false(live_known_covers_min(b, 7, METRIC_DISTRIBUTION, "abc", 3, "t:1", 3, 5));
+    assert_true(live_known_covers_min(b, 8, METRIC_DISTRIBUTION, "xy", 2, NULL, 0, 0));
+    assert_int_equal(live_known_count(b), 1);
     /* a key longer than the byte limit is not kept */
-    live_bounds_note(b, 9, "0123456789", 10, "z", 1, 0, 0);
-    assert_false(live_bounds_covers_min(b, 9, "0123456789", 10, "z", 1, 0));
-    live_bounds_free(b);
+    live_known_note(b, 9, METRIC_DISTRIBUTION, "0123456789", 10, "z", 1, 0, 0);
+    assert_false(live_known_covers_min(b, 9, METRIC_DISTRIBUTION, "0123456789", 10, "z", 1, 0));
+    live_known_free(b);
 
     /* the byte limit empties the table rather than growing past it */
-    b = live_bounds_new(4, 6);
-    live_bounds_note(b, 0, "aaa", 3, NULL, 0, 1, 1);
-    live_bounds_note(b, 1, "bbb", 3, NULL, 0, 1, 1);
-    assert_int_equal(live_bounds_count(b), 2);
-    live_bounds_note(b, 2, "ccc", 3, NULL, 0, 1, 1);
-    assert_int_equal(live_bounds_count(b), 1);
-    assert_true(live_bounds_covers_max(b, 2, "ccc", 3, NULL, 0, 1));
-    assert_false(live_bounds_covers_max(b, 0, "aaa", 3, NULL, 0, 1));
-    live_bounds_free(b);
+    b = live_known_new(4, 6);
+    live_known_note(b, 0, METRIC_DISTRIBUTION, "aaa", 3, NULL, 0, 1, 1);
+    live_known_note(b, 1, METRIC_DISTRIBUTION, "bbb", 3, NULL, 0, 1, 1);
+    assert_int_equal(live_known_count(b), 2);
+    live_known_note(b, 2, METRIC_DISTRIBUTION, "ccc", 3, NULL, 0, 1, 1);
+    assert_int_equal(live_known_count(b), 1);
+    assert_true(live_known_covers_max(b, 2, METRIC_DISTRIBUTION, "ccc", 3, NULL, 0, 1));
+    assert_false(live_known_covers_max(b, 0, METRIC_DISTRIBUTION, "aaa", 3, NULL, 0, 1));
+    live_known_free(b);
+
+    /* admission: known per (type, name, tags); an admitted series has no bounds yet */
+    b = live_known_new(8, 1024);
+    assert_false(live_known_admitted(b, 3, METRIC_COUNTER, "req", 3, "a:1", 3));
+    live_known_note_admitted(b, 3, METRIC_COUNTER, "req", 3, "a:1", 3);
+    assert_true(live_known_admitted(b, 3, METRIC_COUNTER, "req", 3, "a:1", 3));
+    assert_false(live_known_admitted(b, 3, METRIC_GAUGE, "req", 3, "a:1", 3));
+    assert_false(live_known_admitted(b, 3, METRIC_COUNTER, "req", 3, "a:2", 3));
+    live_known_note_admitted(b, 4, METRIC_DISTRIBUTION, "lat", 3, NULL, 0);
+    assert_false(live_known_covers_min(b, 4, METRIC_DISTRIBUTION, "lat", 3, NULL, 0, 1e9));
+    assert_false(live_known_covers_max(b, 4, METRIC_DISTRIBUTION, "lat", 3, NULL, 0, -1e9));
+    live_known_clear(b);
+    assert_false(live_known_admitted(b, 3, METRIC_COUNTER, "req", 3, "a:1", 3));
+    live_known_free(b);
 }
 
 /* Whole sums below 1e15 go through HINCRBY on the main hash; fractions and
@@ -633,9 +674,9 @@ static void test_watch_has_fence_only_in_ingest_mode(void **state)
     assert_int_equal(in.commands, re.commands);
     for (size_t i = 1; i < in.commands; i++) {
         assert_int_equal(nargs(&in, i), nargs(&re, i));
-        size_t last = i == LIVE_GUARD_REPLY ? nargs(&in, i) - 1 : nargs(&in, i);
-        for (size_t j = 0; j < last; j++)
-            assert_string_equal(arg(&in, i, j), arg(&re, i, j));
+        for (size_t j = 0; j < nargs(&in, i); j++)
+            if (!(i == LIVE_GUARD_REPLY && j == 6)) /* (the mode, checked above) */
+                assert_string_equal(arg(&in, i, j), arg(&re, i, j));
     }
     expect_cmd(&in, 5, 4, "HINCRBY", "tally:{a}:counter", "", "1");
     expect_cmd(&in, 6, 4, "HSET", "tally:{g}:gauge", "k:v", "4");
@@ -699,9 +740,10 @@ static void test_batch_id_too_long_fails_cleanly(void **state)
     assert_non_null(f);
     const live_fold *folds[1] = {f};
     const char *ids[1] = {id};
-    size_t lens[1] = {strlen(id)};
+    live_batch batches[1];
+    test_batches(batches, ids, 1);
     live_update u;
-    assert_int_equal(live_update_build(&u, folds, ids, lens, 1, 60, LIVE_MODE_INGEST, NULL, err,
+    assert_int_equal(live_update_build(&u, folds, batches, 1, 60, LIVE_MODE_INGEST, NULL, err,
                                        sizeof err), -1);
     assert_non_null(strstr(err, "too long"));
     assert_null(u.resp);
@@ -933,8 +975,9 @@ static void test_non_finite_value_is_refused(void **state)
     assert_non_null(f);
     const live_fold *folds[1] = {f};
     const char *ids[1] = {"b"};
-    size_t lens[1] = {1};
-    assert_int_equal(live_update_build(&u, folds, ids, lens, 1, 60, LIVE_MODE_INGEST, NULL, err,
+    live_batch batches[1];
+    test_batches(batches, ids, 1);
+    assert_int_equal(live_update_build(&u, folds, batches, 1, 60, LIVE_MODE_INGEST, NULL, err,
                                        sizeof err),
                      -1);
     assert_string_equal(err, "a folded value is not finite");

@@ -1,0 +1,65 @@
+/*
+ * admission.h — whether a batch may enter, decided in Redis before it goes to
+ * Kafka, so that a refused batch is stored nowhere: the client's rate limits
+ * (auth.h) and the live view's cardinality limit (ingest.max_live_series),
+ * in one script call. Building the call and reading its answer are pure.
+ *
+ * Rate limits: one GCRA (a token bucket) per limit, kept in the hash
+ * tally:rate:{NAME} and timed by the Redis server's clock (TIME), so every
+ * ingest shares one budget per client and no ingest host's clock matters.
+ * The burst is one second's worth: a batch of more events than
+ * events_per_second can never pass (the caller answers it 413 first).
+ *
+ * Cardinality: tally:live:series is a HyperLogLog of every series admitted.
+ * The call carries the batch's series this writer does not already know to
+ * be admitted (live_known.h). While the estimate is below the limit they are
+ * added; at or past it, each one is looked up in its hash: an existing
+ * series passes, a new one refuses the batch. So the limit holds to the
+ * HyperLogLog's error (0.81 %), plus at most one batch per admission that
+ * runs concurrently with the one that reaches it.
+ *
+ * A batch needing neither (no limits, every series known) needs no call.
+ */
+#ifndef TALLY_ADMISSION_H
+#define TALLY_ADMISSION_H
+
+#include <stddef.h>
+
+#include <hiredis/hiredis.h>
+
+#include "auth.h"
+#include "live_known.h"
+#include "live_update.h"
+
+typedef struct admission {
+    int argc;
+    const char **argv;   /* EVAL script numkeys keys... args... (into `strings`) */
+    size_t *argvlen;
+    char *strings;       /* owned */
+    size_t *candidates;  /* positions in the fold of the series sent */
+    size_t ncandidates;
+} admission;
+
+/* Builds the call for a batch of `events` events folded in `fold`. `client`
+ * (NULL: none) brings its rate limits. Returns 1 (a call to send: *a filled),
+ * 0 (nothing to ask: *a empty) or -1 (out of memory, err filled). */
+int admission_build(admission *a, const live_fold *fold, size_t events, const live_known *known,
+                    const auth_client *client, long long max_live_series, char *err,
+                    size_t errlen);
+
+typedef enum admit_verdict {
+    ADMIT_OK,
+    ADMIT_RATE_LIMITED,   /* *number: ms until it would pass; `which` names the limit */
+    ADMIT_TOO_MANY_SERIES, /* *number: the live view's series (estimate) */
+    ADMIT_UNANSWERED,     /* an error or unexpected reply: why filled */
+} admit_verdict;
+
+admit_verdict admission_verdict(const redisReply *reply, long long *number, const char **which,
+                                char *why, size_t whylen);
+
+/* After ADMIT_OK: records the series sent as admitted. */
+void admission_note(const admission *a, const live_fold *fold, live_known *known);
+
+void admission_free(admission *a);
+
+#endif
