@@ -40,6 +40,7 @@ static void usage(FILE *f)
           "  --progress S       print PROGRESS elapsed_s=.. acked_total=.. every S seconds\n"
           "  --label NAME       system= in the RESULT line (default tally / influxdb by format)\n"
           "  --no-keys          statsd: send no Idempotency-Key (the server generates one)\n"
+          "  --token T          send Authorization: Bearer T (ingest.tokens_file)\n"
           "  --help\n",
           f);
 }
@@ -118,6 +119,7 @@ int main(int argc, char **argv)
         {"seed", required_argument, NULL, 's'},       {"timeout-ms", required_argument, NULL, 't'},
         {"progress", required_argument, NULL, 'p'},   {"label", required_argument, NULL, 'l'},
         {"no-keys", no_argument, NULL, 'k'},          {"help", no_argument, NULL, 'h'},
+        {"token", required_argument, NULL, 'a'},
         {NULL, 0, NULL, 0},
     };
     const char *url = "http://127.0.0.1:8080/v1/events", *label = NULL, *mix_text = "c=80,g=10,ms=10";
@@ -149,6 +151,7 @@ int main(int argc, char **argv)
         case 'm': mix_text = optarg; break;
         case 'l': label = optarg; break;
         case 'k': cfg.send_keys = 0; break;
+        case 'a': cfg.token = optarg; break;
         case 'h': usage(stdout); return 0;
         default: usage(stderr); return 2;
         }

@@ -97,8 +97,15 @@ static void *worker_main(void *arg)
         }
     }
 
-    http_header headers[2] = {{"Content-Type", "text/plain"}, {"Idempotency-Key", NULL}};
-    size_t nheaders = cfg->send_keys ? 2 : 1;
+    char bearer[300];
+    snprintf(bearer, sizeof bearer, "Bearer %s", cfg->token ? cfg->token : "");
+    http_header headers[3] = {{"Content-Type", "text/plain"}};
+    size_t nheaders = 1;
+    if (cfg->token)
+        headers[nheaders++] = (http_header){"Authorization", bearer};
+    size_t key_header = nheaders;
+    if (cfg->send_keys)
+        headers[nheaders++] = (http_header){"Idempotency-Key", NULL};
     char key[96];
     char err[256];
     for (uint64_t seq = 0;; seq++) {
@@ -109,7 +116,7 @@ static void *worker_main(void *arg)
             payload_stamp(p, atomic_fetch_add_explicit(&sh->next_ts_ns, (int64_t)cfg->batch, memory_order_relaxed));
         if (cfg->send_keys) {
             snprintf(key, sizeof key, "bench-%s-%u-%llu", sh->run_id, w->id, (unsigned long long)seq);
-            headers[1].value = key;
+            headers[key_header].value = key;
         }
         size_t len;
         const char *body = payload_body(p, &len);

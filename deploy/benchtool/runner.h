@@ -41,6 +41,7 @@ typedef struct bench_config {
     int timeout_ms;        /* per socket operation */
     double progress_s;     /* 0: no PROGRESS lines */
     int send_keys;         /* send an Idempotency-Key header (unique per request) */
+    const char *token;     /* NULL, or sent as Authorization: Bearer TOKEN */
 } bench_config;
 
 typedef struct bench_result {
