@@ -47,7 +47,9 @@
 #define RECORD_MAGIC 0x54u
 #define RECORD_VERSION 1u         /* the fixed-width layout above */
 #define RECORD_VERSION_COMPACT 2u /* string table + varints */
-#define RECORD_BATCH_ID_MAX 128
+/* A batch id: a client's Idempotency-Key (at most 128 bytes), scoped with
+ * its client's token name ("NAME/KEY", auth.h) when tokens are on. */
+#define RECORD_BATCH_ID_MAX 192
 
 /*
  * Encodes a batch into a newly malloc'd buffer (*out, *out_len); the caller

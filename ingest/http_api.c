@@ -78,6 +78,12 @@ struct ingest_server {
 #define KNOWN_SLOTS 262144
 #define KNOWN_MAX_BYTES (32u << 20)
 
+/* The longest Idempotency-Key a client may send (scoped with its token name
+ * it still fits a record's batch id). */
+#define IDEMPOTENCY_KEY_MAX 128
+_Static_assert(AUTH_NAME_MAX + 1 + IDEMPOTENCY_KEY_MAX <= RECORD_BATCH_ID_MAX,
+               "a scoped key must fit a batch id");
+
 typedef struct batch_request {
     ingest_server *srv;
     struct evhttp_request *req;
@@ -207,7 +213,7 @@ static int64_t now_ms(void)
 static int valid_batch_id(const char *id)
 {
     size_t len = strlen(id);
-    if (len == 0 || len > RECORD_BATCH_ID_MAX)
+    if (len == 0 || len > IDEMPOTENCY_KEY_MAX)
         return 0;
     for (size_t i = 0; i < len; i++) {
         char c = id[i];
@@ -246,6 +252,18 @@ static void batch_request_finish(batch_request *br)
     br->srv->inflight_bytes -= br->bytes;
     live_fold_free(br->fold);
     free(br);
+}
+
+/* Answers a batch that is stored nowhere (unless the deadline answered it
+ * already) and finishes it. */
+static void refuse_batch(batch_request *br, int code, const char *status, const char *msg,
+                         int retry_after)
+{
+    if (!br->answered) {
+        br->answered = 1;
+        reply_batch_error(br->req, code, status, msg, client_key(br), retry_after, "not_stored");
+    }
+    batch_request_finish(br);
 }
 
 /* 200 for a batch Kafka holds. live: "applied", "duplicate" (applied before),
@@ -305,16 +323,12 @@ static void pump_redis(ingest_server *s);
  * it, dedup.h), so it is refused like a payment API refuses a reused key. */
 static void finish_conflict(batch_request *br)
 {
-    if (!br->answered) {
-        br->answered = 1;
-        char msg[384];
-        snprintf(msg, sizeof msg,
-                 "Idempotency-Key %s was used for a different body within the dedup window "
-                 "(dedup.window_seconds = %d); this body is not counted: send it with a new key",
-                 client_key(br), br->srv->cfg->dedup.window_seconds);
-        reply_batch_error(br->req, 409, "Conflict", msg, client_key(br), 0, "not_stored");
-    }
-    batch_request_finish(br);
+    char msg[384];
+    snprintf(msg, sizeof msg,
+             "Idempotency-Key %s was used for a different body within the dedup window "
+             "(dedup.window_seconds = %d); this body is not counted: send it with a new key",
+             client_key(br), br->srv->cfg->dedup.window_seconds);
+    refuse_batch(br, 409, "Conflict", msg, 0);
 }
 
 /* The group's transaction answered: dispatch each member, resend the
@@ -528,9 +542,7 @@ static void send_to_kafka(batch_request *br)
         free(record);
         char msg[384];
         snprintf(msg, sizeof msg, "%s; nothing was acknowledged", err);
-        reply_batch_error(br->req, 503, "Service Unavailable", msg, client_key(br), 1,
-                          "not_stored");
-        batch_request_finish(br);
+        refuse_batch(br, 503, "Service Unavailable", msg, 1);
     }
 }
 
@@ -571,19 +583,15 @@ static void on_admitted(void *opaque, const redisReply *reply, const char *reaso
                                    ? br->client->events_per_second
                                    : br->client->batches_per_second)
                             : 0);
-        reply_batch_error(br->req, 429, "Too Many Requests", msg, client_key(br),
-                          (int)((number + 999) / 1000 > 0 ? (number + 999) / 1000 : 1),
-                          "not_stored");
-        batch_request_finish(br);
+        refuse_batch(br, 429, "Too Many Requests", msg,
+                     (int)((number + 999) / 1000 > 0 ? (number + 999) / 1000 : 1));
         break;
     case ADMIT_TOO_MANY_SERIES:
         snprintf(msg, sizeof msg,
                  "the batch brings new series but the live view holds about %lld series, the "
                  "limit ingest.max_live_series (%d); nothing was stored",
                  number, br->srv->cfg->ingest.max_live_series);
-        reply_batch_error(br->req, 422, "Unprocessable Entity", msg, client_key(br), 0,
-                          "not_stored");
-        batch_request_finish(br);
+        refuse_batch(br, 422, "Unprocessable Entity", msg, 0);
         break;
     case ADMIT_UNANSWERED:
         admit_without_check(br, why);
@@ -604,16 +612,13 @@ static void admit_batch(batch_request *br)
                  "the batch holds %zu events, more than client %s may send in a second "
                  "(events_per_second = %lld): split it",
                  br->events, br->client->name, br->client->events_per_second);
-        reply_batch_error(br->req, 413, "Payload Too Large", msg, client_key(br), 0, "not_stored");
-        batch_request_finish(br);
+        refuse_batch(br, 413, "Payload Too Large", msg, 0);
         return;
     }
     int need = admission_build(&br->admit, br->fold, br->events, s->known, br->client,
                                s->cfg->ingest.max_live_series, err, sizeof err);
     if (need < 0) {
-        reply_batch_error(br->req, 500, "Internal Server Error", err, client_key(br), 0,
-                          "not_stored");
-        batch_request_finish(br);
+        refuse_batch(br, 500, "Internal Server Error", err, 0);
     } else if (need == 0) {
         send_to_kafka(br);
     } else if (redis_writer_command(s->redis, br->admit.argc, br->admit.argv, br->admit.argvlen,
@@ -663,7 +668,7 @@ static void handle_post_events(ingest_server *s, struct evhttp_request *req,
                     "too many batches in flight (ingest.max_inflight_batches)", NULL, 1);
         return;
     }
-    char batch_id[RECORD_BATCH_ID_MAX + 1];
+    char batch_id[IDEMPOTENCY_KEY_MAX + 1];
     const char *given = evhttp_find_header(evhttp_request_get_input_headers(req), "Idempotency-Key");
     if (given) {
         if (!valid_batch_id(given)) {

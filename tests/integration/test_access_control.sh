@@ -96,6 +96,16 @@ check_eq "writer1 retrying its key" "200 true" "$HTTP_CODE $(jq -r '.duplicate' 
 check_eq "reader sees both batches once" "200 11" \
     "$(aget "$RD" "/v1/counters/$P.a" | cut -d' ' -f1) $(aget "$RD" "/v1/counters/$P.a" | cut -d' ' -f2- | jq -r .value)"
 
+# The longest keys (128 characters) stay whole once scoped: two that differ
+# only in their last character are two batches.
+long=$(printf 'L%.0s' $(seq 1 119))$RUN_ID
+apost "$W1" "$P.long:1|c" "${long}a"
+check_eq "a 128-character key" "200 ${long}a" "$HTTP_CODE $(jq -r .batch_id <<<"$HTTP_BODY")"
+apost "$W1" "$P.long:1|c" "${long}b"
+check_eq "another 128-character key, same prefix" "200 false" "$HTTP_CODE $(jq -r .duplicate <<<"$HTTP_BODY")"
+apost "$W1" "$P.long:1|c" "${long}bb"
+check_eq "a 129-character key" 400 "$HTTP_CODE"
+
 # 4. Rate limits: 100 events/s, 2 batches/s (a burst of one second's worth).
 apost "$SLOW" "$(counter_lines "$P.r" 101 1)"
 check_eq "a batch no second can hold" "413" "$HTTP_CODE"
@@ -131,7 +141,7 @@ ok=$((ok + 1))
 
 # 5. The live-series limit (10; the HyperLogLog starts empty): a batch is
 # admitted while the count is below the limit, then a new series is refused
-# and known ones still pass. ($P.a and $P.r are 2 series so far.)
+# and known ones still pass. ($P.a, $P.long and $P.r are 3 series so far.)
 apost "$W1" "$(for i in $(seq 1 12); do echo "$P.s$i:1|c"; done)"
 check_eq "below the limit: 12 new series admitted" 200 "$HTTP_CODE"
 apost "$W1" "$P.s1:1|c

@@ -399,7 +399,7 @@ static void test_encode_rejects(void **state)
     metric_event ok = make_event(METRIC_COUNTER, "n", NULL, 1);
 
     assert_int_equal(record_encode(id, sizeof id, 0, &ok, 1, &buf, &len, err, sizeof err), -1);
-    assert_string_equal(err, "batch id is 129 bytes (limit 128)");
+    assert_string_equal(err, "batch id is 193 bytes (limit 192)");
     assert_null(buf);
     assert_int_equal(len, 0);
     assert_int_equal(record_encode(id, RECORD_BATCH_ID_MAX, 0, &ok, 1, &buf, &len, err,
