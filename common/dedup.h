@@ -43,12 +43,13 @@ static inline int dedup_is_retry(int64_t first_ms, int64_t this_ms, long long wi
     return this_ms - first_ms <= (int64_t)window_seconds * 1000;
 }
 
-/* Writes the digest of a request body (FNV-1a, 64 bits: accidental
- * collisions are 2^-64 events; keys are scoped per client, so a crafted
- * collision can only hide the crafter's own batch). */
+/* Writes the digest of a request body (hash_digest64, 64 bits: accidental
+ * collisions are 2^-64 events; it is not collision-resistant, but keys are
+ * scoped per client, so a crafted collision can only hide the crafter's own
+ * batch). */
 static inline void dedup_body_digest(const void *body, size_t len, char out[DEDUP_DIGEST_TEXT])
 {
-    uint64_t h = hash_fnv1a64(body, len);
+    uint64_t h = hash_digest64(body, len);
     static const char hex[] = "0123456789abcdef";
     for (int i = 15; i >= 0; i--, h >>= 4)
         out[i] = hex[h & 0xf];

@@ -3,7 +3,8 @@
  * (the flusher's aggregate and pending batch ids, the record encoder's string
  * table, the live-update fold). Not collision-resistant: the keys are metric
  * names, tags and batch ids, and a flood of collisions can only slow a table
- * down, never change its result. Its 64-bit form digests request bodies.
+ * down, never change its result. (Request bodies are digested by
+ * hash_digest64 below, which reads eight bytes at a time.)
  */
 #ifndef TALLY_HASH_H
 #define TALLY_HASH_H
@@ -35,16 +36,35 @@ static inline uint32_t hash_fnv1a_u64(uint32_t h, uint64_t v)
     return h;
 }
 
-/* The 64-bit FNV-1a of `len` bytes: the body digest kept with an
- * idempotency key (dedup.h). */
-static inline uint64_t hash_fnv1a64(const void *data, size_t len)
+/* Reads 8 bytes as a little-endian integer (one load on x86; the same digest
+ * on every architecture). */
+static inline uint64_t hash_load_le64(const unsigned char *p)
+{
+    return (uint64_t)p[0] | (uint64_t)p[1] << 8 | (uint64_t)p[2] << 16 | (uint64_t)p[3] << 24 |
+           (uint64_t)p[4] << 32 | (uint64_t)p[5] << 40 | (uint64_t)p[6] << 48 |
+           (uint64_t)p[7] << 56;
+}
+
+/* A 64-bit digest of `len` bytes, eight at a time: each word is mixed in by
+ * xor, an odd multiply and a xor-shift (each step a bijection of the state),
+ * then the state is avalanched. The body digest kept with an idempotency key
+ * (dedup.h); several times faster than FNV-1a on request bodies, which it
+ * reads whole once per batch. */
+static inline uint64_t hash_digest64(const void *data, size_t len)
 {
     const unsigned char *p = data;
-    uint64_t h = 14695981039346656037ull;
-    for (size_t i = 0; i < len; i++) {
-        h ^= p[i];
-        h *= 1099511628211ull;
+    uint64_t h = 0x9e3779b97f4a7c15ull ^ (uint64_t)len;
+    for (; len >= 8; p += 8, len -= 8) {
+        h = (h ^ hash_load_le64(p)) * 0xff51afd7ed558ccdull;
+        h ^= h >> 32;
     }
+    uint64_t tail = 0;
+    for (size_t i = 0; i < len; i++)
+        tail |= (uint64_t)p[i] << (8 * i);
+    h = (h ^ tail) * 0xff51afd7ed558ccdull;
+    h ^= h >> 33;
+    h *= 0xc4ceb9fe1a85ec53ull;
+    h ^= h >> 33;
     return h;
 }
 

@@ -91,6 +91,13 @@ static int add_number(arg_builder *b, long long v)
     return add_arg(b, num, (size_t)n);
 }
 
+static int is_admitted(const live_known *known, const live_fold *fold, size_t i)
+{
+    live_series_ref s = live_fold_series_at(fold, i);
+    return live_known_admitted(known, s.hash, (int)s.type, s.name, s.name_len, s.tags,
+                               s.tags_len);
+}
+
 int admission_build(admission *a, const live_fold *fold, size_t events, const live_known *known,
                     const auth_client *client, long long max_live_series, char *err,
                     size_t errlen)
@@ -98,19 +105,18 @@ int admission_build(admission *a, const live_fold *fold, size_t events, const li
     memset(a, 0, sizeof *a);
     size_t series = live_fold_series(fold);
     int limited = client && (client->events_per_second > 0 || client->batches_per_second > 0);
-    a->candidates = malloc((series + 1) * sizeof *a->candidates);
+    size_t first_unknown = series; /* (the common case, all known, allocates nothing) */
+    for (size_t i = 0; i < series && first_unknown == series; i++)
+        if (!is_admitted(known, fold, i))
+            first_unknown = i;
+    if (!limited && first_unknown == series)
+        return 0;
+    a->candidates = malloc((series - first_unknown + 1) * sizeof *a->candidates);
     if (!a->candidates)
         goto oom;
-    for (size_t i = 0; i < series; i++) {
-        live_series_ref s = live_fold_series_at(fold, i);
-        if (!live_known_admitted(known, s.hash, (int)s.type, s.name, s.name_len, s.tags,
-                                 s.tags_len))
+    for (size_t i = first_unknown; i < series; i++)
+        if (!is_admitted(known, fold, i))
             a->candidates[a->ncandidates++] = i;
-    }
-    if (!limited && a->ncandidates == 0) {
-        admission_free(a);
-        return 0;
-    }
     size_t max_args = 9 + 2 * a->ncandidates;
     a->argv = calloc(max_args, sizeof *a->argv);
     a->argvlen = calloc(max_args, sizeof *a->argvlen);
