@@ -576,16 +576,17 @@ static void on_admitted(void *opaque, const redisReply *reply, const char *reaso
         admission_free(&br->admit);
         send_to_kafka(br);
         break;
-    case ADMIT_RATE_LIMITED:
+    case ADMIT_RATE_LIMITED: {
+        const auth_client *c = br->client; /* (only a limited client's call answers "rate") */
+        long long limit = !c                                          ? 0
+                          : strcmp(which, "events_per_second") == 0 ? c->events_per_second
+                                                                      : c->batches_per_second;
+        long long wait_s = (number + 999) / 1000; /* number: ms until the batch would fit */
         snprintf(msg, sizeof msg, "rate limit of client %s exceeded (%s = %lld in the token file)",
-                 br->client ? br->client->name : "?", which,
-                 br->client ? (strcmp(which, "events_per_second") == 0
-                                   ? br->client->events_per_second
-                                   : br->client->batches_per_second)
-                            : 0);
-        refuse_batch(br, 429, "Too Many Requests", msg,
-                     (int)((number + 999) / 1000 > 0 ? (number + 999) / 1000 : 1));
+                 c ? c->name : "?", which, limit);
+        refuse_batch(br, 429, "Too Many Requests", msg, (int)(wait_s > 0 ? wait_s : 1));
         break;
+    }
     case ADMIT_TOO_MANY_SERIES:
         snprintf(msg, sizeof msg,
                  "the batch brings new series but the live view holds about %lld series, the "
