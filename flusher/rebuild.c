@@ -30,6 +30,7 @@
 #include "record.h"
 #include "redis_auth.h"
 #include "redis_keys.h"
+#include "schema.h"
 
 enum {
     PIPELINE_DEPTH = 512,
@@ -295,13 +296,16 @@ static int sqlite_failed(rebuilder *r, sqlite3 *db, const char *what)
     return fail(r, what, db ? sqlite3_errmsg(db) : "cannot open");
 }
 
-/* Runs `sql` and calls row() for each row. */
-static int each_row(rebuilder *r, sqlite3 *db, const char *sql,
+/* Runs `sql` (with `param`, when not NULL, bound to ?1) and calls row() for each row. */
+static int each_row(rebuilder *r, sqlite3 *db, const char *sql, const char *param,
                     int (*row)(rebuilder *r, sqlite3_stmt *st, const void *arg), const void *arg)
 {
     sqlite3_stmt *st = NULL;
-    if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK)
+    if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK ||
+        (param && sqlite3_bind_text(st, 1, param, -1, SQLITE_STATIC) != SQLITE_OK)) {
+        sqlite3_finalize(st);
         return sqlite_failed(r, db, "sqlite prepare");
+    }
     int rc;
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
         if (row(r, st, arg) != 0) {
@@ -406,26 +410,15 @@ static int load_snapshot(rebuilder *r)
     sqlite3_busy_timeout(db, 5000);
     /* a long query (the totals of a large database) renews the fence too */
     sqlite3_progress_handler(db, 100000, renew_during_query, r);
-    char sql[512];
-    snprintf(sql, sizeof sql, "SELECT partition, next_offset FROM kafka_offsets WHERE topic = '%s'",
-             r->cfg->kafka.topic);
     int rc = -1;
     if (sqlite3_exec(db, "BEGIN", NULL, NULL, NULL) != SQLITE_OK) {
         sqlite_failed(r, db, "sqlite BEGIN");
-    } else if (strchr(r->cfg->kafka.topic, '\'')) {
-        fail(r, "config", "kafka.topic must not contain a quote");
-    } else if (each_row(r, db, sql, offset_row, NULL) == 0 &&
-               each_row(r, db,
-                        "SELECT name, tags, SUM(value) FROM metrics WHERE type = 'counter' "
-                        "GROUP BY name, tags",
-                        series_row, counter_columns) == 0 &&
-               each_row(r, db,
-                        "SELECT name, tags, SUM(weight), SUM(value), MIN(min), MAX(max) "
-                        "FROM metrics WHERE type = 'distribution' GROUP BY name, tags",
-                        series_row, distribution_columns) == 0 &&
-               each_row(r, db, "SELECT name, tags, value FROM gauges", series_row,
-                        gauge_columns) == 0 &&
-               each_row(r, db, "SELECT batch_id, log_ms, digest FROM batches", batch_row, NULL) == 0) {
+    } else if (each_row(r, db, SCHEMA_OFFSETS_GET, r->cfg->kafka.topic, offset_row, NULL) == 0 &&
+               each_row(r, db, SCHEMA_REBUILD_COUNTERS, NULL, series_row, counter_columns) == 0 &&
+               each_row(r, db, SCHEMA_REBUILD_DISTRIBUTIONS, NULL, series_row,
+                        distribution_columns) == 0 &&
+               each_row(r, db, SCHEMA_REBUILD_GAUGES, NULL, series_row, gauge_columns) == 0 &&
+               each_row(r, db, SCHEMA_REBUILD_BATCHES, NULL, batch_row, NULL) == 0) {
         rc = 0;
     }
     sqlite3_exec(db, "COMMIT", NULL, NULL, NULL);

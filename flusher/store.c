@@ -33,6 +33,14 @@
 #include <sqlite3.h>
 
 #include "config.h"
+#include "prom_name.h"
+#include "schema.h"
+
+/* What one flush adds to a series' catalog row. */
+typedef struct series_span {
+    int64_t first, last;  /* buckets */
+    double value, weight;
+} series_span;
 
 struct store {
     sqlite3 *db;
@@ -44,8 +52,11 @@ struct store {
 
     double *bases;          /* per aggregate series: stored gauge value (commit scratch) */
     size_t bases_cap;
+    series_span *spans;     /* per aggregate series: this flush's sums (commit scratch) */
+    size_t spans_cap;
 
     sqlite3_stmt *metric_upsert;
+    sqlite3_stmt *series_upsert;
     sqlite3_stmt *gauge_get;
     sqlite3_stmt *gauge_put;
     sqlite3_stmt *batch_insert;
@@ -55,69 +66,6 @@ struct store {
     sqlite3_stmt *offsets_get;
     sqlite3_stmt *prune;
 };
-
-static const char SCHEMA[] =
-    "CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);"
-    "CREATE TABLE IF NOT EXISTS metrics("
-    " name TEXT NOT NULL, tags TEXT NOT NULL,"
-    " type TEXT NOT NULL CHECK(type IN ('counter','gauge','distribution')),"
-    " bucket INTEGER NOT NULL, lines INTEGER NOT NULL, value REAL NOT NULL,"
-    " weight REAL NOT NULL, min REAL, max REAL,"
-    " PRIMARY KEY(name, tags, type, bucket)) WITHOUT ROWID;"
-    "CREATE TABLE IF NOT EXISTS gauges("
-    " name TEXT NOT NULL, tags TEXT NOT NULL, value REAL NOT NULL,"
-    " PRIMARY KEY(name, tags)) WITHOUT ROWID;"
-    "CREATE TABLE IF NOT EXISTS kafka_offsets("
-    " topic TEXT NOT NULL, partition INTEGER NOT NULL, next_offset INTEGER NOT NULL,"
-    " PRIMARY KEY(topic, partition));"
-    "CREATE TABLE IF NOT EXISTS batches("
-    " batch_id TEXT PRIMARY KEY, log_ms INTEGER NOT NULL, digest TEXT NOT NULL DEFAULT '-',"
-    " topic TEXT NOT NULL, partition INTEGER NOT NULL, offset INTEGER NOT NULL);"
-    "CREATE TABLE IF NOT EXISTS rejected_records("
-    " topic TEXT, partition INTEGER, offset INTEGER, reason TEXT, payload BLOB,"
-    " PRIMARY KEY(topic, partition, offset));"
-    "CREATE TABLE IF NOT EXISTS quarantined_rows("
-    " tbl TEXT NOT NULL, name TEXT, tags TEXT, type TEXT, bucket INTEGER, reason TEXT NOT NULL);";
-
-/* Version 1 -> 2: rows holding infinity (SQLite keeps it as a REAL; NaN became
- * NULL) move to quarantined_rows. */
-#define NOT_FINITE(col) "NOT (abs(" col ") <= 1.7976931348623157e308)"
-static const char UPGRADE_1_TO_2[] =
-    "INSERT INTO quarantined_rows SELECT 'metrics', name, tags, type, bucket,"
-    " 'value ' || value || ', weight ' || weight || ', min ' || ifnull(min, 'NULL') ||"
-    " ', max ' || ifnull(max, 'NULL') || ' not finite' FROM metrics WHERE "
-    NOT_FINITE("value") " OR " NOT_FINITE("weight") " OR " NOT_FINITE("ifnull(min, 0)") " OR "
-    NOT_FINITE("ifnull(max, 0)") ";"
-    "DELETE FROM metrics WHERE " NOT_FINITE("value") " OR " NOT_FINITE("weight") " OR "
-    NOT_FINITE("ifnull(min, 0)") " OR " NOT_FINITE("ifnull(max, 0)") ";"
-    "INSERT INTO quarantined_rows SELECT 'gauges', name, tags, 'gauge', NULL,"
-    " 'value ' || value || ' not finite' FROM gauges WHERE " NOT_FINITE("value") ";"
-    "DELETE FROM gauges WHERE " NOT_FINITE("value") ";"
-    "UPDATE meta SET value = '2' WHERE key = 'schema_version';";
-
-/* Version 2 -> 3: the dedup window is timed by Kafka timestamps (dedup.h)
- * and a batch keeps its body digest. Rows from before keep their ingest
- * receive time as their time (the best there is) and an unknown digest. */
-static const char UPGRADE_2_TO_3[] =
-    "ALTER TABLE batches RENAME COLUMN received_ms TO log_ms;"
-    "ALTER TABLE batches ADD COLUMN digest TEXT NOT NULL DEFAULT '-';"
-    "DROP INDEX IF EXISTS batches_received_ms;"
-    "UPDATE meta SET value = '3' WHERE key = 'schema_version';";
-
-/* After any upgrade: what the current schema has on top of its tables. */
-static const char SCHEMA_INDEXES[] =
-    "CREATE INDEX IF NOT EXISTS batches_log_ms ON batches(log_ms);";
-
-/* NULL-ignoring min/max: min(coalesce(a,b), coalesce(b,a)) is NULL only when both are. */
-static const char SQL_METRIC_UPSERT[] =
-    "INSERT INTO metrics(name, tags, type, bucket, lines, value, weight, min, max)"
-    " VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"
-    " ON CONFLICT(name, tags, type, bucket) DO UPDATE SET"
-    "  lines = lines + excluded.lines,"
-    "  value = CASE WHEN excluded.type = 'gauge' THEN excluded.value ELSE value + excluded.value END,"
-    "  weight = weight + excluded.weight,"
-    "  min = min(coalesce(min, excluded.min), coalesce(excluded.min, min)),"
-    "  max = max(coalesce(max, excluded.max), coalesce(excluded.max, max))";
 
 static void set_err(char *err, size_t errlen, const char *what, sqlite3 *db)
 {
@@ -142,79 +90,6 @@ static int prepare(store *s, sqlite3_stmt **st, const char *sql, char *err, size
         return -1;
     }
     return 0;
-}
-
-/* Reads meta[key] into buf; returns 1 found, 0 missing, -1 error. */
-static int meta_get(store *s, const char *key, char *buf, size_t buflen, char *err, size_t errlen)
-{
-    sqlite3_stmt *st = NULL;
-    if (prepare(s, &st, "SELECT value FROM meta WHERE key = ?1", err, errlen) < 0)
-        return -1;
-    int found = -1;
-    if (sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC) != SQLITE_OK) {
-        set_err(err, errlen, "bind meta key", s->db);
-        goto out;
-    }
-    int rc = sqlite3_step(st);
-    if (rc == SQLITE_ROW) {
-        const unsigned char *v = sqlite3_column_text(st, 0);
-        snprintf(buf, buflen, "%s", v ? (const char *)v : "");
-        found = 1;
-    } else if (rc == SQLITE_DONE) {
-        found = 0;
-    } else {
-        set_err(err, errlen, "read meta", s->db);
-    }
-out:
-    sqlite3_finalize(st);
-    return found;
-}
-
-/* Creates the schema and records/checks schema_version and bucket_seconds. */
-static int schema_init(store *s, char *err, size_t errlen)
-{
-    if (exec(s, "BEGIN IMMEDIATE", "begin schema transaction", err, errlen) < 0)
-        return -1;
-    char sql[256];
-    snprintf(sql, sizeof sql,
-             "INSERT OR IGNORE INTO meta(key, value) VALUES('schema_version', '%d'),"
-             " ('bucket_seconds', '%d')", STORE_SCHEMA_VERSION, s->bucket_seconds);
-    char version[64], bucket[64];
-    int ok = exec(s, SCHEMA, "create schema", err, errlen) == 0 &&
-             exec(s, sql, "initialise meta", err, errlen) == 0 &&
-             meta_get(s, "schema_version", version, sizeof version, err, errlen) == 1 &&
-             meta_get(s, "bucket_seconds", bucket, sizeof bucket, err, errlen) == 1;
-    if (ok && atoi(version) == 1) {
-        ok = exec(s, UPGRADE_1_TO_2, "upgrade to schema version 2", err, errlen) == 0;
-        snprintf(version, sizeof version, "2");
-    }
-    if (ok && atoi(version) == 2) {
-        ok = exec(s, UPGRADE_2_TO_3, "upgrade to schema version 3", err, errlen) == 0;
-        snprintf(version, sizeof version, "3");
-    }
-    ok = ok && exec(s, SCHEMA_INDEXES, "create indexes", err, errlen) == 0;
-    if (ok && atoi(version) != STORE_SCHEMA_VERSION) {
-        snprintf(err, errlen, "%s: schema_version is '%s', this tally-flusher writes version %d",
-                 s->path, version, STORE_SCHEMA_VERSION);
-        ok = 0;
-    }
-    if (ok) {
-        char *end;
-        long b = strtol(bucket, &end, 10);
-        if (*end != '\0' || b != s->bucket_seconds) {
-            snprintf(err, errlen,
-                     "%s was created with flusher.bucket_seconds = %s but the configuration says %d;"
-                     " buckets of different sizes cannot be mixed: set flusher.bucket_seconds = %s"
-                     " or use a new sqlite.path",
-                     s->path, bucket, s->bucket_seconds, bucket);
-            ok = 0;
-        }
-    }
-    if (!ok) {
-        sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
-        return -1;
-    }
-    return exec(s, "COMMIT", "commit schema", err, errlen);
 }
 
 /* The database holds every client's data: its directory is created 0700 when
@@ -301,31 +176,18 @@ int store_open(store **out, const char *path, const char *synchronous, int bucke
 
     char sql[64];
     snprintf(sql, sizeof sql, "PRAGMA synchronous = %s", synchronous);
-    if (exec(s, sql, "set synchronous", err, errlen) < 0 || schema_init(s, err, errlen) < 0 ||
-        prepare(s, &s->metric_upsert, SQL_METRIC_UPSERT, err, errlen) < 0 ||
-        prepare(s, &s->gauge_get, "SELECT value FROM gauges WHERE name = ?1 AND tags = ?2", err, errlen) < 0 ||
-        prepare(s, &s->gauge_put,
-                "INSERT INTO gauges(name, tags, value) VALUES(?1, ?2, ?3)"
-                " ON CONFLICT(name, tags) DO UPDATE SET value = excluded.value", err, errlen) < 0 ||
-        prepare(s, &s->batch_insert,
-                "INSERT INTO batches(batch_id, log_ms, digest, topic, partition, offset)"
-                " VALUES(?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT(batch_id) DO UPDATE SET"
-                " log_ms = excluded.log_ms, digest = excluded.digest, topic = excluded.topic,"
-                " partition = excluded.partition, offset = excluded.offset", err, errlen) < 0 ||
-        prepare(s, &s->batch_seen, "SELECT log_ms, digest FROM batches WHERE batch_id = ?1", err,
-                errlen) < 0 ||
-        /* The same record at the same offset is the same record: a replay that
-         * re-reads it (offsets reset by hand) keeps the first copy. */
-        prepare(s, &s->reject_insert,
-                "INSERT INTO rejected_records(topic, partition, offset, reason, payload)"
-                " VALUES(?1, ?2, ?3, ?4, ?5) ON CONFLICT DO NOTHING", err, errlen) < 0 ||
-        prepare(s, &s->offset_put,
-                "INSERT INTO kafka_offsets(topic, partition, next_offset) VALUES(?1, ?2, ?3)"
-                " ON CONFLICT(topic, partition) DO UPDATE SET next_offset = excluded.next_offset",
-                err, errlen) < 0 ||
-        prepare(s, &s->offsets_get,
-                "SELECT partition, next_offset FROM kafka_offsets WHERE topic = ?1", err, errlen) < 0 ||
-        prepare(s, &s->prune, "DELETE FROM batches WHERE log_ms < ?1", err, errlen) < 0) {
+    if (exec(s, sql, "set synchronous", err, errlen) < 0 ||
+        schema_init_writer(s->db, s->path, s->bucket_seconds, err, errlen) < 0 ||
+        prepare(s, &s->metric_upsert, SCHEMA_METRIC_UPSERT, err, errlen) < 0 ||
+        prepare(s, &s->series_upsert, SCHEMA_SERIES_UPSERT, err, errlen) < 0 ||
+        prepare(s, &s->gauge_get, SCHEMA_GAUGE_GET, err, errlen) < 0 ||
+        prepare(s, &s->gauge_put, SCHEMA_GAUGE_PUT, err, errlen) < 0 ||
+        prepare(s, &s->batch_insert, SCHEMA_BATCH_INSERT, err, errlen) < 0 ||
+        prepare(s, &s->batch_seen, SCHEMA_BATCH_GET, err, errlen) < 0 ||
+        prepare(s, &s->reject_insert, SCHEMA_REJECT_INSERT, err, errlen) < 0 ||
+        prepare(s, &s->offset_put, SCHEMA_OFFSET_PUT, err, errlen) < 0 ||
+        prepare(s, &s->offsets_get, SCHEMA_OFFSETS_GET, err, errlen) < 0 ||
+        prepare(s, &s->prune, SCHEMA_BATCH_PRUNE, err, errlen) < 0) {
         store_close(s);
         return -1;
     }
@@ -337,13 +199,14 @@ void store_close(store *s)
 {
     if (!s)
         return;
-    sqlite3_stmt *all[] = {s->metric_upsert, s->gauge_get, s->gauge_put, s->batch_insert,
+    sqlite3_stmt *all[] = {s->metric_upsert, s->series_upsert, s->gauge_get, s->gauge_put, s->batch_insert,
                            s->batch_seen, s->reject_insert, s->offset_put, s->offsets_get, s->prune};
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
         sqlite3_finalize(all[i]); /* NULL is a harmless no-op */
     if (s->db)
         sqlite3_close(s->db); /* every statement is finalized: cannot be SQLITE_BUSY */
     free(s->bases);
+    free(s->spans);
     free(s);
 }
 
@@ -502,6 +365,60 @@ static int write_rows(store *s, const aggregate *a, char *err, size_t errlen)
     return 0;
 }
 
+/* Sums this flush's rows per series, for the catalog. */
+static int sum_spans(store *s, const aggregate *a, char *err, size_t errlen)
+{
+    size_t n = aggregate_series_count(a);
+    if (n > s->spans_cap) {
+        series_span *grown = realloc(s->spans, n * sizeof *grown);
+        if (!grown) {
+            snprintf(err, errlen, "store: out of memory (%zu series)", n);
+            return -1;
+        }
+        s->spans = grown;
+        s->spans_cap = n;
+    }
+    for (size_t i = 0; i < n; i++)
+        s->spans[i] = (series_span){INT64_MAX, INT64_MIN, 0.0, 0.0};
+    for (size_t i = 0; i < aggregate_row_count(a); i++) {
+        const agg_row *r = aggregate_row_at(a, i);
+        series_span *sp = &s->spans[r->series];
+        sp->first = r->bucket < sp->first ? r->bucket : sp->first;
+        sp->last = r->bucket > sp->last ? r->bucket : sp->last;
+        if (aggregate_series_at(a, r->series)->type != METRIC_GAUGE)
+            sp->value += r->value; /* a gauge's value is not a sum */
+        sp->weight += r->weight;
+    }
+    return 0;
+}
+
+/* Upserts every series of the flush into the catalog (schema.h). */
+static int write_series(store *s, const aggregate *a, char *err, size_t errlen)
+{
+    if (sum_spans(s, a, err, errlen) < 0)
+        return -1;
+    sqlite3_stmt *st = s->series_upsert;
+    for (size_t i = 0; i < aggregate_series_count(a); i++) {
+        const agg_series *se = aggregate_series_at(a, i);
+        const series_span *sp = &s->spans[i];
+        if (sp->first > sp->last)
+            continue; /* no row (cannot happen: every series has one) */
+        char prom[PROM_NAME_MAX];
+        size_t prom_len = prom_name_from_statsd(prom, se->name, se->name_len);
+        BIND(sqlite3_bind_text(st, 1, se->name, se->name_len, SQLITE_STATIC), "bind name");
+        BIND(sqlite3_bind_text(st, 2, se->tags, se->tags_len, SQLITE_STATIC), "bind tags");
+        BIND(sqlite3_bind_text(st, 3, metric_type_name(se->type), -1, SQLITE_STATIC), "bind type");
+        BIND(sqlite3_bind_text(st, 4, prom, (int)prom_len, SQLITE_TRANSIENT), "bind prom_name");
+        BIND(sqlite3_bind_int64(st, 5, sp->first), "bind first bucket");
+        BIND(sqlite3_bind_int64(st, 6, sp->last), "bind last bucket");
+        BIND(sqlite3_bind_double(st, 7, sp->value), "bind total value");
+        BIND(sqlite3_bind_double(st, 8, sp->weight), "bind total weight");
+        if (step_done(s, st, "upsert series", err, errlen) < 0)
+            return -1;
+    }
+    return 0;
+}
+
 static int write_gauges(store *s, const aggregate *a, size_t *count, char *err, size_t errlen)
 {
     sqlite3_stmt *st = s->gauge_put;
@@ -583,7 +500,7 @@ int store_commit(store *s, const char *topic, const aggregate *a, const pending 
     if (exec(s, "BEGIN IMMEDIATE", "begin", err, errlen) < 0)
         return -1;
     if (load_bases(s, a, err, errlen) < 0 || write_rows(s, a, err, errlen) < 0 ||
-        write_gauges(s, a, &st.gauges, err, errlen) < 0 ||
+        write_series(s, a, err, errlen) < 0 || write_gauges(s, a, &st.gauges, err, errlen) < 0 ||
         write_pending(s, topic, p, &st, err, errlen) < 0)
         goto fail;
     st.rows = aggregate_row_count(a);

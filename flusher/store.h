@@ -8,42 +8,34 @@
  * either the whole flush is in the database and its messages are never read
  * again, or none of it is and they are read again.
  *
- * Schema (a public interface, documented in README.md; created IF NOT EXISTS):
+ * Schema: schema.h creates and upgrades it and holds every statement;
+ * README.md "SQLite schema" documents it. What this store writes:
  *
- *   meta(key TEXT PRIMARY KEY, value TEXT NOT NULL)
- *       'schema_version' = '1'; 'bucket_seconds' = N. A database created with
- *       another bucket_seconds is refused (buckets cannot be mixed).
- *   metrics(name TEXT NOT NULL, tags TEXT NOT NULL,
- *           type TEXT NOT NULL CHECK(type IN ('counter','gauge','distribution')),
- *           bucket INTEGER NOT NULL, lines INTEGER NOT NULL, value REAL NOT NULL,
- *           weight REAL NOT NULL, min REAL, max REAL,
- *           PRIMARY KEY(name, tags, type, bucket)) WITHOUT ROWID
+ *   metrics(name, tags, type, bucket, lines, value, weight, min, max)
  *       One row per series and bucket (bucket = Unix seconds, a multiple of
  *       bucket_seconds). lines = events received. counter: value = sum of
  *       value/rate, weight = sum of 1/rate, min/max NULL. distribution: value =
  *       sum of value/rate, weight = sum of 1/rate (estimated count), min/max of
  *       the values. gauge: value = the gauge after the bucket's last op (in
  *       consume order), weight = lines, min/max of the gauge's values.
- *   gauges(name TEXT NOT NULL, tags TEXT NOT NULL, value REAL NOT NULL,
- *          PRIMARY KEY(name, tags)) WITHOUT ROWID
+ *   series(name, tags, type, prom_name, first_bucket, last_bucket, total_value,
+ *          total_weight)
+ *       The catalog: every series, its bucket span and the sums of its rows'
+ *       value (0 for a gauge) and weight, updated in the same transaction.
+ *   gauges(name, tags, value)
  *       The current value of every gauge (the base of relative ops "+v"/"-v").
- *   kafka_offsets(topic TEXT NOT NULL, partition INTEGER NOT NULL,
- *                 next_offset INTEGER NOT NULL, PRIMARY KEY(topic, partition))
+ *   kafka_offsets(topic, partition, next_offset)
  *       Where the flusher resumes: the offset after the last message committed.
- *   batches(batch_id TEXT PRIMARY KEY, log_ms INTEGER NOT NULL, digest TEXT NOT NULL,
- *           topic TEXT NOT NULL, partition INTEGER NOT NULL, offset INTEGER NOT NULL)
- *       + INDEX batches_log_ms(log_ms)
+ *   batches(batch_id, log_ms, digest, topic, partition, offset)
  *       Batches applied (rule 3, dedup.h): id, Kafka timestamp of the record
  *       applied, body digest. Each commit deletes the ids older than
  *       dedup.window_seconds + DEDUP_SLACK_SECONDS before the newest batch of
  *       that commit (Kafka time: depends on the data only, never on a clock).
- *   rejected_records(topic TEXT, partition INTEGER, offset INTEGER, reason TEXT,
- *                    payload BLOB, PRIMARY KEY(topic, partition, offset))
+ *   rejected_records(topic, partition, offset, reason, payload)
  *       Records that could not be decoded, kept verbatim with the reason.
  *   quarantined_rows(tbl, name, tags, type, bucket, reason)
  *       Rows a Tally before schema version 2 stored with a value that is not
- *       finite (it had no numeric domain); moved here once by the upgrade so
- *       that reads and the Redis rebuild never meet them.
+ *       finite; moved there once by the upgrade.
  *
  * Not thread-safe: one store per thread.
  */
@@ -57,7 +49,6 @@
 #include "dedup.h"
 #include "pending.h"
 
-#define STORE_SCHEMA_VERSION 3
 #define STORE_BUSY_TIMEOUT_MS 5000
 
 typedef struct store store;

@@ -11,15 +11,13 @@
 
 #include <sqlite3.h>
 
+#include "schema.h"
+
 struct sqlite_reader {
     char path[CONFIG_PATH_MAX];
     sqlite3 *db;
     sqlite3_stmt *counter_stmt;
 };
-
-static const char counter_sql[] =
-    "SELECT tags, SUM(value) FROM metrics WHERE name = ?1 AND type = 'counter' "
-    "GROUP BY tags ORDER BY tags";
 
 sqlite_reader *sqlite_reader_new(const tally_config *cfg)
 {
@@ -43,7 +41,7 @@ static int open_db(sqlite_reader *r, char *err, size_t errlen)
         return 0;
     if (sqlite3_open_v2(r->path, &r->db, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK ||
         sqlite3_busy_timeout(r->db, 1000) != SQLITE_OK ||
-        sqlite3_prepare_v2(r->db, counter_sql, -1, &r->counter_stmt, NULL) != SQLITE_OK) {
+        sqlite3_prepare_v2(r->db, SCHEMA_COUNTER_TOTALS, -1, &r->counter_stmt, NULL) != SQLITE_OK) {
         snprintf(err, errlen, "sqlite %s: %s", r->path,
                  r->db ? sqlite3_errmsg(r->db) : "cannot open");
         close_db(r);

@@ -16,6 +16,7 @@
 #include "verify.h"
 
 #include "redis_keys.h"
+#include "schema.h"
 
 #include <hiredis/hiredis.h>
 #include <math.h>
@@ -43,10 +44,7 @@ static int read_totals(const char *db_path, const char *pattern, const ledger *l
         return -1;
     }
     sqlite3_busy_timeout(db, 2000);
-    rc = sqlite3_prepare_v2(db,
-                            "SELECT name, SUM(value) FROM metrics WHERE type = 'counter' AND name LIKE ?1 "
-                            "GROUP BY name",
-                            -1, &st_totals, NULL);
+    rc = sqlite3_prepare_v2(db, SCHEMA_COUNTER_TOTALS_LIKE, -1, &st_totals, NULL);
     if (rc != SQLITE_OK) {
         int missing = strstr(sqlite3_errmsg(db), "no such table") != NULL;
         snprintf(err, err_len, "query %s: %s", db_path, sqlite3_errmsg(db));

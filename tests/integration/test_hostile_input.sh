@@ -67,17 +67,17 @@ stop_flusher
 DB=$WORK/tally.db
 # (made a faithful version 1 file: its batches table as it was then)
 sqlite3 "$DB" "UPDATE meta SET value = '1' WHERE key = 'schema_version';
-  DROP INDEX batches_log_ms; ALTER TABLE batches DROP COLUMN digest;
+  DROP TABLE series; DROP INDEX batches_log_ms; ALTER TABLE batches DROP COLUMN digest;
   ALTER TABLE batches RENAME COLUMN log_ms TO received_ms;
   CREATE INDEX batches_received_ms ON batches(received_ms);
   INSERT INTO metrics VALUES('$P.inf', '', 'counter', 0, 1, 9e999, 1, NULL, NULL);
   INSERT INTO gauges VALUES('$P.infg', '', -9e999);"
 start_flusher
 for ((i = 0; i < 50; i++)); do
-    [[ $(sqlite3 "$DB" "SELECT value FROM meta WHERE key = 'schema_version'") == 3 ]] && break
+    [[ $(sqlite3 "$DB" "SELECT value FROM meta WHERE key = 'schema_version'") == 4 ]] && break
     sleep 0.2
 done
-check_eq "schema upgraded (1 -> 2 -> 3)" 3 "$(sqlite3 "$DB" "SELECT value FROM meta WHERE key = 'schema_version'")"
+check_eq "schema upgraded (1 -> 2 -> 3 -> 4)" 4 "$(sqlite3 "$DB" "SELECT value FROM meta WHERE key = 'schema_version'")"
 check_eq "batches kept their rows, with time and digest columns" \
     "$(sqlite3 "$DB" "SELECT COUNT(*) FROM batches") -" \
     "$(sqlite3 "$DB" "SELECT COUNT(*) FROM batches WHERE log_ms > 0") $(sqlite3 "$DB" "SELECT DISTINCT digest FROM batches")"
@@ -86,6 +86,13 @@ check_eq "quarantined rows" "metrics $P.inf|gauges $P.infg" \
 check_eq "non-finite rows left in metrics and gauges" 0 \
     "$(sqlite3 "$DB" "SELECT (SELECT COUNT(*) FROM metrics WHERE NOT abs(value) <= 1.7976931348623157e308)
                            + (SELECT COUNT(*) FROM gauges WHERE NOT abs(value) <= 1.7976931348623157e308)")"
+check_eq "the series catalog built from the rows (totals equal)" \
+    "$(sqlite3 "$DB" "SELECT name, tags, type, SUM(value), SUM(weight) FROM metrics
+                      WHERE type != 'gauge' GROUP BY 1, 2, 3 ORDER BY 1, 2, 3")" \
+    "$(sqlite3 "$DB" "SELECT name, tags, type, total_value, total_weight FROM series
+                      WHERE type != 'gauge' ORDER BY 1, 2, 3")"
+check_eq "prom names of the catalog" "${P//./_}_big" \
+    "$(sqlite3 "$DB" "SELECT prom_name FROM series WHERE name = '$P.big'")"
 rc=0
 "$TALLY_BUILD/tally-flusher" -c "$CONF" --rebuild-redis >>"$WORK/rebuild.log" 2>&1 || rc=$?
 check_eq "rebuild over the upgraded database" 0 "$rc"

@@ -1,0 +1,33 @@
+/*
+ * prom_name.h — how a StatsD series is named in the Prometheus API (pure).
+ *
+ * Name: the StatsD name with every byte outside [a-zA-Z0-9_:] replaced by
+ * '_' (statsd_exporter's convention: "api.requests" -> "api_requests"), and
+ * a leading '_' when it would start with a digit (a Prometheus name cannot).
+ * Labels: a tag "k:v" becomes label k="v" (the key mapped like a name, the
+ * value kept verbatim: it may hold ':'); a bare tag "k" becomes k="true".
+ * The mapping is not one-to-one ("a.b" and "a_b", or a counter and a gauge
+ * of one name, map to the same series): README "Names" says what a query
+ * then answers.
+ */
+#ifndef TALLY_PROM_NAME_H
+#define TALLY_PROM_NAME_H
+
+#include <stddef.h>
+
+/* Longest Prometheus name of a name of EVENT_NAME_MAX bytes, plus a NUL. */
+#define PROM_NAME_MAX (255 + 2)
+
+/* Writes the Prometheus name of name[0..len) into out (at least len + 2
+ * bytes); returns its length. */
+size_t prom_name_from_statsd(char *out, const char *name, size_t len);
+
+/* Calls fn once per tag of the canonical tags[0..len) with the label's name
+ * (mapped, NUL-terminated) and value (tags' bytes, value_len, may be 0).
+ * Stops at and returns fn's first non-zero return, else 0. */
+int prom_labels_from_tags(const char *tags, size_t len,
+                          int (*fn)(void *ctx, const char *label, const char *value,
+                                    size_t value_len),
+                          void *ctx);
+
+#endif

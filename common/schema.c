@@ -1,0 +1,263 @@
+/*
+ * schema.c — see schema.h. The DDL, the upgrades from every earlier
+ * version, and the text of every statement. Statements are prepared by
+ * their users (each on its own connection and thread).
+ */
+#include "schema.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "prom_name.h"
+
+static const char SCHEMA[] =
+    "CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);"
+    "CREATE TABLE IF NOT EXISTS metrics("
+    " name TEXT NOT NULL, tags TEXT NOT NULL,"
+    " type TEXT NOT NULL CHECK(type IN ('counter','gauge','distribution')),"
+    " bucket INTEGER NOT NULL, lines INTEGER NOT NULL, value REAL NOT NULL,"
+    " weight REAL NOT NULL, min REAL, max REAL,"
+    " PRIMARY KEY(name, tags, type, bucket)) WITHOUT ROWID;"
+    "CREATE TABLE IF NOT EXISTS gauges("
+    " name TEXT NOT NULL, tags TEXT NOT NULL, value REAL NOT NULL,"
+    " PRIMARY KEY(name, tags)) WITHOUT ROWID;"
+    "CREATE TABLE IF NOT EXISTS series("
+    " name TEXT NOT NULL, tags TEXT NOT NULL, type TEXT NOT NULL, prom_name TEXT NOT NULL,"
+    " first_bucket INTEGER NOT NULL, last_bucket INTEGER NOT NULL,"
+    " total_value REAL NOT NULL, total_weight REAL NOT NULL,"
+    " PRIMARY KEY(name, tags, type)) WITHOUT ROWID;"
+    "CREATE TABLE IF NOT EXISTS kafka_offsets("
+    " topic TEXT NOT NULL, partition INTEGER NOT NULL, next_offset INTEGER NOT NULL,"
+    " PRIMARY KEY(topic, partition));"
+    "CREATE TABLE IF NOT EXISTS batches("
+    " batch_id TEXT PRIMARY KEY, log_ms INTEGER NOT NULL, digest TEXT NOT NULL DEFAULT '-',"
+    " topic TEXT NOT NULL, partition INTEGER NOT NULL, offset INTEGER NOT NULL);"
+    "CREATE TABLE IF NOT EXISTS rejected_records("
+    " topic TEXT, partition INTEGER, offset INTEGER, reason TEXT, payload BLOB,"
+    " PRIMARY KEY(topic, partition, offset));"
+    "CREATE TABLE IF NOT EXISTS quarantined_rows("
+    " tbl TEXT NOT NULL, name TEXT, tags TEXT, type TEXT, bucket INTEGER, reason TEXT NOT NULL);";
+
+/* Version 1 -> 2: rows holding infinity (SQLite keeps it as a REAL; NaN became
+ * NULL) move to quarantined_rows. */
+#define NOT_FINITE(col) "NOT (abs(" col ") <= 1.7976931348623157e308)"
+static const char UPGRADE_1_TO_2[] =
+    "INSERT INTO quarantined_rows SELECT 'metrics', name, tags, type, bucket,"
+    " 'value ' || value || ', weight ' || weight || ', min ' || ifnull(min, 'NULL') ||"
+    " ', max ' || ifnull(max, 'NULL') || ' not finite' FROM metrics WHERE "
+    NOT_FINITE("value") " OR " NOT_FINITE("weight") " OR " NOT_FINITE("ifnull(min, 0)") " OR "
+    NOT_FINITE("ifnull(max, 0)") ";"
+    "DELETE FROM metrics WHERE " NOT_FINITE("value") " OR " NOT_FINITE("weight") " OR "
+    NOT_FINITE("ifnull(min, 0)") " OR " NOT_FINITE("ifnull(max, 0)") ";"
+    "INSERT INTO quarantined_rows SELECT 'gauges', name, tags, 'gauge', NULL,"
+    " 'value ' || value || ' not finite' FROM gauges WHERE " NOT_FINITE("value") ";"
+    "DELETE FROM gauges WHERE " NOT_FINITE("value") ";"
+    "UPDATE meta SET value = '2' WHERE key = 'schema_version';";
+
+/* Version 2 -> 3: the dedup window is timed by Kafka timestamps (dedup.h)
+ * and a batch keeps its body digest. Rows from before keep their ingest
+ * receive time as their time (the best there is) and an unknown digest. */
+static const char UPGRADE_2_TO_3[] =
+    "ALTER TABLE batches RENAME COLUMN received_ms TO log_ms;"
+    "ALTER TABLE batches ADD COLUMN digest TEXT NOT NULL DEFAULT '-';"
+    "DROP INDEX IF EXISTS batches_received_ms;"
+    "UPDATE meta SET value = '3' WHERE key = 'schema_version';";
+
+/* Version 3 -> 4: the series catalog, built from the rows (SCHEMA created
+ * the empty table). */
+static const char UPGRADE_3_TO_4[] =
+    "INSERT INTO series(name, tags, type, prom_name, first_bucket, last_bucket,"
+    " total_value, total_weight)"
+    " SELECT name, tags, type, tally_prom_name(name), MIN(bucket), MAX(bucket),"
+    " CASE WHEN type = 'gauge' THEN 0 ELSE SUM(value) END, SUM(weight)"
+    " FROM metrics GROUP BY name, tags, type;"
+    "UPDATE meta SET value = '4' WHERE key = 'schema_version';";
+
+/* After any upgrade: what the current schema has on top of its tables. */
+static const char SCHEMA_INDEXES[] =
+    "CREATE INDEX IF NOT EXISTS batches_log_ms ON batches(log_ms);"
+    "CREATE INDEX IF NOT EXISTS series_prom_name ON series(prom_name);";
+
+/* NULL-ignoring min/max: min(coalesce(a,b), coalesce(b,a)) is NULL only when both are. */
+const char SCHEMA_METRIC_UPSERT[] =
+    "INSERT INTO metrics(name, tags, type, bucket, lines, value, weight, min, max)"
+    " VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"
+    " ON CONFLICT(name, tags, type, bucket) DO UPDATE SET"
+    "  lines = lines + excluded.lines,"
+    "  value = CASE WHEN excluded.type = 'gauge' THEN excluded.value ELSE value + excluded.value END,"
+    "  weight = weight + excluded.weight,"
+    "  min = min(coalesce(min, excluded.min), coalesce(excluded.min, min)),"
+    "  max = max(coalesce(max, excluded.max), coalesce(excluded.max, max))";
+
+const char SCHEMA_SERIES_UPSERT[] =
+    "INSERT INTO series(name, tags, type, prom_name, first_bucket, last_bucket,"
+    " total_value, total_weight) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"
+    " ON CONFLICT(name, tags, type) DO UPDATE SET"
+    "  first_bucket = min(first_bucket, excluded.first_bucket),"
+    "  last_bucket = max(last_bucket, excluded.last_bucket),"
+    "  total_value = total_value + excluded.total_value,"
+    "  total_weight = total_weight + excluded.total_weight";
+
+const char SCHEMA_GAUGE_GET[] = "SELECT value FROM gauges WHERE name = ?1 AND tags = ?2";
+const char SCHEMA_GAUGE_PUT[] =
+    "INSERT INTO gauges(name, tags, value) VALUES(?1, ?2, ?3)"
+    " ON CONFLICT(name, tags) DO UPDATE SET value = excluded.value";
+const char SCHEMA_BATCH_INSERT[] =
+    "INSERT INTO batches(batch_id, log_ms, digest, topic, partition, offset)"
+    " VALUES(?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT(batch_id) DO UPDATE SET"
+    " log_ms = excluded.log_ms, digest = excluded.digest, topic = excluded.topic,"
+    " partition = excluded.partition, offset = excluded.offset";
+const char SCHEMA_BATCH_GET[] = "SELECT log_ms, digest FROM batches WHERE batch_id = ?1";
+/* The same record at the same offset is the same record: a replay that
+ * re-reads it (offsets reset by hand) keeps the first copy. */
+const char SCHEMA_REJECT_INSERT[] =
+    "INSERT INTO rejected_records(topic, partition, offset, reason, payload)"
+    " VALUES(?1, ?2, ?3, ?4, ?5) ON CONFLICT DO NOTHING";
+const char SCHEMA_OFFSET_PUT[] =
+    "INSERT INTO kafka_offsets(topic, partition, next_offset) VALUES(?1, ?2, ?3)"
+    " ON CONFLICT(topic, partition) DO UPDATE SET next_offset = excluded.next_offset";
+const char SCHEMA_OFFSETS_GET[] =
+    "SELECT partition, next_offset FROM kafka_offsets WHERE topic = ?1";
+const char SCHEMA_BATCH_PRUNE[] = "DELETE FROM batches WHERE log_ms < ?1";
+
+const char SCHEMA_REBUILD_COUNTERS[] =
+    "SELECT name, tags, SUM(value) FROM metrics WHERE type = 'counter' GROUP BY name, tags";
+const char SCHEMA_REBUILD_DISTRIBUTIONS[] =
+    "SELECT name, tags, SUM(weight), SUM(value), MIN(min), MAX(max) "
+    "FROM metrics WHERE type = 'distribution' GROUP BY name, tags";
+const char SCHEMA_REBUILD_GAUGES[] = "SELECT name, tags, value FROM gauges";
+const char SCHEMA_REBUILD_BATCHES[] = "SELECT batch_id, log_ms, digest FROM batches";
+
+const char SCHEMA_COUNTER_TOTALS[] =
+    "SELECT tags, SUM(value) FROM metrics WHERE name = ?1 AND type = 'counter' "
+    "GROUP BY tags ORDER BY tags";
+const char SCHEMA_COUNTER_TOTALS_LIKE[] =
+    "SELECT name, SUM(value) FROM metrics WHERE type = 'counter' AND name LIKE ?1 "
+    "GROUP BY name";
+
+const char SCHEMA_SERIES_BY_PROM_NAME[] =
+    "SELECT name, tags, type, total_value, total_weight FROM series"
+    " WHERE prom_name IN (?1, ?2) ORDER BY name, tags, type";
+const char SCHEMA_SERIES_ALL[] = "SELECT prom_name, name, tags, type FROM series";
+const char SCHEMA_SERIES_BY_NAME[] =
+    "SELECT tags, type, total_value, total_weight FROM series WHERE name = ?1 ORDER BY tags, type";
+const char SCHEMA_ROWS_FROM[] =
+    "SELECT bucket, value, weight, min, max FROM metrics"
+    " WHERE name = ?1 AND tags = ?2 AND type = ?3 AND bucket >= ?4 ORDER BY bucket";
+
+/* tally_prom_name(name): prom_name_from_statsd() in SQL (the 3 -> 4 upgrade). */
+static void sql_prom_name(sqlite3_context *ctx, int argc, sqlite3_value **argv)
+{
+    (void)argc;
+    const unsigned char *name = sqlite3_value_text(argv[0]);
+    int len = sqlite3_value_bytes(argv[0]);
+    if (!name || len > 255) {
+        sqlite3_result_error(ctx, "tally_prom_name: not a metric name", -1);
+        return;
+    }
+    char out[PROM_NAME_MAX];
+    size_t n = prom_name_from_statsd(out, (const char *)name, (size_t)len);
+    sqlite3_result_text(ctx, out, (int)n, SQLITE_TRANSIENT);
+}
+
+static int exec(sqlite3 *db, const char *sql, const char *what, char *err, size_t errlen)
+{
+    char *msg = NULL;
+    if (sqlite3_exec(db, sql, NULL, NULL, &msg) != SQLITE_OK) {
+        snprintf(err, errlen, "sqlite: %s: %s", what, msg ? msg : sqlite3_errmsg(db));
+        sqlite3_free(msg);
+        return -1;
+    }
+    return 0;
+}
+
+/* Reads meta[key] into buf; returns 1 found, 0 missing, -1 error. */
+static int meta_get(sqlite3 *db, const char *key, char *buf, size_t buflen, char *err,
+                    size_t errlen)
+{
+    sqlite3_stmt *st = NULL;
+    int found = -1;
+    if (sqlite3_prepare_v2(db, "SELECT value FROM meta WHERE key = ?1", -1, &st, NULL) !=
+            SQLITE_OK ||
+        sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC) != SQLITE_OK) {
+        snprintf(err, errlen, "sqlite: read meta: %s", sqlite3_errmsg(db));
+        sqlite3_finalize(st);
+        return -1;
+    }
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        const unsigned char *v = sqlite3_column_text(st, 0);
+        snprintf(buf, buflen, "%s", v ? (const char *)v : "");
+        found = 1;
+    } else if (rc == SQLITE_DONE) {
+        found = 0;
+    } else {
+        snprintf(err, errlen, "sqlite: read meta: %s", sqlite3_errmsg(db));
+    }
+    sqlite3_finalize(st);
+    return found;
+}
+
+/* Runs the upgrades from `version` on; leaves version at the one reached. */
+static int upgrade(sqlite3 *db, char *version, size_t len, char *err, size_t errlen)
+{
+    static const char *const steps[] = {NULL, UPGRADE_1_TO_2, UPGRADE_2_TO_3, UPGRADE_3_TO_4};
+    for (int v = atoi(version); v >= 1 && v < SCHEMA_VERSION; v++) {
+        char what[64];
+        snprintf(what, sizeof what, "upgrade to schema version %d", v + 1);
+        if (exec(db, steps[v], what, err, errlen) < 0)
+            return -1;
+        snprintf(version, len, "%d", v + 1);
+    }
+    return 0;
+}
+
+static int check_bucket_seconds(const char *path, const char *bucket, int bucket_seconds,
+                                char *err, size_t errlen)
+{
+    char *end;
+    long b = strtol(bucket, &end, 10);
+    if (*end == '\0' && b == bucket_seconds)
+        return 0;
+    snprintf(err, errlen,
+             "%s was created with flusher.bucket_seconds = %s but the configuration says %d;"
+             " buckets of different sizes cannot be mixed: set flusher.bucket_seconds = %s"
+             " or use a new sqlite.path",
+             path, bucket, bucket_seconds, bucket);
+    return -1;
+}
+
+int schema_init_writer(sqlite3 *db, const char *path, int bucket_seconds, char *err,
+                       size_t errlen)
+{
+    if (sqlite3_create_function(db, "tally_prom_name", 1, SQLITE_UTF8 | SQLITE_DETERMINISTIC,
+                                NULL, sql_prom_name, NULL, NULL) != SQLITE_OK) {
+        snprintf(err, errlen, "sqlite: register tally_prom_name: %s", sqlite3_errmsg(db));
+        return -1;
+    }
+    if (exec(db, "BEGIN IMMEDIATE", "begin schema transaction", err, errlen) < 0)
+        return -1;
+    char sql[256];
+    snprintf(sql, sizeof sql,
+             "INSERT OR IGNORE INTO meta(key, value) VALUES('schema_version', '%d'),"
+             " ('bucket_seconds', '%d')", SCHEMA_VERSION, bucket_seconds);
+    char version[64], bucket[64];
+    int ok = exec(db, SCHEMA, "create schema", err, errlen) == 0 &&
+             exec(db, sql, "initialise meta", err, errlen) == 0 &&
+             meta_get(db, "schema_version", version, sizeof version, err, errlen) == 1 &&
+             meta_get(db, "bucket_seconds", bucket, sizeof bucket, err, errlen) == 1 &&
+             upgrade(db, version, sizeof version, err, errlen) == 0 &&
+             exec(db, SCHEMA_INDEXES, "create indexes", err, errlen) == 0;
+    if (ok && atoi(version) != SCHEMA_VERSION) {
+        snprintf(err, errlen, "%s: schema_version is '%s', this tally-flusher writes version %d",
+                 path, version, SCHEMA_VERSION);
+        ok = 0;
+    }
+    ok = ok && check_bucket_seconds(path, bucket, bucket_seconds, err, errlen) == 0;
+    if (!ok) {
+        sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+        return -1;
+    }
+    return exec(db, "COMMIT", "commit schema", err, errlen);
+}

@@ -1,0 +1,90 @@
+/*
+ * schema.h — the SQLite schema of Tally's source of truth, and every SQL
+ * statement that reads or writes it. The one place that knows table and
+ * column names: the flusher's store (writes), the Redis rebuild, the query
+ * path and the drill (reads) all take their SQL from here.
+ *
+ * Tables (a public interface, documented in README.md "SQLite schema";
+ * schema_version 4):
+ *
+ *   meta(key, value)          'schema_version', 'bucket_seconds'
+ *   metrics(name, tags, type, bucket, lines, value, weight, min, max)
+ *                             one row per series and bucket (store.h)
+ *   gauges(name, tags, value) the current value of every gauge
+ *   series(name, tags, type, prom_name, first_bucket, last_bucket,
+ *          total_value, total_weight)  + INDEX series_prom_name(prom_name)
+ *                             the catalog of every series ever flushed, with
+ *                             its Prometheus name (prom_name.h) and its
+ *                             running totals (sum of value and of weight over
+ *                             all its rows, written in the same transaction
+ *                             as the rows): a counter's cumulative value at
+ *                             bucket b is total_value minus the rows after b,
+ *                             so a read scans its range, never the history.
+ *   kafka_offsets, batches, rejected_records, quarantined_rows (store.h)
+ *
+ * Upgrades run inside the writer's schema transaction: 1 -> 2 quarantines
+ * non-finite rows, 2 -> 3 times the dedup window by Kafka timestamps, 3 -> 4
+ * builds the series catalog from the rows.
+ */
+#ifndef TALLY_SCHEMA_H
+#define TALLY_SCHEMA_H
+
+#include <stddef.h>
+
+#include <sqlite3.h>
+
+#define SCHEMA_VERSION 4
+
+/*
+ * Creates the schema (IF NOT EXISTS), upgrades an older one, and records or
+ * checks bucket_seconds, in one transaction on `db` (open read-write; `path`
+ * names it in messages). Registers the SQL function tally_prom_name(name) on
+ * `db`. Returns 0, or -1 with err filled and nothing changed.
+ */
+int schema_init_writer(sqlite3 *db, const char *path, int bucket_seconds, char *err,
+                       size_t errlen);
+
+/* ---- writes (tally-flusher's store) ---------------------------------------- */
+
+/* ?1 name ?2 tags ?3 type ?4 bucket ?5 lines ?6 value ?7 weight ?8 min ?9 max:
+ * counters and distributions add, a gauge takes the new value, min/max combine. */
+extern const char SCHEMA_METRIC_UPSERT[];
+/* ?1 name ?2 tags ?3 type ?4 prom_name ?5 first bucket ?6 last bucket ?7 value
+ * ?8 weight (this flush's sums): adds to the totals, widens the bucket span. */
+extern const char SCHEMA_SERIES_UPSERT[];
+extern const char SCHEMA_GAUGE_GET[];      /* ?1 name ?2 tags -> value */
+extern const char SCHEMA_GAUGE_PUT[];      /* ?1 name ?2 tags ?3 value */
+extern const char SCHEMA_BATCH_INSERT[];   /* ?1 id ?2 log_ms ?3 digest ?4 topic ?5 partition ?6 offset */
+extern const char SCHEMA_BATCH_GET[];      /* ?1 id -> log_ms, digest */
+extern const char SCHEMA_REJECT_INSERT[];  /* ?1 topic ?2 partition ?3 offset ?4 reason ?5 payload */
+extern const char SCHEMA_OFFSET_PUT[];     /* ?1 topic ?2 partition ?3 next_offset */
+extern const char SCHEMA_OFFSETS_GET[];    /* ?1 topic -> partition, next_offset */
+extern const char SCHEMA_BATCH_PRUNE[];    /* ?1 horizon (log_ms) */
+
+/* ---- reads ------------------------------------------------------------------- */
+
+/* Totals per series for the Redis rebuild (no parameters):
+ * counters -> name, tags, total; distributions -> name, tags, count, sum, min, max;
+ * gauges -> name, tags, value; batches -> batch_id, log_ms, digest. */
+extern const char SCHEMA_REBUILD_COUNTERS[];
+extern const char SCHEMA_REBUILD_DISTRIBUTIONS[];
+extern const char SCHEMA_REBUILD_GAUGES[];
+extern const char SCHEMA_REBUILD_BATCHES[];
+
+/* ?1 name -> tags, total of a counter's series (sorted by tags). */
+extern const char SCHEMA_COUNTER_TOTALS[];
+/* ?1 LIKE pattern -> name, total of every counter matching it (the drill). */
+extern const char SCHEMA_COUNTER_TOTALS_LIKE[];
+
+/* The catalog: ?1 prom_name, ?2 prom_name -> name, tags, type, total_value,
+ * total_weight (sorted by name, tags, type); and every series (no
+ * parameter) -> prom_name, name, tags, type. */
+extern const char SCHEMA_SERIES_BY_PROM_NAME[];
+extern const char SCHEMA_SERIES_ALL[];
+/* ?1 name -> tags, type, total_value, total_weight (sorted by tags, type). */
+extern const char SCHEMA_SERIES_BY_NAME[];
+/* ?1 name ?2 tags ?3 type ?4 first bucket -> bucket, value, weight, min, max
+ * of every row from that bucket on, in bucket order. */
+extern const char SCHEMA_ROWS_FROM[];
+
+#endif
