@@ -130,3 +130,59 @@ int json_escape(char *dst, size_t dstlen, const char *src, size_t len)
     dst[o] = '\0';
     return (int)o;
 }
+
+/* Rewrites the "%g"-style text of a finite double (sign, digits, optional
+ * '.', optional exponent) in positional notation. */
+static int expand_exponent(char *buf, size_t buflen, const char *g)
+{
+    const char *p = g;
+    int len = 0;
+    if (*p == '-')
+        buf[len++] = *p++;
+    char digits[FORMAT_DOUBLE_MAX];
+    int n = 0, point = -1;
+    for (; *p && *p != 'e'; p++) {
+        if (*p == '.')
+            point = n;
+        else
+            digits[n++] = *p;
+    }
+    int exponent = *p == 'e' ? atoi(p + 1) : 0;
+    int before = (point < 0 ? n : point) + exponent; /* digits before the point */
+    if ((size_t)(len + abs(before) + n + 3) >= buflen)
+        return -1;
+    if (before <= 0) {
+        buf[len++] = '0';
+        buf[len++] = '.';
+        for (int i = 0; i < -before; i++)
+            buf[len++] = '0';
+        memcpy(buf + len, digits, (size_t)n);
+        len += n;
+    } else {
+        for (int i = 0; i < before; i++)
+            buf[len++] = i < n ? digits[i] : '0';
+        if (before < n) {
+            buf[len++] = '.';
+            memcpy(buf + len, digits + before, (size_t)(n - before));
+            len += n - before;
+        }
+    }
+    buf[len] = '\0';
+    return len;
+}
+
+int format_prom_value(char *buf, size_t buflen, double v)
+{
+    assert(buflen >= FORMAT_PROM_VALUE_MAX);
+    if (isnan(v))
+        return snprintf(buf, buflen, "NaN");
+    if (isinf(v))
+        return snprintf(buf, buflen, v > 0 ? "+Inf" : "-Inf");
+    char g[FORMAT_DOUBLE_MAX];
+    int n = format_double(g, sizeof g, v);
+    if (!strchr(g, 'e')) {
+        memcpy(buf, g, (size_t)n + 1);
+        return n;
+    }
+    return expand_exponent(buf, buflen, g);
+}

@@ -16,6 +16,14 @@
  * (JSON writes null, a Redis update is refused). */
 int format_double(char *buf, size_t buflen, double v);
 
+#define FORMAT_PROM_VALUE_MAX 400
+
+/* A sample value as the Prometheus API writes it (Go's FormatFloat(v, 'f',
+ * -1, 64)): the shortest digits that read back as v, never an exponent
+ * ("1000000000000000000000", "0.000001"), and "NaN", "+Inf", "-Inf".
+ * buf holds at least FORMAT_PROM_VALUE_MAX bytes. Returns the length. */
+int format_prom_value(char *buf, size_t buflen, double v);
+
 /* Writes `src` (len bytes) JSON-escaped, without quotes, into dst; returns the
  * number of bytes written (excluding the NUL), or -1 when dst is too small.
  * dst needs at most 6*len+1 bytes. */

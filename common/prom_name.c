@@ -5,6 +5,23 @@
 
 #include <string.h>
 
+const char *const prom_dist_suffixes[PROM_DIST_SUFFIXES] = {"", "_count", "_sum", "_min",
+                                                            "_max"};
+
+int prom_name_strip_suffix(char *base, const char *name)
+{
+    size_t len = strlen(name);
+    memcpy(base, name, len + 1);
+    for (int k = 1; k < PROM_DIST_SUFFIXES; k++) {
+        size_t sl = strlen(prom_dist_suffixes[k]);
+        if (len > sl && strcmp(base + len - sl, prom_dist_suffixes[k]) == 0) {
+            base[len - sl] = '\0';
+            return k;
+        }
+    }
+    return 0;
+}
+
 static int is_name_char(unsigned char c)
 {
     return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||

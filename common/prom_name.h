@@ -22,6 +22,16 @@
  * bytes); returns its length. */
 size_t prom_name_from_statsd(char *out, const char *name, size_t len);
 
+/* A distribution NAME is exposed as NAME_count, NAME_sum, NAME_min and
+ * NAME_max (and NAME{quantile=...}): the suffixes, index 1..4 (0 is ""). */
+#define PROM_DIST_SUFFIXES 5
+extern const char *const prom_dist_suffixes[PROM_DIST_SUFFIXES];
+
+/* Writes `name` without its distribution suffix into base (at least
+ * strlen(name) + 1 bytes; the name itself when it has none); returns the
+ * suffix index (0: none). */
+int prom_name_strip_suffix(char *base, const char *name);
+
 /* Calls fn once per tag of the canonical tags[0..len) with the label's name
  * (mapped, NUL-terminated) and value (tags' bytes, value_len, may be 0).
  * Stops at and returns fn's first non-zero return, else 0. */

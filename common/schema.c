@@ -137,9 +137,11 @@ const char SCHEMA_COUNTER_TOTALS_LIKE[] =
     "GROUP BY name";
 
 const char SCHEMA_SERIES_BY_PROM_NAME[] =
-    "SELECT name, tags, type, total_value, total_weight FROM series"
+    "SELECT prom_name, name, tags, type, total_value, total_weight FROM series"
     " WHERE prom_name IN (?1, ?2) ORDER BY name, tags, type";
-const char SCHEMA_SERIES_ALL[] = "SELECT prom_name, name, tags, type FROM series";
+const char SCHEMA_SERIES_ALL[] =
+    "SELECT prom_name, name, tags, type, total_value, total_weight FROM series"
+    " ORDER BY name, tags, type";
 const char SCHEMA_SERIES_BY_NAME[] =
     "SELECT tags, type, total_value, total_weight FROM series WHERE name = ?1 ORDER BY tags, type";
 const char SCHEMA_ROWS_FROM[] =

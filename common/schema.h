@@ -76,9 +76,9 @@ extern const char SCHEMA_COUNTER_TOTALS[];
 /* ?1 LIKE pattern -> name, total of every counter matching it (the drill). */
 extern const char SCHEMA_COUNTER_TOTALS_LIKE[];
 
-/* The catalog: ?1 prom_name, ?2 prom_name -> name, tags, type, total_value,
- * total_weight (sorted by name, tags, type); and every series (no
- * parameter) -> prom_name, name, tags, type. */
+/* The catalog: the series of two Prometheus names (?1, ?2), and every
+ * series (no parameter), each -> prom_name, name, tags, type, total_value,
+ * total_weight, sorted by name, tags, type. */
 extern const char SCHEMA_SERIES_BY_PROM_NAME[];
 extern const char SCHEMA_SERIES_ALL[];
 /* ?1 name -> tags, type, total_value, total_weight (sorted by tags, type). */

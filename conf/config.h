@@ -69,6 +69,31 @@ typedef struct tally_config {
         int window_seconds;                  /* dedup.window_seconds   3600, 60..2592000 */
     } dedup;
     struct {
+        int threads;                         /* query.threads          2, 1..64 reader threads */
+        int max_queued;                      /* query.max_queued       1024, 1..100000 */
+        int lookback_seconds;                /* query.lookback_seconds 300, 1..86400 */
+        int max_points;                      /* query.max_points       11000, 1..1000000 */
+        long long max_samples;               /* query.max_samples      50000000, 1000..1e9 */
+    } query;
+    struct {
+        int enabled;                         /* cache.enabled          true */
+        char host[CONFIG_STR_MAX];           /* cache.host             "127.0.0.1" */
+        int port;                            /* cache.port             6380, 1..65535 */
+        int timeout_ms;                      /* cache.timeout_ms       250, 1..10000 */
+        int ttl_counter_seconds;             /* cache.ttl_counter_seconds 60 */
+        int ttl_gauge_seconds;               /* cache.ttl_gauge_seconds 30 */
+        int ttl_distribution_seconds;        /* cache.ttl_distribution_seconds 60 */
+        int ttl_set_seconds;                 /* cache.ttl_set_seconds  60 */
+        int ttl_labels_seconds;              /* cache.ttl_labels_seconds 300 */
+        int ttl_negative_seconds;            /* cache.ttl_negative_seconds 10 */
+        int ttl_jitter_percent;              /* cache.ttl_jitter_percent 10, 0..50 */
+        int lock_ms;                         /* cache.lock_ms          2000, 10..60000 */
+        int wait_ms;                         /* cache.wait_ms          500, 0..10000 */
+        int warm_keys;                       /* cache.warm_keys        256, 0..100000 */
+        int breaker_failures;                /* cache.breaker_failures 3, 1..1000 */
+        int breaker_open_ms;                 /* cache.breaker_open_ms  5000, 100..600000 */
+    } cache;
+    struct {
         char level[16];                      /* log.level              "info" (debug|info|warn|error) */
     } log;
 } tally_config;

@@ -28,6 +28,7 @@
 #include <time.h>
 
 #include "aggregate.h"
+#include "cache_invalidate.h"
 #include "config.h"
 #include "consumer.h"
 #include "log.h"
@@ -101,6 +102,7 @@ typedef struct flusher {
     consumer *cons;
     aggregate *agg;
     pending *pend;
+    cache_invalidator *cache; /* NULL: cache.enabled is false */
     int partitions;
     int64_t *position;        /* next offset expected per partition (-1: unknown) */
     long long first_ms;       /* monotonic time of the pending flush's first message */
@@ -122,6 +124,7 @@ static int flush(flusher *f, char *err, size_t errlen)
     if (store_commit(f->st, f->cfg->kafka.topic, f->agg, f->pend, &stats, err, errlen) < 0)
         return -1;
     crash_point(CRASH_AFTER_COMMIT);
+    cache_invalidate(f->cache, f->agg); /* (after the commit: source first) */
     clock_gettime(CLOCK_MONOTONIC, &c1);
 
     char offsets[512];
@@ -418,7 +421,8 @@ int main(int argc, char **argv)
     f.position = malloc((size_t)f.partitions * sizeof *f.position);
     f.agg = aggregate_new(cfg.flusher.bucket_seconds);
     f.pend = pending_new(f.partitions);
-    if (!f.position || !f.agg || !f.pend) {
+    f.cache = cache_invalidator_new(&cfg);
+    if (!f.position || !f.agg || !f.pend || (cfg.cache.enabled && !f.cache)) {
         snprintf(err, sizeof err, "out of memory");
         goto out;
     }
@@ -439,6 +443,7 @@ out:
     consumer_close(f.cons);
     pending_free(f.pend);
     aggregate_free(f.agg);
+    cache_invalidator_free(f.cache);
     free(f.position);
     store_close(f.st);
     if (status == 0)

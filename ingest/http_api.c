@@ -54,6 +54,7 @@ struct ingest_server {
     kafka_writer *kafka;
     redis_writer *redis;
     sqlite_reader *sqlite;
+    prom_api *reads;     /* the query routes (prom_api.h) */
     statsd_batch batch;  /* reused: parsing is synchronous */
     statsd_limits limits;
     size_t inflight;
@@ -969,8 +970,11 @@ static void handle_healthz(ingest_server *s, struct evhttp_request *req)
                         kafka_up ? "up" : "down", redis_up ? "up" : "down");
     if (!redis_up)
         json_add_string(b, 0, "redis_reason", redis_reason, strlen(redis_reason));
-    evbuffer_add_printf(b, ",\"inflight_batches\":%zu,\"connections\":%zu}\n", s->inflight,
+    evbuffer_add_printf(b, ",\"inflight_batches\":%zu,\"connections\":%zu", s->inflight,
                         http_guard_connections(s->guard));
+    if (s->reads)
+        prom_api_health(s->reads, b);
+    evbuffer_add(b, "}\n", 2);
     reply_json(req, can_ack ? 200 : 503, can_ack ? "OK" : "Service Unavailable", b);
     evbuffer_free(b);
 }
@@ -1060,6 +1064,10 @@ static void on_request(struct evhttp_request *req, void *arg)
             reply_wrong_method(req, "GET, HEAD", "/v1/counters/NAME");
         else if (authorize(s, req, AUTH_SCOPE_READ, "/v1/counters/NAME", &client))
             handle_get_counter(s, req, path + sizeof counters - 1, query);
+    } else if (prom_api_owns(path)) {
+        const auth_client *client;
+        if (authorize(s, req, AUTH_SCOPE_READ, path, &client))
+            prom_api_handle(s->reads, req, path);
     } else if (strcmp(path, "/healthz") == 0) {
         if (reading)
             handle_healthz(s, req);
@@ -1106,7 +1114,7 @@ static int load_access(ingest_server *s, const tally_config *cfg, char *err, siz
 
 ingest_server *ingest_server_new(struct event_base *base, const tally_config *cfg,
                                  kafka_writer *kafka, redis_writer *redis, sqlite_reader *sqlite,
-                                 char *err, size_t errlen)
+                                 prom_api *reads, char *err, size_t errlen)
 {
     ingest_server *s = calloc(1, sizeof *s);
     if (!s) {
@@ -1118,6 +1126,7 @@ ingest_server *ingest_server_new(struct event_base *base, const tally_config *cf
     s->kafka = kafka;
     s->redis = redis;
     s->sqlite = sqlite;
+    s->reads = reads;
     s->fail_open = strcmp(cfg->redis.on_unavailable, "accept") == 0;
     statsd_batch_init(&s->batch);
     s->limits.max_lines = (size_t)cfg->ingest.max_lines;

@@ -13,6 +13,7 @@
  *   GET  /v1/counters/NAME   live total from Redis ("?source=sqlite": flushed total; Redis down:
  *                            falls back to SQLite and says so)
  *   GET  /healthz            component status
+ *   /api/v1/..., /v1/series/NAME   the read routes (prom_api.h)
  *
  * Every answer has a JSON body (libevent's own error pages are turned into
  * JSON by http_guard.h, which also bounds connections and slow clients). The
@@ -29,6 +30,7 @@
 #include "config.h"
 #include "kafka_writer.h"
 #include "redis_writer.h"
+#include "prom_api.h"
 #include "sqlite_reader.h"
 
 typedef struct ingest_server ingest_server;
@@ -37,7 +39,7 @@ typedef struct ingest_server ingest_server;
  * borrowed and must outlive the server. Returns NULL with err filled. */
 ingest_server *ingest_server_new(struct event_base *base, const tally_config *cfg,
                                  kafka_writer *kafka, redis_writer *redis, sqlite_reader *sqlite,
-                                 char *err, size_t errlen);
+                                 prom_api *reads, char *err, size_t errlen);
 
 /* From now on new batches get 503 ("shutting down"); reads still work. */
 void ingest_server_drain(ingest_server *s);

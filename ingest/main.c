@@ -27,6 +27,7 @@
 typedef struct ingest_process {
     struct event_base *base;
     ingest_server *server;
+    prom_api *reads;
     kafka_writer *kafka;
     struct event *drain_timer;
     int deadline_ms;
@@ -73,10 +74,11 @@ static void on_drain_tick(evutil_socket_t fd, short what, void *arg)
     (void)what;
     ingest_process *p = arg;
     p->deadline_ms -= 50;
-    if (ingest_server_inflight(p->server) == 0 || p->deadline_ms <= 0) {
+    size_t reads = p->reads ? prom_api_inflight(p->reads) : 0;
+    if ((ingest_server_inflight(p->server) == 0 && reads == 0) || p->deadline_ms <= 0) {
         if (p->deadline_ms <= 0)
-            log_warn("stopping with %zu batches still in flight (they get 503)",
-                     ingest_server_inflight(p->server));
+            log_warn("stopping with %zu batches and %zu reads still in flight (batches get 503)",
+                     ingest_server_inflight(p->server), reads);
         event_base_loopbreak(p->base);
     }
 }
@@ -151,6 +153,9 @@ int main(int argc, char **argv)
     }
     redis_writer *redis = NULL;
     sqlite_reader *sqlite = NULL;
+    query_pool *pool = NULL;
+    query_cache *cache = NULL;
+    prom_api *reads = NULL;
     struct event *sigterm = NULL, *sigint = NULL, *watchdog = NULL;
     p.exit_code = 1;
     p.deadline_ms = cfg.kafka.delivery_timeout_ms + cfg.redis.timeout_ms + 1000;
@@ -170,7 +175,15 @@ int main(int argc, char **argv)
         log_error("%s", redis ? "out of memory" : err);
         goto out;
     }
-    p.server = ingest_server_new(p.base, &cfg, p.kafka, redis, sqlite, err, sizeof err);
+    pool = query_pool_new(p.base, &cfg, err, sizeof err);
+    cache = pool ? query_cache_new(p.base, &cfg, pool, err, sizeof err) : NULL;
+    reads = cache ? prom_api_new(p.base, &cfg, cache, err, sizeof err) : NULL;
+    p.reads = reads;
+    if (!reads) {
+        log_error("%s", err);
+        goto out;
+    }
+    p.server = ingest_server_new(p.base, &cfg, p.kafka, redis, sqlite, reads, err, sizeof err);
     if (!p.server) {
         log_error("%s", err);
         goto out;
@@ -198,6 +211,11 @@ out:
     kafka_writer_free(p.kafka, 2000);
     redis_writer_free(redis);
     ingest_server_free(p.server);
+    /* Reads still running when the drain deadline passed are never answered
+     * (the loop has ended): the threads stop first, then what they ran for. */
+    query_pool_free(pool);
+    query_cache_free(cache);
+    prom_api_free(reads);
     sqlite_reader_free(sqlite);
     if (sigterm)
         event_free(sigterm);

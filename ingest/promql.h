@@ -157,6 +157,11 @@ typedef struct promql_expr promql_expr;   /* opaque AST */
 
 typedef enum promql_value_type { PROMQL_SCALAR, PROMQL_VECTOR, PROMQL_MATRIX } promql_value_type;
 
+/* Parses a duration ("5m", "1h30m", "100ms": units y w d h m s ms, descending,
+ * each once) into milliseconds, as PromQL and the HTTP API's step read it.
+ * 0, or -1 with why. */
+int promql_parse_duration(const char *text, size_t len, int64_t *ms, char *why, size_t whylen);
+
 /*
  * Parses len bytes of query (need not be NUL-terminated) into *out, which the
  * caller frees with promql_expr_free. Returns 0, PROMQL_ERR_BAD_DATA (err

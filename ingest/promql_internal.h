@@ -68,8 +68,6 @@ int promql_unquote(const char *text, size_t len, char **out);
 /* Parses a T_NUMBER's text like Prometheus (Go ParseInt base 0, then ParseFloat). 0, or -1 with why. */
 int promql_parse_number(const char *text, size_t len, double *out, char *why, size_t whylen);
 
-/* Parses a T_DURATION's text (units y w d h m s ms, descending, each once). 0, or -1 with why. */
-int promql_parse_duration(const char *text, size_t len, int64_t *ms, char *why, size_t whylen);
 
 /* Canonical texts; buffers of PROMQL_NUM_BUF bytes are always large enough. */
 #define PROMQL_NUM_BUF 40

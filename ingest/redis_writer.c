@@ -65,6 +65,7 @@ struct redis_writer {
     unsigned restarts;   /* Redis restarts noticed (redis_writer_restarts) */
     redis_auth auth;     /* AUTH sent first on every connection (if enabled) */
     int auth_refused;    /* this connection's AUTH (or lack of it) was refused */
+    int cache_role;      /* the cache Redis (redis_writer_new_cache) */
 };
 
 typedef enum call_kind { CALL_APPLY, CALL_READ_HASH, CALL_COMMAND } call_kind;
@@ -631,10 +632,45 @@ static void on_server_reply(redisAsyncContext *ac, void *reply, void *privdata)
     }
 }
 
+/* Reply to "CONFIG GET maxmemory-policy" on the cache Redis: it must evict
+ * (allkeys-*), or it is not a cache (design rule 6: a state Redis with
+ * noeviction must never be filled with answers). */
+static void on_cache_policy_reply(redisAsyncContext *ac, void *reply, void *privdata)
+{
+    (void)privdata;
+    redis_writer *w = ac->data;
+    const redisReply *r = reply;
+    if (!r || !w || wants_auth(w, ac, r))
+        return;
+    w->checks_pending--;
+    const char *policy = r->type == REDIS_REPLY_ARRAY && r->elements == 2 && r->element[1]->str
+                             ? r->element[1]->str
+                             : NULL;
+    if (policy && strncmp(policy, "allkeys-", 8) == 0) {
+        check_done(w);
+        return;
+    }
+    char why[200];
+    snprintf(why, sizeof why, "cache redis has maxmemory-policy %.40s; a cache needs an allkeys-* "
+             "policy (allkeys-lru), so that answers are evicted, never state",
+             policy ? policy : "(CONFIG GET refused)");
+    if (strcmp(w->down_reason, why) != 0)
+        log_error("redis %s:%d: %s", w->host, w->port, why);
+    set_down(w, "%s", why);
+    w->accepted = -1;
+    redisAsyncDisconnect(ac);
+}
+
 /* The checks of a new connection (each reply counted in checks_pending);
  * check_done accepts the connection when the last one passed. */
 static void send_checks(redis_writer *w, redisAsyncContext *ac)
 {
+    if (w->cache_role) {
+        if (redisAsyncCommand(ac, on_cache_policy_reply, NULL, "CONFIG GET maxmemory-policy") !=
+            REDIS_OK)
+            set_down(w, "%s", "cannot send the eviction policy check");
+        return;
+    }
     if (redisAsyncCommand(ac, on_loading_reply, NULL, "INFO persistence") != REDIS_OK ||
         redisAsyncCommand(ac, on_server_reply, NULL, "INFO server") != REDIS_OK ||
         redisAsyncCommand(ac, on_config_reply, "yes", "CONFIG GET appendonly") != REDIS_OK ||
@@ -678,7 +714,7 @@ static void on_connect(const redisAsyncContext *ac, int status)
     w->connected = 1; /* connect_timer stays armed until the check passes */
     w->accepted = 0;
     w->auth_refused = 0;
-    w->checks_pending = 4;
+    w->checks_pending = w->cache_role ? 1 : 4;
     w->stale_mark_sent = 0;
     redisAsyncContext *mut = (redisAsyncContext *)ac;
     const char *argv[3];
@@ -766,8 +802,9 @@ static void schedule_reconnect(redis_writer *w)
     w->reconnect_ms = w->reconnect_ms * 2 > RECONNECT_MAX_MS ? RECONNECT_MAX_MS : w->reconnect_ms * 2;
 }
 
-redis_writer *redis_writer_new(struct event_base *base, const tally_config *cfg, char *err,
-                               size_t errlen)
+/* Connects to host:port: the state Redis, or the cache (cache_role). */
+static redis_writer *writer_new(struct event_base *base, const tally_config *cfg, int cache_role,
+                                char *err, size_t errlen)
 {
     redis_writer *w = calloc(1, sizeof *w);
     if (!w) {
@@ -775,12 +812,14 @@ redis_writer *redis_writer_new(struct event_base *base, const tally_config *cfg,
         return NULL;
     }
     w->base = base;
-    snprintf(w->host, sizeof w->host, "%s", cfg->redis.host);
-    w->port = cfg->redis.port;
-    w->timeout_ms = cfg->redis.timeout_ms;
+    w->cache_role = cache_role;
+    snprintf(w->host, sizeof w->host, "%s", cache_role ? cfg->cache.host : cfg->redis.host);
+    w->port = cache_role ? cfg->cache.port : cfg->redis.port;
+    w->timeout_ms = cache_role ? cfg->cache.timeout_ms : cfg->redis.timeout_ms;
     w->require_durable = cfg->redis.require_durable;
-    if (redis_auth_load(&w->auth, cfg->redis.username, cfg->redis.password_file, err, errlen) !=
-        0) {
+    if (!cache_role &&
+        redis_auth_load(&w->auth, cfg->redis.username, cfg->redis.password_file, err, errlen) !=
+            0) {
         free(w);
         return NULL;
     }
@@ -800,6 +839,18 @@ redis_writer *redis_writer_new(struct event_base *base, const tally_config *cfg,
     }
     connect_now(w);
     return w;
+}
+
+redis_writer *redis_writer_new(struct event_base *base, const tally_config *cfg, char *err,
+                               size_t errlen)
+{
+    return writer_new(base, cfg, 0, err, errlen);
+}
+
+redis_writer *redis_writer_new_cache(struct event_base *base, const tally_config *cfg, char *err,
+                                     size_t errlen)
+{
+    return writer_new(base, cfg, 1, err, errlen);
 }
 
 unsigned redis_writer_restarts(const redis_writer *w)

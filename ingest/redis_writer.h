@@ -60,6 +60,13 @@ typedef void (*redis_hash_fn)(void *opaque, int ok, const redis_series *series, 
 redis_writer *redis_writer_new(struct event_base *base, const tally_config *cfg, char *err,
                                size_t errlen);
 
+/* The same edge for the cache Redis (cache.host:cache.port, cache.timeout_ms,
+ * no AUTH): instead of the durability check it requires an allkeys-*
+ * maxmemory-policy (a Redis that never evicts is refused as a cache); no
+ * run_id or staleness tracking. Only redis_writer_command() is for it. */
+redis_writer *redis_writer_new_cache(struct event_base *base, const tally_config *cfg, char *err,
+                                     size_t errlen);
+
 /* Sends a group's transaction (live_update_build, group_size batches); u
  * (and the folds it borrows from) must stay valid until `done` is called.
  * Fields the group leaves near int64's range are carried afterwards

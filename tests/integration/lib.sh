@@ -6,13 +6,15 @@
 # metric names prefixed with its own id, so tests never see each other's data.
 #
 # Environment: TALLY_BUILD (binaries), TALLY_SOURCE (repo), TALLY_VAR,
-# TALLY_REDIS_PORT, TALLY_KAFKA_PORT, TALLY_TEST_HTTP_PORT (default 18080).
+# TALLY_REDIS_PORT, TALLY_CACHE_PORT, TALLY_KAFKA_PORT, TALLY_TEST_HTTP_PORT
+# (default 18080).
 set -euo pipefail
 
 : "${TALLY_SOURCE:?set by ctest}"
 : "${TALLY_BUILD:?set by ctest}"
 TALLY_VAR=${TALLY_VAR:-$TALLY_SOURCE/var/test}
 TALLY_REDIS_PORT=${TALLY_REDIS_PORT:-16379}
+TALLY_CACHE_PORT=${TALLY_CACHE_PORT:-16380}
 TALLY_KAFKA_PORT=${TALLY_KAFKA_PORT:-19092}
 HTTP_PORT=${TALLY_TEST_HTTP_PORT:-18080}
 BASE_URL=http://127.0.0.1:$HTTP_PORT
@@ -57,6 +59,7 @@ ingest = { listen_address = "127.0.0.1"; listen_port = $HTTP_PORT;
 kafka = { brokers = "127.0.0.1:$TALLY_KAFKA_PORT"; topic = "$TOPIC"; partitions = 1;
           delivery_timeout_ms = ${DELIVERY_TIMEOUT_MS:-10000}; ${KAFKA_SETTINGS:-} };
 redis = { host = "127.0.0.1"; port = ${CONFIG_REDIS_PORT:-$TALLY_REDIS_PORT}; ${REDIS_SETTINGS:-} };
+cache = { port = ${CONFIG_CACHE_PORT:-$TALLY_CACHE_PORT}; ${CACHE_SETTINGS:-} };
 sqlite = { path = "$WORK/tally.db"; };
 flusher = { max_interval_ms = 200; max_batch_events = 50000; bucket_seconds = 10; };
 ${1:-}

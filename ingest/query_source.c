@@ -1,0 +1,659 @@
+/*
+ * query_source.c — see query_source.h.
+ *
+ * A select runs in two steps. First the catalog (schema.h: series) names the
+ * candidates: with a __name__ equality matcher only the series of that
+ * Prometheus name and, for a distribution, of the name without its _count,
+ * _sum, _min or _max suffix (one indexed lookup); otherwise every series.
+ * Each candidate exposes one or more Prometheus series (a distribution four),
+ * whose label sets are matched, sorted and made unique (two StatsD series
+ * that map to one label set answer as the first, by name, tags and type:
+ * README "Names"). Then each survivor's rows are read from the first bucket
+ * that can matter to the end of its data, in one range scan: cumulative
+ * series need the sum of everything after the range too, since their value
+ * at bucket b is the catalog's total minus the rows after b.
+ */
+#include "query_source.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <sqlite3.h>
+
+#include "event.h"
+#include "format.h"
+#include "prom_name.h"
+#include "schema.h"
+
+/* What a Prometheus series shows of a StatsD series. */
+typedef enum exposed_kind {
+    EXPOSE_VALUE,     /* counter (cumulative) or gauge (last value) */
+    EXPOSE_COUNT,     /* distribution: cumulative sum of weights */
+    EXPOSE_SUM,       /* distribution: cumulative sum of values */
+    EXPOSE_MIN,       /* distribution: smallest value in the window */
+    EXPOSE_MAX,       /* distribution: largest value in the window */
+} exposed_kind;
+
+/* One Prometheus series to read. */
+typedef struct candidate {
+    char *name, *tags, *type;  /* the StatsD series (owned) */
+    exposed_kind kind;
+    double total_value, total_weight;
+    promql_labels labels;
+    size_t order;              /* catalog order, the tie-break of a collision */
+} candidate;
+
+typedef struct candidate_list {
+    candidate *items;
+    size_t count, cap;
+} candidate_list;
+
+struct query_source {
+    char path[CONFIG_PATH_MAX];
+    int64_t bucket_ms;
+    int64_t lookback_ms;
+    sqlite3 *db;
+    sqlite3_stmt *by_prom_name, *all_series, *by_name, *rows_from;
+    int in_transaction;
+    unsigned types_seen;
+    size_t series_seen;
+};
+
+query_source *query_source_new(const tally_config *cfg)
+{
+    query_source *q = calloc(1, sizeof *q);
+    if (!q)
+        return NULL;
+    snprintf(q->path, sizeof q->path, "%s", cfg->sqlite.path);
+    q->bucket_ms = (int64_t)cfg->flusher.bucket_seconds * 1000;
+    q->lookback_ms = (int64_t)cfg->query.lookback_seconds * 1000;
+    return q;
+}
+
+static void close_db(query_source *q)
+{
+    sqlite3_stmt *all[] = {q->by_prom_name, q->all_series, q->by_name, q->rows_from};
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
+        sqlite3_finalize(all[i]);
+    q->by_prom_name = q->all_series = q->by_name = q->rows_from = NULL;
+    sqlite3_close(q->db);
+    q->db = NULL;
+}
+
+void query_source_free(query_source *q)
+{
+    if (!q)
+        return;
+    close_db(q);
+    free(q);
+}
+
+static int open_db(query_source *q, char *err, size_t errlen)
+{
+    if (q->db)
+        return 0;
+    if (sqlite3_open_v2(q->path, &q->db, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK ||
+        sqlite3_busy_timeout(q->db, 1000) != SQLITE_OK ||
+        sqlite3_prepare_v2(q->db, SCHEMA_SERIES_BY_PROM_NAME, -1, &q->by_prom_name, NULL) ||
+        sqlite3_prepare_v2(q->db, SCHEMA_SERIES_ALL, -1, &q->all_series, NULL) ||
+        sqlite3_prepare_v2(q->db, SCHEMA_SERIES_BY_NAME, -1, &q->by_name, NULL) ||
+        sqlite3_prepare_v2(q->db, SCHEMA_ROWS_FROM, -1, &q->rows_from, NULL)) {
+        snprintf(err, errlen, "sqlite %s: %s (has tally-flusher created it?)", q->path,
+                 q->db ? sqlite3_errmsg(q->db) : "cannot open");
+        close_db(q);
+        return -1;
+    }
+    return 0;
+}
+
+int query_source_begin(query_source *q, char *err, size_t errlen)
+{
+    if (open_db(q, err, errlen) != 0)
+        return -1;
+    if (sqlite3_exec(q->db, "BEGIN", NULL, NULL, NULL) != SQLITE_OK) {
+        snprintf(err, errlen, "sqlite BEGIN: %s", sqlite3_errmsg(q->db));
+        close_db(q);
+        return -1;
+    }
+    q->in_transaction = 1;
+    q->types_seen = 0;
+    q->series_seen = 0;
+    return 0;
+}
+
+void query_source_end(query_source *q)
+{
+    if (q->db && q->in_transaction)
+        sqlite3_exec(q->db, "COMMIT", NULL, NULL, NULL);
+    q->in_transaction = 0;
+}
+
+/* Fails a statement: the message, then the connection is reopened next time. */
+static int sql_failed(query_source *q, const char *what, char *err, size_t errlen)
+{
+    snprintf(err, errlen, "sqlite %s: %s", what, sqlite3_errmsg(q->db));
+    return -1;
+}
+
+/* ---- candidates --------------------------------------------------------------- */
+
+static void candidate_free(candidate *c)
+{
+    free(c->name);
+    free(c->tags);
+    free(c->type);
+    for (size_t i = 0; i < c->labels.count; i++) {
+        free(c->labels.items[i].name);
+        free(c->labels.items[i].value);
+    }
+    free(c->labels.items);
+}
+
+static void candidates_free(candidate_list *l)
+{
+    for (size_t i = 0; i < l->count; i++)
+        candidate_free(&l->items[i]);
+    free(l->items);
+    memset(l, 0, sizeof *l);
+}
+
+typedef struct label_ctx {
+    promql_labels *labels;
+    int failed;
+} label_ctx;
+
+static int add_tag_label(void *arg, const char *label, const char *value, size_t value_len)
+{
+    label_ctx *lc = arg;
+    char v[EVENT_TAGS_MAX + 1];
+    snprintf(v, sizeof v, "%.*s", (int)value_len, value);
+    if (promql_labels_add(lc->labels, label, v) != 0)
+        lc->failed = 1;
+    return lc->failed;
+}
+
+/* Builds the labels of a candidate: __name__ plus its tags. */
+static int build_labels(candidate *c, const char *prom_name)
+{
+    char exposed[PROM_NAME_MAX + 8];
+    snprintf(exposed, sizeof exposed, "%s%s", prom_name, prom_dist_suffixes[c->kind]);
+    if (promql_labels_add(&c->labels, "__name__", exposed) != 0)
+        return -1;
+    label_ctx lc = {&c->labels, 0};
+    prom_labels_from_tags(c->tags, strlen(c->tags), add_tag_label, &lc);
+    return lc.failed ? -1 : 0;
+}
+
+static char *column_dup(sqlite3_stmt *st, int i)
+{
+    const unsigned char *t = sqlite3_column_text(st, i);
+    return strdup(t ? (const char *)t : "");
+}
+
+/* Adds the Prometheus series one catalog row exposes that match m[0..n). */
+static int add_candidates(candidate_list *l, sqlite3_stmt *st, const promql_matcher *m,
+                          size_t n)
+{
+    const char *type = (const char *)sqlite3_column_text(st, 3);
+    int dist = type && strcmp(type, "distribution") == 0;
+    exposed_kind first = dist ? EXPOSE_COUNT : EXPOSE_VALUE;
+    exposed_kind last = dist ? EXPOSE_MAX : EXPOSE_VALUE;
+    for (exposed_kind k = first; k <= last; k++) {
+        if (l->count == l->cap) {
+            size_t ncap = l->cap ? l->cap * 2 : 16;
+            candidate *grown = realloc(l->items, ncap * sizeof *grown);
+            if (!grown)
+                return -1;
+            l->items = grown;
+            l->cap = ncap;
+        }
+        candidate *c = &l->items[l->count];
+        memset(c, 0, sizeof *c);
+        c->kind = k;
+        c->order = l->count;
+        c->name = column_dup(st, 1);
+        c->tags = column_dup(st, 2);
+        c->type = column_dup(st, 3);
+        c->total_value = sqlite3_column_double(st, 4);
+        c->total_weight = sqlite3_column_double(st, 5);
+        const char *prom = (const char *)sqlite3_column_text(st, 0);
+        if (!c->name || !c->tags || !c->type || build_labels(c, prom ? prom : "") != 0) {
+            candidate_free(c);
+            return -1;
+        }
+        if (promql_matchers_match(m, n, &c->labels))
+            l->count++;
+        else
+            candidate_free(c);
+    }
+    return 0;
+}
+
+static const char *name_equality(const promql_matcher *m, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (m[i].op == PROMQL_MATCH_EQ && strcmp(m[i].name, "__name__") == 0)
+            return m[i].value;
+    return NULL;
+}
+
+static int compare_labels(const promql_labels *a, const promql_labels *b)
+{
+    for (size_t i = 0; i < a->count && i < b->count; i++) {
+        int c = strcmp(a->items[i].name, b->items[i].name);
+        if (!c)
+            c = strcmp(a->items[i].value, b->items[i].value);
+        if (c)
+            return c;
+    }
+    return (a->count > b->count) - (a->count < b->count);
+}
+
+static int compare_candidates(const void *x, const void *y)
+{
+    const candidate *a = x, *b = y;
+    int c = compare_labels(&a->labels, &b->labels);
+    return c ? c : (a->order > b->order) - (a->order < b->order);
+}
+
+/* Sorts by labels and keeps the first of each label set. */
+static void make_unique(candidate_list *l)
+{
+    if (l->count > 1)
+        qsort(l->items, l->count, sizeof *l->items, compare_candidates);
+    size_t kept = 0;
+    for (size_t i = 0; i < l->count; i++) {
+        if (kept > 0 && compare_labels(&l->items[kept - 1].labels, &l->items[i].labels) == 0)
+            candidate_free(&l->items[i]);
+        else
+            l->items[kept++] = l->items[i];
+    }
+    l->count = kept;
+}
+
+static int find_candidates(query_source *q, const promql_matcher *m, size_t n,
+                           candidate_list *out, char *err, size_t errlen)
+{
+    const char *name = name_equality(m, n);
+    sqlite3_stmt *st = name ? q->by_prom_name : q->all_series;
+    char *base = NULL;
+    if (name) {
+        base = malloc(strlen(name) + 1);
+        if (!base) {
+            snprintf(err, errlen, "out of memory");
+            return -1;
+        }
+        prom_name_strip_suffix(base, name);
+        int bad = sqlite3_bind_text(st, 1, name, -1, SQLITE_TRANSIENT) != SQLITE_OK ||
+                  sqlite3_bind_text(st, 2, base, -1, SQLITE_TRANSIENT) != SQLITE_OK;
+        free(base);
+        if (bad)
+            return sql_failed(q, "bind", err, errlen);
+    }
+    int rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        if (add_candidates(out, st, m, n) != 0) {
+            sqlite3_reset(st);
+            snprintf(err, errlen, "out of memory");
+            return -1;
+        }
+    }
+    sqlite3_reset(st);
+    if (rc != SQLITE_DONE)
+        return sql_failed(q, "read series", err, errlen);
+    make_unique(out);
+    return 0;
+}
+
+/* ---- samples -------------------------------------------------------------------- */
+
+static int64_t floor_div(int64_t a, int64_t b)
+{
+    return a / b - (a % b != 0 && (a < 0) != (b < 0));
+}
+
+/* The evaluation times of a select and the window of each. */
+typedef struct windows {
+    int64_t first, step, width, last; /* step 0: one time, `first` */
+} windows;
+
+/* Cumulative and last-value series: a sample at each bucket end in range. */
+static int read_raw(query_source *q, sqlite3_stmt *st, const candidate *c, int64_t min_ms,
+                    int64_t max_ms, promql_series *out)
+{
+    int sum_weight = c->kind == EXPOSE_COUNT;
+    int cumulative = c->kind != EXPOSE_VALUE || strcmp(c->type, "counter") == 0;
+    double running = 0, after = 0; /* sums from the first row read, and past max_ms */
+    int rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        int64_t end = sqlite3_column_int64(st, 0) * 1000 + q->bucket_ms;
+        double v = sqlite3_column_double(st, sum_weight ? 2 : 1);
+        if (end > max_ms) {
+            if (!cumulative)
+                break;
+            after += v;
+            continue;
+        }
+        running += v;
+        if (end >= min_ms && promql_series_push(out, end, cumulative ? running : v) != 0)
+            return -1;
+    }
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+        return -2;
+    if (cumulative) {
+        double total = sum_weight ? c->total_weight : c->total_value;
+        double before = total - running - after; /* the rows before the first one read */
+        for (size_t i = 0; i < out->count; i++)
+            out->samples[i].v += before;
+    }
+    return 0;
+}
+
+/* Window series (min, max): one sample per evaluation time whose window
+ * holds a bucket end. */
+static int read_windows(query_source *q, sqlite3_stmt *st, const candidate *c,
+                        const windows *w, promql_series *out)
+{
+    int is_min = c->kind == EXPOSE_MIN;
+    int64_t current = -1;
+    double acc = 0;
+    int rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        int64_t end = sqlite3_column_int64(st, 0) * 1000 + q->bucket_ms;
+        if (end > w->last)
+            break;
+        int64_t k = w->step ? -floor_div(w->first - end, w->step) : 0; /* first time >= end */
+        int64_t t = w->first + k * w->step;
+        if (k < 0 || t > w->last || t - w->width >= end ||
+            sqlite3_column_type(st, is_min ? 3 : 4) == SQLITE_NULL)
+            continue;
+        double v = sqlite3_column_double(st, is_min ? 3 : 4);
+        if (k != current) {
+            if (current >= 0 && promql_series_push(out, w->first + current * w->step, acc) != 0)
+                return -1;
+            current = k;
+            acc = v;
+        } else {
+            acc = is_min ? (v < acc ? v : acc) : (v > acc ? v : acc);
+        }
+    }
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+        return -2;
+    if (current >= 0 && promql_series_push(out, w->first + current * w->step, acc) != 0)
+        return -1;
+    return 0;
+}
+
+static int read_candidate(query_source *q, const candidate *c, int64_t min_ms, int64_t max_ms,
+                          const windows *w, promql_series *out, char *err, size_t errlen)
+{
+    int windowed = c->kind == EXPOSE_MIN || c->kind == EXPOSE_MAX;
+    int64_t from_ms = windowed ? w->first - w->width : min_ms;
+    int64_t first_bucket = floor_div(from_ms - q->bucket_ms, 1000);
+    sqlite3_stmt *st = q->rows_from;
+    if (sqlite3_bind_text(st, 1, c->name, -1, SQLITE_STATIC) != SQLITE_OK ||
+        sqlite3_bind_text(st, 2, c->tags, -1, SQLITE_STATIC) != SQLITE_OK ||
+        sqlite3_bind_text(st, 3, c->type, -1, SQLITE_STATIC) != SQLITE_OK ||
+        sqlite3_bind_int64(st, 4, first_bucket) != SQLITE_OK)
+        return sql_failed(q, "bind", err, errlen);
+    int rc = windowed ? read_windows(q, st, c, w, out) : read_raw(q, st, c, min_ms, max_ms, out);
+    if (rc == -2)
+        sql_failed(q, "read rows", err, errlen);
+    else if (rc == -1)
+        snprintf(err, errlen, "out of memory");
+    sqlite3_reset(st);
+    return rc ? -1 : 0;
+}
+
+static unsigned type_bit(const char *type)
+{
+    return strcmp(type, "counter") == 0        ? 1u << METRIC_COUNTER
+           : strcmp(type, "gauge") == 0        ? 1u << METRIC_GAUGE
+           : strcmp(type, "distribution") == 0 ? 1u << METRIC_DISTRIBUTION
+                                               : 0;
+}
+
+unsigned query_source_types_seen(const query_source *q)
+{
+    return q->types_seen;
+}
+
+size_t query_source_series_seen(const query_source *q)
+{
+    return q->series_seen;
+}
+
+static int move_labels(promql_series *s, candidate *c)
+{
+    for (size_t i = 0; i < c->labels.count; i++)
+        if (promql_labels_add(&s->labels, c->labels.items[i].name, c->labels.items[i].value))
+            return -1;
+    return 0;
+}
+
+static int select_series(void *ctx, const promql_matcher *m, size_t n, int64_t min_ms,
+                         int64_t max_ms, int64_t step_ms, promql_series_set *out, char *err,
+                         size_t errlen)
+{
+    query_source *q = ctx;
+    windows w = step_ms > 0
+                    ? (windows){min_ms + q->lookback_ms, step_ms, step_ms, max_ms}
+                    : (windows){max_ms, 0, q->lookback_ms, max_ms};
+    candidate_list l = {0};
+    int rc = find_candidates(q, m, n, &l, err, errlen);
+    for (size_t i = 0; rc == 0 && i < l.count; i++) {
+        promql_series *s;
+        q->types_seen |= type_bit(l.items[i].type);
+        q->series_seen++;
+        if (promql_series_set_add(out, &s) != 0 || move_labels(s, &l.items[i]) != 0) {
+            snprintf(err, errlen, "out of memory");
+            rc = -1;
+        } else if (step_ms >= 0) {
+            rc = read_candidate(q, &l.items[i], min_ms, max_ms, &w, s, err, errlen);
+        }
+    }
+    candidates_free(&l);
+    return rc;
+}
+
+promql_source query_source_promql(query_source *q)
+{
+    return (promql_source){q, select_series};
+}
+
+static void json_string(struct evbuffer *out, const char *s)
+{
+    size_t len = strlen(s);
+    char *escaped = malloc(6 * len + 1);
+    if (escaped && json_escape(escaped, 6 * len + 1, s, len) >= 0)
+        evbuffer_add_printf(out, "\"%s\"", escaped);
+    else
+        evbuffer_add(out, "\"\"", 2);
+    free(escaped);
+}
+
+static void json_number(struct evbuffer *out, const char *key, double v)
+{
+    char num[FORMAT_DOUBLE_MAX];
+    evbuffer_add_printf(out, ",\"%s\":%s", key,
+                        format_double(num, sizeof num, v) < 0 ? "null" : num);
+}
+
+/* ---- GET /api/v1/metadata ------------------------------------------------------ */
+
+static const char *prom_type(const char *type)
+{
+    return strcmp(type, "distribution") == 0 ? "summary" : type;
+}
+
+int query_source_metadata(query_source *q, const char *metric, struct evbuffer *out, char *err,
+                          size_t errlen)
+{
+    sqlite3_stmt *st = q->all_series;
+    char (*seen)[PROM_NAME_MAX] = NULL; /* names written, to write each once */
+    size_t count = 0, cap = 0;
+    int rc;
+    evbuffer_add(out, "{", 1);
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        const char *prom = (const char *)sqlite3_column_text(st, 0);
+        const char *name = (const char *)sqlite3_column_text(st, 1);
+        const char *type = (const char *)sqlite3_column_text(st, 3);
+        if (!prom || !name || !type || (metric && strcmp(metric, prom) != 0))
+            continue;
+        size_t i = 0;
+        while (i < count && strcmp(seen[i], prom) != 0)
+            i++;
+        if (i < count)
+            continue;
+        if (count == cap) {
+            size_t ncap = cap ? cap * 2 : 64;
+            void *grown = realloc(seen, ncap * sizeof *seen);
+            if (!grown) {
+                rc = SQLITE_NOMEM;
+                break;
+            }
+            seen = grown;
+            cap = ncap;
+        }
+        snprintf(seen[count], sizeof seen[count], "%s", prom);
+        evbuffer_add_printf(out, "%s", count++ ? "," : "");
+        json_string(out, prom);
+        evbuffer_add(out, ":[{\"type\":", 10);
+        json_string(out, prom_type(type));
+        char help[EVENT_NAME_MAX + 32];
+        snprintf(help, sizeof help, "StatsD %s %s", type, name);
+        evbuffer_add(out, ",\"help\":", 8);
+        json_string(out, help);
+        evbuffer_add(out, ",\"unit\":\"\"}]", 12);
+    }
+    sqlite3_reset(st);
+    free(seen);
+    evbuffer_add(out, "}", 1);
+    if (rc != SQLITE_DONE)
+        return rc == SQLITE_NOMEM ? (snprintf(err, errlen, "out of memory"), -1)
+                                  : sql_failed(q, "read series", err, errlen);
+    return (int)count;
+}
+
+/* ---- GET /v1/series/NAME ------------------------------------------------------- */
+
+/* One step window of a native series. */
+typedef struct native_point {
+    int64_t t;
+    double value, count, sum, min, max;
+    int has_range;
+} native_point;
+
+static void write_point(struct evbuffer *out, const char *type, const native_point *p, int first)
+{
+    evbuffer_add_printf(out, "%s{\"t\":%lld", first ? "" : ",", (long long)p->t);
+    if (strcmp(type, "distribution") == 0) {
+        json_number(out, "count", p->count);
+        json_number(out, "sum", p->sum);
+        json_number(out, "min", p->min);
+        json_number(out, "max", p->max);
+    } else {
+        json_number(out, "value", p->value);
+    }
+    evbuffer_add(out, "}", 1);
+}
+
+/* Folds one row into the window point p (a new window when p->t differs). */
+static void fold_row(native_point *p, sqlite3_stmt *st, int fresh)
+{
+    double value = sqlite3_column_double(st, 1), weight = sqlite3_column_double(st, 2);
+    int has_range = sqlite3_column_type(st, 3) != SQLITE_NULL;
+    double lo = sqlite3_column_double(st, 3), hi = sqlite3_column_double(st, 4);
+    if (fresh) {
+        p->value = p->sum = p->count = 0;
+        p->has_range = 0;
+    }
+    p->sum += value;
+    p->count += weight;
+    p->value = value; /* (a counter's is replaced by the sum when written) */
+    if (has_range) {
+        p->min = p->has_range && p->min < lo ? p->min : lo;
+        p->max = p->has_range && p->max > hi ? p->max : hi;
+        p->has_range = 1;
+    }
+}
+
+static int write_native_series(query_source *q, const char *name, const char *tags,
+                               const char *type, int64_t from, int64_t to, int64_t step,
+                               struct evbuffer *out)
+{
+    int64_t bucket_s = q->bucket_ms / 1000;
+    int64_t first_t = -floor_div(-from, step) * step;
+    sqlite3_stmt *st = q->rows_from;
+    if (sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC) != SQLITE_OK ||
+        sqlite3_bind_text(st, 2, tags, -1, SQLITE_STATIC) != SQLITE_OK ||
+        sqlite3_bind_text(st, 3, type, -1, SQLITE_STATIC) != SQLITE_OK ||
+        sqlite3_bind_int64(st, 4, first_t - step - bucket_s + 1) != SQLITE_OK)
+        return -1;
+    int counter = strcmp(type, "counter") == 0, points = 0, rc;
+    native_point p = {.t = INT64_MIN};
+    evbuffer_add(out, "{\"tags\":", 8);
+    json_string(out, tags);
+    evbuffer_add(out, ",\"type\":", 8);
+    json_string(out, type);
+    evbuffer_add(out, ",\"points\":[", 11);
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        int64_t end = sqlite3_column_int64(st, 0) + bucket_s;
+        int64_t t = -floor_div(-end, step) * step; /* the window (t - step, t] */
+        if (t > to)
+            break;
+        if (t < first_t)
+            continue;
+        if (t != p.t && p.t != INT64_MIN) {
+            if (counter)
+                p.value = p.sum;
+            write_point(out, type, &p, points++ == 0);
+        }
+        fold_row(&p, st, t != p.t);
+        p.t = t;
+    }
+    if (p.t != INT64_MIN) {
+        if (counter)
+            p.value = p.sum;
+        write_point(out, type, &p, points == 0);
+    }
+    evbuffer_add(out, "]}", 2);
+    sqlite3_reset(st);
+    return rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : -1;
+}
+
+int query_source_native(query_source *q, const char *name, int64_t from, int64_t to,
+                        int64_t step, struct evbuffer *out, char *err, size_t errlen)
+{
+    sqlite3_stmt *st = q->by_name;
+    if (sqlite3_bind_text(st, 1, name, -1, SQLITE_TRANSIENT) != SQLITE_OK)
+        return sql_failed(q, "bind", err, errlen);
+    int found = 0, rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        char *tags = column_dup(st, 0), *type = column_dup(st, 1);
+        if (!found) {
+            evbuffer_add(out, "{\"name\":", 8);
+            json_string(out, name);
+            evbuffer_add_printf(out, ",\"from\":%lld,\"to\":%lld,\"step\":%lld,\"series\":[",
+                                (long long)from, (long long)to, (long long)step);
+        } else {
+            evbuffer_add(out, ",", 1);
+        }
+        found = 1;
+        int bad = !tags || !type ||
+                  write_native_series(q, name, tags, type, from, to, step, out) != 0;
+        free(tags);
+        free(type);
+        if (bad) {
+            sqlite3_reset(st);
+            return sql_failed(q, "read rows", err, errlen);
+        }
+    }
+    sqlite3_reset(st);
+    if (rc != SQLITE_DONE)
+        return sql_failed(q, "read series", err, errlen);
+    if (found)
+        evbuffer_add(out, "]}\n", 3);
+    return found;
+}
