@@ -29,7 +29,12 @@
  *                             reserved for HyperLogLog registers (hll.h), not
  *                             written yet. Rows from before version 4 (a
  *                             version 3 database upgraded) have no sketch row:
- *                             quantiles are absent for those buckets.
+ *                             quantiles are absent for those buckets. A bucket
+ *                             flushed both before and after the upgrade gets
+ *                             a sketch of its later values only; its count
+ *                             (ddsketch_count) is then below the row's weight,
+ *                             which is how a reader tells a partial sketch
+ *                             (otherwise they are equal, up to rounding).
  *   kafka_offsets, batches, rejected_records, quarantined_rows (store.h)
  *
  * Upgrades run inside the writer's schema transaction: 1 -> 2 quarantines
