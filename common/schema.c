@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "ddsketch.h"
 #include "prom_name.h"
 
 static const char SCHEMA[] =
@@ -27,6 +28,11 @@ static const char SCHEMA[] =
     " first_bucket INTEGER NOT NULL, last_bucket INTEGER NOT NULL,"
     " total_value REAL NOT NULL, total_weight REAL NOT NULL,"
     " PRIMARY KEY(name, tags, type)) WITHOUT ROWID;"
+    "CREATE TABLE IF NOT EXISTS sketches("
+    " name TEXT NOT NULL, tags TEXT NOT NULL,"
+    " type TEXT NOT NULL CHECK(type IN ('distribution','set')),"
+    " bucket INTEGER NOT NULL, data BLOB NOT NULL,"
+    " PRIMARY KEY(name, tags, type, bucket)) WITHOUT ROWID;"
     "CREATE TABLE IF NOT EXISTS kafka_offsets("
     " topic TEXT NOT NULL, partition INTEGER NOT NULL, next_offset INTEGER NOT NULL,"
     " PRIMARY KEY(topic, partition));"
@@ -65,7 +71,8 @@ static const char UPGRADE_2_TO_3[] =
     "UPDATE meta SET value = '3' WHERE key = 'schema_version';";
 
 /* Version 3 -> 4: the series catalog, built from the rows (SCHEMA created
- * the empty table). */
+ * the empty table), and the sketches table (created empty by SCHEMA too):
+ * rows from before it have no sketch, so their buckets have no quantiles. */
 static const char UPGRADE_3_TO_4[] =
     "INSERT INTO series(name, tags, type, prom_name, first_bucket, last_bucket,"
     " total_value, total_weight)"
@@ -98,6 +105,14 @@ const char SCHEMA_SERIES_UPSERT[] =
     "  last_bucket = max(last_bucket, excluded.last_bucket),"
     "  total_value = total_value + excluded.total_value,"
     "  total_weight = total_weight + excluded.total_weight";
+
+/* The stored sketch and this flush's are merged by the upsert itself
+ * (tally_sketch_merge, below): no read-modify-write in C, and a corrupt stored
+ * blob fails the statement, hence the whole commit, instead of being replaced. */
+const char SCHEMA_SKETCH_UPSERT[] =
+    "INSERT INTO sketches(name, tags, type, bucket, data) VALUES(?1, ?2, ?3, ?4, ?5)"
+    " ON CONFLICT(name, tags, type, bucket) DO UPDATE SET"
+    "  data = tally_sketch_merge(type, data, excluded.data)";
 
 const char SCHEMA_GAUGE_GET[] = "SELECT value FROM gauges WHERE name = ?1 AND tags = ?2";
 const char SCHEMA_GAUGE_PUT[] =
@@ -148,6 +163,10 @@ const char SCHEMA_ROWS_FROM[] =
     "SELECT bucket, value, weight, min, max FROM metrics"
     " WHERE name = ?1 AND tags = ?2 AND type = ?3 AND bucket >= ?4 ORDER BY bucket";
 
+const char SCHEMA_SKETCHES_FROM[] =
+    "SELECT bucket, data FROM sketches"
+    " WHERE name = ?1 AND tags = ?2 AND type = ?3 AND bucket >= ?4 ORDER BY bucket";
+
 /* tally_prom_name(name): prom_name_from_statsd() in SQL (the 3 -> 4 upgrade). */
 static void sql_prom_name(sqlite3_context *ctx, int argc, sqlite3_value **argv)
 {
@@ -161,6 +180,59 @@ static void sql_prom_name(sqlite3_context *ctx, int argc, sqlite3_value **argv)
     char out[PROM_NAME_MAX];
     size_t n = prom_name_from_statsd(out, (const char *)name, (size_t)len);
     sqlite3_result_text(ctx, out, (int)n, SQLITE_TRANSIENT);
+}
+
+/* Decodes argument `arg` (a distribution sketch blob) into `into`; on a
+ * corrupt or missing blob sets the SQL error, naming the function, and
+ * returns -1. */
+static int sketch_arg(sqlite3_context *ctx, sqlite3_value **argv, int arg, ddsketch *into)
+{
+    if (sqlite3_value_type(argv[arg]) != SQLITE_BLOB) {
+        char msg[96];
+        snprintf(msg, sizeof msg, "tally_sketch_merge: argument %d is not a blob", arg + 1);
+        sqlite3_result_error(ctx, msg, -1);
+        return -1;
+    }
+    const unsigned char *buf = sqlite3_value_blob(argv[arg]);
+    int len = sqlite3_value_bytes(argv[arg]);
+    char why[128] = "", msg[256];
+    if (ddsketch_decode(into, buf ? buf : (const unsigned char *)"", (size_t)len, why,
+                        sizeof why) == 0)
+        return 0;
+    snprintf(msg, sizeof msg, "tally_sketch_merge: argument %d: corrupt distribution sketch"
+             " (%d bytes): %s", arg + 1, len, why);
+    sqlite3_result_error(ctx, msg, -1);
+    return -1;
+}
+
+/* tally_sketch_merge(type, a, b): the encoding of the merge of sketches a and
+ * b of a series of `type`. Only 'distribution' (ddsketch.h) so far; any other
+ * type, a corrupt blob or a NULL is an SQL error, never a silent drop. */
+static void sql_sketch_merge(sqlite3_context *ctx, int argc, sqlite3_value **argv)
+{
+    (void)argc;
+    const unsigned char *type = sqlite3_value_text(argv[0]);
+    if (!type || strcmp((const char *)type, "distribution") != 0) {
+        char msg[128];
+        snprintf(msg, sizeof msg, "tally_sketch_merge: no sketch merge for type '%.40s'",
+                 type ? (const char *)type : "NULL");
+        sqlite3_result_error(ctx, msg, -1);
+        return;
+    }
+    ddsketch *s = ddsketch_new();
+    if (!s) {
+        sqlite3_result_error_nomem(ctx);
+        return;
+    }
+    unsigned char *out = NULL;
+    size_t len = 0;
+    if (sketch_arg(ctx, argv, 1, s) == 0 && sketch_arg(ctx, argv, 2, s) == 0) {
+        if (ddsketch_encode(s, &out, &len) == 0)
+            sqlite3_result_blob64(ctx, out, len, free);
+        else
+            sqlite3_result_error_nomem(ctx);
+    }
+    ddsketch_free(s);
 }
 
 static int exec(sqlite3 *db, const char *sql, const char *what, char *err, size_t errlen)
@@ -236,6 +308,11 @@ int schema_init_writer(sqlite3 *db, const char *path, int bucket_seconds, char *
     if (sqlite3_create_function(db, "tally_prom_name", 1, SQLITE_UTF8 | SQLITE_DETERMINISTIC,
                                 NULL, sql_prom_name, NULL, NULL) != SQLITE_OK) {
         snprintf(err, errlen, "sqlite: register tally_prom_name: %s", sqlite3_errmsg(db));
+        return -1;
+    }
+    if (sqlite3_create_function(db, "tally_sketch_merge", 3, SQLITE_UTF8 | SQLITE_DETERMINISTIC,
+                                NULL, sql_sketch_merge, NULL, NULL) != SQLITE_OK) {
+        snprintf(err, errlen, "sqlite: register tally_sketch_merge: %s", sqlite3_errmsg(db));
         return -1;
     }
     if (exec(db, "BEGIN IMMEDIATE", "begin schema transaction", err, errlen) < 0)

@@ -20,11 +20,26 @@
  *                             as the rows): a counter's cumulative value at
  *                             bucket b is total_value minus the rows after b,
  *                             so a read scans its range, never the history.
+ *   sketches(name, tags, type, bucket, data)
+ *                             a mergeable sketch per series and bucket, written
+ *                             in the same transaction as its metrics row: for
+ *                             a distribution row, data is a DDSketch (alpha =
+ *                             1%, ddsketch.h's serialised form) of the row's
+ *                             values weighted 1 / sample_rate; type 'set' is
+ *                             reserved for HyperLogLog registers (hll.h), not
+ *                             written yet. Rows from before version 4 (a
+ *                             version 3 database upgraded) have no sketch row:
+ *                             quantiles are absent for those buckets. A bucket
+ *                             flushed both before and after the upgrade gets
+ *                             a sketch of its later values only; its count
+ *                             (ddsketch_count) is then below the row's weight,
+ *                             which is how a reader tells a partial sketch
+ *                             (otherwise they are equal, up to rounding).
  *   kafka_offsets, batches, rejected_records, quarantined_rows (store.h)
  *
  * Upgrades run inside the writer's schema transaction: 1 -> 2 quarantines
  * non-finite rows, 2 -> 3 times the dedup window by Kafka timestamps, 3 -> 4
- * builds the series catalog from the rows.
+ * builds the series catalog from the rows and adds the (empty) sketches table.
  */
 #ifndef TALLY_SCHEMA_H
 #define TALLY_SCHEMA_H
@@ -38,8 +53,12 @@
 /*
  * Creates the schema (IF NOT EXISTS), upgrades an older one, and records or
  * checks bucket_seconds, in one transaction on `db` (open read-write; `path`
- * names it in messages). Registers the SQL function tally_prom_name(name) on
- * `db`. Returns 0, or -1 with err filled and nothing changed.
+ * names it in messages). Registers on `db` the SQL functions
+ * tally_prom_name(name) and tally_sketch_merge(type, a, b): the encoding of
+ * the merge of the sketch blobs a and b, or an SQL error naming
+ * tally_sketch_merge and the argument when a blob is corrupt or the type has
+ * no sketch (the statement, hence the commit, fails). Returns 0, or -1 with
+ * err filled and nothing changed.
  */
 int schema_init_writer(sqlite3 *db, const char *path, int bucket_seconds, char *err,
                        size_t errlen);
@@ -52,6 +71,10 @@ extern const char SCHEMA_METRIC_UPSERT[];
 /* ?1 name ?2 tags ?3 type ?4 prom_name ?5 first bucket ?6 last bucket ?7 value
  * ?8 weight (this flush's sums): adds to the totals, widens the bucket span. */
 extern const char SCHEMA_SERIES_UPSERT[];
+/* ?1 name ?2 tags ?3 type ?4 bucket ?5 data (this flush's sketch of the row):
+ * a new row takes it, an existing one becomes tally_sketch_merge(type, data,
+ * ?5). Needs a connection set up by schema_init_writer(). */
+extern const char SCHEMA_SKETCH_UPSERT[];
 extern const char SCHEMA_GAUGE_GET[];      /* ?1 name ?2 tags -> value */
 extern const char SCHEMA_GAUGE_PUT[];      /* ?1 name ?2 tags ?3 value */
 extern const char SCHEMA_BATCH_INSERT[];   /* ?1 id ?2 log_ms ?3 digest ?4 topic ?5 partition ?6 offset */
@@ -86,5 +109,9 @@ extern const char SCHEMA_SERIES_BY_NAME[];
 /* ?1 name ?2 tags ?3 type ?4 first bucket -> bucket, value, weight, min, max
  * of every row from that bucket on, in bucket order. */
 extern const char SCHEMA_ROWS_FROM[];
+/* ?1 name ?2 tags ?3 type ?4 first bucket -> bucket, data of every sketch from
+ * that bucket on, in bucket order (decode each into one sketch to merge them;
+ * a bucket with a metrics row but no sketch row predates the sketches). */
+extern const char SCHEMA_SKETCHES_FROM[];
 
 #endif

@@ -12,7 +12,10 @@
  * Strings are copied into an arena of chunks. Pointers into a chunk stay
  * valid while the aggregate grows (a growing flat buffer would move them),
  * and clear() rewinds the chunks instead of freeing them, so after the first
- * few flushes the steady state allocates nothing.
+ * few flushes the steady state allocates nothing but the distribution rows'
+ * sketches: a row owns its sketch through a pointer (the rows array may move,
+ * the sketch does not), created by the row's first event and freed by
+ * clear(), which bounds what a flush leaves behind to the arrays and chunks.
  *
  * Trade-off: removal is not supported (nothing is removed between clears),
  * which keeps linear probing trivial. Memory is bounded because every event
@@ -112,10 +115,20 @@ aggregate *aggregate_new(int bucket_seconds)
     return a;
 }
 
+/* Frees the sketches of rows [0, nrows). */
+static void free_sketches(aggregate *a)
+{
+    for (size_t i = 0; i < a->nrows; i++) {
+        ddsketch_free(a->rows[i].sketch);
+        a->rows[i].sketch = NULL;
+    }
+}
+
 void aggregate_free(aggregate *a)
 {
     if (!a)
         return;
+    free_sketches(a);
     for (size_t i = 0; i < a->nchunks; i++)
         free(a->chunks[i]);
     free(a->chunks);
@@ -129,6 +142,7 @@ void aggregate_free(aggregate *a)
 void aggregate_clear(aggregate *a)
 {
     assert(a);
+    free_sketches(a);
     memset(a->series_slots, 0, a->series_slot_cap * sizeof *a->series_slots);
     memset(a->row_slots, 0, a->row_slot_cap * sizeof *a->row_slots);
     for (size_t i = 0; i < a->nchunks; i++)
@@ -272,6 +286,24 @@ static long row_lookup(aggregate *a, uint32_t series, int64_t bucket)
 
 /* ---- folding ------------------------------------------------------------------ */
 
+/* Adds the event to its row's sketch, creating the sketch with the row's
+ * first event. Returns 0, or -1 with err filled and the row unchanged. */
+static int sketch_add(agg_row *r, const agg_series *s, const metric_event *ev, char *err,
+                      size_t errlen)
+{
+    if (!r->sketch && !(r->sketch = ddsketch_new())) {
+        snprintf(err, errlen, "aggregate: out of memory (sketch of %s)", s->name);
+        return -1;
+    }
+    if (ddsketch_add(r->sketch, ev->value, event_weight(ev)) < 0) {
+        snprintf(err, errlen,
+                 "aggregate: the sketch of %s refuses value %g with weight %g (out of memory,"
+                 " or outside event.h's domain)", s->name, ev->value, event_weight(ev));
+        return -1;
+    }
+    return 0;
+}
+
 static void range_add(double *lo, double *hi, uint8_t *has, double v)
 {
     if (!*has) {
@@ -315,6 +347,8 @@ int aggregate_add(aggregate *a, const metric_event *ev, char *err, size_t errlen
     agg_series *s = &a->series[si];
     agg_row *r = &a->rows[ri];
     assert(s->type == ev->type && r->series == (uint32_t)si);
+    if (ev->type == METRIC_DISTRIBUTION && sketch_add(r, s, ev, err, errlen) < 0)
+        return -1;
 
     r->lines++;
     switch (ev->type) {

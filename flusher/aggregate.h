@@ -4,14 +4,16 @@
  * Pure: no I/O, no clock. The flusher feeds every event of the pending flush
  * in consume order; the store then iterates the rows and series and upserts
  * them in one SQLite transaction; clear() empties the aggregate for the next
- * flush while keeping its memory. One event adds at most one series and one
- * row, so memory is bounded by the flush trigger (flusher.max_batch_events),
+ * flush while keeping its memory, except the distribution sketches, which it
+ * frees (below). One event adds at most one series, one row and one sketch
+ * bin, so memory is bounded by the flush trigger (flusher.max_batch_events),
  * not by load.
  *
  * Row semantics (bucket = floor(stamp_ms / 1000 / bucket_seconds) * bucket_seconds,
  * in Unix seconds, floored towards minus infinity):
  *   counter:      lines += 1; value += v / rate; weight += 1 / rate; no min/max.
- *   distribution: lines += 1; value += v / rate; weight += 1 / rate; min/max of v.
+ *   distribution: lines += 1; value += v / rate; weight += 1 / rate; min/max of v;
+ *                 sketch: v added with weight 1 / rate (event_weight).
  *   gauge:        lines += 1; weight += 1; value = the series' running value after
  *                 the last op (in consume order) that fell in this bucket.
  *
@@ -24,6 +26,14 @@
  * series' first absolute op and absolute ones after it, a gauge row keeps two
  * ranges: [rel_min, rel_max] (relative to the base) and [min, max] (absolute);
  * the stored min/max is the combination of both after resolution.
+ *
+ * Sketches: every distribution row owns a DDSketch (ddsketch.h, alpha = 1%)
+ * of its values, created with the row's first event, so its quantiles are
+ * within 1% of the exact weighted quantiles of the row; the store upserts it
+ * next to the row. Other rows have none (NULL). clear() and free() free the
+ * sketches: a sketch's bins grow with the span of its values (up to ~40 KB),
+ * and keeping the largest flush's sketches for reuse would pin that peak, so
+ * each flush allocates one sketch (and its bins) per distribution row.
  */
 #ifndef TALLY_AGGREGATE_H
 #define TALLY_AGGREGATE_H
@@ -31,6 +41,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "ddsketch.h"
 #include "event.h"
 
 /* A series: (type, name, tags), strings copied and NUL-terminated, owned by
@@ -63,6 +74,10 @@ typedef struct agg_row {
     uint8_t has_range;
     uint8_t has_rel_range;
     uint8_t value_relative;    /* gauge: value is relative to the base */
+    ddsketch *sketch;          /* distribution: the row's values weighted 1 / rate
+                                  (non-NULL once an event was folded in); NULL for
+                                  other types. Owned by the aggregate, valid until
+                                  the next clear/free. */
 } agg_row;
 
 typedef struct aggregate aggregate;
@@ -81,7 +96,9 @@ void aggregate_free(aggregate *a);
  * sample_rate in (0, 1], finite value). Strings are copied: the event's buffer
  * may be freed afterwards. Returns 0, or -1 with err filled (invalid event,
  * out of memory); after -1 the aggregate is still consistent but the event is
- * not (or only partly) counted, so the caller must not commit it.
+ * not (or only partly) counted, so the caller must not commit it. A
+ * distribution event whose value or weight its sketch refuses (outside
+ * event.h's domain) or that finds no memory for the sketch is such an error.
  */
 int aggregate_add(aggregate *a, const metric_event *ev, char *err, size_t errlen);
 
@@ -98,7 +115,8 @@ const agg_series *aggregate_series_at(const aggregate *a, size_t i);
 size_t aggregate_row_count(const aggregate *a);
 const agg_row *aggregate_row_at(const aggregate *a, size_t i);
 
-/* Empties the aggregate (after a commit) and keeps its allocated memory. */
+/* Empties the aggregate (after a commit): frees the rows' sketches and keeps
+ * the rest of its allocated memory. */
 void aggregate_clear(aggregate *a);
 
 #endif

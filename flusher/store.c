@@ -10,6 +10,12 @@
  * distributions, a gauge's value is replaced (this flush is later in consume
  * order), min/max combine ignoring NULLs.
  *
+ * Sketches: after the metrics rows, every distribution row's sketch is
+ * encoded (ddsketch.h) and upserted into sketches; a bucket seen by an earlier
+ * flush is merged by SQLite itself (tally_sketch_merge, schema.c), inside the
+ * same transaction, so a sketch is exactly once exactly when its row is, and
+ * a corrupt stored sketch fails the commit instead of being overwritten.
+ *
  * Gauges: rows that the aggregate marks relative are resolved here, because
  * only the store knows the value before the flush. Bases are read inside the
  * transaction, before the gauges table is rewritten, so the resolution and
@@ -57,6 +63,7 @@ struct store {
 
     sqlite3_stmt *metric_upsert;
     sqlite3_stmt *series_upsert;
+    sqlite3_stmt *sketch_upsert;
     sqlite3_stmt *gauge_get;
     sqlite3_stmt *gauge_put;
     sqlite3_stmt *batch_insert;
@@ -180,6 +187,7 @@ int store_open(store **out, const char *path, const char *synchronous, int bucke
         schema_init_writer(s->db, s->path, s->bucket_seconds, err, errlen) < 0 ||
         prepare(s, &s->metric_upsert, SCHEMA_METRIC_UPSERT, err, errlen) < 0 ||
         prepare(s, &s->series_upsert, SCHEMA_SERIES_UPSERT, err, errlen) < 0 ||
+        prepare(s, &s->sketch_upsert, SCHEMA_SKETCH_UPSERT, err, errlen) < 0 ||
         prepare(s, &s->gauge_get, SCHEMA_GAUGE_GET, err, errlen) < 0 ||
         prepare(s, &s->gauge_put, SCHEMA_GAUGE_PUT, err, errlen) < 0 ||
         prepare(s, &s->batch_insert, SCHEMA_BATCH_INSERT, err, errlen) < 0 ||
@@ -199,8 +207,9 @@ void store_close(store *s)
 {
     if (!s)
         return;
-    sqlite3_stmt *all[] = {s->metric_upsert, s->series_upsert, s->gauge_get, s->gauge_put, s->batch_insert,
-                           s->batch_seen, s->reject_insert, s->offset_put, s->offsets_get, s->prune};
+    sqlite3_stmt *all[] = {s->metric_upsert, s->series_upsert, s->sketch_upsert, s->gauge_get,
+                           s->gauge_put, s->batch_insert, s->batch_seen, s->reject_insert,
+                           s->offset_put, s->offsets_get, s->prune};
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
         sqlite3_finalize(all[i]); /* NULL is a harmless no-op */
     if (s->db)
@@ -365,6 +374,50 @@ static int write_rows(store *s, const aggregate *a, char *err, size_t errlen)
     return 0;
 }
 
+/* Upserts one encoded sketch (buf, len) of row r; the caller frees buf. On
+ * failure err names the series and bucket after SQLite's message. */
+static int upsert_sketch(store *s, const agg_series *se, const agg_row *r,
+                         const unsigned char *buf, size_t len, char *err, size_t errlen)
+{
+    sqlite3_stmt *st = s->sketch_upsert;
+    BIND(sqlite3_bind_text(st, 1, se->name, se->name_len, SQLITE_STATIC), "bind name");
+    BIND(sqlite3_bind_text(st, 2, se->tags, se->tags_len, SQLITE_STATIC), "bind tags");
+    BIND(sqlite3_bind_text(st, 3, metric_type_name(se->type), -1, SQLITE_STATIC), "bind type");
+    BIND(sqlite3_bind_int64(st, 4, r->bucket), "bind bucket");
+    BIND(sqlite3_bind_blob64(st, 5, buf, len, SQLITE_STATIC), "bind sketch");
+    if (step_done(s, st, "upsert sketch", err, errlen) == 0)
+        return 0;
+    size_t used = strlen(err);
+    if (used + 1 < errlen)
+        snprintf(err + used, errlen - used, " (name %s, tags '%s', bucket %" PRId64 ")",
+                 se->name, se->tags, r->bucket);
+    return -1;
+}
+
+/* Upserts the sketch of every distribution row (after the rows). */
+static int write_sketches(store *s, const aggregate *a, size_t *count, char *err, size_t errlen)
+{
+    for (size_t i = 0; i < aggregate_row_count(a); i++) {
+        const agg_row *r = aggregate_row_at(a, i);
+        const agg_series *se = aggregate_series_at(a, r->series);
+        if (se->type != METRIC_DISTRIBUTION)
+            continue;
+        assert(r->sketch && r->lines > 0); /* aggregate.h: made by the row's first event */
+        unsigned char *buf = NULL;
+        size_t len = 0;
+        if (ddsketch_encode(r->sketch, &buf, &len) < 0) {
+            snprintf(err, errlen, "store: out of memory (encoding the sketch of %s)", se->name);
+            return -1;
+        }
+        int rc = upsert_sketch(s, se, r, buf, len, err, errlen);
+        free(buf);
+        if (rc < 0)
+            return -1;
+        (*count)++;
+    }
+    return 0;
+}
+
 /* Sums this flush's rows per series, for the catalog. */
 static int sum_spans(store *s, const aggregate *a, char *err, size_t errlen)
 {
@@ -500,6 +553,7 @@ int store_commit(store *s, const char *topic, const aggregate *a, const pending 
     if (exec(s, "BEGIN IMMEDIATE", "begin", err, errlen) < 0)
         return -1;
     if (load_bases(s, a, err, errlen) < 0 || write_rows(s, a, err, errlen) < 0 ||
+        write_sketches(s, a, &st.sketches, err, errlen) < 0 ||
         write_series(s, a, err, errlen) < 0 || write_gauges(s, a, &st.gauges, err, errlen) < 0 ||
         write_pending(s, topic, p, &st, err, errlen) < 0)
         goto fail;

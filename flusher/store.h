@@ -18,6 +18,15 @@
  *       sum of value/rate, weight = sum of 1/rate (estimated count), min/max of
  *       the values. gauge: value = the gauge after the bucket's last op (in
  *       consume order), weight = lines, min/max of the gauge's values.
+ *   sketches(name, tags, type, bucket, data)
+ *       One row per distribution row, in the same transaction: data = the
+ *       DDSketch (ddsketch.h, alpha = 1%) of the bucket's values weighted
+ *       1/rate; a later flush of the bucket merges into it (in SQL,
+ *       tally_sketch_merge), so it is the sketch of every value the row
+ *       counts. Rows written before schema version 4 have none: their
+ *       buckets have no quantiles (a bucket straddling the upgrade gets a
+ *       sketch of its later values, whose count is below the row's weight;
+ *       schema.h). type 'set' is reserved (HyperLogLog).
  *   series(name, tags, type, prom_name, first_bucket, last_bucket, total_value,
  *          total_weight)
  *       The catalog: every series, its bucket span and the sums of its rows'
@@ -56,6 +65,7 @@ typedef struct store store;
 /* What one commit wrote. */
 typedef struct store_commit_stats {
     size_t rows;        /* metrics rows upserted */
+    size_t sketches;    /* sketches rows upserted (one per distribution row) */
     size_t gauges;      /* gauges rows upserted */
     size_t batches;     /* batch ids inserted */
     size_t rejected;    /* rejected records inserted */
@@ -100,11 +110,14 @@ void store_set_before_commit_hook(store *s, void (*hook)(void *arg), void *arg);
  * Writes one flush in a single transaction: BEGIN IMMEDIATE; upsert every
  * aggregate row (counters and distributions add; gauges take this flush's
  * value, relative rows resolved against the gauges table, base 0 for a new
- * gauge); upsert the final value of every gauge series; insert the batch ids
- * and rejected records; upsert the next offset of every partition consumed;
- * prune the dedup window; COMMIT. On any error it rolls back and returns -1
- * with err filled; the database is then as before the call and the caller
- * must not retry with its in-memory state (exit; the restart replays).
+ * gauge); upsert the sketch of every distribution row (merged with the
+ * stored one: a corrupt stored sketch is an error naming tally_sketch_merge
+ * and the row); upsert the series catalog and the final value of every gauge
+ * series; insert the batch ids and rejected records; upsert the next offset
+ * of every partition consumed; prune the dedup window; COMMIT. On any error
+ * it rolls back and returns -1 with err filled; the database is then as
+ * before the call and the caller must not retry with its in-memory state
+ * (exit; the restart replays).
  * Requires the aggregate to have been built with this store's bucket_seconds.
  * Does not clear `a` or `p`. Fills *stats (may be NULL) on success.
  */

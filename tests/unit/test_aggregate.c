@@ -196,6 +196,78 @@ static void test_distribution(void **state)
     assert_double_equal(r->max, -1.0, 0);
 }
 
+/* The exact weighted q-quantile of values[0..n) (ascending) with weights
+ * w[0..n), by ddsketch.h's rule: the first value whose cumulative weight
+ * exceeds q * (count - 1). */
+static double exact_weighted_quantile(const double *values, const double *w, size_t n, double q)
+{
+    double total = 0.0, cum = 0.0;
+    for (size_t i = 0; i < n; i++)
+        total += w[i];
+    for (size_t i = 0; i < n; i++) {
+        cum += w[i];
+        if (cum > q * (total - 1.0))
+            return values[i];
+    }
+    return values[n - 1];
+}
+
+static void test_distribution_sketch(void **state)
+{
+    aggregate *a = *state;
+    /* 1..1000 ms; every third line sampled at 1/4 (weight 4, exact in binary),
+     * added in a scrambled order (i * 7919 mod 1000 visits each once). */
+    enum { N = 1000 };
+    static double values[N], weights[N];
+    for (int i = 0; i < N; i++) {
+        values[i] = i + 1;
+        weights[i] = (i % 3 == 0) ? 4.0 : 1.0;
+    }
+    for (int k = 0; k < N; k++) {
+        int i = (int)((k * 7919L) % N);
+        add(a, METRIC_DISTRIBUTION, "lat", "route:/a", values[i], 1.0 / weights[i], 500, 0);
+    }
+    add(a, METRIC_COUNTER, "lat", "route:/a", 1, 1.0, 500, 0);
+    add(a, METRIC_GAUGE, "lat", "route:/a", 1, 1.0, 500, 0);
+    assert_null(find_row(a, "lat", "route:/a", METRIC_COUNTER, 0)->sketch);
+    assert_null(find_row(a, "lat", "route:/a", METRIC_GAUGE, 0)->sketch);
+
+    const agg_row *r = find_row(a, "lat", "route:/a", METRIC_DISTRIBUTION, 0);
+    assert_non_null(r);
+    assert_non_null(r->sketch);
+    assert_double_equal(ddsketch_count(r->sketch), r->weight, 0);
+    static const double qs[] = {0, 0.01, 0.25, 0.5, 0.75, 0.9, 0.99, 1};
+    for (size_t i = 0; i < sizeof qs / sizeof qs[0]; i++) {
+        double got, want = exact_weighted_quantile(values, weights, N, qs[i]);
+        assert_int_equal(ddsketch_quantile(r->sketch, qs[i], &got), 0);
+        if (!(fabs(got - want) <= DDSKETCH_ALPHA * want * (1 + 1e-9)))
+            fail_msg("q=%g: sketch %.17g exact %.17g", qs[i], got, want);
+    }
+    double lo, hi;
+    ddsketch_quantile(r->sketch, 0, &lo);
+    ddsketch_quantile(r->sketch, 1, &hi);
+    assert_true(lo == r->min && hi == r->max);
+
+    /* clear() resets it: the same series' next row holds only its own event. */
+    aggregate_clear(a);
+    add(a, METRIC_DISTRIBUTION, "lat", "route:/a", 250, 0.5, 500, 0);
+    r = find_row(a, "lat", "route:/a", METRIC_DISTRIBUTION, 0);
+    assert_non_null(r->sketch);
+    assert_double_equal(ddsketch_count(r->sketch), 2, 0);
+    double q;
+    assert_int_equal(ddsketch_quantile(r->sketch, 0.5, &q), 0);
+    assert_double_equal(q, 250, 0);
+
+    /* A weight beyond the sketch's domain (1 / rate > 1e15) is an error
+     * naming the sketch, and the row is unchanged. */
+    char err[256] = "";
+    metric_event ev = ev_make(METRIC_DISTRIBUTION, "lat", "route:/a", 1, 1e-16, 500, 0);
+    assert_int_equal(aggregate_add(a, &ev, err, sizeof err), -1);
+    assert_non_null(strstr(err, "sketch"));
+    assert_int_equal(r->lines, 1);
+    assert_double_equal(ddsketch_count(r->sketch), 2, 0);
+}
+
 /* ---- gauges -------------------------------------------------------------------- */
 
 static void test_gauge_absolute_sequence(void **state)
@@ -627,6 +699,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_types_are_separate_series, setup, teardown),
         cmocka_unit_test_setup_teardown(test_name_tags_split_is_part_of_identity, setup, teardown),
         cmocka_unit_test_setup_teardown(test_distribution, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_distribution_sketch, setup, teardown),
         cmocka_unit_test_setup_teardown(test_gauge_absolute_sequence, setup, teardown),
         cmocka_unit_test_setup_teardown(test_gauge_relative_only_is_flagged, setup, teardown),
         cmocka_unit_test_setup_teardown(test_gauge_relative_then_absolute, setup, teardown),

@@ -1,0 +1,486 @@
+/*
+ * test_store.c — the distribution sketches the store writes (store.h,
+ * schema.h), against a temporary SQLite file (mkdtemp under /tmp).
+ *
+ * What is proved: a bucket flushed twice holds the sketch of the union of
+ * both flushes' values (byte for byte the encoding of a sketch built from
+ * the union, and quantiles within alpha of the exact union quantiles); only
+ * distribution rows get a sketch; tally_sketch_merge merges two blobs and
+ * refuses a corrupt one, a NULL or a type without a sketch with an error
+ * naming itself; a corrupt stored sketch makes the next commit touching its
+ * bucket fail with that error and leaves every table as it was (ROLLBACK),
+ * and the store stays usable; a version 3 database upgraded has no sketch
+ * for its earlier buckets. The database is read back through a second
+ * connection with plain sqlite3 calls and ddsketch_decode, as a reader would.
+ *
+ * Weights are 1, 2 and 4 (rates 1, .5, .25), exact in binary, so the merged
+ * counts are exact and the byte comparison is meaningful (ddsketch.h: merge
+ * equals the sketch of the union up to the rounding of non-integral weights).
+ */
+#include <setjmp.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+#include <sqlite3.h>
+
+#include "aggregate.h"
+#include "ddsketch.h"
+#include "pending.h"
+#include "schema.h"
+#include "store.h"
+
+#define BUCKET_SECONDS 10
+#define BOUND (DDSKETCH_ALPHA * (1.0 + 1e-9))
+
+static const double QS[] = {0, 0.01, 0.1, 0.25, 0.5, 0.75, 0.9, 0.99, 1};
+#define NQ (sizeof QS / sizeof QS[0])
+
+typedef struct sample {
+    double v, w;
+} sample;
+
+typedef struct fixture {
+    char dir[64];
+    char path[128];
+    store *st;
+    aggregate *agg;
+    pending *pend;
+    int64_t next_offset;
+} fixture;
+
+/* ---- fixture ---------------------------------------------------------------- */
+
+static int setup(void **state)
+{
+    fixture *f = calloc(1, sizeof *f);
+    char err[512];
+    if (!f)
+        return -1;
+    snprintf(f->dir, sizeof f->dir, "/tmp/tally-test-store-XXXXXX");
+    if (!mkdtemp(f->dir)) {
+        free(f);
+        return -1;
+    }
+    snprintf(f->path, sizeof f->path, "%s/t.db", f->dir);
+    if (store_open(&f->st, f->path, "FULL", BUCKET_SECONDS, 60, err, sizeof err) < 0) {
+        print_error("store_open: %s\n", err);
+        return -1;
+    }
+    f->agg = aggregate_new(BUCKET_SECONDS);
+    f->pend = pending_new(1);
+    *state = f;
+    return f->agg && f->pend ? 0 : -1;
+}
+
+static int teardown(void **state)
+{
+    fixture *f = *state;
+    char file[200];
+    store_close(f->st);
+    aggregate_free(f->agg);
+    pending_free(f->pend);
+    const char *suffix[] = {"", "-wal", "-shm"};
+    for (int i = 0; i < 3; i++) {
+        snprintf(file, sizeof file, "%s%s", f->path, suffix[i]);
+        unlink(file);
+    }
+    rmdir(f->dir);
+    free(f);
+    return 0;
+}
+
+/* ---- building flushes ------------------------------------------------------- */
+
+static void add(fixture *f, metric_type type, const char *name, double value, double weight,
+                int64_t stamp_ms)
+{
+    char err[256] = "";
+    metric_event ev = {
+        .type = type, .name = name, .name_len = (uint16_t)strlen(name), .tags = "route:/a",
+        .tags_len = 8, .value = value, .sample_rate = 1.0 / weight, .stamp_ms = stamp_ms,
+    };
+    if (aggregate_add(f->agg, &ev, err, sizeof err) != 0)
+        fail_msg("aggregate_add: %s", err);
+}
+
+/* Adds every sample to "lat" at stamp_ms and to `all` (when not NULL). */
+static void add_samples(fixture *f, const sample *d, size_t n, int64_t stamp_ms, ddsketch *all)
+{
+    for (size_t i = 0; i < n; i++) {
+        add(f, METRIC_DISTRIBUTION, "lat", d[i].v, d[i].w, stamp_ms);
+        if (all)
+            assert_int_equal(ddsketch_add(all, d[i].v, d[i].w), 0);
+    }
+}
+
+/* Notes the flush's one message (a new batch id at the next offset). */
+static void note_message(fixture *f)
+{
+    char id[32], err[256];
+    snprintf(id, sizeof id, "b%lld", (long long)f->next_offset);
+    assert_int_equal(pending_add_batch(f->pend, id, strlen(id), 1000, "0123456789abcdef", 0,
+                                       f->next_offset, err, sizeof err), 0);
+    pending_note_offset(f->pend, 0, f->next_offset++);
+}
+
+static int commit(fixture *f, store_commit_stats *stats, char *err, size_t errlen)
+{
+    note_message(f);
+    int rc = store_commit(f->st, "t", f->agg, f->pend, stats, err, errlen);
+    aggregate_clear(f->agg);
+    pending_clear(f->pend);
+    return rc;
+}
+
+static void commit_ok(fixture *f, store_commit_stats *stats)
+{
+    char err[512] = "";
+    if (commit(f, stats, err, sizeof err) != 0)
+        fail_msg("store_commit: %s", err);
+}
+
+/* ---- reading back ------------------------------------------------------------ */
+
+static sqlite3 *open_reader(const fixture *f)
+{
+    sqlite3 *db = NULL;
+    assert_int_equal(sqlite3_open_v2(f->path, &db, SQLITE_OPEN_READWRITE, NULL), SQLITE_OK);
+    return db;
+}
+
+/* The stored blob of ("lat", "route:/a", distribution, bucket) through
+ * SCHEMA_SKETCHES_FROM (malloc'd copy, *len bytes), or NULL when none. */
+static unsigned char *stored_sketch(const fixture *f, int64_t bucket, size_t *len)
+{
+    sqlite3 *db = open_reader(f);
+    sqlite3_stmt *st;
+    unsigned char *out = NULL;
+    assert_int_equal(sqlite3_prepare_v2(db, SCHEMA_SKETCHES_FROM, -1, &st, NULL), SQLITE_OK);
+    sqlite3_bind_text(st, 1, "lat", -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, "route:/a", -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 3, "distribution", -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 4, bucket);
+    if (sqlite3_step(st) == SQLITE_ROW && sqlite3_column_int64(st, 0) == bucket) {
+        *len = (size_t)sqlite3_column_bytes(st, 1);
+        out = malloc(*len ? *len : 1);
+        assert_non_null(out);
+        memcpy(out, sqlite3_column_blob(st, 1), *len);
+    }
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    return out;
+}
+
+static double scalar(const fixture *f, const char *sql)
+{
+    sqlite3 *db = open_reader(f);
+    sqlite3_stmt *st;
+    double v = -12345;
+    assert_int_equal(sqlite3_prepare_v2(db, sql, -1, &st, NULL), SQLITE_OK);
+    if (sqlite3_step(st) == SQLITE_ROW)
+        v = sqlite3_column_double(st, 0);
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    return v;
+}
+
+static void exec_sql(const fixture *f, const char *sql)
+{
+    sqlite3 *db = open_reader(f);
+    char *msg = NULL;
+    if (sqlite3_exec(db, sql, NULL, NULL, &msg) != SQLITE_OK)
+        fail_msg("%s: %s", sql, msg);
+    sqlite3_close(db);
+}
+
+/* Every row of every table the store writes, as one string (malloc'd). */
+static char *dump(const fixture *f)
+{
+    static const char sql[] =
+        "SELECT 'M ' || name || ' ' || tags || ' ' || type || ' ' || bucket || ' ' || lines || ' '"
+        " || value || ' ' || weight || ' ' || ifnull(min, 'N') || ' ' || ifnull(max, 'N') FROM metrics"
+        " UNION ALL SELECT 'K ' || name || ' ' || tags || ' ' || type || ' ' || bucket || ' ' ||"
+        " hex(data) FROM sketches"
+        " UNION ALL SELECT 'S ' || name || ' ' || type || ' ' || first_bucket || ' ' || last_bucket"
+        " || ' ' || total_value || ' ' || total_weight FROM series"
+        " UNION ALL SELECT 'G ' || name || ' ' || value FROM gauges"
+        " UNION ALL SELECT 'O ' || partition || ' ' || next_offset FROM kafka_offsets"
+        " UNION ALL SELECT 'B ' || batch_id FROM batches ORDER BY 1";
+    sqlite3 *db = open_reader(f);
+    sqlite3_stmt *st;
+    size_t len = 0, cap = 4096;
+    char *out = malloc(cap);
+    assert_non_null(out);
+    out[0] = '\0';
+    assert_int_equal(sqlite3_prepare_v2(db, sql, -1, &st, NULL), SQLITE_OK);
+    while (sqlite3_step(st) == SQLITE_ROW) {
+        const char *row = (const char *)sqlite3_column_text(st, 0);
+        size_t n = strlen(row);
+        while (len + n + 2 > cap) {
+            cap *= 2;
+            out = realloc(out, cap);
+            assert_non_null(out);
+        }
+        memcpy(out + len, row, n);
+        len += n;
+        out[len++] = '\n';
+        out[len] = '\0';
+    }
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    return out;
+}
+
+/* ---- the exact answer ------------------------------------------------------- */
+
+static int by_value(const void *a, const void *b)
+{
+    double x = ((const sample *)a)->v, y = ((const sample *)b)->v;
+    return (x > y) - (x < y);
+}
+
+/* ddsketch.h's rule on d sorted by value: the first value whose cumulative
+ * weight exceeds q * (count - 1). */
+static double exact_quantile(const sample *d, size_t n, double q)
+{
+    double total = 0.0, cum = 0.0;
+    for (size_t i = 0; i < n; i++)
+        total += d[i].w;
+    for (size_t i = 0; i < n; i++) {
+        cum += d[i].w;
+        if (cum > q * (total - 1.0))
+            return d[i].v;
+    }
+    return d[n - 1].v;
+}
+
+static void check_quantiles(const ddsketch *s, sample *d, size_t n)
+{
+    qsort(d, n, sizeof *d, by_value);
+    for (size_t i = 0; i < NQ; i++) {
+        double got, want = exact_quantile(d, n, QS[i]);
+        assert_int_equal(ddsketch_quantile(s, QS[i], &got), 0);
+        if (!(fabs(got - want) <= BOUND * fabs(want)))
+            fail_msg("q=%g: stored sketch %.17g, exact union %.17g", QS[i], got, want);
+    }
+}
+
+/* ---- data: two flushes of one bucket, overlapping ranges -------------------- */
+
+enum { N1 = 100, N2 = 200 };
+
+/* Flush 1: 1..100 ms, every fourth sampled at 1/2; flush 2: 50..448 ms by 2,
+ * every fifth sampled at 1/4. */
+static void make_data(sample *d1, sample *d2)
+{
+    for (int i = 0; i < N1; i++)
+        d1[i] = (sample){i + 1, i % 4 == 0 ? 2.0 : 1.0};
+    for (int i = 0; i < N2; i++)
+        d2[i] = (sample){50 + 2 * i, i % 5 == 0 ? 4.0 : 1.0};
+}
+
+/* ---- tests --------------------------------------------------------------------- */
+
+static void test_bucket_sketch_is_sketch_of_union(void **state)
+{
+    fixture *f = *state;
+    sample d[N1 + N2];
+    make_data(d, d + N1);
+    ddsketch *all = ddsketch_new();
+    assert_non_null(all);
+    store_commit_stats stats;
+
+    add_samples(f, d, N1, 1000, all);
+    add(f, METRIC_COUNTER, "lat", 1, 1, 1000);
+    add(f, METRIC_GAUGE, "lat", 1, 1, 1000);
+    commit_ok(f, &stats);
+    assert_int_equal(stats.rows, 3);
+    assert_int_equal(stats.sketches, 1);
+
+    add_samples(f, d + N1, N2, 2000, all);           /* the same bucket (0) */
+    add(f, METRIC_DISTRIBUTION, "lat", 7, 1, 12000);  /* bucket 10 */
+    commit_ok(f, &stats);
+    assert_int_equal(stats.sketches, 2);
+
+    /* Only distributions have sketches: buckets 0 and 10. */
+    assert_int_equal((int)scalar(f, "SELECT count(*) FROM sketches"), 2);
+    assert_int_equal((int)scalar(f, "SELECT count(*) FROM sketches WHERE type <> 'distribution'"), 0);
+
+    size_t len = 0;
+    unsigned char *blob = stored_sketch(f, 0, &len);
+    assert_non_null(blob);
+    unsigned char *want = NULL;
+    size_t want_len = 0;
+    assert_int_equal(ddsketch_encode(all, &want, &want_len), 0);
+    assert_int_equal(len, want_len);
+    assert_memory_equal(blob, want, len); /* the sketch of the union, byte for byte */
+
+    ddsketch *got = ddsketch_new();
+    assert_non_null(got);
+    char err[128] = "";
+    if (ddsketch_decode(got, blob, len, err, sizeof err) != 0)
+        fail_msg("decode the stored sketch: %s", err);
+    assert_true(ddsketch_count(got) ==
+                scalar(f, "SELECT weight FROM metrics WHERE type = 'distribution' AND bucket = 0"));
+    check_quantiles(got, d, N1 + N2);
+    printf("measured: stored sketch of %d values in 1..448 ms: %zu bytes, %zu bins\n", N1 + N2,
+           len, ddsketch_bins(got));
+
+    free(blob);
+    free(want);
+    ddsketch_free(got);
+    ddsketch_free(all);
+}
+
+static void test_sketch_merge_function(void **state)
+{
+    fixture *f = *state;
+    sample d[N1 + N2];
+    make_data(d, d + N1);
+    ddsketch *a = ddsketch_new(), *b = ddsketch_new(), *all = ddsketch_new();
+    assert_true(a && b && all);
+    for (size_t i = 0; i < N1 + N2; i++) {
+        assert_int_equal(ddsketch_add(i < N1 ? a : b, d[i].v, d[i].w), 0);
+        assert_int_equal(ddsketch_add(all, d[i].v, d[i].w), 0);
+    }
+    unsigned char *ea, *eb, *eall;
+    size_t la, lb, lall;
+    assert_int_equal(ddsketch_encode(a, &ea, &la), 0);
+    assert_int_equal(ddsketch_encode(b, &eb, &lb), 0);
+    assert_int_equal(ddsketch_encode(all, &eall, &lall), 0);
+
+    /* A connection of our own, set up like the store's. */
+    sqlite3 *db = open_reader(f);
+    char err[512] = "";
+    if (schema_init_writer(db, f->path, BUCKET_SECONDS, err, sizeof err) != 0)
+        fail_msg("schema_init_writer: %s", err);
+    sqlite3_stmt *st;
+    assert_int_equal(sqlite3_prepare_v2(db, "SELECT tally_sketch_merge(?1, ?2, ?3)", -1, &st, NULL),
+                     SQLITE_OK);
+    sqlite3_bind_text(st, 1, "distribution", -1, SQLITE_STATIC);
+    sqlite3_bind_blob(st, 2, ea, (int)la, SQLITE_STATIC);
+    sqlite3_bind_blob(st, 3, eb, (int)lb, SQLITE_STATIC);
+    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+    assert_int_equal(sqlite3_column_bytes(st, 0), (int)lall);
+    assert_memory_equal(sqlite3_column_blob(st, 0), eall, lall);
+    sqlite3_reset(st);
+
+    /* Refusals, each naming the function: a corrupt blob (version byte 7,
+     * then a truncated one), a NULL, a type without a sketch. */
+    ea[0] = 7;
+    assert_int_equal(sqlite3_step(st), SQLITE_ERROR);
+    assert_non_null(strstr(sqlite3_errmsg(db), "tally_sketch_merge: argument 2"));
+    assert_non_null(strstr(sqlite3_errmsg(db), "version 7"));
+    sqlite3_reset(st);
+    ea[0] = DDSKETCH_FORMAT_VERSION;
+    sqlite3_bind_blob(st, 3, eb, (int)lb - 1, SQLITE_STATIC);
+    assert_int_equal(sqlite3_step(st), SQLITE_ERROR);
+    assert_non_null(strstr(sqlite3_errmsg(db), "tally_sketch_merge: argument 3"));
+    sqlite3_reset(st);
+    sqlite3_bind_null(st, 3);
+    assert_int_equal(sqlite3_step(st), SQLITE_ERROR);
+    assert_non_null(strstr(sqlite3_errmsg(db), "tally_sketch_merge: argument 3 is not a blob"));
+    sqlite3_reset(st);
+    sqlite3_bind_blob(st, 3, eb, (int)lb, SQLITE_STATIC);
+    sqlite3_bind_text(st, 1, "set", -1, SQLITE_STATIC);
+    assert_int_equal(sqlite3_step(st), SQLITE_ERROR);
+    assert_non_null(strstr(sqlite3_errmsg(db), "tally_sketch_merge: no sketch merge for type 'set'"));
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+
+    free(ea);
+    free(eb);
+    free(eall);
+    ddsketch_free(a);
+    ddsketch_free(b);
+    ddsketch_free(all);
+}
+
+static void test_corrupt_stored_sketch_fails_commit(void **state)
+{
+    fixture *f = *state;
+    sample d[N1 + N2];
+    make_data(d, d + N1);
+    add_samples(f, d, N1, 1000, NULL);
+    commit_ok(f, NULL);
+    exec_sql(f, "UPDATE sketches SET data = CAST(x'07' || substr(data, 2) AS BLOB) WHERE bucket = 0");
+    char *before = dump(f);
+
+    /* The next flush touches the corrupt bucket, among other writes. */
+    add_samples(f, d + N1, N2, 2000, NULL);
+    add(f, METRIC_COUNTER, "c", 5, 1, 2000);
+    add(f, METRIC_GAUGE, "g", 3, 1, 2000);
+    char err[512] = "";
+    assert_int_equal(commit(f, NULL, err, sizeof err), -1);
+    assert_non_null(strstr(err, "tally_sketch_merge"));
+    assert_non_null(strstr(err, "unsupported ddsketch version 7"));
+    assert_non_null(strstr(err, "name lat, tags 'route:/a', bucket 0"));
+
+    char *after = dump(f);
+    assert_string_equal(after, before); /* rolled back: nothing of the flush */
+    free(after);
+
+    /* The transaction is closed: a flush not touching that bucket commits. */
+    add(f, METRIC_DISTRIBUTION, "lat", 9, 1, 12000);
+    commit_ok(f, NULL);
+    after = dump(f);
+    assert_string_not_equal(after, before);
+    assert_int_equal((int)scalar(f, "SELECT count(*) FROM sketches"), 2);
+    free(after);
+    free(before);
+}
+
+/* A version 3 database (no series catalog, no sketches) upgraded: its
+ * buckets have no sketch; a bucket flushed again after the upgrade gets a
+ * sketch of the later values only, whose count then falls short of the
+ * row's weight (schema.h: how a reader tells). */
+static void test_upgraded_rows_have_no_sketch(void **state)
+{
+    fixture *f = *state;
+    add(f, METRIC_DISTRIBUTION, "lat", 5, 1, 1000);
+    add(f, METRIC_DISTRIBUTION, "lat", 6, 1, 12000);
+    commit_ok(f, NULL);
+    store_close(f->st);
+    f->st = NULL;
+    exec_sql(f, "DROP TABLE sketches; DROP TABLE series; DROP INDEX IF EXISTS series_prom_name;"
+                " UPDATE meta SET value = '3' WHERE key = 'schema_version'");
+    char err[512] = "";
+    if (store_open(&f->st, f->path, "FULL", BUCKET_SECONDS, 60, err, sizeof err) != 0)
+        fail_msg("store_open after the upgrade: %s", err);
+    assert_int_equal((int)scalar(f, "SELECT value FROM meta WHERE key = 'schema_version'"), 4);
+    assert_int_equal((int)scalar(f, "SELECT count(*) FROM sketches"), 0);
+    size_t len;
+    assert_null(stored_sketch(f, 0, &len));
+
+    add(f, METRIC_DISTRIBUTION, "lat", 7, 1, 2000);   /* bucket 0 again */
+    add(f, METRIC_DISTRIBUTION, "lat", 8, 1, 22000);  /* bucket 20, new */
+    commit_ok(f, NULL);
+    assert_null(stored_sketch(f, 10, &len));          /* untouched since the upgrade */
+    unsigned char *blob = stored_sketch(f, 0, &len);
+    assert_non_null(blob);
+    ddsketch *s0 = ddsketch_new();
+    assert_non_null(s0);
+    assert_int_equal(ddsketch_decode(s0, blob, len, err, sizeof err), 0);
+    assert_true(ddsketch_count(s0) == 1); /* the row's weight is 2 */
+    assert_true(scalar(f, "SELECT weight FROM metrics WHERE bucket = 0") == 2);
+    free(blob);
+    ddsketch_free(s0);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_bucket_sketch_is_sketch_of_union, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_sketch_merge_function, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_corrupt_stored_sketch_fails_commit, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_upgraded_rows_have_no_sketch, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
