@@ -26,7 +26,7 @@ static const char SCHEMA[] =
     "CREATE TABLE IF NOT EXISTS series("
     " name TEXT NOT NULL, tags TEXT NOT NULL, type TEXT NOT NULL, prom_name TEXT NOT NULL,"
     " first_bucket INTEGER NOT NULL, last_bucket INTEGER NOT NULL,"
-    " total_value REAL NOT NULL, total_weight REAL NOT NULL,"
+    " total_value REAL NOT NULL, total_weight REAL NOT NULL, min REAL, max REAL,"
     " PRIMARY KEY(name, tags, type)) WITHOUT ROWID;"
     "CREATE TABLE IF NOT EXISTS sketches("
     " name TEXT NOT NULL, tags TEXT NOT NULL,"
@@ -75,9 +75,11 @@ static const char UPGRADE_2_TO_3[] =
  * rows from before it have no sketch, so their buckets have no quantiles. */
 static const char UPGRADE_3_TO_4[] =
     "INSERT INTO series(name, tags, type, prom_name, first_bucket, last_bucket,"
-    " total_value, total_weight)"
+    " total_value, total_weight, min, max)"
     " SELECT name, tags, type, tally_prom_name(name), MIN(bucket), MAX(bucket),"
-    " CASE WHEN type = 'gauge' THEN 0 ELSE SUM(value) END, SUM(weight)"
+    " CASE WHEN type = 'gauge' THEN 0 ELSE SUM(value) END, SUM(weight),"
+    " CASE WHEN type = 'distribution' THEN MIN(min) END,"
+    " CASE WHEN type = 'distribution' THEN MAX(max) END"
     " FROM metrics GROUP BY name, tags, type;"
     "UPDATE meta SET value = '4' WHERE key = 'schema_version';";
 
@@ -99,12 +101,14 @@ const char SCHEMA_METRIC_UPSERT[] =
 
 const char SCHEMA_SERIES_UPSERT[] =
     "INSERT INTO series(name, tags, type, prom_name, first_bucket, last_bucket,"
-    " total_value, total_weight) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"
+    " total_value, total_weight, min, max) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"
     " ON CONFLICT(name, tags, type) DO UPDATE SET"
     "  first_bucket = min(first_bucket, excluded.first_bucket),"
     "  last_bucket = max(last_bucket, excluded.last_bucket),"
     "  total_value = total_value + excluded.total_value,"
-    "  total_weight = total_weight + excluded.total_weight";
+    "  total_weight = total_weight + excluded.total_weight,"
+    "  min = min(coalesce(min, excluded.min), coalesce(excluded.min, min)),"
+    "  max = max(coalesce(max, excluded.max), coalesce(excluded.max, max))";
 
 /* The stored sketch and this flush's are merged by the upsert itself
  * (tally_sketch_merge, below): no read-modify-write in C, and a corrupt stored
@@ -144,9 +148,6 @@ const char SCHEMA_REBUILD_DISTRIBUTIONS[] =
 const char SCHEMA_REBUILD_GAUGES[] = "SELECT name, tags, value FROM gauges";
 const char SCHEMA_REBUILD_BATCHES[] = "SELECT batch_id, log_ms, digest FROM batches";
 
-const char SCHEMA_COUNTER_TOTALS[] =
-    "SELECT tags, SUM(value) FROM metrics WHERE name = ?1 AND type = 'counter' "
-    "GROUP BY tags ORDER BY tags";
 const char SCHEMA_COUNTER_TOTALS_LIKE[] =
     "SELECT name, SUM(value) FROM metrics WHERE type = 'counter' AND name LIKE ?1 "
     "GROUP BY name";
@@ -159,6 +160,10 @@ const char SCHEMA_SERIES_ALL[] =
     " ORDER BY name, tags, type";
 const char SCHEMA_SERIES_BY_NAME[] =
     "SELECT tags, type, total_value, total_weight FROM series WHERE name = ?1 ORDER BY tags, type";
+const char SCHEMA_TOTALS_BY_NAME[] =
+    "SELECT s.tags, s.type, s.total_value, s.total_weight, s.min, s.max, g.value FROM series s"
+    " LEFT JOIN gauges g ON s.type = 'gauge' AND g.name = s.name AND g.tags = s.tags"
+    " WHERE s.name = ?1 ORDER BY s.type, s.tags";
 const char SCHEMA_ROWS_FROM[] =
     "SELECT bucket, value, weight, min, max FROM metrics"
     " WHERE name = ?1 AND tags = ?2 AND type = ?3 AND bucket >= ?4 ORDER BY bucket";

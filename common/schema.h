@@ -12,7 +12,7 @@
  *                             one row per series and bucket (store.h)
  *   gauges(name, tags, value) the current value of every gauge
  *   series(name, tags, type, prom_name, first_bucket, last_bucket,
- *          total_value, total_weight)  + INDEX series_prom_name(prom_name)
+ *          total_value, total_weight, min, max)  + INDEX series_prom_name(prom_name)
  *                             the catalog of every series ever flushed, with
  *                             its Prometheus name (prom_name.h) and its
  *                             running totals (sum of value and of weight over
@@ -69,7 +69,8 @@ int schema_init_writer(sqlite3 *db, const char *path, int bucket_seconds, char *
  * counters and distributions add, a gauge takes the new value, min/max combine. */
 extern const char SCHEMA_METRIC_UPSERT[];
 /* ?1 name ?2 tags ?3 type ?4 prom_name ?5 first bucket ?6 last bucket ?7 value
- * ?8 weight (this flush's sums): adds to the totals, widens the bucket span. */
+ * ?8 weight (this flush's sums) ?9 min ?10 max (NULL for a counter): adds to
+ * the totals, widens the bucket span and the range. */
 extern const char SCHEMA_SERIES_UPSERT[];
 /* ?1 name ?2 tags ?3 type ?4 bucket ?5 data (this flush's sketch of the row):
  * a new row takes it, an existing one becomes tally_sketch_merge(type, data,
@@ -94,8 +95,6 @@ extern const char SCHEMA_REBUILD_DISTRIBUTIONS[];
 extern const char SCHEMA_REBUILD_GAUGES[];
 extern const char SCHEMA_REBUILD_BATCHES[];
 
-/* ?1 name -> tags, total of a counter's series (sorted by tags). */
-extern const char SCHEMA_COUNTER_TOTALS[];
 /* ?1 LIKE pattern -> name, total of every counter matching it (the drill). */
 extern const char SCHEMA_COUNTER_TOTALS_LIKE[];
 
@@ -106,6 +105,10 @@ extern const char SCHEMA_SERIES_BY_PROM_NAME[];
 extern const char SCHEMA_SERIES_ALL[];
 /* ?1 name -> tags, type, total_value, total_weight (sorted by tags, type). */
 extern const char SCHEMA_SERIES_BY_NAME[];
+/* ?1 name -> tags, type, total_value, total_weight, min, max, gauge value
+ * (the gauges table's, NULL for other types), sorted by type, tags: the
+ * flushed totals of GET /v1/counters/NAME?source=sqlite. */
+extern const char SCHEMA_TOTALS_BY_NAME[];
 /* ?1 name ?2 tags ?3 type ?4 first bucket -> bucket, value, weight, min, max
  * of every row from that bucket on, in bucket order. */
 extern const char SCHEMA_ROWS_FROM[];

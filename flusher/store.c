@@ -46,6 +46,8 @@
 typedef struct series_span {
     int64_t first, last;  /* buckets */
     double value, weight;
+    double min, max;      /* valid when has_range */
+    int has_range;
 } series_span;
 
 struct store {
@@ -432,15 +434,21 @@ static int sum_spans(store *s, const aggregate *a, char *err, size_t errlen)
         s->spans_cap = n;
     }
     for (size_t i = 0; i < n; i++)
-        s->spans[i] = (series_span){INT64_MAX, INT64_MIN, 0.0, 0.0};
+        s->spans[i] = (series_span){INT64_MAX, INT64_MIN, 0.0, 0.0, 0.0, 0.0, 0};
     for (size_t i = 0; i < aggregate_row_count(a); i++) {
         const agg_row *r = aggregate_row_at(a, i);
         series_span *sp = &s->spans[r->series];
         sp->first = r->bucket < sp->first ? r->bucket : sp->first;
         sp->last = r->bucket > sp->last ? r->bucket : sp->last;
-        if (aggregate_series_at(a, r->series)->type != METRIC_GAUGE)
+        metric_type type = aggregate_series_at(a, r->series)->type;
+        if (type != METRIC_GAUGE)
             sp->value += r->value; /* a gauge's value is not a sum */
         sp->weight += r->weight;
+        if (type == METRIC_DISTRIBUTION && r->has_range) {
+            sp->min = sp->has_range && sp->min < r->min ? sp->min : r->min;
+            sp->max = sp->has_range && sp->max > r->max ? sp->max : r->max;
+            sp->has_range = 1;
+        }
     }
     return 0;
 }
@@ -466,6 +474,10 @@ static int write_series(store *s, const aggregate *a, char *err, size_t errlen)
         BIND(sqlite3_bind_int64(st, 6, sp->last), "bind last bucket");
         BIND(sqlite3_bind_double(st, 7, sp->value), "bind total value");
         BIND(sqlite3_bind_double(st, 8, sp->weight), "bind total weight");
+        BIND(sp->has_range ? sqlite3_bind_double(st, 9, sp->min) : sqlite3_bind_null(st, 9),
+             "bind min");
+        BIND(sp->has_range ? sqlite3_bind_double(st, 10, sp->max) : sqlite3_bind_null(st, 10),
+             "bind max");
         if (step_done(s, st, "upsert series", err, errlen) < 0)
             return -1;
     }

@@ -53,7 +53,7 @@ struct ingest_server {
     const tally_config *cfg;
     kafka_writer *kafka;
     redis_writer *redis;
-    sqlite_reader *sqlite;
+    live_read *live;     /* GET /v1/counters/NAME (live_read.h) */
     prom_api *reads;     /* the query routes (prom_api.h) */
     statsd_batch batch;  /* reused: parsing is synchronous */
     statsd_limits limits;
@@ -134,13 +134,6 @@ static void json_add_string(struct evbuffer *b, int first, const char *key, cons
     if (json_escape(escaped, sizeof escaped, value, len) < 0)
         escaped[0] = '\0';
     evbuffer_add_printf(b, "%s\"%s\":\"%s\"", first ? "" : ",", key, escaped);
-}
-
-static void json_add_number(struct evbuffer *b, const char *key, double v)
-{
-    char num[FORMAT_DOUBLE_MAX];
-    /* (a stored value from before the numeric domain may be out of range) */
-    evbuffer_add_printf(b, ",\"%s\":%s", key, format_double(num, sizeof num, v) < 0 ? "null" : num);
 }
 
 /* A 4xx/5xx with {"error": message[, "batch_id": id][, "outcome": what became
@@ -780,173 +773,6 @@ static void accept_batch(ingest_server *s, struct evhttp_request *req, const aut
     admit_batch(br);
 }
 
-/* ---- GET /v1/counters/NAME ------------------------------------------------ */
-
-typedef struct counter_read {
-    ingest_server *srv;
-    struct evhttp_request *req;
-    char name[EVENT_NAME_MAX + 1];
-} counter_read;
-
-/* One tag series of a counter answer. */
-typedef struct series_value {
-    const char *tags;
-    size_t tags_len;
-    double value;
-} series_value;
-
-static int compare_series(const void *a, const void *b)
-{
-    const series_value *x = a, *y = b;
-    size_t n = x->tags_len < y->tags_len ? x->tags_len : y->tags_len;
-    int c = n ? memcmp(x->tags, y->tags, n) : 0;
-    return c ? c : (x->tags_len > y->tags_len) - (x->tags_len < y->tags_len);
-}
-
-/* Answers {"name","type","source","stale"[,"note"],"value": total,"series":[...]}
- * with the series sorted by tags. Sorts `series` in place. */
-static void reply_counter(struct evhttp_request *req, const char *name, const char *source,
-                          int stale, const char *note, series_value *series, size_t n)
-{
-    struct evbuffer *b = evbuffer_new();
-    if (!b) {
-        evhttp_send_error(req, 500, "out of memory");
-        return;
-    }
-    if (n > 1)
-        qsort(series, n, sizeof *series, compare_series);
-    double total = 0;
-    for (size_t i = 0; i < n; i++)
-        total += series[i].value;
-    evbuffer_add(b, "{", 1);
-    json_add_string(b, 1, "name", name, strlen(name));
-    json_add_string(b, 0, "type", "counter", 7);
-    json_add_string(b, 0, "source", source, strlen(source));
-    evbuffer_add_printf(b, ",\"stale\":%s", stale ? "true" : "false");
-    if (note)
-        json_add_string(b, 0, "note", note, strlen(note));
-    json_add_number(b, "value", total);
-    evbuffer_add(b, ",\"series\":[", 11);
-    for (size_t i = 0; i < n; i++) {
-        evbuffer_add(b, i ? ",{" : "{", i ? 2 : 1);
-        json_add_string(b, 1, "tags", series[i].tags, series[i].tags_len);
-        json_add_number(b, "value", series[i].value);
-        evbuffer_add(b, "}", 1);
-    }
-    evbuffer_add(b, "]}\n", 3);
-    reply_json(req, 200, "OK", b);
-    evbuffer_free(b);
-}
-
-static void reply_counter_from_sqlite(ingest_server *s, struct evhttp_request *req,
-                                      const char *name, const char *note)
-{
-    flushed_total t;
-    char err[256];
-    if (sqlite_reader_counter(s->sqlite, name, &t, err, sizeof err) != 0) {
-        reply_error(req, 503, "Service Unavailable", err, NULL, 1);
-        return;
-    }
-    series_value *series = calloc(t.count + 1, sizeof *series);
-    if (!series) {
-        reply_error(req, 500, "Internal Server Error", "out of memory", NULL, 0);
-    } else {
-        for (size_t i = 0; i < t.count; i++)
-            series[i] = (series_value){t.series[i].tags, strlen(t.series[i].tags),
-                                       t.series[i].value};
-        /* a fallback (note set: Redis unavailable) lacks the unflushed Kafka
-         * tail, so it is stale; ?source=sqlite asked for the flushed total */
-        reply_counter(req, name, "sqlite", note != NULL, note, series, t.count);
-    }
-    free(series);
-    flushed_total_free(&t);
-}
-
-static void on_counter_hash(void *opaque, int ok, const redis_series *hash, size_t n,
-                            int stale, const char *reason)
-{
-    counter_read *cr = opaque;
-    if (!ok) {
-        char note[300];
-        snprintf(note, sizeof note, "%s: flushed total only", reason);
-        reply_counter_from_sqlite(cr->srv, cr->req, cr->name, note);
-        free(cr);
-        return;
-    }
-    series_value *series = calloc(n + 1, sizeof *series);
-    if (!series) {
-        reply_error(cr->req, 500, "Internal Server Error", "out of memory", NULL, 0);
-    } else {
-        for (size_t i = 0; i < n; i++)
-            series[i] = (series_value){hash[i].tags, hash[i].tags_len, hash[i].value};
-        reply_counter(cr->req, cr->name, "redis", stale,
-                      stale ? "live view is stale (Redis lost or missed batches) until "
-                              "tally-flusher --rebuild-redis completes"
-                            : NULL,
-                      series, n);
-    }
-    free(series);
-    free(cr);
-}
-
-static int valid_metric_name(const char *name)
-{
-    size_t len = strlen(name);
-    if (len == 0 || len > EVENT_NAME_MAX)
-        return 0;
-    for (size_t i = 0; i < len; i++) {
-        char c = name[i];
-        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-              c == '_' || c == '.' || c == '-'))
-            return 0;
-    }
-    return 1;
-}
-
-static void handle_get_counter(ingest_server *s, struct evhttp_request *req, const char *raw_name,
-                               const char *query)
-{
-    char *name = evhttp_uridecode(raw_name, 0, NULL);
-    if (!name) {
-        reply_error(req, 500, "Internal Server Error", "out of memory", NULL, 0);
-        return;
-    }
-    if (!valid_metric_name(name)) {
-        reply_error(req, 400, "Bad Request",
-                    "invalid metric name: 1-255 characters of [A-Za-z0-9_.-]", NULL, 0);
-        free(name);
-        return;
-    }
-    const char *source = "redis";
-    struct evkeyvalq params;
-    TAILQ_INIT(&params);
-    if (query && evhttp_parse_query_str(query, &params) == 0) {
-        const char *v = evhttp_find_header(&params, "source");
-        if (v)
-            source = strcmp(v, "sqlite") == 0 ? "sqlite" : strcmp(v, "redis") == 0 ? "redis" : NULL;
-    }
-    evhttp_clear_headers(&params);
-    if (!source) {
-        reply_error(req, 400, "Bad Request", "source must be redis or sqlite", NULL, 0);
-    } else if (strcmp(source, "sqlite") == 0) {
-        reply_counter_from_sqlite(s, req, name, NULL);
-    } else {
-        counter_read *cr = calloc(1, sizeof *cr);
-        char key[REDIS_KEY_MAX], err[256];
-        if (!cr) {
-            reply_error(req, 500, "Internal Server Error", "out of memory", NULL, 0);
-        } else {
-            cr->srv = s;
-            cr->req = req;
-            snprintf(cr->name, sizeof cr->name, "%s", name);
-            redis_key_metric(key, sizeof key, name, strlen(name), "counter");
-            if (redis_writer_read_hash(s->redis, key, on_counter_hash, cr, err, sizeof err) != 0)
-                on_counter_hash(cr, 0, NULL, 0, 0, err);
-        }
-    }
-    free(name);
-}
-
 /* ---- GET /healthz ------------------------------------------------------------ */
 
 static void handle_healthz(ingest_server *s, struct evhttp_request *req)
@@ -1063,7 +889,7 @@ static void on_request(struct evhttp_request *req, void *arg)
         if (!reading)
             reply_wrong_method(req, "GET, HEAD", "/v1/counters/NAME");
         else if (authorize(s, req, AUTH_SCOPE_READ, "/v1/counters/NAME", &client))
-            handle_get_counter(s, req, path + sizeof counters - 1, query);
+            live_read_handle(s->live, req, path + sizeof counters - 1, query);
     } else if (prom_api_owns(path)) {
         const auth_client *client;
         if (authorize(s, req, AUTH_SCOPE_READ, path, &client))
@@ -1113,7 +939,7 @@ static int load_access(ingest_server *s, const tally_config *cfg, char *err, siz
 }
 
 ingest_server *ingest_server_new(struct event_base *base, const tally_config *cfg,
-                                 kafka_writer *kafka, redis_writer *redis, sqlite_reader *sqlite,
+                                 kafka_writer *kafka, redis_writer *redis, live_read *live,
                                  prom_api *reads, char *err, size_t errlen)
 {
     ingest_server *s = calloc(1, sizeof *s);
@@ -1125,7 +951,7 @@ ingest_server *ingest_server_new(struct event_base *base, const tally_config *cf
     s->cfg = cfg;
     s->kafka = kafka;
     s->redis = redis;
-    s->sqlite = sqlite;
+    s->live = live;
     s->reads = reads;
     s->fail_open = strcmp(cfg->redis.on_unavailable, "accept") == 0;
     statsd_batch_init(&s->batch);

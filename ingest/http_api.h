@@ -10,8 +10,8 @@
  *                            stored: retry with the same key).
  *                            Kafka has it but Redis cannot apply it: 200 "live":"stale"
  *                            (redis.on_unavailable = accept) or 503 (reject).
- *   GET  /v1/counters/NAME   live total from Redis ("?source=sqlite": flushed total; Redis down:
- *                            falls back to SQLite and says so)
+ *   GET  /v1/counters/NAME   live totals from Redis, in the shape of the type; 404 for an
+ *                            unknown name (live_read.h: ?source=sqlite, ?type=)
  *   GET  /healthz            component status
  *   /api/v1/..., /v1/series/NAME   the read routes (prom_api.h)
  *
@@ -30,15 +30,15 @@
 #include "config.h"
 #include "kafka_writer.h"
 #include "redis_writer.h"
+#include "live_read.h"
 #include "prom_api.h"
-#include "sqlite_reader.h"
 
 typedef struct ingest_server ingest_server;
 
 /* Binds ingest.listen_address:listen_port. The writers and reader are
  * borrowed and must outlive the server. Returns NULL with err filled. */
 ingest_server *ingest_server_new(struct event_base *base, const tally_config *cfg,
-                                 kafka_writer *kafka, redis_writer *redis, sqlite_reader *sqlite,
+                                 kafka_writer *kafka, redis_writer *redis, live_read *live,
                                  prom_api *reads, char *err, size_t errlen);
 
 /* From now on new batches get 503 ("shutting down"); reads still work. */

@@ -22,12 +22,13 @@
 #include "kafka_writer.h"
 #include "log.h"
 #include "redis_writer.h"
-#include "sqlite_reader.h"
+
 
 typedef struct ingest_process {
     struct event_base *base;
     ingest_server *server;
     prom_api *reads;
+    live_read *live;
     kafka_writer *kafka;
     struct event *drain_timer;
     int deadline_ms;
@@ -74,7 +75,8 @@ static void on_drain_tick(evutil_socket_t fd, short what, void *arg)
     (void)what;
     ingest_process *p = arg;
     p->deadline_ms -= 50;
-    size_t reads = p->reads ? prom_api_inflight(p->reads) : 0;
+    size_t reads = (p->reads ? prom_api_inflight(p->reads) : 0) +
+                   (p->live ? live_read_inflight(p->live) : 0);
     if ((ingest_server_inflight(p->server) == 0 && reads == 0) || p->deadline_ms <= 0) {
         if (p->deadline_ms <= 0)
             log_warn("stopping with %zu batches and %zu reads still in flight (batches get 503)",
@@ -152,7 +154,7 @@ int main(int argc, char **argv)
         return 1;
     }
     redis_writer *redis = NULL;
-    sqlite_reader *sqlite = NULL;
+    live_read *live = NULL;
     query_pool *pool = NULL;
     query_cache *cache = NULL;
     prom_api *reads = NULL;
@@ -170,20 +172,23 @@ int main(int argc, char **argv)
         goto out;
     }
     redis = redis_writer_new(p.base, &cfg, err, sizeof err);
-    sqlite = sqlite_reader_new(&cfg);
-    if (!redis || !sqlite) {
-        log_error("%s", redis ? "out of memory" : err);
+    if (!redis) {
+        log_error("%s", err);
         goto out;
     }
     pool = query_pool_new(p.base, &cfg, err, sizeof err);
     cache = pool ? query_cache_new(p.base, &cfg, pool, err, sizeof err) : NULL;
     reads = cache ? prom_api_new(p.base, &cfg, cache, err, sizeof err) : NULL;
     p.reads = reads;
-    if (!reads) {
+    live = reads ? live_read_new(&cfg, redis, pool) : NULL;
+    p.live = live;
+    if (reads && !live)
+        snprintf(err, sizeof err, "out of memory");
+    if (!reads || !live) {
         log_error("%s", err);
         goto out;
     }
-    p.server = ingest_server_new(p.base, &cfg, p.kafka, redis, sqlite, reads, err, sizeof err);
+    p.server = ingest_server_new(p.base, &cfg, p.kafka, redis, live, reads, err, sizeof err);
     if (!p.server) {
         log_error("%s", err);
         goto out;
@@ -216,7 +221,7 @@ out:
     query_pool_free(pool);
     query_cache_free(cache);
     prom_api_free(reads);
-    sqlite_reader_free(sqlite);
+    live_read_free(live);
     if (sigterm)
         event_free(sigterm);
     if (sigint)

@@ -73,6 +73,7 @@ int read_request_from_key(const char *key, read_request *r, char *err, size_t er
         next_line(&p, head, sizeof head) != 0 || sscanf(head, "%lld", &st) != 1 ||
         next_line(&p, r->label, sizeof r->label) != 0 ||
         next_line(&p, r->name, sizeof r->name) != 0 || kind < READ_QUERY || kind > READ_NATIVE) {
+        /* (READ_TOTALS is never cached: it is the live route's fallback) */
         snprintf(err, errlen, "not a read key");
         return -1;
     }
@@ -363,6 +364,24 @@ static void run_native(read_request *r, query_source *src)
     }
 }
 
+static void run_totals(read_request *r, query_source *src)
+{
+    char err[512];
+    int found = query_source_totals(src, r->name, r->type, r->stale, r->note[0] ? r->note : NULL,
+                                    r->body, err, sizeof err);
+    if (found < 0) {
+        evbuffer_drain(r->body, evbuffer_get_length(r->body));
+        r->status = 503;
+        query_exec_native_error_body(r->body, err);
+    } else if (found == 0) {
+        char msg[EVENT_NAME_MAX + 96];
+        snprintf(msg, sizeof msg, "no %s named %s has been flushed",
+                 r->type ? metric_type_name(r->type) : "metric", r->name);
+        r->status = 404;
+        query_exec_native_error_body(r->body, msg);
+    }
+}
+
 void query_exec_run(read_request *r, query_source *src)
 {
     char err[512];
@@ -373,7 +392,7 @@ void query_exec_run(read_request *r, query_source *src)
         return;
     }
     if (query_source_begin(src, err, sizeof err) != 0) {
-        if (r->kind == READ_NATIVE) {
+        if (r->kind == READ_NATIVE || r->kind == READ_TOTALS) {
             r->status = 503;
             query_exec_native_error_body(r->body, err);
         } else {
@@ -389,6 +408,7 @@ void query_exec_run(read_request *r, query_source *src)
     case READ_LABEL_VALUES: run_catalog(r, src); break;
     case READ_METADATA: run_metadata(r, src); break;
     case READ_NATIVE: run_native(r, src); break;
+    case READ_TOTALS: run_totals(r, src); break;
     }
     r->saw = query_source_types_seen(src);
     r->empty = query_source_series_seen(src) == 0;

@@ -28,6 +28,7 @@ typedef enum read_kind {
     READ_LABEL_VALUES, /* /api/v1/label/<label>/values */
     READ_METADATA,     /* /api/v1/metadata */
     READ_NATIVE,       /* /v1/series/NAME: name over start..end by step (seconds) */
+    READ_TOTALS,       /* /v1/counters/NAME from SQLite: name, type (0: the first), stale, note */
 } read_kind;
 
 #define READ_LABEL_MAX 256
@@ -39,7 +40,10 @@ typedef struct read_request {
     promql_expr *selectors[READ_SELECTORS_MAX]; /* SERIES/LABELS/VALUES match[] (owned) */
     size_t nselectors;
     char label[READ_LABEL_MAX];              /* LABEL_VALUES */
-    char name[EVENT_NAME_MAX + 1];           /* NATIVE */
+    char name[EVENT_NAME_MAX + 1];           /* NATIVE, TOTALS */
+    metric_type type;                        /* TOTALS (0: the first the name has) */
+    int stale;                               /* TOTALS: the answer is a fallback */
+    char note[300];                          /* TOTALS: why (empty: none) */
     int64_t time_ms, start_ms, end_ms, step_ms;
     promql_limits limits;
     /* the answer, filled by query_exec_run */

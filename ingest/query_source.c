@@ -24,7 +24,9 @@
 #include "event.h"
 #include "format.h"
 #include "prom_name.h"
+#include "ddsketch.h"
 #include "schema.h"
+#include "totals_json.h"
 
 /* What a Prometheus series shows of a StatsD series. */
 typedef enum exposed_kind {
@@ -33,12 +35,17 @@ typedef enum exposed_kind {
     EXPOSE_SUM,       /* distribution: cumulative sum of values */
     EXPOSE_MIN,       /* distribution: smallest value in the window */
     EXPOSE_MAX,       /* distribution: largest value in the window */
+    EXPOSE_QUANTILE,  /* distribution: NAME{quantile="q"} over the window (merged sketches) */
 } exposed_kind;
+
+/* The quantiles a distribution shows when a query names none. */
+static const char *const default_quantiles[] = {"0.5", "0.9", "0.99"};
 
 /* One Prometheus series to read. */
 typedef struct candidate {
     char *name, *tags, *type;  /* the StatsD series (owned) */
     exposed_kind kind;
+    double quantile;           /* EXPOSE_QUANTILE */
     double total_value, total_weight;
     promql_labels labels;
     size_t order;              /* catalog order, the tie-break of a collision */
@@ -54,7 +61,8 @@ struct query_source {
     int64_t bucket_ms;
     int64_t lookback_ms;
     sqlite3 *db;
-    sqlite3_stmt *by_prom_name, *all_series, *by_name, *rows_from;
+    sqlite3_stmt *by_prom_name, *all_series, *by_name, *rows_from, *totals, *sketches_from;
+    ddsketch *sketch;          /* scratch: one window's merged sketch */
     int in_transaction;
     unsigned types_seen;
     size_t series_seen;
@@ -68,15 +76,22 @@ query_source *query_source_new(const tally_config *cfg)
     snprintf(q->path, sizeof q->path, "%s", cfg->sqlite.path);
     q->bucket_ms = (int64_t)cfg->flusher.bucket_seconds * 1000;
     q->lookback_ms = (int64_t)cfg->query.lookback_seconds * 1000;
+    q->sketch = ddsketch_new();
+    if (!q->sketch) {
+        free(q);
+        return NULL;
+    }
     return q;
 }
 
 static void close_db(query_source *q)
 {
-    sqlite3_stmt *all[] = {q->by_prom_name, q->all_series, q->by_name, q->rows_from};
+    sqlite3_stmt *all[] = {q->by_prom_name, q->all_series, q->by_name, q->rows_from, q->totals,
+                           q->sketches_from};
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
         sqlite3_finalize(all[i]);
-    q->by_prom_name = q->all_series = q->by_name = q->rows_from = NULL;
+    q->by_prom_name = q->all_series = q->by_name = q->rows_from = q->totals = NULL;
+    q->sketches_from = NULL;
     sqlite3_close(q->db);
     q->db = NULL;
 }
@@ -86,6 +101,7 @@ void query_source_free(query_source *q)
     if (!q)
         return;
     close_db(q);
+    ddsketch_free(q->sketch);
     free(q);
 }
 
@@ -98,7 +114,9 @@ static int open_db(query_source *q, char *err, size_t errlen)
         sqlite3_prepare_v2(q->db, SCHEMA_SERIES_BY_PROM_NAME, -1, &q->by_prom_name, NULL) ||
         sqlite3_prepare_v2(q->db, SCHEMA_SERIES_ALL, -1, &q->all_series, NULL) ||
         sqlite3_prepare_v2(q->db, SCHEMA_SERIES_BY_NAME, -1, &q->by_name, NULL) ||
-        sqlite3_prepare_v2(q->db, SCHEMA_ROWS_FROM, -1, &q->rows_from, NULL)) {
+        sqlite3_prepare_v2(q->db, SCHEMA_ROWS_FROM, -1, &q->rows_from, NULL) ||
+        sqlite3_prepare_v2(q->db, SCHEMA_TOTALS_BY_NAME, -1, &q->totals, NULL) ||
+        sqlite3_prepare_v2(q->db, SCHEMA_SKETCHES_FROM, -1, &q->sketches_from, NULL)) {
         snprintf(err, errlen, "sqlite %s: %s (has tally-flusher created it?)", q->path,
                  q->db ? sqlite3_errmsg(q->db) : "cannot open");
         close_db(q);
@@ -173,15 +191,18 @@ static int add_tag_label(void *arg, const char *label, const char *value, size_t
     return lc->failed;
 }
 
-/* Builds the labels of a candidate: __name__ plus its tags. */
-static int build_labels(candidate *c, const char *prom_name)
+/* Builds the labels of a candidate: __name__ plus its tags (plus quantile). */
+static int build_labels(candidate *c, const char *prom_name, const char *quantile)
 {
     char exposed[PROM_NAME_MAX + 8];
-    snprintf(exposed, sizeof exposed, "%s%s", prom_name, prom_dist_suffixes[c->kind]);
+    snprintf(exposed, sizeof exposed, "%s%s", prom_name,
+             c->kind == EXPOSE_QUANTILE ? "" : prom_dist_suffixes[c->kind]);
     if (promql_labels_add(&c->labels, "__name__", exposed) != 0)
         return -1;
     label_ctx lc = {&c->labels, 0};
     prom_labels_from_tags(c->tags, strlen(c->tags), add_tag_label, &lc);
+    if (!lc.failed && quantile && promql_labels_add(&c->labels, "quantile", quantile) != 0)
+        return -1;
     return lc.failed ? -1 : 0;
 }
 
@@ -191,42 +212,74 @@ static char *column_dup(sqlite3_stmt *st, int i)
     return strdup(t ? (const char *)t : "");
 }
 
-/* Adds the Prometheus series one catalog row exposes that match m[0..n). */
+/* The value of a quantile="q" equality matcher that names a valid
+ * quantile, or NULL. */
+static const char *quantile_asked(const promql_matcher *m, size_t n, double *q)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (m[i].op != PROMQL_MATCH_EQ || strcmp(m[i].name, "quantile") != 0)
+            continue;
+        char *end;
+        *q = strtod(m[i].value, &end);
+        return end != m[i].value && *end == '\0' && *q >= 0 && *q <= 1 ? m[i].value : NULL;
+    }
+    return NULL;
+}
+
+/* Adds one exposed series of the catalog row if it matches m[0..n). */
+static int add_candidate(candidate_list *l, sqlite3_stmt *st, exposed_kind k,
+                         const char *quantile, const promql_matcher *m, size_t n)
+{
+    if (l->count == l->cap) {
+        size_t ncap = l->cap ? l->cap * 2 : 16;
+        candidate *grown = realloc(l->items, ncap * sizeof *grown);
+        if (!grown)
+            return -1;
+        l->items = grown;
+        l->cap = ncap;
+    }
+    candidate *c = &l->items[l->count];
+    memset(c, 0, sizeof *c);
+    c->kind = k;
+    c->quantile = quantile ? strtod(quantile, NULL) : 0;
+    c->order = l->count;
+    c->name = column_dup(st, 1);
+    c->tags = column_dup(st, 2);
+    c->type = column_dup(st, 3);
+    c->total_value = sqlite3_column_double(st, 4);
+    c->total_weight = sqlite3_column_double(st, 5);
+    const char *prom = (const char *)sqlite3_column_text(st, 0);
+    if (!c->name || !c->tags || !c->type || build_labels(c, prom ? prom : "", quantile) != 0) {
+        candidate_free(c);
+        return -1;
+    }
+    if (promql_matchers_match(m, n, &c->labels))
+        l->count++;
+    else
+        candidate_free(c);
+    return 0;
+}
+
+/* Adds the Prometheus series one catalog row exposes that match m[0..n):
+ * one for a counter or gauge; a distribution's _count, _sum, _min, _max and
+ * its quantiles (the one a quantile="q" matcher asks for, else 0.5, 0.9 and
+ * 0.99). */
 static int add_candidates(candidate_list *l, sqlite3_stmt *st, const promql_matcher *m,
                           size_t n)
 {
     const char *type = (const char *)sqlite3_column_text(st, 3);
-    int dist = type && strcmp(type, "distribution") == 0;
-    exposed_kind first = dist ? EXPOSE_COUNT : EXPOSE_VALUE;
-    exposed_kind last = dist ? EXPOSE_MAX : EXPOSE_VALUE;
-    for (exposed_kind k = first; k <= last; k++) {
-        if (l->count == l->cap) {
-            size_t ncap = l->cap ? l->cap * 2 : 16;
-            candidate *grown = realloc(l->items, ncap * sizeof *grown);
-            if (!grown)
-                return -1;
-            l->items = grown;
-            l->cap = ncap;
-        }
-        candidate *c = &l->items[l->count];
-        memset(c, 0, sizeof *c);
-        c->kind = k;
-        c->order = l->count;
-        c->name = column_dup(st, 1);
-        c->tags = column_dup(st, 2);
-        c->type = column_dup(st, 3);
-        c->total_value = sqlite3_column_double(st, 4);
-        c->total_weight = sqlite3_column_double(st, 5);
-        const char *prom = (const char *)sqlite3_column_text(st, 0);
-        if (!c->name || !c->tags || !c->type || build_labels(c, prom ? prom : "") != 0) {
-            candidate_free(c);
+    if (!type || strcmp(type, "distribution") != 0)
+        return add_candidate(l, st, EXPOSE_VALUE, NULL, m, n);
+    for (exposed_kind k = EXPOSE_COUNT; k <= EXPOSE_MAX; k++)
+        if (add_candidate(l, st, k, NULL, m, n) != 0)
             return -1;
-        }
-        if (promql_matchers_match(m, n, &c->labels))
-            l->count++;
-        else
-            candidate_free(c);
-    }
+    double q;
+    const char *asked = quantile_asked(m, n, &q);
+    if (asked)
+        return add_candidate(l, st, EXPOSE_QUANTILE, asked, m, n);
+    for (size_t i = 0; i < sizeof default_quantiles / sizeof default_quantiles[0]; i++)
+        if (add_candidate(l, st, EXPOSE_QUANTILE, default_quantiles[i], m, n) != 0)
+            return -1;
     return 0;
 }
 
@@ -385,19 +438,64 @@ static int read_windows(query_source *q, sqlite3_stmt *st, const candidate *c,
     return 0;
 }
 
+/* Closes one quantile window: the merged sketch's quantile at its time. */
+static int push_quantile(query_source *q, const candidate *c, int64_t t, promql_series *out)
+{
+    double v;
+    int rc = ddsketch_quantile(q->sketch, c->quantile, &v) == 0 ? promql_series_push(out, t, v) : 0;
+    ddsketch_clear(q->sketch);
+    return rc;
+}
+
+/* Quantile series: per evaluation time, the sketches of every bucket that
+ * ended in its window, merged (decode merges), then the quantile. */
+static int read_quantiles(query_source *q, sqlite3_stmt *st, const candidate *c,
+                          const windows *w, promql_series *out, char *err, size_t errlen)
+{
+    int64_t current = -1;
+    int rc;
+    ddsketch_clear(q->sketch);
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        int64_t end = sqlite3_column_int64(st, 0) * 1000 + q->bucket_ms;
+        if (end > w->last)
+            break;
+        int64_t k = w->step ? -floor_div(w->first - end, w->step) : 0;
+        int64_t t = w->first + k * w->step;
+        if (k < 0 || t > w->last || t - w->width >= end)
+            continue;
+        if (k != current && current >= 0 &&
+            push_quantile(q, c, w->first + current * w->step, out) != 0)
+            return -1;
+        current = k;
+        const void *blob = sqlite3_column_blob(st, 1);
+        if (ddsketch_decode(q->sketch, blob, (size_t)sqlite3_column_bytes(st, 1), err, errlen)) {
+            ddsketch_clear(q->sketch);
+            return -3; /* a corrupt sketch: say so rather than answer wrong */
+        }
+    }
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+        return -2;
+    if (current >= 0 && push_quantile(q, c, w->first + current * w->step, out) != 0)
+        return -1;
+    return 0;
+}
+
 static int read_candidate(query_source *q, const candidate *c, int64_t min_ms, int64_t max_ms,
                           const windows *w, promql_series *out, char *err, size_t errlen)
 {
-    int windowed = c->kind == EXPOSE_MIN || c->kind == EXPOSE_MAX;
+    int quantile = c->kind == EXPOSE_QUANTILE;
+    int windowed = quantile || c->kind == EXPOSE_MIN || c->kind == EXPOSE_MAX;
     int64_t from_ms = windowed ? w->first - w->width : min_ms;
     int64_t first_bucket = floor_div(from_ms - q->bucket_ms, 1000);
-    sqlite3_stmt *st = q->rows_from;
+    sqlite3_stmt *st = quantile ? q->sketches_from : q->rows_from;
     if (sqlite3_bind_text(st, 1, c->name, -1, SQLITE_STATIC) != SQLITE_OK ||
         sqlite3_bind_text(st, 2, c->tags, -1, SQLITE_STATIC) != SQLITE_OK ||
         sqlite3_bind_text(st, 3, c->type, -1, SQLITE_STATIC) != SQLITE_OK ||
         sqlite3_bind_int64(st, 4, first_bucket) != SQLITE_OK)
         return sql_failed(q, "bind", err, errlen);
-    int rc = windowed ? read_windows(q, st, c, w, out) : read_raw(q, st, c, min_ms, max_ms, out);
+    int rc = quantile   ? read_quantiles(q, st, c, w, out, err, errlen)
+             : windowed ? read_windows(q, st, c, w, out)
+                        : read_raw(q, st, c, min_ms, max_ms, out);
     if (rc == -2)
         sql_failed(q, "read rows", err, errlen);
     else if (rc == -1)
@@ -655,5 +753,84 @@ int query_source_native(query_source *q, const char *name, int64_t from, int64_t
         return sql_failed(q, "read series", err, errlen);
     if (found)
         evbuffer_add(out, "]}\n", 3);
+    return found;
+}
+
+/* ---- GET /v1/counters/NAME?source=sqlite ------------------------------------------- */
+
+static metric_type type_of(const char *type)
+{
+    return strcmp(type, "counter") == 0 ? METRIC_COUNTER
+           : strcmp(type, "gauge") == 0 ? METRIC_GAUGE
+                                        : METRIC_DISTRIBUTION;
+}
+
+/* One catalog row as a series total (tags copied into *tags_out). */
+static int total_of(sqlite3_stmt *st, series_total *t, char **tags_out)
+{
+    *tags_out = column_dup(st, 0);
+    if (!*tags_out)
+        return -1;
+    *t = (series_total){.tags = *tags_out, .tags_len = strlen(*tags_out)};
+    int gauge = strcmp((const char *)sqlite3_column_text(st, 1), "gauge") == 0;
+    t->value = gauge ? sqlite3_column_double(st, 6) : sqlite3_column_double(st, 2);
+    t->sum = sqlite3_column_double(st, 2);
+    t->count = sqlite3_column_double(st, 3);
+    t->has_range = sqlite3_column_type(st, 4) != SQLITE_NULL;
+    t->min = sqlite3_column_double(st, 4);
+    t->max = sqlite3_column_double(st, 5);
+    return 0;
+}
+
+int query_source_totals(query_source *q, const char *name, metric_type type, int stale,
+                        const char *note, struct evbuffer *out, char *err, size_t errlen)
+{
+    sqlite3_stmt *st = q->totals;
+    if (sqlite3_bind_text(st, 1, name, -1, SQLITE_TRANSIENT) != SQLITE_OK)
+        return sql_failed(q, "bind", err, errlen);
+    series_total *series = NULL;
+    char **tags = NULL;
+    size_t n = 0, cap = 0;
+    unsigned types = 0;
+    int rc, failed = 0;
+    while (!failed && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+        const char *t = (const char *)sqlite3_column_text(st, 1);
+        metric_type mt = type_of(t ? t : "");
+        types |= 1u << mt;
+        if (type == 0)
+            type = mt; /* (rows come sorted by type: counter, distribution, gauge) */
+        if (mt != type)
+            continue;
+        if (n == cap) {
+            size_t ncap = cap ? cap * 2 : 16;
+            series_total *gs = realloc(series, ncap * sizeof *gs);
+            char **gt = gs ? realloc(tags, ncap * sizeof *gt) : NULL;
+            series = gs ? gs : series;
+            tags = gt ? gt : tags;
+            if (!gs || !gt) {
+                failed = 1;
+                break;
+            }
+            cap = ncap;
+        }
+        if (total_of(st, &series[n], &tags[n]) != 0)
+            failed = 1;
+        else
+            n++;
+    }
+    sqlite3_reset(st);
+    int found = !failed && rc == SQLITE_DONE && n > 0;
+    if (found) {
+        totals_answer a = {name, type, types, "sqlite", stale, note};
+        totals_json_write(out, &a, series, n);
+    }
+    for (size_t i = 0; i < n; i++)
+        free(tags[i]);
+    free(tags);
+    free(series);
+    if (failed)
+        return snprintf(err, errlen, "out of memory"), -1;
+    if (rc != SQLITE_DONE)
+        return sql_failed(q, "read totals", err, errlen);
     return found;
 }

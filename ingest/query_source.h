@@ -11,6 +11,9 @@
  *   gauge         NAME                  the bucket's last value
  *   distribution  NAME_count, NAME_sum  cumulative (estimated count, sum)
  *                 NAME_min, NAME_max    over each step's window
+ *                 NAME{quantile="q"}    over each step's window: the merged DDSketch
+ *                                       of its buckets (relative error <= 1 %); q as a
+ *                                       matcher asks, else 0.5, 0.9 and 0.99
  * A window is (t - step, t] for a range query and (t - lookback, t] for an
  * instant query: a sample at t merges every bucket that ended in it.
  *
@@ -27,6 +30,7 @@
 #include <event2/buffer.h>
 
 #include "config.h"
+#include "event.h"
 #include "promql.h"
 
 typedef struct query_source query_source;
@@ -66,5 +70,12 @@ int query_source_metadata(query_source *q, const char *metric, struct evbuffer *
  * no series of that name was ever flushed (404), -1 with err filled. */
 int query_source_native(query_source *q, const char *name, int64_t from, int64_t to,
                         int64_t step, struct evbuffer *out, char *err, size_t errlen);
+
+/* GET /v1/counters/NAME?source=sqlite (and while Redis is down): appends
+ * the flushed totals of `name` (totals_json.h) for type `type`, with `stale` and `note`
+ * as given (0: the first the name has of counter, distribution, gauge). Returns 1 when written, 0 when the name (of that type) was never
+ * flushed, -1 with err filled. */
+int query_source_totals(query_source *q, const char *name, metric_type type, int stale,
+                        const char *note, struct evbuffer *out, char *err, size_t errlen);
 
 #endif

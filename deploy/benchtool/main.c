@@ -28,7 +28,8 @@ static void usage(FILE *f)
 {
     fputs("usage: tally-bench [options]\n"
           "  --url URL          endpoint (http only); default http://127.0.0.1:8080/v1/events\n"
-          "  --format F         statsd (Tally, default) or influx (InfluxDB line protocol, ns timestamps)\n"
+          "  --format F         statsd (Tally, default), influx (InfluxDB line protocol, ns timestamps),\n"
+          "                     or get (GET the URL, e.g. a query: one event per 2xx answer)\n"
           "  --batch N          lines per request (default 1000)\n"
           "  --concurrency N    connections, one thread each (default 4)\n"
           "  --duration S       measured seconds (default 10)\n"
@@ -135,6 +136,7 @@ int main(int argc, char **argv)
         case 'f':
             if (strcmp(optarg, "statsd") == 0) cfg.format = PAYLOAD_STATSD;
             else if (strcmp(optarg, "influx") == 0) cfg.format = PAYLOAD_INFLUX;
+            else if (strcmp(optarg, "get") == 0) cfg.format = PAYLOAD_GET;
             else {
                 fprintf(stderr, "tally-bench: --format \"%s\": expected statsd or influx\n", optarg);
                 return 2;
@@ -172,9 +174,11 @@ int main(int argc, char **argv)
         return 2;
     }
     cfg.host = host;
-    if (cfg.format == PAYLOAD_INFLUX) cfg.send_keys = 0; /* InfluxDB has no such header */
-    if (label == NULL) label = cfg.format == PAYLOAD_STATSD ? "tally" : "influxdb";
-    const char *format_name = cfg.format == PAYLOAD_STATSD ? "statsd" : "influx";
+    if (cfg.format != PAYLOAD_STATSD) cfg.send_keys = 0; /* InfluxDB has no such header */
+    if (label == NULL) label = cfg.format == PAYLOAD_INFLUX ? "influxdb" : "tally";
+    const char *format_name = cfg.format == PAYLOAD_STATSD   ? "statsd"
+                              : cfg.format == PAYLOAD_INFLUX ? "influx"
+                                                             : "get";
 
     bench_result *r = malloc(sizeof *r);
     if (r == NULL) {

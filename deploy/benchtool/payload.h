@@ -21,7 +21,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
-typedef enum { PAYLOAD_STATSD, PAYLOAD_INFLUX } payload_format;
+/* PAYLOAD_GET: no body; each request is a GET of the URL (a read, e.g. a
+ * query_range), counted as one event. */
+typedef enum { PAYLOAD_STATSD, PAYLOAD_INFLUX, PAYLOAD_GET } payload_format;
 
 enum { MIX_C, MIX_G, MIX_MS, MIX_H, MIX_D, MIX_TYPES };
 

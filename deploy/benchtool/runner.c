@@ -89,7 +89,9 @@ static void *worker_main(void *arg)
         return NULL;
     }
     uint64_t rng = cfg->seed ^ (0x632be59bd9b4e019ULL * (w->id + 1));
-    for (int i = 0; i < POOL; i++) {
+    int reading = cfg->format == PAYLOAD_GET;
+    unsigned per_request = reading ? 1 : cfg->batch;
+    for (int i = 0; i < POOL && !reading; i++) {
         pool[i] = payload_new(cfg->format, cfg->batch, cfg->names, &cfg->mix, &rng, w->err, sizeof w->err);
         if (pool[i] == NULL) {
             w->failed = 1;
@@ -99,8 +101,10 @@ static void *worker_main(void *arg)
 
     char bearer[300];
     snprintf(bearer, sizeof bearer, "Bearer %s", cfg->token ? cfg->token : "");
-    http_header headers[3] = {{"Content-Type", "text/plain"}};
-    size_t nheaders = 1;
+    http_header headers[3];
+    size_t nheaders = 0;
+    if (!reading)
+        headers[nheaders++] = (http_header){"Content-Type", "text/plain"};
     if (cfg->token)
         headers[nheaders++] = (http_header){"Authorization", bearer};
     size_t key_header = nheaders;
@@ -112,16 +116,17 @@ static void *worker_main(void *arg)
         int64_t start = now_ns(CLOCK_MONOTONIC);
         if (start >= sh->window_end_ns) break;
         payload *p = pool[seq % POOL];
-        if (cfg->format == PAYLOAD_INFLUX)
+        if (!reading && cfg->format == PAYLOAD_INFLUX)
             payload_stamp(p, atomic_fetch_add_explicit(&sh->next_ts_ns, (int64_t)cfg->batch, memory_order_relaxed));
-        if (cfg->send_keys) {
+        if (cfg->send_keys && !reading) {
             snprintf(key, sizeof key, "bench-%s-%u-%llu", sh->run_id, w->id, (unsigned long long)seq);
             headers[key_header].value = key;
         }
-        size_t len;
-        const char *body = payload_body(p, &len);
+        size_t len = 0;
+        const char *body = reading ? NULL : payload_body(p, &len);
         http_response resp;
-        int rc = http_client_request(client, "POST", cfg->path, headers, nheaders, body, len, &resp, err, sizeof err);
+        int rc = http_client_request(client, reading ? "GET" : "POST", cfg->path, headers,
+                                     nheaders, body, len, &resp, err, sizeof err);
         int64_t done = now_ns(CLOCK_MONOTONIC);
         int in_window = done >= sh->window_start_ns && done < sh->window_end_ns;
         if (rc != 0) {
@@ -140,9 +145,9 @@ static void *worker_main(void *arg)
             w->duplicates++;
             continue;
         }
-        atomic_fetch_add_explicit(&sh->acked_total, cfg->batch, memory_order_relaxed);
+        atomic_fetch_add_explicit(&sh->acked_total, per_request, memory_order_relaxed);
         if (in_window) {
-            w->events += cfg->batch;
+            w->events += per_request;
             w->requests++;
             hist_record(&w->hist, (uint64_t)((done - start) / 1000));
         }

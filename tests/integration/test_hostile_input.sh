@@ -21,7 +21,8 @@ for i in 1 2; do
 done
 jq -e '.errors[0].reason | test("may be at most 1e\\+15")' <<<"$HTTP_BODY" >/dev/null ||
     fail "reason of the refused line: $HTTP_BODY"
-check_eq "GET /v1/counters of the refused name" 0 "$(api_counter "$P.x")"
+check_eq "GET /v1/counters of the refused name (never stored: unknown)" 404 \
+    "$(curl -sS -o /dev/null -w '%{http_code}' "$BASE_URL/v1/counters/$P.x")"
 alive "after reading x"
 
 # 2. A batch whose gauge would overflow: both lines named, nothing applied.

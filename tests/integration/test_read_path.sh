@@ -30,6 +30,15 @@ $P.lat:20|ms|T$((T0 + 4))
 $P.lat:40|ms|T$((T0 + 13))"
 check_eq "post of the known data" 200 "$HTTP_CODE"
 wait_sqlite_counter "$P.req" 13
+# 1,000 known latencies 1..1000 in one bucket (T0+40, ends T0+50), and a
+# set-free check of the quantiles against the exact ones below.
+awk -v p="$P" -v t="$((T0 + 41))" 'BEGIN { for (i = 1; i <= 1000; i++) print p ".big:" i "|ms|T" t }' >"$WORK/big"
+post "$(cat "$WORK/big")"
+check_eq "post of 1,000 latencies" 200 "$HTTP_CODE"
+for ((i = 0; i < 300; i++)); do
+    [[ $(sqlite3 "$WORK/tally.db" "SELECT weight FROM metrics WHERE name = '$P.big'" 2>/dev/null) == 1000.0 ]] && break
+    sleep 0.1
+done
 
 R_CACHE="redis-cli -p $TALLY_CACHE_PORT --raw"
 api() { curl -sS "$BASE_URL$1"; }
@@ -91,6 +100,40 @@ check_eq "native read: per-step sums per series" '{"dev":[[20,7]],"prod":[[10,1]
 check_eq "native read of an unknown name" 404 \
     "$(curl -sS -o /dev/null -w '%{http_code}' "$BASE_URL/v1/series/$P.nosuch")"
 
+# Quantiles: the merged DDSketch of each step window, within its 1 % of the
+# exact value (DDSketch rank q * (n - 1) over the sorted values).
+within() { # GOT WANT: |GOT - WANT| <= 1 % of WANT
+    awk -v g="$1" -v w="$2" 'BEGIN { d = g - w; if (d < 0) d = -d; exit !(g != "" && d <= 0.01 * w) }'
+}
+j=$(api "/api/v1/query_range?query=${P}_lat%7Bquantile%3D%220.5%22%7D&start=$((T0 + 10))&end=$((T0 + 20))&step=10")
+read -r q1 q2 < <(jq -r '[.data.result[0].values[][1]] | join(" ")' <<<"$j")
+within "$q1" 20 && within "$q2" 40 || fail "median per 10 s window: got $q1 $q2, want 20 (of 10, 20, 30) and 40 (of 40) within 1 %"
+log "ok: median per 10 s window = $q1 $q2 (exact 20, 40)"
+for q in 0.5 0.9 0.99 0.999; do
+    got=$(api "/api/v1/query?query=${P}_big%7Bquantile%3D%22$q%22%7D&time=$((T0 + 50))" | jq -r '.data.result[0].value[1]')
+    want=$(awk -v q="$q" 'BEGIN { r = q * 999; lo = int(r); print lo + 1 + (r - lo) }') # 1..1000 at rank q*(n-1)
+    within "$got" "$want" || fail "quantile $q of 1..1000: got $got, exact $want, beyond 1 %"
+    log "ok: quantile $q of 1..1000 = $got (exact $want)"
+    CHECKS=$((CHECKS + 1))
+done
+check_eq "without a quantile matcher: 0.5, 0.9, 0.99" '["0.5","0.9","0.99"]' \
+    "$(api "/api/v1/query?query=${P}_big&time=$((T0 + 50))" | jq -c '[.data.result[].metric.quantile]')"
+
+# The live totals route: the shape of each type, 404 for an unknown name,
+# the same from SQLite.
+check_eq "GET /v1/counters: counter" "counter 13 2" \
+    "$(api "/v1/counters/$P.req" | jq -r '"\(.type) \(.value) \(.series|length)"')"
+check_eq "GET /v1/counters: gauge (per series, no total)" "gauge 25 null" \
+    "$(api "/v1/counters/$P.temp" | jq -r '"\(.type) \(.series[0].value) \(.value)"')"
+check_eq "GET /v1/counters: distribution" "distribution 4 100 10 40" \
+    "$(api "/v1/counters/$P.lat" | jq -r '"\(.type) \(.count) \(.sum) \(.min) \(.max)"')"
+check_eq "GET /v1/counters: distribution from SQLite" "distribution sqlite 4 100 10 40" \
+    "$(api "/v1/counters/$P.lat?source=sqlite" | jq -r '"\(.type) \(.source) \(.count) \(.sum) \(.min) \(.max)"')"
+check_eq "GET /v1/counters: gauge from SQLite" "gauge 25" \
+    "$(api "/v1/counters/$P.temp?source=sqlite" | jq -r '"\(.type) \(.series[0].value)"')"
+check_eq "GET /v1/counters of an unknown name (Redis, SQLite)" "404 404" \
+    "$(curl -sS -o /dev/null -w '%{http_code}' "$BASE_URL/v1/counters/$P.nosuch") $(curl -sS -o /dev/null -w '%{http_code}' "$BASE_URL/v1/counters/$P.nosuch?source=sqlite")"
+
 # 4. Cache: a miss, then a hit with the same answer.
 q="/api/v1/query_range?query=sum($N)&start=$((T0 + 5))&end=$((T0 + 30))&step=10"
 h1=$(curl -sS -D - -o "$WORK/a1" "$BASE_URL$q" | tr -d '\r' | awk -F': ' 'tolower($1)=="x-tally-cache"{print $2}')
@@ -108,21 +151,27 @@ check_eq "SQLite queries for 500 concurrent cold requests" 1 "$(( $(sqlite_queri
 
 # 6. After a flusher commit, the very next read returns the new bucket. The
 # commit is over when the flusher logs it (after SQLite's COMMIT and the
-# invalidation): this topic's second record is offset 1, so "offsets=0:2".
+# invalidation): this topic's third record is offset 2, so "offsets=0:3".
 q6="/api/v1/query_range?query=sum($N)&start=$((T0 + 10))&end=$((T0 + 40))&step=10"
 check_eq "a range read before the new bucket (the last value carried by the lookback)" '["1","10","13","13"]' "$(api "$q6" | jq -c '[.data.result[0].values[][1]]')"
 check_eq "... and cached" hit \
     "$(curl -sS -D - -o /dev/null "$BASE_URL$q6" | tr -d '\r' | awk -F': ' 'tolower($1)=="x-tally-cache"{print $2}')"
 post "$P.req:5|c|#env:prod|T$((T0 + 31))"
 check_eq "post of a new bucket" 200 "$HTTP_CODE"
-for ((i = 0; i < 300; i++)); do grep -q 'offsets=0:2 ' "$WORK/flusher.log" && break; sleep 0.1; done
-grep -q 'offsets=0:2 ' "$WORK/flusher.log" || fail "the flusher did not commit the new bucket within 30 s"
+for ((i = 0; i < 300; i++)); do grep -q 'offsets=0:3 ' "$WORK/flusher.log" && break; sleep 0.1; done
+grep -q 'offsets=0:3 ' "$WORK/flusher.log" || fail "the flusher did not commit the new bucket within 30 s"
 check_eq "the very next read of the cached range after the commit" '["1","10","13","18"]' \
     "$(api "$q6" | jq -c '[.data.result[0].values[][1]]')"
 
 # 7. Every key in the cache Redis has a TTL.
-keys=$($R_CACHE --scan --pattern '*' | wc -l)
-no_ttl=$($R_CACHE --scan --pattern '*' | while read -r k; do $R_CACHE TTL "$k"; done | grep -c '^-1$' || true)
+keys=$($R_CACHE DBSIZE)
+no_ttl=$($R_CACHE EVAL "local n, cursor = 0, '0'
+  repeat
+    local r = redis.call('SCAN', cursor, 'COUNT', 1000)
+    cursor = r[1]
+    for _, k in ipairs(r[2]) do if redis.call('TTL', k) == -1 then n = n + 1 end end
+  until cursor == '0'
+  return n" 0)
 ((keys > 0)) || fail "no keys in the cache Redis"
 check_eq "cache keys without a TTL (of $keys)" 0 "$no_ttl"
 
