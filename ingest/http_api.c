@@ -1,24 +1,8 @@
 /*
- * http_api.c — see http_api.h.
- *
- * A POST walks one chain of callbacks, all on the event loop:
- *
- *   on_request -> parse + validate (atomic) -> fold -> stamp -> encode -> Kafka send
- *     -> on_kafka_delivered -> (failed: 503) Redis queue -> pump_redis -> one
- *        transaction per group -> on_group_applied -> finish_redis -> 200 / 503
- *
- * Kafka comes first, Redis second, on purpose: Redis is only touched for a
- * batch that Kafka already holds, so the live view never contains a value
- * the flusher will not also bring to SQLite (rule 5), and delivery order
- * equals the order the updates reach Redis (gauges agree). Batches that Kafka
- * confirms while a group is in Redis form the next group (group commit).
- * A batch whose record is in Kafka but whose Redis update failed is answered
- * 200 "live":"stale" (redis.on_unavailable = accept, the view is marked stale
- * for the rebuild) or 503 with its batch id (reject): the client retries with
- * that Idempotency-Key and the dedup key makes the retry count once (rule 3).
- *
- * Each accepted POST owns a batch_request until its last callback; evhttp keeps
- * the evhttp_request alive until we reply even if the client went away.
+ * http_api.c — see http_api.h. Routing only: each route's work is in its
+ * own module (batch_pipeline.h for POST /v1/events, live_read.h for
+ * /v1/counters, prom_api.h for the query routes); here are the checks every
+ * request passes first (header count, authorization) and /healthz.
  */
 #include "http_api.h"
 
@@ -27,25 +11,16 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/queue.h>
-#include <sys/random.h>
-#include <time.h>
 
 #include <event2/buffer.h>
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
 
-#include "admission.h"
 #include "auth.h"
-#include "body_decode.h"
-#include "dedup.h"
-#include "format.h"
+#include "batch_pipeline.h"
 #include "http_guard.h"
-#include "live_known.h"
-#include "live_update.h"
+#include "http_reply.h"
 #include "log.h"
-#include "record.h"
-#include "redis_keys.h"
-#include "statsd.h"
 
 struct ingest_server {
     struct event_base *base;
@@ -53,725 +28,13 @@ struct ingest_server {
     const tally_config *cfg;
     kafka_writer *kafka;
     redis_writer *redis;
-    live_read *live;     /* GET /v1/counters/NAME (live_read.h) */
-    prom_api *reads;     /* the query routes (prom_api.h) */
-    statsd_batch batch;  /* reused: parsing is synchronous */
-    statsd_limits limits;
-    size_t inflight;
-    size_t inflight_bytes;
-    int fail_open;  /* redis.on_unavailable = accept */
-    int draining;
-    /* Batches Kafka holds, waiting for their Redis update, in delivery order.
-     * One group is in flight at a time; whatever arrives meanwhile forms the
-     * next group (group commit), so Redis work grows with distinct series,
-     * not with request rate. */
-    struct batch_request *redis_head, *redis_tail;
-    int redis_busy;
-    live_known *known;  /* series admitted, distribution min/max the live view holds */
-    auth_table *auth;   /* NULL: ingest.tokens_file is empty, no authentication */
-    time_t admission_skip_logged;
-    http_guard *guard;   /* connection limits and deadlines */
-    unsigned redis_restarts; /* redis_writer_restarts() when bounds was last valid */
+    batch_pipeline *pipeline; /* POST /v1/events (batch_pipeline.h) */
+    live_read *live;          /* GET /v1/counters/NAME (live_read.h) */
+    prom_api *reads;          /* the query routes (prom_api.h) */
+    auth_table *auth;         /* NULL: ingest.tokens_file is empty, no authentication */
+    http_guard *guard;        /* connection limits and deadlines */
 };
 
-/* What the live view is known to hold (live_known.h): entries and bytes of
- * names and tags (a bound on memory). */
-#define KNOWN_SLOTS 262144
-#define KNOWN_MAX_BYTES (32u << 20)
-
-/* The longest Idempotency-Key a client may send (scoped with its token name
- * it still fits a record's batch id). */
-#define IDEMPOTENCY_KEY_MAX 128
-_Static_assert(AUTH_NAME_MAX + 1 + IDEMPOTENCY_KEY_MAX <= RECORD_BATCH_ID_MAX,
-               "a scoped key must fit a batch id");
-
-typedef struct batch_request {
-    ingest_server *srv;
-    struct evhttp_request *req;
-    char batch_id[RECORD_BATCH_ID_MAX + 1]; /* "CLIENT/KEY" with tokens, else "KEY" */
-    size_t key_offset;  /* where the client's key starts in batch_id */
-    const auth_client *client; /* NULL without tokens */
-    char digest[DEDUP_DIGEST_TEXT]; /* of the body (dedup.h) */
-    int64_t log_ms;     /* its record's Kafka timestamp, once delivered */
-    size_t events;
-    size_t bytes; /* counted in inflight_bytes */
-    int answered; /* the client has its answer (the deadline may come first) */
-    struct event *deadline;
-    live_fold *fold;              /* the batch folded per series, for Redis */
-    uint8_t *record;              /* encoded, until handed to Kafka (owned) */
-    size_t record_len;
-    admission admit;              /* the admission call in flight, if any */
-    struct batch_request *next;   /* in the Redis queue or a group */
-} batch_request;
-
-/* Batches sent to Redis in one transaction. */
-typedef struct redis_group {
-    ingest_server *srv;
-    live_update update; /* kept until answered, for its bounds */
-    size_t count;
-    batch_request *members[];
-} redis_group;
-
-#define REDIS_GROUP_MAX 256
-
-/* ---- responses ------------------------------------------------------------ */
-
-static void reply_json(struct evhttp_request *req, int code, const char *reason,
-                       struct evbuffer *body)
-{
-    struct evkeyvalq *headers = evhttp_request_get_output_headers(req);
-    evhttp_add_header(headers, "Content-Type", "application/json");
-    evhttp_send_reply(req, code, reason, body);
-}
-
-/* Appends "key":"escaped value" (with a leading comma unless first). */
-static void json_add_string(struct evbuffer *b, int first, const char *key, const char *value,
-                            size_t len)
-{
-    char escaped[6 * 512 + 1];
-    if (len > 512)
-        len = 512;
-    if (json_escape(escaped, sizeof escaped, value, len) < 0)
-        escaped[0] = '\0';
-    evbuffer_add_printf(b, "%s\"%s\":\"%s\"", first ? "" : ",", key, escaped);
-}
-
-/* A 4xx/5xx with {"error": message[, "batch_id": id][, "outcome": what became
- * of the batch]} and optional Retry-After. outcome: "not_stored" (certainly
- * not taken), "unknown" (Kafka may hold it: only a retry with the same key
- * settles it), "stored" (Kafka holds it, the live view missed it). */
-static void reply_batch_error(struct evhttp_request *req, int code, const char *status,
-                              const char *message, const char *batch_id, int retry_after,
-                              const char *outcome)
-{
-    struct evbuffer *b = evbuffer_new();
-    if (!b) {
-        evhttp_send_error(req, 500, "out of memory");
-        return;
-    }
-    evbuffer_add(b, "{", 1);
-    json_add_string(b, 1, "error", message, strlen(message));
-    if (batch_id && batch_id[0]) {
-        json_add_string(b, 0, "batch_id", batch_id, strlen(batch_id));
-        evhttp_add_header(evhttp_request_get_output_headers(req), "Idempotency-Key", batch_id);
-    }
-    if (outcome)
-        json_add_string(b, 0, "outcome", outcome, strlen(outcome));
-    evbuffer_add(b, "}\n", 2);
-    if (retry_after > 0) {
-        char secs[16];
-        snprintf(secs, sizeof secs, "%d", retry_after);
-        evhttp_add_header(evhttp_request_get_output_headers(req), "Retry-After", secs);
-    }
-    reply_json(req, code, status, b);
-    evbuffer_free(b);
-}
-
-static void reply_error(struct evhttp_request *req, int code, const char *status,
-                        const char *message, const char *batch_id, int retry_after)
-{
-    reply_batch_error(req, code, status, message, batch_id, retry_after, NULL);
-}
-
-static void reply_invalid_batch(struct evhttp_request *req, const statsd_batch *batch)
-{
-    struct evbuffer *b = evbuffer_new();
-    if (!b) {
-        evhttp_send_error(req, 500, "out of memory");
-        return;
-    }
-    evbuffer_add_printf(b, "{\"error\":\"invalid batch: %zu bad line%s, nothing was applied\","
-                           "\"accepted\":0,\"errors_total\":%zu,\"errors\":[",
-                        batch->error_total, batch->error_total == 1 ? "" : "s",
-                        batch->error_total);
-    for (size_t i = 0; i < batch->error_count; i++) {
-        const statsd_error *e = &batch->errors[i];
-        evbuffer_add_printf(b, "%s{\"line\":%u", i ? "," : "", e->line);
-        json_add_string(b, 0, "reason", e->reason, strlen(e->reason));
-        evbuffer_add(b, "}", 1);
-    }
-    evbuffer_add(b, "]}\n", 3);
-    reply_json(req, 400, "Bad Request", b);
-    evbuffer_free(b);
-}
-
-/* ---- POST /v1/events -------------------------------------------------------- */
-
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static int valid_batch_id(const char *id)
-{
-    size_t len = strlen(id);
-    if (len == 0 || len > IDEMPOTENCY_KEY_MAX)
-        return 0;
-    for (size_t i = 0; i < len; i++) {
-        char c = id[i];
-        int ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-                 c == '-' || c == '_' || c == '.' || c == ':';
-        if (!ok)
-            return 0;
-    }
-    return 1;
-}
-
-/* Writes 32 random hex digits; -1 when the kernel gives no randomness. */
-static int generate_batch_id(char *out, size_t outlen)
-{
-    unsigned char raw[16];
-    if (outlen < 33 || getrandom(raw, sizeof raw, 0) != (ssize_t)sizeof raw)
-        return -1;
-    for (size_t i = 0; i < sizeof raw; i++)
-        snprintf(out + 2 * i, 3, "%02x", raw[i]);
-    return 0;
-}
-
-/* The idempotency key as the client knows it (batch_id without the scope). */
-static const char *client_key(const batch_request *br)
-{
-    return br->batch_id + br->key_offset;
-}
-
-static void batch_request_finish(batch_request *br)
-{
-    if (br->deadline)
-        event_free(br->deadline);
-    free(br->record);
-    admission_free(&br->admit);
-    br->srv->inflight--;
-    br->srv->inflight_bytes -= br->bytes;
-    live_fold_free(br->fold);
-    free(br);
-}
-
-/* Answers a batch that is stored nowhere (unless the deadline answered it
- * already) and finishes it. */
-static void refuse_batch(batch_request *br, int code, const char *status, const char *msg,
-                         int retry_after)
-{
-    if (!br->answered) {
-        br->answered = 1;
-        reply_batch_error(br->req, code, status, msg, client_key(br), retry_after, "not_stored");
-    }
-    batch_request_finish(br);
-}
-
-/* 200 for a batch Kafka holds. live: "applied", "duplicate" (applied before),
- * or "stale" (Redis did not apply it: fail-open, or a rebuild will). */
-static void reply_accepted(batch_request *br, const char *live)
-{
-    br->answered = 1;
-    struct evbuffer *b = evbuffer_new();
-    if (!b) {
-        evhttp_send_error(br->req, 500, "out of memory");
-        return;
-    }
-    evbuffer_add_printf(b, "{\"accepted\":%zu", br->events);
-    json_add_string(b, 0, "batch_id", client_key(br), strlen(client_key(br)));
-    evbuffer_add_printf(b, ",\"duplicate\":%s,\"live\":\"%s\"}\n",
-                        strcmp(live, "duplicate") == 0 ? "true"
-                        : strcmp(live, "stale") == 0   ? "null"
-                                                       : "false",
-                        live);
-    evhttp_add_header(evhttp_request_get_output_headers(br->req), "Idempotency-Key",
-                      client_key(br));
-    reply_json(br->req, 200, "OK", b);
-    evbuffer_free(b);
-}
-
-/* The end of one batch's Redis step: answers the client (unless the deadline
- * already did) and frees the batch. */
-static void finish_redis(batch_request *br, int result, const char *reason)
-{
-    if (br->answered) {
-        /* The client got a 503 at the deadline and retries with the key; the
-         * batch is in Kafka all the same, so Redis should have it too. */
-        if (result < 0)
-            redis_writer_note_missed(br->srv->redis, reason);
-    } else if (result == LIVE_DEFERRED) {
-        reply_accepted(br, "stale"); /* the running rebuild replays it from Kafka */
-    } else if (result < 0 && br->srv->fail_open) {
-        redis_writer_note_missed(br->srv->redis, reason);
-        reply_accepted(br, "stale");
-    } else if (result < 0) {
-        char msg[384];
-        snprintf(msg, sizeof msg,
-                 "batch is stored in Kafka but the live view was not updated (%s); "
-                 "retry with the same Idempotency-Key",
-                 reason);
-        reply_batch_error(br->req, 503, "Service Unavailable", msg, client_key(br), 1, "stored");
-    } else {
-        reply_accepted(br, result == LIVE_DUPLICATE ? "duplicate" : "applied");
-    }
-    batch_request_finish(br);
-}
-
-static void pump_redis(ingest_server *s);
-
-/* A batch whose key was used within the dedup window for another body: the
- * first body counts, this one never will (the flusher and any rebuild skip
- * it, dedup.h), so it is refused like a payment API refuses a reused key. */
-static void finish_conflict(batch_request *br)
-{
-    char msg[384];
-    snprintf(msg, sizeof msg,
-             "Idempotency-Key %s was used for a different body within the dedup window "
-             "(dedup.window_seconds = %d); this body is not counted: send it with a new key",
-             client_key(br), br->srv->cfg->dedup.window_seconds);
-    refuse_batch(br, 409, "Conflict", msg, 0);
-}
-
-/* The group's transaction answered: dispatch each member, resend the
- * non-duplicates of a refused group (all members of a group that another
- * client's change aborted) in order, ahead of newer batches, then the next group. */
-static void on_group_applied(void *opaque, int result, const size_t *dups, size_t ndups,
-                             const char *reason)
-{
-    redis_group *g = opaque;
-    ingest_server *s = g->srv;
-    s->redis_busy = 0;
-    if (result == LIVE_APPLIED) /* (the members' folds are still alive) */
-        live_update_note_bounds(&g->update, s->known);
-    live_update_free(&g->update);
-    if (result == LIVE_DUPLICATE || result == LIVE_RETRY) { /* (retry: ndups = 0) */
-        batch_request *again_head = NULL, **again_tail = &again_head;
-        for (size_t i = 0; i < g->count; i++) {
-            size_t dup = 0;
-            for (size_t k = 0; k < ndups; k++)
-                if ((dups[k] & ~LIVE_CONFLICT) == i + 1)
-                    dup = dups[k];
-            if (dup & LIVE_CONFLICT) {
-                finish_conflict(g->members[i]);
-            } else if (dup) {
-                finish_redis(g->members[i], LIVE_DUPLICATE, NULL);
-            } else {
-                *again_tail = g->members[i];
-                again_tail = &g->members[i]->next;
-            }
-        }
-        if (again_head) { /* back in front of the queue, in their order */
-            batch_request *last = again_head;
-            while (last->next)
-                last = last->next;
-            last->next = s->redis_head;
-            if (!s->redis_head)
-                s->redis_tail = last;
-            s->redis_head = again_head;
-        }
-    } else {
-        for (size_t i = 0; i < g->count; i++)
-            finish_redis(g->members[i], result, reason);
-    }
-    free(g);
-    pump_redis(s);
-}
-
-/* How many queued batches form the next group (see live_group_length). */
-static size_t group_length(const batch_request *head)
-{
-    const char *ids[REDIS_GROUP_MAX];
-    size_t n = 0;
-    for (const batch_request *b = head; b && n < REDIS_GROUP_MAX; b = b->next)
-        ids[n++] = b->batch_id;
-    return live_group_length(ids, n, REDIS_GROUP_MAX);
-}
-
-/* Sends the queued batches as one group unless a group is in flight. A group
- * that cannot be sent (Redis down) is finished at once, and so on. */
-static void pump_redis(ingest_server *s)
-{
-    unsigned restarts = redis_writer_restarts(s->redis);
-    if (restarts != s->redis_restarts) { /* Redis may have lost bounds it had */
-        live_known_clear(s->known);
-        s->redis_restarts = restarts;
-    }
-    while (!s->redis_busy && s->redis_head) {
-        size_t n = group_length(s->redis_head);
-        redis_group *g = malloc(sizeof *g + n * sizeof g->members[0]);
-        const live_fold **folds = malloc(n * sizeof *folds);
-        live_batch *batches = malloc(n * sizeof *batches);
-        char why[256] = "out of memory";
-        int sent = 0;
-        if (g && folds && batches) {
-            g->srv = s;
-            g->count = n;
-            for (size_t i = 0; i < n; i++) {
-                batch_request *b = s->redis_head;
-                s->redis_head = b->next;
-                b->next = NULL;
-                g->members[i] = b;
-                folds[i] = b->fold;
-                batches[i] = (live_batch){b->batch_id, strlen(b->batch_id), b->digest, b->log_ms};
-            }
-            if (!s->redis_head)
-                s->redis_tail = NULL;
-            if (live_update_build(&g->update, folds, batches, n,
-                                  s->cfg->dedup.window_seconds, LIVE_MODE_INGEST, s->known, why,
-                                  sizeof why) == 0) {
-                s->redis_busy = 1;
-                sent = redis_writer_apply(s->redis, &g->update, n, on_group_applied, g, why,
-                                          sizeof why) == 0;
-                if (!sent) {
-                    s->redis_busy = 0;
-                    live_update_free(&g->update);
-                }
-            }
-        } else {
-            n = 0; /* nothing taken from the queue */
-        }
-        free(folds);
-        free(batches);
-        if (!g) {
-            /* out of memory: fail the head batch so the queue still drains */
-            batch_request *b = s->redis_head;
-            s->redis_head = b->next;
-            if (!s->redis_head)
-                s->redis_tail = NULL;
-            finish_redis(b, -1, why);
-            continue;
-        }
-        if (!sent) {
-            for (size_t i = 0; i < n; i++)
-                finish_redis(g->members[i], -1, why);
-            free(g);
-        }
-    }
-}
-
-static void on_kafka_delivered(void *opaque, kafka_outcome outcome, int64_t log_ms,
-                               const char *reason)
-{
-    batch_request *br = opaque;
-    br->log_ms = log_ms;
-    char err[384];
-    if (outcome != KAFKA_DELIVERED) {
-        if (br->answered) {
-            /* (the deadline answered "unknown"; the client's retry settles it) */
-        } else if (outcome == KAFKA_TOO_LARGE) {
-            snprintf(err, sizeof err,
-                     "kafka refused the batch's record as too large (%s): the broker's "
-                     "message.max.bytes is below kafka.max_message_bytes (%d); send smaller "
-                     "batches",
-                     reason, br->srv->cfg->kafka.max_message_bytes);
-            reply_batch_error(br->req, 413, "Payload Too Large", err, client_key(br), 0,
-                              "not_stored");
-        } else if (outcome == KAFKA_MAYBE_STORED) {
-            snprintf(err, sizeof err,
-                     "kafka did not confirm the batch (%s) but may hold it: retry with the same "
-                     "Idempotency-Key, which counts it once",
-                     reason);
-            reply_batch_error(br->req, 503, "Service Unavailable", err, client_key(br), 1,
-                              "unknown");
-        } else {
-            snprintf(err, sizeof err, "kafka did not take the batch: %s; nothing was acknowledged",
-                     reason);
-            reply_batch_error(br->req, 503, "Service Unavailable", err, client_key(br), 1,
-                              "not_stored");
-        }
-        batch_request_finish(br);
-        return;
-    }
-    ingest_server *s = br->srv;
-    br->next = NULL;
-    if (s->redis_tail)
-        s->redis_tail->next = br;
-    else
-        s->redis_head = br;
-    s->redis_tail = br;
-    pump_redis(s);
-}
-
-/* Kafka has not confirmed the batch in time (librdkafka may hold a record that
- * was in flight when a broker died for longer than message.timeout.ms): answer
- * 503 now; the request stays until its delivery report arrives. */
-static void on_batch_deadline(evutil_socket_t fd, short what, void *arg)
-{
-    (void)fd;
-    (void)what;
-    batch_request *br = arg;
-    if (br->answered)
-        return;
-    br->answered = 1;
-    reply_batch_error(br->req, 503, "Service Unavailable",
-                      "kafka did not confirm the batch in time; it may still be stored: retry "
-                      "with the same Idempotency-Key, which counts it once",
-                      client_key(br), 1, "unknown");
-}
-
-/* The answer to a body body_decode() refused. */
-static void reply_undecodable(struct evhttp_request *req, int decoded, const char *err)
-{
-    char msg[384];
-    switch (decoded) {
-    case BODY_TOO_LARGE:
-        snprintf(msg, sizeof msg, "%s (ingest.max_body_bytes)", err);
-        reply_error(req, 413, "Payload Too Large", msg, NULL, 0);
-        break;
-    case BODY_UNSUPPORTED:
-        reply_error(req, 415, "Unsupported Media Type", err, NULL, 0);
-        break;
-    case BODY_CORRUPT:
-        reply_error(req, 400, "Bad Request", err, NULL, 0);
-        break;
-    default:
-        reply_error(req, 500, "Internal Server Error", err, NULL, 0);
-        break;
-    }
-}
-
-/* Hands the batch's record to Kafka (on_kafka_delivered continues). */
-static void send_to_kafka(batch_request *br)
-{
-    ingest_server *s = br->srv;
-    char err[256];
-    uint8_t *record = br->record;
-    br->record = NULL; /* Kafka owns it once sent */
-    if (kafka_writer_send(s->kafka, br->batch_id, strlen(br->batch_id), br->digest, record,
-                          br->record_len,
-                          on_kafka_delivered, br, err, sizeof err) != 0) {
-        free(record);
-        char msg[384];
-        snprintf(msg, sizeof msg, "%s; nothing was acknowledged", err);
-        refuse_batch(br, 503, "Service Unavailable", msg, 1);
-    }
-}
-
-/* Admission could not be asked (Redis down or confused): the limits fail
- * open, as the live view does; logged at most once a minute. */
-static void admit_without_check(batch_request *br, const char *why)
-{
-    time_t now = time(NULL);
-    if (now - br->srv->admission_skip_logged >= 60) {
-        log_warn("limits not checked (rate limits, ingest.max_live_series): %s; accepting "
-                 "batches without them while Redis cannot answer",
-                 why);
-        br->srv->admission_skip_logged = now;
-    }
-    send_to_kafka(br);
-}
-
-static void on_admitted(void *opaque, const redisReply *reply, const char *reason)
-{
-    batch_request *br = opaque;
-    char why[256], msg[384];
-    long long number;
-    const char *which;
-    if (!reply) {
-        admit_without_check(br, reason);
-        return;
-    }
-    switch (admission_verdict(reply, &number, &which, why, sizeof why)) {
-    case ADMIT_OK:
-        admission_note(&br->admit, br->fold, br->srv->known);
-        admission_free(&br->admit);
-        send_to_kafka(br);
-        break;
-    case ADMIT_RATE_LIMITED: {
-        const auth_client *c = br->client; /* (only a limited client's call answers "rate") */
-        long long limit = !c                                          ? 0
-                          : strcmp(which, "events_per_second") == 0 ? c->events_per_second
-                                                                      : c->batches_per_second;
-        long long wait_s = (number + 999) / 1000; /* number: ms until the batch would fit */
-        snprintf(msg, sizeof msg, "rate limit of client %s exceeded (%s = %lld in the token file)",
-                 c ? c->name : "?", which, limit);
-        refuse_batch(br, 429, "Too Many Requests", msg, (int)(wait_s > 0 ? wait_s : 1));
-        break;
-    }
-    case ADMIT_TOO_MANY_SERIES:
-        snprintf(msg, sizeof msg,
-                 "the batch brings new series but the live view holds about %lld series, the "
-                 "limit ingest.max_live_series (%d); nothing was stored",
-                 number, br->srv->cfg->ingest.max_live_series);
-        refuse_batch(br, 422, "Unprocessable Entity", msg, 0);
-        break;
-    case ADMIT_UNANSWERED:
-        admit_without_check(br, why);
-        break;
-    }
-}
-
-/* Asks Redis whether the batch may enter (admission.h), unless nothing needs
- * asking; then sends it to Kafka. */
-static void admit_batch(batch_request *br)
-{
-    ingest_server *s = br->srv;
-    char err[256];
-    if (br->client && br->client->events_per_second > 0 &&
-        (long long)br->events > br->client->events_per_second) {
-        char msg[256];
-        snprintf(msg, sizeof msg,
-                 "the batch holds %zu events, more than client %s may send in a second "
-                 "(events_per_second = %lld): split it",
-                 br->events, br->client->name, br->client->events_per_second);
-        refuse_batch(br, 413, "Payload Too Large", msg, 0);
-        return;
-    }
-    int need = admission_build(&br->admit, br->fold, br->events, s->known, br->client,
-                               s->cfg->ingest.max_live_series, err, sizeof err);
-    if (need < 0) {
-        refuse_batch(br, 500, "Internal Server Error", err, 0);
-    } else if (need == 0) {
-        send_to_kafka(br);
-    } else if (redis_writer_command(s->redis, br->admit.argc, br->admit.argv, br->admit.argvlen,
-                                    on_admitted, br, err, sizeof err) != 0) {
-        admission_free(&br->admit);
-        admit_without_check(br, err);
-    }
-}
-
-static void accept_batch(ingest_server *s, struct evhttp_request *req, const auth_client *client,
-                         const char *batch_id, const char *body, size_t len);
-
-/* 413 (and 1) for a batch over ingest.max_series_per_batch or whose record
- * Kafka would not take (kafka.max_message_bytes); else 0. */
-static int refuse_oversized(ingest_server *s, struct evhttp_request *req, const batch_request *br,
-                            size_t record_len)
-{
-    char msg[256];
-    size_t series = live_fold_series(br->fold);
-    /* (the record travels with its key and a header holding the batch id) */
-    size_t message_len = record_len + 2 * strlen(br->batch_id) + 64;
-    if (series > (size_t)s->cfg->ingest.max_series_per_batch)
-        snprintf(msg, sizeof msg,
-                 "the batch holds %zu distinct series, more than ingest.max_series_per_batch "
-                 "(%d): split it",
-                 series, s->cfg->ingest.max_series_per_batch);
-    else if (message_len > (size_t)s->cfg->kafka.max_message_bytes)
-        snprintf(msg, sizeof msg,
-                 "the batch's Kafka record would be %zu bytes, more than kafka.max_message_bytes "
-                 "(%d): split it",
-                 message_len, s->cfg->kafka.max_message_bytes);
-    else
-        return 0;
-    reply_batch_error(req, 413, "Payload Too Large", msg, client_key(br), 0, "not_stored");
-    return 1;
-}
-
-static void handle_post_events(ingest_server *s, struct evhttp_request *req,
-                               const auth_client *client)
-{
-    if (s->draining) {
-        reply_error(req, 503, "Service Unavailable", "tally-ingest is shutting down", NULL, 1);
-        return;
-    }
-    if (s->inflight >= (size_t)s->cfg->ingest.max_inflight_batches) {
-        reply_error(req, 503, "Service Unavailable",
-                    "too many batches in flight (ingest.max_inflight_batches)", NULL, 1);
-        return;
-    }
-    char batch_id[IDEMPOTENCY_KEY_MAX + 1];
-    const char *given = evhttp_find_header(evhttp_request_get_input_headers(req), "Idempotency-Key");
-    if (given) {
-        if (!valid_batch_id(given)) {
-            reply_error(req, 400, "Bad Request",
-                        "invalid Idempotency-Key header: 1-128 characters of [A-Za-z0-9._:-]",
-                        NULL, 0);
-            return;
-        }
-        snprintf(batch_id, sizeof batch_id, "%s", given);
-    } else if (generate_batch_id(batch_id, sizeof batch_id) != 0) {
-        reply_error(req, 500, "Internal Server Error", "no randomness for a batch id", NULL, 0);
-        return;
-    }
-
-    struct evbuffer *input = evhttp_request_get_input_buffer(req);
-    size_t len = evbuffer_get_length(input);
-    /* A batch holds its body and about as much again (record, Redis update). */
-    if (s->inflight_bytes + 2 * len > (size_t)s->cfg->ingest.max_inflight_bytes &&
-        s->inflight > 0) {
-        reply_error(req, 503, "Service Unavailable",
-                    "too many bytes in flight (ingest.max_inflight_bytes)", NULL, 1);
-        return;
-    }
-    const uint8_t *raw = len ? evbuffer_pullup(input, -1) : (const uint8_t *)"";
-    if (!raw) {
-        reply_error(req, 500, "Internal Server Error", "out of memory reading the body", NULL, 0);
-        return;
-    }
-    const uint8_t *plain;
-    int owned = 0;
-    char err[256];
-    int decoded = body_decode(evhttp_find_header(evhttp_request_get_input_headers(req),
-                                                 "Content-Encoding"),
-                              raw, len, (size_t)s->cfg->ingest.max_body_bytes, &plain, &len,
-                              &owned, err, sizeof err);
-    if (decoded != BODY_OK) {
-        reply_undecodable(req, decoded, err);
-        return;
-    }
-    accept_batch(s, req, client, batch_id, (const char *)plain, len);
-    if (owned)
-        free((void *)plain);
-}
-
-/* Parses, folds and encodes a plain body and sends it to Kafka (the batch's
- * strings are copied: the body may go once this returns). */
-static void accept_batch(ingest_server *s, struct evhttp_request *req, const auth_client *client,
-                         const char *batch_id, const char *body, size_t len)
-{
-    char err[256];
-    int64_t received = now_ms();
-    int rc = statsd_parse_batch(&s->batch, body, len, &s->limits, received, err, sizeof err);
-    if (rc == STATSD_INVALID) {
-        reply_invalid_batch(req, &s->batch);
-        return;
-    }
-    if (rc != 0) {
-        reply_error(req, 500, "Internal Server Error", err, NULL, 0);
-        return;
-    }
-    if (s->batch.count == 0) {
-        reply_error(req, 400, "Bad Request", "empty batch: the body has no StatsD lines", NULL, 0);
-        return;
-    }
-
-    batch_request *br = calloc(1, sizeof *br);
-    if (!br) {
-        reply_error(req, 500, "Internal Server Error", "out of memory", NULL, 0);
-        return;
-    }
-    br->srv = s;
-    br->req = req;
-    br->client = client;
-    br->events = s->batch.count;
-    /* keys are scoped per client: one client cannot claim another's key */
-    int id_len = client ? snprintf(br->batch_id, sizeof br->batch_id, "%s/%s", client->name, batch_id)
-                        : snprintf(br->batch_id, sizeof br->batch_id, "%s", batch_id);
-    br->key_offset = client ? strlen(client->name) + 1 : 0;
-    dedup_body_digest(body, len, br->digest);
-    br->fold = live_fold_new(s->batch.events, s->batch.count, err, sizeof err);
-    if (!br->fold ||
-        record_encode_compact(br->batch_id, (size_t)id_len, received, s->batch.events,
-                              s->batch.count, &br->record, &br->record_len, err, sizeof err) != 0) {
-        free(br->record);
-        live_fold_free(br->fold);
-        free(br);
-        reply_error(req, 500, "Internal Server Error", err, batch_id, 0);
-        return;
-    }
-    if (refuse_oversized(s, req, br, br->record_len)) {
-        free(br->record);
-        live_fold_free(br->fold);
-        free(br);
-        return;
-    }
-    br->bytes = len + br->record_len;
-    s->inflight++;
-    s->inflight_bytes += br->bytes;
-    int wait_ms = s->cfg->kafka.delivery_timeout_ms + 1000;
-    struct timeval wait = {wait_ms / 1000, (wait_ms % 1000) * 1000};
-    br->deadline = evtimer_new(s->base, on_batch_deadline, br);
-    if (!br->deadline || evtimer_add(br->deadline, &wait) != 0) {
-        reply_error(req, 500, "Internal Server Error", "libevent: cannot arm a timer", batch_id, 0);
-        batch_request_finish(br);
-        return;
-    }
-    admit_batch(br);
-}
 
 /* ---- GET /healthz ------------------------------------------------------------ */
 
@@ -787,21 +50,23 @@ static void handle_healthz(ingest_server *s, struct evhttp_request *req)
     }
     /* 503 while a batch cannot be acknowledged, so a load balancer routes
      * around this instance; Redis down alone is "degraded" when fail-open */
-    int can_ack = !s->draining && kafka_up && (redis_up || s->fail_open);
+    int draining = batch_pipeline_draining(s->pipeline);
+    int can_ack = !draining && kafka_up && (redis_up || batch_pipeline_fail_open(s->pipeline));
     evbuffer_add_printf(b, "{\"status\":\"%s\",\"kafka\":\"%s\",\"redis\":\"%s\"",
-                        s->draining ? "draining"
+                        draining    ? "draining"
                         : !can_ack  ? "unavailable"
                         : redis_up  ? "ok"
                                     : "degraded",
                         kafka_up ? "up" : "down", redis_up ? "up" : "down");
     if (!redis_up)
-        json_add_string(b, 0, "redis_reason", redis_reason, strlen(redis_reason));
-    evbuffer_add_printf(b, ",\"inflight_batches\":%zu,\"connections\":%zu", s->inflight,
+        http_json_add_string(b, 0, "redis_reason", redis_reason, strlen(redis_reason));
+    evbuffer_add_printf(b, ",\"inflight_batches\":%zu,\"connections\":%zu",
+                        batch_pipeline_inflight(s->pipeline),
                         http_guard_connections(s->guard));
     if (s->reads)
         prom_api_health(s->reads, b);
     evbuffer_add(b, "}\n", 2);
-    reply_json(req, can_ack ? 200 : 503, can_ack ? "OK" : "Service Unavailable", b);
+    http_reply_json(req, can_ack ? 200 : 503, can_ack ? "OK" : "Service Unavailable", b);
     evbuffer_free(b);
 }
 
@@ -813,7 +78,7 @@ static void reply_wrong_method(struct evhttp_request *req, const char *allow, co
     char msg[128];
     snprintf(msg, sizeof msg, "%s takes %s only", route, allow);
     evhttp_add_header(evhttp_request_get_output_headers(req), "Allow", allow);
-    reply_error(req, 405, "Method Not Allowed", msg, NULL, 0);
+    http_reply_error(req, 405, "Method Not Allowed", msg, NULL, 0);
 }
 
 static size_t header_count(struct evhttp_request *req)
@@ -838,7 +103,7 @@ static int authorize(ingest_server *s, struct evhttp_request *req, unsigned scop
     const char *h = evhttp_find_header(evhttp_request_get_input_headers(req), "Authorization");
     if (!h || evutil_ascii_strncasecmp(h, "Bearer ", 7) != 0) {
         evhttp_add_header(out, "WWW-Authenticate", "Bearer realm=\"tally\"");
-        reply_error(req, 401, "Unauthorized",
+        http_reply_error(req, 401, "Unauthorized",
                     "authentication required: send Authorization: Bearer TOKEN", NULL, 0);
         return 0;
     }
@@ -848,14 +113,14 @@ static int authorize(ingest_server *s, struct evhttp_request *req, unsigned scop
     *client = auth_find(s->auth, token, strlen(token));
     if (!*client) {
         evhttp_add_header(out, "WWW-Authenticate", "Bearer realm=\"tally\", error=\"invalid_token\"");
-        reply_error(req, 401, "Unauthorized", "unknown bearer token", NULL, 0);
+        http_reply_error(req, 401, "Unauthorized", "unknown bearer token", NULL, 0);
         return 0;
     }
     if (!((*client)->scopes & scope)) {
         char msg[192];
         snprintf(msg, sizeof msg, "client %s may not use %s: its token lacks the %s scope",
                  (*client)->name, route, scope == AUTH_SCOPE_WRITE ? "write" : "read");
-        reply_error(req, 403, "Forbidden", msg, NULL, 0);
+        http_reply_error(req, 403, "Forbidden", msg, NULL, 0);
         return 0;
     }
     return 1;
@@ -875,15 +140,15 @@ static void on_request(struct evhttp_request *req, void *arg)
         char msg[128];
         snprintf(msg, sizeof msg, "more than ingest.max_header_count (%d) header lines",
                  s->cfg->ingest.max_header_count);
-        reply_error(req, 431, "Request Header Fields Too Large", msg, NULL, 0);
+        http_reply_error(req, 431, "Request Header Fields Too Large", msg, NULL, 0);
     } else if (!path) {
-        reply_error(req, 400, "Bad Request", "malformed request URI", NULL, 0);
+        http_reply_error(req, 400, "Bad Request", "malformed request URI", NULL, 0);
     } else if (strcmp(path, "/v1/events") == 0) {
         const auth_client *client;
         if (method != EVHTTP_REQ_POST)
             reply_wrong_method(req, "POST", "/v1/events");
         else if (authorize(s, req, AUTH_SCOPE_WRITE, "/v1/events", &client))
-            handle_post_events(s, req, client);
+            batch_pipeline_post(s->pipeline, req, client);
     } else if (strncmp(path, counters, sizeof counters - 1) == 0) {
         const auth_client *client;
         if (!reading)
@@ -900,7 +165,7 @@ static void on_request(struct evhttp_request *req, void *arg)
         else
             reply_wrong_method(req, "GET, HEAD", "/healthz");
     } else {
-        reply_error(req, 404, "Not Found", "no such route", NULL, 0);
+        http_reply_error(req, 404, "Not Found", "no such route", NULL, 0);
     }
 }
 
@@ -953,19 +218,11 @@ ingest_server *ingest_server_new(struct event_base *base, const tally_config *cf
     s->redis = redis;
     s->live = live;
     s->reads = reads;
-    s->fail_open = strcmp(cfg->redis.on_unavailable, "accept") == 0;
-    statsd_batch_init(&s->batch);
-    s->limits.max_lines = (size_t)cfg->ingest.max_lines;
-    s->limits.max_name_len = (size_t)cfg->ingest.max_name_length;
-    s->limits.max_tags_len = (size_t)cfg->ingest.max_tags_length;
-    s->limits.max_errors = (size_t)cfg->ingest.max_errors_reported;
     if (load_access(s, cfg, err, errlen) != 0)
         goto fail;
-    s->known = live_known_new(KNOWN_SLOTS, KNOWN_MAX_BYTES);
-    if (!s->known) {
-        snprintf(err, errlen, "out of memory");
+    s->pipeline = batch_pipeline_new(base, cfg, kafka, redis, err, errlen);
+    if (!s->pipeline)
         goto fail;
-    }
     s->http = evhttp_new(base);
     if (!s->http) {
         snprintf(err, errlen, "libevent: cannot create the HTTP server");
@@ -995,12 +252,12 @@ fail:
 
 void ingest_server_drain(ingest_server *s)
 {
-    s->draining = 1;
+    batch_pipeline_drain(s->pipeline);
 }
 
 size_t ingest_server_inflight(const ingest_server *s)
 {
-    return s->inflight;
+    return batch_pipeline_inflight(s->pipeline);
 }
 
 void ingest_server_free(ingest_server *s)
@@ -1011,7 +268,6 @@ void ingest_server_free(ingest_server *s)
         evhttp_free(s->http);
     http_guard_free(s->guard);
     auth_free(s->auth);
-    statsd_batch_free(&s->batch);
-    live_known_free(s->known);
+    batch_pipeline_free(s->pipeline);
     free(s);
 }

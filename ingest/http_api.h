@@ -1,24 +1,17 @@
 /*
  * http_api.h — tally-ingest's HTTP routes (libevent evhttp):
  *
- *   POST /v1/events          body: StatsD/DogStatsD lines; header Idempotency-Key (optional)
- *                            200 {"accepted":N,"batch_id":..,"duplicate":bool} only after the
- *                            batch's record is delivered to Kafka (acks=all) AND applied to Redis;
- *                            400 invalid batch (every bad line: number + reason; nothing applied);
- *                            413 body, series or Kafka record over its limit; 503 + Retry-After
- *                            when Kafka cannot take it ("outcome" says whether it may be
- *                            stored: retry with the same key).
- *                            Kafka has it but Redis cannot apply it: 200 "live":"stale"
- *                            (redis.on_unavailable = accept) or 503 (reject).
+ *   POST /v1/events          StatsD/DogStatsD lines, header Idempotency-Key (optional):
+ *                            the acknowledged write path (batch_pipeline.h)
  *   GET  /v1/counters/NAME   live totals from Redis, in the shape of the type; 404 for an
  *                            unknown name (live_read.h: ?source=sqlite, ?type=)
  *   GET  /healthz            component status
  *   /api/v1/..., /v1/series/NAME   the read routes (prom_api.h)
  *
  * Every answer has a JSON body (libevent's own error pages are turned into
- * JSON by http_guard.h, which also bounds connections and slow clients). The
- * module owns no threads; all callbacks run on the event loop it was created
- * with.
+ * JSON by http_guard.h, which also bounds connections and slow clients).
+ * Every callback runs on the event loop the server was created with; SQLite
+ * is read on reader threads (query_pool.h), never on that loop.
  */
 #ifndef TALLY_HTTP_API_H
 #define TALLY_HTTP_API_H

@@ -16,6 +16,7 @@
 #include <event2/buffer.h>
 #include <event2/keyvalq_struct.h>
 
+#include "http_reply.h"
 #include "query_exec.h"
 #include "redis_keys.h"
 #include "totals_json.h"
@@ -84,9 +85,7 @@ size_t live_read_inflight(const live_read *l)
 
 static void send_json(struct evhttp_request *req, int status, struct evbuffer *b)
 {
-    evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type", "application/json");
-    evhttp_send_reply(req, status, status == 200 ? "OK" : status == 404 ? "Not Found"
-                                   : status == 400 ? "Bad Request" : "Service Unavailable", b);
+    http_reply_json(req, status, http_reason(status), b);
 }
 
 static void send_error(struct evhttp_request *req, int status, const char *msg)

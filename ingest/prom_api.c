@@ -17,6 +17,7 @@
 #include <event2/buffer.h>
 #include <event2/keyvalq_struct.h>
 
+#include "http_reply.h"
 #include "query_cache.h"
 #include "query_exec.h"
 
@@ -88,17 +89,7 @@ int prom_api_owns(const char *path)
 
 static void send_body(struct evhttp_request *req, int status, struct evbuffer *body)
 {
-    static const struct { int code; const char *reason; } reasons[] = {
-        {200, "OK"}, {400, "Bad Request"}, {404, "Not Found"}, {405, "Method Not Allowed"},
-        {422, "Unprocessable Entity"}, {500, "Internal Server Error"},
-        {503, "Service Unavailable"}};
-    const char *reason = "Error";
-    for (size_t i = 0; i < sizeof reasons / sizeof reasons[0]; i++)
-        if (reasons[i].code == status)
-            reason = reasons[i].reason;
-    struct evkeyvalq *h = evhttp_request_get_output_headers(req);
-    evhttp_add_header(h, "Content-Type", "application/json");
-    evhttp_send_reply(req, status, reason, body);
+    http_reply_json(req, status, http_reason(status), body);
 }
 
 /* An error answer in Prometheus' shape. */

@@ -42,6 +42,7 @@ static void usage(FILE *f)
           "  --label NAME       system= in the RESULT line (default tally / influxdb by format)\n"
           "  --no-keys          statsd: send no Idempotency-Key (the server generates one)\n"
           "  --token T          send Authorization: Bearer T (ingest.tokens_file)\n"
+          "  --rate R           at most R requests/s in all (threads pace their sends; default: closed loop)\n"
           "  --help\n",
           f);
 }
@@ -120,7 +121,7 @@ int main(int argc, char **argv)
         {"seed", required_argument, NULL, 's'},       {"timeout-ms", required_argument, NULL, 't'},
         {"progress", required_argument, NULL, 'p'},   {"label", required_argument, NULL, 'l'},
         {"no-keys", no_argument, NULL, 'k'},          {"help", no_argument, NULL, 'h'},
-        {"token", required_argument, NULL, 'a'},
+        {"token", required_argument, NULL, 'a'},       {"rate", required_argument, NULL, 'r'},
         {NULL, 0, NULL, 0},
     };
     const char *url = "http://127.0.0.1:8080/v1/events", *label = NULL, *mix_text = "c=80,g=10,ms=10";
@@ -154,6 +155,13 @@ int main(int argc, char **argv)
         case 'l': label = optarg; break;
         case 'k': cfg.send_keys = 0; break;
         case 'a': cfg.token = optarg; break;
+        case 'r':
+            cfg.rate = strtod(optarg, NULL);
+            if (!(cfg.rate > 0)) {
+                fprintf(stderr, "tally-bench: --rate \"%s\": expected requests per second > 0\n", optarg);
+                return 2;
+            }
+            break;
         case 'h': usage(stdout); return 0;
         default: usage(stderr); return 2;
         }

@@ -112,7 +112,15 @@ static void *worker_main(void *arg)
         headers[nheaders++] = (http_header){"Idempotency-Key", NULL};
     char key[96];
     char err[256];
+    int64_t pace_ns = cfg->rate > 0 ? (int64_t)(1e9 * cfg->concurrency / cfg->rate) : 0;
+    int64_t next_slot = now_ns(CLOCK_MONOTONIC);
     for (uint64_t seq = 0;; seq++) {
+        if (pace_ns > 0) {
+            int64_t wait = next_slot - now_ns(CLOCK_MONOTONIC);
+            if (wait > 0)
+                sleep_ns(wait);
+            next_slot += pace_ns;
+        }
         int64_t start = now_ns(CLOCK_MONOTONIC);
         if (start >= sh->window_end_ns) break;
         payload *p = pool[seq % POOL];

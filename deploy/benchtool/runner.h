@@ -6,7 +6,8 @@
  *  - bench_run() starts cfg->concurrency threads, lets them run for
  *    warmup_s + duration_s seconds, joins them and fills *out. Each thread
  *    sends its next request as soon as the previous answer arrived (closed
- *    loop), so the offered load is what the server can take.
+ *    loop), so the offered load is what the server can take; with rate > 0
+ *    each thread waits for its next slot (concurrency / rate apart) instead.
  *  - Only 2xx answers count: their lines are acknowledged events. A non-2xx
  *    answer or a transport error is counted as an error, never as
  *    throughput; after one the thread pauses 20 ms before its next request.
@@ -42,6 +43,8 @@ typedef struct bench_config {
     double progress_s;     /* 0: no PROGRESS lines */
     int send_keys;         /* send an Idempotency-Key header (unique per request) */
     const char *token;     /* NULL, or sent as Authorization: Bearer TOKEN */
+    double rate;           /* > 0: at most this many requests/s in all (an open-ish
+                              loop: each thread paces its sends); 0: closed loop */
 } bench_config;
 
 typedef struct bench_result {

@@ -1,0 +1,770 @@
+/*
+ * batch_pipeline.c — see batch_pipeline.h.
+ *
+ * A POST walks one chain of callbacks, all on the event loop:
+ *
+ *   batch_pipeline_post -> parse + validate (atomic) -> fold -> stamp -> encode -> Kafka send
+ *     -> on_kafka_delivered -> (failed: 503) Redis queue -> pump_redis -> one
+ *        transaction per group -> on_group_applied -> finish_redis -> 200 / 503
+ *
+ * Kafka comes first, Redis second, on purpose: Redis is only touched for a
+ * batch that Kafka already holds, so the live view never contains a value
+ * the flusher will not also bring to SQLite (rule 5), and delivery order
+ * equals the order the updates reach Redis (gauges agree). Batches that Kafka
+ * confirms while a group is in Redis form the next group (group commit).
+ * A batch whose record is in Kafka but whose Redis update failed is answered
+ * 200 "live":"stale" (redis.on_unavailable = accept, the view is marked stale
+ * for the rebuild) or 503 with its batch id (reject): the client retries with
+ * that Idempotency-Key and the dedup key makes the retry count once (rule 3).
+ *
+ * Each accepted POST owns a batch_request until its last callback; evhttp keeps
+ * the evhttp_request alive until we reply even if the client went away.
+ */
+#include "batch_pipeline.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <time.h>
+
+#include <event2/buffer.h>
+#include <event2/http.h>
+#include <event2/keyvalq_struct.h>
+
+#include "admission.h"
+#include "body_decode.h"
+#include "dedup.h"
+#include "format.h"
+#include "http_reply.h"
+#include "live_known.h"
+#include "live_update.h"
+#include "log.h"
+#include "record.h"
+#include "redis_keys.h"
+#include "statsd.h"
+
+struct batch_pipeline {
+    struct event_base *base;
+    const tally_config *cfg;
+    kafka_writer *kafka;
+    redis_writer *redis;
+    statsd_batch batch;  /* reused: parsing is synchronous */
+    statsd_limits limits;
+    size_t inflight;
+    size_t inflight_bytes;
+    int fail_open;  /* redis.on_unavailable = accept */
+    int draining;
+    /* Batches Kafka holds, waiting for their Redis update, in delivery order.
+     * One group is in flight at a time; whatever arrives meanwhile forms the
+     * next group (group commit), so Redis work grows with distinct series,
+     * not with request rate. */
+    struct batch_request *redis_head, *redis_tail;
+    int redis_busy;
+    live_known *known;  /* series admitted, distribution min/max the live view holds */
+    time_t admission_skip_logged;
+    unsigned redis_restarts; /* redis_writer_restarts() when bounds was last valid */
+};
+
+/* What the live view is known to hold (live_known.h): entries and bytes of
+ * names and tags (a bound on memory). */
+#define KNOWN_SLOTS 262144
+#define KNOWN_MAX_BYTES (32u << 20)
+
+/* The longest Idempotency-Key a client may send (scoped with its token name
+ * it still fits a record's batch id). */
+#define IDEMPOTENCY_KEY_MAX 128
+_Static_assert(AUTH_NAME_MAX + 1 + IDEMPOTENCY_KEY_MAX <= RECORD_BATCH_ID_MAX,
+               "a scoped key must fit a batch id");
+
+typedef struct batch_request {
+    batch_pipeline *srv;
+    struct evhttp_request *req;
+    char batch_id[RECORD_BATCH_ID_MAX + 1]; /* "CLIENT/KEY" with tokens, else "KEY" */
+    size_t key_offset;  /* where the client's key starts in batch_id */
+    const auth_client *client; /* NULL without tokens */
+    char digest[DEDUP_DIGEST_TEXT]; /* of the body (dedup.h) */
+    int64_t log_ms;     /* its record's Kafka timestamp, once delivered */
+    size_t events;
+    size_t bytes; /* counted in inflight_bytes */
+    int answered; /* the client has its answer (the deadline may come first) */
+    struct event *deadline;
+    live_fold *fold;              /* the batch folded per series, for Redis */
+    uint8_t *record;              /* encoded, until handed to Kafka (owned) */
+    size_t record_len;
+    admission admit;              /* the admission call in flight, if any */
+    struct batch_request *next;   /* in the Redis queue or a group */
+} batch_request;
+
+/* Batches sent to Redis in one transaction. */
+typedef struct redis_group {
+    batch_pipeline *srv;
+    live_update update; /* kept until answered, for its bounds */
+    size_t count;
+    batch_request *members[];
+} redis_group;
+
+#define REDIS_GROUP_MAX 256
+
+static void reply_invalid_batch(struct evhttp_request *req, const statsd_batch *batch)
+{
+    struct evbuffer *b = evbuffer_new();
+    if (!b) {
+        evhttp_send_error(req, 500, "out of memory");
+        return;
+    }
+    evbuffer_add_printf(b, "{\"error\":\"invalid batch: %zu bad line%s, nothing was applied\","
+                           "\"accepted\":0,\"errors_total\":%zu,\"errors\":[",
+                        batch->error_total, batch->error_total == 1 ? "" : "s",
+                        batch->error_total);
+    for (size_t i = 0; i < batch->error_count; i++) {
+        const statsd_error *e = &batch->errors[i];
+        evbuffer_add_printf(b, "%s{\"line\":%u", i ? "," : "", e->line);
+        http_json_add_string(b, 0, "reason", e->reason, strlen(e->reason));
+        evbuffer_add(b, "}", 1);
+    }
+    evbuffer_add(b, "]}\n", 3);
+    http_reply_json(req, 400, "Bad Request", b);
+    evbuffer_free(b);
+}
+
+/* ---- POST /v1/events -------------------------------------------------------- */
+
+static int64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static int valid_batch_id(const char *id)
+{
+    size_t len = strlen(id);
+    if (len == 0 || len > IDEMPOTENCY_KEY_MAX)
+        return 0;
+    for (size_t i = 0; i < len; i++) {
+        char c = id[i];
+        int ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                 c == '-' || c == '_' || c == '.' || c == ':';
+        if (!ok)
+            return 0;
+    }
+    return 1;
+}
+
+/* Writes 32 random hex digits; -1 when the kernel gives no randomness. */
+static int generate_batch_id(char *out, size_t outlen)
+{
+    unsigned char raw[16];
+    if (outlen < 33 || getrandom(raw, sizeof raw, 0) != (ssize_t)sizeof raw)
+        return -1;
+    for (size_t i = 0; i < sizeof raw; i++)
+        snprintf(out + 2 * i, 3, "%02x", raw[i]);
+    return 0;
+}
+
+/* The idempotency key as the client knows it (batch_id without the scope). */
+static const char *client_key(const batch_request *br)
+{
+    return br->batch_id + br->key_offset;
+}
+
+static void batch_request_finish(batch_request *br)
+{
+    if (br->deadline)
+        event_free(br->deadline);
+    free(br->record);
+    admission_free(&br->admit);
+    br->srv->inflight--;
+    br->srv->inflight_bytes -= br->bytes;
+    live_fold_free(br->fold);
+    free(br);
+}
+
+/* Answers a batch that is stored nowhere (unless the deadline answered it
+ * already) and finishes it. */
+static void refuse_batch(batch_request *br, int code, const char *status, const char *msg,
+                         int retry_after)
+{
+    if (!br->answered) {
+        br->answered = 1;
+        http_reply_batch_error(br->req, code, status, msg, client_key(br), retry_after, "not_stored");
+    }
+    batch_request_finish(br);
+}
+
+/* 200 for a batch Kafka holds. live: "applied", "duplicate" (applied before),
+ * or "stale" (Redis did not apply it: fail-open, or a rebuild will). */
+static void reply_accepted(batch_request *br, const char *live)
+{
+    br->answered = 1;
+    struct evbuffer *b = evbuffer_new();
+    if (!b) {
+        evhttp_send_error(br->req, 500, "out of memory");
+        return;
+    }
+    evbuffer_add_printf(b, "{\"accepted\":%zu", br->events);
+    http_json_add_string(b, 0, "batch_id", client_key(br), strlen(client_key(br)));
+    evbuffer_add_printf(b, ",\"duplicate\":%s,\"live\":\"%s\"}\n",
+                        strcmp(live, "duplicate") == 0 ? "true"
+                        : strcmp(live, "stale") == 0   ? "null"
+                                                       : "false",
+                        live);
+    evhttp_add_header(evhttp_request_get_output_headers(br->req), "Idempotency-Key",
+                      client_key(br));
+    http_reply_json(br->req, 200, "OK", b);
+    evbuffer_free(b);
+}
+
+/* The end of one batch's Redis step: answers the client (unless the deadline
+ * already did) and frees the batch. */
+static void finish_redis(batch_request *br, int result, const char *reason)
+{
+    if (br->answered) {
+        /* The client got a 503 at the deadline and retries with the key; the
+         * batch is in Kafka all the same, so Redis should have it too. */
+        if (result < 0)
+            redis_writer_note_missed(br->srv->redis, reason);
+    } else if (result == LIVE_DEFERRED) {
+        reply_accepted(br, "stale"); /* the running rebuild replays it from Kafka */
+    } else if (result < 0 && br->srv->fail_open) {
+        redis_writer_note_missed(br->srv->redis, reason);
+        reply_accepted(br, "stale");
+    } else if (result < 0) {
+        char msg[384];
+        snprintf(msg, sizeof msg,
+                 "batch is stored in Kafka but the live view was not updated (%s); "
+                 "retry with the same Idempotency-Key",
+                 reason);
+        http_reply_batch_error(br->req, 503, "Service Unavailable", msg, client_key(br), 1, "stored");
+    } else {
+        reply_accepted(br, result == LIVE_DUPLICATE ? "duplicate" : "applied");
+    }
+    batch_request_finish(br);
+}
+
+static void pump_redis(batch_pipeline *s);
+
+/* A batch whose key was used within the dedup window for another body: the
+ * first body counts, this one never will (the flusher and any rebuild skip
+ * it, dedup.h), so it is refused like a payment API refuses a reused key. */
+static void finish_conflict(batch_request *br)
+{
+    char msg[384];
+    snprintf(msg, sizeof msg,
+             "Idempotency-Key %s was used for a different body within the dedup window "
+             "(dedup.window_seconds = %d); this body is not counted: send it with a new key",
+             client_key(br), br->srv->cfg->dedup.window_seconds);
+    refuse_batch(br, 409, "Conflict", msg, 0);
+}
+
+/* The group's transaction answered: dispatch each member, resend the
+ * non-duplicates of a refused group (all members of a group that another
+ * client's change aborted) in order, ahead of newer batches, then the next group. */
+static void on_group_applied(void *opaque, int result, const size_t *dups, size_t ndups,
+                             const char *reason)
+{
+    redis_group *g = opaque;
+    batch_pipeline *s = g->srv;
+    s->redis_busy = 0;
+    if (result == LIVE_APPLIED) /* (the members' folds are still alive) */
+        live_update_note_bounds(&g->update, s->known);
+    live_update_free(&g->update);
+    if (result == LIVE_DUPLICATE || result == LIVE_RETRY) { /* (retry: ndups = 0) */
+        batch_request *again_head = NULL, **again_tail = &again_head;
+        for (size_t i = 0; i < g->count; i++) {
+            size_t dup = 0;
+            for (size_t k = 0; k < ndups; k++)
+                if ((dups[k] & ~LIVE_CONFLICT) == i + 1)
+                    dup = dups[k];
+            if (dup & LIVE_CONFLICT) {
+                finish_conflict(g->members[i]);
+            } else if (dup) {
+                finish_redis(g->members[i], LIVE_DUPLICATE, NULL);
+            } else {
+                *again_tail = g->members[i];
+                again_tail = &g->members[i]->next;
+            }
+        }
+        if (again_head) { /* back in front of the queue, in their order */
+            batch_request *last = again_head;
+            while (last->next)
+                last = last->next;
+            last->next = s->redis_head;
+            if (!s->redis_head)
+                s->redis_tail = last;
+            s->redis_head = again_head;
+        }
+    } else {
+        for (size_t i = 0; i < g->count; i++)
+            finish_redis(g->members[i], result, reason);
+    }
+    free(g);
+    pump_redis(s);
+}
+
+/* How many queued batches form the next group (see live_group_length). */
+static size_t group_length(const batch_request *head)
+{
+    const char *ids[REDIS_GROUP_MAX];
+    size_t n = 0;
+    for (const batch_request *b = head; b && n < REDIS_GROUP_MAX; b = b->next)
+        ids[n++] = b->batch_id;
+    return live_group_length(ids, n, REDIS_GROUP_MAX);
+}
+
+/* Sends the queued batches as one group unless a group is in flight. A group
+ * that cannot be sent (Redis down) is finished at once, and so on. */
+static void pump_redis(batch_pipeline *s)
+{
+    unsigned restarts = redis_writer_restarts(s->redis);
+    if (restarts != s->redis_restarts) { /* Redis may have lost bounds it had */
+        live_known_clear(s->known);
+        s->redis_restarts = restarts;
+    }
+    while (!s->redis_busy && s->redis_head) {
+        size_t n = group_length(s->redis_head);
+        redis_group *g = malloc(sizeof *g + n * sizeof g->members[0]);
+        const live_fold **folds = malloc(n * sizeof *folds);
+        live_batch *batches = malloc(n * sizeof *batches);
+        char why[256] = "out of memory";
+        int sent = 0;
+        if (g && folds && batches) {
+            g->srv = s;
+            g->count = n;
+            for (size_t i = 0; i < n; i++) {
+                batch_request *b = s->redis_head;
+                s->redis_head = b->next;
+                b->next = NULL;
+                g->members[i] = b;
+                folds[i] = b->fold;
+                batches[i] = (live_batch){b->batch_id, strlen(b->batch_id), b->digest, b->log_ms};
+            }
+            if (!s->redis_head)
+                s->redis_tail = NULL;
+            if (live_update_build(&g->update, folds, batches, n,
+                                  s->cfg->dedup.window_seconds, LIVE_MODE_INGEST, s->known, why,
+                                  sizeof why) == 0) {
+                s->redis_busy = 1;
+                sent = redis_writer_apply(s->redis, &g->update, n, on_group_applied, g, why,
+                                          sizeof why) == 0;
+                if (!sent) {
+                    s->redis_busy = 0;
+                    live_update_free(&g->update);
+                }
+            }
+        } else {
+            n = 0; /* nothing taken from the queue */
+        }
+        free(folds);
+        free(batches);
+        if (!g) {
+            /* out of memory: fail the head batch so the queue still drains */
+            batch_request *b = s->redis_head;
+            s->redis_head = b->next;
+            if (!s->redis_head)
+                s->redis_tail = NULL;
+            finish_redis(b, -1, why);
+            continue;
+        }
+        if (!sent) {
+            for (size_t i = 0; i < n; i++)
+                finish_redis(g->members[i], -1, why);
+            free(g);
+        }
+    }
+}
+
+static void on_kafka_delivered(void *opaque, kafka_outcome outcome, int64_t log_ms,
+                               const char *reason)
+{
+    batch_request *br = opaque;
+    br->log_ms = log_ms;
+    char err[384];
+    if (outcome != KAFKA_DELIVERED) {
+        if (br->answered) {
+            /* (the deadline answered "unknown"; the client's retry settles it) */
+        } else if (outcome == KAFKA_TOO_LARGE) {
+            snprintf(err, sizeof err,
+                     "kafka refused the batch's record as too large (%s): the broker's "
+                     "message.max.bytes is below kafka.max_message_bytes (%d); send smaller "
+                     "batches",
+                     reason, br->srv->cfg->kafka.max_message_bytes);
+            http_reply_batch_error(br->req, 413, "Payload Too Large", err, client_key(br), 0,
+                              "not_stored");
+        } else if (outcome == KAFKA_MAYBE_STORED) {
+            snprintf(err, sizeof err,
+                     "kafka did not confirm the batch (%s) but may hold it: retry with the same "
+                     "Idempotency-Key, which counts it once",
+                     reason);
+            http_reply_batch_error(br->req, 503, "Service Unavailable", err, client_key(br), 1,
+                              "unknown");
+        } else {
+            snprintf(err, sizeof err, "kafka did not take the batch: %s; nothing was acknowledged",
+                     reason);
+            http_reply_batch_error(br->req, 503, "Service Unavailable", err, client_key(br), 1,
+                              "not_stored");
+        }
+        batch_request_finish(br);
+        return;
+    }
+    batch_pipeline *s = br->srv;
+    br->next = NULL;
+    if (s->redis_tail)
+        s->redis_tail->next = br;
+    else
+        s->redis_head = br;
+    s->redis_tail = br;
+    pump_redis(s);
+}
+
+/* Kafka has not confirmed the batch in time (librdkafka may hold a record that
+ * was in flight when a broker died for longer than message.timeout.ms): answer
+ * 503 now; the request stays until its delivery report arrives. */
+static void on_batch_deadline(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    batch_request *br = arg;
+    if (br->answered)
+        return;
+    br->answered = 1;
+    http_reply_batch_error(br->req, 503, "Service Unavailable",
+                      "kafka did not confirm the batch in time; it may still be stored: retry "
+                      "with the same Idempotency-Key, which counts it once",
+                      client_key(br), 1, "unknown");
+}
+
+/* The answer to a body body_decode() refused. */
+static void reply_undecodable(struct evhttp_request *req, int decoded, const char *err)
+{
+    char msg[384];
+    switch (decoded) {
+    case BODY_TOO_LARGE:
+        snprintf(msg, sizeof msg, "%s (ingest.max_body_bytes)", err);
+        http_reply_error(req, 413, "Payload Too Large", msg, NULL, 0);
+        break;
+    case BODY_UNSUPPORTED:
+        http_reply_error(req, 415, "Unsupported Media Type", err, NULL, 0);
+        break;
+    case BODY_CORRUPT:
+        http_reply_error(req, 400, "Bad Request", err, NULL, 0);
+        break;
+    default:
+        http_reply_error(req, 500, "Internal Server Error", err, NULL, 0);
+        break;
+    }
+}
+
+/* Hands the batch's record to Kafka (on_kafka_delivered continues). */
+static void send_to_kafka(batch_request *br)
+{
+    batch_pipeline *s = br->srv;
+    char err[256];
+    uint8_t *record = br->record;
+    br->record = NULL; /* Kafka owns it once sent */
+    if (kafka_writer_send(s->kafka, br->batch_id, strlen(br->batch_id), br->digest, record,
+                          br->record_len,
+                          on_kafka_delivered, br, err, sizeof err) != 0) {
+        free(record);
+        char msg[384];
+        snprintf(msg, sizeof msg, "%s; nothing was acknowledged", err);
+        refuse_batch(br, 503, "Service Unavailable", msg, 1);
+    }
+}
+
+/* Admission could not be asked (Redis down or confused): the limits fail
+ * open, as the live view does; logged at most once a minute. */
+static void admit_without_check(batch_request *br, const char *why)
+{
+    time_t now = time(NULL);
+    if (now - br->srv->admission_skip_logged >= 60) {
+        log_warn("limits not checked (rate limits, ingest.max_live_series): %s; accepting "
+                 "batches without them while Redis cannot answer",
+                 why);
+        br->srv->admission_skip_logged = now;
+    }
+    send_to_kafka(br);
+}
+
+static void on_admitted(void *opaque, const redisReply *reply, const char *reason)
+{
+    batch_request *br = opaque;
+    char why[256], msg[384];
+    long long number;
+    const char *which;
+    if (!reply) {
+        admit_without_check(br, reason);
+        return;
+    }
+    switch (admission_verdict(reply, &number, &which, why, sizeof why)) {
+    case ADMIT_OK:
+        admission_note(&br->admit, br->fold, br->srv->known);
+        admission_free(&br->admit);
+        send_to_kafka(br);
+        break;
+    case ADMIT_RATE_LIMITED: {
+        const auth_client *c = br->client; /* (only a limited client's call answers "rate") */
+        long long limit = !c                                          ? 0
+                          : strcmp(which, "events_per_second") == 0 ? c->events_per_second
+                                                                      : c->batches_per_second;
+        long long wait_s = (number + 999) / 1000; /* number: ms until the batch would fit */
+        snprintf(msg, sizeof msg, "rate limit of client %s exceeded (%s = %lld in the token file)",
+                 c ? c->name : "?", which, limit);
+        refuse_batch(br, 429, "Too Many Requests", msg, (int)(wait_s > 0 ? wait_s : 1));
+        break;
+    }
+    case ADMIT_TOO_MANY_SERIES:
+        snprintf(msg, sizeof msg,
+                 "the batch brings new series but the live view holds about %lld series, the "
+                 "limit ingest.max_live_series (%d); nothing was stored",
+                 number, br->srv->cfg->ingest.max_live_series);
+        refuse_batch(br, 422, "Unprocessable Entity", msg, 0);
+        break;
+    case ADMIT_UNANSWERED:
+        admit_without_check(br, why);
+        break;
+    }
+}
+
+/* Asks Redis whether the batch may enter (admission.h), unless nothing needs
+ * asking; then sends it to Kafka. */
+static void admit_batch(batch_request *br)
+{
+    batch_pipeline *s = br->srv;
+    char err[256];
+    if (br->client && br->client->events_per_second > 0 &&
+        (long long)br->events > br->client->events_per_second) {
+        char msg[256];
+        snprintf(msg, sizeof msg,
+                 "the batch holds %zu events, more than client %s may send in a second "
+                 "(events_per_second = %lld): split it",
+                 br->events, br->client->name, br->client->events_per_second);
+        refuse_batch(br, 413, "Payload Too Large", msg, 0);
+        return;
+    }
+    int need = admission_build(&br->admit, br->fold, br->events, s->known, br->client,
+                               s->cfg->ingest.max_live_series, err, sizeof err);
+    if (need < 0) {
+        refuse_batch(br, 500, "Internal Server Error", err, 0);
+    } else if (need == 0) {
+        send_to_kafka(br);
+    } else if (redis_writer_command(s->redis, br->admit.argc, br->admit.argv, br->admit.argvlen,
+                                    on_admitted, br, err, sizeof err) != 0) {
+        admission_free(&br->admit);
+        admit_without_check(br, err);
+    }
+}
+
+static void accept_batch(batch_pipeline *s, struct evhttp_request *req, const auth_client *client,
+                         const char *batch_id, const char *body, size_t len);
+
+/* 413 (and 1) for a batch over ingest.max_series_per_batch or whose record
+ * Kafka would not take (kafka.max_message_bytes); else 0. */
+static int refuse_oversized(batch_pipeline *s, struct evhttp_request *req, const batch_request *br,
+                            size_t record_len)
+{
+    char msg[256];
+    size_t series = live_fold_series(br->fold);
+    /* (the record travels with its key and a header holding the batch id) */
+    size_t message_len = record_len + 2 * strlen(br->batch_id) + 64;
+    if (series > (size_t)s->cfg->ingest.max_series_per_batch)
+        snprintf(msg, sizeof msg,
+                 "the batch holds %zu distinct series, more than ingest.max_series_per_batch "
+                 "(%d): split it",
+                 series, s->cfg->ingest.max_series_per_batch);
+    else if (message_len > (size_t)s->cfg->kafka.max_message_bytes)
+        snprintf(msg, sizeof msg,
+                 "the batch's Kafka record would be %zu bytes, more than kafka.max_message_bytes "
+                 "(%d): split it",
+                 message_len, s->cfg->kafka.max_message_bytes);
+    else
+        return 0;
+    http_reply_batch_error(req, 413, "Payload Too Large", msg, client_key(br), 0, "not_stored");
+    return 1;
+}
+
+static void handle_post_events(batch_pipeline *s, struct evhttp_request *req,
+                               const auth_client *client)
+{
+    if (s->draining) {
+        http_reply_error(req, 503, "Service Unavailable", "tally-ingest is shutting down", NULL, 1);
+        return;
+    }
+    if (s->inflight >= (size_t)s->cfg->ingest.max_inflight_batches) {
+        http_reply_error(req, 503, "Service Unavailable",
+                    "too many batches in flight (ingest.max_inflight_batches)", NULL, 1);
+        return;
+    }
+    char batch_id[IDEMPOTENCY_KEY_MAX + 1];
+    const char *given = evhttp_find_header(evhttp_request_get_input_headers(req), "Idempotency-Key");
+    if (given) {
+        if (!valid_batch_id(given)) {
+            http_reply_error(req, 400, "Bad Request",
+                        "invalid Idempotency-Key header: 1-128 characters of [A-Za-z0-9._:-]",
+                        NULL, 0);
+            return;
+        }
+        snprintf(batch_id, sizeof batch_id, "%s", given);
+    } else if (generate_batch_id(batch_id, sizeof batch_id) != 0) {
+        http_reply_error(req, 500, "Internal Server Error", "no randomness for a batch id", NULL, 0);
+        return;
+    }
+
+    struct evbuffer *input = evhttp_request_get_input_buffer(req);
+    size_t len = evbuffer_get_length(input);
+    /* A batch holds its body and about as much again (record, Redis update). */
+    if (s->inflight_bytes + 2 * len > (size_t)s->cfg->ingest.max_inflight_bytes &&
+        s->inflight > 0) {
+        http_reply_error(req, 503, "Service Unavailable",
+                    "too many bytes in flight (ingest.max_inflight_bytes)", NULL, 1);
+        return;
+    }
+    const uint8_t *raw = len ? evbuffer_pullup(input, -1) : (const uint8_t *)"";
+    if (!raw) {
+        http_reply_error(req, 500, "Internal Server Error", "out of memory reading the body", NULL, 0);
+        return;
+    }
+    const uint8_t *plain;
+    int owned = 0;
+    char err[256];
+    int decoded = body_decode(evhttp_find_header(evhttp_request_get_input_headers(req),
+                                                 "Content-Encoding"),
+                              raw, len, (size_t)s->cfg->ingest.max_body_bytes, &plain, &len,
+                              &owned, err, sizeof err);
+    if (decoded != BODY_OK) {
+        reply_undecodable(req, decoded, err);
+        return;
+    }
+    accept_batch(s, req, client, batch_id, (const char *)plain, len);
+    if (owned)
+        free((void *)plain);
+}
+
+/* Parses, folds and encodes a plain body and sends it to Kafka (the batch's
+ * strings are copied: the body may go once this returns). */
+static void accept_batch(batch_pipeline *s, struct evhttp_request *req, const auth_client *client,
+                         const char *batch_id, const char *body, size_t len)
+{
+    char err[256];
+    int64_t received = now_ms();
+    int rc = statsd_parse_batch(&s->batch, body, len, &s->limits, received, err, sizeof err);
+    if (rc == STATSD_INVALID) {
+        reply_invalid_batch(req, &s->batch);
+        return;
+    }
+    if (rc != 0) {
+        http_reply_error(req, 500, "Internal Server Error", err, NULL, 0);
+        return;
+    }
+    if (s->batch.count == 0) {
+        http_reply_error(req, 400, "Bad Request", "empty batch: the body has no StatsD lines", NULL, 0);
+        return;
+    }
+
+    batch_request *br = calloc(1, sizeof *br);
+    if (!br) {
+        http_reply_error(req, 500, "Internal Server Error", "out of memory", NULL, 0);
+        return;
+    }
+    br->srv = s;
+    br->req = req;
+    br->client = client;
+    br->events = s->batch.count;
+    /* keys are scoped per client: one client cannot claim another's key */
+    int id_len = client ? snprintf(br->batch_id, sizeof br->batch_id, "%s/%s", client->name, batch_id)
+                        : snprintf(br->batch_id, sizeof br->batch_id, "%s", batch_id);
+    br->key_offset = client ? strlen(client->name) + 1 : 0;
+    dedup_body_digest(body, len, br->digest);
+    br->fold = live_fold_new(s->batch.events, s->batch.count, err, sizeof err);
+    if (!br->fold ||
+        record_encode_compact(br->batch_id, (size_t)id_len, received, s->batch.events,
+                              s->batch.count, &br->record, &br->record_len, err, sizeof err) != 0) {
+        free(br->record);
+        live_fold_free(br->fold);
+        free(br);
+        http_reply_error(req, 500, "Internal Server Error", err, batch_id, 0);
+        return;
+    }
+    if (refuse_oversized(s, req, br, br->record_len)) {
+        free(br->record);
+        live_fold_free(br->fold);
+        free(br);
+        return;
+    }
+    br->bytes = len + br->record_len;
+    s->inflight++;
+    s->inflight_bytes += br->bytes;
+    int wait_ms = s->cfg->kafka.delivery_timeout_ms + 1000;
+    struct timeval wait = {wait_ms / 1000, (wait_ms % 1000) * 1000};
+    br->deadline = evtimer_new(s->base, on_batch_deadline, br);
+    if (!br->deadline || evtimer_add(br->deadline, &wait) != 0) {
+        http_reply_error(req, 500, "Internal Server Error", "libevent: cannot arm a timer", batch_id, 0);
+        batch_request_finish(br);
+        return;
+    }
+    admit_batch(br);
+}
+
+void batch_pipeline_post(batch_pipeline *p, struct evhttp_request *req, const auth_client *client)
+{
+    handle_post_events(p, req, client);
+}
+
+batch_pipeline *batch_pipeline_new(struct event_base *base, const tally_config *cfg,
+                                   kafka_writer *kafka, redis_writer *redis, char *err,
+                                   size_t errlen)
+{
+    batch_pipeline *p = calloc(1, sizeof *p);
+    if (!p) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    p->base = base;
+    p->cfg = cfg;
+    p->kafka = kafka;
+    p->redis = redis;
+    p->fail_open = strcmp(cfg->redis.on_unavailable, "accept") == 0;
+    statsd_batch_init(&p->batch);
+    p->limits.max_lines = (size_t)cfg->ingest.max_lines;
+    p->limits.max_name_len = (size_t)cfg->ingest.max_name_length;
+    p->limits.max_tags_len = (size_t)cfg->ingest.max_tags_length;
+    p->limits.max_errors = (size_t)cfg->ingest.max_errors_reported;
+    p->known = live_known_new(KNOWN_SLOTS, KNOWN_MAX_BYTES);
+    if (!p->known) {
+        snprintf(err, errlen, "out of memory");
+        batch_pipeline_free(p);
+        return NULL;
+    }
+    return p;
+}
+
+void batch_pipeline_drain(batch_pipeline *p)
+{
+    p->draining = 1;
+}
+
+int batch_pipeline_draining(const batch_pipeline *p)
+{
+    return p->draining;
+}
+
+int batch_pipeline_fail_open(const batch_pipeline *p)
+{
+    return p->fail_open;
+}
+
+size_t batch_pipeline_inflight(const batch_pipeline *p)
+{
+    return p->inflight;
+}
+
+void batch_pipeline_free(batch_pipeline *p)
+{
+    if (!p)
+        return;
+    statsd_batch_free(&p->batch);
+    live_known_free(p->known);
+    free(p);
+}

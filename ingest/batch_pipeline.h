@@ -1,0 +1,57 @@
+/*
+ * batch_pipeline.h — POST /v1/events: the acknowledged write path of
+ * tally-ingest (design rule 1). A batch is parsed and validated whole
+ * (statsd.h), admitted (admission.h), encoded and sent to Kafka, and once
+ * delivered folded into the next group commit to Redis (live_update.h); the
+ * client gets 200 only when both hold it:
+ *
+ *   200 {"accepted":N,"batch_id":..,"duplicate":bool} only after the batch's
+ *       record is delivered to Kafka (acks=all) AND applied to Redis; Kafka has
+ *       it but Redis cannot apply it: 200 "live":"stale" (redis.on_unavailable =
+ *       accept) or 503 (reject);
+ *   400 invalid batch (every bad line: number + reason; nothing applied);
+ *   409 a reused Idempotency-Key with another body; 413 body, series or Kafka
+ *   record over its limit; 422 ingest.max_live_series; 429 a token's rate
+ *   limit; 503 + Retry-After when Kafka cannot take it ("outcome" says
+ *   whether it may be stored: retry with the same key).
+ *
+ * All callbacks run on the event loop given; the caller has checked the
+ * write scope (client: the token's client, NULL without tokens).
+ */
+#ifndef TALLY_BATCH_PIPELINE_H
+#define TALLY_BATCH_PIPELINE_H
+
+#include <stddef.h>
+
+#include <event2/event.h>
+#include <event2/http.h>
+
+#include "auth.h"
+#include "config.h"
+#include "kafka_writer.h"
+#include "redis_writer.h"
+
+typedef struct batch_pipeline batch_pipeline;
+
+/* The writers are borrowed. Returns NULL with err filled. */
+batch_pipeline *batch_pipeline_new(struct event_base *base, const tally_config *cfg,
+                                   kafka_writer *kafka, redis_writer *redis, char *err,
+                                   size_t errlen);
+
+/* Takes a POST /v1/events (answers it now or later). */
+void batch_pipeline_post(batch_pipeline *p, struct evhttp_request *req, const auth_client *client);
+
+/* From now on new batches get 503 ("shutting down"). */
+void batch_pipeline_drain(batch_pipeline *p);
+int batch_pipeline_draining(const batch_pipeline *p);
+
+/* redis.on_unavailable = accept. */
+int batch_pipeline_fail_open(const batch_pipeline *p);
+
+/* Batches accepted for processing and not yet answered. */
+size_t batch_pipeline_inflight(const batch_pipeline *p);
+
+/* Call only when inflight is 0. NULL is a no-op. */
+void batch_pipeline_free(batch_pipeline *p);
+
+#endif
