@@ -143,10 +143,11 @@ static int flush(flusher *f, char *err, size_t errlen)
     }
     double ms = (double)(c1.tv_sec - c0.tv_sec) * 1e3 + (double)(c1.tv_nsec - c0.tv_nsec) / 1e6;
     log_info("commit: events=%zu rows=%zu sketches=%zu gauges=%zu batches=%zu skipped_duplicates=%zu"
-             " rejected=%zu messages=%zu pruned=%lld offsets=%s duration_ms=%.1f",
+             " rejected=%zu messages=%zu pruned=%lld offsets=%s duration_ms=%.1f"
+             " cache_invalidations=%llu",
              aggregate_events(f->agg), stats.rows, stats.sketches, stats.gauges, stats.batches,
              pending_skipped(f->pend), stats.rejected, pending_messages(f->pend), stats.pruned,
-             offsets, ms);
+             offsets, ms, (unsigned long long)cache_invalidations(f->cache));
     aggregate_clear(f->agg);
     pending_clear(f->pend);
     return 0;
