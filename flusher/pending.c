@@ -3,9 +3,8 @@
  * (see pending.h).
  *
  * Batch ids are appended to one growable byte buffer and referred to by
- * offset, so growing it never invalidates an entry; an open-addressing table
- * (linear probing, load <= 1/2, slots hold index + 1) answers "already in
- * this flush?". Offsets are a flat array indexed by partition (-1 = none):
+ * offset, so growing it never invalidates an entry; the index table
+ * (index_table.h) answers "already in this flush?". Offsets are a flat array indexed by partition (-1 = none):
  * partitions are few (kafka.partitions <= 1024). Rejected records are rare
  * and each owns a malloc'd copy of its payload, freed at clear.
  */
@@ -17,6 +16,7 @@
 #include <string.h>
 
 #include "hash.h"
+#include "index_table.h"
 
 #define PENDING_INITIAL_SLOTS 64u
 
@@ -30,8 +30,7 @@ struct pending {
     size_t nbatches, batches_cap;
     char *ids;
     size_t ids_len, ids_cap;
-    uint32_t *slots;
-    size_t slot_cap;
+    index_table index;       /* batch id -> its entry in batches */
     int64_t max_log_ms;
 
     pending_reject *rejects;
@@ -47,13 +46,11 @@ pending *pending_new(int partitions)
         return NULL;
     p->partitions = partitions;
     p->next_offsets = malloc((size_t)partitions * sizeof *p->next_offsets);
-    p->slots = calloc(PENDING_INITIAL_SLOTS, sizeof *p->slots);
     p->ids = malloc(4096);
-    if (!p->next_offsets || !p->slots || !p->ids) {
+    if (!p->next_offsets || !p->ids || index_table_init(&p->index, PENDING_INITIAL_SLOTS) != 0) {
         pending_free(p);
         return NULL;
     }
-    p->slot_cap = PENDING_INITIAL_SLOTS;
     p->ids_cap = 4096;
     pending_clear(p);
     return p;
@@ -67,7 +64,7 @@ void pending_free(pending *p)
     free(p->next_offsets);
     free(p->batches);
     free(p->ids);
-    free(p->slots);
+    index_table_free(&p->index);
     free(p->rejects);
     free(p);
 }
@@ -80,7 +77,7 @@ void pending_clear(pending *p)
     p->skipped = 0;
     p->nbatches = 0;
     p->ids_len = 0;
-    memset(p->slots, 0, p->slot_cap * sizeof *p->slots);
+    index_table_clear(&p->index);
     p->max_log_ms = INT64_MIN;
     for (size_t i = 0; i < p->nrejects; i++)
         free(p->rejects[i].payload);
@@ -100,23 +97,31 @@ void pending_note_skipped(pending *p) { p->skipped++; }
 
 static uint32_t id_hash(const char *id, size_t len) { return hash_fnv1a(HASH_FNV1A_INIT, id, len); }
 
-/* Returns the slot holding `id` or the empty slot where it belongs. */
-static size_t slot_find(const pending *p, const char *id, size_t len, uint32_t h)
+/* The key being looked up, for the index table's callbacks. */
+typedef struct id_key {
+    const pending *p;
+    const char *id;
+    size_t len;
+} id_key;
+
+static int id_equal(const void *ctx, uint32_t index)
 {
-    size_t mask = p->slot_cap - 1;
-    size_t j = h & mask;
-    for (; p->slots[j]; j = (j + 1) & mask) {
-        const pending_batch *b = &p->batches[p->slots[j] - 1];
-        if (b->id_len == len && memcmp(p->ids + b->id_off, id, len) == 0)
-            break;
-    }
-    return j;
+    const id_key *k = ctx;
+    const pending_batch *b = &k->p->batches[index];
+    return b->id_len == k->len && memcmp(k->p->ids + b->id_off, k->id, k->len) == 0;
+}
+
+static uint32_t id_hash_at(const void *ctx, uint32_t index)
+{
+    const pending *p = ((const id_key *)ctx)->p;
+    return id_hash(p->ids + p->batches[index].id_off, p->batches[index].id_len);
 }
 
 const pending_batch *pending_find_batch(const pending *p, const char *id, size_t id_len)
 {
-    uint32_t at = p->slots[slot_find(p, id, id_len, id_hash(id, id_len))];
-    return at ? &p->batches[at - 1] : NULL;
+    id_key k = {p, id, id_len};
+    long at = index_table_find(&p->index, id_hash(id, id_len), id_equal, &k);
+    return at >= 0 ? &p->batches[at] : NULL;
 }
 
 void pending_renew_batch(pending *p, const pending_batch *b, int64_t log_ms, const char *digest,
@@ -132,31 +137,12 @@ void pending_renew_batch(pending *p, const pending_batch *b, int64_t log_ms, con
         p->max_log_ms = log_ms;
 }
 
-static int slots_grow(pending *p)
-{
-    size_t cap = p->slot_cap * 2;
-    uint32_t *fresh = calloc(cap, sizeof *fresh);
-    if (!fresh)
-        return -1;
-    for (size_t i = 0; i < p->nbatches; i++) {
-        const pending_batch *b = &p->batches[i];
-        size_t j = id_hash(p->ids + b->id_off, b->id_len) & (cap - 1);
-        while (fresh[j])
-            j = (j + 1) & (cap - 1);
-        fresh[j] = (uint32_t)(i + 1);
-    }
-    free(p->slots);
-    p->slots = fresh;
-    p->slot_cap = cap;
-    return 0;
-}
-
 int pending_add_batch(pending *p, const char *id, size_t id_len, int64_t log_ms,
                       const char *digest, int32_t partition, int64_t offset, char *err,
                       size_t errlen)
 {
     assert(!pending_find_batch(p, id, id_len));
-    if (p->nbatches >= UINT32_MAX - 1 || ((p->nbatches + 1) * 2 > p->slot_cap && slots_grow(p) < 0))
+    if (p->nbatches >= UINT32_MAX - 1)
         goto oom;
     if (p->nbatches == p->batches_cap) {
         size_t cap = p->batches_cap ? p->batches_cap * 2 : 256;
@@ -176,9 +162,9 @@ int pending_add_batch(pending *p, const char *id, size_t id_len, int64_t log_ms,
         p->ids = ids;
         p->ids_cap = cap;
     }
-    uint32_t h = id_hash(id, id_len);
-    size_t j = slot_find(p, id, id_len, h);
-    assert(p->slots[j] == 0);
+    id_key k = {p, id, id_len};
+    if (index_table_add(&p->index, id_hash(id, id_len), (uint32_t)p->nbatches, id_hash_at, &k) != 0)
+        goto oom;
     if (id_len)
         memcpy(p->ids + p->ids_len, id, id_len);
     p->batches[p->nbatches] = (pending_batch){
@@ -187,7 +173,7 @@ int pending_add_batch(pending *p, const char *id, size_t id_len, int64_t log_ms,
     };
     snprintf(p->batches[p->nbatches].digest, DEDUP_DIGEST_TEXT, "%s", digest);
     p->ids_len += id_len;
-    p->slots[j] = (uint32_t)(++p->nbatches);
+    p->nbatches++;
     if (log_ms > p->max_log_ms)
         p->max_log_ms = log_ms;
     return 0;

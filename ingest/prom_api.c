@@ -72,12 +72,14 @@ void prom_api_health(const prom_api *a, struct evbuffer *out)
         out,
         ",\"cache\":\"%s\",\"reads\":{\"hits\":%llu,\"negative_hits\":%llu,\"misses\":%llu,"
         "\"single_flight_waits\":%llu,\"uncached\":%llu,\"populates\":%llu,\"warmed\":%llu,"
+        "\"early_refreshes\":%llu,"
         "\"sqlite_queries\":%llu,\"inflight\":%zu}",
         !a->cfg->cache.enabled ? "disabled" : st.breaker_open ? "breaker_open" : st.up ? "up" : "down",
         (unsigned long long)st.hits, (unsigned long long)st.negative_hits,
         (unsigned long long)st.misses, (unsigned long long)st.waits,
         (unsigned long long)st.uncached, (unsigned long long)st.populates,
-        (unsigned long long)st.warmed, (unsigned long long)st.sqlite_queries, a->inflight);
+        (unsigned long long)st.warmed, (unsigned long long)st.refreshes,
+        (unsigned long long)st.sqlite_queries, a->inflight);
 }
 
 int prom_api_owns(const char *path)

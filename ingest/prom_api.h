@@ -50,7 +50,7 @@ void prom_api_handle(prom_api *a, struct evhttp_request *req, const char *path);
 /* Appends the read path's state to a JSON object under construction:
  * ,"cache":"up"|"down"|"breaker_open"|"disabled","reads":{"hits":N,
  * "negative_hits":N,"misses":N,"single_flight_waits":N,"uncached":N,
- * "populates":N,"warmed":N,"sqlite_queries":N,"inflight":N} (the counters
+ * "populates":N,"warmed":N,"early_refreshes":N,"sqlite_queries":N,"inflight":N} (the counters
  * the next issue exports on /metrics). */
 void prom_api_health(const prom_api *a, struct evbuffer *out);
 

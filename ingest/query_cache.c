@@ -35,9 +35,15 @@
 #define EPOCH_CHECK_MS 1000
 #define HOT_DECAY_S 60
 #define VALUE_HEAD 6 /* "SSS F ": HTTP status, 'n' (negative) or 'p', then the body */
+/* Early refresh: a hit on a hot answer (REFRESH_HOT_HITS hits) with less
+ * than REFRESH_LEFT_MS of its TTL left re-reads it in the background, so the
+ * read load never finds a hot key expired. */
+#define REFRESH_LEFT_MS 3000
+#define REFRESH_HOT_HITS 3
 
 /* Reads the versions in KEYS (a missing one becomes ARGV[2]..i, with TTL
- * ARGV[3]) and the answer under them: returns {answer key, answer or nil}. */
+ * ARGV[3]) and the answer under them: returns {answer key, answer or nil,
+ * the answer's remaining TTL in ms}. */
 static const char LOOKUP_SCRIPT[] =
     "local parts = {}\n"
     "for i = 1, #KEYS do\n"
@@ -49,7 +55,7 @@ static const char LOOKUP_SCRIPT[] =
     "  parts[i] = v\n"
     "end\n"
     "local key = ARGV[1] .. ':' .. table.concat(parts, ':')\n"
-    "return {key, redis.call('GET', key)}\n";
+    "return {key, redis.call('GET', key), redis.call('PTTL', key)}\n";
 
 typedef struct waiter {
     cache_answer_fn done; /* NULL: a warming read */
@@ -72,6 +78,7 @@ typedef struct flight {
     read_request read;
     waiter *waiters;
     int remote_polls;     /* re-reads while another process holds the lock */
+    int refresh;          /* an early refresh: nobody waits; skip it if locked */
     struct event *poll_timer;
     struct flight *next;
 } flight;
@@ -500,6 +507,11 @@ static void on_lock(void *opaque, const redisReply *reply, const char *reason)
     flight *f = opaque;
     if (f->c->closing)
         return;
+    if (f->refresh && (!reply || reply->type != REDIS_REPLY_STATUS)) {
+        f->c->inflight--; /* someone else refreshes it (or the cache failed): drop ours */
+        flight_free(f);
+        return;
+    }
     if (reply && reply->type == REDIS_REPLY_NIL && f->c->cfg->cache.wait_ms > 0) {
         f->c->stats.waits++;
         schedule_poll(f, 1); /* another reader has it (or has just answered it) */
@@ -540,6 +552,34 @@ static void lookup_free(lookup *l)
     read_request_clear(&l->read);
     free(l->key_text);
     free(l);
+}
+
+/* The hits of a hot key (0 when it is not tracked). */
+static uint32_t hot_hits(const query_cache *c, uint64_t hash)
+{
+    for (size_t i = 0; i < c->hot_count; i++)
+        if (c->hot[i].hash == hash)
+            return c->hot[i].count;
+    return 0;
+}
+
+/* Starts the background re-read of a hot answer about to expire: a flight
+ * without waiters under the same key, elected by the same lock. */
+static void refresh_early(lookup *l, const char *answer_key)
+{
+    query_cache *c = l->c;
+    char *key = strdup(answer_key);
+    char *key_text = l->key_text ? strdup(l->key_text) : NULL;
+    waiter none = {NULL, NULL, NULL};
+    flight *f = key && key_text ? flight_new(c, &l->read, key, key_text, l->hash, &none) : NULL;
+    if (!f) {
+        free(key);
+        free(key_text);
+        return;
+    }
+    f->refresh = 1;
+    c->stats.refreshes++;
+    take_lock(f);
 }
 
 static void on_hit(lookup *l, const redisReply *value)
@@ -589,17 +629,23 @@ static void on_lookup(void *opaque, const redisReply *reply, const char *reason)
         return;
     }
     c->inflight--;
-    if (!reply || reply->type != REDIS_REPLY_ARRAY || reply->elements != 2 ||
+    if (!reply || reply->type != REDIS_REPLY_ARRAY || reply->elements < 2 ||
         reply->element[0]->type != REDIS_REPLY_STRING) {
         cache_failed(c, reply && reply->type == REDIS_REPLY_ERROR ? reply->str : reason);
         run_uncached(c, &l->read, &l->w);
     } else {
         cache_succeeded(c);
         const redisReply *value = reply->element[1];
-        if (value->type == REDIS_REPLY_STRING && value->len > VALUE_HEAD)
+        if (value->type == REDIS_REPLY_STRING && value->len > VALUE_HEAD) {
             on_hit(l, value);
-        else
+            const redisReply *pttl = reply->elements > 2 ? reply->element[2] : NULL;
+            if (pttl && pttl->type == REDIS_REPLY_INTEGER && pttl->integer >= 0 &&
+                pttl->integer < REFRESH_LEFT_MS && hot_hits(c, l->hash) >= REFRESH_HOT_HITS &&
+                !find_flight(c, reply->element[0]->str))
+                refresh_early(l, reply->element[0]->str);
+        } else {
             on_miss(l, reply->element[0]->str);
+        }
     }
     lookup_free(l);
 }

@@ -25,6 +25,10 @@
  *              says so (header X-Tally-Cache: uncached, and a Prometheus
  *              "warnings" entry), never an error.
  *
+ * Early refresh: a hit on a hot key (3 hits or more) with less than 3 s of
+ * its TTL left re-reads it in the background (one reader, by the same lock),
+ * so that a hot key is renewed before the read load finds it expired.
+ *
  * Warming: the hottest keys (cache.warm_keys, by hits) are remembered; once a
  * second `SET tally:cache:epoch NX` tells whether the cache came back empty
  * (a restart, a flush), and if so they are read again, a few at a time,
@@ -54,7 +58,7 @@ typedef void (*cache_answer_fn)(void *opaque, int status, struct evbuffer *body,
                                 cache_state state);
 
 typedef struct cache_stats {
-    uint64_t hits, negative_hits, misses, waits, uncached, populates, warmed;
+    uint64_t hits, negative_hits, misses, waits, uncached, populates, warmed, refreshes;
     uint64_t sqlite_queries; /* reads run on SQLite (query_pool_runs) */
     int breaker_open;
     int up;

@@ -10,7 +10,7 @@
 source "$(dirname "$0")/lib.sh"
 command -v promtool >/dev/null || fail "promtool not found: run deploy/install-deps"
 
-CACHE_SETTINGS="ttl_negative_seconds = 2; ttl_jitter_percent = 0;"
+CACHE_SETTINGS="ttl_negative_seconds = 2; ttl_counter_seconds = 5; ttl_jitter_percent = 0;"
 write_config
 start_ingest
 start_flusher
@@ -162,6 +162,20 @@ for ((i = 0; i < 300; i++)); do grep -q 'offsets=0:3 ' "$WORK/flusher.log" && br
 grep -q 'offsets=0:3 ' "$WORK/flusher.log" || fail "the flusher did not commit the new bucket within 30 s"
 check_eq "the very next read of the cached range after the commit" '["1","10","13","18"]' \
     "$(api "$q6" | jq -c '[.data.result[0].values[][1]]')"
+
+# 6b. Early refresh: a hot answer (3 hits) read with under 3 s of its 5 s TTL
+# left is re-read in the background, so it never expires under a read load.
+qe="/api/v1/query_range?query=sum($N)&start=$((T0 + 7))&end=$((T0 + 40))&step=10"
+for i in 1 2 3 4; do api "$qe" >/dev/null; done # a miss and three hits: hot
+refreshes() { curl -fsS "$BASE_URL/healthz" | jq -r .reads.early_refreshes; }
+r0=$(refreshes)
+sleep 2.5
+api "$qe" >/dev/null # 2.5 s left: a hit that refreshes it
+for ((i = 0; i < 50; i++)); do (( $(refreshes) > r0 )) && break; sleep 0.1; done
+check_eq "early refreshes after a hit on a hot answer near its expiry" 1 "$(( $(refreshes) - r0 ))"
+sleep 3 # past the first TTL
+check_eq "the hot answer is still a hit after its first TTL" hit \
+    "$(curl -sS -D - -o /dev/null "$BASE_URL$qe" | tr -d '\r' | awk -F': ' 'tolower($1)=="x-tally-cache"{print $2}')"
 
 # 7. Every key in the cache Redis has a TTL.
 keys=$($R_CACHE DBSIZE)
