@@ -174,6 +174,8 @@ static void fold_event(series_fold *s, const metric_event *ev)
         if (ev->value > s->max)
             s->max = ev->value;
         break;
+    case METRIC_SET: /* not in the live view yet (the parser refuses sets) */
+        break;
     }
 }
 
@@ -463,6 +465,8 @@ static void put_series(resp_builder *b, const series_fold *s)
         if (!live_known_covers_max(b->bounds, s->hash, METRIC_DISTRIBUTION, s->name, s->name_len,
                                    s->tags, s->tags_len, s->max))
             put_zadd(b, s, "dist:max", "GT", s->max);
+        break;
+    case METRIC_SET: /* not in the live view yet (the parser refuses sets) */
         break;
     }
 }

@@ -25,6 +25,7 @@ const char *redis_key_value_suffix(metric_type type)
     case METRIC_COUNTER: return "counter";
     case METRIC_GAUGE: return "gauge";
     case METRIC_DISTRIBUTION: return "dist:count";
+    case METRIC_SET: return "set";
     }
     return "counter";
 }

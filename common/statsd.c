@@ -512,6 +512,7 @@ static int parse_line(statsd_batch *b, const char *line, size_t n, const parse_l
     ev->tags_len = 0;
     ev->sample_rate = 1.0;
     ev->stamp_ms = default_stamp_ms;
+    ev->member = 0;
 
     char sign = 0;
     if (parse_name_value(&p, end, lim, ev, &sign, reason) != 0) goto fail;

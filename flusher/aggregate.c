@@ -380,6 +380,8 @@ int aggregate_add(aggregate *a, const metric_event *ev, char *err, size_t errlen
         /* A relative row exists only for a series whose value depends on the base. */
         assert(!r->value_relative || s->needs_base);
         break;
+    case METRIC_SET: /* refused above: the aggregate has no set rows yet */
+        break;
     }
     a->events++;
     return 0;
