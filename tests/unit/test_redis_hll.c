@@ -1,0 +1,332 @@
+/*
+ * test_redis_hll.c — a Tally set holds Redis' registers (redis_hll.h):
+ * MurmurHash64A pinned by vectors, the dense string's layout, and, against a
+ * temporary real redis-server, that hll_add_hash(redis_hll_hash(digest))
+ * sets exactly the registers PFADD of the digest's 8 bytes sets (PFDEBUG
+ * GETREG), that redis_hll_dense() writes what PFDEBUG TODENSE leaves in the
+ * key, and that Redis takes such a string from SET as a HyperLogLog.
+ *
+ * The server: `redis-server --port 26399 --save '' --appendonly no
+ * --daemonize yes` (TALLY_UNIT_REDIS_PORT overrides the port), started by
+ * the group setup and shut down by its teardown. Without redis-server in
+ * PATH the tests that need it are skipped, with a message saying so.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+#include <hiredis/hiredis.h>
+
+#include "hash.h"
+#include "hll.h"
+#include "redis_hll.h"
+
+static redisContext *redis; /* NULL: no redis-server, the Redis tests skip */
+
+#define DEFAULT_PORT 26399
+
+static int server_port(void)
+{
+    const char *p = getenv("TALLY_UNIT_REDIS_PORT");
+    return p && atoi(p) > 0 ? atoi(p) : DEFAULT_PORT;
+}
+
+/* Starts the temporary redis-server and connects (within 5 s); NULL, with
+ * a message, when there is no redis-server. A server that cannot start is
+ * a failure. */
+static redisContext *server_start(void)
+{
+    if (system("command -v redis-server >/dev/null 2>&1") != 0) {
+        printf("unit_redis_hll: redis-server not found in PATH: the tests against a real Redis "
+               "are SKIPPED (apt-get install redis-server)\n");
+        return NULL;
+    }
+    char cmd[256];
+    snprintf(cmd, sizeof cmd,
+             "redis-server --port %d --bind 127.0.0.1 --save '' --appendonly no --daemonize yes "
+             "--logfile /dev/null",
+             server_port());
+    if (system(cmd) != 0)
+        fail_msg("cannot start: %s", cmd);
+    for (int i = 0; i < 100; i++) {
+        redisContext *c = redisConnect("127.0.0.1", server_port());
+        if (c && !c->err) {
+            redisReply *r = redisCommand(c, "PING");
+            int up = r && r->type == REDIS_REPLY_STATUS;
+            if (r)
+                freeReplyObject(r);
+            if (up)
+                return c;
+        }
+        redisFree(c);
+        usleep(50 * 1000);
+    }
+    fail_msg("redis-server on port %d did not answer within 5 s", server_port());
+    return NULL;
+}
+
+static void server_stop(redisContext *c)
+{
+    if (!c)
+        return;
+    redisReply *r = redisCommand(c, "SHUTDOWN NOSAVE"); /* (no reply: the server is gone) */
+    if (r)
+        freeReplyObject(r);
+    redisFree(c);
+}
+
+/* The digest of member "FAMILY-N", as the parser makes it (event.h). */
+static uint64_t member_digest(const char *family, unsigned n)
+{
+    char m[48];
+    int len = snprintf(m, sizeof m, "%s-%u", family, n);
+    return hash_digest64(m, (size_t)len);
+}
+
+/* ---- pure --------------------------------------------------------------------- */
+
+/* MurmurHash64A pinned: the element vectors' registers were checked against
+ * redis-server 7.0's PFDEBUG GETREG (and are again below, when it runs). */
+static void test_murmur64a_vectors(void **state)
+{
+    (void)state;
+    static const struct { const char *s; uint64_t h; } strings[] = {
+        {"", 0xd8dfea6585bc9732ull},
+        {"a", 0x53d2470a9b43b1a7ull},
+        {"hello world", 0xa919bc3051f624b7ull},       /* one word and a 3-byte tail */
+        {"0123456789abcdef!", 0xb917c99b031f7674ull}, /* two words and one byte */
+    };
+    for (size_t i = 0; i < sizeof strings / sizeof strings[0]; i++)
+        assert_true(hash_murmur64a(strings[i].s, strlen(strings[i].s), REDIS_HLL_SEED) ==
+                    strings[i].h);
+    static const struct { uint64_t member, h; } members[] = {
+        {0, 0x396f86b121d9c351ull},
+        {1, 0x900ef48b4182d8c2ull},
+        {0x0123456789abcdefull, 0xa2ebaf9315635ad3ull},
+        {UINT64_MAX, 0x78924eea1454b415ull},
+    };
+    for (size_t i = 0; i < sizeof members / sizeof members[0]; i++)
+        assert_true(redis_hll_hash(members[i].member) == members[i].h);
+    unsigned char e[REDIS_HLL_ELEMENT_BYTES];
+    redis_hll_element(0x0123456789abcdefull, e);
+    assert_memory_equal(e, "\xef\xcd\xab\x89\x67\x45\x23\x01", 8);
+}
+
+/* The register of one element: index hash & 16383, rank 1 + the trailing
+ * zeros of (hash >> 14) | 2^50, whichever form the sketch is in. */
+static void test_register_rule(void **state)
+{
+    (void)state;
+    uint8_t regs[HLL_REGISTERS];
+    const uint64_t hashes[] = {0x53d2470a9b43b1a7ull, 0x4000ull, 0x0ull, 0xfffffffffffc0000ull,
+                               (uint64_t)1 << 63};
+    for (size_t i = 0; i < sizeof hashes / sizeof hashes[0]; i++) {
+        hll *h = hll_new();
+        assert_non_null(h);
+        assert_int_equal(hll_add_hash(h, hashes[i]), 1);
+        hll_registers(h, regs);
+        uint64_t rest = hashes[i] >> 14 | (uint64_t)1 << 50;
+        unsigned index = (unsigned)(hashes[i] & 16383), rank = 1;
+        while (!(rest & 1)) {
+            rest >>= 1;
+            rank++;
+        }
+        for (unsigned r = 0; r < HLL_REGISTERS; r++)
+            assert_int_equal(regs[r], r == index ? rank : 0);
+        hll_free(h);
+    }
+}
+
+/* Header "HYLL", dense, cached cardinality not valid; registers packed. */
+static void test_dense_layout(void **state)
+{
+    (void)state;
+    hll *h = hll_new();
+    assert_non_null(h);
+    assert_int_equal(hll_add_hash(h, 0), 1);                 /* register 0, rank 51 */
+    assert_int_equal(hll_add_hash(h, 1 | (uint64_t)1 << 16), 1); /* register 1, rank 3 */
+    assert_int_equal(hll_add_hash(h, 16383 | (uint64_t)1 << 14), 1); /* 16383, rank 1 */
+    static unsigned char out[REDIS_HLL_DENSE_BYTES];
+    redis_hll_dense(h, out);
+    assert_memory_equal(out, "HYLL\0\0\0\0\0\0\0\0\0\0\0\x80", 16);
+    const unsigned char *r = out + REDIS_HLL_HEADER_BYTES;
+    assert_int_equal(r[0], 51 | (3 & 3) << 6);     /* r0 | r1 << 6, low byte first */
+    assert_int_equal(r[1], 3 >> 2);
+    assert_int_equal(r[HLL_DENSE_BYTES - 1], 1 << 2); /* r16383 in the top 6 bits */
+    for (size_t i = 2; i < HLL_DENSE_BYTES - 1; i++)
+        assert_int_equal(r[i], 0);
+    hll_free(h);
+}
+
+/* ---- against redis-server ------------------------------------------------------- */
+
+/* PFADDs the elements of n members of a family to key, 1000 per command. */
+static void pfadd_members(const char *key, const char *family, unsigned from, unsigned to)
+{
+    enum { CHUNK = 1000 };
+    static unsigned char elements[CHUNK][REDIS_HLL_ELEMENT_BYTES];
+    const char *argv[2 + CHUNK];
+    size_t argvlen[2 + CHUNK];
+    for (unsigned at = from; at < to; at += CHUNK) {
+        int argc = 0;
+        argv[argc] = "PFADD", argvlen[argc++] = 5;
+        argv[argc] = key, argvlen[argc++] = strlen(key);
+        for (unsigned i = at; i < to && i < at + CHUNK; i++) {
+            redis_hll_element(member_digest(family, i), elements[i - at]);
+            argv[argc] = (const char *)elements[i - at], argvlen[argc++] = REDIS_HLL_ELEMENT_BYTES;
+        }
+        redisReply *r = redisCommandArgv(redis, argc, argv, argvlen);
+        assert_non_null(r);
+        assert_int_equal(r->type, REDIS_REPLY_INTEGER);
+        freeReplyObject(r);
+    }
+}
+
+/* The sketch the flusher keeps of the same members. */
+static hll *sketch_members(const char *family, unsigned from, unsigned to)
+{
+    hll *h = hll_new();
+    assert_non_null(h);
+    for (unsigned i = from; i < to; i++)
+        assert_int_not_equal(hll_add_hash(h, redis_hll_hash(member_digest(family, i))), -1);
+    return h;
+}
+
+static void assert_registers_equal(const char *key, const hll *h)
+{
+    uint8_t regs[HLL_REGISTERS];
+    hll_registers(h, regs);
+    redisReply *r = redisCommand(redis, "PFDEBUG GETREG %s", key);
+    assert_non_null(r);
+    assert_int_equal(r->type, REDIS_REPLY_ARRAY);
+    assert_int_equal(r->elements, HLL_REGISTERS);
+    for (size_t i = 0; i < HLL_REGISTERS; i++)
+        if (r->element[i]->integer != regs[i])
+            fail_msg("%s: register %zu is %lld in Redis, %u in the hll", key, i,
+                     r->element[i]->integer, regs[i]);
+    freeReplyObject(r);
+}
+
+static long long pfcount(const char *key)
+{
+    redisReply *r = redisCommand(redis, "PFCOUNT %s", key);
+    assert_non_null(r);
+    assert_int_equal(r->type, REDIS_REPLY_INTEGER);
+    long long n = r->integer;
+    freeReplyObject(r);
+    return n;
+}
+
+static void redis_ok(const char *fmt, const char *key)
+{
+    redisReply *r = redisCommand(redis, fmt, key);
+    assert_non_null(r);
+    assert_int_not_equal(r->type, REDIS_REPLY_ERROR);
+    freeReplyObject(r);
+}
+
+/* Small sets (sparse in both), mid-sized (sparse here, dense in Redis or
+ * the reverse) and large ones: the same registers, every one. */
+static void test_registers_match_pfadd(void **state)
+{
+    (void)state;
+    if (!redis)
+        skip();
+    const unsigned sizes[] = {1, 10, 300, 1024, 1025, 3000, 50000};
+    for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
+        redis_ok("DEL %s", "t:regs");
+        pfadd_members("t:regs", "regs", 0, sizes[i]);
+        hll *h = sketch_members("regs", 0, sizes[i]);
+        assert_registers_equal("t:regs", h);
+        hll_free(h);
+    }
+}
+
+/* What PFDEBUG TODENSE leaves in the key (before any PFCOUNT caches a
+ * cardinality) is byte for byte redis_hll_dense() of the same members. */
+static void test_dense_string_is_redis_own(void **state)
+{
+    (void)state;
+    if (!redis)
+        skip();
+    const unsigned sizes[] = {3, 2000, 40000};
+    static unsigned char mine[REDIS_HLL_DENSE_BYTES];
+    for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
+        redis_ok("DEL %s", "t:dense");
+        pfadd_members("t:dense", "dense", 0, sizes[i]);
+        redis_ok("PFDEBUG TODENSE %s", "t:dense");
+        redisReply *r = redisCommand(redis, "GET %s", "t:dense");
+        assert_non_null(r);
+        assert_int_equal(r->type, REDIS_REPLY_STRING);
+        assert_int_equal(r->len, REDIS_HLL_DENSE_BYTES);
+        hll *h = sketch_members("dense", 0, sizes[i]);
+        redis_hll_dense(h, mine);
+        assert_memory_equal(r->str, mine, REDIS_HLL_DENSE_BYTES);
+        freeReplyObject(r);
+        hll_free(h);
+    }
+}
+
+/* A string SET from redis_hll_dense() is a HyperLogLog to Redis: PFCOUNT
+ * counts it as the PFADDed key, and PFADD goes on from there. */
+static void test_set_string_is_a_hyperloglog(void **state)
+{
+    (void)state;
+    if (!redis)
+        skip();
+    static unsigned char mine[REDIS_HLL_DENSE_BYTES];
+    redis_ok("DEL %s", "t:added");
+    pfadd_members("t:added", "set", 0, 5000);
+    hll *h = sketch_members("set", 0, 5000);
+    redis_hll_dense(h, mine);
+    redisReply *r = redisCommand(redis, "SET t:written %b", mine, (size_t)sizeof mine);
+    assert_non_null(r);
+    assert_int_equal(r->type, REDIS_REPLY_STATUS);
+    freeReplyObject(r);
+    assert_int_equal(pfcount("t:written"), pfcount("t:added"));
+    pfadd_members("t:written", "set", 4000, 9000); /* 1,000 already there */
+    pfadd_members("t:added", "set", 4000, 9000);
+    assert_int_equal(pfcount("t:written"), pfcount("t:added"));
+    hll_free(h);
+    h = sketch_members("set", 0, 9000);
+    assert_registers_equal("t:written", h);
+    long long n = pfcount("t:written");
+    printf("measured: 9000 members, PFCOUNT %lld, hll_count %llu\n", n,
+           (unsigned long long)hll_count(h));
+    assert_true(llabs(n - 9000) < 9000 * 3 * 0.0081 + 1);
+    hll_free(h);
+}
+
+static int setup(void **state)
+{
+    (void)state;
+    redis = server_start();
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    server_stop(redis);
+    redis = NULL;
+    return 0;
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_murmur64a_vectors),
+        cmocka_unit_test(test_register_rule),
+        cmocka_unit_test(test_dense_layout),
+        cmocka_unit_test(test_registers_match_pfadd),
+        cmocka_unit_test(test_dense_string_is_redis_own),
+        cmocka_unit_test(test_set_string_is_a_hyperloglog),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
