@@ -238,7 +238,7 @@ static void test_empty_batch_round_trip(void **state)
 static void test_parse_then_encode(void **state)
 {
     (void)state;
-    const char *body = "a.b:1|c|#z,y\nc:-2|g|T1600000000\nd:0.5|ms|@0.5\n";
+    const char *body = "a.b:1|c|#z,y\nc:-2|g|T1600000000\nd:0.5|ms|@0.5\ne:x@y.z|s|#z\n";
     statsd_batch b;
     statsd_batch_init(&b);
     statsd_limits l = {.max_lines = 10, .max_name_len = 200, .max_tags_len = 100, .max_errors = 5};
@@ -249,7 +249,7 @@ static void test_parse_then_encode(void **state)
     assert_int_equal(record_encode("id", 2, 5, b.events, b.count, &buf, &len, err, sizeof err), 0);
     record_reader r;
     assert_int_equal(record_open(&r, buf, len, err, sizeof err), 0);
-    assert_int_equal(r.count, 3);
+    assert_int_equal(r.count, 4);
     metric_event ev;
     for (size_t i = 0; i < b.count; i++) {
         assert_int_equal(record_next(&r, &ev), 1);
