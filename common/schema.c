@@ -147,6 +147,8 @@ const char SCHEMA_REBUILD_DISTRIBUTIONS[] =
     "SELECT name, tags, SUM(weight), SUM(value), MIN(min), MAX(max) "
     "FROM metrics WHERE type = 'distribution' GROUP BY name, tags";
 const char SCHEMA_REBUILD_GAUGES[] = "SELECT name, tags, value FROM gauges";
+const char SCHEMA_REBUILD_SETS[] =
+    "SELECT name, tags, bucket, data FROM sketches WHERE type = 'set' ORDER BY name, tags, bucket";
 const char SCHEMA_REBUILD_BATCHES[] = "SELECT batch_id, log_ms, digest FROM batches";
 
 const char SCHEMA_COUNTER_TOTALS_LIKE[] =

@@ -99,6 +99,9 @@ extern const char SCHEMA_BATCH_PRUNE[];    /* ?1 horizon (log_ms) */
 extern const char SCHEMA_REBUILD_COUNTERS[];
 extern const char SCHEMA_REBUILD_DISTRIBUTIONS[];
 extern const char SCHEMA_REBUILD_GAUGES[];
+/* Every set bucket, series after series (name, tags, bucket order) ->
+ * name, tags, bucket, data (an hll): the rebuild merges each series' rows. */
+extern const char SCHEMA_REBUILD_SETS[];
 extern const char SCHEMA_REBUILD_BATCHES[];
 
 /* ?1 LIKE pattern -> name, total of every counter matching it (the drill). */

@@ -132,4 +132,39 @@ check_within "GET /v1/counters?source=sqlite: env:prod" \
     "$(jq -r '.series[] | select(.tags == "env:prod") | .value' <<<"$j")" $PROD $ERR
 check_eq "GET /v1/counters?type=set" set "$(api "/v1/counters/$P.users?type=set" | jq -r .type)"
 
+# 6. The rebuild (rule 5): with the flusher stopped, 200 more members go to
+# Redis and Kafka only (the tail); then the set's key and the index are lost.
+# The rebuild writes SQLite's union of the buckets and replays the tail on
+# top: the same registers as before the loss, hence the same PFCOUNT.
+stop_flusher
+lines 1001 1200 $((T0 + 25)) >"$WORK/tail"
+post "$(cat "$WORK/tail")"
+check_eq "post of the tail" 200 "$HTTP_CODE"
+before=$($R PFCOUNT "$KEY")
+check_within "PFCOUNT with the tail, before the loss" "$before" $((PROD + 200)) $ERR
+regs=$($R PFDEBUG GETREG "$KEY" | md5sum)
+$R DEL "$KEY" "tally:{$P.users}:set" >/dev/null
+check_eq "the set is lost" 0 "$($R PFCOUNT "$KEY")"
+"$TALLY_BUILD/tally-flusher" -c "$CONF" --rebuild-redis >"$WORK/rebuild.log" 2>&1 ||
+    { cat "$WORK/rebuild.log"; fail "tally-flusher --rebuild-redis failed"; }
+log "$(grep 'rebuild: ok' "$WORK/rebuild.log")"
+check_eq "PFCOUNT after the rebuild" "$before" "$($R PFCOUNT "$KEY")"
+check_eq "every register after the rebuild" "$regs" "$($R PFDEBUG GETREG "$KEY" | md5sum)"
+check_eq "the untagged series after the rebuild" 2 "$($R PFCOUNT "tally:{$P.users}:set:")"
+check_eq "the index after the rebuild" "$(printf '\nenv:prod')" "$($R HKEYS "tally:{$P.users}:set" | sort)"
+check_eq "GET /v1/counters after the rebuild" "$before" \
+    "$(api "/v1/counters/$P.users" | jq -r '.series[] | select(.tags == "env:prod") | .value')"
+
+# The tail reaches SQLite once the flusher is back, exactly once.
+start_flusher
+for ((i = 0; i < 300; i++)); do
+    [[ $(sqlite3 "$WORK/tally.db" "SELECT total_weight FROM series WHERE name = '$P.users' AND tags = 'env:prod'" 2>/dev/null) == 1851.0 ]] && break
+    sleep 0.1
+done
+check_eq "catalog lines with the tail" 1851.0 \
+    "$(sqlite3 "$WORK/tally.db" "SELECT total_weight FROM series WHERE name = '$P.users' AND tags = 'env:prod'")"
+check_within "GET /v1/counters?source=sqlite with the tail" \
+    "$(api "/v1/counters/$P.users?source=sqlite" | jq -r '.series[] | select(.tags == "env:prod") | .value')" \
+    $((PROD + 200)) $ERR
+
 finish

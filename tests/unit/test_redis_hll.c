@@ -5,6 +5,10 @@
  * sets exactly the registers PFADD of the digest's 8 bytes sets (PFDEBUG
  * GETREG), that redis_hll_dense() writes what PFDEBUG TODENSE leaves in the
  * key, and that Redis takes such a string from SET as a HyperLogLog.
+ * Then the rebuild of a set (rule 5): sets flushed to a temporary SQLite
+ * file by the store, their union per series (set_union.h) SET as the
+ * rebuild does, a Kafka tail applied through the live update: PFCOUNT and
+ * every register equal those of a key PFADDed with every member directly.
  *
  * The server: `redis-server --port 26399 --save '' --appendonly no
  * --daemonize yes` (TALLY_UNIT_REDIS_PORT overrides the port), started by
@@ -23,9 +27,15 @@
 #include <cmocka.h>
 #include <hiredis/hiredis.h>
 
+#include "aggregate.h"
 #include "hash.h"
 #include "hll.h"
+#include "live_update.h"
+#include "pending.h"
 #include "redis_hll.h"
+#include "redis_keys.h"
+#include "set_union.h"
+#include "store.h"
 
 static redisContext *redis; /* NULL: no redis-server, the Redis tests skip */
 
@@ -303,6 +313,163 @@ static void test_set_string_is_a_hyperloglog(void **state)
     hll_free(h);
 }
 
+/* ---- the rebuild of a set ----------------------------------------------------- */
+
+/* Folds members from..to-1 of `family` into the set (name, tags) at stamp_s. */
+static void flush_members(aggregate *a, const char *name, const char *tags, const char *family,
+                          unsigned from, unsigned to, int64_t stamp_s)
+{
+    char err[256] = "";
+    for (unsigned i = from; i < to; i++) {
+        metric_event ev = {.type = METRIC_SET, .name = name, .name_len = (uint16_t)strlen(name),
+                           .tags = tags, .tags_len = (uint16_t)strlen(tags), .sample_rate = 1.0,
+                           .stamp_ms = stamp_s * 1000, .member = member_digest(family, i)};
+        if (aggregate_add(a, &ev, err, sizeof err) != 0)
+            fail_msg("aggregate_add: %s", err);
+    }
+}
+
+static void commit_flush(store *st, aggregate *a, pending *p, int64_t offset)
+{
+    char err[512] = "", id[32];
+    snprintf(id, sizeof id, "b%lld", (long long)offset);
+    assert_int_equal(pending_add_batch(p, id, strlen(id), 1000, "0123456789abcdef", 0, offset, err,
+                                       sizeof err), 0);
+    pending_note_offset(p, 0, offset);
+    if (store_commit(st, "t", a, p, NULL, err, sizeof err) != 0)
+        fail_msg("store_commit: %s", err);
+    aggregate_clear(a);
+    pending_clear(p);
+}
+
+/* What the rebuild writes for a set series: SET of the union's dense string. */
+static int set_as_rebuild(void *arg, const char *name, size_t name_len, const char *tags,
+                          size_t tags_len, const hll *h)
+{
+    int *series = arg;
+    static unsigned char dense[REDIS_HLL_DENSE_BYTES];
+    char key[REDIS_KEY_SET_MAX];
+    assert_true(redis_key_set(key, sizeof key, name, name_len, tags, tags_len) > 0);
+    redis_hll_dense(h, dense);
+    redisReply *r = redisCommand(redis, "SET %s %b", key, dense, (size_t)sizeof dense);
+    assert_non_null(r);
+    assert_int_equal(r->type, REDIS_REPLY_STATUS);
+    freeReplyObject(r);
+    (*series)++;
+    return 0;
+}
+
+/* The Kafka tail as the rebuild replays it: one batch's live update. */
+static void apply_tail(const char *name, const char *tags, const char *family, unsigned from,
+                       unsigned to)
+{
+    size_t n = to - from;
+    metric_event *evs = calloc(n, sizeof *evs);
+    assert_non_null(evs);
+    for (unsigned i = from; i < to; i++)
+        evs[i - from] = (metric_event){.type = METRIC_SET, .name = name,
+                                       .name_len = (uint16_t)strlen(name), .tags = tags,
+                                       .tags_len = (uint16_t)strlen(tags), .sample_rate = 1.0,
+                                       .member = member_digest(family, i)};
+    char err[256] = "";
+    live_fold *f = live_fold_new(evs, n, err, sizeof err);
+    assert_non_null(f);
+    const live_fold *folds[1] = {f};
+    live_batch batch = {"tail-1", 6, "0123456789abcdef", 1000};
+    live_update u;
+    if (live_update_build(&u, folds, &batch, 1, 3600, LIVE_MODE_REBUILD, NULL, err, sizeof err))
+        fail_msg("live_update_build: %s", err);
+    assert_int_equal(redisAppendFormattedCommand(redis, u.resp, u.resp_len), REDIS_OK);
+    for (size_t i = 0; i < u.commands; i++) {
+        redisReply *r = NULL;
+        assert_int_equal(redisGetReply(redis, (void **)&r), REDIS_OK);
+        assert_non_null(r);
+        if (i == live_exec_reply(&u)) {
+            char why[128];
+            assert_int_equal(live_outcome(LIVE_APPLIED, r, why, sizeof why), LIVE_APPLIED);
+        }
+        freeReplyObject(r);
+    }
+    live_update_free(&u);
+    live_fold_free(f);
+    free(evs);
+}
+
+/* Rule 5 for sets: SQLite's union of a set's buckets, SET into Redis, plus
+ * the tail PFADDed on top, is the HyperLogLog PFADD of every member gives,
+ * register for register. */
+static void test_rebuild_restores_pfcount(void **state)
+{
+    (void)state;
+    if (!redis)
+        skip();
+    char dir[] = "/tmp/tally-test-sets-XXXXXX", path[64], err[512] = "";
+    assert_non_null(mkdtemp(dir));
+    snprintf(path, sizeof path, "%s/t.db", dir);
+    store *st = NULL;
+    if (store_open(&st, path, "FULL", 10, 3600, err, sizeof err) != 0)
+        fail_msg("store_open: %s", err);
+    aggregate *a = aggregate_new(10);
+    pending *p = pending_new(1);
+    assert_true(a && p);
+    /* users{app:web}: 0..2999 in bucket 0 (twice: two flushes), 2500..5999
+     * in bucket 10, 5000..7999 in bucket 20; tiny{}: 3 members. */
+    flush_members(a, "users", "app:web", "u", 0, 2000, 1);
+    flush_members(a, "users", "app:web", "u", 2500, 6000, 11);
+    flush_members(a, "tiny", "", "t", 0, 3, 1);
+    commit_flush(st, a, p, 0);
+    flush_members(a, "users", "app:web", "u", 1000, 3000, 2);
+    flush_members(a, "users", "app:web", "u", 5000, 8000, 21);
+    commit_flush(st, a, p, 1);
+    store_close(st);
+    aggregate_free(a);
+    pending_free(p);
+
+    redis_ok("DEL %s", "tally:{users}:set:app:web");
+    redis_ok("DEL %s", "tally:{tiny}:set:");
+    sqlite3 *db = NULL;
+    assert_int_equal(sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(db, "BEGIN", NULL, NULL, NULL), SQLITE_OK);
+    int series = 0;
+    if (set_union_each(db, set_as_rebuild, &series, err, sizeof err) != 0)
+        fail_msg("set_union_each: %s", err);
+    sqlite3_exec(db, "COMMIT", NULL, NULL, NULL);
+    sqlite3_close(db);
+    assert_int_equal(series, 2);
+    apply_tail("users", "app:web", "u", 7500, 9000); /* the tail: 1,000 members new */
+
+    redis_ok("DEL %s", "t:direct");
+    pfadd_members("t:direct", "u", 0, 9000);
+    long long rebuilt = pfcount("tally:{users}:set:app:web"), direct = pfcount("t:direct");
+    printf("measured: 9000 members, PFCOUNT after the rebuild %lld, PFADDed directly %lld\n",
+           rebuilt, direct);
+    assert_int_equal(rebuilt, direct);
+    hll *all = sketch_members("u", 0, 9000);
+    assert_registers_equal("tally:{users}:set:app:web", all);
+    assert_registers_equal("t:direct", all);
+    hll_free(all);
+    assert_int_equal(pfcount("tally:{tiny}:set:"), 3);
+
+    /* A corrupt stored hll stops the walk, naming the series and bucket. */
+    assert_int_equal(sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(db, "UPDATE sketches SET data = x'090e01' WHERE name = 'users'"
+                                      " AND bucket = 10", NULL, NULL, NULL), SQLITE_OK);
+    series = 0;
+    assert_int_equal(set_union_each(db, set_as_rebuild, &series, err, sizeof err), -1);
+    assert_string_equal(err, "corrupt set sketch (name users, tags 'app:web', bucket 10): "
+                             "unsupported hll version 9");
+    assert_int_equal(series, 1); /* tiny, which comes first; users not at all */
+    sqlite3_close(db);
+
+    char file[96];
+    const char *suffix[] = {"", "-wal", "-shm"};
+    for (int i = 0; i < 3; i++) {
+        snprintf(file, sizeof file, "%s%s", path, suffix[i]);
+        unlink(file);
+    }
+    rmdir(dir);
+}
+
 static int setup(void **state)
 {
     (void)state;
@@ -327,6 +494,7 @@ int main(void)
         cmocka_unit_test(test_registers_match_pfadd),
         cmocka_unit_test(test_dense_string_is_redis_own),
         cmocka_unit_test(test_set_string_is_a_hyperloglog),
+        cmocka_unit_test(test_rebuild_restores_pfcount),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
