@@ -167,4 +167,7 @@ check_within "GET /v1/counters?source=sqlite with the tail" \
     "$(api "/v1/counters/$P.users?source=sqlite" | jq -r '.series[] | select(.tags == "env:prod") | .value')" \
     $((PROD + 200)) $ERR
 
+# Both stop cleanly (under ASan: without a leak).
+stop_flusher
+stop_ingest
 finish
