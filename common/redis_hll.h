@@ -25,6 +25,17 @@
  *
  * Redis accepts such a string from SET as a HyperLogLog (PFADD, PFCOUNT,
  * PFMERGE work on it), 12304 bytes whatever the set's size.
+ *
+ * Redis' sparse string, what redis_hll_sparse() writes (and what Redis keeps
+ * for a small set): the same header with encoding 1, then the 16384 registers
+ * run-length coded in order: ZERO 00xxxxxx (xxxxxx + 1 registers at 0,
+ * 1..64), XZERO 01xxxxxx yyyyyyyy (the 14-bit xxxxxxyyyyyyyy + 1 registers at
+ * 0, 1..16384), VAL 1vvvvvxx (xx + 1 registers, 1..4, at vvvvv + 1, 1..32).
+ * A register above 32 cannot be written sparse. A set of a few members takes
+ * tens of bytes so: the rebuild writes a set sparse when that fits in Redis'
+ * default hll-sparse-max-bytes (3000) and dense otherwise, as PFADD would have
+ * left it, rather than 12 KB for every set (a million small sets would
+ * otherwise grow by 12 GB at a rebuild, past any maxmemory).
  */
 #ifndef TALLY_REDIS_HLL_H
 #define TALLY_REDIS_HLL_H
@@ -56,8 +67,21 @@ static inline uint64_t redis_hll_hash(uint64_t member)
     return hash_murmur64a(element, sizeof element, REDIS_HLL_SEED);
 }
 
+/* Redis' default hll-sparse-max-bytes: a sparse string past it is made dense. */
+#define REDIS_HLL_SPARSE_MAX_BYTES 3000
+
 /* Writes h's registers as a Redis dense HyperLogLog string (format above,
  * cached cardinality marked not valid) into out. */
 void redis_hll_dense(const hll *h, unsigned char out[REDIS_HLL_DENSE_BYTES]);
+
+/* Writes h's registers as a Redis sparse HyperLogLog string (format above,
+ * cached cardinality marked not valid) into out, at most cap bytes. Returns
+ * its length, or 0 when it cannot be (a register above 32, or more than cap
+ * bytes; out then holds nothing useful). */
+size_t redis_hll_sparse(const hll *h, unsigned char *out, size_t cap);
+
+/* Writes h as Redis would hold its registers: sparse when that takes at most
+ * REDIS_HLL_SPARSE_MAX_BYTES, else dense. Returns the string's length. */
+size_t redis_hll_string(const hll *h, unsigned char out[REDIS_HLL_DENSE_BYTES]);
 
 #endif

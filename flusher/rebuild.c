@@ -361,23 +361,24 @@ static int series_row(rebuilder *r, sqlite3_stmt *st, const void *arg)
     return count_series(r, name, COL_LEN(st, 0), columns[0].suffix, tags, COL_LEN(st, 1));
 }
 
-/* A set series' union of its flushed buckets becomes its HyperLogLog, as a
- * Redis dense string (redis_hll.h: the same registers PFADD of its members
- * would have set), then its tags join the name's set index, and the series
- * is counted as admitted, as ingest's updates and admission leave it. */
+/* A set series' union of its flushed buckets becomes its HyperLogLog, as
+ * the Redis string PFADD of its members would have left (redis_hll.h: the
+ * same registers, sparse while small, else dense), then its tags join the
+ * name's set index, and the series is counted as admitted, as ingest's
+ * updates and admission leave it. */
 static int write_set(void *arg, const char *name, size_t name_len, const char *tags,
                      size_t tags_len, const hll *h)
 {
     rebuilder *r = arg;
-    unsigned char dense[REDIS_HLL_DENSE_BYTES];
+    unsigned char string[REDIS_HLL_DENSE_BYTES];
     char key[REDIS_KEY_SET_MAX], index[REDIS_KEY_MAX];
     int kl = redis_key_set(key, sizeof key, name, name_len, tags, tags_len);
     int il = redis_key_metric(index, sizeof index, name, name_len, REDIS_KEY_SET_SUFFIX);
     if (kl < 0 || il < 0)
         return fail(r, "sqlite", "set name or tags too long for a Redis key");
-    redis_hll_dense(h, dense);
-    const char *set_argv[] = {"SET", key, (const char *)dense};
-    size_t set_len[] = {3, (size_t)kl, sizeof dense};
+    size_t len = redis_hll_string(h, string);
+    const char *set_argv[] = {"SET", key, (const char *)string};
+    size_t set_len[] = {3, (size_t)kl, len};
     const char *index_argv[] = {"HSET", index, tags, "1"};
     size_t index_len[] = {4, (size_t)il, tags_len, 1};
     r->stats->series_written++;

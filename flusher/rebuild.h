@@ -12,8 +12,8 @@
  *   2. delete every live key and batch dedup key;
  *   3. write, from one SQLite read transaction, every series' flushed total,
  *      every gauge, every set's HyperLogLog (the union of its buckets' hlls,
- *      set_union.h, SET as a Redis dense string whose registers are those
- *      PFADD of the same members gives: redis_hll.h), and a dedup key for
+ *      set_union.h, SET as the Redis string, sparse or dense, whose registers
+ *      are those PFADD of the same members gives: redis_hll.h), and a dedup key for
  *      every batch id still in the window;
  *   4. replay the Kafka tail from the offsets of that same snapshot through
  *      the batch script in rebuild mode (dedup-gated: a copy of a batch that

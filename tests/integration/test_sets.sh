@@ -151,6 +151,8 @@ log "$(grep 'rebuild: ok' "$WORK/rebuild.log")"
 check_eq "PFCOUNT after the rebuild" "$before" "$($R PFCOUNT "$KEY")"
 check_eq "every register after the rebuild" "$regs" "$($R PFDEBUG GETREG "$KEY" | md5sum)"
 check_eq "the untagged series after the rebuild" 2 "$($R PFCOUNT "tally:{$P.users}:set:")"
+check_eq "a small set is rebuilt sparse, as PFADD leaves it" sparse \
+    "$($R PFDEBUG ENCODING "tally:{$P.users}:set:")"
 check_eq "the index after the rebuild" "$(printf '\nenv:prod')" "$($R HKEYS "tally:{$P.users}:set" | sort)"
 check_eq "GET /v1/counters after the rebuild" "$before" \
     "$(api "/v1/counters/$P.users" | jq -r '.series[] | select(.tags == "env:prod") | .value')"

@@ -4,7 +4,8 @@
  * temporary real redis-server, that hll_add_hash(redis_hll_hash(digest))
  * sets exactly the registers PFADD of the digest's 8 bytes sets (PFDEBUG
  * GETREG), that redis_hll_dense() writes what PFDEBUG TODENSE leaves in the
- * key, and that Redis takes such a string from SET as a HyperLogLog.
+ * key and redis_hll_sparse() what Redis keeps for a small set, and that
+ * Redis takes either string from SET as a HyperLogLog.
  * Then the rebuild of a set (rule 5): sets flushed to a temporary SQLite
  * file by the store, their union per series (set_union.h) SET as the
  * rebuild does, a Kafka tail applied through the live update: PFCOUNT and
@@ -171,6 +172,32 @@ static void test_dense_layout(void **state)
     assert_int_equal(r[HLL_DENSE_BYTES - 1], 1 << 2); /* r16383 in the top 6 bits */
     for (size_t i = 2; i < HLL_DENSE_BYTES - 1; i++)
         assert_int_equal(r[i], 0);
+    hll_free(h);
+}
+
+/* The sparse string: header with encoding 1, then ZERO / XZERO / VAL runs
+ * covering the 16384 registers; a register above 32 cannot be sparse. */
+static void test_sparse_layout(void **state)
+{
+    (void)state;
+    hll *h = hll_new();
+    assert_non_null(h);
+    unsigned char out[REDIS_HLL_DENSE_BYTES];
+    assert_int_equal(redis_hll_sparse(h, out, sizeof out), 18);
+    assert_memory_equal(out, "HYLL\x01\0\0\0\0\0\0\0\0\0\0\x80\x7f\xff", 18); /* XZERO 16384 */
+    assert_int_equal(hll_add_hash(h, 1 | (uint64_t)1 << 16), 1);          /* register 1, rank 3 */
+    assert_int_equal(hll_add_hash(h, 2 | (uint64_t)1 << 16), 1);          /* register 2, rank 3 */
+    assert_int_equal(hll_add_hash(h, 70 | (uint64_t)1 << 14), 1);         /* register 70, rank 1 */
+    /* ZERO 1; VAL 3 x2; 67 zeros, past ZERO's 64: XZERO 67; VAL 1 x1; XZERO 16313 */
+    const unsigned char want[] = {0x00, 0x89, 0x40, 0x42, 0x80, 0x7f, 0xb8};
+    assert_int_equal(redis_hll_sparse(h, out, sizeof out), 16 + sizeof want);
+    assert_memory_equal(out + 16, want, sizeof want);
+    assert_int_equal(redis_hll_sparse(h, out, 16 + sizeof want - 1), 0); /* does not fit */
+    assert_int_equal(redis_hll_string(h, out), 16 + sizeof want);
+    assert_int_equal(hll_add_hash(h, 5 | (uint64_t)1 << 60), 1); /* register 5, rank 47 */
+    assert_int_equal(redis_hll_sparse(h, out, sizeof out), 0);
+    assert_int_equal(redis_hll_string(h, out), REDIS_HLL_DENSE_BYTES);
+    assert_int_equal(out[4], 0); /* dense */
     hll_free(h);
 }
 
@@ -342,16 +369,16 @@ static void commit_flush(store *st, aggregate *a, pending *p, int64_t offset)
     pending_clear(p);
 }
 
-/* What the rebuild writes for a set series: SET of the union's dense string. */
+/* What the rebuild writes for a set series: SET of the union's string. */
 static int set_as_rebuild(void *arg, const char *name, size_t name_len, const char *tags,
                           size_t tags_len, const hll *h)
 {
     int *series = arg;
-    static unsigned char dense[REDIS_HLL_DENSE_BYTES];
+    static unsigned char string[REDIS_HLL_DENSE_BYTES];
     char key[REDIS_KEY_SET_MAX];
     assert_true(redis_key_set(key, sizeof key, name, name_len, tags, tags_len) > 0);
-    redis_hll_dense(h, dense);
-    redisReply *r = redisCommand(redis, "SET %s %b", key, dense, (size_t)sizeof dense);
+    size_t len = redis_hll_string(h, string);
+    redisReply *r = redisCommand(redis, "SET %s %b", key, string, len);
     assert_non_null(r);
     assert_int_equal(r->type, REDIS_REPLY_STATUS);
     freeReplyObject(r);
@@ -470,6 +497,49 @@ static void test_rebuild_restores_pfcount(void **state)
     rmdir(dir);
 }
 
+/* A small set written sparse is a sparse HyperLogLog to Redis with the
+ * registers and PFCOUNT of the PFADDed key, byte for byte the string Redis
+ * itself keeps for those members; a larger one does not fit the sparse limit
+ * and redis_hll_string writes it dense. */
+static void test_sparse_string_is_a_hyperloglog(void **state)
+{
+    (void)state;
+    if (!redis)
+        skip();
+    const unsigned sizes[] = {1, 10, 300, 600, 5000};
+    static unsigned char mine[REDIS_HLL_DENSE_BYTES];
+    for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
+        redis_ok("DEL %s", "t:padd");
+        pfadd_members("t:padd", "sparse", 0, sizes[i]);
+        hll *h = sketch_members("sparse", 0, sizes[i]);
+        size_t len = redis_hll_string(h, mine);
+        redisReply *r = redisCommand(redis, "SET t:sparse %b", mine, len);
+        assert_non_null(r);
+        freeReplyObject(r);
+        r = redisCommand(redis, "PFDEBUG ENCODING %s", "t:sparse");
+        assert_non_null(r);
+        assert_int_equal(r->type, REDIS_REPLY_STATUS);
+        int sparse = strcmp(r->str, "sparse") == 0;
+        printf("measured: %u members: %zu bytes, %s\n", sizes[i], len, r->str);
+        freeReplyObject(r);
+        assert_int_equal(sparse, len < REDIS_HLL_DENSE_BYTES);
+        assert_true(sizes[i] > 1000 || sparse);
+        r = redisCommand(redis, "GET %s", "t:padd"); /* Redis' own string of the members */
+        assert_non_null(r);
+        if (sparse) {
+            assert_int_equal(r->len, len);
+            assert_memory_equal(r->str, mine, len);
+        }
+        freeReplyObject(r);
+        assert_int_equal(pfcount("t:sparse"), pfcount("t:padd"));
+        assert_registers_equal("t:sparse", h);
+        pfadd_members("t:sparse", "sparse", sizes[i], sizes[i] + 50); /* PFADD goes on */
+        pfadd_members("t:padd", "sparse", sizes[i], sizes[i] + 50);
+        assert_int_equal(pfcount("t:sparse"), pfcount("t:padd"));
+        hll_free(h);
+    }
+}
+
 static int setup(void **state)
 {
     (void)state;
@@ -491,9 +561,11 @@ int main(void)
         cmocka_unit_test(test_murmur64a_vectors),
         cmocka_unit_test(test_register_rule),
         cmocka_unit_test(test_dense_layout),
+        cmocka_unit_test(test_sparse_layout),
         cmocka_unit_test(test_registers_match_pfadd),
         cmocka_unit_test(test_dense_string_is_redis_own),
         cmocka_unit_test(test_set_string_is_a_hyperloglog),
+        cmocka_unit_test(test_sparse_string_is_a_hyperloglog),
         cmocka_unit_test(test_rebuild_restores_pfcount),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
