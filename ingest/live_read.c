@@ -4,7 +4,9 @@
  * count and sum, with their ":frac" companions), the ZRANGE of its min and
  * max sets, each of its set series' PFCOUNT (the series listed by its set
  * index, tally:{NAME}:set; each count then looks like a hash field: tags,
- * value) and whether the view is stale or being rebuilt: one round trip,
+ * value; the set keys are named in the script, not passed as KEYS, since
+ * their tags are only known there, and share the name's hash tag, hence its
+ * Cluster slot) and whether the view is stale or being rebuilt: one round trip,
  * one consistent moment. Each field becomes an entry (tags, what, value);
  * sorted by tags, the entries of one series fold into one series_total.
  */
