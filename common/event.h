@@ -9,17 +9,25 @@
  * Series identity is (name, tags, type). `tags` is the canonical form: the
  * DogStatsD tags sorted bytewise, duplicates removed, joined by ','; an empty
  * string (tags_len == 0) means "no tags".
+ *
+ * A set event ("name:MEMBER|s") carries no value: `member` is the 64-bit
+ * digest of the member's bytes (hash_digest64, hash.h), so the member itself
+ * never leaves tally-ingest (not in Kafka, not in Redis, not in SQLite); its
+ * value is 0 and its sample_rate 1 (a set counts distinct members, so a rate
+ * says nothing about it and is ignored).
  */
 #ifndef TALLY_EVENT_H
 #define TALLY_EVENT_H
 
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 typedef enum metric_type {
     METRIC_COUNTER = 1,      /* |c  : sum of value / sample_rate            */
     METRIC_GAUGE = 2,        /* |g  : last value; "+v"/"-v" are relative     */
     METRIC_DISTRIBUTION = 3, /* |ms |h |d : count, sum, min, max             */
+    METRIC_SET = 4,          /* |s  : distinct members (HyperLogLog)         */
 } metric_type;
 
 /* Event flags. */
@@ -36,9 +44,11 @@ typedef struct metric_event {
     uint16_t tags_len;   /* 0..EVENT_TAGS_MAX */
     const char *name;    /* not NUL-terminated */
     const char *tags;    /* canonical tags, not NUL-terminated; may be NULL when tags_len == 0 */
-    double value;        /* in the domain below; as written on the line (a delta for relative gauges) */
-    double sample_rate;  /* in (0, 1]; 1.0 when the line has no "|@rate" */
+    double value;        /* in the domain below; as written on the line (a delta for relative
+                            gauges); 0 for a set */
+    double sample_rate;  /* in (0, 1]; 1.0 when the line has no "|@rate", and for a set */
     int64_t stamp_ms;    /* event time, Unix milliseconds (rule 4: set before Kafka) */
+    uint64_t member;     /* set: hash_digest64 of the member's bytes; 0 for other types */
 } metric_event;
 
 /*
@@ -72,15 +82,29 @@ static inline double event_weight(const metric_event *ev)
     return 1.0 / ev->sample_rate;
 }
 
-/* Short lowercase name of a type ("counter", "gauge", "distribution"). */
+/* Short lowercase name of a type ("counter", "gauge", "distribution", "set"):
+ * the type column of SQLite's tables and the "type" of every answer. */
 static inline const char *metric_type_name(metric_type t)
 {
     switch (t) {
     case METRIC_COUNTER: return "counter";
     case METRIC_GAUGE: return "gauge";
     case METRIC_DISTRIBUTION: return "distribution";
+    case METRIC_SET: return "set";
     }
     return "unknown";
+}
+
+/* The type named `name` (metric_type_name's inverse), or 0 for any other
+ * string (NULL allowed). */
+static inline metric_type metric_type_from_name(const char *name)
+{
+    static const metric_type all[] = {METRIC_COUNTER, METRIC_GAUGE, METRIC_DISTRIBUTION,
+                                      METRIC_SET};
+    for (size_t i = 0; name && i < sizeof all / sizeof all[0]; i++)
+        if (strcmp(name, metric_type_name(all[i])) == 0)
+            return all[i];
+    return (metric_type)0;
 }
 
 #endif

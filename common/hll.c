@@ -171,15 +171,10 @@ static int make_dense(hll *h)
 {
     if (h->dense)
         return 0;
-    uint8_t *regs = calloc(HLL_REGISTERS, 1);
+    uint8_t *regs = malloc(HLL_REGISTERS);
     if (!regs)
         return -1;
-    for (uint32_t i = 0; i < h->n; i++) {
-        uint32_t index;
-        uint8_t rank;
-        entry_fold(h->sparse[i], &index, &rank);
-        dense_offer(regs, index, rank);
-    }
+    hll_registers(h, regs);
     free(h->sparse);
     h->sparse = NULL;
     h->n = h->cap = 0;
@@ -426,15 +421,41 @@ static uint32_t packed_at(uint32_t index, uint32_t *shift)
     return bit / 8;
 }
 
-static void put_packed(const hll *h, unsigned char *w)
+static void put_packed(const uint8_t *regs, unsigned char *w)
 {
     memset(w, 0, HLL_DENSE_BYTES);
     for (uint32_t i = 0; i < HLL_REGISTERS; i++) {
         uint32_t shift, byte = packed_at(i, &shift);
-        w[byte] |= (unsigned char)(h->dense[i] << shift);
+        w[byte] |= (unsigned char)(regs[i] << shift);
         if (shift > 8 - RANK_BITS)
-            w[byte + 1] |= (unsigned char)(h->dense[i] >> (8 - shift));
+            w[byte + 1] |= (unsigned char)(regs[i] >> (8 - shift));
     }
+}
+
+void hll_registers(const hll *h, uint8_t regs[HLL_REGISTERS])
+{
+    if (h->dense) {
+        memcpy(regs, h->dense, HLL_REGISTERS);
+        return;
+    }
+    memset(regs, 0, HLL_REGISTERS);
+    for (uint32_t i = 0; i < h->n; i++) {
+        uint32_t index;
+        uint8_t rank;
+        entry_fold(h->sparse[i], &index, &rank);
+        dense_offer(regs, index, rank);
+    }
+}
+
+void hll_pack_registers(const hll *h, unsigned char out[HLL_DENSE_BYTES])
+{
+    if (h->dense) {
+        put_packed(h->dense, out);
+        return;
+    }
+    uint8_t regs[HLL_REGISTERS];
+    hll_registers(h, regs);
+    put_packed(regs, out);
 }
 
 static uint8_t packed_get(const unsigned char *w, uint32_t index)
@@ -460,7 +481,7 @@ int hll_encode(const hll *h, unsigned char **out, size_t *len)
     buf[1] = HLL_PRECISION;
     buf[2] = (unsigned char)form;
     if (form == HLL_FORM_DENSE)
-        put_packed(h, buf + HEADER_BYTES);
+        put_packed(h->dense, buf + HEADER_BYTES);
     else
         put_list(h, buf + HEADER_BYTES, n);
     *out = buf;

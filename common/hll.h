@@ -2,10 +2,14 @@
  * hll.h — HyperLogLog distinct counts for StatsD sets (|s). Pure: no I/O.
  *
  * Contract. An hll estimates how many distinct members were added. A
- * member's 64-bit hash is hash_digest64(member) (hash.h). Dense, the sketch
- * is 2^14 = 16384 six-bit registers: register `hash & 16383` keeps the
- * highest rank offered, rank = 1 + the trailing zero bits of the other 50
- * bits (51 when all zero). A small set is held sparse at precision 25
+ * member's 64-bit hash is hash_digest64(member) (hash.h) for hll_add();
+ * Tally's sets add hll_add_hash(redis_hll_hash(digest)) instead, the hash
+ * Redis' PFADD computes (redis_hll.h). Dense, the sketch is 2^14 = 16384
+ * six-bit registers: register `hash & 16383` keeps the highest rank offered,
+ * rank = 1 + the trailing zero bits of the other 50 bits (51 when all zero),
+ * which is Redis' rule too (hllPatLen: 1 + the trailing zeros of
+ * (hash >> 14) | 2^50), so with Redis' hash the registers are PFADD's,
+ * register for register (unit_redis_hll checks them against PFDEBUG GETREG). A small set is held sparse at precision 25
  * (register `hash & (2^25 - 1)`, rank over the other 39 bits, 1..40), only
  * its set registers, as HLL++ does, turning dense past HLL_SPARSE_MAX of
  * them. hll_count() applies Ertl's improved estimator ("New cardinality
@@ -98,6 +102,17 @@ int hll_is_dense(const hll *h);
 
 /* Empties h and releases its registers (back to sparse). */
 void hll_clear(hll *h);
+
+/* The 2^14 dense registers of h into regs: a sparse sketch's entries folded
+ * into the dense registers their hashes would have set (so a sketch gives the
+ * same registers whichever form it is in). */
+void hll_registers(const hll *h, uint8_t regs[HLL_REGISTERS]);
+
+/* h's dense registers (hll_registers) packed as the dense form's body
+ * (form 2 above: 12288 bytes, register i in bits 6i..6i+5, little-endian bit
+ * order), which is also the register layout of Redis' dense HyperLogLog
+ * (redis_hll.h). */
+void hll_pack_registers(const hll *h, unsigned char out[HLL_DENSE_BYTES]);
 
 /* Encodes h (format above) into a new malloc'd buffer *out of *len bytes,
  * owned by the caller: at most 3 + HLL_DENSE_BYTES. Deterministic. Returns

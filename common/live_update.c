@@ -33,6 +33,7 @@
 #include "format.h"
 #include "hash.h"
 #include "live_known.h"
+#include "redis_hll.h"
 #include "redis_keys.h"
 
 /* The guard: decides, after WATCH and before MULTI, whether the transaction
@@ -90,12 +91,16 @@ typedef struct series_fold {
     double total;       /* counter total / gauge value (or delta) / distribution sum */
     double weight;      /* distribution: sum of 1/rate */
     double min, max;    /* distribution */
+    uint64_t *members;  /* set: its distinct member digests (in the fold's, or the
+                           group's, members array) */
+    size_t nmembers;    /* set: how many (while folding: lines seen) */
 } series_fold;
 
 struct live_fold {
     series_fold *series;
     size_t count;
-    char *strings; /* every name and tags, copied */
+    char *strings;     /* every name and tags, copied */
+    uint64_t *members; /* every set series' distinct members, series after series */
 };
 
 /* An open-addressing index over series, by (type, name, tags). */
@@ -174,6 +179,9 @@ static void fold_event(series_fold *s, const metric_event *ev)
         if (ev->value > s->max)
             s->max = ev->value;
         break;
+    case METRIC_SET: /* counted here, gathered by gather_members() */
+        s->nmembers++;
+        break;
     }
 }
 
@@ -187,10 +195,99 @@ static void merge_series(series_fold *into, const series_fold *later)
         into->total += later->total;
     }
     into->weight += later->weight;
+    into->nmembers += later->nmembers; /* (a set's members: gather_members()) */
     if (later->min < into->min)
         into->min = later->min;
     if (later->max > into->max)
         into->max = later->max;
+}
+
+static int compare_u64(const void *x, const void *y)
+{
+    uint64_t a = *(const uint64_t *)x, b = *(const uint64_t *)y;
+    return (a > b) - (a < b);
+}
+
+/* Sorts the n digests at m and drops repeats; returns how many remain. */
+static size_t members_unique(uint64_t *m, size_t n)
+{
+    if (n < 2)
+        return n;
+    qsort(m, n, sizeof *m, compare_u64);
+    size_t kept = 1;
+    for (size_t i = 1; i < n; i++)
+        if (m[i] != m[kept - 1])
+            m[kept++] = m[i];
+    return kept;
+}
+
+/* Where a set's members come from: a batch's events (one member per set
+ * event) or a fold's series (each set series' distinct members). */
+typedef struct member_source {
+    const metric_event *events; /* NULL: series */
+    const series_fold *series;
+    size_t count;
+} member_source;
+
+/* The series of x that the i-th item of src belongs to, if it is a set's
+ * (NULL otherwise); *from is then the source's series (NULL for an event). */
+static series_fold *member_series(series_index *x, const member_source *src, size_t i,
+                                  const series_fold **from)
+{
+    *from = NULL;
+    if (src->series) {
+        const series_fold *s = &src->series[i];
+        if (s->type != METRIC_SET)
+            return NULL;
+        *from = s;
+        return index_find(x, s->hash, s->type, s->name, s->name_len, s->tags, s->tags_len);
+    }
+    const metric_event *ev = &src->events[i];
+    if (ev->type != METRIC_SET)
+        return NULL;
+    const char *tags = ev->tags_len ? ev->tags : "";
+    return index_find(x, series_hash(ev->type, ev->name, ev->name_len, tags, ev->tags_len),
+                      ev->type, ev->name, ev->name_len, tags, ev->tags_len);
+}
+
+/* Gives every set series of x (its nmembers counting what is to come) a
+ * slice of a new array *out (the caller frees it), fills the slices from
+ * the n sources, whose every set series is already in x, and makes each
+ * slice distinct (sorted, no repeats). Returns 0, or -1 out of memory. */
+static int gather_members(series_index *x, const member_source *src, size_t n, uint64_t **out)
+{
+    size_t total = 0;
+    for (size_t k = 0; k < x->count; k++)
+        total += x->items[k].type == METRIC_SET ? x->items[k].nmembers : 0;
+    *out = malloc((total ? total : 1) * sizeof **out);
+    if (!*out)
+        return -1;
+    for (size_t k = 0, at = 0; k < x->count; k++) {
+        series_fold *s = &x->items[k];
+        if (s->type != METRIC_SET)
+            continue;
+        s->members = *out + at;
+        at += s->nmembers;
+        s->nmembers = 0;
+    }
+    for (size_t i = 0; i < n; i++) {
+        for (size_t k = 0; k < src[i].count; k++) {
+            const series_fold *from;
+            series_fold *s = member_series(x, &src[i], k, &from);
+            if (!s)
+                continue;
+            if (!from) {
+                s->members[s->nmembers++] = src[i].events[k].member;
+                continue;
+            }
+            memcpy(s->members + s->nmembers, from->members, from->nmembers * sizeof *s->members);
+            s->nmembers += from->nmembers;
+        }
+    }
+    for (size_t k = 0; k < x->count; k++)
+        if (x->items[k].type == METRIC_SET)
+            x->items[k].nmembers = members_unique(x->items[k].members, x->items[k].nmembers);
+    return 0;
 }
 
 live_fold *live_fold_new(const metric_event *events, size_t count, char *err, size_t errlen)
@@ -205,6 +302,9 @@ live_fold *live_fold_new(const metric_event *events, size_t count, char *err, si
         uint32_t h = series_hash(ev->type, ev->name, ev->name_len, tags, ev->tags_len);
         fold_event(index_find(&x, h, ev->type, ev->name, ev->name_len, tags, ev->tags_len), ev);
     }
+    member_source source = {.events = events, .count = count};
+    if (gather_members(&x, &source, 1, &f->members) != 0)
+        goto oom;
     /* Copy the strings: the events' buffers may be gone when the group is built. */
     size_t bytes = 1;
     for (size_t k = 0; k < x.count; k++)
@@ -255,6 +355,7 @@ void live_fold_free(live_fold *f)
         return;
     free(f->series);
     free(f->strings);
+    free(f->members);
     free(f);
 }
 
@@ -363,11 +464,11 @@ static void put_double(resp_builder *b, double v)
     put_arg(b, num, (size_t)n);
 }
 
-/* "tally:{NAME}:SUFFIX[EXTRA]" as one argument. */
-static void put_metric_key(resp_builder *b, const series_fold *s, const char *suffix,
-                           const char *extra)
+/* "tally:{NAME}:SUFFIX[EXTRA]" as one argument (extra_len bytes of extra). */
+static void put_metric_key_bytes(resp_builder *b, const series_fold *s, const char *suffix,
+                                 const char *extra, size_t extra_len)
 {
-    size_t suffix_len = strlen(suffix), extra_len = strlen(extra);
+    size_t suffix_len = strlen(suffix);
     size_t len = strlen("tally:{") + s->name_len + strlen("}:") + suffix_len + extra_len;
     put_count(b, '$', len);
     put_bytes(b, "tally:{", 7);
@@ -376,6 +477,12 @@ static void put_metric_key(resp_builder *b, const series_fold *s, const char *su
     put_bytes(b, suffix, suffix_len);
     put_bytes(b, extra, extra_len);
     put_bytes(b, "\r\n", 2);
+}
+
+static void put_metric_key(resp_builder *b, const series_fold *s, const char *suffix,
+                           const char *extra)
+{
+    put_metric_key_bytes(b, s, suffix, extra, strlen(extra));
 }
 
 /* Adds v to the series' field of tally:{NAME}:SUFFIX. Sums (counters,
@@ -441,6 +548,31 @@ static void put_zadd(resp_builder *b, const series_fold *s, const char *suffix, 
     end_command(b);
 }
 
+/* The set's distinct members into its HyperLogLog, tally:{NAME}:set:TAGS
+ * (PFADD, at most LIVE_PFADD_CHUNK elements a command), and its tags into
+ * the name's index of set series, tally:{NAME}:set (redis_keys.h). */
+static void put_set(resp_builder *b, const series_fold *s)
+{
+    for (size_t at = 0; at < s->nmembers; at += LIVE_PFADD_CHUNK) {
+        size_t n = s->nmembers - at < LIVE_PFADD_CHUNK ? s->nmembers - at : LIVE_PFADD_CHUNK;
+        begin_command(b, 2 + n);
+        put_text(b, "PFADD");
+        put_metric_key_bytes(b, s, REDIS_KEY_SET_SUFFIX ":", s->tags, s->tags_len);
+        for (size_t i = at; i < at + n; i++) {
+            unsigned char element[REDIS_HLL_ELEMENT_BYTES];
+            redis_hll_element(s->members[i], element);
+            put_arg(b, (const char *)element, sizeof element);
+        }
+        end_command(b);
+    }
+    begin_command(b, 4);
+    put_text(b, "HSET");
+    put_metric_key(b, s, REDIS_KEY_SET_SUFFIX, "");
+    put_arg(b, s->tags, s->tags_len);
+    put_text(b, "1");
+    end_command(b);
+}
+
 static void put_series(resp_builder *b, const series_fold *s)
 {
     switch (s->type) {
@@ -463,6 +595,9 @@ static void put_series(resp_builder *b, const series_fold *s)
         if (!live_known_covers_max(b->bounds, s->hash, METRIC_DISTRIBUTION, s->name, s->name_len,
                                    s->tags, s->tags_len, s->max))
             put_zadd(b, s, "dist:max", "GT", s->max);
+        break;
+    case METRIC_SET:
+        put_set(b, s);
         break;
     }
 }
@@ -538,6 +673,7 @@ int live_update_build(live_update *u, const live_fold *const *folds, const live_
     for (size_t i = 0; i < n; i++)
         total += folds[i]->count;
     series_index x = {0};
+    uint64_t *members = NULL; /* the group's set members (gather_members) */
     if (!dedup_keys || !claims || !dedup_lens || !dedup_ptrs || index_init(&x, total) != 0)
         goto oom;
     for (size_t i = 0; i < n; i++) {
@@ -561,6 +697,15 @@ int live_update_build(live_update *u, const live_fold *const *folds, const live_
         }
     }
     u->series = x.count;
+    member_source *sources = malloc(n * sizeof *sources);
+    if (!sources)
+        goto oom;
+    for (size_t i = 0; i < n; i++)
+        sources[i] = (member_source){.series = folds[i]->series, .count = folds[i]->count};
+    int gathered = gather_members(&x, sources, n, &members);
+    free(sources);
+    if (gathered != 0)
+        goto oom;
 
     resp_builder b = {.u = u, .bounds = bounds};
     reserve(&b, 256 + 160 * (x.count + n));
@@ -624,6 +769,7 @@ int live_update_build(live_update *u, const live_fold *const *folds, const live_
     if (b.failed)
         goto oom;
     index_free(&x);
+    free(members);
     free(dedup_keys);
     free(claims);
     free(dedup_lens);
@@ -633,6 +779,7 @@ oom:
     snprintf(err, errlen, "out of memory building the Redis update");
 fail:
     index_free(&x);
+    free(members);
     free(dedup_keys);
     free(claims);
     free(dedup_lens);

@@ -5,7 +5,8 @@
  * Two steps. live_fold_new() folds ONE batch per series (name, tags, type) in
  * line order: counters sum value/rate, gauges compose their operations in
  * order (the last absolute value plus later deltas, or one delta),
- * distributions sum count and value and keep min/max. live_update_build()
+ * distributions sum count and value and keep min/max, sets keep their
+ * distinct member digests (event.h). live_update_build()
  * then merges the folds of a GROUP of batches, in delivery order, into one
  * pipelined sequence of commands:
  *
@@ -14,6 +15,11 @@
  *   MULTI
  *   SET dedup-key 1 EX ttl           for every batch
  *   HINCRBY / HINCRBYFLOAT / HSET / ZADD LT|GT ...   one per series field
+ *   PFADD set-key ELEMENT...        a set: its distinct members of the group
+ *                                   (ELEMENT: the digest's 8 little-endian
+ *                                   bytes, redis_hll.h), LIVE_PFADD_CHUNK at
+ *                                   most per command, then HSET of its tags
+ *                                   into the name's index of set series
  *   EXEC
  *
  * The guard lets EXEC apply only if (1) no rebuild holds the fence
@@ -48,6 +54,10 @@
 #define LIVE_DEFERRED 2   /* a rebuild holds the fence: it will apply the batches */
 #define LIVE_RETRY 3      /* another client changed a watched key: nothing applied, send again */
 #define LIVE_PARTIAL 4    /* applied, but Redis refused some updates: the live view is wrong */
+
+/* Most elements of one PFADD (a set series' members in a group take as many
+ * PFADDs as needed, all in the transaction). */
+#define LIVE_PFADD_CHUNK 1024
 
 /* Sums below this magnitude that are whole numbers go through HINCRBY. */
 #define LIVE_WHOLE_LIMIT 1e15

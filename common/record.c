@@ -217,11 +217,26 @@ static double get_f64(const uint8_t *p)
 
 /* ---- event checks shared by encode and open ------------------------------ */
 
-/* Checks the fields of one event; fills err ("event N: ...") when invalid. */
+/* The value and rate of a set event (event.h): it has neither. A decoder
+ * hands out value 0 and rate 1; the encoder refuses anything else, so a set
+ * event survives the round trip bit for bit. */
+static int check_set_event(uint64_t index, double value, double rate, char *err, size_t errlen)
+{
+    if (value != 0.0 || signbit(value) || rate != 1.0) {
+        snprintf(err, errlen, "event %llu: a set event has value %g and rate %g (must be 0 and 1)",
+                 (unsigned long long)index, value, rate);
+        return -1;
+    }
+    return 0;
+}
+
+/* Checks the fields of one event; fills err ("event N: ...") when invalid.
+ * For a set, value and rate are those of the event (0 and 1), not the bytes
+ * of its member. */
 static int check_event(uint64_t index, unsigned type, unsigned flags, size_t name_len,
                        size_t tags_len, double value, double rate, char *err, size_t errlen)
 {
-    if (type < METRIC_COUNTER || type > METRIC_DISTRIBUTION) {
+    if (type < METRIC_COUNTER || type > METRIC_SET) {
         snprintf(err, errlen, "event %llu: unknown type %u", (unsigned long long)index, type);
         return -1;
     }
@@ -245,6 +260,8 @@ static int check_event(uint64_t index, unsigned type, unsigned flags, size_t nam
                  (unsigned long long)index, tags_len, EVENT_TAGS_MAX);
         return -1;
     }
+    if (type == METRIC_SET)
+        return check_set_event(index, value, rate, err, errlen);
     if (!isfinite(value)) {
         snprintf(err, errlen, "event %llu: value is not finite", (unsigned long long)index);
         return -1;
@@ -330,7 +347,7 @@ int record_encode(const char *batch_id, size_t batch_id_len, int64_t received_ms
         w = put_u8(w, ev->flags);
         w = put_u16(w, ev->name_len);
         w = put_u16(w, ev->tags_len);
-        w = put_f64(w, ev->value);
+        w = ev->type == METRIC_SET ? put_u64(w, ev->member) : put_f64(w, ev->value);
         w = put_f64(w, ev->sample_rate);
         w = put_u64(w, (uint64_t)ev->stamp_ms);
         w = put_bytes(w, ev->name, ev->name_len);
@@ -434,8 +451,9 @@ static int check_events(const record_reader *r, char *err, size_t errlen)
     const uint8_t *c = r->cursor;
     for (uint32_t i = 0; i < r->count; i++) {
         size_t name_len = get_u16(c + 2), tags_len = get_u16(c + 4);
-        if (check_event((uint64_t)i + 1, c[0], c[1], name_len, tags_len, get_f64(c + 6),
-                        get_f64(c + 14), err, errlen) != 0)
+        double value = c[0] == METRIC_SET ? 0.0 : get_f64(c + 6); /* (a set's is its member) */
+        if (check_event((uint64_t)i + 1, c[0], c[1], name_len, tags_len, value, get_f64(c + 14),
+                        err, errlen) != 0)
             return -1;
         c += EVENT_FIXED + name_len + tags_len;
     }
@@ -477,7 +495,8 @@ static int next_fixed(record_reader *r, metric_event *ev)
     ev->flags = c[1];
     ev->name_len = get_u16(c + 2);
     ev->tags_len = get_u16(c + 4);
-    ev->value = get_f64(c + 6);
+    ev->member = ev->type == METRIC_SET ? get_u64(c + 6) : 0;
+    ev->value = ev->type == METRIC_SET ? 0.0 : get_f64(c + 6);
     ev->sample_rate = get_f64(c + 14);
     ev->stamp_ms = (int64_t)get_u64(c + 22);
     c += EVENT_FIXED;
@@ -509,6 +528,8 @@ struct record_string {
 };
 
 #define HEAD_TYPE_MASK 0x03u
+#define HEAD_TYPE_SET 0x00u /* type bits 0 (invalid before sets): METRIC_SET */
+#define HEAD_SET_FORBIDDEN (HEAD_HAS_RATE | HEAD_VALUE_F64) /* a set has neither */
 #define HEAD_RELATIVE 0x04u
 #define HEAD_CLIENT_STAMP 0x08u
 #define HEAD_HAS_RATE 0x10u
@@ -638,7 +659,8 @@ int record_encode_compact(const char *batch_id, size_t batch_id_len, int64_t rec
         for (size_t k = before; k < t.count; k++)
             strings_bytes += 2u + t.list[k].len;
     }
-    /* worst case per event: head + 2 varints of 5 + f64 + f64 + varint of 10 */
+    /* worst case per event: head + 2 varints of 5 + f64 + f64 + varint of 10 (a set:
+     * head + 2 varints of 5 + its member, a varint of 10 + varint of 10) */
     size_t bound = COMPACT_HEADER_FIXED + batch_id_len + strings_bytes + count * 37u + TRAILER;
     buf = malloc(bound);
     if (!buf) {
@@ -655,21 +677,24 @@ int record_encode_compact(const char *batch_id, size_t batch_id_len, int64_t rec
     }
     for (size_t i = 0; i < count; i++) {
         const metric_event *ev = &events[i];
-        uint8_t head = (uint8_t)ev->type;
+        int set = ev->type == METRIC_SET;
+        uint8_t head = set ? HEAD_TYPE_SET : (uint8_t)ev->type;
         if (ev->flags & EVENT_GAUGE_RELATIVE)
             head |= HEAD_RELATIVE;
         if (ev->flags & EVENT_CLIENT_STAMP)
             head |= HEAD_CLIENT_STAMP;
         if (ev->sample_rate != 1.0)
             head |= HEAD_HAS_RATE;
-        if (!value_is_integral(ev->value))
+        if (!set && !value_is_integral(ev->value))
             head |= HEAD_VALUE_F64;
         if (ev->stamp_ms != received_ms)
             head |= HEAD_STAMP_DELTA;
         w = put_u8(w, head);
         w = put_varint(w, name_idx[i]);
         w = put_varint(w, tags_idx[i]);
-        if (head & HEAD_VALUE_F64)
+        if (set)
+            w = put_varint(w, ev->member);
+        else if (head & HEAD_VALUE_F64)
             w = put_f64(w, ev->value);
         else
             w = put_varint(w, zigzag((int64_t)ev->value));
@@ -694,19 +719,30 @@ out:
     return rc;
 }
 
-/* One compact event, decoded and bounds-checked (not yet semantically). */
+/* One compact event, decoded and bounds-checked (not yet semantically).
+ * Returns 0, -1 truncated or malformed, -2 a string index out of range, -3
+ * a set head announcing a rate or an f64 value (which a set has not). */
 static int read_compact_event(const uint8_t **c, const uint8_t *end, const record_reader *r,
                               metric_event *ev, uint8_t *head_out)
 {
     if (*c >= end)
         return -1;
     uint8_t head = *(*c)++;
+    *head_out = head;
     uint64_t name, tags, raw;
     if (get_varint(c, end, &name) != 0 || get_varint(c, end, &tags) != 0)
         return -1;
     if (name >= r->string_count || tags > r->string_count)
         return -2;
-    if (head & HEAD_VALUE_F64) {
+    int set = (head & HEAD_TYPE_MASK) == HEAD_TYPE_SET;
+    ev->member = 0;
+    if (set && (head & HEAD_SET_FORBIDDEN))
+        return -3;
+    if (set) {
+        if (get_varint(c, end, &ev->member) != 0)
+            return -1;
+        ev->value = 0.0;
+    } else if (head & HEAD_VALUE_F64) {
         if ((size_t)(end - *c) < 8)
             return -1;
         ev->value = get_f64(*c);
@@ -729,14 +765,13 @@ static int read_compact_event(const uint8_t **c, const uint8_t *end, const recor
             return -1;
         ev->stamp_ms = (int64_t)((uint64_t)r->received_ms + (uint64_t)unzigzag(raw));
     }
-    ev->type = (metric_type)(head & HEAD_TYPE_MASK);
+    ev->type = set ? METRIC_SET : (metric_type)(head & HEAD_TYPE_MASK);
     ev->flags = (uint8_t)(((head & HEAD_RELATIVE) ? EVENT_GAUGE_RELATIVE : 0) |
                           ((head & HEAD_CLIENT_STAMP) ? EVENT_CLIENT_STAMP : 0));
     ev->name = r->strings[name].bytes;
     ev->name_len = r->strings[name].len;
     ev->tags = tags ? r->strings[tags - 1].bytes : NULL;
     ev->tags_len = tags ? r->strings[tags - 1].len : 0;
-    *head_out = head;
     return 0;
 }
 
@@ -797,6 +832,11 @@ static int open_compact(record_reader *r, const uint8_t *p, size_t len, char *er
             snprintf(err, errlen, "event %u: string index out of range", i + 1);
             goto fail;
         }
+        if (rc == -3) {
+            snprintf(err, errlen, "event %u: a set event with a rate or an f64 value (head 0x%02x)",
+                     i + 1, head);
+            goto fail;
+        }
         if (rc != 0) {
             snprintf(err, errlen, "truncated at event %u", i + 1);
             goto fail;
@@ -805,7 +845,7 @@ static int open_compact(record_reader *r, const uint8_t *p, size_t len, char *er
             snprintf(err, errlen, "event %u: unknown flags 0x%02x", i + 1, head);
             goto fail;
         }
-        if (check_event((uint64_t)i + 1, head & HEAD_TYPE_MASK, ev.flags, ev.name_len,
+        if (check_event((uint64_t)i + 1, ev.type, ev.flags, ev.name_len,
                         ev.tags_len, ev.value, ev.sample_rate, err, errlen) != 0)
             goto fail;
         r->events[i] = ev;

@@ -14,6 +14,11 @@
  *   }
  *   u32 crc32 (IEEE, of every byte before it)
  *
+ * type is metric_type (event.h): 1 counter, 2 gauge, 3 distribution, 4 set.
+ * A set event (type 4) has no value: its 8 value bytes hold the member's
+ * 64-bit digest (event.h: member), as a u64 copied bit for bit, and its
+ * sample_rate is 1.0.
+ *
  * Version 2 (what tally-ingest writes) carries the same events compactly,
  * since a batch repeats a few names and tags many times and most values are
  * small integers stamped at the batch's receive time:
@@ -22,17 +27,20 @@
  *   i64 received_ms  u32 string_count  u32 event_count
  *   string_count x { u16 len, bytes }          (names and tags, each once)
  *   event_count x {
- *     u8 head: bits 0-1 type, bit 2 gauge relative, bit 3 client stamp,
+ *     u8 head: bits 0-1 type (1 counter, 2 gauge, 3 distribution, 0 set),
+ *              bit 2 gauge relative, bit 3 client stamp,
  *              bit 4 has rate, bit 5 value is f64, bit 6 has stamp delta
  *     varint name index   varint tags index + 1 (0 = no tags)
- *     value: f64, or zigzag varint when it is an integer below 2^53
+ *     value: f64, or zigzag varint when it is an integer below 2^53;
+ *            a set: its member's digest as an unsigned varint (bits 4 and 5
+ *            clear: a set has rate 1 and no value)
  *     [f64 sample_rate]   [zigzag varint stamp_ms - received_ms]
  *   }
  *   u32 crc32 (IEEE, of every byte before it)
  *
  * Decoding accepts both versions and validates the whole record (magic,
  * version, every length and index, types, values and rates in the numeric
- * domain of event.h, crc)
+ * domain of event.h, a set's rate 1 and no flag but the client stamp's, crc)
  * before returning any event, so a corrupt record is rejected as a whole and
  * never half-applied. Pure: no I/O.
  */

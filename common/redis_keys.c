@@ -25,6 +25,15 @@ const char *redis_key_value_suffix(metric_type type)
     case METRIC_COUNTER: return "counter";
     case METRIC_GAUGE: return "gauge";
     case METRIC_DISTRIBUTION: return "dist:count";
+    case METRIC_SET: return REDIS_KEY_SET_SUFFIX;
     }
     return "counter";
+}
+
+int redis_key_set(char *buf, size_t buflen, const char *name, size_t name_len, const char *tags,
+                  size_t tags_len)
+{
+    int n = snprintf(buf, buflen, "tally:{%.*s}:" REDIS_KEY_SET_SUFFIX ":%.*s", (int)name_len, name,
+                     (int)tags_len, tags);
+    return (n < 0 || (size_t)n >= buflen) ? -1 : n;
 }

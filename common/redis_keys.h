@@ -13,10 +13,18 @@
  *   tally:{NAME}:dist:sum       hash  tags -> sum of value/rate, whole part (+ :frac)
  *   tally:{NAME}:dist:min       zset  member tags, score = smallest value
  *   tally:{NAME}:dist:max       zset  member tags, score = largest value
+ *   tally:{NAME}:set:TAGS       HyperLogLog (a Redis string) of the set series
+ *                               (NAME, TAGS): its members' PFADD elements
+ *                               (redis_hll.h); TAGS the canonical tags, "" for
+ *                               an untagged set ("tally:{NAME}:set:")
+ *   tally:{NAME}:set            hash  tags -> "1": the index of NAME's set series
+ *                               (which TAGS have a HyperLogLog): where a set
+ *                               series is known to exist (admission, the live
+ *                               read), as the value hashes are for the others
  *   tally:batch:{BATCH_ID}      string "DIGEST TIME", TTL dedup.window_seconds + slack:
  *                               batch applied (dedup.h)
  *   tally:live:series           HyperLogLog of "KEY\nTAGS" of every series admitted
- *                               (KEY: its counter, gauge or dist:count hash), the
+ *                               (KEY: its counter, gauge or dist:count hash, or its set index), the
  *                               count behind ingest.max_live_series (admission.h)
  *   tally:rate:{CLIENT}         hash, a token's rate-limit state (admission.h);
  *                               expires once its budget is full again
@@ -41,6 +49,10 @@
 #include "event.h"
 
 #define REDIS_KEY_MAX 320
+/* The key suffix of a set's index hash; its HyperLogLogs add ":TAGS". */
+#define REDIS_KEY_SET_SUFFIX "set"
+/* A set series' HyperLogLog key holds its tags too. */
+#define REDIS_KEY_SET_MAX (REDIS_KEY_MAX + EVENT_TAGS_MAX)
 #define REDIS_KEY_REBUILD_FENCE "tally:live:rebuilding"
 #define REDIS_KEY_STALE "tally:live:stale"
 #define REDIS_KEY_RUN_ID "tally:live:run_id"
@@ -54,8 +66,14 @@ int redis_key_metric(char *buf, size_t buflen, const char *name, size_t name_len
                      const char *suffix);
 
 /* The suffix of the hash that holds a series of this type's value (its
- * counter, gauge or dist:count hash): where a series is known to exist. */
+ * counter, gauge or dist:count hash, a set's index hash): where a series is
+ * known to exist, field TAGS. */
 const char *redis_key_value_suffix(metric_type type);
+
+/* Writes "tally:{NAME}:set:TAGS" (a set series' HyperLogLog); returns its
+ * length, or -1 when it does not fit. */
+int redis_key_set(char *buf, size_t buflen, const char *name, size_t name_len, const char *tags,
+                  size_t tags_len);
 
 /* Writes "tally:batch:{BATCH_ID}"; returns its length or -1 when it does not fit. */
 int redis_key_batch(char *buf, size_t buflen, const char *batch_id, size_t batch_id_len);

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "ddsketch.h"
+#include "hll.h"
 #include "prom_name.h"
 
 static const char SCHEMA[] =
@@ -146,6 +147,8 @@ const char SCHEMA_REBUILD_DISTRIBUTIONS[] =
     "SELECT name, tags, SUM(weight), SUM(value), MIN(min), MAX(max) "
     "FROM metrics WHERE type = 'distribution' GROUP BY name, tags";
 const char SCHEMA_REBUILD_GAUGES[] = "SELECT name, tags, value FROM gauges";
+const char SCHEMA_REBUILD_SETS[] =
+    "SELECT name, tags, bucket, data FROM sketches WHERE type = 'set' ORDER BY name, tags, bucket";
 const char SCHEMA_REBUILD_BATCHES[] = "SELECT batch_id, log_ms, digest FROM batches";
 
 const char SCHEMA_COUNTER_TOTALS_LIKE[] =
@@ -187,10 +190,56 @@ static void sql_prom_name(sqlite3_context *ctx, int argc, sqlite3_value **argv)
     sqlite3_result_text(ctx, out, (int)n, SQLITE_TRANSIENT);
 }
 
-/* Decodes argument `arg` (a distribution sketch blob) into `into`; on a
- * corrupt or missing blob sets the SQL error, naming the function, and
- * returns -1. */
-static int sketch_arg(sqlite3_context *ctx, sqlite3_value **argv, int arg, ddsketch *into)
+/* A type's mergeable sketch, as tally_sketch_merge handles it: each decode
+ * MERGES into its target (ddsketch.h, hll.h), so decoding both blobs into one
+ * new sketch merges them. */
+typedef struct sketch_kind {
+    const char *type; /* metric_type_name() */
+    void *(*make)(void);
+    int (*decode)(void *into, const unsigned char *buf, size_t len, char *err, size_t errlen);
+    int (*encode)(const void *s, unsigned char **out, size_t *len);
+    void (*release)(void *s);
+} sketch_kind;
+
+static void *dd_make(void) { return ddsketch_new(); }
+static int dd_decode(void *into, const unsigned char *buf, size_t len, char *err, size_t errlen)
+{
+    return ddsketch_decode(into, buf, len, err, errlen);
+}
+static int dd_encode(const void *s, unsigned char **out, size_t *len)
+{
+    return ddsketch_encode(s, out, len);
+}
+static void dd_release(void *s) { ddsketch_free(s); }
+static void *hll_make(void) { return hll_new(); }
+static int hll_decode_into(void *into, const unsigned char *buf, size_t len, char *err,
+                           size_t errlen)
+{
+    return hll_decode(into, buf, len, err, errlen);
+}
+static int hll_encode_of(const void *s, unsigned char **out, size_t *len)
+{
+    return hll_encode(s, out, len);
+}
+static void hll_release(void *s) { hll_free(s); }
+
+static const sketch_kind SKETCH_KINDS[] = {
+    {"distribution", dd_make, dd_decode, dd_encode, dd_release}, /* DDSketch */
+    {"set", hll_make, hll_decode_into, hll_encode_of, hll_release}, /* HyperLogLog */
+};
+
+static const sketch_kind *sketch_kind_of(const unsigned char *type)
+{
+    for (size_t i = 0; type && i < sizeof SKETCH_KINDS / sizeof SKETCH_KINDS[0]; i++)
+        if (strcmp((const char *)type, SKETCH_KINDS[i].type) == 0)
+            return &SKETCH_KINDS[i];
+    return NULL;
+}
+
+/* Decodes argument `arg` (a sketch blob of kind k) into `into`; on a corrupt
+ * or missing blob sets the SQL error, naming the function, and returns -1. */
+static int sketch_arg(sqlite3_context *ctx, sqlite3_value **argv, int arg, const sketch_kind *k,
+                      void *into)
 {
     if (sqlite3_value_type(argv[arg]) != SQLITE_BLOB) {
         char msg[96];
@@ -201,43 +250,44 @@ static int sketch_arg(sqlite3_context *ctx, sqlite3_value **argv, int arg, ddske
     const unsigned char *buf = sqlite3_value_blob(argv[arg]);
     int len = sqlite3_value_bytes(argv[arg]);
     char why[128] = "", msg[256];
-    if (ddsketch_decode(into, buf ? buf : (const unsigned char *)"", (size_t)len, why,
-                        sizeof why) == 0)
+    if (k->decode(into, buf ? buf : (const unsigned char *)"", (size_t)len, why, sizeof why) == 0)
         return 0;
-    snprintf(msg, sizeof msg, "tally_sketch_merge: argument %d: corrupt distribution sketch"
-             " (%d bytes): %s", arg + 1, len, why);
+    snprintf(msg, sizeof msg, "tally_sketch_merge: argument %d: corrupt %s sketch"
+             " (%d bytes): %s", arg + 1, k->type, len, why);
     sqlite3_result_error(ctx, msg, -1);
     return -1;
 }
 
 /* tally_sketch_merge(type, a, b): the encoding of the merge of sketches a and
- * b of a series of `type`. Only 'distribution' (ddsketch.h) so far; any other
- * type, a corrupt blob or a NULL is an SQL error, never a silent drop. */
+ * b of a series of `type`: 'distribution' (DDSketches, ddsketch.h) or 'set'
+ * (HyperLogLogs, hll.h: the register-wise max). Any other type, a corrupt
+ * blob or a NULL is an SQL error, never a silent drop. */
 static void sql_sketch_merge(sqlite3_context *ctx, int argc, sqlite3_value **argv)
 {
     (void)argc;
     const unsigned char *type = sqlite3_value_text(argv[0]);
-    if (!type || strcmp((const char *)type, "distribution") != 0) {
+    const sketch_kind *k = sketch_kind_of(type);
+    if (!k) {
         char msg[128];
         snprintf(msg, sizeof msg, "tally_sketch_merge: no sketch merge for type '%.40s'",
                  type ? (const char *)type : "NULL");
         sqlite3_result_error(ctx, msg, -1);
         return;
     }
-    ddsketch *s = ddsketch_new();
+    void *s = k->make();
     if (!s) {
         sqlite3_result_error_nomem(ctx);
         return;
     }
     unsigned char *out = NULL;
     size_t len = 0;
-    if (sketch_arg(ctx, argv, 1, s) == 0 && sketch_arg(ctx, argv, 2, s) == 0) {
-        if (ddsketch_encode(s, &out, &len) == 0)
+    if (sketch_arg(ctx, argv, 1, k, s) == 0 && sketch_arg(ctx, argv, 2, k, s) == 0) {
+        if (k->encode(s, &out, &len) == 0)
             sqlite3_result_blob64(ctx, out, len, free);
         else
             sqlite3_result_error_nomem(ctx);
     }
-    ddsketch_free(s);
+    k->release(s);
 }
 
 static int exec(sqlite3 *db, const char *sql, const char *what, char *err, size_t errlen)

@@ -25,9 +25,14 @@
  *                             in the same transaction as its metrics row: for
  *                             a distribution row, data is a DDSketch (alpha =
  *                             1%, ddsketch.h's serialised form) of the row's
- *                             values weighted 1 / sample_rate; type 'set' is
- *                             reserved for HyperLogLog registers (hll.h), not
- *                             written yet. Rows from before version 4 (a
+ *                             values weighted 1 / sample_rate; for a set
+ *                             (type 'set'), data is the HyperLogLog (hll.h's
+ *                             serialised form) of the bucket's members, and a
+ *                             set has no metrics row at all (a set has no
+ *                             value or weight to keep there): its sketches
+ *                             rows and its series row (total_value 0,
+ *                             total_weight = lines) are all of it. Rows from
+ *                             before version 4 (a
  *                             version 3 database upgraded) have no sketch row:
  *                             quantiles are absent for those buckets. A bucket
  *                             flushed both before and after the upgrade gets
@@ -74,7 +79,8 @@ extern const char SCHEMA_METRIC_UPSERT[];
 extern const char SCHEMA_SERIES_UPSERT[];
 /* ?1 name ?2 tags ?3 type ?4 bucket ?5 data (this flush's sketch of the row):
  * a new row takes it, an existing one becomes tally_sketch_merge(type, data,
- * ?5). Needs a connection set up by schema_init_writer(). */
+ * ?5) (a DDSketch for 'distribution', a HyperLogLog for 'set'). Needs a
+ * connection set up by schema_init_writer(). */
 extern const char SCHEMA_SKETCH_UPSERT[];
 extern const char SCHEMA_GAUGE_GET[];      /* ?1 name ?2 tags -> value */
 extern const char SCHEMA_GAUGE_PUT[];      /* ?1 name ?2 tags ?3 value */
@@ -93,6 +99,9 @@ extern const char SCHEMA_BATCH_PRUNE[];    /* ?1 horizon (log_ms) */
 extern const char SCHEMA_REBUILD_COUNTERS[];
 extern const char SCHEMA_REBUILD_DISTRIBUTIONS[];
 extern const char SCHEMA_REBUILD_GAUGES[];
+/* Every set bucket, series after series (name, tags, bucket order) ->
+ * name, tags, bucket, data (an hll): the rebuild merges each series' rows. */
+extern const char SCHEMA_REBUILD_SETS[];
 extern const char SCHEMA_REBUILD_BATCHES[];
 
 /* ?1 LIKE pattern -> name, total of every counter matching it (the drill). */

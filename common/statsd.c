@@ -37,6 +37,14 @@
  * rate| or 1 / rate above EVENT_AMOUNT_MAX) is a bad line like any other, so
  * nothing a client sends can take a running value out of the finite range.
  *
+ * Sets. The value of "name:MEMBER|s" is not a number, so the value is only
+ * delimited first and read once the type is known. A member is kept as its
+ * 64-bit digest (hash_digest64), never as its bytes: the record and
+ * everything after it carry 8 bytes per line whatever the member, and no
+ * client's user ids or emails reach Kafka, Redis or SQLite. Two members
+ * with one digest count as one (about n^2 / 2^65 of n members: nothing next
+ * to the HyperLogLog's own error).
+ *
  * Reasons are formatted only on the error path; quoted tokens are clipped and
  * non-printable bytes escaped so the reason is always safe to show.
  */
@@ -48,6 +56,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "hash.h"
 
 #define VALUE_TOKEN_MAX 64   /* longest numeric token accepted (value, rate) */
 #define TAG_LEN_MAX 200      /* longest single tag */
@@ -315,8 +325,8 @@ static int parse_type(const char *s, size_t n, metric_event *ev, char *reason)
         return 0;
     }
     if (n == 1 && s[0] == 's') {
-        snprintf(reason, STATSD_REASON_MAX, "set metrics (|s) are not supported");
-        return -1;
+        ev->type = METRIC_SET;
+        return 0;
     }
     if (n == 0) {
         snprintf(reason, STATSD_REASON_MAX, "missing metric type after '|'");
@@ -349,6 +359,32 @@ static int parse_value(const char *s, size_t n, metric_event *ev, char *reason)
     quote_token(q, sizeof q, s, n);
     snprintf(reason, STATSD_REASON_MAX, "value \"%s\" is not a number", q);
     return -1;
+}
+
+/* A set's member [s, s+n): 1..STATSD_MEMBER_MAX bytes, none a control
+ * character ('|' and '\n' cannot occur: they end the field and the line).
+ * The event keeps only its digest (event.h). */
+static int parse_member(const char *s, size_t n, metric_event *ev, char *reason)
+{
+    if (n == 0) {
+        snprintf(reason, STATSD_REASON_MAX, "missing set member after ':'");
+        return -1;
+    }
+    if (n > STATSD_MEMBER_MAX) {
+        snprintf(reason, STATSD_REASON_MAX, "set member longer than %d bytes", STATSD_MEMBER_MAX);
+        return -1;
+    }
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c < 0x20 || c == 0x7f) {
+            snprintf(reason, STATSD_REASON_MAX,
+                     "byte 0x%02x in set member (control characters are not allowed)", c);
+            return -1;
+        }
+    }
+    ev->member = hash_digest64(s, n);
+    ev->value = 0.0;
+    return 0;
 }
 
 static int parse_rate(const char *s, size_t n, metric_event *ev, char *reason)
@@ -388,10 +424,13 @@ static int parse_stamp(const char *s, size_t n, metric_event *ev, char *reason)
     return 0;
 }
 
-/* Parses "name:value" at the start of [*pp, end); leaves *pp at the '|' that
- * follows the value and *value_sign at the value's first byte. */
+/* Parses "name:" at the start of [*pp, end) and finds the value after it
+ * (parsed once the type is known: a set's is a member, not a number); leaves
+ * *pp at the '|' that follows the value, whose bytes are [*value,
+ * *value + *value_len). */
 static int parse_name_value(const char **pp, const char *end, const parse_limits *lim,
-                            metric_event *ev, char *value_sign, char *reason)
+                            metric_event *ev, const char **value_out, size_t *value_len,
+                            char *reason)
 {
     const char *p = *pp;
     const char *name = p;
@@ -427,11 +466,11 @@ static int parse_name_value(const char **pp, const char *end, const parse_limits
             return -1;
         }
         snprintf(reason, STATSD_REASON_MAX,
-                 "missing metric type (expected |c, |g, |ms, |h or |d after the value)");
+                 "missing metric type (expected |c, |g, |ms, |h, |d or |s after the value)");
         return -1;
     }
-    if (parse_value(value, (size_t)(p - value), ev, reason) != 0) return -1;
-    *value_sign = value[0];
+    *value_out = value;
+    *value_len = (size_t)(p - value);
     *pp = p;
     return 0;
 }
@@ -512,16 +551,24 @@ static int parse_line(statsd_batch *b, const char *line, size_t n, const parse_l
     ev->tags_len = 0;
     ev->sample_rate = 1.0;
     ev->stamp_ms = default_stamp_ms;
+    ev->member = 0;
 
-    char sign = 0;
-    if (parse_name_value(&p, end, lim, ev, &sign, reason) != 0) goto fail;
+    const char *value = NULL;
+    size_t value_len = 0;
+    if (parse_name_value(&p, end, lim, ev, &value, &value_len, reason) != 0) goto fail;
     assert(p < end && *p == '|');
     const char *type = ++p;
     while (p < end && *p != '|') p++;
     if (parse_type(type, (size_t)(p - type), ev, reason) != 0) goto fail;
-    if (ev->type == METRIC_GAUGE && (sign == '+' || sign == '-'))
+    int set = ev->type == METRIC_SET;
+    if ((set ? parse_member(value, value_len, ev, reason)
+             : parse_value(value, value_len, ev, reason)) != 0)
+        goto fail;
+    if (ev->type == METRIC_GAUGE && (value[0] == '+' || value[0] == '-'))
         ev->flags |= EVENT_GAUGE_RELATIVE;
     if (parse_sections(b, p, end, lim, ev, reason) != 0) goto fail;
+    if (set)
+        ev->sample_rate = 1.0; /* a set counts distinct members: a rate says nothing */
     if (!event_amount_in_domain(ev->value, ev->sample_rate)) {
         snprintf(reason, STATSD_REASON_MAX,
                  "value %.17g at sample rate %.17g: |value / rate| and 1 / rate may be at most "
@@ -533,6 +580,7 @@ static int parse_line(statsd_batch *b, const char *line, size_t n, const parse_l
     assert(isfinite(ev->value));
     assert(ev->sample_rate > 0.0 && ev->sample_rate <= 1.0);
     assert(ev->name_len >= 1 && ev->name_len <= EVENT_NAME_MAX);
+    assert(ev->type == METRIC_SET || ev->member == 0);
     return 0;
 fail:
     b->arena_len = arena_mark;

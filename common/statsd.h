@@ -9,16 +9,22 @@
  *
  * Accepted grammar, one line:
  *   name ":" value "|" type [ "|@" rate ] [ "|#" tag { "," tag } ] [ "|T" unix_seconds ]
+ *   name ":" member "|s" [ "|@" rate ] [ "|#" tag { "," tag } ] [ "|T" unix_seconds ]
  *   type  = "c" | "g" | "ms" | "h" | "d"
  *   name  = 1..max_name_len chars of [A-Za-z0-9_.-]
  *   value = a finite decimal number (strtod syntax without hex/inf/nan);
  *           for "g" a leading '+' or '-' makes it relative (EVENT_GAUGE_RELATIVE)
+ *   member = 1..STATSD_MEMBER_MAX bytes, any but '|', control characters
+ *           (0x00-0x1f, 0x7f: so no '\n', '\r', NUL) (user ids, emails,
+ *           UUIDs, UTF-8); the event carries hash_digest64(member) (event.h),
+ *           value 0 and rate 1: a set's "|@rate" is checked like any other
+ *           and then ignored (a set counts distinct members; sampling them
+ *           would only lose some)
  *   rate  = a number in [1e-15, 1] (that is, 1 / rate at most EVENT_AMOUNT_MAX)
  *   and |value / rate| at most EVENT_AMOUNT_MAX (event.h: the numeric domain)
  *   tag   = 1..200 chars of [A-Za-z0-9_.:/-] (no ',', '|', '{', '}', spaces)
  *   unix_seconds = integer in [0, 4102444800) (before 2100-01-01)
  * The sections after the type may come in any order, each at most once.
- * Sets ("|s") are rejected with reason "set metrics (|s) are not supported".
  *
  * Memory: events point into `body` (names) and into the batch's arena
  * (canonical tags), so `body` must outlive every use of b->events.
@@ -33,6 +39,7 @@
 
 #define STATSD_INVALID 1       /* statsd_parse_batch: at least one invalid line */
 #define STATSD_REASON_MAX 128
+#define STATSD_MEMBER_MAX 256  /* longest set member, in bytes */
 
 typedef struct statsd_limits {
     size_t max_lines;      /* non-empty lines per batch; more is an error naming line max_lines+1 */

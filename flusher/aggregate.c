@@ -13,9 +13,10 @@
  * valid while the aggregate grows (a growing flat buffer would move them),
  * and clear() rewinds the chunks instead of freeing them, so after the first
  * few flushes the steady state allocates nothing but the distribution rows'
- * sketches: a row owns its sketch through a pointer (the rows array may move,
- * the sketch does not), created by the row's first event and freed by
- * clear(), which bounds what a flush leaves behind to the arrays and chunks.
+ * sketches and the set rows' hlls: a row owns its sketch or hll through a
+ * pointer (the rows array may move, the sketch does not), created by the
+ * row's first event and freed by clear(), which bounds what a flush leaves
+ * behind to the arrays and chunks.
  *
  * Trade-off: removal is not supported (nothing is removed between clears),
  * which keeps linear probing trivial. Memory is bounded because every event
@@ -31,6 +32,7 @@
 #include <string.h>
 
 #include "hash.h"
+#include "redis_hll.h"
 
 #define AGG_INITIAL_SLOTS 64u
 #define ARENA_CHUNK_MIN (64u * 1024u)
@@ -115,12 +117,14 @@ aggregate *aggregate_new(int bucket_seconds)
     return a;
 }
 
-/* Frees the sketches of rows [0, nrows). */
+/* Frees the sketches and hlls of rows [0, nrows). */
 static void free_sketches(aggregate *a)
 {
     for (size_t i = 0; i < a->nrows; i++) {
         ddsketch_free(a->rows[i].sketch);
+        hll_free(a->rows[i].set);
         a->rows[i].sketch = NULL;
+        a->rows[i].set = NULL;
     }
 }
 
@@ -304,6 +308,19 @@ static int sketch_add(agg_row *r, const agg_series *s, const metric_event *ev, c
     return 0;
 }
 
+/* Adds the set event's member to its row's hll (created with the row's first
+ * event), as the register PFADD sets (redis_hll.h). Returns 0, or -1 with
+ * err filled and the row unchanged. */
+static int set_add(agg_row *r, const agg_series *s, const metric_event *ev, char *err,
+                   size_t errlen)
+{
+    if ((!r->set && !(r->set = hll_new())) || hll_add_hash(r->set, redis_hll_hash(ev->member)) < 0) {
+        snprintf(err, errlen, "aggregate: out of memory (the set %s)", s->name);
+        return -1;
+    }
+    return 0;
+}
+
 static void range_add(double *lo, double *hi, uint8_t *has, double v)
 {
     if (!*has) {
@@ -320,7 +337,8 @@ static void range_add(double *lo, double *hi, uint8_t *has, double v)
 int aggregate_add(aggregate *a, const metric_event *ev, char *err, size_t errlen)
 {
     assert(a && ev);
-    if (ev->type != METRIC_COUNTER && ev->type != METRIC_GAUGE && ev->type != METRIC_DISTRIBUTION) {
+    if (ev->type != METRIC_COUNTER && ev->type != METRIC_GAUGE && ev->type != METRIC_DISTRIBUTION &&
+        ev->type != METRIC_SET) {
         snprintf(err, errlen, "aggregate: unknown metric type %d", (int)ev->type);
         return -1;
     }
@@ -348,6 +366,8 @@ int aggregate_add(aggregate *a, const metric_event *ev, char *err, size_t errlen
     agg_row *r = &a->rows[ri];
     assert(s->type == ev->type && r->series == (uint32_t)si);
     if (ev->type == METRIC_DISTRIBUTION && sketch_add(r, s, ev, err, errlen) < 0)
+        return -1;
+    if (ev->type == METRIC_SET && set_add(r, s, ev, err, errlen) < 0)
         return -1;
 
     r->lines++;
@@ -379,6 +399,9 @@ int aggregate_add(aggregate *a, const metric_event *ev, char *err, size_t errlen
             range_add(&r->rel_min, &r->rel_max, &r->has_rel_range, s->running);
         /* A relative row exists only for a series whose value depends on the base. */
         assert(!r->value_relative || s->needs_base);
+        break;
+    case METRIC_SET:
+        r->weight += 1.0;
         break;
     }
     a->events++;

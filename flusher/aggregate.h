@@ -12,6 +12,8 @@
  * Row semantics (bucket = floor(stamp_ms / 1000 / bucket_seconds) * bucket_seconds,
  * in Unix seconds, floored towards minus infinity):
  *   counter:      lines += 1; value += v / rate; weight += 1 / rate; no min/max.
+ *   set:          lines += 1; weight += 1 (so weight = lines); value 0; no min/max;
+ *                 set: the member added to the row's HyperLogLog.
  *   distribution: lines += 1; value += v / rate; weight += 1 / rate; min/max of v;
  *                 sketch: v added with weight 1 / rate (event_weight).
  *   gauge:        lines += 1; weight += 1; value = the series' running value after
@@ -34,6 +36,16 @@
  * sketches: a sketch's bins grow with the span of its values (up to ~40 KB),
  * and keeping the largest flush's sketches for reuse would pin that peak, so
  * each flush allocates one sketch (and its bins) per distribution row.
+ *
+ * Sets: every set row owns an hll (hll.h) of its members, created with the
+ * row's first event; a member digest d (event.h) is added as
+ * hll_add_hash(redis_hll_hash(d)), the register Redis' PFADD of the same
+ * member sets (redis_hll.h), so SQLite's registers and the live view's are
+ * one function of the data. A set row has no metrics row (the store writes
+ * its catalog entry and its sketch only). Memory: a row's hll is sparse (4
+ * bytes per distinct member, at most 4 KB) until its 1025th distinct
+ * register, then 16 KB, so a flush of E events holds at most about
+ * 4 E + 16 KB * E / 1025 bytes of them; clear() and free() free them.
  */
 #ifndef TALLY_AGGREGATE_H
 #define TALLY_AGGREGATE_H
@@ -43,6 +55,7 @@
 
 #include "ddsketch.h"
 #include "event.h"
+#include "hll.h"
 
 /* A series: (type, name, tags), strings copied and NUL-terminated, owned by
  * the aggregate until the next aggregate_clear()/aggregate_free(). */
@@ -78,6 +91,9 @@ typedef struct agg_row {
                                   (non-NULL once an event was folded in); NULL for
                                   other types. Owned by the aggregate, valid until
                                   the next clear/free. */
+    hll *set;                  /* set: the row's members (non-NULL once an event
+                                  was folded in); NULL for other types; owned like
+                                  sketch. */
 } agg_row;
 
 typedef struct aggregate aggregate;
@@ -98,7 +114,8 @@ void aggregate_free(aggregate *a);
  * out of memory); after -1 the aggregate is still consistent but the event is
  * not (or only partly) counted, so the caller must not commit it. A
  * distribution event whose value or weight its sketch refuses (outside
- * event.h's domain) or that finds no memory for the sketch is such an error.
+ * event.h's domain) or that finds no memory for the sketch is such an error,
+ * and so is a set event without memory for its row's hll.
  */
 int aggregate_add(aggregate *a, const metric_event *ev, char *err, size_t errlen);
 
@@ -115,8 +132,8 @@ const agg_series *aggregate_series_at(const aggregate *a, size_t i);
 size_t aggregate_row_count(const aggregate *a);
 const agg_row *aggregate_row_at(const aggregate *a, size_t i);
 
-/* Empties the aggregate (after a commit): frees the rows' sketches and keeps
- * the rest of its allocated memory. */
+/* Empties the aggregate (after a commit): frees the rows' sketches and
+ * hlls and keeps the rest of its allocated memory. */
 void aggregate_clear(aggregate *a);
 
 #endif

@@ -29,8 +29,10 @@
 #include "log.h"
 #include "record.h"
 #include "redis_auth.h"
+#include "redis_hll.h"
 #include "redis_keys.h"
 #include "schema.h"
+#include "set_union.h"
 
 enum {
     PIPELINE_DEPTH = 512,
@@ -359,6 +361,33 @@ static int series_row(rebuilder *r, sqlite3_stmt *st, const void *arg)
     return count_series(r, name, COL_LEN(st, 0), columns[0].suffix, tags, COL_LEN(st, 1));
 }
 
+/* A set series' union of its flushed buckets becomes its HyperLogLog, as
+ * the Redis string PFADD of its members would have left (redis_hll.h: the
+ * same registers, sparse while small, else dense), then its tags join the
+ * name's set index, and the series is counted as admitted, as ingest's
+ * updates and admission leave it. */
+static int write_set(void *arg, const char *name, size_t name_len, const char *tags,
+                     size_t tags_len, const hll *h)
+{
+    rebuilder *r = arg;
+    unsigned char string[REDIS_HLL_DENSE_BYTES];
+    char key[REDIS_KEY_SET_MAX], index[REDIS_KEY_MAX];
+    int kl = redis_key_set(key, sizeof key, name, name_len, tags, tags_len);
+    int il = redis_key_metric(index, sizeof index, name, name_len, REDIS_KEY_SET_SUFFIX);
+    if (kl < 0 || il < 0)
+        return fail(r, "sqlite", "set name or tags too long for a Redis key");
+    size_t len = redis_hll_string(h, string);
+    const char *set_argv[] = {"SET", key, (const char *)string};
+    size_t set_len[] = {3, (size_t)kl, len};
+    const char *index_argv[] = {"HSET", index, tags, "1"};
+    size_t index_len[] = {4, (size_t)il, tags_len, 1};
+    r->stats->series_written++;
+    if (pipeline_append(r, 3, set_argv, set_len) != 0 ||
+        pipeline_append(r, 4, index_argv, index_len) != 0)
+        return -1;
+    return count_series(r, name, name_len, REDIS_KEY_SET_SUFFIX, tags, tags_len);
+}
+
 /* A batches row becomes its dedup key, holding what ingest's would
  * ("DIGEST TIME", dedup.h); rows are kept only within the window, so each
  * key gets the full window plus slack: the time inside decides. */
@@ -397,8 +426,8 @@ static int renew_during_query(void *arg)
     return refresh_fence(arg) != 0; /* (non-zero interrupts the query) */
 }
 
-/* Writes SQLite's totals, gauges and dedup keys, and reads the offsets they
- * correspond to, all from one read transaction. */
+/* Writes SQLite's totals, gauges, sets and dedup keys, and reads the
+ * offsets they correspond to, all from one read transaction. */
 static int load_snapshot(rebuilder *r)
 {
     sqlite3 *db = NULL;
@@ -418,6 +447,7 @@ static int load_snapshot(rebuilder *r)
                each_row(r, db, SCHEMA_REBUILD_DISTRIBUTIONS, NULL, series_row,
                         distribution_columns) == 0 &&
                each_row(r, db, SCHEMA_REBUILD_GAUGES, NULL, series_row, gauge_columns) == 0 &&
+               set_union_each(db, write_set, r, r->err, r->errlen) == 0 && pipeline_drain(r) == 0 &&
                each_row(r, db, SCHEMA_REBUILD_BATCHES, NULL, batch_row, NULL) == 0) {
         rc = 0;
     }

@@ -11,10 +11,15 @@
  *      batch stays in Kafka for the replay below;
  *   2. delete every live key and batch dedup key;
  *   3. write, from one SQLite read transaction, every series' flushed total,
- *      every gauge, and a dedup key for every batch id still in the window;
+ *      every gauge, every set's HyperLogLog (the union of its buckets' hlls,
+ *      set_union.h, SET as the Redis string, sparse or dense, whose registers
+ *      are those PFADD of the same members gives: redis_hll.h), and a dedup key for
+ *      every batch id still in the window;
  *   4. replay the Kafka tail from the offsets of that same snapshot through
  *      the batch script in rebuild mode (dedup-gated: a copy of a batch that
- *      is already counted is skipped);
+ *      is already counted is skipped; a set's tail is PFADDed on top of the
+ *      registers of step 3, so the live HyperLogLog ends with exactly the
+ *      registers PFADD of every member would have);
  *   5. drop the fence and the stale mark together, then replay once more up
  *      to the high watermark read after the drop: every batch ingest deferred
  *      was delivered to Kafka before it was deferred, so it lies below that
@@ -36,7 +41,7 @@
 
 typedef struct rebuild_stats {
     size_t keys_deleted;      /* live and dedup keys removed in step 2 */
-    size_t series_written;    /* hash fields written from SQLite */
+    size_t series_written;    /* hash fields and set HyperLogLogs written from SQLite */
     size_t markers_written;   /* dedup keys written from SQLite */
     size_t records_replayed;  /* Kafka records read in steps 4 and 5 */
     size_t batches_applied;   /* replayed batches that changed Redis */

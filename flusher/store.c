@@ -10,8 +10,9 @@
  * distributions, a gauge's value is replaced (this flush is later in consume
  * order), min/max combine ignoring NULLs.
  *
- * Sketches: after the metrics rows, every distribution row's sketch is
- * encoded (ddsketch.h) and upserted into sketches; a bucket seen by an earlier
+ * Sketches: after the metrics rows, every distribution row's sketch
+ * (ddsketch.h) and every set row's HyperLogLog (hll.h; a set has no metrics
+ * row) is encoded and upserted into sketches; a bucket seen by an earlier
  * flush is merged by SQLite itself (tally_sketch_merge, schema.c), inside the
  * same transaction, so a sketch is exactly once exactly when its row is, and
  * a corrupt stored sketch fails the commit instead of being overwritten.
@@ -340,12 +341,16 @@ static int load_bases(store *s, const aggregate *a, char *err, size_t errlen)
     return 0;
 }
 
-static int write_rows(store *s, const aggregate *a, char *err, size_t errlen)
+/* Upserts the metrics row of every aggregate row but a set's (a set has
+ * only its sketch and catalog entry: schema.h). */
+static int write_rows(store *s, const aggregate *a, size_t *count, char *err, size_t errlen)
 {
     sqlite3_stmt *st = s->metric_upsert;
     for (size_t i = 0; i < aggregate_row_count(a); i++) {
         const agg_row *r = aggregate_row_at(a, i);
         const agg_series *se = aggregate_series_at(a, r->series);
+        if (se->type == METRIC_SET)
+            continue;
         double value = r->value, lo = r->min, hi = r->max;
         int has_range = r->has_range;
         if (se->type == METRIC_GAUGE) {
@@ -372,6 +377,7 @@ static int write_rows(store *s, const aggregate *a, char *err, size_t errlen)
         BIND(has_range ? sqlite3_bind_double(st, 9, hi) : sqlite3_bind_null(st, 9), "bind max");
         if (step_done(s, st, "upsert metrics row", err, errlen) < 0)
             return -1;
+        (*count)++;
     }
     return 0;
 }
@@ -396,18 +402,33 @@ static int upsert_sketch(store *s, const agg_series *se, const agg_row *r,
     return -1;
 }
 
-/* Upserts the sketch of every distribution row (after the rows). */
+/* Encodes the row's sketch (a distribution's DDSketch, a set's hll) into a
+ * new buffer; 0 when the row has none, -1 when out of memory. */
+static int encode_sketch(const agg_series *se, const agg_row *r, unsigned char **buf,
+                         size_t *len)
+{
+    /* aggregate.h: made by the row's first event */
+    assert(se->type != METRIC_DISTRIBUTION || (r->sketch && r->lines > 0));
+    assert(se->type != METRIC_SET || (r->set && r->lines > 0));
+    if (se->type == METRIC_DISTRIBUTION)
+        return ddsketch_encode(r->sketch, buf, len) < 0 ? -1 : 1;
+    if (se->type == METRIC_SET)
+        return hll_encode(r->set, buf, len) < 0 ? -1 : 1;
+    return 0;
+}
+
+/* Upserts the sketch of every distribution and set row (after the rows). */
 static int write_sketches(store *s, const aggregate *a, size_t *count, char *err, size_t errlen)
 {
     for (size_t i = 0; i < aggregate_row_count(a); i++) {
         const agg_row *r = aggregate_row_at(a, i);
         const agg_series *se = aggregate_series_at(a, r->series);
-        if (se->type != METRIC_DISTRIBUTION)
-            continue;
-        assert(r->sketch && r->lines > 0); /* aggregate.h: made by the row's first event */
         unsigned char *buf = NULL;
         size_t len = 0;
-        if (ddsketch_encode(r->sketch, &buf, &len) < 0) {
+        int has = encode_sketch(se, r, &buf, &len);
+        if (has == 0)
+            continue;
+        if (has < 0) {
             snprintf(err, errlen, "store: out of memory (encoding the sketch of %s)", se->name);
             return -1;
         }
@@ -564,12 +585,11 @@ int store_commit(store *s, const char *topic, const aggregate *a, const pending 
     store_commit_stats st = {0};
     if (exec(s, "BEGIN IMMEDIATE", "begin", err, errlen) < 0)
         return -1;
-    if (load_bases(s, a, err, errlen) < 0 || write_rows(s, a, err, errlen) < 0 ||
+    if (load_bases(s, a, err, errlen) < 0 || write_rows(s, a, &st.rows, err, errlen) < 0 ||
         write_sketches(s, a, &st.sketches, err, errlen) < 0 ||
         write_series(s, a, err, errlen) < 0 || write_gauges(s, a, &st.gauges, err, errlen) < 0 ||
         write_pending(s, topic, p, &st, err, errlen) < 0)
         goto fail;
-    st.rows = aggregate_row_count(a);
     if (s->hook)
         s->hook(s->hook_arg);
     if (exec(s, "COMMIT", "commit", err, errlen) < 0)

@@ -17,7 +17,8 @@
  *       value/rate, weight = sum of 1/rate, min/max NULL. distribution: value =
  *       sum of value/rate, weight = sum of 1/rate (estimated count), min/max of
  *       the values. gauge: value = the gauge after the bucket's last op (in
- *       consume order), weight = lines, min/max of the gauge's values.
+ *       consume order), weight = lines, min/max of the gauge's values. A set
+ *       has no metrics row.
  *   sketches(name, tags, type, bucket, data)
  *       One row per distribution row, in the same transaction: data = the
  *       DDSketch (ddsketch.h, alpha = 1%) of the bucket's values weighted
@@ -26,11 +27,14 @@
  *       counts. Rows written before schema version 4 have none: their
  *       buckets have no quantiles (a bucket straddling the upgrade gets a
  *       sketch of its later values, whose count is below the row's weight;
- *       schema.h). type 'set' is reserved (HyperLogLog).
+ *       schema.h). A set's bucket (type 'set'): data = the HyperLogLog
+ *       (hll.h) of its members, merged likewise (register-wise max), so it is
+ *       the HyperLogLog of every member the bucket was sent.
  *   series(name, tags, type, prom_name, first_bucket, last_bucket, total_value,
  *          total_weight)
  *       The catalog: every series, its bucket span and the sums of its rows'
- *       value (0 for a gauge) and weight, updated in the same transaction.
+ *       value (0 for a gauge and a set) and weight (a set's: its lines),
+ *       updated in the same transaction.
  *   gauges(name, tags, value)
  *       The current value of every gauge (the base of relative ops "+v"/"-v").
  *   kafka_offsets(topic, partition, next_offset)
@@ -64,8 +68,8 @@ typedef struct store store;
 
 /* What one commit wrote. */
 typedef struct store_commit_stats {
-    size_t rows;        /* metrics rows upserted */
-    size_t sketches;    /* sketches rows upserted (one per distribution row) */
+    size_t rows;        /* metrics rows upserted (none for a set) */
+    size_t sketches;    /* sketches rows upserted (one per distribution or set row) */
     size_t gauges;      /* gauges rows upserted */
     size_t batches;     /* batch ids inserted */
     size_t rejected;    /* rejected records inserted */
@@ -110,9 +114,9 @@ void store_set_before_commit_hook(store *s, void (*hook)(void *arg), void *arg);
  * Writes one flush in a single transaction: BEGIN IMMEDIATE; upsert every
  * aggregate row (counters and distributions add; gauges take this flush's
  * value, relative rows resolved against the gauges table, base 0 for a new
- * gauge); upsert the sketch of every distribution row (merged with the
- * stored one: a corrupt stored sketch is an error naming tally_sketch_merge
- * and the row); upsert the series catalog and the final value of every gauge
+ * gauge; no row for a set); upsert the sketch of every distribution and set
+ * row (merged with the stored one: a corrupt stored sketch is an error naming
+ * tally_sketch_merge and the row); upsert the series catalog and the final value of every gauge
  * series; insert the batch ids and rejected records; upsert the next offset
  * of every partition consumed; prune the dedup window; COMMIT. On any error
  * it rolls back and returns -1 with err filled; the database is then as

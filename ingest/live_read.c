@@ -2,7 +2,11 @@
  * live_read.c — see live_read.h. The Lua call returns, for one name, the
  * HGETALL of its seven sum and value hashes (counter, gauge, distribution
  * count and sum, with their ":frac" companions), the ZRANGE of its min and
- * max sets and whether the view is stale or being rebuilt: one round trip,
+ * max sets, each of its set series' PFCOUNT (the series listed by its set
+ * index, tally:{NAME}:set; each count then looks like a hash field: tags,
+ * value; the set keys are named in the script, not passed as KEYS, since
+ * their tags are only known there, and share the name's hash tag, hence its
+ * Cluster slot) and whether the view is stale or being rebuilt: one round trip,
  * one consistent moment. Each field becomes an entry (tags, what, value);
  * sorted by tags, the entries of one series fold into one series_total.
  */
@@ -26,17 +30,24 @@ static const char READ_SCRIPT[] =
     "for i = 1, 7 do out[i] = redis.call('HGETALL', KEYS[i]) end\n"
     "out[8] = redis.call('ZRANGE', KEYS[8], 0, -1, 'WITHSCORES')\n"
     "out[9] = redis.call('ZRANGE', KEYS[9], 0, -1, 'WITHSCORES')\n"
-    "out[10] = redis.call('EXISTS', KEYS[10], KEYS[11])\n"
+    "local sets = {}\n"
+    "for _, tags in ipairs(redis.call('HKEYS', KEYS[10])) do\n"
+    "  sets[#sets + 1] = tags\n"
+    "  sets[#sets + 1] = tostring(redis.call('PFCOUNT', KEYS[10] .. ':' .. tags))\n"
+    "end\n"
+    "out[10] = sets\n"
+    "out[11] = redis.call('EXISTS', KEYS[11], KEYS[12])\n"
     "return out\n";
 
 /* The keys, in the script's order, and what each field of each holds. */
-enum what { W_COUNTER, W_GAUGE, W_COUNT, W_SUM, W_MIN, W_MAX };
+enum what { W_COUNTER, W_GAUGE, W_COUNT, W_SUM, W_MIN, W_MAX, W_DISTINCT };
 static const struct { const char *suffix; enum what what; } KEYS[] = {
     {"counter", W_COUNTER},   {"counter" REDIS_KEY_FRAC_SUFFIX, W_COUNTER},
     {"gauge", W_GAUGE},       {"dist:count", W_COUNT},
     {"dist:count" REDIS_KEY_FRAC_SUFFIX, W_COUNT},
     {"dist:sum", W_SUM},      {"dist:sum" REDIS_KEY_FRAC_SUFFIX, W_SUM},
-    {"dist:min", W_MIN},      {"dist:max", W_MAX}};
+    {"dist:min", W_MIN},      {"dist:max", W_MAX},
+    {REDIS_KEY_SET_SUFFIX, W_DISTINCT}}; /* its HyperLogLogs: this key ":" TAGS */
 #define NKEYS (sizeof KEYS / sizeof KEYS[0])
 
 struct live_read {
@@ -186,22 +197,31 @@ static size_t fold(const entry *e, size_t n, series_total *out)
         case W_SUM: s->sum += e[i].value; break;
         case W_MIN: s->min = e[i].value, s->has_range = 1; break;
         case W_MAX: s->max = e[i].value, s->has_range = 1; break;
+        case W_DISTINCT: s->value = e[i].value; break;
         }
     }
     return count;
 }
 
-/* Keeps the entries of one type (counter, gauge or distribution). */
+/* The type whose series an entry belongs to. */
+static metric_type type_of_what(enum what w)
+{
+    switch (w) {
+    case W_COUNTER: return METRIC_COUNTER;
+    case W_GAUGE: return METRIC_GAUGE;
+    case W_COUNT: case W_SUM: case W_MIN: case W_MAX: return METRIC_DISTRIBUTION;
+    case W_DISTINCT: return METRIC_SET;
+    }
+    return METRIC_COUNTER;
+}
+
+/* Keeps the entries of one type. */
 static size_t select_type(entry *e, size_t n, metric_type type)
 {
     size_t kept = 0;
-    for (size_t i = 0; i < n; i++) {
-        enum what w = e[i].what;
-        metric_type t = w == W_COUNTER ? METRIC_COUNTER : w == W_GAUGE ? METRIC_GAUGE
-                                                                        : METRIC_DISTRIBUTION;
-        if (t == type)
+    for (size_t i = 0; i < n; i++)
+        if (type_of_what(e[i].what) == type)
             e[kept++] = e[i];
-    }
     return kept;
 }
 
@@ -209,20 +229,26 @@ static unsigned types_of(const entry *e, size_t n)
 {
     unsigned types = 0;
     for (size_t i = 0; i < n; i++)
-        types |= 1u << (e[i].what == W_COUNTER ? METRIC_COUNTER
-                        : e[i].what == W_GAUGE ? METRIC_GAUGE
-                                               : METRIC_DISTRIBUTION);
+        types |= 1u << type_of_what(e[i].what);
     return types;
+}
+
+/* The type answered without ?type=: the first the name has of counter,
+ * gauge, distribution and set (a distribution when it has none). */
+static metric_type first_type(unsigned types)
+{
+    static const metric_type order[] = {METRIC_COUNTER, METRIC_GAUGE, METRIC_DISTRIBUTION,
+                                        METRIC_SET};
+    for (size_t i = 0; i < sizeof order / sizeof order[0]; i++)
+        if (types & (1u << order[i]))
+            return order[i];
+    return METRIC_DISTRIBUTION;
 }
 
 static void answer_live(read_call *c, entry *e, size_t n, int stale)
 {
     unsigned types = types_of(e, n);
-    metric_type type = c->type;
-    if (!type)
-        type = types & (1u << METRIC_COUNTER) ? METRIC_COUNTER
-               : types & (1u << METRIC_GAUGE) ? METRIC_GAUGE
-                                              : METRIC_DISTRIBUTION;
+    metric_type type = c->type ? c->type : first_type(types);
     n = select_type(e, n, type);
     if (n == 0) {
         if (stale) { /* the view may have lost it: what SQLite has */
@@ -329,12 +355,9 @@ static int read_options(const char *query, int *sqlite, metric_type *type, char 
         }
         *sqlite = source && strcmp(source, "sqlite") == 0;
         if (t) {
-            *type = strcmp(t, "counter") == 0 ? METRIC_COUNTER
-                    : strcmp(t, "gauge") == 0 ? METRIC_GAUGE
-                    : strcmp(t, "distribution") == 0 ? METRIC_DISTRIBUTION
-                                                     : 0;
+            *type = metric_type_from_name(t);
             if (!*type) {
-                snprintf(err, errlen, "type must be counter, gauge or distribution");
+                snprintf(err, errlen, "type must be counter, gauge, distribution or set");
                 rc = -1;
             }
         }

@@ -3,13 +3,15 @@
  * tag series, in the shape of its type (totals_json.h), from the live view.
  *
  *   ?source=redis (default)  Redis' live view, read in one Lua call (every
- *                            type's keys of the name, and the staleness
- *                            markers). No series of any type: 404, unless the
- *                            view is stale (then SQLite answers, marked).
- *   ?source=sqlite           the flushed totals (the series catalog)
- *   ?type=counter|gauge|distribution   which type, when the name has several
- *                            (default: the first of counter, gauge,
- *                            distribution live; "types" lists them all)
+ *                            type's keys of the name, a set series' PFCOUNT,
+ *                            and the staleness markers). No series of any
+ *                            type: 404, unless the view is stale (then SQLite
+ *                            answers, marked).
+ *   ?source=sqlite           the flushed totals (the series catalog; a set's
+ *                            distinct members: its buckets' hlls merged)
+ *   ?type=counter|gauge|distribution|set   which type, when the name has
+ *                            several (default: the first of counter, gauge,
+ *                            distribution, set live; "types" lists them all)
  *
  * Redis unavailable: SQLite answers, "stale":true with a note (it lacks the
  * unflushed Kafka tail). SQLite runs on a reader thread (query_pool.h),

@@ -258,7 +258,8 @@ static int ttl_of(const query_cache *c, const read_request *r)
     const struct { metric_type t; int s; } classes[] = {
         {METRIC_COUNTER, cfg->cache.ttl_counter_seconds},
         {METRIC_GAUGE, cfg->cache.ttl_gauge_seconds},
-        {METRIC_DISTRIBUTION, cfg->cache.ttl_distribution_seconds}};
+        {METRIC_DISTRIBUTION, cfg->cache.ttl_distribution_seconds},
+        {METRIC_SET, cfg->cache.ttl_set_seconds}};
     for (size_t i = 0; i < sizeof classes / sizeof classes[0]; i++)
         if ((r->saw & (1u << classes[i].t)) && (ttl == 0 || classes[i].s < ttl))
             ttl = classes[i].s;

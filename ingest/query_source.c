@@ -25,6 +25,7 @@
 #include "format.h"
 #include "prom_name.h"
 #include "ddsketch.h"
+#include "hll.h"
 #include "schema.h"
 #include "totals_json.h"
 
@@ -36,6 +37,7 @@ typedef enum exposed_kind {
     EXPOSE_MIN,       /* distribution: smallest value in the window */
     EXPOSE_MAX,       /* distribution: largest value in the window */
     EXPOSE_QUANTILE,  /* distribution: NAME{quantile="q"} over the window (merged sketches) */
+    EXPOSE_DISTINCT,  /* set: NAME, its distinct members over the window (merged hlls) */
 } exposed_kind;
 
 /* The quantiles a distribution shows when a query names none. */
@@ -63,6 +65,7 @@ struct query_source {
     sqlite3 *db;
     sqlite3_stmt *by_prom_name, *all_series, *by_name, *rows_from, *totals, *sketches_from;
     ddsketch *sketch;          /* scratch: one window's merged sketch */
+    hll *set;                  /* scratch: one window's merged set */
     int in_transaction;
     unsigned types_seen;
     size_t series_seen;
@@ -77,7 +80,10 @@ query_source *query_source_new(const tally_config *cfg)
     q->bucket_ms = (int64_t)cfg->flusher.bucket_seconds * 1000;
     q->lookback_ms = (int64_t)cfg->query.lookback_seconds * 1000;
     q->sketch = ddsketch_new();
-    if (!q->sketch) {
+    q->set = hll_new();
+    if (!q->sketch || !q->set) {
+        ddsketch_free(q->sketch);
+        hll_free(q->set);
         free(q);
         return NULL;
     }
@@ -102,6 +108,7 @@ void query_source_free(query_source *q)
         return;
     close_db(q);
     ddsketch_free(q->sketch);
+    hll_free(q->set);
     free(q);
 }
 
@@ -195,8 +202,9 @@ static int add_tag_label(void *arg, const char *label, const char *value, size_t
 static int build_labels(candidate *c, const char *prom_name, const char *quantile)
 {
     char exposed[PROM_NAME_MAX + 8];
+    int suffixed = c->kind >= EXPOSE_COUNT && c->kind <= EXPOSE_MAX;
     snprintf(exposed, sizeof exposed, "%s%s", prom_name,
-             c->kind == EXPOSE_QUANTILE ? "" : prom_dist_suffixes[c->kind]);
+             suffixed ? prom_dist_suffixes[c->kind] : "");
     if (promql_labels_add(&c->labels, "__name__", exposed) != 0)
         return -1;
     label_ctx lc = {&c->labels, 0};
@@ -261,14 +269,16 @@ static int add_candidate(candidate_list *l, sqlite3_stmt *st, exposed_kind k,
 }
 
 /* Adds the Prometheus series one catalog row exposes that match m[0..n):
- * one for a counter or gauge; a distribution's _count, _sum, _min, _max and
- * its quantiles (the one a quantile="q" matcher asks for, else 0.5, 0.9 and
- * 0.99). */
+ * one for a counter, gauge or set; a distribution's _count, _sum, _min, _max
+ * and its quantiles (the one a quantile="q" matcher asks for, else 0.5, 0.9
+ * and 0.99). */
 static int add_candidates(candidate_list *l, sqlite3_stmt *st, const promql_matcher *m,
                           size_t n)
 {
-    const char *type = (const char *)sqlite3_column_text(st, 3);
-    if (!type || strcmp(type, "distribution") != 0)
+    metric_type type = metric_type_from_name((const char *)sqlite3_column_text(st, 3));
+    if (type == METRIC_SET)
+        return add_candidate(l, st, EXPOSE_DISTINCT, NULL, m, n);
+    if (type != METRIC_DISTRIBUTION)
         return add_candidate(l, st, EXPOSE_VALUE, NULL, m, n);
     for (exposed_kind k = EXPOSE_COUNT; k <= EXPOSE_MAX; k++)
         if (add_candidate(l, st, k, NULL, m, n) != 0)
@@ -371,6 +381,22 @@ typedef struct windows {
     int64_t first, step, width, last; /* step 0: one time, `first` */
 } windows;
 
+/* The index k of the evaluation time first + k step whose window holds the
+ * end of `bucket` (the first time at or after it), WINDOW_NONE when no
+ * window holds it, WINDOW_PAST once it ends after the last time (buckets
+ * come in order: nothing later can be in a window either). */
+#define WINDOW_NONE (-1)
+#define WINDOW_PAST (-2)
+static int64_t window_of(const query_source *q, const windows *w, int64_t bucket)
+{
+    int64_t end = bucket * 1000 + q->bucket_ms;
+    if (end > w->last)
+        return WINDOW_PAST;
+    int64_t k = w->step ? -floor_div(w->first - end, w->step) : 0; /* first time >= end */
+    int64_t t = w->first + k * w->step;
+    return k < 0 || t > w->last || t - w->width >= end ? WINDOW_NONE : k;
+}
+
 /* Cumulative and last-value series: a sample at each bucket end in range. */
 static int read_raw(query_source *q, sqlite3_stmt *st, const candidate *c, int64_t min_ms,
                     int64_t max_ms, promql_series *out)
@@ -413,13 +439,10 @@ static int read_windows(query_source *q, sqlite3_stmt *st, const candidate *c,
     double acc = 0;
     int rc;
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        int64_t end = sqlite3_column_int64(st, 0) * 1000 + q->bucket_ms;
-        if (end > w->last)
+        int64_t k = window_of(q, w, sqlite3_column_int64(st, 0));
+        if (k == WINDOW_PAST)
             break;
-        int64_t k = w->step ? -floor_div(w->first - end, w->step) : 0; /* first time >= end */
-        int64_t t = w->first + k * w->step;
-        if (k < 0 || t > w->last || t - w->width >= end ||
-            sqlite3_column_type(st, is_min ? 3 : 4) == SQLITE_NULL)
+        if (k == WINDOW_NONE || sqlite3_column_type(st, is_min ? 3 : 4) == SQLITE_NULL)
             continue;
         double v = sqlite3_column_double(st, is_min ? 3 : 4);
         if (k != current) {
@@ -438,44 +461,77 @@ static int read_windows(query_source *q, sqlite3_stmt *st, const candidate *c,
     return 0;
 }
 
-/* Closes one quantile window: the merged sketch's quantile at its time. */
-static int push_quantile(query_source *q, const candidate *c, int64_t t, promql_series *out)
+/* A kind of sketch a window merges: its buckets' blobs are decoded into
+ * one scratch sketch (a decode merges), which then gives the window's
+ * sample (or none) and is emptied. */
+typedef struct window_sketch {
+    int (*merge)(query_source *q, const void *blob, size_t len, char *err, size_t errlen);
+    int (*sample)(query_source *q, const candidate *c, double *v); /* 0: *v, else none */
+    void (*clear)(query_source *q);
+} window_sketch;
+
+static int quantile_merge(query_source *q, const void *blob, size_t len, char *err, size_t errlen)
+{
+    return ddsketch_decode(q->sketch, blob, len, err, errlen);
+}
+static int quantile_sample(query_source *q, const candidate *c, double *v)
+{
+    return ddsketch_quantile(q->sketch, c->quantile, v);
+}
+static void quantile_clear(query_source *q) { ddsketch_clear(q->sketch); }
+static const window_sketch QUANTILES = {quantile_merge, quantile_sample, quantile_clear};
+
+static int distinct_merge(query_source *q, const void *blob, size_t len, char *err, size_t errlen)
+{
+    return hll_decode(q->set, blob, len, err, errlen);
+}
+static int distinct_sample(query_source *q, const candidate *c, double *v)
+{
+    (void)c;
+    *v = (double)hll_count(q->set);
+    return 0;
+}
+static void distinct_clear(query_source *q) { hll_clear(q->set); }
+static const window_sketch DISTINCTS = {distinct_merge, distinct_sample, distinct_clear};
+
+/* Closes one window: the merged sketch's sample at its time t. */
+static int push_window(query_source *q, const window_sketch *k, const candidate *c, int64_t t,
+                       promql_series *out)
 {
     double v;
-    int rc = ddsketch_quantile(q->sketch, c->quantile, &v) == 0 ? promql_series_push(out, t, v) : 0;
-    ddsketch_clear(q->sketch);
+    int rc = k->sample(q, c, &v) == 0 ? promql_series_push(out, t, v) : 0;
+    k->clear(q);
     return rc;
 }
 
-/* Quantile series: per evaluation time, the sketches of every bucket that
- * ended in its window, merged (decode merges), then the quantile. */
-static int read_quantiles(query_source *q, sqlite3_stmt *st, const candidate *c,
-                          const windows *w, promql_series *out, char *err, size_t errlen)
+/* Sketch series (quantiles, distinct counts): per evaluation time, the
+ * sketches of every bucket that ended in its window, merged, then read. */
+static int read_sketch_windows(query_source *q, sqlite3_stmt *st, const window_sketch *k,
+                               const candidate *c, const windows *w, promql_series *out,
+                               char *err, size_t errlen)
 {
     int64_t current = -1;
     int rc;
-    ddsketch_clear(q->sketch);
+    k->clear(q);
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        int64_t end = sqlite3_column_int64(st, 0) * 1000 + q->bucket_ms;
-        if (end > w->last)
+        int64_t at = window_of(q, w, sqlite3_column_int64(st, 0));
+        if (at == WINDOW_PAST)
             break;
-        int64_t k = w->step ? -floor_div(w->first - end, w->step) : 0;
-        int64_t t = w->first + k * w->step;
-        if (k < 0 || t > w->last || t - w->width >= end)
+        if (at == WINDOW_NONE)
             continue;
-        if (k != current && current >= 0 &&
-            push_quantile(q, c, w->first + current * w->step, out) != 0)
+        if (at != current && current >= 0 &&
+            push_window(q, k, c, w->first + current * w->step, out) != 0)
             return -1;
-        current = k;
+        current = at;
         const void *blob = sqlite3_column_blob(st, 1);
-        if (ddsketch_decode(q->sketch, blob, (size_t)sqlite3_column_bytes(st, 1), err, errlen)) {
-            ddsketch_clear(q->sketch);
+        if (k->merge(q, blob, (size_t)sqlite3_column_bytes(st, 1), err, errlen)) {
+            k->clear(q);
             return -3; /* a corrupt sketch: say so rather than answer wrong */
         }
     }
     if (rc != SQLITE_ROW && rc != SQLITE_DONE)
         return -2;
-    if (current >= 0 && push_quantile(q, c, w->first + current * w->step, out) != 0)
+    if (current >= 0 && push_window(q, k, c, w->first + current * w->step, out) != 0)
         return -1;
     return 0;
 }
@@ -483,17 +539,19 @@ static int read_quantiles(query_source *q, sqlite3_stmt *st, const candidate *c,
 static int read_candidate(query_source *q, const candidate *c, int64_t min_ms, int64_t max_ms,
                           const windows *w, promql_series *out, char *err, size_t errlen)
 {
-    int quantile = c->kind == EXPOSE_QUANTILE;
-    int windowed = quantile || c->kind == EXPOSE_MIN || c->kind == EXPOSE_MAX;
+    const window_sketch *sketch = c->kind == EXPOSE_QUANTILE   ? &QUANTILES
+                                  : c->kind == EXPOSE_DISTINCT ? &DISTINCTS
+                                                               : NULL;
+    int windowed = sketch || c->kind == EXPOSE_MIN || c->kind == EXPOSE_MAX;
     int64_t from_ms = windowed ? w->first - w->width : min_ms;
     int64_t first_bucket = floor_div(from_ms - q->bucket_ms, 1000);
-    sqlite3_stmt *st = quantile ? q->sketches_from : q->rows_from;
+    sqlite3_stmt *st = sketch ? q->sketches_from : q->rows_from;
     if (sqlite3_bind_text(st, 1, c->name, -1, SQLITE_STATIC) != SQLITE_OK ||
         sqlite3_bind_text(st, 2, c->tags, -1, SQLITE_STATIC) != SQLITE_OK ||
         sqlite3_bind_text(st, 3, c->type, -1, SQLITE_STATIC) != SQLITE_OK ||
         sqlite3_bind_int64(st, 4, first_bucket) != SQLITE_OK)
         return sql_failed(q, "bind", err, errlen);
-    int rc = quantile   ? read_quantiles(q, st, c, w, out, err, errlen)
+    int rc = sketch     ? read_sketch_windows(q, st, sketch, c, w, out, err, errlen)
              : windowed ? read_windows(q, st, c, w, out)
                         : read_raw(q, st, c, min_ms, max_ms, out);
     if (rc == -2)
@@ -506,10 +564,8 @@ static int read_candidate(query_source *q, const candidate *c, int64_t min_ms, i
 
 static unsigned type_bit(const char *type)
 {
-    return strcmp(type, "counter") == 0        ? 1u << METRIC_COUNTER
-           : strcmp(type, "gauge") == 0        ? 1u << METRIC_GAUGE
-           : strcmp(type, "distribution") == 0 ? 1u << METRIC_DISTRIBUTION
-                                               : 0;
+    metric_type t = metric_type_from_name(type);
+    return t ? 1u << t : 0;
 }
 
 unsigned query_source_types_seen(const query_source *q)
@@ -580,9 +636,11 @@ static void json_number(struct evbuffer *out, const char *key, double v)
 
 /* ---- GET /api/v1/metadata ------------------------------------------------------ */
 
+/* A distribution is a summary; a set's distinct count over a window a gauge. */
 static const char *prom_type(const char *type)
 {
-    return strcmp(type, "distribution") == 0 ? "summary" : type;
+    metric_type t = metric_type_from_name(type);
+    return t == METRIC_DISTRIBUTION ? "summary" : t == METRIC_SET ? "gauge" : type;
 }
 
 int query_source_metadata(query_source *q, const char *metric, struct evbuffer *out, char *err,
@@ -643,10 +701,10 @@ typedef struct native_point {
     int has_range;
 } native_point;
 
-static void write_point(struct evbuffer *out, const char *type, const native_point *p, int first)
+static void write_point(struct evbuffer *out, metric_type type, const native_point *p, int first)
 {
     evbuffer_add_printf(out, "%s{\"t\":%lld", first ? "" : ",", (long long)p->t);
-    if (strcmp(type, "distribution") == 0) {
+    if (type == METRIC_DISTRIBUTION) {
         json_number(out, "count", p->count);
         json_number(out, "sum", p->sum);
         json_number(out, "min", p->min);
@@ -677,24 +735,43 @@ static void fold_row(native_point *p, sqlite3_stmt *st, int fresh)
     }
 }
 
+/* Closes a native window: a counter shows its sum, a set its distinct
+ * members (the window's hlls merged), then the point is written. */
+static void close_point(query_source *q, struct evbuffer *out, metric_type type, native_point *p,
+                        int first)
+{
+    if (type == METRIC_COUNTER)
+        p->value = p->sum;
+    if (type == METRIC_SET) {
+        p->value = (double)hll_count(q->set);
+        hll_clear(q->set);
+    }
+    write_point(out, type, p, first);
+}
+
+/* One series of GET /v1/series/NAME: its rows (a set: its sketches) from the
+ * first window on, folded per window. 0, -1 an SQLite error, -3 a corrupt
+ * set sketch (err filled). */
 static int write_native_series(query_source *q, const char *name, const char *tags,
-                               const char *type, int64_t from, int64_t to, int64_t step,
-                               struct evbuffer *out)
+                               const char *type_name, int64_t from, int64_t to, int64_t step,
+                               struct evbuffer *out, char *err, size_t errlen)
 {
     int64_t bucket_s = q->bucket_ms / 1000;
     int64_t first_t = -floor_div(-from, step) * step;
-    sqlite3_stmt *st = q->rows_from;
+    metric_type type = metric_type_from_name(type_name);
+    sqlite3_stmt *st = type == METRIC_SET ? q->sketches_from : q->rows_from;
     if (sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC) != SQLITE_OK ||
         sqlite3_bind_text(st, 2, tags, -1, SQLITE_STATIC) != SQLITE_OK ||
-        sqlite3_bind_text(st, 3, type, -1, SQLITE_STATIC) != SQLITE_OK ||
+        sqlite3_bind_text(st, 3, type_name, -1, SQLITE_STATIC) != SQLITE_OK ||
         sqlite3_bind_int64(st, 4, first_t - step - bucket_s + 1) != SQLITE_OK)
         return -1;
-    int counter = strcmp(type, "counter") == 0, points = 0, rc;
+    int points = 0, rc, corrupt = 0;
     native_point p = {.t = INT64_MIN};
+    hll_clear(q->set);
     evbuffer_add(out, "{\"tags\":", 8);
     json_string(out, tags);
     evbuffer_add(out, ",\"type\":", 8);
-    json_string(out, type);
+    json_string(out, type_name);
     evbuffer_add(out, ",\"points\":[", 11);
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
         int64_t end = sqlite3_column_int64(st, 0) + bucket_s;
@@ -703,22 +780,23 @@ static int write_native_series(query_source *q, const char *name, const char *ta
             break;
         if (t < first_t)
             continue;
-        if (t != p.t && p.t != INT64_MIN) {
-            if (counter)
-                p.value = p.sum;
-            write_point(out, type, &p, points++ == 0);
+        if (t != p.t && p.t != INT64_MIN)
+            close_point(q, out, type, &p, points++ == 0);
+        if (type != METRIC_SET)
+            fold_row(&p, st, t != p.t);
+        else if (hll_decode(q->set, sqlite3_column_blob(st, 1),
+                            (size_t)sqlite3_column_bytes(st, 1), err, errlen) != 0) {
+            corrupt = 1;
+            break;
         }
-        fold_row(&p, st, t != p.t);
         p.t = t;
     }
-    if (p.t != INT64_MIN) {
-        if (counter)
-            p.value = p.sum;
-        write_point(out, type, &p, points == 0);
-    }
+    if (p.t != INT64_MIN && !corrupt)
+        close_point(q, out, type, &p, points == 0);
     evbuffer_add(out, "]}", 2);
     sqlite3_reset(st);
-    return rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : -1;
+    hll_clear(q->set);
+    return corrupt ? -3 : rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : -1;
 }
 
 int query_source_native(query_source *q, const char *name, int64_t from, int64_t to,
@@ -739,13 +817,14 @@ int query_source_native(query_source *q, const char *name, int64_t from, int64_t
             evbuffer_add(out, ",", 1);
         }
         found = 1;
-        int bad = !tags || !type ||
-                  write_native_series(q, name, tags, type, from, to, step, out) != 0;
+        int bad = !tags || !type
+                      ? -1
+                      : write_native_series(q, name, tags, type, from, to, step, out, err, errlen);
         free(tags);
         free(type);
         if (bad) {
             sqlite3_reset(st);
-            return sql_failed(q, "read rows", err, errlen);
+            return bad == -3 ? -1 : sql_failed(q, "read rows", err, errlen);
         }
     }
     sqlite3_reset(st);
@@ -758,11 +837,26 @@ int query_source_native(query_source *q, const char *name, int64_t from, int64_t
 
 /* ---- GET /v1/counters/NAME?source=sqlite ------------------------------------------- */
 
-static metric_type type_of(const char *type)
+/* The distinct members a set series was ever sent: its buckets' hlls
+ * merged. 0, -1 an SQLite error, -3 a corrupt sketch (err filled). */
+static int set_total(query_source *q, const char *name, const char *tags, double *count,
+                     char *err, size_t errlen)
 {
-    return strcmp(type, "counter") == 0 ? METRIC_COUNTER
-           : strcmp(type, "gauge") == 0 ? METRIC_GAUGE
-                                        : METRIC_DISTRIBUTION;
+    sqlite3_stmt *st = q->sketches_from;
+    int rc, corrupt = 0;
+    hll_clear(q->set);
+    if (sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC) != SQLITE_OK ||
+        sqlite3_bind_text(st, 2, tags, -1, SQLITE_STATIC) != SQLITE_OK ||
+        sqlite3_bind_text(st, 3, metric_type_name(METRIC_SET), -1, SQLITE_STATIC) != SQLITE_OK ||
+        sqlite3_bind_int64(st, 4, INT64_MIN) != SQLITE_OK)
+        return -1;
+    while (!corrupt && (rc = sqlite3_step(st)) == SQLITE_ROW)
+        corrupt = hll_decode(q->set, sqlite3_column_blob(st, 1),
+                             (size_t)sqlite3_column_bytes(st, 1), err, errlen) != 0;
+    sqlite3_reset(st);
+    *count = (double)hll_count(q->set);
+    hll_clear(q->set);
+    return corrupt ? -3 : rc == SQLITE_DONE ? 0 : -1;
 }
 
 /* One catalog row as a series total (tags copied into *tags_out). */
@@ -794,8 +888,9 @@ int query_source_totals(query_source *q, const char *name, metric_type type, int
     unsigned types = 0;
     int rc, failed = 0;
     while (!failed && (rc = sqlite3_step(st)) == SQLITE_ROW) {
-        const char *t = (const char *)sqlite3_column_text(st, 1);
-        metric_type mt = type_of(t ? t : "");
+        metric_type mt = metric_type_from_name((const char *)sqlite3_column_text(st, 1));
+        if (!mt)
+            continue; /* (a type this reader does not know) */
         types |= 1u << mt;
         if (type == 0)
             type = mt; /* (rows come sorted by type: counter, distribution, gauge) */
@@ -819,7 +914,10 @@ int query_source_totals(query_source *q, const char *name, metric_type type, int
             n++;
     }
     sqlite3_reset(st);
-    int found = !failed && rc == SQLITE_DONE && n > 0;
+    int found = !failed && rc == SQLITE_DONE && n > 0, set_rc = 0;
+    for (size_t i = 0; found && type == METRIC_SET && i < n && set_rc == 0; i++)
+        set_rc = set_total(q, name, tags[i], &series[i].value, err, errlen);
+    found = found && set_rc == 0;
     if (found) {
         totals_answer a = {name, type, types, "sqlite", stale, note};
         totals_json_write(out, &a, series, n);
@@ -830,7 +928,9 @@ int query_source_totals(query_source *q, const char *name, metric_type type, int
     free(series);
     if (failed)
         return snprintf(err, errlen, "out of memory"), -1;
-    if (rc != SQLITE_DONE)
+    if (set_rc == -3)
+        return -1;
+    if (rc != SQLITE_DONE || set_rc != 0)
         return sql_failed(q, "read totals", err, errlen);
     return found;
 }

@@ -14,6 +14,9 @@
  *                 NAME{quantile="q"}    over each step's window: the merged DDSketch
  *                                       of its buckets (relative error <= 1 %); q as a
  *                                       matcher asks, else 0.5, 0.9 and 0.99
+ *   set           NAME                  over each step's window: the distinct members,
+ *                                       from the merged HyperLogLogs of its buckets
+ *                                       (hll.h: 0.81 % standard error)
  * A window is (t - step, t] for a range query and (t - lookback, t] for an
  * instant query: a sample at t merges every bucket that ended in it.
  *
@@ -51,14 +54,14 @@ void query_source_end(query_source *q);
 promql_source query_source_promql(query_source *q);
 
 /* Since query_source_begin(): the StatsD types of the series selected (a
- * mask of 1 << metric_type: counter, gauge, distribution) and how many
+ * mask of 1 << metric_type: counter, gauge, distribution, set) and how many
  * series the selects returned (0: nothing matched, a negative answer). */
 unsigned query_source_types_seen(const query_source *q);
 size_t query_source_series_seen(const query_source *q);
 
 /* GET /api/v1/metadata: appends {"PROM_NAME":[{"type":..,"help":..,"unit":""}],...}
  * for every Prometheus name (or only `metric` when not NULL): counter,
- * gauge, or summary for a distribution. Returns the number of names, or -1
+ * gauge, summary for a distribution, gauge for a set. Returns the number of names, or -1
  * with err filled. */
 int query_source_metadata(query_source *q, const char *metric, struct evbuffer *out, char *err,
                           size_t errlen);
@@ -66,14 +69,15 @@ int query_source_metadata(query_source *q, const char *metric, struct evbuffer *
 /* GET /v1/series/NAME: appends {"name","from","to","step","series":[...]} to
  * out: per tag series and type, one point per step window (t - step, t] with
  * t a multiple of step in [from, to]: a counter's sum, a gauge's last value,
- * a distribution's count, sum, min and max. Returns 1 when written, 0 when
+ * a distribution's count, sum, min and max, a set's distinct members. Returns 1 when written, 0 when
  * no series of that name was ever flushed (404), -1 with err filled. */
 int query_source_native(query_source *q, const char *name, int64_t from, int64_t to,
                         int64_t step, struct evbuffer *out, char *err, size_t errlen);
 
 /* GET /v1/counters/NAME?source=sqlite (and while Redis is down): appends
  * the flushed totals of `name` (totals_json.h) for type `type`, with `stale` and `note`
- * as given (0: the first the name has of counter, distribution, gauge). Returns 1 when written, 0 when the name (of that type) was never
+ * as given (0: the first the name has of counter, distribution, gauge, set;
+ * a set's value: its distinct members over all its buckets). Returns 1 when written, 0 when the name (of that type) was never
  * flushed, -1 with err filled. */
 int query_source_totals(query_source *q, const char *name, metric_type type, int stale,
                         const char *note, struct evbuffer *out, char *err, size_t errlen);

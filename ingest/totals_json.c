@@ -33,7 +33,8 @@ static int compare_tags(const void *x, const void *y)
 
 static void add_types(struct evbuffer *b, unsigned types)
 {
-    static const metric_type all[] = {METRIC_COUNTER, METRIC_GAUGE, METRIC_DISTRIBUTION};
+    static const metric_type all[] = {METRIC_COUNTER, METRIC_GAUGE, METRIC_DISTRIBUTION,
+                                      METRIC_SET};
     evbuffer_add(b, ",\"types\":[", 10);
     for (size_t i = 0, n = 0; i < sizeof all / sizeof all[0]; i++)
         if (types & (1u << all[i]))

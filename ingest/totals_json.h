@@ -8,6 +8,9 @@
  *                  "series":[{"tags","value"}...]}        (no total: gauges do not add)
  *   distribution  {"name","type":"distribution","source","stale"[,"note"],
  *                  "count","sum","min","max","series":[{"tags","count","sum","min","max"}...]}
+ *   set           {"name","type":"set","source","stale"[,"note"],
+ *                  "series":[{"tags","value"}...]}   value: the distinct members (an
+ *                  estimate); no total: two series may share members
  *
  * plus "types":[...] when the name is used with several types (the answer is
  * for `type`, the others can be asked with ?type=). Series are sorted by tags.
@@ -25,7 +28,7 @@
 typedef struct series_total {
     const char *tags;
     size_t tags_len;
-    double value;        /* counter total, gauge value */
+    double value;        /* counter total, gauge value, set's distinct members */
     double count, sum;   /* distribution */
     double min, max;     /* distribution, when has_range */
     int has_range;

@@ -55,8 +55,8 @@ static inline void fuzz_print_event(const char *label, size_t index, const metri
     if (ev->name != NULL) fuzz_print_bytes(stderr, ev->name, ev->name_len);
     fprintf(stderr, "\" tags_len %u tags \"", ev->tags_len);
     if (ev->tags != NULL) fuzz_print_bytes(stderr, ev->tags, ev->tags_len);
-    fprintf(stderr, "\" value %.17g rate %.17g stamp_ms %lld\n", ev->value, ev->sample_rate,
-            (long long)ev->stamp_ms);
+    fprintf(stderr, "\" value %.17g rate %.17g stamp_ms %lld member 0x%016llx\n", ev->value,
+            ev->sample_rate, (long long)ev->stamp_ms, (unsigned long long)ev->member);
 }
 
 /* Whether p[0..n) lies inside base[0..base_len). */
@@ -70,7 +70,8 @@ static inline bool fuzz_within(const void *p, size_t n, const void *base, size_t
  * The invariants of event.h for one event that was handed out as valid:
  * a known type; only known flags, the relative flag only on a gauge;
  * name_len in 1..max_name_len with a name pointer; tags_len <= max_tags_len
- * with a tags pointer when non-zero; value and rate in the numeric domain.
+ * with a tags pointer when non-zero; value and rate in the numeric domain;
+ * a set's value 0 and rate 1, any other type's member 0.
  * When names_base is not NULL the name must lie inside names_base[0..base_len)
  * (and so must the tags when tags_in_base).
  */
@@ -81,7 +82,7 @@ static inline void fuzz_check_event(const char *label, size_t index, const metri
     bool ok = true;
     const char *what = "";
     if (!(ev->type == METRIC_COUNTER || ev->type == METRIC_GAUGE ||
-          ev->type == METRIC_DISTRIBUTION)) {
+          ev->type == METRIC_DISTRIBUTION || ev->type == METRIC_SET)) {
         ok = false;
         what = "unknown type";
     } else if (ev->flags & ~(unsigned)(EVENT_GAUGE_RELATIVE | EVENT_CLIENT_STAMP)) {
@@ -99,6 +100,13 @@ static inline void fuzz_check_event(const char *label, size_t index, const metri
     } else if (!event_amount_in_domain(ev->value, ev->sample_rate)) {
         ok = false;
         what = "value / sample_rate outside the numeric domain (event_amount_in_domain)";
+    } else if (ev->type == METRIC_SET && (memcmp(&ev->value, &(double){0.0}, sizeof ev->value) != 0 ||
+                                          ev->sample_rate != 1.0)) {
+        ok = false;
+        what = "a set event with a value or a rate";
+    } else if (ev->type != METRIC_SET && ev->member != 0) {
+        ok = false;
+        what = "a member digest on an event that is not a set";
     } else if (names_base != NULL && !fuzz_within(ev->name, ev->name_len, names_base, base_len)) {
         ok = false;
         what = "name points outside the input";
@@ -121,7 +129,7 @@ static inline bool fuzz_same_event(const metric_event *a, const metric_event *b)
            (a->tags_len == 0 || memcmp(a->tags, b->tags, a->tags_len) == 0) &&
            memcmp(&a->value, &b->value, sizeof a->value) == 0 &&
            memcmp(&a->sample_rate, &b->sample_rate, sizeof a->sample_rate) == 0 &&
-           a->stamp_ms == b->stamp_ms;
+           a->stamp_ms == b->stamp_ms && a->member == b->member;
 }
 
 static inline void fuzz_check_same_event(const char *label, size_t index,

@@ -54,6 +54,13 @@ static metric_event with_stamp(metric_event ev, int64_t stamp_ms)
     return ev;
 }
 
+static metric_event set_member(const char *name, const char *tags, uint64_t member)
+{
+    metric_event ev = event(METRIC_SET, name, tags, 0);
+    ev.member = member;
+    return ev;
+}
+
 static metric_event relative(metric_event ev)
 {
     ev.flags |= EVENT_GAUGE_RELATIVE;
@@ -148,6 +155,9 @@ int main(int argc, char **argv)
         with_stamp(event(METRIC_DISTRIBUTION, "latency", "az:a,region:eu-west-1", 0.004),
                    1700000100000LL),
         with_rate(with_stamp(event(METRIC_COUNTER, "jobs.done", NULL, 2), 0), 0.5),
+        set_member("users.active", "app:web", 0x0123456789abcdefull),
+        set_member("users.active", "app:web", UINT64_MAX),
+        with_stamp(set_member("users.active", NULL, 0), 1700000000000LL),
     };
     bad |= write_both(dir, "mixed", "batch-0001", mixed, sizeof mixed / sizeof mixed[0]);
 

@@ -153,6 +153,31 @@ static void test_admission_asks_only_when_needed(void **state)
     live_fold_free(f);
 }
 
+/* A set series is admitted by its index hash, tally:{NAME}:set, field TAGS:
+ * the key the admission script's exact check (HEXISTS) finds it in. */
+static void test_admission_of_a_set(void **state)
+{
+    (void)state;
+    char err[128];
+    metric_event e = counter("users");
+    e.type = METRIC_SET;
+    e.value = 0;
+    e.member = 42;
+    e.tags = "app:web";
+    e.tags_len = 7;
+    live_fold *f = live_fold_new(&e, 1, err, sizeof err);
+    assert_non_null(f);
+    live_known *known = live_known_new(64, 4096);
+    admission a;
+    assert_int_equal(admission_build(&a, f, 1, known, NULL, 1000, err, sizeof err), 1);
+    assert_int_equal(a.ncandidates, 1);
+    assert_string_equal(a.argv[8], "tally:{users}:set");
+    assert_string_equal(a.argv[9], "app:web");
+    admission_free(&a);
+    live_known_free(known);
+    live_fold_free(f);
+}
+
 static redisReply *str(const char *s)
 {
     redisReply *r = calloc(1, sizeof *r);
@@ -206,6 +231,7 @@ int main(void)
         cmocka_unit_test(test_good_file),
         cmocka_unit_test(test_refusals_name_the_line),
         cmocka_unit_test(test_admission_asks_only_when_needed),
+        cmocka_unit_test(test_admission_of_a_set),
         cmocka_unit_test(test_admission_verdicts),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

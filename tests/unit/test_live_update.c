@@ -35,6 +35,7 @@
 #include "live_known.h"
 #include "dedup.h"
 #include "live_update.h"
+#include "redis_hll.h"
 
 static metric_event ev(metric_type type, const char *name, const char *tags, double value,
                        double rate, uint8_t flags)
@@ -729,6 +730,110 @@ static void test_group_merges_in_order(void **state)
         live_fold_free(f[i]);
 }
 
+/* ---- sets ------------------------------------------------------------------- */
+
+static metric_event set_ev(const char *name, const char *tags, uint64_t member)
+{
+    metric_event e = ev(METRIC_SET, name, tags, 0, 1, 0);
+    e.member = member;
+    return e;
+}
+
+/* Argument j of command i is the PFADD element of member digest m. */
+static void expect_element(const live_update *u, size_t i, size_t j, uint64_t m)
+{
+    unsigned char want[REDIS_HLL_ELEMENT_BYTES];
+    redis_hll_element(m, want);
+    const parsed_cmd *c = parsed(u, i);
+    assert_true(j < c->argc);
+    assert_int_equal(c->lens[j], sizeof want);
+    assert_memory_equal(c->argv[j], want, sizeof want);
+}
+
+/* A set series becomes PFADD of its distinct members (the digests' 8
+ * little-endian bytes, in ascending order) into tally:{NAME}:set:TAGS, then
+ * HSET of its tags into the name's index tally:{NAME}:set. */
+static void test_set_pfadds_distinct_members(void **state)
+{
+    (void)state;
+    metric_event e[] = {
+        set_ev("users", NULL, 9), set_ev("users", NULL, 7), set_ev("users", "app:web", 1),
+        set_ev("users", NULL, 7), set_ev("users", NULL, 0x0102030405060708ull),
+        ev(METRIC_COUNTER, "users", NULL, 1, 1, 0), set_ev("users", NULL, 9),
+    };
+    live_update u;
+    assert_int_equal(build_one(&u, "b", e, sizeof e / sizeof e[0], 60, LIVE_MODE_INGEST), 0);
+    assert_int_equal(u.series, 3);
+    const char *ids[] = {"b"};
+    size_t s = expect_frame(&u, ids, 1, "60", LIVE_MODE_INGEST, 5);
+    assert_string_equal(cmd(&u, s), "PFADD");
+    assert_int_equal(nargs(&u, s), 2 + 3);
+    assert_string_equal(arg(&u, s, 1), "tally:{users}:set:");
+    expect_element(&u, s, 2, 7);
+    expect_element(&u, s, 3, 9);
+    expect_element(&u, s, 4, 0x0102030405060708ull);
+    expect_cmd(&u, s + 1, 4, "HSET", "tally:{users}:set", "", "1");
+    assert_string_equal(cmd(&u, s + 2), "PFADD");
+    assert_int_equal(nargs(&u, s + 2), 3);
+    assert_string_equal(arg(&u, s + 2, 1), "tally:{users}:set:app:web");
+    expect_element(&u, s + 2, 2, 1);
+    expect_cmd(&u, s + 3, 4, "HSET", "tally:{users}:set", "app:web", "1");
+    expect_cmd(&u, s + 4, 4, "HINCRBY", "tally:{users}:counter", "", "1");
+    assert_int_equal(u.nbounds, 0); /* a set has no bounds to remember */
+    done(&u);
+}
+
+/* A group PFADDs each set's union once; a series of more distinct members
+ * than LIVE_PFADD_CHUNK takes several PFADDs. */
+static void test_set_group_union_and_chunks(void **state)
+{
+    (void)state;
+    enum { N = 2 * LIVE_PFADD_CHUNK + 100 };
+    static metric_event b1[N], b2[N];
+    for (size_t i = 0; i < N; i++) {
+        b1[i] = set_ev("s", "k:v", 2 * i);     /* even digests */
+        b2[i] = set_ev("s", "k:v", 2 * i + N); /* half of them even too: shared with b1 */
+    }
+    metric_event b3[] = {set_ev("t", NULL, 5), set_ev("s", "k:v", 0)};
+    char err[128];
+    live_fold *f[3] = {live_fold_new(b1, N, err, sizeof err), live_fold_new(b2, N, err, sizeof err),
+                       live_fold_new(b3, 2, err, sizeof err)};
+    assert_true(f[0] && f[1] && f[2]);
+    const live_fold *folds[3] = {f[0], f[1], f[2]};
+    const char *ids[3] = {"x", "y", "z"};
+    live_update u;
+    assert_int_equal(build_group(&u, folds, ids, 3, 60, LIVE_MODE_INGEST), 0);
+    assert_int_equal(u.series, 2);
+    /* the union: 0, 2, ..., 2(N-1) and N, N+2, ..., 3N-2: N + N/2 distinct */
+    size_t distinct = N + N / 2, pfadds = (distinct + LIVE_PFADD_CHUNK - 1) / LIVE_PFADD_CHUNK;
+    size_t s = expect_frame(&u, ids, 3, "60", LIVE_MODE_INGEST, pfadds + 1 + 2);
+    uint64_t prev = 0, seen = 0;
+    for (size_t p = 0; p < pfadds; p++) {
+        assert_string_equal(cmd(&u, s + p), "PFADD");
+        assert_string_equal(arg(&u, s + p, 1), "tally:{s}:set:k:v");
+        size_t elements = nargs(&u, s + p) - 2;
+        assert_int_equal(elements, p + 1 < pfadds ? LIVE_PFADD_CHUNK : distinct % LIVE_PFADD_CHUNK);
+        for (size_t j = 0; j < elements; j++) {
+            const parsed_cmd *c = parsed(&u, s + p);
+            uint64_t m = 0;
+            for (int k = 7; k >= 0; k--)
+                m = m << 8 | (unsigned char)c->argv[2 + j][k];
+            assert_true(seen == 0 || m > prev); /* ascending: distinct */
+            assert_true(m % 2 == 0 || (m >= N && m < 3 * N));
+            prev = m;
+            seen++;
+        }
+    }
+    assert_int_equal(seen, distinct);
+    expect_cmd(&u, s + pfadds, 4, "HSET", "tally:{s}:set", "k:v", "1");
+    assert_string_equal(arg(&u, s + pfadds + 1, 1), "tally:{t}:set:");
+    expect_element(&u, s + pfadds + 1, 2, 5);
+    expect_cmd(&u, s + pfadds + 2, 4, "HSET", "tally:{t}:set", "", "1");
+    done(&u);
+    for (int i = 0; i < 3; i++)
+        live_fold_free(f[i]);
+}
+
 static void test_batch_id_too_long_fails_cleanly(void **state)
 {
     (void)state;
@@ -1130,6 +1235,8 @@ int main(void)
         cmocka_unit_test(test_rebuild_mode_is_marked),
         cmocka_unit_test(test_watch_has_fence_only_in_ingest_mode),
         cmocka_unit_test(test_group_merges_in_order),
+        cmocka_unit_test(test_set_pfadds_distinct_members),
+        cmocka_unit_test(test_set_group_union_and_chunks),
         cmocka_unit_test(test_batch_id_too_long_fails_cleanly),
         cmocka_unit_test(test_group_never_holds_one_batch_twice),
         cmocka_unit_test(test_guard_go_then_exec_applies),

@@ -93,6 +93,15 @@ static void assert_same_event(const metric_event *a, const metric_event *b)
     assert_memory_equal(&a->value, &b->value, sizeof a->value); /* bit-exact, keeps -0.0 */
     assert_memory_equal(&a->sample_rate, &b->sample_rate, sizeof a->sample_rate);
     assert_int_equal(a->stamp_ms, b->stamp_ms);
+    assert_true(a->member == b->member);
+}
+
+/* A set event of member digest `member` (value 0, rate 1: event.h). */
+static metric_event make_set(const char *name, const char *tags, uint64_t member)
+{
+    metric_event ev = make_event(METRIC_SET, name, tags, 0);
+    ev.member = member;
+    return ev;
 }
 
 /* ---- CRC ---------------------------------------------------------------- */
@@ -166,7 +175,7 @@ static void test_round_trip_many(void **state)
         for (size_t k = 0; k < name_len; k++) names[i][k] = (char)('a' + (seed + k) % 26);
         for (size_t k = 0; k < tags_len; k++) tags[i][k] = (char)('0' + (seed + k) % 40);
         metric_event *ev = &evs[i];
-        ev->type = (metric_type)(1 + i % 3);
+        ev->type = (metric_type)(1 + i % 4);
         ev->flags = ev->type == METRIC_GAUGE ? (uint8_t)(i % 4) : (uint8_t)(i % 2 ? EVENT_CLIENT_STAMP : 0);
         ev->name = names[i];
         ev->name_len = (uint16_t)name_len;
@@ -176,6 +185,11 @@ static void test_round_trip_many(void **state)
         ev->value = i < 7 ? specials[i] : ((double)seed / 7.0 - 3e8);
         ev->sample_rate = i % 5 == 0 ? 1.0 : 1.0 / (double)(2 + i % 97);
         ev->stamp_ms = i == 2 ? INT64_MIN : i == 3 ? INT64_MAX : (int64_t)seed * 1000 - 5;
+        if (ev->type == METRIC_SET) { /* no value, rate 1, any 64-bit digest */
+            ev->value = 0.0;
+            ev->sample_rate = 1.0;
+            ev->member = i == 3 ? UINT64_MAX : (uint64_t)seed << 32 ^ (uint64_t)i * 0x9e3779b97f4a7c15ull;
+        }
     }
     uint8_t *buf;
     size_t len;
@@ -224,7 +238,7 @@ static void test_empty_batch_round_trip(void **state)
 static void test_parse_then_encode(void **state)
 {
     (void)state;
-    const char *body = "a.b:1|c|#z,y\nc:-2|g|T1600000000\nd:0.5|ms|@0.5\n";
+    const char *body = "a.b:1|c|#z,y\nc:-2|g|T1600000000\nd:0.5|ms|@0.5\ne:x@y.z|s|#z\n";
     statsd_batch b;
     statsd_batch_init(&b);
     statsd_limits l = {.max_lines = 10, .max_name_len = 200, .max_tags_len = 100, .max_errors = 5};
@@ -235,7 +249,7 @@ static void test_parse_then_encode(void **state)
     assert_int_equal(record_encode("id", 2, 5, b.events, b.count, &buf, &len, err, sizeof err), 0);
     record_reader r;
     assert_int_equal(record_open(&r, buf, len, err, sizeof err), 0);
-    assert_int_equal(r.count, 3);
+    assert_int_equal(r.count, 4);
     metric_event ev;
     for (size_t i = 0; i < b.count; i++) {
         assert_int_equal(record_next(&r, &ev), 1);
@@ -343,6 +357,9 @@ static void test_semantic_validation(void **state)
     } cases[] = {
         {80, {9}, 1, "event 2: unknown type 9"},
         {80, {0}, 1, "event 2: unknown type 0"},
+        {80, {5}, 1, "event 2: unknown type 5"},
+        {80, {METRIC_SET}, 1, "event 2: relative flag on a set"},
+        {118, {METRIC_SET}, 1, "event 3: a set event has value 0 and rate 0.1 (must be 0 and 1)"},
         {81, {0x04}, 1, "event 2: unknown flags 0x04"},
         {80, {METRIC_COUNTER}, 1, "event 2: relative flag on a counter"},
         {80 + 6, {0, 0, 0, 0, 0, 0, 0xf0, 0x7f}, 8, "event 2: value is not finite"},
@@ -462,14 +479,17 @@ static void fill_compact_events(void)
     for (int k = 0; k < 8; k++)
         snprintf(compact_names[k], sizeof compact_names[k], "metric.%d", k);
     for (int i = 0; i < COMPACT_N; i++) {
-        metric_type type = (metric_type)(1 + i % 3);
-        metric_event ev = make_event(type, compact_names[i % 8], tags[i % 4], values[i % 8]);
+        metric_type type = (metric_type)(1 + i % 4);
+        metric_event ev = type == METRIC_SET
+                              ? make_set(compact_names[i % 8], tags[i % 4],
+                                         i % 3 ? (uint64_t)i * 0x9e3779b97f4a7c15ull : (uint64_t)i)
+                              : make_event(type, compact_names[i % 8], tags[i % 4], values[i % 8]);
         ev.stamp_ms = 1700000000000LL;
         if (i % 5 == 0) {
             ev.flags |= EVENT_CLIENT_STAMP;
             ev.stamp_ms += (i % 2 ? -1 : 1) * (int64_t)i * 1000;
         }
-        if (i % 7 == 0)
+        if (i % 7 == 0 && type != METRIC_SET)
             ev.sample_rate = 0.5;
         if (type == METRIC_GAUGE && i % 2)
             ev.flags |= EVENT_GAUGE_RELATIVE;
@@ -510,6 +530,7 @@ static void test_compact_round_trip(void **state)
         assert_memory_equal(&ev.value, &want->value, sizeof ev.value); /* bit-exact, -0.0 too */
         assert_true(ev.sample_rate == want->sample_rate);
         assert_int_equal(ev.stamp_ms, want->stamp_ms);
+        assert_true(ev.member == want->member);
     }
     metric_event ev;
     assert_int_equal(record_next(&r, &ev), 0);
@@ -573,10 +594,18 @@ static void test_compact_semantic_validation(void **state)
     reseal(buf, len);
     assert_int_equal(open_copy(buf, len, &r, err, sizeof err), -1);
     assert_string_equal(err, "event 1: unknown flags 0x81");
-    buf[event_at] = 0; /* type 0 */
+    buf[event_at] = 0x10; /* type bits 0 (a set) with a rate */
     reseal(buf, len);
     assert_int_equal(open_copy(buf, len, &r, err, sizeof err), -1);
-    assert_string_equal(err, "event 1: unknown type 0");
+    assert_string_equal(err, "event 1: a set event with a rate or an f64 value (head 0x10)");
+    buf[event_at] = 0x20; /* a set with an f64 value */
+    reseal(buf, len);
+    assert_int_equal(open_copy(buf, len, &r, err, sizeof err), -1);
+    assert_string_equal(err, "event 1: a set event with a rate or an f64 value (head 0x20)");
+    buf[event_at] = 0x04; /* a relative set */
+    reseal(buf, len);
+    assert_int_equal(open_copy(buf, len, &r, err, sizeof err), -1);
+    assert_string_equal(err, "event 1: relative flag on a set");
     buf[event_at] = METRIC_COUNTER | 0x04; /* relative flag on a counter */
     reseal(buf, len);
     assert_int_equal(open_copy(buf, len, &r, err, sizeof err), -1);
@@ -585,6 +614,114 @@ static void test_compact_semantic_validation(void **state)
     reseal(buf, len);
     assert_int_equal(open_copy(buf, len, &r, err, sizeof err), 0);
     free(buf);
+}
+
+/* ---- sets --------------------------------------------------------------- */
+
+/* Version 1: type 4, the member's digest in the 8 value bytes, rate 1. */
+static void test_set_layout_v1(void **state)
+{
+    (void)state;
+    metric_event ev = make_set("s", NULL, 0x8877665544332211ull);
+    ev.stamp_ms = 0;
+    uint8_t *buf;
+    size_t len;
+    char err[256];
+    assert_int_equal(record_encode(NULL, 0, 0, &ev, 1, &buf, &len, err, sizeof err), 0);
+    const uint8_t want_event[] = {
+        0x04, 0x00, 0x01, 0x00, 0x00, 0x00,             /* type 4, flags, name_len, tags_len */
+        0x11, 0x22, 0x33, 0x44, 0x55, 0x66, 0x77, 0x88, /* the member's digest */
+        0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0xf0, 0x3f, /* rate 1.0 */
+        0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, /* stamp_ms */
+        's',
+    };
+    assert_int_equal(len, 16 + sizeof want_event + 4);
+    assert_memory_equal(buf + 16, want_event, sizeof want_event);
+    record_reader r;
+    metric_event got;
+    assert_int_equal(record_open(&r, buf, len, err, sizeof err), 0);
+    assert_int_equal(record_next(&r, &got), 1);
+    assert_same_event(&got, &ev);
+    record_close(&r);
+    /* a digest whose bits are a NaN as a double is still just a digest */
+    free(buf);
+    ev.member = 0x7ff8000000000001ull;
+    assert_int_equal(record_encode(NULL, 0, 0, &ev, 1, &buf, &len, err, sizeof err), 0);
+    assert_int_equal(record_open(&r, buf, len, err, sizeof err), 0);
+    assert_int_equal(record_next(&r, &got), 1);
+    assert_true(got.member == ev.member && got.value == 0.0);
+    record_close(&r);
+    /* the rate of a set must be 1 */
+    buf[16 + 14 + 7] = 0x3f; /* rate 0.5: 0x3fe0...; here 0x3f f0 -> 0x3f 3f... */
+    buf[16 + 14 + 6] = 0xe0;
+    reseal(buf, len);
+    assert_int_equal(open_copy(buf, len, &r, err, sizeof err), -1);
+    assert_string_equal(err, "event 1: a set event has value 0 and rate 0.5 (must be 0 and 1)");
+    free(buf);
+}
+
+/* Version 2: head type bits 0, the digest as an unsigned varint. */
+static void test_set_layout_v2(void **state)
+{
+    (void)state;
+    metric_event evs[2] = {make_set("s", NULL, 300), make_set("s", "t", UINT64_MAX)};
+    evs[1].flags = EVENT_CLIENT_STAMP;
+    evs[1].stamp_ms = evs[0].stamp_ms + 1;
+    uint8_t *buf;
+    size_t len;
+    char err[256];
+    assert_int_equal(record_encode_compact(NULL, 0, evs[0].stamp_ms, evs, 2, &buf, &len, err,
+                                           sizeof err), 0);
+    /* header 2 + 2 + 8 + 4 + 4, strings {1, 's'} {1, 't'} */
+    const uint8_t want_events[] = {
+        0x00, 0x00, 0x00, 0xac, 0x02,                   /* set, name 0, no tags, 300 */
+        0x48, 0x00, 0x02,                               /* set, client stamp, stamp delta; tags 1 */
+        0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01, /* 2^64 - 1 */
+        0x02,                                           /* stamp delta +1, zigzag */
+    };
+    size_t at = 20 + 3 + 3;
+    assert_int_equal(len, at + sizeof want_events + 4);
+    assert_memory_equal(buf + at, want_events, sizeof want_events);
+    record_reader r;
+    metric_event got;
+    assert_int_equal(record_open(&r, buf, len, err, sizeof err), 0);
+    for (int i = 0; i < 2; i++) {
+        assert_int_equal(record_next(&r, &got), 1);
+        assert_same_event(&got, &evs[i]);
+    }
+    record_close(&r);
+    /* a member varint longer than 64 bits */
+    buf[at + 8 + 9] = 0x02;
+    reseal(buf, len);
+    assert_int_equal(open_copy(buf, len, &r, err, sizeof err), -1);
+    assert_string_equal(err, "truncated at event 2");
+    free(buf);
+}
+
+/* A set event with a value or a rate is refused by both encoders. */
+static void test_set_encode_rejects(void **state)
+{
+    (void)state;
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    char err[256];
+    metric_event ev = make_set("s", NULL, 7);
+    ev.value = 1;
+    assert_int_equal(record_encode("a", 1, 0, &ev, 1, &buf, &len, err, sizeof err), -1);
+    assert_string_equal(err, "event 1: a set event has value 1 and rate 1 (must be 0 and 1)");
+    assert_int_equal(record_encode_compact("a", 1, 0, &ev, 1, &buf, &len, err, sizeof err), -1);
+    assert_string_equal(err, "event 1: a set event has value 1 and rate 1 (must be 0 and 1)");
+    ev.value = -0.0;
+    assert_int_equal(record_encode("a", 1, 0, &ev, 1, &buf, &len, err, sizeof err), -1);
+    ev.value = 0;
+    ev.sample_rate = 0.5;
+    assert_int_equal(record_encode_compact("a", 1, 0, &ev, 1, &buf, &len, err, sizeof err), -1);
+    assert_string_equal(err, "event 1: a set event has value 0 and rate 0.5 (must be 0 and 1)");
+    ev.sample_rate = 1;
+    ev.flags = EVENT_GAUGE_RELATIVE;
+    assert_int_equal(record_encode("a", 1, 0, &ev, 1, &buf, &len, err, sizeof err), -1);
+    assert_string_equal(err, "event 1: relative flag on a set");
+    assert_null(buf);
 }
 
 int main(void)
@@ -604,6 +741,9 @@ int main(void)
         cmocka_unit_test(test_compact_empty_batch),
         cmocka_unit_test(test_compact_truncation_and_flips),
         cmocka_unit_test(test_compact_semantic_validation),
+        cmocka_unit_test(test_set_layout_v1),
+        cmocka_unit_test(test_set_layout_v2),
+        cmocka_unit_test(test_set_encode_rejects),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

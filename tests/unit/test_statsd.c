@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "hash.h"
 #include "statsd.h"
 
 #define STAMP 1700000000123LL
@@ -315,7 +316,7 @@ static void test_error_value(void **state)
     assert_line_rejected("x:abc|c", "value \"abc\" is not a number");
     assert_line_rejected("x:|c", "missing value after ':'");
     assert_line_rejected("x:", "missing value after ':'");
-    assert_line_rejected("x:1", "missing metric type (expected |c, |g, |ms, |h or |d after the value)");
+    assert_line_rejected("x:1", "missing metric type (expected |c, |g, |ms, |h, |d or |s after the value)");
     assert_line_rejected("x:0x10|c", "value \"0x10\" is not a number");
     assert_line_rejected("x:inf|c", "value \"inf\" is not a number");
     assert_line_rejected("x:-inf|g", "value \"-inf\" is not a number");
@@ -379,8 +380,85 @@ static void test_error_type(void **state)
     assert_line_rejected("x:1|c\r|@0.5", "unknown metric type \"c\\x0d\"");
     assert_line_rejected("x:1|", "missing metric type after '|'");
     assert_line_rejected("x:1||c", "missing metric type after '|'");
-    assert_line_rejected("x:1|s", "set metrics (|s) are not supported");
-    assert_line_rejected("x:1|s|#a", "set metrics (|s) are not supported");
+    assert_line_rejected("x:1|S", "unknown metric type \"S\"");
+    assert_line_rejected("x:1|ss", "unknown metric type \"ss\"");
+}
+
+/* ---- sets ------------------------------------------------------------------ */
+
+/* "name:MEMBER|s": the event carries the member's digest, value 0, rate 1. */
+static void test_set_member_is_its_digest(void **state)
+{
+    (void)state;
+    parsed p;
+    parsed_init(&p);
+    metric_event ev = parse_one(&p, "users.active:alice@example.com|s");
+    assert_int_equal(ev.type, METRIC_SET);
+    assert_str_n(ev.name, ev.name_len, "users.active");
+    assert_true(ev.member == hash_digest64("alice@example.com", 17));
+    assert_true(ev.value == 0 && !signbit(ev.value) && ev.sample_rate == 1.0);
+    assert_int_equal(ev.flags, 0);
+    assert_int_equal(ev.tags_len, 0);
+    /* any byte but '|' and control characters: ':', '#', '@', spaces, UTF-8, -1 */
+    const char *members[] = {"a:b:c", "#tag", "@0.5", "two words", "caf\xc3\xa9",
+                             "550e8400-e29b-41d4-a716-446655440000", "-1", "+1", "1e999",
+                             "\x7e\x80\xff"};
+    for (size_t i = 0; i < sizeof members / sizeof members[0]; i++) {
+        char line[128];
+        snprintf(line, sizeof line, "s:%s|s", members[i]);
+        ev = parse_one(&p, line);
+        assert_int_equal(ev.type, METRIC_SET);
+        assert_true(ev.member == hash_digest64(members[i], strlen(members[i])));
+        assert_int_equal(ev.flags, 0); /* "+1" is no relative gauge */
+    }
+    /* a rate is checked and ignored, tags and stamps as for any line */
+    ev = parse_one(&p, "s:bob|s|@0.1|#b:2,a:1|T1650000000");
+    assert_true(ev.sample_rate == 1.0 && ev.member == hash_digest64("bob", 3));
+    assert_str_n(ev.tags, ev.tags_len, "a:1,b:2");
+    assert_int_equal(ev.stamp_ms, 1650000000000LL);
+    assert_int_equal(ev.flags, EVENT_CLIENT_STAMP);
+    /* 256 bytes is the longest member */
+    char line[300] = "s:";
+    memset(line + 2, 'm', STATSD_MEMBER_MAX);
+    memcpy(line + 2 + STATSD_MEMBER_MAX, "|s", 3);
+    ev = parse_one(&p, line);
+    assert_true(ev.member == hash_digest64(line + 2, STATSD_MEMBER_MAX));
+    /* the other types' members stay 0 */
+    assert_true(parse_one(&p, "c:1|c").member == 0);
+    parsed_free(&p);
+}
+
+static void test_set_errors(void **state)
+{
+    (void)state;
+    assert_line_rejected("s:|s", "missing set member after ':'");
+    char line[300] = "s:";
+    memset(line + 2, 'm', STATSD_MEMBER_MAX + 1);
+    memcpy(line + 3 + STATSD_MEMBER_MAX, "|s", 3);
+    assert_line_rejected(line, "set member longer than 256 bytes");
+    assert_line_rejected("s:a\tb|s", "byte 0x09 in set member (control characters are not allowed)");
+    assert_line_rejected("s:a\rb|s", "byte 0x0d in set member (control characters are not allowed)");
+    assert_line_rejected("s:a\x7f|s", "byte 0x7f in set member (control characters are not allowed)");
+    assert_line_rejected("s:\x01|s", "byte 0x01 in set member (control characters are not allowed)");
+    assert_line_rejected("s:bob|s|@2", "sample rate \"2\" must be in (0, 1]");
+    assert_line_rejected("s:bob|s|@x", "sample rate \"x\" is not a number");
+    assert_line_rejected("s:bob|s|#", "empty tags section '|#'");
+    assert_line_rejected("s:bob|s|x", "unknown section \"|x\" (expected |@rate, |#tags or |T<seconds>)");
+    assert_line_rejected("s:bob", "missing metric type (expected |c, |g, |ms, |h, |d or |s after the value)");
+
+    /* a NUL inside a member */
+    parsed p;
+    parsed_init(&p);
+    statsd_limits l = limits_default();
+    parse_with(&p, "s:a\0b|s", 7, &l);
+    assert_int_equal(p.rc, STATSD_INVALID);
+    assert_string_equal(p.b.errors[0].reason,
+                        "byte 0x00 in set member (control characters are not allowed)");
+    /* a trailing "\r" ends the line, as for any type */
+    parse_text(&p, "s:bob|s\r\n");
+    assert_int_equal(p.rc, 0);
+    assert_true(p.b.events[0].member == hash_digest64("bob", 3));
+    parsed_free(&p);
 }
 
 static void test_error_rate(void **state)
@@ -781,6 +859,8 @@ int main(void)
         cmocka_unit_test(test_error_name),
         cmocka_unit_test(test_error_value),
         cmocka_unit_test(test_error_type),
+        cmocka_unit_test(test_set_member_is_its_digest),
+        cmocka_unit_test(test_set_errors),
         cmocka_unit_test(test_error_rate),
         cmocka_unit_test(test_error_tags),
         cmocka_unit_test(test_error_timestamp_and_sections),

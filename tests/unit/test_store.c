@@ -10,7 +10,11 @@
  * naming itself; a corrupt stored sketch makes the next commit touching its
  * bucket fail with that error and leaves every table as it was (ROLLBACK),
  * and the store stays usable; a version 3 database upgraded has no sketch
- * for its earlier buckets. The database is read back through a second
+ * for its earlier buckets. Sets: a bucket flushed twice holds the
+ * HyperLogLog of the union of its members (byte for byte the hll of all of
+ * them, its count within the HLL's error), with a catalog row and no metrics
+ * row; tally_sketch_merge('set', ...) merges and refuses a corrupt one. The
+ * database is read back through a second
  * connection with plain sqlite3 calls and ddsketch_decode, as a reader would.
  *
  * Weights are 1, 2 and 4 (rates 1, .5, .25), exact in binary, so the merged
@@ -32,6 +36,9 @@
 
 #include "aggregate.h"
 #include "ddsketch.h"
+#include "hash.h"
+#include "hll.h"
+#include "redis_hll.h"
 #include "pending.h"
 #include "schema.h"
 #include "store.h"
@@ -155,17 +162,18 @@ static sqlite3 *open_reader(const fixture *f)
     return db;
 }
 
-/* The stored blob of ("lat", "route:/a", distribution, bucket) through
+/* The stored blob of (name, "route:/a", type, bucket) through
  * SCHEMA_SKETCHES_FROM (malloc'd copy, *len bytes), or NULL when none. */
-static unsigned char *stored_sketch(const fixture *f, int64_t bucket, size_t *len)
+static unsigned char *stored_blob(const fixture *f, const char *name, const char *type,
+                                  int64_t bucket, size_t *len)
 {
     sqlite3 *db = open_reader(f);
     sqlite3_stmt *st;
     unsigned char *out = NULL;
     assert_int_equal(sqlite3_prepare_v2(db, SCHEMA_SKETCHES_FROM, -1, &st, NULL), SQLITE_OK);
-    sqlite3_bind_text(st, 1, "lat", -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
     sqlite3_bind_text(st, 2, "route:/a", -1, SQLITE_STATIC);
-    sqlite3_bind_text(st, 3, "distribution", -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 3, type, -1, SQLITE_STATIC);
     sqlite3_bind_int64(st, 4, bucket);
     if (sqlite3_step(st) == SQLITE_ROW && sqlite3_column_int64(st, 0) == bucket) {
         *len = (size_t)sqlite3_column_bytes(st, 1);
@@ -176,6 +184,12 @@ static unsigned char *stored_sketch(const fixture *f, int64_t bucket, size_t *le
     sqlite3_finalize(st);
     sqlite3_close(db);
     return out;
+}
+
+/* The distribution sketch of "lat" in bucket. */
+static unsigned char *stored_sketch(const fixture *f, int64_t bucket, size_t *len)
+{
+    return stored_blob(f, "lat", "distribution", bucket, len);
 }
 
 static double scalar(const fixture *f, const char *sql)
@@ -389,9 +403,9 @@ static void test_sketch_merge_function(void **state)
     assert_non_null(strstr(sqlite3_errmsg(db), "tally_sketch_merge: argument 3 is not a blob"));
     sqlite3_reset(st);
     sqlite3_bind_blob(st, 3, eb, (int)lb, SQLITE_STATIC);
-    sqlite3_bind_text(st, 1, "set", -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 1, "counter", -1, SQLITE_STATIC);
     assert_int_equal(sqlite3_step(st), SQLITE_ERROR);
-    assert_non_null(strstr(sqlite3_errmsg(db), "tally_sketch_merge: no sketch merge for type 'set'"));
+    assert_non_null(strstr(sqlite3_errmsg(db), "tally_sketch_merge: no sketch merge for type 'counter'"));
     sqlite3_finalize(st);
     sqlite3_close(db);
 
@@ -474,6 +488,137 @@ static void test_upgraded_rows_have_no_sketch(void **state)
     ddsketch_free(s0);
 }
 
+/* ---- sets ---------------------------------------------------------------- */
+
+/* Adds member n of family "F-n" (its digest, as the parser makes it) to the
+ * set `name` at stamp_ms, and to `all` (when not NULL) as the flusher does. */
+static void add_member(fixture *f, const char *name, unsigned n, int64_t stamp_ms, hll *all)
+{
+    char m[32], err[256] = "";
+    int len = snprintf(m, sizeof m, "F-%u", n);
+    metric_event ev = {
+        .type = METRIC_SET, .name = name, .name_len = (uint16_t)strlen(name), .tags = "route:/a",
+        .tags_len = 8, .sample_rate = 1.0, .stamp_ms = stamp_ms,
+        .member = hash_digest64(m, (size_t)len),
+    };
+    if (aggregate_add(f->agg, &ev, err, sizeof err) != 0)
+        fail_msg("aggregate_add: %s", err);
+    if (all)
+        assert_int_not_equal(hll_add_hash(all, redis_hll_hash(ev.member)), -1);
+}
+
+/* A set's bucket flushed twice holds the HyperLogLog of the union of both
+ * flushes' members, byte for byte; a set has a catalog row and sketches but
+ * no metrics row. */
+static void test_set_bucket_is_hll_of_union(void **state)
+{
+    fixture *f = *state;
+    hll *all = hll_new(), *later = hll_new();
+    assert_true(all && later);
+    store_commit_stats stats;
+    for (unsigned i = 0; i < 3000; i++) /* 0..2999, each twice */
+        add_member(f, "users", i % 1500 + (i / 1500) * 1500, 1000 + i % 7, all);
+    for (unsigned i = 0; i < 3000; i++)
+        add_member(f, "users", i, 2000, NULL);
+    add(f, METRIC_COUNTER, "users", 1, 1, 1000);
+    commit_ok(f, &stats);
+    assert_int_equal(stats.rows, 1);     /* the counter's */
+    assert_int_equal(stats.sketches, 1); /* the set's */
+
+    for (unsigned i = 2000; i < 6000; i++) /* 1,000 of them seen before */
+        add_member(f, "users", i, 3000, all);
+    for (unsigned i = 6000; i < 6100; i++)
+        add_member(f, "users", i, 12000, later); /* bucket 10 */
+    commit_ok(f, &stats);
+    assert_int_equal(stats.rows, 0);
+    assert_int_equal(stats.sketches, 2);
+
+    assert_int_equal((int)scalar(f, "SELECT count(*) FROM metrics WHERE type = 'set'"), 0);
+    assert_int_equal((int)scalar(f, "SELECT count(*) FROM sketches WHERE type = 'set'"), 2);
+    assert_int_equal((int)scalar(f, "SELECT count(*) FROM series WHERE type = 'set' AND"
+                                    " name = 'users' AND tags = 'route:/a' AND first_bucket = 0"
+                                    " AND last_bucket = 10 AND total_value = 0"),
+                     1);
+    assert_int_equal((int)scalar(f, "SELECT total_weight FROM series WHERE type = 'set'"),
+                     6000 + 4000 + 100); /* the lines */
+
+    size_t len = 0, want_len = 0;
+    unsigned char *blob = stored_blob(f, "users", "set", 0, &len), *want = NULL;
+    assert_non_null(blob);
+    assert_int_equal(hll_encode(all, &want, &want_len), 0);
+    assert_int_equal(len, want_len);
+    assert_memory_equal(blob, want, len); /* the HyperLogLog of the union, byte for byte */
+    hll *got = hll_new();
+    char err[128] = "";
+    assert_non_null(got);
+    if (hll_decode(got, blob, len, err, sizeof err) != 0)
+        fail_msg("decode the stored hll: %s", err);
+    uint64_t n = hll_count(got);
+    printf("measured: a bucket of 6000 distinct members over two flushes counts %llu (%zu bytes)\n",
+           (unsigned long long)n, len);
+    assert_true(n > 6000 * (1 - 3 * 0.0081) && n < 6000 * (1 + 3 * 0.0081)); /* 3 std errors */
+    free(blob);
+    free(want);
+
+    blob = stored_blob(f, "users", "set", 10, &len);
+    assert_non_null(blob);
+    assert_int_equal(hll_encode(later, &want, &want_len), 0);
+    assert_int_equal(len, want_len);
+    assert_memory_equal(blob, want, len);
+    hll_clear(got);
+    assert_int_equal(hll_decode(got, blob, len, err, sizeof err), 0);
+    assert_int_equal(hll_count(got), 100); /* sparse: exact */
+    free(blob);
+    free(want);
+    hll_free(got);
+    hll_free(all);
+    hll_free(later);
+}
+
+/* tally_sketch_merge('set', a, b) is the register-wise max of the two
+ * HyperLogLogs (the encoding of the union's); a corrupt one is refused. */
+static void test_set_sketch_merge_function(void **state)
+{
+    fixture *f = *state;
+    hll *a = hll_new(), *b = hll_new(), *all = hll_new();
+    assert_true(a && b && all);
+    for (unsigned i = 0; i < 5000; i++) {
+        uint64_t h = redis_hll_hash(hash_digest64(&i, sizeof i));
+        assert_int_not_equal(hll_add_hash(i < 3000 ? a : b, h), -1);
+        assert_int_not_equal(hll_add_hash(all, h), -1);
+    }
+    unsigned char *ea, *eb, *eall;
+    size_t la, lb, lall;
+    assert_int_equal(hll_encode(a, &ea, &la), 0);
+    assert_int_equal(hll_encode(b, &eb, &lb), 0);
+    assert_int_equal(hll_encode(all, &eall, &lall), 0);
+    sqlite3 *db = open_reader(f);
+    char err[512] = "";
+    if (schema_init_writer(db, f->path, BUCKET_SECONDS, err, sizeof err) != 0)
+        fail_msg("schema_init_writer: %s", err);
+    sqlite3_stmt *st;
+    assert_int_equal(sqlite3_prepare_v2(db, "SELECT tally_sketch_merge('set', ?1, ?2)", -1, &st,
+                                        NULL), SQLITE_OK);
+    sqlite3_bind_blob(st, 1, ea, (int)la, SQLITE_STATIC);
+    sqlite3_bind_blob(st, 2, eb, (int)lb, SQLITE_STATIC);
+    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+    assert_int_equal(sqlite3_column_bytes(st, 0), (int)lall);
+    assert_memory_equal(sqlite3_column_blob(st, 0), eall, lall);
+    sqlite3_reset(st);
+    eb[0] = 9; /* an hll version that does not exist */
+    assert_int_equal(sqlite3_step(st), SQLITE_ERROR);
+    assert_non_null(strstr(sqlite3_errmsg(db), "tally_sketch_merge: argument 3: corrupt set sketch"));
+    assert_non_null(strstr(sqlite3_errmsg(db), "unsupported hll version 9"));
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    free(ea);
+    free(eb);
+    free(eall);
+    hll_free(a);
+    hll_free(b);
+    hll_free(all);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -481,6 +626,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_sketch_merge_function, setup, teardown),
         cmocka_unit_test_setup_teardown(test_corrupt_stored_sketch_fails_commit, setup, teardown),
         cmocka_unit_test_setup_teardown(test_upgraded_rows_have_no_sketch, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_set_bucket_is_hll_of_union, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_set_sketch_merge_function, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
