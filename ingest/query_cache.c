@@ -317,6 +317,11 @@ static void flight_free(flight *f)
         }
     if (f->poll_timer)
         event_free(f->poll_timer);
+    while (f->waiters) { /* (answered ones are gone already; these answer nobody) */
+        waiter *next = f->waiters->next;
+        free(f->waiters);
+        f->waiters = next;
+    }
     read_request_clear(&f->read);
     free(f->answer_key);
     free(f->key_text);
