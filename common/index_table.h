@@ -11,6 +11,12 @@
  *
  * Entries are never removed one by one; index_table_clear() empties the
  * table (keeping its memory) when the caller empties its array.
+ *
+ * The one exception is common/live_known.c: a direct-mapped cache whose
+ * slot is picked by the hash alone and whose entries are evicted by the
+ * next series landing there, a different structure with a different job
+ * (remembering a bounded amount, not indexing every entry). ingest's
+ * query cache (query_cache.c) keeps small linear lists, not a table.
  */
 #ifndef TALLY_INDEX_TABLE_H
 #define TALLY_INDEX_TABLE_H
