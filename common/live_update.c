@@ -32,6 +32,7 @@
 #include "dedup.h"
 #include "format.h"
 #include "hash.h"
+#include "index_table.h"
 #include "live_known.h"
 #include "redis_hll.h"
 #include "redis_keys.h"
@@ -103,11 +104,12 @@ struct live_fold {
     uint64_t *members; /* every set series' distinct members, series after series */
 };
 
-/* An open-addressing index over series, by (type, name, tags). */
+/* The series in first-seen order, indexed by (type, name, tags) with an
+ * index table (index_table.h). */
 typedef struct series_index {
-    uint32_t *slots; /* position + 1 in `items`, 0 = empty */
+    index_table index;
     series_fold *items;
-    size_t cap, count;
+    size_t count;
 } series_index;
 
 static uint32_t series_hash(metric_type type, const char *name, size_t name_len, const char *tags,
@@ -119,42 +121,64 @@ static uint32_t series_hash(metric_type type, const char *name, size_t name_len,
     return hash_fnv1a(h, tags, tags_len);
 }
 
+/* Room for `expected` series: the items, and 2 x expected slots, so the
+ * table never grows. 0, or -1 out of memory (index_free() then frees). */
 static int index_init(series_index *x, size_t expected)
 {
-    x->cap = 16;
-    while (x->cap < expected * 2)
-        x->cap <<= 1;
+    size_t slots = 16;
+    while (slots < expected * 2)
+        slots <<= 1;
     x->count = 0;
-    x->slots = calloc(x->cap, sizeof *x->slots);
     x->items = malloc((expected + 1) * sizeof *x->items);
-    return x->slots && x->items ? 0 : -1;
+    return index_table_init(&x->index, slots) == 0 && x->items ? 0 : -1;
 }
 
 static void index_free(series_index *x)
 {
-    free(x->slots);
+    index_table_free(&x->index);
     free(x->items);
+}
+
+/* The series being looked up, for the index table's callbacks. */
+typedef struct series_key {
+    const series_index *x;
+    uint32_t hash;
+    metric_type type;
+    const char *name, *tags;
+    uint16_t name_len, tags_len;
+} series_key;
+
+static int series_equal(const void *ctx, uint32_t index)
+{
+    const series_key *k = ctx;
+    const series_fold *s = &k->x->items[index];
+    return s->hash == k->hash && s->type == k->type && s->name_len == k->name_len &&
+           s->tags_len == k->tags_len && memcmp(s->name, k->name, k->name_len) == 0 &&
+           (k->tags_len == 0 || memcmp(s->tags, k->tags, k->tags_len) == 0);
+}
+
+static uint32_t series_hash_at(const void *ctx, uint32_t index)
+{
+    return ((const series_key *)ctx)->x->items[index].hash;
 }
 
 /* The series (type, name, tags), created empty if new. Requires count < expected. */
 static series_fold *index_find(series_index *x, uint32_t hash, metric_type type, const char *name,
                                uint16_t name_len, const char *tags, uint16_t tags_len)
 {
-    size_t mask = x->cap - 1;
-    for (size_t i = hash & mask;; i = (i + 1) & mask) {
-        if (x->slots[i] == 0) {
-            series_fold *s = &x->items[x->count];
-            *s = (series_fold){.hash = hash, .type = type, .name = name, .name_len = name_len, .tags = tags,
-                               .tags_len = tags_len, .min = INFINITY, .max = -INFINITY};
-            x->slots[i] = (uint32_t)++x->count;
-            return s;
-        }
-        series_fold *s = &x->items[x->slots[i] - 1];
-        if (s->hash == hash && s->type == type && s->name_len == name_len && s->tags_len == tags_len &&
-            memcmp(s->name, name, name_len) == 0 &&
-            (tags_len == 0 || memcmp(s->tags, tags, tags_len) == 0))
-            return s;
-    }
+    series_key k = {x, hash, type, name, tags, name_len, tags_len};
+    long at = index_table_find(&x->index, hash, series_equal, &k);
+    if (at >= 0)
+        return &x->items[at];
+    /* Sized by index_init() for every series: the table does not grow, so
+     * adding cannot fail. */
+    int added = index_table_add(&x->index, hash, (uint32_t)x->count, series_hash_at, &k);
+    assert(added == 0);
+    (void)added;
+    series_fold *s = &x->items[x->count++];
+    *s = (series_fold){.hash = hash, .type = type, .name = name, .name_len = name_len, .tags = tags,
+                       .tags_len = tags_len, .min = INFINITY, .max = -INFINITY};
+    return s;
 }
 
 static void fold_event(series_fold *s, const metric_event *ev)

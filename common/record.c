@@ -49,6 +49,7 @@
 #include <string.h>
 
 #include "hash.h"
+#include "index_table.h"
 
 #define HEADER_FIXED 16u  /* magic, version, id len, received_ms, event_count */
 #define EVENT_FIXED 30u   /* type, flags, name_len, tags_len, value, rate, stamp */
@@ -587,29 +588,52 @@ static bool value_is_integral(double v)
     return !(v == 0.0 && signbit(v)); /* -0.0 keeps its sign only as an f64 */
 }
 
-/* The encoder's string table: open addressing over (bytes, len). */
+/* The encoder's string table: the distinct strings in first-seen order (the
+ * order they are written in), indexed by an index table (index_table.h). */
 typedef struct string_table {
-    uint32_t *slots;          /* index + 1, 0 = empty */
+    index_table index;
     struct record_string *list;
-    size_t cap, count;
+    size_t count;
 } string_table;
 
-/* Returns the index of the string, adding it if new. */
-static uint32_t intern(string_table *t, const char *p, uint16_t len)
+/* The string being looked up, for the index table's callbacks. */
+typedef struct string_key {
+    const string_table *t;
+    const char *p;
+    uint16_t len;
+} string_key;
+
+static uint32_t string_hash(const char *p, uint16_t len)
 {
-    size_t mask = t->cap - 1;
-    for (size_t i = hash_fnv1a(HASH_FNV1A_INIT, p, len) & mask;; i = (i + 1) & mask) {
-        uint32_t slot = t->slots[i];
-        if (slot == 0) {
-            t->list[t->count].bytes = p;
-            t->list[t->count].len = len;
-            t->slots[i] = (uint32_t)++t->count;
-            return (uint32_t)(t->count - 1);
-        }
-        const struct record_string *e = &t->list[slot - 1];
-        if (e->len == len && (len == 0 || memcmp(e->bytes, p, len) == 0))
-            return slot - 1;
-    }
+    return hash_fnv1a(HASH_FNV1A_INIT, p, len);
+}
+
+static int string_equal(const void *ctx, uint32_t index)
+{
+    const string_key *k = ctx;
+    const struct record_string *e = &k->t->list[index];
+    return e->len == k->len && (k->len == 0 || memcmp(e->bytes, k->p, k->len) == 0);
+}
+
+static uint32_t string_hash_at(const void *ctx, uint32_t index)
+{
+    const struct record_string *e = &((const string_key *)ctx)->t->list[index];
+    return string_hash(e->bytes, e->len);
+}
+
+/* The index of the string, adding it if new (list has room for it); -1 out
+ * of memory (the table is sized for every string, so it does not grow). */
+static long intern(string_table *t, const char *p, uint16_t len)
+{
+    string_key k = {t, p, len};
+    uint32_t h = string_hash(p, len);
+    long at = index_table_find(&t->index, h, string_equal, &k);
+    if (at >= 0)
+        return at;
+    if (index_table_add(&t->index, h, (uint32_t)t->count, string_hash_at, &k) != 0)
+        return -1;
+    t->list[t->count] = (struct record_string){.bytes = p, .len = len};
+    return (long)t->count++;
 }
 
 int record_encode_compact(const char *batch_id, size_t batch_id_len, int64_t received_ms,
@@ -637,25 +661,32 @@ int record_encode_compact(const char *batch_id, size_t batch_id_len, int64_t rec
     if (measure_record(batch_id_len, events, count, &fixed_size, err, errlen) != 0)
         return -1;
 
+    /* at most 2 * count strings, so 4 * count slots keep the load <= 1/2 */
+    size_t slots = 16;
+    while (slots < 4 * count)
+        slots <<= 1;
     string_table t = {0};
-    t.cap = 16;
-    while (t.cap < 4 * count)
-        t.cap <<= 1;
-    t.slots = calloc(t.cap, sizeof *t.slots);
+    int indexed = index_table_init(&t.index, slots) == 0;
     t.list = malloc((2 * count + 1) * sizeof *t.list);
     uint32_t *name_idx = malloc((count + 1) * sizeof *name_idx);
     uint32_t *tags_idx = malloc((count + 1) * sizeof *tags_idx);
     uint8_t *buf = NULL;
     int rc = -1;
-    if (!t.slots || !t.list || !name_idx || !tags_idx) {
+    if (!indexed || !t.list || !name_idx || !tags_idx) {
         snprintf(err, errlen, "out of memory encoding a record");
         goto out;
     }
     size_t strings_bytes = 0;
     for (size_t i = 0; i < count; i++) {
         size_t before = t.count;
-        name_idx[i] = intern(&t, events[i].name, events[i].name_len);
-        tags_idx[i] = events[i].tags_len ? intern(&t, events[i].tags, events[i].tags_len) + 1 : 0;
+        long name = intern(&t, events[i].name, events[i].name_len);
+        long tags = events[i].tags_len ? intern(&t, events[i].tags, events[i].tags_len) : -1;
+        if (name < 0 || (events[i].tags_len && tags < 0)) {
+            snprintf(err, errlen, "out of memory encoding a record");
+            goto out;
+        }
+        name_idx[i] = (uint32_t)name;
+        tags_idx[i] = (uint32_t)(tags + 1);
         for (size_t k = before; k < t.count; k++)
             strings_bytes += 2u + t.list[k].len;
     }
@@ -712,7 +743,7 @@ int record_encode_compact(const char *batch_id, size_t batch_id_len, int64_t rec
     rc = 0;
 out:
     free(buf);
-    free(t.slots);
+    index_table_free(&t.index);
     free(t.list);
     free(name_idx);
     free(tags_idx);

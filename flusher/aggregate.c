@@ -4,10 +4,10 @@
  * Layout. Series and rows live in two dense arrays, in first-seen order, so
  * iteration is cheap and deterministic (the same event sequence always gives
  * the same statements in the same order). Each array is indexed by its own
- * open-addressing hash table (linear probing, power-of-two capacity, load
- * factor <= 1/2) whose slots hold index + 1 (0 = empty). Rows are keyed by
- * (series index, bucket), so a row lookup hashes two integers instead of the
- * strings: the name and tags are hashed once per event, for the series.
+ * index table (index_table.h: open addressing over the array, load <= 1/2).
+ * Rows are keyed by (series index, bucket), so a row lookup hashes two
+ * integers instead of the strings: the name and tags are hashed once per
+ * event, for the series.
  *
  * Strings are copied into an arena of chunks. Pointers into a chunk stay
  * valid while the aggregate grows (a growing flat buffer would move them),
@@ -19,7 +19,7 @@
  * behind to the arrays and chunks.
  *
  * Trade-off: removal is not supported (nothing is removed between clears),
- * which keeps linear probing trivial. Memory is bounded because every event
+ * which is what the index table offers. Memory is bounded because every event
  * adds at most one series, one row and name_len + tags_len + 2 bytes of
  * strings, and the caller flushes after flusher.max_batch_events events.
  */
@@ -32,6 +32,7 @@
 #include <string.h>
 
 #include "hash.h"
+#include "index_table.h"
 #include "redis_hll.h"
 
 #define AGG_INITIAL_SLOTS 64u
@@ -49,13 +50,11 @@ struct aggregate {
 
     agg_series *series;
     size_t nseries, series_cap;
-    uint32_t *series_slots;
-    size_t series_slot_cap;
+    index_table series_index; /* series key -> its entry in series */
 
     agg_row *rows;
     size_t nrows, rows_cap;
-    uint32_t *row_slots;
-    size_t row_slot_cap;
+    index_table row_index;    /* (series, bucket) -> its entry in rows */
 
     arena_chunk **chunks;
     size_t nchunks, chunks_cap, chunk_cur;
@@ -106,14 +105,11 @@ aggregate *aggregate_new(int bucket_seconds)
     if (!a)
         return NULL;
     a->bucket_seconds = bucket_seconds;
-    a->series_slots = calloc(AGG_INITIAL_SLOTS, sizeof *a->series_slots);
-    a->row_slots = calloc(AGG_INITIAL_SLOTS, sizeof *a->row_slots);
-    if (!a->series_slots || !a->row_slots) {
+    if (index_table_init(&a->series_index, AGG_INITIAL_SLOTS) != 0 ||
+        index_table_init(&a->row_index, AGG_INITIAL_SLOTS) != 0) {
         aggregate_free(a);
         return NULL;
     }
-    a->series_slot_cap = AGG_INITIAL_SLOTS;
-    a->row_slot_cap = AGG_INITIAL_SLOTS;
     return a;
 }
 
@@ -137,9 +133,9 @@ void aggregate_free(aggregate *a)
         free(a->chunks[i]);
     free(a->chunks);
     free(a->series);
-    free(a->series_slots);
+    index_table_free(&a->series_index);
     free(a->rows);
-    free(a->row_slots);
+    index_table_free(&a->row_index);
     free(a);
 }
 
@@ -147,8 +143,8 @@ void aggregate_clear(aggregate *a)
 {
     assert(a);
     free_sketches(a);
-    memset(a->series_slots, 0, a->series_slot_cap * sizeof *a->series_slots);
-    memset(a->row_slots, 0, a->row_slot_cap * sizeof *a->row_slots);
+    index_table_clear(&a->series_index);
+    index_table_clear(&a->row_index);
     for (size_t i = 0; i < a->nchunks; i++)
         a->chunks[i]->used = 0;
     a->chunk_cur = 0;
@@ -185,39 +181,9 @@ static uint32_t row_hash(uint32_t series, int64_t bucket)
     return hash_fnv1a_u64(hash_fnv1a_u64(HASH_FNV1A_INIT, series), (uint64_t)bucket);
 }
 
-/* Rebuilds a slot table of capacity `cap` (power of two) for `n` entries whose
- * hashes are given by hash_of(a, index). Returns 0 or -1 (out of memory). */
-static int slots_rebuild(uint32_t **slots, size_t *slot_cap, size_t cap, size_t n,
-                         const aggregate *a, uint32_t (*hash_of)(const aggregate *, size_t))
-{
-    assert(cap && (cap & (cap - 1)) == 0 && n < cap / 2 + 1);
-    uint32_t *fresh = calloc(cap, sizeof *fresh);
-    if (!fresh)
-        return -1;
-    size_t mask = cap - 1;
-    for (size_t i = 0; i < n; i++) {
-        size_t j = hash_of(a, i) & mask;
-        while (fresh[j])
-            j = (j + 1) & mask;
-        fresh[j] = (uint32_t)(i + 1);
-    }
-    free(*slots);
-    *slots = fresh;
-    *slot_cap = cap;
-    return 0;
-}
-
-static uint32_t series_hash_at(const aggregate *a, size_t i) { return a->series[i].hash; }
-
-static uint32_t row_hash_at(const aggregate *a, size_t i)
-{
-    return row_hash(a->rows[i].series, a->rows[i].bucket);
-}
-
-/* Makes room for one more entry in a (dense array, slot table) pair. */
-static int reserve(void **array, size_t *cap, size_t elem, size_t n,
-                   uint32_t **slots, size_t *slot_cap, const aggregate *a,
-                   uint32_t (*hash_of)(const aggregate *, size_t))
+/* Makes room in a dense array for one more entry (the index table makes its
+ * own room in index_table_add). Returns 0 or -1 (out of memory). */
+static int reserve(void **array, size_t *cap, size_t elem, size_t n)
 {
     if (n >= UINT32_MAX - 1)
         return -1;
@@ -229,29 +195,44 @@ static int reserve(void **array, size_t *cap, size_t elem, size_t n,
         *array = grown;
         *cap = ncap;
     }
-    if ((n + 1) * 2 > *slot_cap)
-        return slots_rebuild(slots, slot_cap, *slot_cap * 2, n, a, hash_of);
     return 0;
 }
 
-/* Finds or creates the series of `ev`; returns its index or -1 (out of memory). */
-static long series_lookup(aggregate *a, const metric_event *ev)
+/* The series key being looked up, for the index table's callbacks. */
+typedef struct series_key {
+    const aggregate *a;
+    const metric_event *ev;
+    uint32_t hash;
+} series_key;
+
+static int series_equal(const void *ctx, uint32_t index)
 {
-    if (reserve((void **)&a->series, &a->series_cap, sizeof *a->series, a->nseries,
-                &a->series_slots, &a->series_slot_cap, a, series_hash_at) < 0)
+    const series_key *k = ctx;
+    const agg_series *s = &k->a->series[index];
+    const metric_event *ev = k->ev;
+    return s->hash == k->hash && s->type == ev->type && s->name_len == ev->name_len &&
+           s->tags_len == ev->tags_len && memcmp(s->name, ev->name, ev->name_len) == 0 &&
+           (ev->tags_len == 0 || memcmp(s->tags, ev->tags, ev->tags_len) == 0);
+}
+
+static uint32_t series_hash_at(const void *ctx, uint32_t index)
+{
+    return ((const series_key *)ctx)->a->series[index].hash;
+}
+
+/* Appends the series of `ev` (not yet in the aggregate), copying its strings
+ * into the arena. Returns its index or -1 (out of memory; nothing added). */
+static long series_append(aggregate *a, const metric_event *ev, uint32_t h)
+{
+    if (reserve((void **)&a->series, &a->series_cap, sizeof *a->series, a->nseries) < 0)
         return -1;
-    uint32_t h = series_hash(ev);
-    size_t mask = a->series_slot_cap - 1;
-    size_t j = h & mask;
-    for (; a->series_slots[j]; j = (j + 1) & mask) {
-        const agg_series *s = &a->series[a->series_slots[j] - 1];
-        if (s->hash == h && s->type == ev->type && s->name_len == ev->name_len &&
-            s->tags_len == ev->tags_len && memcmp(s->name, ev->name, ev->name_len) == 0 &&
-            (ev->tags_len == 0 || memcmp(s->tags, ev->tags, ev->tags_len) == 0))
-            return (long)(a->series_slots[j] - 1);
-    }
     char *mem = arena_alloc(a, (size_t)ev->name_len + ev->tags_len + 2);
     if (!mem)
+        return -1;
+    /* Last, so that a failure leaves table and array in step (the arena
+     * bytes then stay unused until aggregate_clear()). */
+    series_key k = {a, ev, h};
+    if (index_table_add(&a->series_index, h, (uint32_t)a->nseries, series_hash_at, &k) != 0)
         return -1;
     memcpy(mem, ev->name, ev->name_len);
     mem[ev->name_len] = '\0';
@@ -265,26 +246,51 @@ static long series_lookup(aggregate *a, const metric_event *ev)
         .name = mem, .tags = tags, .name_len = ev->name_len, .tags_len = ev->tags_len,
         .type = ev->type, .hash = h,
     };
-    a->series_slots[j] = (uint32_t)(idx + 1);
     return (long)idx;
+}
+
+/* Finds or creates the series of `ev`; returns its index or -1 (out of memory). */
+static long series_lookup(aggregate *a, const metric_event *ev)
+{
+    uint32_t h = series_hash(ev);
+    series_key k = {a, ev, h};
+    long at = index_table_find(&a->series_index, h, series_equal, &k);
+    return at >= 0 ? at : series_append(a, ev, h);
+}
+
+/* The row key being looked up, for the index table's callbacks. */
+typedef struct row_key {
+    const aggregate *a;
+    uint32_t series;
+    int64_t bucket;
+} row_key;
+
+static int row_equal(const void *ctx, uint32_t index)
+{
+    const row_key *k = ctx;
+    const agg_row *r = &k->a->rows[index];
+    return r->series == k->series && r->bucket == k->bucket;
+}
+
+static uint32_t row_hash_at(const void *ctx, uint32_t index)
+{
+    const agg_row *r = &((const row_key *)ctx)->a->rows[index];
+    return row_hash(r->series, r->bucket);
 }
 
 /* Finds or creates the row (series, bucket); returns its index or -1 (out of memory). */
 static long row_lookup(aggregate *a, uint32_t series, int64_t bucket)
 {
-    if (reserve((void **)&a->rows, &a->rows_cap, sizeof *a->rows, a->nrows,
-                &a->row_slots, &a->row_slot_cap, a, row_hash_at) < 0)
+    uint32_t h = row_hash(series, bucket);
+    row_key k = {a, series, bucket};
+    long at = index_table_find(&a->row_index, h, row_equal, &k);
+    if (at >= 0)
+        return at;
+    if (reserve((void **)&a->rows, &a->rows_cap, sizeof *a->rows, a->nrows) < 0 ||
+        index_table_add(&a->row_index, h, (uint32_t)a->nrows, row_hash_at, &k) != 0)
         return -1;
-    size_t mask = a->row_slot_cap - 1;
-    size_t j = row_hash(series, bucket) & mask;
-    for (; a->row_slots[j]; j = (j + 1) & mask) {
-        const agg_row *r = &a->rows[a->row_slots[j] - 1];
-        if (r->series == series && r->bucket == bucket)
-            return (long)(a->row_slots[j] - 1);
-    }
     size_t idx = a->nrows++;
     a->rows[idx] = (agg_row){.series = series, .bucket = bucket};
-    a->row_slots[j] = (uint32_t)(idx + 1);
     return (long)idx;
 }
 
