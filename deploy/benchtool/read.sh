@@ -194,8 +194,8 @@ read_section() {
         echo "p50 $miss_p50 ms, p99 $miss_p99 ms ($miss_qps queries/s)."
         echo
         echo "Writes (batch 1,000, c=16) alone: $alone_m events/s; with a dashboard-like read load beside them (the cached"
-        echo "query, $READ_LOAD_RATE queries/s): $paced_m events/s ($(awk -v a="$alone_m" -v b="$paced_m" 'BEGIN { printf "%.1f", (a - b) * 100 / a }') % fewer);"
-        echo "with a saturating one (closed loop, c=2): $loaded_m events/s ($(awk -v a="$alone_m" -v b="$loaded_m" 'BEGIN { printf "%.1f", (a - b) * 100 / a }') % fewer); medians of $READ_PAIRS runs each."
+        echo "query, $READ_LOAD_RATE queries/s): $paced_m events/s ($(awk -v a="$alone_m" -v b="$paced_m" 'BEGIN { printf "%+.1f", (b - a) * 100 / a }') %);"
+        echo "with a saturating one (closed loop, c=2): $loaded_m events/s ($(awk -v a="$alone_m" -v b="$loaded_m" 'BEGIN { printf "%+.1f", (b - a) * 100 / a }') %); medians of $READ_PAIRS runs each."
         echo
         echo "Warming: the cached query at c=4, then FLUSHALL on the cache Redis: SQLite queries in each of the next 5 seconds: $timeline"
         echo "(one key: single flight and warming together keep it to about one query)."
