@@ -4,6 +4,7 @@
 #include "http_reply.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <event2/http.h>
@@ -33,6 +34,23 @@ void http_reply_json(struct evhttp_request *req, int code, const char *reason,
 }
 
 /* Appends "key":"escaped value" (with a leading comma unless first). */
+void http_json_string(struct evbuffer *b, const char *s, size_t len)
+{
+    char small[512], *escaped = 6 * len + 1 <= sizeof small ? small : malloc(6 * len + 1);
+    if (escaped && json_escape(escaped, 6 * len + 1, s, len) >= 0)
+        evbuffer_add_printf(b, "\"%s\"", escaped);
+    else
+        evbuffer_add(b, "\"\"", 2);
+    if (escaped != small)
+        free(escaped);
+}
+
+void http_json_number(struct evbuffer *b, const char *key, double v)
+{
+    char num[FORMAT_DOUBLE_MAX];
+    evbuffer_add_printf(b, ",\"%s\":%s", key, format_double(num, sizeof num, v) < 0 ? "null" : num);
+}
+
 void http_json_add_string(struct evbuffer *b, int first, const char *key, const char *value,
                           size_t len)
 {

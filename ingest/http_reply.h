@@ -23,6 +23,12 @@ void http_reply_json(struct evhttp_request *req, int code, const char *reason,
 void http_json_add_string(struct evbuffer *b, int first, const char *key, const char *value,
                           size_t len);
 
+/* Appends `s` (len bytes) as a JSON string, quoted and escaped, whole. */
+void http_json_string(struct evbuffer *b, const char *s, size_t len);
+
+/* Appends ,"key":NUMBER (the shortest exact digits; null when not finite). */
+void http_json_number(struct evbuffer *b, const char *key, double v);
+
 /* A 4xx/5xx with {"error": message[, "batch_id": id][, "outcome": what became
  * of the batch]} (the id also as Idempotency-Key) and, when retry_after > 0,
  * Retry-After. outcome: "not_stored" (certainly not taken), "unknown" (Kafka

@@ -126,6 +126,10 @@ int promql_matcher_init(promql_matcher *m, promql_match_op op, const char *name,
 /* Frees what promql_matcher_init allocated. Safe on a zeroed matcher. */
 void promql_matcher_free(promql_matcher *m);
 
+/* Prometheus' labels.Compare, the order of every answer: pairwise by name
+ * then value, then the shorter set first. 0 means the same label set. */
+int promql_labels_compare(const promql_labels *a, const promql_labels *b);
+
 /*
  * Whether labels satisfy every one of the n matchers (a missing label counts
  * as the empty value, as in Prometheus). The matchers must come from a parse

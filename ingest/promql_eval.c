@@ -152,8 +152,7 @@ static void labels_del(promql_labels *l, const char *name)
     if (label_find(l, name, &at)) label_remove(l, at);
 }
 
-/* Prometheus' labels.Compare: pairwise by name then value, then the shorter first. */
-static int labels_cmp(const promql_labels *a, const promql_labels *b)
+int promql_labels_compare(const promql_labels *a, const promql_labels *b)
 {
     size_t n = a->count < b->count ? a->count : b->count;
     for (size_t i = 0; i < n; i++) {
@@ -215,7 +214,7 @@ int promql_is_stale_nan(double v)
 
 static int cmp_series(const void *a, const void *b)
 {
-    return labels_cmp(&((const promql_series *)a)->labels, &((const promql_series *)b)->labels);
+    return promql_labels_compare(&((const promql_series *)a)->labels, &((const promql_series *)b)->labels);
 }
 
 /* ==== the evaluator ============================================================= */
@@ -336,7 +335,7 @@ static int check_answer(evaluator *ev, const promql_matcher *m, size_t n, promql
             return ev_fail(ev, PROMQL_ERR_SOURCE, "data source returned samples out of order");
     if (w > 1) qsort(set->items, w, sizeof *set->items, cmp_series);
     for (size_t i = 1; i < w; i++)
-        if (labels_cmp(&set->items[i - 1].labels, &set->items[i].labels) == 0)
+        if (promql_labels_compare(&set->items[i - 1].labels, &set->items[i].labels) == 0)
             return ev_fail(ev, PROMQL_ERR_SOURCE, "data source returned two series with the same labels");
     return 0;
 }
@@ -399,7 +398,7 @@ static int normalise_vector(evaluator *ev, promql_series_set *set, bool strict)
     size_t w = 0;
     for (size_t r = 0; r < set->count; r++) {
         promql_series *s = &set->items[r];
-        if (w == 0 || labels_cmp(&set->items[w - 1].labels, &s->labels) != 0) {
+        if (w == 0 || promql_labels_compare(&set->items[w - 1].labels, &s->labels) != 0) {
             set->items[w++] = *s;
             continue;
         }
@@ -720,7 +719,7 @@ static int cmp_group_index(const void *a, const void *b, void *ctx)
 {
     const group_sort *g = ctx;
     size_t x = *(const size_t *)a, y = *(const size_t *)b;
-    int c = labels_cmp(&g->labels[x], &g->labels[y]);
+    int c = promql_labels_compare(&g->labels[x], &g->labels[y]);
     return c ? c : (x > y) - (x < y);
 }
 
@@ -754,7 +753,7 @@ static int aggregate(evaluator *ev, const promql_expr *e, const promql_series_se
     if (n > 1) qsort_r(order, n, sizeof *order, cmp_group_index, &g);
     int rc = 0;
     for (size_t a = 0, b; !rc && a < n; a = b) {
-        for (b = a + 1; b < n && labels_cmp(&gl[order[a]], &gl[order[b]]) == 0; b++) {
+        for (b = a + 1; b < n && promql_labels_compare(&gl[order[a]], &gl[order[b]]) == 0; b++) {
         }
         promql_series o = {0};
         rc = aggregate_group(ev, e->agg, in, order, a, b, cursor, &o);

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "format.h"
+#include "http_reply.h"
 
 void read_request_clear(read_request *r)
 {
@@ -103,14 +104,7 @@ int read_request_from_key(const char *key, read_request *r, char *err, size_t er
 
 static void json_string(struct evbuffer *b, const char *s)
 {
-    size_t len = strlen(s);
-    char small[256], *escaped = 6 * len + 1 <= sizeof small ? small : malloc(6 * len + 1);
-    if (escaped && json_escape(escaped, 6 * len + 1, s, len) >= 0)
-        evbuffer_add_printf(b, "\"%s\"", escaped);
-    else
-        evbuffer_add(b, "\"\"", 2);
-    if (escaped != small)
-        free(escaped);
+    http_json_string(b, s, strlen(s));
 }
 
 void query_exec_error_body(struct evbuffer *b, const char *type, const char *msg)
@@ -250,16 +244,8 @@ static int select_labels(void *ctx, const promql_matcher *m, size_t n)
 
 static int compare_series_labels(const void *x, const void *y)
 {
-    const promql_labels *a = &((const promql_series *)x)->labels;
-    const promql_labels *b = &((const promql_series *)y)->labels;
-    for (size_t i = 0; i < a->count && i < b->count; i++) {
-        int c = strcmp(a->items[i].name, b->items[i].name);
-        if (!c)
-            c = strcmp(a->items[i].value, b->items[i].value);
-        if (c)
-            return c;
-    }
-    return (a->count > b->count) - (a->count < b->count);
+    return promql_labels_compare(&((const promql_series *)x)->labels,
+                                 &((const promql_series *)y)->labels);
 }
 
 static int compare_strings(const void *x, const void *y)

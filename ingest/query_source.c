@@ -23,6 +23,7 @@
 
 #include "event.h"
 #include "format.h"
+#include "http_reply.h"
 #include "prom_name.h"
 #include "ddsketch.h"
 #include "hll.h"
@@ -301,22 +302,10 @@ static const char *name_equality(const promql_matcher *m, size_t n)
     return NULL;
 }
 
-static int compare_labels(const promql_labels *a, const promql_labels *b)
-{
-    for (size_t i = 0; i < a->count && i < b->count; i++) {
-        int c = strcmp(a->items[i].name, b->items[i].name);
-        if (!c)
-            c = strcmp(a->items[i].value, b->items[i].value);
-        if (c)
-            return c;
-    }
-    return (a->count > b->count) - (a->count < b->count);
-}
-
 static int compare_candidates(const void *x, const void *y)
 {
     const candidate *a = x, *b = y;
-    int c = compare_labels(&a->labels, &b->labels);
+    int c = promql_labels_compare(&a->labels, &b->labels);
     return c ? c : (a->order > b->order) - (a->order < b->order);
 }
 
@@ -327,7 +316,7 @@ static void make_unique(candidate_list *l)
         qsort(l->items, l->count, sizeof *l->items, compare_candidates);
     size_t kept = 0;
     for (size_t i = 0; i < l->count; i++) {
-        if (kept > 0 && compare_labels(&l->items[kept - 1].labels, &l->items[i].labels) == 0)
+        if (kept > 0 && promql_labels_compare(&l->items[kept - 1].labels, &l->items[i].labels) == 0)
             candidate_free(&l->items[i]);
         else
             l->items[kept++] = l->items[i];
@@ -618,21 +607,9 @@ promql_source query_source_promql(query_source *q)
 
 static void json_string(struct evbuffer *out, const char *s)
 {
-    size_t len = strlen(s);
-    char *escaped = malloc(6 * len + 1);
-    if (escaped && json_escape(escaped, 6 * len + 1, s, len) >= 0)
-        evbuffer_add_printf(out, "\"%s\"", escaped);
-    else
-        evbuffer_add(out, "\"\"", 2);
-    free(escaped);
+    http_json_string(out, s, strlen(s));
 }
 
-static void json_number(struct evbuffer *out, const char *key, double v)
-{
-    char num[FORMAT_DOUBLE_MAX];
-    evbuffer_add_printf(out, ",\"%s\":%s", key,
-                        format_double(num, sizeof num, v) < 0 ? "null" : num);
-}
 
 /* ---- GET /api/v1/metadata ------------------------------------------------------ */
 
@@ -705,12 +682,12 @@ static void write_point(struct evbuffer *out, metric_type type, const native_poi
 {
     evbuffer_add_printf(out, "%s{\"t\":%lld", first ? "" : ",", (long long)p->t);
     if (type == METRIC_DISTRIBUTION) {
-        json_number(out, "count", p->count);
-        json_number(out, "sum", p->sum);
-        json_number(out, "min", p->min);
-        json_number(out, "max", p->max);
+        http_json_number(out, "count", p->count);
+        http_json_number(out, "sum", p->sum);
+        http_json_number(out, "min", p->min);
+        http_json_number(out, "max", p->max);
     } else {
-        json_number(out, "value", p->value);
+        http_json_number(out, "value", p->value);
     }
     evbuffer_add(out, "}", 1);
 }

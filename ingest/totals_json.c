@@ -6,21 +6,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "format.h"
+#include "http_reply.h"
 
 static void add_string(struct evbuffer *b, const char *key, const char *s, size_t len)
 {
-    char small[512], *escaped = 6 * len + 1 <= sizeof small ? small : malloc(6 * len + 1);
-    int ok = escaped && json_escape(escaped, 6 * len + 1, s, len) >= 0;
-    evbuffer_add_printf(b, "\"%s\":\"%s\"", key, ok ? escaped : "");
-    if (escaped != small)
-        free(escaped);
-}
-
-static void add_number(struct evbuffer *b, const char *key, double v)
-{
-    char num[FORMAT_DOUBLE_MAX];
-    evbuffer_add_printf(b, ",\"%s\":%s", key, format_double(num, sizeof num, v) < 0 ? "null" : num);
+    evbuffer_add_printf(b, "\"%s\":", key);
+    http_json_string(b, s, len);
 }
 
 static int compare_tags(const void *x, const void *y)
@@ -56,11 +47,11 @@ static void add_distribution_totals(struct evbuffer *b, const series_total *s, s
             has_range = 1;
         }
     }
-    add_number(b, "count", count);
-    add_number(b, "sum", sum);
+    http_json_number(b, "count", count);
+    http_json_number(b, "sum", sum);
     if (has_range) {
-        add_number(b, "min", lo);
-        add_number(b, "max", hi);
+        http_json_number(b, "min", lo);
+        http_json_number(b, "max", hi);
     }
 }
 
@@ -69,14 +60,14 @@ static void add_series(struct evbuffer *b, metric_type type, const series_total 
     evbuffer_add(b, "{", 1);
     add_string(b, "tags", s->tags, s->tags_len);
     if (type == METRIC_DISTRIBUTION) {
-        add_number(b, "count", s->count);
-        add_number(b, "sum", s->sum);
+        http_json_number(b, "count", s->count);
+        http_json_number(b, "sum", s->sum);
         if (s->has_range) {
-            add_number(b, "min", s->min);
-            add_number(b, "max", s->max);
+            http_json_number(b, "min", s->min);
+            http_json_number(b, "max", s->max);
         }
     } else {
-        add_number(b, "value", s->value);
+        http_json_number(b, "value", s->value);
     }
     evbuffer_add(b, "}", 1);
 }
@@ -102,7 +93,7 @@ void totals_json_write(struct evbuffer *b, const totals_answer *a, series_total 
         double total = 0;
         for (size_t i = 0; i < n; i++)
             total += series[i].value;
-        add_number(b, "value", total);
+        http_json_number(b, "value", total);
     } else if (a->type == METRIC_DISTRIBUTION) {
         add_distribution_totals(b, series, n);
     }
