@@ -41,7 +41,12 @@ check_eq "the rebuild clears the mark" "0 false 2" \
     "$($R EXISTS tally:live:stale) $(curl -fsS "$BASE_URL/v1/counters/$P.c" | jq -r '"\(.stale) \(.value)"')"
 
 # A rebuild that dies must not freeze the live view: its fence is short-lived
-# (renewed every second by a live rebuild) and lapses within 15 s.
+# (renewed every second by a live rebuild) and lapses within 15 s. 200,000
+# extra live-view keys keep the rebuild deleting (fence held) for far longer
+# than the 10 ms poll, so the kill lands while the fence is up, on any machine.
+JUNK=200000
+JUNK_SCRIPT="for i = 1, tonumber(ARGV[1]) do redis.call(ARGV[2], 'tally:{rr-junk}:' .. i"
+$R EVAL "$JUNK_SCRIPT, '1') end return 0" 0 "$JUNK" SET >/dev/null
 "$TALLY_BUILD/tally-flusher" -c "$CONF" --rebuild-redis >>"$WORK/rebuild2.log" 2>&1 &
 rebuild=$!
 seen=0
@@ -55,6 +60,7 @@ wait "$rebuild" 2>/dev/null || true
 check_eq "the fence of a rebuild killed with -9 was up" 1 "$seen"
 ttl=$($R TTL tally:live:rebuilding)
 ((ttl >= -2 && ttl <= 15)) || fail "fence TTL $ttl s (at most 15 s)"
+$R EVAL "$JUNK_SCRIPT) end return 0" 0 "$JUNK" UNLINK >/dev/null
 t0=$SECONDS
 for ((i = 0; i < 120; i++)); do
     post "$P.c:1|c" "rr-$RUN_ID-f$i"
