@@ -221,6 +221,8 @@ static const struct key_row config_keys[] = {
             "Consecutive cache failures that open the circuit breaker."),
     INT_ROW(cache.breaker_open_ms, 5000, 100, 600000,
             "How long an open breaker sends reads straight to SQLite."),
+    INT64_ROW(cache.local_bytes, 16 * MIB, 0, 1024 * MIB,
+              "In-process copy of hot answers, invalidated by the cache Redis' tracking; 0 = off."),
 
     ENUM_ROW(log.level, "info", log_level_values,
              "Lowest level that is logged."),

@@ -92,6 +92,7 @@ typedef struct tally_config {
         int warm_keys;                       /* cache.warm_keys        256, 0..100000 */
         int breaker_failures;                /* cache.breaker_failures 3, 1..1000 */
         int breaker_open_ms;                 /* cache.breaker_open_ms  5000, 100..600000 */
+        long long local_bytes;               /* cache.local_bytes      16 MiB, 0..1 GiB (0 = off) */
     } cache;
     struct {
         char level[16];                      /* log.level              "info" (debug|info|warn|error) */

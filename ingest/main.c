@@ -110,6 +110,23 @@ static void on_watchdog(evutil_socket_t fd, short what, void *arg)
     }
 }
 
+/* The event loop, with epoll's changelist: the enable/disable pairs that
+ * evhttp makes around every request (read off while answering, write on
+ * until the answer is out) then cost one epoll_ctl per change of the
+ * kernel's interest set in a loop iteration instead of one per call (4 per
+ * request without it). No descriptor of ours is dup()ed, the case the
+ * changelist cannot handle. */
+static struct event_base *new_event_base(void)
+{
+    struct event_config *ec = event_config_new();
+    if (!ec)
+        return NULL;
+    event_config_set_flag(ec, EVENT_BASE_FLAG_EPOLL_USE_CHANGELIST);
+    struct event_base *base = event_base_new_with_config(ec);
+    event_config_free(ec);
+    return base;
+}
+
 int main(int argc, char **argv)
 {
     const char *config_path = "conf/tally.conf";
@@ -161,7 +178,7 @@ int main(int argc, char **argv)
     struct event *sigterm = NULL, *sigint = NULL, *watchdog = NULL;
     p.exit_code = 1;
     p.deadline_ms = cfg.kafka.delivery_timeout_ms + cfg.redis.timeout_ms + 1000;
-    p.base = event_base_new();
+    p.base = new_event_base();
     if (!p.base) {
         log_error("libevent: cannot create the event loop");
         return 1;

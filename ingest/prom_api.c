@@ -72,14 +72,15 @@ void prom_api_health(const prom_api *a, struct evbuffer *out)
         out,
         ",\"cache\":\"%s\",\"reads\":{\"hits\":%llu,\"negative_hits\":%llu,\"misses\":%llu,"
         "\"single_flight_waits\":%llu,\"uncached\":%llu,\"populates\":%llu,\"warmed\":%llu,"
-        "\"early_refreshes\":%llu,"
-        "\"sqlite_queries\":%llu,\"inflight\":%zu}",
+        "\"early_refreshes\":%llu,\"local_hits\":%llu,\"local_invalidations\":%llu,"
+        "\"local\":%s,\"sqlite_queries\":%llu,\"inflight\":%zu}",
         !a->cfg->cache.enabled ? "disabled" : st.breaker_open ? "breaker_open" : st.up ? "up" : "down",
         (unsigned long long)st.hits, (unsigned long long)st.negative_hits,
         (unsigned long long)st.misses, (unsigned long long)st.waits,
         (unsigned long long)st.uncached, (unsigned long long)st.populates,
         (unsigned long long)st.warmed, (unsigned long long)st.refreshes,
-        (unsigned long long)st.sqlite_queries, a->inflight);
+        (unsigned long long)st.local_hits, (unsigned long long)st.local_invalidations,
+        st.local_active ? "true" : "false", (unsigned long long)st.sqlite_queries, a->inflight);
 }
 
 int prom_api_owns(const char *path)
@@ -489,6 +490,35 @@ static int allowed_method(const char *path, enum evhttp_cmd_type m)
     return m == EVHTTP_REQ_GET || (post_too && m == EVHTTP_REQ_POST);
 }
 
+/* The raw text of a query_range request (its query string, and the body of
+ * a form POST), which alone determines its answer (start, end and step are
+ * required; nothing in it means "now"): the key of query_cache_read_raw().
+ * NULL for any other request, or when it is long. */
+static char *raw_key_of(struct evhttp_request *req, const char *path)
+{
+    if (strcmp(path, "/api/v1/query_range") != 0)
+        return NULL;
+    const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(req);
+    const char *query = uri ? evhttp_uri_get_query(uri) : NULL;
+    struct evbuffer *in = evhttp_request_get_input_buffer(req);
+    size_t body_len = evbuffer_get_length(in), query_len = query ? strlen(query) : 0;
+    int post = evhttp_request_get_command(req) == EVHTTP_REQ_POST;
+    if (post) {
+        const char *type =
+            evhttp_find_header(evhttp_request_get_input_headers(req), "Content-Type");
+        if (!type || strncasecmp(type, "application/x-www-form-urlencoded", 33) != 0)
+            return NULL;
+    }
+    size_t len = sizeof "raw POST range?\n" + query_len + body_len;
+    char *key = len <= READ_KEY_MAX ? malloc(len) : NULL;
+    if (!key)
+        return NULL;
+    int n = snprintf(key, len, "raw %s range?%s\n", post ? "POST" : "GET", query ? query : "");
+    evbuffer_copyout(in, key + n, body_len);
+    key[n + body_len] = '\0';
+    return key;
+}
+
 void prom_api_handle(prom_api *a, struct evhttp_request *req, const char *path)
 {
     if (!allowed_method(path, evhttp_request_get_command(req))) {
@@ -507,6 +537,16 @@ void prom_api_handle(prom_api *a, struct evhttp_request *req, const char *path)
         return;
     }
     call->req = req;
+    call->api = a;
+    char *raw_key = raw_key_of(req, path);
+    if (raw_key) {
+        a->inflight++;
+        if (query_cache_read_raw(a->cache, raw_key, on_answer, call)) { /* frees call */
+            free(raw_key);
+            return;
+        }
+        a->inflight--;
+    }
     struct evkeyvalq params;
     char err[512] = "";
     int rc = read_params(req, &params, err, sizeof err);
@@ -515,9 +555,11 @@ void prom_api_handle(prom_api *a, struct evhttp_request *req, const char *path)
     evhttp_clear_headers(&params);
     int native = strncmp(path, "/v1/", 4) == 0;
     if (rc == 0) {
+        call->read.raw_key = raw_key;
         dispatch(a, call);
         return;
     }
+    free(raw_key);
     if (rc < 0 && native) {
         struct evbuffer *b = evbuffer_new();
         if (b) {

@@ -24,6 +24,7 @@
 
 #include "cache_keys.h"
 #include "hash.h"
+#include "local_answers.h"
 #include "log.h"
 #include "prom_name.h"
 #include "redis_writer.h"
@@ -88,6 +89,7 @@ typedef struct lookup {
     read_request read;
     char *key_text;
     uint64_t hash;
+    uint64_t local_stamp; /* local_answers_stamp() when the lookup was sent */
     waiter w;
 } lookup;
 
@@ -96,6 +98,7 @@ struct query_cache {
     const tally_config *cfg;
     query_pool *pool;
     redis_writer *redis;       /* NULL when cache.enabled is false */
+    local_answers *local;      /* the in-process copy of hot answers (with redis) */
     flight *flights;           /* misses in progress, keyed by answer key */
     size_t inflight;
     int failures;              /* consecutive cache failures */
@@ -588,16 +591,34 @@ static void refresh_early(lookup *l, const char *answer_key)
     take_lock(f);
 }
 
-static void on_hit(lookup *l, const redisReply *value)
+/* Sends a stored answer ("SSS F body", from the cache or its local copy);
+ * key_text (NULL: not counted) counts a hit of a hot key. */
+static void answer_hit(query_cache *c, uint64_t hash, const char *key_text, const char *value,
+                       size_t len, const waiter *w)
 {
-    query_cache *c = l->c;
-    if (value->str[4] == 'n')
+    if (value[4] == 'n')
         c->stats.negative_hits++;
     else
         c->stats.hits++;
-    hot_touch(c, l->hash, l->key_text);
-    answer_waiter(&l->w, atoi(value->str), value->str + VALUE_HEAD, value->len - VALUE_HEAD,
-                  CACHE_HIT);
+    hot_touch(c, hash, key_text);
+    answer_waiter(w, atoi(value), value + VALUE_HEAD, len - VALUE_HEAD, CACHE_HIT);
+}
+
+/* A hit in the cache Redis: answered, copied locally for what is left of its
+ * TTL before the early-refresh window (so that window's hits reach Redis). */
+static void on_hit(lookup *l, const redisReply *value, const redisReply *pttl)
+{
+    query_cache *c = l->c;
+    answer_hit(c, l->hash, l->key_text, value->str, value->len, &l->w);
+    if (!pttl || pttl->type != REDIS_REPLY_INTEGER || pttl->integer <= REFRESH_LEFT_MS)
+        return;
+    int64_t ttl_ms = pttl->integer - REFRESH_LEFT_MS;
+    local_answers_put(c->local, l->local_stamp, l->hash, l->key_text, value->str, value->len,
+                      ttl_ms);
+    const char *raw = l->read.raw_key;
+    if (raw)
+        local_answers_put(c->local, l->local_stamp, hash_digest64(raw, strlen(raw)), raw,
+                          value->str, value->len, ttl_ms);
 }
 
 static void on_miss(lookup *l, const char *answer_key)
@@ -643,8 +664,8 @@ static void on_lookup(void *opaque, const redisReply *reply, const char *reason)
         cache_succeeded(c);
         const redisReply *value = reply->element[1];
         if (value->type == REDIS_REPLY_STRING && value->len > VALUE_HEAD) {
-            on_hit(l, value);
             const redisReply *pttl = reply->elements > 2 ? reply->element[2] : NULL;
+            on_hit(l, value, pttl);
             if (pttl && pttl->type == REDIS_REPLY_INTEGER && pttl->integer >= 0 &&
                 pttl->integer < REFRESH_LEFT_MS && hot_hits(c, l->hash) >= REFRESH_HOT_HITS &&
                 !find_flight(c, reply->element[0]->str))
@@ -750,9 +771,23 @@ static void cache_read(query_cache *c, read_request *r, waiter *w)
         return;
     }
     char *key_text = malloc(READ_KEY_MAX);
+    if (!key_text || read_request_key(r, key_text, READ_KEY_MAX) < 0) {
+        free(key_text);
+        run_uncached(c, r, w);
+        return;
+    }
+    uint64_t hash = hash_digest64(key_text, strlen(key_text));
+    const char *value;
+    size_t len;
+    if (local_answers_get(c->local, hash, key_text, &value, &len)) {
+        answer_hit(c, hash, key_text, value, len, w);
+        free(key_text);
+        read_request_clear(r);
+        return;
+    }
     lookup *l = calloc(1, sizeof *l);
     version_keys *v = malloc(sizeof *v);
-    if (!key_text || !l || !v || read_request_key(r, key_text, READ_KEY_MAX) < 0) {
+    if (!l || !v) {
         free(key_text);
         free(l);
         free(v);
@@ -771,7 +806,8 @@ static void cache_read(query_cache *c, read_request *r, waiter *w)
     l->read = *r;
     memset(r, 0, sizeof *r);
     l->key_text = key_text;
-    l->hash = hash_digest64(key_text, strlen(key_text));
+    l->hash = hash;
+    l->local_stamp = local_answers_stamp(c->local);
     l->w = *w;
     int rc = send_lookup(c, l, v);
     free(v);
@@ -788,6 +824,21 @@ void query_cache_read(query_cache *c, read_request *r, cache_answer_fn done, voi
 {
     waiter w = {done, opaque, NULL};
     cache_read(c, r, &w);
+}
+
+int query_cache_read_raw(query_cache *c, const char *raw_key, cache_answer_fn done, void *opaque)
+{
+    const char *value;
+    size_t len;
+    if (!c->local || !cache_usable(c) ||
+        !local_answers_get(c->local, hash_digest64(raw_key, strlen(raw_key)), raw_key, &value,
+                           &len))
+        return 0;
+    /* no key text: popularity is counted by the hits that reach the cache
+     * Redis (every answer's last REFRESH_LEFT_MS go there), not by these */
+    waiter w = {done, opaque, NULL};
+    answer_hit(c, 0, NULL, value, len, &w);
+    return 1;
 }
 
 /* ---- warming -------------------------------------------------------------------------- */
@@ -896,10 +947,12 @@ query_cache *query_cache_new(struct event_base *base, const tally_config *cfg, q
         return c;
     c->hot = calloc((size_t)cfg->cache.warm_keys + 1, sizeof *c->hot);
     c->redis = redis_writer_new_cache(base, cfg, err, errlen);
+    c->local = c->redis ? local_answers_new(base, cfg, err, errlen) : NULL;
     c->epoch_timer = event_new(base, -1, EV_PERSIST, on_epoch_timer, c);
     struct timeval tv = {EPOCH_CHECK_MS / 1000, (EPOCH_CHECK_MS % 1000) * 1000};
-    if (!c->hot || !c->redis || !c->epoch_timer || event_add(c->epoch_timer, &tv) != 0) {
-        if (c->redis)
+    if (!c->hot || !c->redis || !c->local || !c->epoch_timer ||
+        event_add(c->epoch_timer, &tv) != 0) {
+        if (c->redis && c->local)
             snprintf(err, errlen, "query cache: out of memory");
         query_cache_free(c);
         return NULL;
@@ -913,6 +966,13 @@ void query_cache_stats_get(const query_cache *c, cache_stats *out)
     out->sqlite_queries = query_pool_runs(c->pool);
     out->breaker_open = now_ms() < c->open_until_ms;
     out->up = c->redis && redis_writer_is_up(c->redis, NULL);
+    if (c->local) {
+        local_answers_stats ls;
+        local_answers_stats_get(c->local, &ls);
+        out->local_hits = ls.hits;
+        out->local_invalidations = ls.invalidations;
+        out->local_active = ls.active;
+    }
 }
 
 size_t query_cache_inflight(const query_cache *c)
@@ -928,6 +988,7 @@ void query_cache_free(query_cache *c)
         event_free(c->epoch_timer);
     c->closing = 1;
     redis_writer_free(c->redis); /* (pending calls come back and answer nobody) */
+    local_answers_free(c->local);
     while (c->flights)
         flight_free(c->flights);
     for (size_t i = 0; i < c->hot_count; i++)

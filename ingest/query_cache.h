@@ -60,6 +60,9 @@ typedef void (*cache_answer_fn)(void *opaque, int status, struct evbuffer *body,
 typedef struct cache_stats {
     uint64_t hits, negative_hits, misses, waits, uncached, populates, warmed, refreshes;
     uint64_t sqlite_queries; /* reads run on SQLite (query_pool_runs) */
+    uint64_t local_hits;     /* of hits, those served by the in-process copy */
+    uint64_t local_invalidations; /* tracking messages that emptied the copy */
+    int local_active;        /* the in-process copy is on (local_answers.h) */
     int breaker_open;
     int up;
 } cache_stats;
@@ -72,6 +75,12 @@ query_cache *query_cache_new(struct event_base *base, const tally_config *cfg, q
 /* Answers read *r through `done`, exactly once (now or later). Takes the
  * read: *r is moved and the caller's struct may be reused at once. */
 void query_cache_read(query_cache *c, read_request *r, cache_answer_fn done, void *opaque);
+
+/* Answers a request from the in-process copy before it is even parsed, by
+ * its raw text (read_request.raw_key, which a hit in the cache Redis stored
+ * there too): 1 when answered (through `done`, now), 0 when the request must
+ * be parsed and read with query_cache_read(). */
+int query_cache_read_raw(query_cache *c, const char *raw_key, cache_answer_fn done, void *opaque);
 
 void query_cache_stats_get(const query_cache *c, cache_stats *out);
 

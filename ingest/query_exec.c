@@ -22,6 +22,8 @@ void read_request_clear(read_request *r)
     if (r->body)
         evbuffer_free(r->body);
     r->body = NULL;
+    free(r->raw_key);
+    r->raw_key = NULL;
 }
 
 int read_request_key(const read_request *r, char *buf, size_t buflen)

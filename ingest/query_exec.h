@@ -46,6 +46,9 @@ typedef struct read_request {
     char note[300];                          /* TOTALS: why (empty: none) */
     int64_t time_ms, start_ms, end_ms, step_ms;
     promql_limits limits;
+    char *raw_key;                           /* owned, or NULL: the request's own text when
+                                                it alone determines the answer (a
+                                                query_range: query_cache_read_raw) */
     /* the answer, filled by query_exec_run */
     int status;                              /* HTTP status */
     struct evbuffer *body;                   /* owned; NULL until run */

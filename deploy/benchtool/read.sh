@@ -10,7 +10,8 @@
 # alternating runs):
 #   a. a cached query_range (the last hour at 10 s, 360 points), c=16: Tally
 #      /api/v1/query_range vs InfluxDB /query (the equivalent InfluxQL) vs
-#      VictoriaMetrics /api/v1/query_range (the same PromQL);
+#      VictoriaMetrics /api/v1/query_range (the same PromQL); and Tally's
+#      constant /api/v1/status/buildinfo, the floor of its HTTP server;
 #   b. a miss over the 24 h at 10 s (8,640 points), c=1, with the cache Redis
 #      stopped so that every request reads SQLite: p50 / p99;
 #   c. writes (batch 1,000, c=16) alone, then with a read load beside them:
@@ -115,9 +116,10 @@ read_section() {
     local pts_t pts_v
     pts_t=$(curl -fsS "$tq" | jq '.data.result[0].values | length')
     pts_v=$(curl -fsS "$vq" | jq '.data.result[0].values | length')
-    local tq_qps=() vq_qps=() iq_qps=() t_p99=() v_p99=() i_p99=() p
+    local tq_qps=() vq_qps=() iq_qps=() t_p99=() v_p99=() i_p99=() f_qps=() f_p99=() p
     for ((p = 1; p <= READ_PAIRS; p++)); do
         read_run tally-read "$tq" 16 "$READ_SECS"; tq_qps+=("$(field events_per_s "$RESULT")"); t_p99+=("$(field p99_ms "$RESULT")")
+        read_run tally-floor "$base/api/v1/status/buildinfo" 16 "$READ_SECS"; f_qps+=("$(field events_per_s "$RESULT")"); f_p99+=("$(field p99_ms "$RESULT")")
         read_run influxdb-read "$iq" 16 "$READ_SECS"; iq_qps+=("$(field events_per_s "$RESULT")"); i_p99+=("$(field p99_ms "$RESULT")")
         read_run vm-read "$vq" 16 "$READ_SECS"; vq_qps+=("$(field events_per_s "$RESULT")"); v_p99+=("$(field p99_ms "$RESULT")")
     done
@@ -184,6 +186,7 @@ read_section() {
         echo "| system | queries/s (median) | p99 ms (median) |"
         echo "|---|---:|---:|"
         echo "| Tally (cache hit) | $tqm | $(median "${t_p99[@]}") |"
+        echo "| Tally \`GET /api/v1/status/buildinfo\` (its HTTP floor: a constant 141 bytes, no cache) | $(median "${f_qps[@]}") | $(median "${f_p99[@]}") |"
         echo "| InfluxDB $(influxd version 2>/dev/null | awk '{ print $2 }') | $iqm | $(median "${i_p99[@]}") |"
         echo "| VictoriaMetrics | $vqm | $(median "${v_p99[@]}") |"
         echo
@@ -200,6 +203,6 @@ read_section() {
         echo "Warming: the cached query at c=4, then FLUSHALL on the cache Redis: SQLite queries in each of the next 5 seconds: $timeline"
         echo "(one key: single flight and warming together keep it to about one query)."
     } >"$READ_MD"
-    say "read section: Tally $tqm q/s, InfluxDB $iqm q/s, VictoriaMetrics $vqm q/s; miss p99 $miss_p99 ms;" \
+    say "read section: Tally $tqm q/s (p99 $(median "${t_p99[@]}") ms; HTTP floor $(median "${f_qps[@]}") q/s, p99 $(median "${f_p99[@]}") ms), InfluxDB $iqm q/s, VictoriaMetrics $vqm q/s; miss p99 $miss_p99 ms;" \
         "writes $alone_m -> $paced_m ($READ_LOAD_RATE q/s) / $loaded_m (closed loop) ev/s under reads; warming: $timeline"
 }

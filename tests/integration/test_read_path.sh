@@ -10,7 +10,7 @@
 source "$(dirname "$0")/lib.sh"
 command -v promtool >/dev/null || fail "promtool not found: run deploy/install-deps"
 
-CACHE_SETTINGS="ttl_negative_seconds = 2; ttl_counter_seconds = 5; ttl_jitter_percent = 0;"
+CACHE_SETTINGS="ttl_negative_seconds = 2; ttl_counter_seconds = 5; ttl_gauge_seconds = 60; ttl_jitter_percent = 0;"
 write_config
 start_ingest
 start_flusher
@@ -176,6 +176,41 @@ check_eq "early refreshes after a hit on a hot answer near its expiry" 1 "$(( $(
 sleep 3 # past the first TTL
 check_eq "the hot answer is still a hit after its first TTL" hit \
     "$(curl -sS -D - -o /dev/null "$BASE_URL$qe" | tr -d '\r' | awk -F': ' 'tolower($1)=="x-tally-cache"{print $2}')"
+
+# 6c. The in-process copy (cache.local_bytes): a hit in the cache Redis is
+# copied into ingest and later hits are served from it, until the flusher's
+# version update reaches ingest as a CLIENT TRACKING invalidation: the very
+# next read after the commit (this topic's fourth record: "offsets=0:4")
+# is new. Gauge answers live 60 s here, so the copy cannot expire first.
+reads() { curl -fsS "$BASE_URL/healthz" | jq -r ".reads.$1"; }
+qg="/api/v1/query_range?query=${P}_temp&start=$((T0 + 10))&end=$((T0 + 30))&step=10"
+check_eq "a gauge range read (a miss, then a hit in the cache Redis)" '["20","25","25"] ["20","25","25"]' \
+    "$(api "$qg" | jq -c '[.data.result[0].values[][1]]') $(api "$qg" | jq -c '[.data.result[0].values[][1]]')"
+l0=$(reads local_hits)
+check_eq "the third read is served by the in-process copy" "hit 1" \
+    "$(curl -sS -D - -o /dev/null "$BASE_URL$qg" | tr -d '\r' | awk -F': ' 'tolower($1)=="x-tally-cache"{print $2}') $(( $(reads local_hits) - l0 ))"
+i0=$(reads local_invalidations)
+post "$P.temp:30|g|T$((T0 + 21))"
+check_eq "post of a new gauge bucket" 200 "$HTTP_CODE"
+for ((i = 0; i < 300; i++)); do grep -q 'offsets=0:4 ' "$WORK/flusher.log" && break; sleep 0.1; done
+grep -q 'offsets=0:4 ' "$WORK/flusher.log" || fail "the flusher did not commit the new gauge bucket within 30 s"
+l1=$(reads local_hits)
+check_eq "the very next read after the commit (not from the emptied copy)" '["20","25","30"] 0' \
+    "$(api "$qg" | jq -c '[.data.result[0].values[][1]]') $(( $(reads local_hits) - l1 ))"
+(( $(reads local_invalidations) > i0 )) || fail "no invalidation reached the in-process copy"
+CHECKS=$((CHECKS + 1))
+# Grafana's form POST of the same range: served from the copy by its raw
+# text once the cache Redis has had a hit; the same body under another
+# content type is still refused, never answered from the copy.
+form="query=${P}_temp&start=$((T0 + 10))&end=$((T0 + 30))&step=10"
+postq() { curl -sS -H "Content-Type: $1" --data "$form" "$BASE_URL/api/v1/query_range"; }
+postq application/x-www-form-urlencoded >/dev/null
+postq application/x-www-form-urlencoded >/dev/null
+l2=$(reads local_hits)
+check_eq "a form POST from the copy: the GET's answer" "$(api "$qg" | jq -c .data) 2" \
+    "$(postq application/x-www-form-urlencoded | jq -c .data) $(( $(reads local_hits) - l2 ))"
+check_eq "the same body as text/plain" "400 bad_data" \
+    "$(curl -sS -o "$WORK/plain" -w '%{http_code}' -H 'Content-Type: text/plain' --data "$form" "$BASE_URL/api/v1/query_range") $(jq -r .errorType "$WORK/plain")"
 
 # 7. Every key in the cache Redis has a TTL.
 keys=$($R_CACHE DBSIZE)
