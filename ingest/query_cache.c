@@ -780,9 +780,9 @@ static void cache_read(query_cache *c, read_request *r, waiter *w)
     const char *value;
     size_t len;
     if (local_answers_get(c->local, hash, key_text, &value, &len)) {
+        read_request_clear(r); /* first: `done` may free what holds *r */
         answer_hit(c, hash, key_text, value, len, w);
         free(key_text);
-        read_request_clear(r);
         return;
     }
     lookup *l = calloc(1, sizeof *l);
