@@ -189,6 +189,29 @@ static const struct key_row config_keys[] = {
     INT64_ROW(query.max_samples, 50000000, 1000, 1000000000,
               "Most samples one query may hold in memory."),
 
+    BOOL_ROW(statsd.udp_enabled, 1,
+             "Listen for StatsD datagrams on UDP."),
+    BOOL_ROW(statsd.tcp_enabled, 1,
+             "Listen for StatsD lines on TCP."),
+    STRING_ROW(statsd.listen_address, "127.0.0.1",
+               "Address the StatsD listeners bind to."),
+    INT_ROW(statsd.port, 8125, 1, 65535,
+            "UDP and TCP port of the StatsD listeners."),
+    INT_ROW(statsd.udp_readers, 1, 1, 16,
+            "UDP reader threads, each with its own socket (SO_REUSEPORT)."),
+    INT64_ROW(statsd.rcvbuf_bytes, 8 * MIB, 64 * KIB, 1024 * MIB,
+              "Receive buffer of each UDP socket (SO_RCVBUFFORCE, else SO_RCVBUF up to net.core.rmem_max)."),
+    INT_ROW(statsd.batch_lines, 1000, 1, 1000000,
+            "Lines gathered into one batch before it goes to Kafka (at most ingest.max_lines)."),
+    INT_ROW(statsd.batch_ms, 50, 1, 10000,
+            "Longest a line waits for its batch to fill, in ms."),
+    INT_ROW(statsd.max_tcp_connections, 256, 1, 100000,
+            "Most StatsD TCP connections at once; more are closed at once."),
+    INT_ROW(statsd.tcp_idle_seconds, 300, 1, 86400,
+            "A StatsD TCP connection silent this long is closed."),
+    BOOL_ROW(statsd.allow_remote, 0,
+             "Let the StatsD listeners bind a non-loopback address (StatsD has no credentials)."),
+
     BOOL_ROW(cache.enabled, 1,
              "Cache query answers in the cache Redis (cache-aside)."),
     STRING_ROW(cache.host, "127.0.0.1",
@@ -666,6 +689,12 @@ static const char *key_type_name(enum key_type t)
  * Requires out != NULL. Writes one markdown table, a header and one row per
  * key in table order. Returns nothing: the caller checks ferror(out).
  */
+int config_is_loopback(const char *addr)
+{
+    return strncmp(addr, "127.", 4) == 0 || strcmp(addr, "::1") == 0 ||
+           strcmp(addr, "localhost") == 0;
+}
+
 void config_print_reference(FILE *out)
 {
     assert(out);

@@ -76,6 +76,19 @@ typedef struct tally_config {
         long long max_samples;               /* query.max_samples      50000000, 1000..1e9 */
     } query;
     struct {
+        int udp_enabled;                     /* statsd.udp_enabled     true */
+        int tcp_enabled;                     /* statsd.tcp_enabled     true */
+        char listen_address[CONFIG_STR_MAX]; /* statsd.listen_address  "127.0.0.1" */
+        int port;                            /* statsd.port            8125, 1..65535 */
+        int udp_readers;                     /* statsd.udp_readers     1, 1..16 */
+        long long rcvbuf_bytes;              /* statsd.rcvbuf_bytes    8 MiB, 64 KiB..1 GiB */
+        int batch_lines;                     /* statsd.batch_lines     1000, 1..1000000 */
+        int batch_ms;                        /* statsd.batch_ms        50, 1..10000 */
+        int max_tcp_connections;             /* statsd.max_tcp_connections 256, 1..100000 */
+        int tcp_idle_seconds;                /* statsd.tcp_idle_seconds 300, 1..86400 */
+        int allow_remote;                    /* statsd.allow_remote    false */
+    } statsd;
+    struct {
         int enabled;                         /* cache.enabled          true */
         char host[CONFIG_STR_MAX];           /* cache.host             "127.0.0.1" */
         int port;                            /* cache.port             6380, 1..65535 */
@@ -113,5 +126,9 @@ int config_load(const char *path, tally_config *cfg, char *problems, size_t prob
 /* Writes the reference of every key (name, type, default, range, description)
  * as a markdown table: README.md's configuration section is generated from it. */
 void config_print_reference(FILE *out);
+
+/* Whether a listen address is a loopback one (127.x, ::1, "localhost"):
+ * only those may take traffic without credentials by default. */
+int config_is_loopback(const char *addr);
 
 #endif

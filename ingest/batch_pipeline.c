@@ -78,9 +78,17 @@ struct batch_pipeline {
 _Static_assert(AUTH_NAME_MAX + 1 + IDEMPOTENCY_KEY_MAX <= RECORD_BATCH_ID_MAX,
                "a scoped key must fit a batch id");
 
+/* Where a batch's answer goes: the HTTP request that brought it, or (req
+ * NULL) the callback of batch_pipeline_submit(). */
+typedef struct batch_sink {
+    struct evhttp_request *req;
+    batch_done_fn done;
+    void *opaque;
+} batch_sink;
+
 typedef struct batch_request {
     batch_pipeline *srv;
-    struct evhttp_request *req;
+    batch_sink sink;
     char batch_id[RECORD_BATCH_ID_MAX + 1]; /* "CLIENT/KEY" with tokens, else "KEY" */
     size_t key_offset;  /* where the client's key starts in batch_id */
     const auth_client *client; /* NULL without tokens */
@@ -107,8 +115,28 @@ typedef struct redis_group {
 
 #define REDIS_GROUP_MAX 256
 
-static void reply_invalid_batch(struct evhttp_request *req, const statsd_batch *batch)
+/* A refusal: with an outcome ("not_stored", "stored", "unknown") in the
+ * batch error shape, without one in the plain error shape (the batch never
+ * got as far as a batch id). */
+static void sink_error(const batch_sink *k, int code, const char *status, const char *msg,
+                       const char *key, int retry_after, const char *outcome)
 {
+    if (!k->req)
+        k->done(k->opaque, code, outcome ? outcome : "not_stored", msg);
+    else if (outcome)
+        http_reply_batch_error(k->req, code, status, msg, key, retry_after, outcome);
+    else
+        http_reply_error(k->req, code, status, msg, key, retry_after);
+}
+
+static void reply_invalid_batch(const batch_sink *k, const statsd_batch *batch)
+{
+    if (!k->req) {
+        k->done(k->opaque, 400, "not_stored",
+                batch->error_count ? batch->errors[0].reason : "invalid batch");
+        return;
+    }
+    struct evhttp_request *req = k->req;
     struct evbuffer *b = evbuffer_new();
     if (!b) {
         evhttp_send_error(req, 500, "out of memory");
@@ -189,7 +217,7 @@ static void refuse_batch(batch_request *br, int code, const char *status, const 
 {
     if (!br->answered) {
         br->answered = 1;
-        http_reply_batch_error(br->req, code, status, msg, client_key(br), retry_after, "not_stored");
+        sink_error(&br->sink, code, status, msg, client_key(br), retry_after, "not_stored");
     }
     batch_request_finish(br);
 }
@@ -199,9 +227,13 @@ static void refuse_batch(batch_request *br, int code, const char *status, const 
 static void reply_accepted(batch_request *br, const char *live)
 {
     br->answered = 1;
+    if (!br->sink.req) {
+        br->sink.done(br->sink.opaque, 200, "stored", live);
+        return;
+    }
     struct evbuffer *b = evbuffer_new();
     if (!b) {
-        evhttp_send_error(br->req, 500, "out of memory");
+        evhttp_send_error(br->sink.req, 500, "out of memory");
         return;
     }
     evbuffer_add_printf(b, "{\"accepted\":%zu", br->events);
@@ -211,9 +243,9 @@ static void reply_accepted(batch_request *br, const char *live)
                         : strcmp(live, "stale") == 0   ? "null"
                                                        : "false",
                         live);
-    evhttp_add_header(evhttp_request_get_output_headers(br->req), "Idempotency-Key",
+    evhttp_add_header(evhttp_request_get_output_headers(br->sink.req), "Idempotency-Key",
                       client_key(br));
-    http_reply_json(br->req, 200, "OK", b);
+    http_reply_json(br->sink.req, 200, "OK", b);
     evbuffer_free(b);
 }
 
@@ -237,7 +269,7 @@ static void finish_redis(batch_request *br, int result, const char *reason)
                  "batch is stored in Kafka but the live view was not updated (%s); "
                  "retry with the same Idempotency-Key",
                  reason);
-        http_reply_batch_error(br->req, 503, "Service Unavailable", msg, client_key(br), 1, "stored");
+        sink_error(&br->sink, 503, "Service Unavailable", msg, client_key(br), 1, "stored");
     } else {
         reply_accepted(br, result == LIVE_DUPLICATE ? "duplicate" : "applied");
     }
@@ -391,19 +423,19 @@ static void on_kafka_delivered(void *opaque, kafka_outcome outcome, int64_t log_
                      "message.max.bytes is below kafka.max_message_bytes (%d); send smaller "
                      "batches",
                      reason, br->srv->cfg->kafka.max_message_bytes);
-            http_reply_batch_error(br->req, 413, "Payload Too Large", err, client_key(br), 0,
+            sink_error(&br->sink, 413, "Payload Too Large", err, client_key(br), 0,
                               "not_stored");
         } else if (outcome == KAFKA_MAYBE_STORED) {
             snprintf(err, sizeof err,
                      "kafka did not confirm the batch (%s) but may hold it: retry with the same "
                      "Idempotency-Key, which counts it once",
                      reason);
-            http_reply_batch_error(br->req, 503, "Service Unavailable", err, client_key(br), 1,
+            sink_error(&br->sink, 503, "Service Unavailable", err, client_key(br), 1,
                               "unknown");
         } else {
             snprintf(err, sizeof err, "kafka did not take the batch: %s; nothing was acknowledged",
                      reason);
-            http_reply_batch_error(br->req, 503, "Service Unavailable", err, client_key(br), 1,
+            sink_error(&br->sink, 503, "Service Unavailable", err, client_key(br), 1,
                               "not_stored");
         }
         batch_request_finish(br);
@@ -430,7 +462,7 @@ static void on_batch_deadline(evutil_socket_t fd, short what, void *arg)
     if (br->answered)
         return;
     br->answered = 1;
-    http_reply_batch_error(br->req, 503, "Service Unavailable",
+    sink_error(&br->sink, 503, "Service Unavailable",
                       "kafka did not confirm the batch in time; it may still be stored: retry "
                       "with the same Idempotency-Key, which counts it once",
                       client_key(br), 1, "unknown");
@@ -557,12 +589,12 @@ static void admit_batch(batch_request *br)
     }
 }
 
-static void accept_batch(batch_pipeline *s, struct evhttp_request *req, const auth_client *client,
+static void accept_batch(batch_pipeline *s, const batch_sink *sink, const auth_client *client,
                          const char *batch_id, const char *body, size_t len);
 
 /* 413 (and 1) for a batch over ingest.max_series_per_batch or whose record
  * Kafka would not take (kafka.max_message_bytes); else 0. */
-static int refuse_oversized(batch_pipeline *s, struct evhttp_request *req, const batch_request *br,
+static int refuse_oversized(batch_pipeline *s, const batch_sink *sink, const batch_request *br,
                             size_t record_len)
 {
     char msg[256];
@@ -581,20 +613,31 @@ static int refuse_oversized(batch_pipeline *s, struct evhttp_request *req, const
                  message_len, s->cfg->kafka.max_message_bytes);
     else
         return 0;
-    http_reply_batch_error(req, 413, "Payload Too Large", msg, client_key(br), 0, "not_stored");
+    sink_error(sink, 413, "Payload Too Large", msg, client_key(br), 0, "not_stored");
     return 1;
+}
+
+/* Why a new batch of `len` bytes must wait (a 503), or NULL. A batch holds
+ * its body and about as much again (record, Redis update). */
+static const char *busy_reason(const batch_pipeline *s, size_t len)
+{
+    if (s->draining)
+        return "tally-ingest is shutting down";
+    if (s->inflight >= (size_t)s->cfg->ingest.max_inflight_batches)
+        return "too many batches in flight (ingest.max_inflight_batches)";
+    if (s->inflight_bytes + 2 * len > (size_t)s->cfg->ingest.max_inflight_bytes && s->inflight > 0)
+        return "too many bytes in flight (ingest.max_inflight_bytes)";
+    return NULL;
 }
 
 static void handle_post_events(batch_pipeline *s, struct evhttp_request *req,
                                const auth_client *client)
 {
-    if (s->draining) {
-        http_reply_error(req, 503, "Service Unavailable", "tally-ingest is shutting down", NULL, 1);
-        return;
-    }
-    if (s->inflight >= (size_t)s->cfg->ingest.max_inflight_batches) {
-        http_reply_error(req, 503, "Service Unavailable",
-                    "too many batches in flight (ingest.max_inflight_batches)", NULL, 1);
+    struct evbuffer *input = evhttp_request_get_input_buffer(req);
+    size_t len = evbuffer_get_length(input);
+    const char *busy = busy_reason(s, len);
+    if (busy) {
+        http_reply_error(req, 503, "Service Unavailable", busy, NULL, 1);
         return;
     }
     char batch_id[IDEMPOTENCY_KEY_MAX + 1];
@@ -612,15 +655,6 @@ static void handle_post_events(batch_pipeline *s, struct evhttp_request *req,
         return;
     }
 
-    struct evbuffer *input = evhttp_request_get_input_buffer(req);
-    size_t len = evbuffer_get_length(input);
-    /* A batch holds its body and about as much again (record, Redis update). */
-    if (s->inflight_bytes + 2 * len > (size_t)s->cfg->ingest.max_inflight_bytes &&
-        s->inflight > 0) {
-        http_reply_error(req, 503, "Service Unavailable",
-                    "too many bytes in flight (ingest.max_inflight_bytes)", NULL, 1);
-        return;
-    }
     const uint8_t *raw = len ? evbuffer_pullup(input, -1) : (const uint8_t *)"";
     if (!raw) {
         http_reply_error(req, 500, "Internal Server Error", "out of memory reading the body", NULL, 0);
@@ -637,39 +671,40 @@ static void handle_post_events(batch_pipeline *s, struct evhttp_request *req,
         reply_undecodable(req, decoded, err);
         return;
     }
-    accept_batch(s, req, client, batch_id, (const char *)plain, len);
+    batch_sink sink = {req, NULL, NULL};
+    accept_batch(s, &sink, client, batch_id, (const char *)plain, len);
     if (owned)
         free((void *)plain);
 }
 
 /* Parses, folds and encodes a plain body and sends it to Kafka (the batch's
  * strings are copied: the body may go once this returns). */
-static void accept_batch(batch_pipeline *s, struct evhttp_request *req, const auth_client *client,
+static void accept_batch(batch_pipeline *s, const batch_sink *sink, const auth_client *client,
                          const char *batch_id, const char *body, size_t len)
 {
     char err[256];
     int64_t received = now_ms();
     int rc = statsd_parse_batch(&s->batch, body, len, &s->limits, received, err, sizeof err);
     if (rc == STATSD_INVALID) {
-        reply_invalid_batch(req, &s->batch);
+        reply_invalid_batch(sink, &s->batch);
         return;
     }
     if (rc != 0) {
-        http_reply_error(req, 500, "Internal Server Error", err, NULL, 0);
+        sink_error(sink, 500, "Internal Server Error", err, NULL, 0, NULL);
         return;
     }
     if (s->batch.count == 0) {
-        http_reply_error(req, 400, "Bad Request", "empty batch: the body has no StatsD lines", NULL, 0);
+        sink_error(sink, 400, "Bad Request", "empty batch: the body has no StatsD lines", NULL, 0, NULL);
         return;
     }
 
     batch_request *br = calloc(1, sizeof *br);
     if (!br) {
-        http_reply_error(req, 500, "Internal Server Error", "out of memory", NULL, 0);
+        sink_error(sink, 500, "Internal Server Error", "out of memory", NULL, 0, NULL);
         return;
     }
     br->srv = s;
-    br->req = req;
+    br->sink = *sink;
     br->client = client;
     br->events = s->batch.count;
     /* keys are scoped per client: one client cannot claim another's key */
@@ -684,10 +719,10 @@ static void accept_batch(batch_pipeline *s, struct evhttp_request *req, const au
         free(br->record);
         live_fold_free(br->fold);
         free(br);
-        http_reply_error(req, 500, "Internal Server Error", err, batch_id, 0);
+        sink_error(sink, 500, "Internal Server Error", err, batch_id, 0, NULL);
         return;
     }
-    if (refuse_oversized(s, req, br, br->record_len)) {
+    if (refuse_oversized(s, sink, br, br->record_len)) {
         free(br->record);
         live_fold_free(br->fold);
         free(br);
@@ -700,7 +735,7 @@ static void accept_batch(batch_pipeline *s, struct evhttp_request *req, const au
     struct timeval wait = {wait_ms / 1000, (wait_ms % 1000) * 1000};
     br->deadline = evtimer_new(s->base, on_batch_deadline, br);
     if (!br->deadline || evtimer_add(br->deadline, &wait) != 0) {
-        http_reply_error(req, 500, "Internal Server Error", "libevent: cannot arm a timer", batch_id, 0);
+        sink_error(sink, 500, "Internal Server Error", "libevent: cannot arm a timer", batch_id, 0, NULL);
         batch_request_finish(br);
         return;
     }
@@ -710,6 +745,20 @@ static void accept_batch(batch_pipeline *s, struct evhttp_request *req, const au
 void batch_pipeline_post(batch_pipeline *p, struct evhttp_request *req, const auth_client *client)
 {
     handle_post_events(p, req, client);
+}
+
+void batch_pipeline_submit(batch_pipeline *p, const char *body, size_t len, batch_done_fn done,
+                           void *opaque)
+{
+    batch_sink sink = {NULL, done, opaque};
+    char batch_id[IDEMPOTENCY_KEY_MAX + 1];
+    const char *busy = busy_reason(p, len);
+    if (busy)
+        sink_error(&sink, 503, NULL, busy, NULL, 1, NULL);
+    else if (generate_batch_id(batch_id, sizeof batch_id) != 0)
+        sink_error(&sink, 500, NULL, "no randomness for a batch id", NULL, 0, NULL);
+    else
+        accept_batch(p, &sink, NULL, batch_id, body, len);
 }
 
 batch_pipeline *batch_pipeline_new(struct event_base *base, const tally_config *cfg,

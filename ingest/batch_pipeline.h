@@ -41,6 +41,20 @@ batch_pipeline *batch_pipeline_new(struct event_base *base, const tally_config *
 /* Takes a POST /v1/events (answers it now or later). */
 void batch_pipeline_post(batch_pipeline *p, struct evhttp_request *req, const auth_client *client);
 
+/* The answer to a batch given by batch_pipeline_submit(), exactly once:
+ * status as POST /v1/events would answer it (200: Kafka holds the batch),
+ * outcome "stored" / "not_stored" / "unknown" (Kafka may hold it), and
+ * message: on 200 the live view's state ("applied", "duplicate", "stale"),
+ * else the reason. */
+typedef void (*batch_done_fn)(void *opaque, int status, const char *outcome,
+                              const char *message);
+
+/* Takes a plain body of StatsD lines from inside tally-ingest (the StatsD
+ * listeners) down the same path as a POST without a token or key: parsed
+ * whole, Kafka, then Redis. The body is copied; `done` answers now or later. */
+void batch_pipeline_submit(batch_pipeline *p, const char *body, size_t len, batch_done_fn done,
+                           void *opaque);
+
 /* From now on new batches get 503 ("shutting down"). */
 void batch_pipeline_drain(batch_pipeline *p);
 int batch_pipeline_draining(const batch_pipeline *p);

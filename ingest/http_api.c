@@ -29,6 +29,7 @@ struct ingest_server {
     kafka_writer *kafka;
     redis_writer *redis;
     batch_pipeline *pipeline; /* POST /v1/events (batch_pipeline.h) */
+    statsd_listeners *statsd; /* borrowed, for /healthz; NULL: none */
     live_read *live;          /* GET /v1/counters/NAME (live_read.h) */
     prom_api *reads;          /* the query routes (prom_api.h) */
     auth_table *auth;         /* NULL: ingest.tokens_file is empty, no authentication */
@@ -65,6 +66,8 @@ static void handle_healthz(ingest_server *s, struct evhttp_request *req)
                         http_guard_connections(s->guard));
     if (s->reads)
         prom_api_health(s->reads, b);
+    if (s->statsd)
+        statsd_listeners_health(s->statsd, b);
     evbuffer_add(b, "}\n", 2);
     http_reply_json(req, can_ack ? 200 : 503, can_ack ? "OK" : "Service Unavailable", b);
     evbuffer_free(b);
@@ -169,13 +172,6 @@ static void on_request(struct evhttp_request *req, void *arg)
     }
 }
 
-/* Whether addr is a loopback address (or "localhost"). */
-static int is_loopback(const char *addr)
-{
-    return strncmp(addr, "127.", 4) == 0 || strcmp(addr, "::1") == 0 ||
-           strcmp(addr, "localhost") == 0;
-}
-
 /* Loads ingest.tokens_file (if any) and refuses a listener others can reach
  * without one, unless ingest.allow_unauthenticated says so. */
 static int load_access(ingest_server *s, const tally_config *cfg, char *err, size_t errlen)
@@ -188,7 +184,7 @@ static int load_access(ingest_server *s, const tally_config *cfg, char *err, siz
                  cfg->ingest.tokens_file);
         return 0;
     }
-    if (is_loopback(cfg->ingest.listen_address))
+    if (config_is_loopback(cfg->ingest.listen_address))
         return 0;
     if (!cfg->ingest.allow_unauthenticated) {
         snprintf(err, errlen,
@@ -258,6 +254,16 @@ void ingest_server_drain(ingest_server *s)
 size_t ingest_server_inflight(const ingest_server *s)
 {
     return batch_pipeline_inflight(s->pipeline);
+}
+
+batch_pipeline *ingest_server_pipeline(ingest_server *s)
+{
+    return s->pipeline;
+}
+
+void ingest_server_show_statsd(ingest_server *s, statsd_listeners *l)
+{
+    s->statsd = l;
 }
 
 void ingest_server_free(ingest_server *s)

@@ -25,6 +25,8 @@
 #include "redis_writer.h"
 #include "live_read.h"
 #include "prom_api.h"
+#include "batch_pipeline.h"
+#include "statsd_listeners.h"
 
 typedef struct ingest_server ingest_server;
 
@@ -39,6 +41,12 @@ void ingest_server_drain(ingest_server *s);
 
 /* Batches accepted for processing and not yet answered. */
 size_t ingest_server_inflight(const ingest_server *s);
+
+/* The write path (for the StatsD listeners). */
+batch_pipeline *ingest_server_pipeline(ingest_server *s);
+
+/* The StatsD listeners whose counters /healthz shows (borrowed; NULL: none). */
+void ingest_server_show_statsd(ingest_server *s, statsd_listeners *l);
 
 /* Closes the listener and frees the server. Call only when inflight is 0. */
 void ingest_server_free(ingest_server *s);

@@ -5,6 +5,9 @@
  * batches, lets the ones in flight finish (bounded by Kafka's delivery
  * timeout), flushes the producer and exits 0.
  *
+ * The StatsD listeners (UDP, TCP) stop first on a signal, so what they
+ * gathered drains with the rest.
+ *
  * Usage: tally-ingest [-c FILE] [--check-config] [--help-config]
  * Exit codes: 0 clean stop, 1 runtime failure, 2 bad usage or configuration.
  */
@@ -22,11 +25,13 @@
 #include "kafka_writer.h"
 #include "log.h"
 #include "redis_writer.h"
+#include "statsd_listeners.h"
 
 
 typedef struct ingest_process {
     struct event_base *base;
     ingest_server *server;
+    statsd_listeners *statsd;
     prom_api *reads;
     live_read *live;
     kafka_writer *kafka;
@@ -89,6 +94,7 @@ static void on_stop_signal(evutil_socket_t sig, short what, void *arg)
 {
     (void)what;
     ingest_process *p = arg;
+    statsd_listeners_stop(p->statsd); /* their last batches join those in flight */
     log_info("signal %d: draining %zu in-flight batches", (int)sig,
              ingest_server_inflight(p->server));
     ingest_server_drain(p->server);
@@ -210,6 +216,13 @@ int main(int argc, char **argv)
         log_error("%s", err);
         goto out;
     }
+    p.statsd = statsd_listeners_start(p.base, &cfg, ingest_server_pipeline(p.server), err,
+                                      sizeof err);
+    if (!p.statsd) {
+        log_error("%s", err);
+        goto out;
+    }
+    ingest_server_show_statsd(p.server, p.statsd);
     sigterm = evsignal_new(p.base, SIGTERM, on_stop_signal, &p);
     sigint = evsignal_new(p.base, SIGINT, on_stop_signal, &p);
     watchdog = event_new(p.base, -1, EV_PERSIST, on_watchdog, &p);
@@ -230,8 +243,10 @@ int main(int argc, char **argv)
 out:
     /* Order matters: the producer's last callbacks answer requests through the
      * server, and their Redis step goes through the writer. */
+    statsd_listeners_stop(p.statsd);
     kafka_writer_free(p.kafka, 2000);
     redis_writer_free(redis);
+    statsd_listeners_free(p.statsd); /* (its batches' answers came through the writers) */
     ingest_server_free(p.server);
     /* Reads still running when the drain deadline passed are never answered
      * (the loop has ended): the threads stop first, then what they ran for. */

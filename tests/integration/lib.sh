@@ -51,7 +51,9 @@ check_eq() { # WHAT EXPECTED ACTUAL
 
 # write_config [extra libconfig text]: the test's config file
 # (MAX_BODY_BYTES and DELIVERY_TIMEOUT_MS override those keys, CONFIG_REDIS_PORT
-# redis.port; KAFKA_SETTINGS and REDIS_SETTINGS are added to those groups).
+# redis.port; KAFKA_SETTINGS and REDIS_SETTINGS are added to those groups; the
+# StatsD listeners are off unless STATSD_UDP / STATSD_TCP say true, on
+# STATSD_PORT, 18125, plus STATSD_SETTINGS).
 write_config() {
     cat >"$CONF" <<CONF
 ingest = { listen_address = "127.0.0.1"; listen_port = $HTTP_PORT;
@@ -62,6 +64,8 @@ redis = { host = "127.0.0.1"; port = ${CONFIG_REDIS_PORT:-$TALLY_REDIS_PORT}; ${
 cache = { port = ${CONFIG_CACHE_PORT:-$TALLY_CACHE_PORT}; ${CACHE_SETTINGS:-} };
 sqlite = { path = "$WORK/tally.db"; };
 flusher = { max_interval_ms = 200; max_batch_events = 50000; bucket_seconds = 10; };
+statsd = { udp_enabled = ${STATSD_UDP:-false}; tcp_enabled = ${STATSD_TCP:-false};
+           port = ${STATSD_PORT:-18125}; ${STATSD_SETTINGS:-} };
 ${1:-}
 CONF
 }

@@ -30,6 +30,7 @@ kafka = { brokers = "127.0.0.1:$TALLY_KAFKA_PORT"; topic = "$TOPIC"; partitions 
 redis = { host = "127.0.0.1"; port = $TALLY_REDIS_PORT; };
 sqlite = { path = "$WORK/tally.db"; };
 flusher = { max_interval_ms = 200; };
+statsd = { udp_enabled = false; tcp_enabled = false; };
 CONF
 }
 

@@ -14,6 +14,7 @@ kafka = { brokers = "127.0.0.1:$TALLY_KAFKA_PORT"; topic = "$TOPIC"; partitions 
           max_message_bytes = 4096; };
 redis = { host = "127.0.0.1"; port = $TALLY_REDIS_PORT; };
 sqlite = { path = "$WORK/tally.db"; };
+statsd = { udp_enabled = false; tcp_enabled = false; };
 CONF
 start_ingest
 P=$METRIC_PREFIX

@@ -1,0 +1,306 @@
+/*
+ * statsd_gather.c — see statsd_gather.h.
+ */
+#include "statsd_gather.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "log.h"
+
+#define WARN_EVERY_MS 10000
+
+typedef struct queued_batch {
+    char *body;
+    size_t len, lines;
+    struct queued_batch *next;
+} queued_batch;
+
+struct gather_hub {
+    const tally_config *cfg;
+    batch_pipeline *pipeline;
+    statsd_limits limits;     /* of one line */
+    size_t batch_lines;       /* min(statsd.batch_lines, ingest.max_lines) */
+    size_t max_body;          /* ingest.max_body_bytes */
+    pthread_mutex_t lock;
+    queued_batch *head, *tail;
+    size_t queued;
+    int efd;
+    struct event *ready;
+    _Atomic int64_t warned_ms;
+    gather_counters counters;
+};
+
+int64_t statsd_gather_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* A warning at most every WARN_EVERY_MS (from any thread). */
+static void warn_lost(gather_hub *h, size_t lines, const char *why)
+{
+    int64_t now = statsd_gather_now_ms(), last = atomic_load(&h->warned_ms);
+    if (now - last >= WARN_EVERY_MS && atomic_compare_exchange_strong(&h->warned_ms, &last, now))
+        log_warn("statsd: a batch of %zu lines was not stored (%s); further losses are counted "
+                 "in /healthz statsd",
+                 lines, why);
+}
+
+/* ---- the event loop's side -------------------------------------------------------- */
+
+typedef struct submitted {
+    gather_hub *hub;
+    size_t lines;
+} submitted;
+
+static void on_submitted(void *opaque, int status, const char *outcome, const char *message)
+{
+    submitted *s = opaque;
+    gather_hub *h = s->hub;
+    size_t lines = s->lines;
+    free(s);
+    if (status == 200) {
+        atomic_fetch_add(&h->counters.lines_stored, lines);
+        return;
+    }
+    if (strcmp(outcome, "unknown") == 0)
+        atomic_fetch_add(&h->counters.lost_unknown, lines);
+    else
+        atomic_fetch_add(&h->counters.lost_failed, lines);
+    warn_lost(h, lines, message);
+}
+
+static void submit(gather_hub *h, queued_batch *q)
+{
+    submitted *ctx = malloc(sizeof *ctx);
+    if (!ctx) {
+        atomic_fetch_add(&h->counters.lost_failed, q->lines);
+        warn_lost(h, q->lines, "out of memory");
+        return;
+    }
+    *ctx = (submitted){h, q->lines};
+    atomic_fetch_add(&h->counters.batches, 1);
+    batch_pipeline_submit(h->pipeline, q->body, q->len, on_submitted, ctx);
+}
+
+void statsd_gather_submit_queued(gather_hub *h)
+{
+    pthread_mutex_lock(&h->lock);
+    queued_batch *q = h->head;
+    h->head = h->tail = NULL;
+    h->queued = 0;
+    pthread_mutex_unlock(&h->lock);
+    while (q) {
+        queued_batch *next = q->next;
+        submit(h, q);
+        free(q->body);
+        free(q);
+        q = next;
+    }
+}
+
+static void on_ready(evutil_socket_t fd, short what, void *arg)
+{
+    (void)what;
+    uint64_t n;
+    while (read(fd, &n, sizeof n) < 0 && errno == EINTR)
+        ;
+    statsd_gather_submit_queued(arg);
+}
+
+/* ---- hand-over (any thread) ----------------------------------------------------------- */
+
+static int enqueue(gather_hub *h, char *body, size_t len, size_t lines)
+{
+    queued_batch *q = malloc(sizeof *q);
+    if (!q)
+        return -1;
+    *q = (queued_batch){body, len, lines, NULL};
+    pthread_mutex_lock(&h->lock);
+    int full = h->queued >= GATHER_QUEUE_MAX;
+    if (!full) {
+        if (h->tail)
+            h->tail->next = q;
+        else
+            h->head = q;
+        h->tail = q;
+        h->queued++;
+    }
+    pthread_mutex_unlock(&h->lock);
+    if (full) {
+        free(q);
+        return -1;
+    }
+    uint64_t one = 1;
+    while (write(h->efd, &one, sizeof one) < 0 && errno == EINTR)
+        ;
+    return 0;
+}
+
+void line_batch_flush(line_batch *b)
+{
+    if (b->lines == 0)
+        return;
+    if (enqueue(b->hub, b->buf, b->len, b->lines) != 0) {
+        atomic_fetch_add(&b->hub->counters.lost_busy, b->lines);
+        warn_lost(b->hub, b->lines, "the queue to the write path is full");
+        free(b->buf);
+    }
+    b->buf = NULL;
+    b->len = b->cap = b->lines = 0;
+}
+
+/* ---- one producer's batch -------------------------------------------------------------- */
+
+void line_batch_init(line_batch *b, gather_hub *h)
+{
+    memset(b, 0, sizeof *b);
+    b->hub = h;
+    statsd_batch_init(&b->check);
+}
+
+void line_batch_free(line_batch *b)
+{
+    free(b->buf);
+    statsd_batch_free(&b->check);
+    memset(b, 0, sizeof *b);
+}
+
+/* Whether the one StatsD parser accepts the line alone. */
+static int line_valid(line_batch *b, const char *line, size_t len)
+{
+    char err[128];
+    return statsd_parse_batch(&b->check, line, len, &b->hub->limits, 0, err, sizeof err) == 0 &&
+           b->check.count > 0;
+}
+
+static int append_line(line_batch *b, const char *line, size_t len)
+{
+    if (b->len + len + 1 > b->cap) {
+        size_t cap = b->cap ? b->cap : 64 * 1024;
+        while (cap < b->len + len + 1)
+            cap *= 2;
+        char *grown = realloc(b->buf, cap);
+        if (!grown)
+            return -1;
+        b->buf = grown, b->cap = cap;
+    }
+    memcpy(b->buf + b->len, line, len);
+    b->len += len;
+    b->buf[b->len++] = '\n';
+    b->lines++;
+    return 0;
+}
+
+static void add_line(line_batch *b, const char *line, size_t len, int64_t now_ms)
+{
+    gather_counters *c = &b->hub->counters;
+    atomic_fetch_add_explicit(&c->lines, 1, memory_order_relaxed);
+    if (!line_valid(b, line, len)) {
+        atomic_fetch_add_explicit(&c->invalid, 1, memory_order_relaxed);
+        return;
+    }
+    if (b->len + len + 1 > b->hub->max_body)
+        line_batch_flush(b);
+    if (b->lines == 0)
+        b->first_ms = now_ms;
+    if (append_line(b, line, len) != 0) {
+        atomic_fetch_add(&c->lost_failed, 1);
+        warn_lost(b->hub, 1, "out of memory");
+        return;
+    }
+    if (b->lines >= b->hub->batch_lines)
+        line_batch_flush(b);
+}
+
+void line_batch_add(line_batch *b, const char *data, size_t len, int64_t now_ms)
+{
+    while (len > 0) {
+        const char *nl = memchr(data, '\n', len);
+        size_t n = nl ? (size_t)(nl - data) : len;
+        size_t used = n + (nl != NULL);
+        if (n > 0 && data[n - 1] == '\r')
+            n--;
+        if (n > 0)
+            add_line(b, data, n, now_ms);
+        data += used;
+        len -= used;
+    }
+}
+
+int64_t line_batch_tick(line_batch *b, int64_t now_ms)
+{
+    if (b->lines == 0)
+        return -1;
+    int64_t due = b->first_ms + b->hub->cfg->statsd.batch_ms - now_ms;
+    if (due > 0)
+        return due;
+    line_batch_flush(b);
+    return -1;
+}
+
+/* ---- life ------------------------------------------------------------------------------- */
+
+gather_hub *statsd_gather_new(struct event_base *base, const tally_config *cfg,
+                              batch_pipeline *pipeline, char *err, size_t errlen)
+{
+    gather_hub *h = calloc(1, sizeof *h);
+    if (!h) {
+        snprintf(err, errlen, "statsd: out of memory");
+        return NULL;
+    }
+    h->cfg = cfg;
+    h->pipeline = pipeline;
+    h->limits.max_lines = 1;
+    h->limits.max_name_len = (size_t)cfg->ingest.max_name_length;
+    h->limits.max_tags_len = (size_t)cfg->ingest.max_tags_length;
+    h->limits.max_errors = 1;
+    h->batch_lines = (size_t)cfg->statsd.batch_lines;
+    if (h->batch_lines > (size_t)cfg->ingest.max_lines)
+        h->batch_lines = (size_t)cfg->ingest.max_lines;
+    h->max_body = (size_t)cfg->ingest.max_body_bytes;
+    h->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (h->efd < 0 || pthread_mutex_init(&h->lock, NULL) != 0) {
+        snprintf(err, errlen, "statsd: eventfd: %s", strerror(errno));
+        if (h->efd >= 0)
+            close(h->efd);
+        free(h);
+        return NULL;
+    }
+    h->ready = event_new(base, h->efd, EV_READ | EV_PERSIST, on_ready, h);
+    if (!h->ready || event_add(h->ready, NULL) != 0) {
+        snprintf(err, errlen, "statsd: libevent: cannot watch the eventfd");
+        statsd_gather_free(h);
+        return NULL;
+    }
+    return h;
+}
+
+gather_counters *statsd_gather_counters(gather_hub *h)
+{
+    return &h->counters;
+}
+
+void statsd_gather_free(gather_hub *h)
+{
+    if (!h)
+        return;
+    if (h->ready)
+        event_free(h->ready);
+    for (queued_batch *q = h->head, *next; q; q = next) {
+        next = q->next;
+        free(q->body);
+        free(q);
+    }
+    close(h->efd);
+    pthread_mutex_destroy(&h->lock);
+    free(h);
+}

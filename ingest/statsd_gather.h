@@ -1,0 +1,87 @@
+/*
+ * statsd_gather.h — lines from the StatsD listeners (UDP datagrams, TCP
+ * streams) gathered into batches that take the acknowledged path of an HTTP
+ * batch (batch_pipeline_submit: Kafka, then Redis).
+ *
+ * Nobody can be answered on UDP (or on StatsD's TCP), so each line is checked
+ * on its own by the one StatsD parser: a bad line is dropped and counted by
+ * its reason, and the good lines around it are kept. A producer (one per UDP
+ * reader thread, one for all TCP connections) fills its own line_batch and
+ * hands it over when it holds statsd.batch_lines lines, when its first line
+ * is statsd.batch_ms old, or when the next line would not fit in
+ * ingest.max_body_bytes. Hand-over is thread-safe: a bounded queue
+ * (GATHER_QUEUE_MAX batches) and an eventfd that wakes the event loop, which
+ * submits the batches. A batch the queue or the pipeline refuses is lost:
+ * its lines are counted (lost_busy, lost_failed); so is a batch whose fate
+ * Kafka could not tell (lost_unknown: it may be stored).
+ *
+ * Counters are atomics, readable from any thread (statsd_gather_stats).
+ */
+#ifndef TALLY_STATSD_GATHER_H
+#define TALLY_STATSD_GATHER_H
+
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <event2/event.h>
+
+#include "batch_pipeline.h"
+#include "config.h"
+#include "statsd.h"
+
+#define GATHER_QUEUE_MAX 64
+
+typedef struct gather_counters {
+    _Atomic uint64_t datagrams;        /* UDP datagrams received */
+    _Atomic uint64_t truncated;        /* ... longer than the receive buffer (dropped) */
+    _Atomic uint64_t tcp_connections;  /* TCP connections accepted */
+    _Atomic uint64_t tcp_refused;      /* ... refused (statsd.max_tcp_connections) */
+    _Atomic uint64_t lines;            /* non-empty lines received */
+    _Atomic uint64_t invalid;          /* lines dropped: the parser refused them */
+    _Atomic uint64_t batches;          /* batches submitted */
+    _Atomic uint64_t lines_stored;     /* lines of batches Kafka holds */
+    _Atomic uint64_t lost_busy;        /* lines of batches refused: queue full, in-flight limits */
+    _Atomic uint64_t lost_failed;      /* lines of batches refused by Kafka or the pipeline */
+    _Atomic uint64_t lost_unknown;     /* lines of batches Kafka may or may not hold */
+} gather_counters;
+
+typedef struct gather_hub gather_hub;
+
+/* One producer's batch in the making (not shared between threads). */
+typedef struct line_batch {
+    gather_hub *hub;
+    char *buf;
+    size_t len, cap, lines;
+    int64_t first_ms;     /* monotonic ms of its first line */
+    statsd_batch check;   /* the parser's buffers, reused for every line */
+} line_batch;
+
+/* The pipeline is borrowed; runs on `base`. NULL with err filled. */
+gather_hub *statsd_gather_new(struct event_base *base, const tally_config *cfg,
+                              batch_pipeline *pipeline, char *err, size_t errlen);
+void statsd_gather_free(gather_hub *h);
+
+gather_counters *statsd_gather_counters(gather_hub *h);
+
+void line_batch_init(line_batch *b, gather_hub *h);
+void line_batch_free(line_batch *b);
+
+/* Checks and keeps the lines of data ('\n'-separated; a trailing "\r" and
+ * empty lines are ignored); hands the batch over whenever it is full. */
+void line_batch_add(line_batch *b, const char *data, size_t len, int64_t now_ms);
+
+/* Hands the batch over when its first line is statsd.batch_ms old; returns
+ * the ms until that is due (-1: the batch is empty). */
+int64_t line_batch_tick(line_batch *b, int64_t now_ms);
+
+/* Hands the batch over now (if it holds anything). */
+void line_batch_flush(line_batch *b);
+
+/* On the event loop: submits what the queue holds now (as the eventfd
+ * would), for a stop that must not wait for the loop. */
+void statsd_gather_submit_queued(gather_hub *h);
+
+int64_t statsd_gather_now_ms(void);
+
+#endif

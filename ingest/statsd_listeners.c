@@ -1,0 +1,95 @@
+/*
+ * statsd_listeners.c — see statsd_listeners.h.
+ */
+#include "statsd_listeners.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "statsd_gather.h"
+#include "statsd_tcp.h"
+#include "statsd_udp.h"
+
+struct statsd_listeners {
+    const tally_config *cfg;
+    gather_hub *hub;
+    statsd_udp *udp;
+    statsd_tcp *tcp;
+    int stopped;
+};
+
+statsd_listeners *statsd_listeners_start(struct event_base *base, const tally_config *cfg,
+                                         batch_pipeline *pipeline, char *err, size_t errlen)
+{
+    statsd_listeners *l = calloc(1, sizeof *l);
+    if (!l) {
+        snprintf(err, errlen, "statsd: out of memory");
+        return NULL;
+    }
+    l->cfg = cfg;
+    if ((cfg->statsd.udp_enabled || cfg->statsd.tcp_enabled) &&
+        !config_is_loopback(cfg->statsd.listen_address) && !cfg->statsd.allow_remote) {
+        snprintf(err, errlen,
+                 "refusing to open the StatsD listeners on %s: StatsD has no credentials, so "
+                 "anyone who can reach it could write metrics. Firewall the port to the hosts "
+                 "that send and set statsd.allow_remote = true, or listen on loopback",
+                 cfg->statsd.listen_address);
+        free(l);
+        return NULL;
+    }
+    l->hub = statsd_gather_new(base, cfg, pipeline, err, errlen);
+    if (!l->hub)
+        goto fail;
+    /* TCP first: its bind has no SO_REUSEPORT, so a second tally-ingest on the
+     * same port fails here instead of sharing the UDP datagrams */
+    if (cfg->statsd.tcp_enabled && !(l->tcp = statsd_tcp_start(base, cfg, l->hub, err, errlen)))
+        goto fail;
+    if (cfg->statsd.udp_enabled && !(l->udp = statsd_udp_start(cfg, l->hub, err, errlen)))
+        goto fail;
+    return l;
+fail:
+    statsd_listeners_free(l);
+    return NULL;
+}
+
+void statsd_listeners_stop(statsd_listeners *l)
+{
+    if (!l || l->stopped)
+        return;
+    l->stopped = 1;
+    statsd_udp_stop(l->udp);
+    l->udp = NULL;
+    statsd_tcp_stop(l->tcp);
+    l->tcp = NULL;
+    statsd_gather_submit_queued(l->hub);
+}
+
+static unsigned long long get(_Atomic uint64_t *v)
+{
+    return (unsigned long long)atomic_load_explicit(v, memory_order_relaxed);
+}
+
+void statsd_listeners_health(statsd_listeners *l, struct evbuffer *out)
+{
+    gather_counters *c = statsd_gather_counters(l->hub);
+    evbuffer_add_printf(
+        out,
+        ",\"statsd\":{\"udp\":%s,\"tcp\":%s,\"datagrams\":%llu,\"truncated\":%llu,"
+        "\"kernel_drops\":%llu,\"tcp_connections\":%zu,\"tcp_accepted\":%llu,"
+        "\"tcp_refused\":%llu,\"lines\":%llu,\"invalid\":%llu,\"batches\":%llu,"
+        "\"lines_stored\":%llu,\"lost_busy\":%llu,\"lost_failed\":%llu,\"lost_unknown\":%llu}",
+        l->udp ? "true" : "false", l->tcp ? "true" : "false", get(&c->datagrams),
+        get(&c->truncated), (unsigned long long)statsd_udp_kernel_drops(l->udp),
+        statsd_tcp_connections(l->tcp), get(&c->tcp_connections), get(&c->tcp_refused),
+        get(&c->lines), get(&c->invalid), get(&c->batches), get(&c->lines_stored),
+        get(&c->lost_busy), get(&c->lost_failed), get(&c->lost_unknown));
+}
+
+void statsd_listeners_free(statsd_listeners *l)
+{
+    if (!l)
+        return;
+    statsd_listeners_stop(l);
+    statsd_gather_free(l->hub);
+    free(l);
+}

@@ -1,0 +1,143 @@
+#!/usr/bin/env bash
+# The StatsD listeners with real, unchanged clients from PyPI (installed by
+# deploy/install-deps into a virtualenv): Python's `statsd` 4.x over UDP and
+# TCP, and `datadog`'s DogStatsD client over UDP, at a modest rate; the
+# totals in Redis and SQLite are exact. A bad line in a datagram is dropped
+# and counted while the good lines beside it are kept; the kernel dropped
+# nothing; lines received just before SIGTERM are stored.
+source "$(dirname "$0")/lib.sh"
+PY=${TALLY_PYTHON:-${TALLY_CACHE:-$HOME/.cache/tally}/python/bin/python3}
+"$PY" -c 'import statsd, datadog' 2>/dev/null || fail "$PY cannot import statsd and datadog: run deploy/install-deps"
+
+SPORT=${STATSD_PORT:-18125}
+STATSD_UDP=true STATSD_TCP=true STATSD_PORT=$SPORT write_config
+start_ingest
+start_flusher
+P=$METRIC_PREFIX
+stats() { curl -fsS "$BASE_URL/healthz" | jq -r ".statsd.$1"; }
+
+# wait_live NAME JQ WANT: until GET /v1/counters/NAME | JQ gives WANT (15 s).
+wait_live() {
+    local got="" i
+    for ((i = 0; i < 75; i++)); do
+        got=$(curl -sS "$BASE_URL/v1/counters/$1" | jq -r "$2" 2>/dev/null || true)
+        [[ $got == "$3" ]] && break
+        sleep 0.2
+    done
+    check_eq "live $1 $2" "$3" "$got"
+}
+
+# 1. Python statsd 4.x, UDP: one line per datagram, and a pipeline (several
+# lines per datagram).
+"$PY" - "$SPORT" "$P" <<'PYEOF'
+import sys, statsd
+port, p = int(sys.argv[1]), sys.argv[2]
+c = statsd.StatsClient('127.0.0.1', port)
+for _ in range(200):
+    c.incr(p + '.udp.c')
+c.incr(p + '.udp.c', 5)
+c.gauge(p + '.udp.g', 42)
+for v in (10, 20, 30):
+    c.timing(p + '.udp.t', v)
+with c.pipeline() as pipe:
+    for _ in range(100):
+        pipe.incr(p + '.udp.pipe')
+for m in ('alice', 'bob', 'alice'):
+    c.set(p + '.udp.s', m)
+PYEOF
+wait_live "$P.udp.c" .value 205
+wait_live "$P.udp.pipe" .value 100
+wait_live "$P.udp.g" '.series[0].value' 42
+wait_live "$P.udp.t" '"\(.count) \(.sum) \(.min) \(.max)"' "3 60 10 30"
+wait_live "$P.udp.s" '.series[0].value' 2
+
+# 2. Python statsd 4.x, TCP: lines on one connection, and a pipeline.
+"$PY" - "$SPORT" "$P" <<'PYEOF'
+import sys, statsd
+port, p = int(sys.argv[1]), sys.argv[2]
+c = statsd.TCPStatsClient('127.0.0.1', port)
+for _ in range(150):
+    c.incr(p + '.tcp.c')
+with c.pipeline() as pipe:
+    for _ in range(50):
+        pipe.incr(p + '.tcp.c', 2)
+c.close()
+PYEOF
+wait_live "$P.tcp.c" .value 250
+
+# 3. DogStatsD (the datadog package), UDP, with tags and a sample rate.
+"$PY" - "$SPORT" "$P" <<'PYEOF'
+import sys
+from datadog.dogstatsd import DogStatsd
+port, p = int(sys.argv[1]), sys.argv[2]
+d = DogStatsd(host='127.0.0.1', port=port, disable_telemetry=True, disable_buffering=True,
+              origin_detection_enabled=False)
+for _ in range(30):
+    d.increment(p + '.dog.c', tags=['env:prod', 'team:a'])
+d.increment(p + '.dog.c', 4, tags=['env:dev'], sample_rate=0.5)  # counts 8 if sent (random)
+d.gauge(p + '.dog.g', 7.5, tags=['env:prod'])
+for v in (1, 2, 3, 4):
+    d.distribution(p + '.dog.d', v)
+d.flush()
+PYEOF
+wait_live "$P.dog.g" '.series[0].value' 7.5
+wait_live "$P.dog.d" '"\(.count) \(.sum)"' "4 10"
+got=$(curl -sS "$BASE_URL/v1/counters/$P.dog.c" | jq -r '[.series[] | select(.tags == "env:prod,team:a") | .value][0]')
+check_eq "DogStatsD counter with tags" 30 "$got"
+
+# 4. A bad line among good ones in one datagram: dropped and counted, the
+# good lines kept.
+invalid0=$(stats invalid)
+"$PY" - "$SPORT" "$P" <<'PYEOF'
+import socket, sys
+port, p = int(sys.argv[1]), sys.argv[2]
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.sendto(('%s.mix:1|c\nno colon here\n%s.mix:2|c\r\n\n%s.mix:x|c\n%s.mix:4|c' % (p, p, p, p)).encode(),
+         ('127.0.0.1', port))
+PYEOF
+wait_live "$P.mix" .value 7
+check_eq "bad lines counted" 2 "$(( $(stats invalid) - invalid0 ))"
+
+# SQLite gets exactly what the listeners received.
+wait_sqlite_counter "$P.udp.c" 205
+wait_sqlite_counter "$P.udp.pipe" 100
+wait_sqlite_counter "$P.tcp.c" 250
+wait_sqlite_counter "$P.mix" 7
+check_eq "kernel drops, lost lines" "0 0 0 0" \
+    "$(stats kernel_drops) $(stats lost_busy) $(stats lost_failed) $(stats lost_unknown)"
+
+# 5. SIGTERM right after a burst: what the sockets hold is read, batched
+# and stored before tally-ingest exits.
+"$PY" - "$SPORT" "$P" <<'PYEOF'
+import socket, sys
+port, p = int(sys.argv[1]), sys.argv[2]
+u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+for _ in range(20):
+    u.sendto(('\n'.join(['%s.stop:1|c' % p] * 50)).encode(), ('127.0.0.1', port))
+t = socket.create_connection(('127.0.0.1', port))
+t.sendall(('%s.stop:1|c\n' % p).encode() * 500)
+t.close()
+PYEOF
+stop_ingest
+wait_sqlite_counter "$P.stop" 1500
+log "ok: 1,500 lines sent just before SIGTERM are in SQLite"
+
+# 6. No credentials in StatsD: a non-loopback address must be asked for; and
+# a port another process holds (say a second tally-ingest) is refused, not
+# shared through SO_REUSEPORT.
+STATSD_UDP=true STATSD_TCP=true STATSD_PORT=$SPORT STATSD_SETTINGS='listen_address = "0.0.0.0";' write_config
+expect_refusal "StatsD on 0.0.0.0 without statsd.allow_remote" "statsd.allow_remote = true" \
+    "$TALLY_BUILD/tally-ingest" -c "$CONF"
+STATSD_UDP=true STATSD_TCP=true STATSD_PORT=$SPORT write_config
+"$PY" -c "import socket, time, sys
+s = socket.socket(); s.bind(('127.0.0.1', $SPORT)); s.listen(1)
+print('bound', flush=True); time.sleep(60)" >"$WORK/holder.out" 2>&1 &
+holder=$!
+for ((i = 0; i < 50; i++)); do grep -q bound "$WORK/holder.out" && break; sleep 0.1; done
+expect_refusal "StatsD port held by another process" "statsd TCP 127.0.0.1:$SPORT: Address already in use" \
+    "$TALLY_BUILD/tally-ingest" -c "$CONF"
+kill "$holder" 2>/dev/null || true
+wait "$holder" 2>/dev/null || true
+
+stop_flusher
+finish
