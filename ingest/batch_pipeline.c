@@ -41,9 +41,33 @@
 #include "live_known.h"
 #include "live_update.h"
 #include "log.h"
+#include "prom_text.h"
 #include "record.h"
 #include "redis_keys.h"
 #include "statsd.h"
+
+/* The answers a batch can get, as /metrics labels them (by HTTP status). */
+enum { ANSWER_ACCEPTED, ANSWER_INVALID, ANSWER_KEY_CONFLICT, ANSWER_TOO_LARGE,
+       ANSWER_UNSUPPORTED_ENCODING, ANSWER_LIVE_SERIES_LIMIT, ANSWER_RATE_LIMITED,
+       ANSWER_UNAVAILABLE, ANSWER_INTERNAL, ANSWER_KINDS };
+static const char *const answer_names[ANSWER_KINDS] = {
+    "accepted", "invalid", "key_conflict", "too_large", "unsupported_encoding",
+    "live_series_limit", "rate_limited", "unavailable", "internal"};
+
+static int answer_kind(int status)
+{
+    switch (status) {
+    case 200: return ANSWER_ACCEPTED;
+    case 400: return ANSWER_INVALID;
+    case 409: return ANSWER_KEY_CONFLICT;
+    case 413: return ANSWER_TOO_LARGE;
+    case 415: return ANSWER_UNSUPPORTED_ENCODING;
+    case 422: return ANSWER_LIVE_SERIES_LIMIT;
+    case 429: return ANSWER_RATE_LIMITED;
+    case 503: return ANSWER_UNAVAILABLE;
+    default: return ANSWER_INTERNAL;
+    }
+}
 
 struct batch_pipeline {
     struct event_base *base;
@@ -65,6 +89,11 @@ struct batch_pipeline {
     live_known *known;  /* series admitted, distribution min/max the live view holds */
     time_t admission_skip_logged;
     unsigned redis_restarts; /* redis_writer_restarts() when bounds was last valid */
+    /* for /metrics (batch_pipeline_metrics) */
+    uint64_t answers[ANSWER_KINDS];  /* batches by answer (answer_kind) */
+    uint64_t events_accepted, lines_rejected, redis_failures;
+    uint64_t kafka_failures[3];      /* not_stored, unknown, too_large */
+    prom_hist ack;                   /* accepted to 200 */
 };
 
 /* What the live view is known to hold (live_known.h): entries and bytes of
@@ -84,6 +113,7 @@ typedef struct batch_sink {
     struct evhttp_request *req;
     batch_done_fn done;
     void *opaque;
+    batch_pipeline *pipeline; /* counts the answer */
 } batch_sink;
 
 typedef struct batch_request {
@@ -94,6 +124,7 @@ typedef struct batch_request {
     const auth_client *client; /* NULL without tokens */
     char digest[DEDUP_DIGEST_TEXT]; /* of the body (dedup.h) */
     int64_t log_ms;     /* its record's Kafka timestamp, once delivered */
+    int64_t started_ns; /* monotonic, when it was accepted (the ack latency) */
     size_t events;
     size_t bytes; /* counted in inflight_bytes */
     int answered; /* the client has its answer (the deadline may come first) */
@@ -121,6 +152,7 @@ typedef struct redis_group {
 static void sink_error(const batch_sink *k, int code, const char *status, const char *msg,
                        const char *key, int retry_after, const char *outcome)
 {
+    k->pipeline->answers[answer_kind(code)]++;
     if (!k->req)
         k->done(k->opaque, code, outcome ? outcome : "not_stored", msg);
     else if (outcome)
@@ -131,6 +163,8 @@ static void sink_error(const batch_sink *k, int code, const char *status, const 
 
 static void reply_invalid_batch(const batch_sink *k, const statsd_batch *batch)
 {
+    k->pipeline->answers[ANSWER_INVALID]++;
+    k->pipeline->lines_rejected += batch->error_total;
     if (!k->req) {
         k->done(k->opaque, 400, "not_stored",
                 batch->error_count ? batch->errors[0].reason : "invalid batch");
@@ -164,6 +198,13 @@ static int64_t now_ms(void)
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static int64_t now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
 static int valid_batch_id(const char *id)
@@ -227,6 +268,10 @@ static void refuse_batch(batch_request *br, int code, const char *status, const 
 static void reply_accepted(batch_request *br, const char *live)
 {
     br->answered = 1;
+    batch_pipeline *s = br->srv;
+    s->answers[ANSWER_ACCEPTED]++;
+    s->events_accepted += br->events;
+    prom_hist_observe(&s->ack, (double)(now_ns() - br->started_ns) / 1e9);
     if (!br->sink.req) {
         br->sink.done(br->sink.opaque, 200, "stored", live);
         return;
@@ -253,6 +298,8 @@ static void reply_accepted(batch_request *br, const char *live)
  * already did) and frees the batch. */
 static void finish_redis(batch_request *br, int result, const char *reason)
 {
+    if (result < 0)
+        br->srv->redis_failures++;
     if (br->answered) {
         /* The client got a 503 at the deadline and retries with the key; the
          * batch is in Kafka all the same, so Redis should have it too. */
@@ -418,6 +465,7 @@ static void on_kafka_delivered(void *opaque, kafka_outcome outcome, int64_t log_
         if (br->answered) {
             /* (the deadline answered "unknown"; the client's retry settles it) */
         } else if (outcome == KAFKA_TOO_LARGE) {
+            br->srv->kafka_failures[2]++;
             snprintf(err, sizeof err,
                      "kafka refused the batch's record as too large (%s): the broker's "
                      "message.max.bytes is below kafka.max_message_bytes (%d); send smaller "
@@ -426,6 +474,7 @@ static void on_kafka_delivered(void *opaque, kafka_outcome outcome, int64_t log_
             sink_error(&br->sink, 413, "Payload Too Large", err, client_key(br), 0,
                               "not_stored");
         } else if (outcome == KAFKA_MAYBE_STORED) {
+            br->srv->kafka_failures[1]++;
             snprintf(err, sizeof err,
                      "kafka did not confirm the batch (%s) but may hold it: retry with the same "
                      "Idempotency-Key, which counts it once",
@@ -433,6 +482,7 @@ static void on_kafka_delivered(void *opaque, kafka_outcome outcome, int64_t log_
             sink_error(&br->sink, 503, "Service Unavailable", err, client_key(br), 1,
                               "unknown");
         } else {
+            br->srv->kafka_failures[0]++;
             snprintf(err, sizeof err, "kafka did not take the batch: %s; nothing was acknowledged",
                      reason);
             sink_error(&br->sink, 503, "Service Unavailable", err, client_key(br), 1,
@@ -468,23 +518,32 @@ static void on_batch_deadline(evutil_socket_t fd, short what, void *arg)
                       client_key(br), 1, "unknown");
 }
 
+/* An answer to a POST refused before it became a batch (counted). */
+static void refuse_post(batch_pipeline *s, struct evhttp_request *req, int code, const char *status,
+                        const char *msg, const char *key, int retry_after)
+{
+    s->answers[answer_kind(code)]++;
+    http_reply_error(req, code, status, msg, key, retry_after);
+}
+
 /* The answer to a body body_decode() refused. */
-static void reply_undecodable(struct evhttp_request *req, int decoded, const char *err)
+static void reply_undecodable(batch_pipeline *s, struct evhttp_request *req, int decoded,
+                              const char *err)
 {
     char msg[384];
     switch (decoded) {
     case BODY_TOO_LARGE:
         snprintf(msg, sizeof msg, "%s (ingest.max_body_bytes)", err);
-        http_reply_error(req, 413, "Payload Too Large", msg, NULL, 0);
+        refuse_post(s, req, 413, "Payload Too Large", msg, NULL, 0);
         break;
     case BODY_UNSUPPORTED:
-        http_reply_error(req, 415, "Unsupported Media Type", err, NULL, 0);
+        refuse_post(s, req, 415, "Unsupported Media Type", err, NULL, 0);
         break;
     case BODY_CORRUPT:
-        http_reply_error(req, 400, "Bad Request", err, NULL, 0);
+        refuse_post(s, req, 400, "Bad Request", err, NULL, 0);
         break;
     default:
-        http_reply_error(req, 500, "Internal Server Error", err, NULL, 0);
+        refuse_post(s, req, 500, "Internal Server Error", err, NULL, 0);
         break;
     }
 }
@@ -637,27 +696,27 @@ static void handle_post_events(batch_pipeline *s, struct evhttp_request *req,
     size_t len = evbuffer_get_length(input);
     const char *busy = busy_reason(s, len);
     if (busy) {
-        http_reply_error(req, 503, "Service Unavailable", busy, NULL, 1);
+        refuse_post(s, req, 503, "Service Unavailable", busy, NULL, 1);
         return;
     }
     char batch_id[IDEMPOTENCY_KEY_MAX + 1];
     const char *given = evhttp_find_header(evhttp_request_get_input_headers(req), "Idempotency-Key");
     if (given) {
         if (!valid_batch_id(given)) {
-            http_reply_error(req, 400, "Bad Request",
+            refuse_post(s, req, 400, "Bad Request",
                         "invalid Idempotency-Key header: 1-128 characters of [A-Za-z0-9._:-]",
                         NULL, 0);
             return;
         }
         snprintf(batch_id, sizeof batch_id, "%s", given);
     } else if (generate_batch_id(batch_id, sizeof batch_id) != 0) {
-        http_reply_error(req, 500, "Internal Server Error", "no randomness for a batch id", NULL, 0);
+        refuse_post(s, req, 500, "Internal Server Error", "no randomness for a batch id", NULL, 0);
         return;
     }
 
     const uint8_t *raw = len ? evbuffer_pullup(input, -1) : (const uint8_t *)"";
     if (!raw) {
-        http_reply_error(req, 500, "Internal Server Error", "out of memory reading the body", NULL, 0);
+        refuse_post(s, req, 500, "Internal Server Error", "out of memory reading the body", NULL, 0);
         return;
     }
     const uint8_t *plain;
@@ -668,10 +727,10 @@ static void handle_post_events(batch_pipeline *s, struct evhttp_request *req,
                               raw, len, (size_t)s->cfg->ingest.max_body_bytes, &plain, &len,
                               &owned, err, sizeof err);
     if (decoded != BODY_OK) {
-        reply_undecodable(req, decoded, err);
+        reply_undecodable(s, req, decoded, err);
         return;
     }
-    batch_sink sink = {req, NULL, NULL};
+    batch_sink sink = {req, NULL, NULL, s};
     accept_batch(s, &sink, client, batch_id, (const char *)plain, len);
     if (owned)
         free((void *)plain);
@@ -705,6 +764,7 @@ static void accept_batch(batch_pipeline *s, const batch_sink *sink, const auth_c
     }
     br->srv = s;
     br->sink = *sink;
+    br->started_ns = now_ns();
     br->client = client;
     br->events = s->batch.count;
     /* keys are scoped per client: one client cannot claim another's key */
@@ -750,7 +810,7 @@ void batch_pipeline_post(batch_pipeline *p, struct evhttp_request *req, const au
 void batch_pipeline_submit(batch_pipeline *p, const char *body, size_t len, batch_done_fn done,
                            void *opaque)
 {
-    batch_sink sink = {NULL, done, opaque};
+    batch_sink sink = {NULL, done, opaque, p};
     char batch_id[IDEMPOTENCY_KEY_MAX + 1];
     const char *busy = busy_reason(p, len);
     if (busy)
@@ -802,6 +862,38 @@ int batch_pipeline_draining(const batch_pipeline *p)
 int batch_pipeline_fail_open(const batch_pipeline *p)
 {
     return p->fail_open;
+}
+
+void batch_pipeline_metrics(const batch_pipeline *p, prom_text *t)
+{
+    prom_text_family(t, "tally_ingest_batches_total", "counter",
+                     "Batches answered (HTTP and the StatsD listeners), by answer.");
+    for (int i = 0; i < ANSWER_KINDS; i++) {
+        const char *labels[] = {"result", answer_names[i], NULL};
+        prom_text_sample(t, "tally_ingest_batches_total", labels, (double)p->answers[i]);
+    }
+    prom_text_single(t, "tally_ingest_events_accepted_total", "counter",
+                     "Events in batches acknowledged (Kafka holds them).",
+                     (double)p->events_accepted);
+    prom_text_single(t, "tally_ingest_lines_rejected_total", "counter",
+                     "Bad lines in batches refused as invalid.", (double)p->lines_rejected);
+    prom_text_histogram(t, "tally_ingest_ack_duration_seconds",
+                        "From a batch's arrival to its 200 (Kafka and Redis hold it).", &p->ack);
+    static const char *const kafka_outcomes[] = {"not_stored", "unknown", "too_large"};
+    prom_text_family(t, "tally_ingest_kafka_delivery_failures_total", "counter",
+                     "Batches Kafka did not confirm, by outcome.");
+    for (int i = 0; i < 3; i++) {
+        const char *labels[] = {"outcome", kafka_outcomes[i], NULL};
+        prom_text_sample(t, "tally_ingest_kafka_delivery_failures_total", labels,
+                         (double)p->kafka_failures[i]);
+    }
+    prom_text_single(t, "tally_ingest_redis_apply_failures_total", "counter",
+                     "Batches in Kafka whose live-view update failed (marked stale or 503).",
+                     (double)p->redis_failures);
+    prom_text_single(t, "tally_ingest_inflight_batches", "gauge",
+                     "Batches accepted and not answered yet.", (double)p->inflight);
+    prom_text_single(t, "tally_ingest_inflight_bytes", "gauge",
+                     "Bytes held for batches not answered yet.", (double)p->inflight_bytes);
 }
 
 size_t batch_pipeline_inflight(const batch_pipeline *p)

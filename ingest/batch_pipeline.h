@@ -29,6 +29,7 @@
 #include "auth.h"
 #include "config.h"
 #include "kafka_writer.h"
+#include "prom_text.h"
 #include "redis_writer.h"
 
 typedef struct batch_pipeline batch_pipeline;
@@ -64,6 +65,10 @@ int batch_pipeline_fail_open(const batch_pipeline *p);
 
 /* Batches accepted for processing and not yet answered. */
 size_t batch_pipeline_inflight(const batch_pipeline *p);
+
+/* Appends the write path's /metrics families (answers by kind, events, the
+ * ack latency histogram, Kafka and Redis failures, in flight). */
+void batch_pipeline_metrics(const batch_pipeline *p, prom_text *t);
 
 /* Call only when inflight is 0. NULL is a no-op. */
 void batch_pipeline_free(batch_pipeline *p);

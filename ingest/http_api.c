@@ -20,6 +20,7 @@
 #include "batch_pipeline.h"
 #include "http_guard.h"
 #include "http_reply.h"
+#include "metrics_route.h"
 #include "log.h"
 
 struct ingest_server {
@@ -71,6 +72,16 @@ static void handle_healthz(ingest_server *s, struct evhttp_request *req)
     evbuffer_add(b, "}\n", 2);
     http_reply_json(req, can_ack ? 200 : 503, can_ack ? "OK" : "Service Unavailable", b);
     evbuffer_free(b);
+}
+
+/* ---- GET /metrics (metrics_route.h) --------------------------------------------- */
+
+static void handle_metrics(ingest_server *s, struct evhttp_request *req)
+{
+    metrics_sources src = {s->kafka, s->redis, s->pipeline,
+                           s->reads ? prom_api_cache(s->reads) : NULL, s->statsd,
+                           http_guard_connections(s->guard)};
+    metrics_route_handle(&src, req);
 }
 
 /* ---- routing ------------------------------------------------------------------ */
@@ -167,6 +178,11 @@ static void on_request(struct evhttp_request *req, void *arg)
             handle_healthz(s, req);
         else
             reply_wrong_method(req, "GET, HEAD", "/healthz");
+    } else if (strcmp(path, "/metrics") == 0) {
+        if (reading)
+            handle_metrics(s, req);
+        else
+            reply_wrong_method(req, "GET, HEAD", "/metrics");
     } else {
         http_reply_error(req, 404, "Not Found", "no such route", NULL, 0);
     }

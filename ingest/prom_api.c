@@ -19,12 +19,12 @@
 
 #include "http_reply.h"
 #include "query_cache.h"
+#include "version.h"
 #include "query_exec.h"
 
 /* Prometheus' own bounds of an open time range. */
 #define TIME_MIN_MS (-9223372036854LL * 1000 / 2)
 #define TIME_MAX_MS (9223372036854LL * 1000 / 2)
-#define TALLY_VERSION "0.9.0"
 
 struct prom_api {
     struct event_base *base;
@@ -62,6 +62,11 @@ void prom_api_free(prom_api *a)
 size_t prom_api_inflight(const prom_api *a)
 {
     return a->inflight;
+}
+
+query_cache *prom_api_cache(const prom_api *a)
+{
+    return a->cache;
 }
 
 void prom_api_health(const prom_api *a, struct evbuffer *out)

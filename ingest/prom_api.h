@@ -57,6 +57,9 @@ void prom_api_health(const prom_api *a, struct evbuffer *out);
 /* Reads answered but not yet sent (their queries are running). */
 size_t prom_api_inflight(const prom_api *a);
 
+/* The cache the routes read through (for /metrics). */
+query_cache *prom_api_cache(const prom_api *a);
+
 void prom_api_free(prom_api *a);
 
 #endif

@@ -975,6 +975,48 @@ void query_cache_stats_get(const query_cache *c, cache_stats *out)
     }
 }
 
+void query_cache_metrics(const query_cache *c, prom_text *t)
+{
+    cache_stats st;
+    query_cache_stats_get(c, &st);
+    const struct {
+        const char *name, *help;
+        uint64_t value;
+    } counters[] = {
+        {"tally_reads_cache_hits_total", "Reads answered from the cache (either copy).", st.hits},
+        {"tally_reads_cache_local_hits_total", "Of those, answered by the in-process copy.",
+         st.local_hits},
+        {"tally_reads_cache_negative_hits_total", "Reads answered by a cached \"no such metric\".",
+         st.negative_hits},
+        {"tally_reads_cache_misses_total", "Reads the cache did not hold.", st.misses},
+        {"tally_reads_single_flight_waits_total",
+         "Misses that waited for another's query instead of their own.", st.waits},
+        {"tally_reads_uncached_total", "Reads answered from SQLite with the cache away.",
+         st.uncached},
+        {"tally_reads_cache_populates_total", "Answers written to the cache.", st.populates},
+        {"tally_reads_cache_warmed_total", "Hot answers re-read after the cache came back empty.",
+         st.warmed},
+        {"tally_reads_cache_early_refreshes_total", "Hot answers re-read before they expired.",
+         st.refreshes},
+        {"tally_reads_cache_local_invalidations_total",
+         "Invalidation messages that emptied the in-process copy.", st.local_invalidations},
+        {"tally_reads_sqlite_queries_total", "Reads run against SQLite.", st.sqlite_queries},
+    };
+    for (size_t i = 0; i < sizeof counters / sizeof counters[0]; i++)
+        prom_text_single(t, counters[i].name, "counter", counters[i].help,
+                         (double)counters[i].value);
+    prom_text_single(t, "tally_reads_cache_up", "gauge",
+                     "1 while the cache Redis is connected and accepted.", st.up);
+    prom_text_single(t, "tally_reads_cache_breaker_open", "gauge",
+                     "1 while the cache's circuit breaker sends reads to SQLite.",
+                     st.breaker_open);
+}
+
+redis_writer *query_cache_redis(const query_cache *c)
+{
+    return c->redis;
+}
+
 size_t query_cache_inflight(const query_cache *c)
 {
     return c->inflight;

@@ -44,6 +44,8 @@
 #include <event2/event.h>
 
 #include "config.h"
+#include "prom_text.h"
+#include "redis_writer.h"
 #include "query_exec.h"
 #include "query_pool.h"
 
@@ -83,6 +85,12 @@ void query_cache_read(query_cache *c, read_request *r, cache_answer_fn done, voi
 int query_cache_read_raw(query_cache *c, const char *raw_key, cache_answer_fn done, void *opaque);
 
 void query_cache_stats_get(const query_cache *c, cache_stats *out);
+
+/* Appends the read path's /metrics families (tally_reads_*). */
+void query_cache_metrics(const query_cache *c, prom_text *t);
+
+/* The cache Redis' connection (NULL when cache.enabled is false): for INFO. */
+redis_writer *query_cache_redis(const query_cache *c);
 
 /* Reads waiting for an answer (queries, cache round trips, waits). */
 size_t query_cache_inflight(const query_cache *c);

@@ -85,6 +85,49 @@ void statsd_listeners_health(statsd_listeners *l, struct evbuffer *out)
         get(&c->lost_busy), get(&c->lost_failed), get(&c->lost_unknown));
 }
 
+static void counter(prom_text *t, const char *name, const char *help, _Atomic uint64_t *v)
+{
+    prom_text_single(t, name, "counter", help, (double)get(v));
+}
+
+void statsd_listeners_metrics(statsd_listeners *l, prom_text *t)
+{
+    gather_counters *c = statsd_gather_counters(l->hub);
+    counter(t, "tally_statsd_datagrams_total", "UDP datagrams received.", &c->datagrams);
+    counter(t, "tally_statsd_datagrams_truncated_total",
+            "UDP datagrams longer than the receive buffer (dropped).", &c->truncated);
+    prom_text_single(t, "tally_statsd_kernel_drops_total", "counter",
+                     "UDP datagrams the kernel dropped, a socket's buffer being full "
+                     "(SO_RXQ_OVFL; since the sockets were opened).",
+                     (double)statsd_udp_kernel_drops(l->udp));
+    prom_text_single(t, "tally_statsd_tcp_connections", "gauge", "StatsD TCP connections open.",
+                     (double)statsd_tcp_connections(l->tcp));
+    counter(t, "tally_statsd_tcp_connections_accepted_total", "StatsD TCP connections accepted.",
+            &c->tcp_connections);
+    counter(t, "tally_statsd_tcp_connections_refused_total",
+            "StatsD TCP connections closed at once (statsd.max_tcp_connections).",
+            &c->tcp_refused);
+    counter(t, "tally_statsd_lines_total", "Non-empty StatsD lines received (UDP and TCP).",
+            &c->lines);
+    prom_text_family(t, "tally_statsd_lines_dropped_total", "counter",
+                     "StatsD lines dropped, by reason.");
+    const char *invalid[] = {"reason", "invalid", NULL};
+    prom_text_sample(t, "tally_statsd_lines_dropped_total", invalid, (double)get(&c->invalid));
+    counter(t, "tally_statsd_batches_total", "Batches of StatsD lines submitted to the write path.",
+            &c->batches);
+    counter(t, "tally_statsd_lines_stored_total", "StatsD lines in batches Kafka holds.",
+            &c->lines_stored);
+    prom_text_family(t, "tally_statsd_lines_lost_total", "counter",
+                     "StatsD lines in batches that were not stored, by reason (unknown: Kafka "
+                     "may hold them).");
+    static const char *const why[] = {"busy", "failed", "unknown"};
+    _Atomic uint64_t *lost[] = {&c->lost_busy, &c->lost_failed, &c->lost_unknown};
+    for (int i = 0; i < 3; i++) {
+        const char *labels[] = {"reason", why[i], NULL};
+        prom_text_sample(t, "tally_statsd_lines_lost_total", labels, (double)get(lost[i]));
+    }
+}
+
 void statsd_listeners_free(statsd_listeners *l)
 {
     if (!l)

@@ -16,6 +16,7 @@
 
 #include "batch_pipeline.h"
 #include "config.h"
+#include "prom_text.h"
 
 typedef struct statsd_listeners statsd_listeners;
 
@@ -29,6 +30,9 @@ void statsd_listeners_stop(statsd_listeners *l);
 
 /* Appends ,"statsd":{...} (the counters) to a JSON object being written. */
 void statsd_listeners_health(statsd_listeners *l, struct evbuffer *out);
+
+/* Appends the listeners' /metrics families (tally_statsd_*). */
+void statsd_listeners_metrics(statsd_listeners *l, prom_text *t);
 
 void statsd_listeners_free(statsd_listeners *l);
 

@@ -1,0 +1,35 @@
+/*
+ * metrics_route.h — GET /metrics of tally-ingest, in Prometheus' text format
+ * (common/prom_text.h): the process (build, Kafka and Redis up, HTTP
+ * connections), the write path (batch_pipeline_metrics), the StatsD
+ * listeners, the read path, and the figures of the state and cache Redis
+ * from one INFO each per scrape (redis_info.h). The answer waits for those
+ * two INFO replies (each bounded by its writer's timeout); everything else is
+ * written when the request arrives.
+ */
+#ifndef TALLY_METRICS_ROUTE_H
+#define TALLY_METRICS_ROUTE_H
+
+#include <stddef.h>
+
+#include <event2/http.h>
+
+#include "batch_pipeline.h"
+#include "kafka_writer.h"
+#include "query_cache.h"
+#include "redis_writer.h"
+#include "statsd_listeners.h"
+
+typedef struct metrics_sources {
+    kafka_writer *kafka;
+    redis_writer *redis;          /* the state Redis */
+    batch_pipeline *pipeline;
+    query_cache *cache;           /* NULL: no read path */
+    statsd_listeners *statsd;     /* NULL: no listeners */
+    size_t http_connections;
+} metrics_sources;
+
+/* Answers req (now or after the INFO replies); src is copied. */
+void metrics_route_handle(const metrics_sources *src, struct evhttp_request *req);
+
+#endif
