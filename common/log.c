@@ -4,6 +4,8 @@
  */
 #include "log.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -14,6 +16,39 @@
 static const char *log_program = "tally";
 static log_level log_threshold = LOG_LEVEL_INFO;
 static const char *const level_names[] = {"debug", "info", "warn", "error"};
+
+static char log_path[1024];
+
+int log_open_file(const char *path)
+{
+    if (!path[0])
+        return 0;
+    if (strlen(path) >= sizeof log_path) {
+        errno = ENAMETOOLONG;
+        return -1;
+    }
+    int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
+    if (fd < 0)
+        return -1;
+    int rc = fd == STDERR_FILENO ? 0 : dup2(fd, STDERR_FILENO) < 0 ? -1 : 0;
+    int saved = errno;
+    if (fd != STDERR_FILENO)
+        close(fd);
+    errno = saved;
+    if (rc == 0 && path != log_path)
+        snprintf(log_path, sizeof log_path, "%s", path);
+    return rc;
+}
+
+void log_reopen(void)
+{
+    if (!log_path[0])
+        return;
+    if (log_open_file(log_path) != 0)
+        log_msg(LOG_LEVEL_ERROR, "SIGHUP: cannot open %s again: %s", log_path, strerror(errno));
+    else
+        log_msg(LOG_LEVEL_INFO, "SIGHUP: %s opened again", log_path);
+}
 
 void log_init(const char *program, log_level level)
 {

@@ -249,6 +249,8 @@ static const struct key_row config_keys[] = {
 
     ENUM_ROW(log.level, "info", log_level_values,
              "Lowest level that is logged."),
+    OPTIONAL_STRING_ROW(log.file,
+                        "Log file, appended to and opened again on SIGHUP; empty: stderr (the journal under systemd)."),
 };
 
 #define CONFIG_KEY_COUNT (sizeof config_keys / sizeof config_keys[0])

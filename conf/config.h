@@ -109,6 +109,7 @@ typedef struct tally_config {
     } cache;
     struct {
         char level[16];                      /* log.level              "info" (debug|info|warn|error) */
+        char file[CONFIG_PATH_MAX];          /* log.file               "" (stderr) */
     } log;
 } tally_config;
 

@@ -21,6 +21,7 @@
  */
 #include <getopt.h>
 #include <inttypes.h>
+#include <errno.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -32,6 +33,7 @@
 #include "config.h"
 #include "consumer.h"
 #include "log.h"
+#include "service.h"
 #include "pending.h"
 #include "rebuild.h"
 #include "record.h"
@@ -89,11 +91,24 @@ static void crash_before_commit(void *arg)
 /* ---- state ------------------------------------------------------------------------ */
 
 static volatile sig_atomic_t stop_requested;
+static volatile sig_atomic_t reopen_requested;
 
 static void on_signal(int sig)
 {
-    (void)sig;
-    stop_requested = 1;
+    if (sig == SIGHUP)
+        reopen_requested = 1;
+    else
+        stop_requested = 1;
+}
+
+/* Between two polls: the watchdog, and SIGHUP's log reopen. */
+static void service_chores(void)
+{
+    service_watchdog_tick();
+    if (!reopen_requested)
+        return;
+    reopen_requested = 0;
+    log_reopen();
 }
 
 typedef struct flusher {
@@ -283,6 +298,7 @@ static int flush_due(const flusher *f)
 static int run(flusher *f, char *err, size_t errlen)
 {
     while (!stop_requested) {
+        service_chores();
         int timeout = POLL_TIMEOUT_MS;
         if (pending_messages(f->pend) > 0) {
             long long left = f->first_ms + f->cfg->flusher.max_interval_ms - now_ms();
@@ -302,20 +318,23 @@ static int run(flusher *f, char *err, size_t errlen)
         if ((caught_up || flush_due(f)) && flush(f, err, errlen) < 0)
             return -1;
     }
+    service_stopping();
     log_info("stop requested: committing what is pending");
     if (pending_messages(f->pend) > 0 && flush(f, err, errlen) < 0)
         return -1;
     return 0;
 }
 
-/* SIGTERM and SIGINT set stop_requested. Returns 0, or -1 (logged). */
+/* SIGTERM and SIGINT set stop_requested, SIGHUP reopen_requested. Returns
+ * 0, or -1 (logged). */
 static int install_stop_handlers(void)
 {
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = on_signal;
     sigemptyset(&sa.sa_mask);
-    if (sigaction(SIGTERM, &sa, NULL) < 0 || sigaction(SIGINT, &sa, NULL) < 0) {
+    if (sigaction(SIGTERM, &sa, NULL) < 0 || sigaction(SIGINT, &sa, NULL) < 0 ||
+        sigaction(SIGHUP, &sa, NULL) < 0) {
         log_error("sigaction failed");
         return -1;
     }
@@ -399,6 +418,10 @@ int main(int argc, char **argv)
     }
     int level = log_level_parse(cfg.log.level);
     log_init("tally-flusher", level < 0 ? LOG_LEVEL_INFO : (log_level)level);
+    if (log_open_file(cfg.log.file) != 0) {
+        fprintf(stderr, "tally-flusher: log.file %s: %s\n", cfg.log.file, strerror(errno));
+        return 2;
+    }
 
     char err[1024];
     if (rebuild_only)
@@ -435,6 +458,7 @@ int main(int argc, char **argv)
                  f.position[p] < 0 ? (int64_t)0 : f.position[p]);
     log_info("consuming %s (%d partitions) from %s into %s", cfg.kafka.topic, f.partitions,
              cfg.kafka.brokers, cfg.sqlite.path);
+    service_ready("consuming %s into %s", cfg.kafka.topic, cfg.sqlite.path);
     if (run(&f, err, sizeof err) < 0)
         goto out;
     status = 0;

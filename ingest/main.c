@@ -25,6 +25,7 @@
 #include "kafka_writer.h"
 #include "log.h"
 #include "redis_writer.h"
+#include "service.h"
 #include "statsd_listeners.h"
 
 
@@ -94,6 +95,7 @@ static void on_stop_signal(evutil_socket_t sig, short what, void *arg)
 {
     (void)what;
     ingest_process *p = arg;
+    service_stopping();
     statsd_listeners_stop(p->statsd); /* their last batches join those in flight */
     log_info("signal %d: draining %zu in-flight batches", (int)sig,
              ingest_server_inflight(p->server));
@@ -103,12 +105,21 @@ static void on_stop_signal(evutil_socket_t sig, short what, void *arg)
         event_base_loopbreak(p->base);
 }
 
+static void on_hangup(evutil_socket_t sig, short what, void *arg)
+{
+    (void)sig;
+    (void)what;
+    (void)arg;
+    log_reopen();
+}
+
 static void on_watchdog(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd;
     (void)what;
     ingest_process *p = arg;
     char reason[256];
+    service_watchdog_tick(); /* the loop turns */
     if (kafka_writer_fatal(p->kafka, reason, sizeof reason)) {
         log_error("fatal kafka producer error: %s; exiting so the supervisor restarts us", reason);
         p->exit_code = 1;
@@ -168,6 +179,10 @@ int main(int argc, char **argv)
         return 0;
     }
     log_init("tally-ingest", (log_level)log_level_parse(cfg.log.level));
+    if (log_open_file(cfg.log.file) != 0) {
+        fprintf(stderr, "tally-ingest: log.file %s: %s\n", cfg.log.file, strerror(errno));
+        return 2;
+    }
     signal(SIGPIPE, SIG_IGN);
 
     ingest_process p = {0};
@@ -181,7 +196,7 @@ int main(int argc, char **argv)
     query_pool *pool = NULL;
     query_cache *cache = NULL;
     prom_api *reads = NULL;
-    struct event *sigterm = NULL, *sigint = NULL, *watchdog = NULL;
+    struct event *sigterm = NULL, *sigint = NULL, *sighup = NULL, *watchdog = NULL;
     p.exit_code = 1;
     p.deadline_ms = cfg.kafka.delivery_timeout_ms + cfg.redis.timeout_ms + 1000;
     p.base = new_event_base();
@@ -225,15 +240,18 @@ int main(int argc, char **argv)
     ingest_server_show_statsd(p.server, p.statsd);
     sigterm = evsignal_new(p.base, SIGTERM, on_stop_signal, &p);
     sigint = evsignal_new(p.base, SIGINT, on_stop_signal, &p);
+    sighup = evsignal_new(p.base, SIGHUP, on_hangup, &p);
     watchdog = event_new(p.base, -1, EV_PERSIST, on_watchdog, &p);
     p.drain_timer = event_new(p.base, -1, EV_PERSIST, on_drain_tick, &p);
     struct timeval every_second = {1, 0};
-    if (!sigterm || !sigint || !watchdog || !p.drain_timer || event_add(sigterm, NULL) != 0 ||
-        event_add(sigint, NULL) != 0 || event_add(watchdog, &every_second) != 0) {
+    if (!sigterm || !sigint || !sighup || !watchdog || !p.drain_timer ||
+        event_add(sigterm, NULL) != 0 || event_add(sigint, NULL) != 0 ||
+        event_add(sighup, NULL) != 0 || event_add(watchdog, &every_second) != 0) {
         log_error("libevent: cannot register signal handlers");
         goto out;
     }
     log_info("listening on http://%s:%d", cfg.ingest.listen_address, cfg.ingest.listen_port);
+    service_ready("listening on %s:%d", cfg.ingest.listen_address, cfg.ingest.listen_port);
     p.exit_code = 0;
     if (event_base_dispatch(p.base) < 0) {
         log_error("event loop failed");
@@ -258,6 +276,8 @@ out:
         event_free(sigterm);
     if (sigint)
         event_free(sigint);
+    if (sighup)
+        event_free(sighup);
     if (watchdog)
         event_free(watchdog);
     if (p.drain_timer)
