@@ -44,7 +44,18 @@ static const char SCHEMA[] =
     " topic TEXT, partition INTEGER, offset INTEGER, reason TEXT, payload BLOB,"
     " PRIMARY KEY(topic, partition, offset));"
     "CREATE TABLE IF NOT EXISTS quarantined_rows("
-    " tbl TEXT NOT NULL, name TEXT, tags TEXT, type TEXT, bucket INTEGER, reason TEXT NOT NULL);";
+    " tbl TEXT NOT NULL, name TEXT, tags TEXT, type TEXT, bucket INTEGER, reason TEXT NOT NULL);"
+    "CREATE TABLE IF NOT EXISTS rollup_metrics("
+    " name TEXT NOT NULL, tags TEXT NOT NULL, type TEXT NOT NULL, width INTEGER NOT NULL,"
+    " bucket INTEGER NOT NULL, last_bucket INTEGER NOT NULL, lines INTEGER NOT NULL,"
+    " value REAL NOT NULL, weight REAL NOT NULL, min REAL, max REAL,"
+    " PRIMARY KEY(name, tags, type, width, bucket)) WITHOUT ROWID;"
+    "CREATE TABLE IF NOT EXISTS rollup_sketches("
+    " name TEXT NOT NULL, tags TEXT NOT NULL, type TEXT NOT NULL, width INTEGER NOT NULL,"
+    " bucket INTEGER NOT NULL, data BLOB NOT NULL,"
+    " PRIMARY KEY(name, tags, type, width, bucket)) WITHOUT ROWID;"
+    "CREATE TABLE IF NOT EXISTS rollup_state("
+    " width INTEGER PRIMARY KEY, rolled_until INTEGER NOT NULL, kept_from INTEGER NOT NULL);";
 
 /* Version 1 -> 2: rows holding infinity (SQLite keeps it as a REAL; NaN became
  * NULL) move to quarantined_rows. */
@@ -83,6 +94,10 @@ static const char UPGRADE_3_TO_4[] =
     " CASE WHEN type = 'distribution' THEN MAX(max) END"
     " FROM metrics GROUP BY name, tags, type;"
     "UPDATE meta SET value = '4' WHERE key = 'schema_version';";
+
+/* Version 4 -> 5: the roll-up tables (created empty by SCHEMA): nothing is
+ * rolled up or deleted yet. */
+static const char UPGRADE_4_TO_5[] = "UPDATE meta SET value = '5' WHERE key = 'schema_version';";
 
 /* After any upgrade: what the current schema has on top of its tables. */
 static const char SCHEMA_INDEXES[] =
@@ -141,18 +156,22 @@ const char SCHEMA_OFFSETS_GET[] =
     "SELECT partition, next_offset FROM kafka_offsets WHERE topic = ?1";
 const char SCHEMA_BATCH_PRUNE[] = "DELETE FROM batches WHERE log_ms < ?1";
 
+/* From the catalog: its totals include the rows retention deleted. */
 const char SCHEMA_REBUILD_COUNTERS[] =
-    "SELECT name, tags, SUM(value) FROM metrics WHERE type = 'counter' GROUP BY name, tags";
+    "SELECT name, tags, total_value FROM series WHERE type = 'counter'";
 const char SCHEMA_REBUILD_DISTRIBUTIONS[] =
-    "SELECT name, tags, SUM(weight), SUM(value), MIN(min), MAX(max) "
-    "FROM metrics WHERE type = 'distribution' GROUP BY name, tags";
+    "SELECT name, tags, total_weight, total_value, min, max FROM series WHERE type = 'distribution'";
 const char SCHEMA_REBUILD_GAUGES[] = "SELECT name, tags, value FROM gauges";
+/* Every resolution: a union of HyperLogLogs is idempotent, so the buckets a
+ * roll-up also holds count once. */
 const char SCHEMA_REBUILD_SETS[] =
-    "SELECT name, tags, bucket, data FROM sketches WHERE type = 'set' ORDER BY name, tags, bucket";
+    "SELECT name, tags, bucket, data FROM sketches WHERE type = 'set'"
+    " UNION ALL SELECT name, tags, bucket, data FROM rollup_sketches WHERE type = 'set'"
+    " ORDER BY name, tags, bucket";
 const char SCHEMA_REBUILD_BATCHES[] = "SELECT batch_id, log_ms, digest FROM batches";
 
 const char SCHEMA_COUNTER_TOTALS_LIKE[] =
-    "SELECT name, SUM(value) FROM metrics WHERE type = 'counter' AND name LIKE ?1 "
+    "SELECT name, SUM(total_value) FROM series WHERE type = 'counter' AND name LIKE ?1 "
     "GROUP BY name";
 
 const char SCHEMA_SERIES_BY_PROM_NAME[] =
@@ -174,6 +193,109 @@ const char SCHEMA_ROWS_FROM[] =
 const char SCHEMA_SKETCHES_FROM[] =
     "SELECT bucket, data FROM sketches"
     " WHERE name = ?1 AND tags = ?2 AND type = ?3 AND bucket >= ?4 ORDER BY bucket";
+
+/* One resolution's part of a spans read: rows ending at or after ?4 whose
+ * bucket lies in the span [LO, HI). */
+#define SPAN_PART(TABLE, COLS, WIDTH, WIDTH_FILTER, LO, HI)                                  \
+    "SELECT bucket + " WIDTH ", " COLS ", " WIDTH " FROM " TABLE                            \
+    " WHERE name = ?1 AND tags = ?2 AND type = ?3" WIDTH_FILTER " AND bucket >= ?4 - " WIDTH \
+    " AND bucket >= " LO " AND bucket < " HI
+#define SPANS(RAW, ROLLUP, COLS)                                                            \
+    SPAN_PART(RAW, COLS, "?5", "", "?6", "?7")                                              \
+    " UNION ALL " SPAN_PART(ROLLUP, COLS, "width", " AND width = ?8", "?9", "?10")          \
+    " UNION ALL " SPAN_PART(ROLLUP, COLS, "width", " AND width = ?11", "?12", "?13")        \
+    " ORDER BY 1"
+const char SCHEMA_ROWS_SPANS[] = SPANS("metrics", "rollup_metrics", "value, weight, min, max");
+const char SCHEMA_SKETCHES_SPANS[] = SPANS("sketches", "rollup_sketches", "data");
+const char SCHEMA_SET_SKETCHES_ALL[] =
+    "SELECT data FROM sketches WHERE name = ?1 AND tags = ?2 AND type = 'set'"
+    " UNION ALL SELECT data FROM rollup_sketches WHERE name = ?1 AND tags = ?2 AND type = 'set'";
+
+/* ---- retention (rollup.h) ---- */
+
+const char SCHEMA_ROLLUP_STATE_GET[] = "SELECT width, rolled_until, kept_from FROM rollup_state";
+const char SCHEMA_ROLLUP_STATE_PUT[] =
+    "INSERT INTO rollup_state(width, rolled_until, kept_from) VALUES(?1, ?2, ?3)"
+    " ON CONFLICT(width) DO UPDATE SET rolled_until = excluded.rolled_until,"
+    " kept_from = excluded.kept_from";
+/* The first bucket >= ?1 of any series in SRC: one seek per series. */
+#define FIRST_OF(SRC, WIDTH_FILTER, TYPES)                                                   \
+    "SELECT (SELECT m.bucket FROM " SRC " m WHERE m.name = s.name AND m.tags = s.tags"       \
+    " AND m.type = s.type" WIDTH_FILTER " AND m.bucket >= ?1 ORDER BY m.bucket LIMIT 1) AS b" \
+    " FROM series s WHERE s.type " TYPES " AND s.last_bucket >= ?1"
+#define FIRST_BUCKET(ROWS, SKETCHES, WIDTH_FILTER)                                            \
+    "SELECT min(b) FROM (" FIRST_OF(ROWS, WIDTH_FILTER, "<> 'set'") " UNION ALL "              \
+    FIRST_OF(SKETCHES, WIDTH_FILTER, "= 'set'") ")"
+const char SCHEMA_FIRST_RAW_BUCKET[] = FIRST_BUCKET("metrics", "sketches", "");
+const char SCHEMA_FIRST_ROLLUP_BUCKET[] =
+    FIRST_BUCKET("rollup_metrics", "rollup_sketches", " AND m.width = ?2");
+
+/* The series overlapping [?2, ?3) joined to their rows there in SRC (the
+ * catalog first: each series is one seek into SRC's primary key). */
+#define OVERLAP(SRC, SRC_FILTER, TYPES)                                                      \
+    " FROM series s CROSS JOIN " SRC " m ON m.name = s.name AND m.tags = s.tags"            \
+    " AND m.type = s.type" SRC_FILTER " AND m.bucket >= ?2 AND m.bucket < ?3"               \
+    " WHERE s.type IN " TYPES " AND s.last_bucket >= ?2 AND s.first_bucket < ?3"
+/* Rolls the rows of [?2, ?3) up to width ?1: sums add, min/max combine, a
+ * gauge takes the value of its window's last row. */
+#define ROLLUP_ROWS(SRC, SRC_FILTER, LAST)                                                   \
+    "INSERT INTO rollup_metrics(name, tags, type, width, bucket, last_bucket, lines, value,"  \
+    " weight, min, max) SELECT name, tags, type, ?1, b, MAX(last), SUM(lines),"               \
+    " CASE WHEN type = 'gauge' THEN MAX(CASE WHEN rn = 1 THEN value END) ELSE SUM(value) END," \
+    " SUM(weight), MIN(min), MAX(max) FROM (SELECT m.name AS name, m.tags AS tags,"           \
+    " m.type AS type, m.bucket - m.bucket % ?1 AS b, " LAST " AS last, m.lines AS lines,"     \
+    " m.value AS value, m.weight AS weight, m.min AS min, m.max AS max, row_number() OVER"    \
+    " (PARTITION BY m.name, m.tags, m.type, m.bucket - m.bucket % ?1 ORDER BY m.bucket DESC)" \
+    " AS rn" OVERLAP(SRC, SRC_FILTER, "('counter', 'gauge', 'distribution')")               \
+    ") GROUP BY name, tags, type, b"
+#define ROLLUP_SKETCHES(SRC, SRC_FILTER)                                                     \
+    "INSERT INTO rollup_sketches(name, tags, type, width, bucket, data)"                     \
+    " SELECT m.name, m.tags, m.type, ?1, m.bucket - m.bucket % ?1,"                          \
+    " tally_sketch_union(m.type, m.data)" OVERLAP(SRC, SRC_FILTER, "('distribution', 'set')") \
+    " GROUP BY m.name, m.tags, m.type, m.bucket - m.bucket % ?1"
+const char SCHEMA_ROLLUP_RAW_ROWS[] = ROLLUP_ROWS("metrics", "", "m.bucket");
+const char SCHEMA_ROLLUP_RAW_SKETCHES[] = ROLLUP_SKETCHES("sketches", "");
+const char SCHEMA_ROLLUP_ROWS[] =
+    ROLLUP_ROWS("rollup_metrics", " AND m.width = ?4", "m.last_bucket");
+const char SCHEMA_ROLLUP_SKETCHES[] = ROLLUP_SKETCHES("rollup_sketches", " AND m.width = ?4");
+
+/* A late row (its bucket below rolled_until of width ?4) added to its roll-up. */
+const char SCHEMA_ROLLUP_ROW_UPSERT[] =
+    "INSERT INTO rollup_metrics(name, tags, type, width, bucket, last_bucket, lines, value,"
+    " weight, min, max) VALUES(?1, ?2, ?3, ?4, ?5 - ?5 % ?4, ?5, ?6, ?7, ?8, ?9, ?10)"
+    " ON CONFLICT(name, tags, type, width, bucket) DO UPDATE SET"
+    "  lines = lines + excluded.lines,"
+    "  value = CASE WHEN excluded.type <> 'gauge' THEN value + excluded.value"
+    "   WHEN excluded.last_bucket >= last_bucket THEN excluded.value ELSE value END,"
+    "  last_bucket = max(last_bucket, excluded.last_bucket),"
+    "  weight = weight + excluded.weight,"
+    "  min = min(coalesce(min, excluded.min), coalesce(excluded.min, min)),"
+    "  max = max(coalesce(max, excluded.max), coalesce(excluded.max, max))";
+const char SCHEMA_ROLLUP_SKETCH_UPSERT[] =
+    "INSERT INTO rollup_sketches(name, tags, type, width, bucket, data)"
+    " VALUES(?1, ?2, ?3, ?4, ?5 - ?5 % ?4, ?6)"
+    " ON CONFLICT(name, tags, type, width, bucket) DO UPDATE SET"
+    "  data = tally_sketch_merge(type, data, excluded.data)";
+
+/* Deletes the rows of [?2, ?3) (?4: the width, of a roll-up table). */
+#define EXPIRE(TABLE, WIDTH_FILTER)                                                          \
+    "DELETE FROM " TABLE " WHERE (name, tags, type) IN (SELECT name, tags, type FROM series" \
+    " WHERE last_bucket >= ?2 AND first_bucket < ?3)" WIDTH_FILTER                          \
+    " AND bucket >= ?2 AND bucket < ?3"
+const char SCHEMA_EXPIRE_RAW_ROWS[] = EXPIRE("metrics", "");
+const char SCHEMA_EXPIRE_RAW_SKETCHES[] = EXPIRE("sketches", "");
+const char SCHEMA_EXPIRE_ROWS[] = EXPIRE("rollup_metrics", " AND width = ?4 ");
+const char SCHEMA_EXPIRE_SKETCHES[] = EXPIRE("rollup_sketches", " AND width = ?4 ");
+/* Before the coarsest rows of a set go: their registers join the set's
+ * all-time row (width 0, bucket 0), so its distinct count over all time stays. */
+#define FOLD_SETS(SRC, SRC_FILTER)                                                           \
+    "INSERT INTO rollup_sketches(name, tags, type, width, bucket, data)"                     \
+    " SELECT m.name, m.tags, 'set', 0, 0, tally_sketch_union('set', m.data)"                 \
+    OVERLAP(SRC, SRC_FILTER " ", "('set')") " GROUP BY m.name, m.tags"            \
+    " ON CONFLICT(name, tags, type, width, bucket) DO UPDATE SET"                            \
+    "  data = tally_sketch_merge('set', data, excluded.data)"
+const char SCHEMA_FOLD_RAW_SETS[] = FOLD_SETS("sketches", "");
+const char SCHEMA_FOLD_SETS[] = FOLD_SETS("rollup_sketches", " AND m.width = ?4");
 
 /* tally_prom_name(name): prom_name_from_statsd() in SQL (the 3 -> 4 upgrade). */
 static void sql_prom_name(sqlite3_context *ctx, int argc, sqlite3_value **argv)
@@ -290,6 +412,63 @@ static void sql_sketch_merge(sqlite3_context *ctx, int argc, sqlite3_value **arg
     k->release(s);
 }
 
+/* tally_sketch_union(type, data): the aggregate form of tally_sketch_merge,
+ * the encoding of the merge of every sketch of the group (all of one type). */
+typedef struct sketch_union {
+    const sketch_kind *kind;
+    void *sketch;
+    int failed;
+} sketch_union;
+
+static void sql_sketch_union_step(sqlite3_context *ctx, int argc, sqlite3_value **argv)
+{
+    (void)argc;
+    sketch_union *u = sqlite3_aggregate_context(ctx, sizeof *u);
+    if (!u) {
+        sqlite3_result_error_nomem(ctx);
+        return;
+    }
+    if (u->failed)
+        return;
+    if (!u->kind) {
+        const unsigned char *type = sqlite3_value_text(argv[0]);
+        u->kind = sketch_kind_of(type);
+        if (!u->kind) {
+            sqlite3_result_error(ctx, "tally_sketch_union: no sketch merge for this type", -1);
+            u->failed = 1;
+            return;
+        }
+        u->sketch = u->kind->make();
+        if (!u->sketch) {
+            sqlite3_result_error_nomem(ctx);
+            u->failed = 1;
+            return;
+        }
+    }
+    if (sketch_arg(ctx, argv, 1, u->kind, u->sketch) != 0)
+        u->failed = 1;
+}
+
+static void sql_sketch_union_final(sqlite3_context *ctx)
+{
+    sketch_union *u = sqlite3_aggregate_context(ctx, 0);
+    if (!u || !u->sketch) {
+        if (!u || !u->failed)
+            sqlite3_result_null(ctx);
+        return;
+    }
+    unsigned char *out = NULL;
+    size_t len = 0;
+    if (u->failed) {
+        sqlite3_result_error(ctx, "tally_sketch_union: a corrupt sketch", -1);
+    } else if (u->kind->encode(u->sketch, &out, &len) == 0) {
+        sqlite3_result_blob64(ctx, out, len, free);
+    } else {
+        sqlite3_result_error_nomem(ctx);
+    }
+    u->kind->release(u->sketch);
+}
+
 static int exec(sqlite3 *db, const char *sql, const char *what, char *err, size_t errlen)
 {
     char *msg = NULL;
@@ -331,7 +510,8 @@ static int meta_get(sqlite3 *db, const char *key, char *buf, size_t buflen, char
 /* Runs the upgrades from `version` on; leaves version at the one reached. */
 static int upgrade(sqlite3 *db, char *version, size_t len, char *err, size_t errlen)
 {
-    static const char *const steps[] = {NULL, UPGRADE_1_TO_2, UPGRADE_2_TO_3, UPGRADE_3_TO_4};
+    static const char *const steps[] = {NULL, UPGRADE_1_TO_2, UPGRADE_2_TO_3, UPGRADE_3_TO_4,
+                                        UPGRADE_4_TO_5};
     for (int v = atoi(version); v >= 1 && v < SCHEMA_VERSION; v++) {
         char what[64];
         snprintf(what, sizeof what, "upgrade to schema version %d", v + 1);
@@ -368,6 +548,12 @@ int schema_init_writer(sqlite3 *db, const char *path, int bucket_seconds, char *
     if (sqlite3_create_function(db, "tally_sketch_merge", 3, SQLITE_UTF8 | SQLITE_DETERMINISTIC,
                                 NULL, sql_sketch_merge, NULL, NULL) != SQLITE_OK) {
         snprintf(err, errlen, "sqlite: register tally_sketch_merge: %s", sqlite3_errmsg(db));
+        return -1;
+    }
+    if (sqlite3_create_function(db, "tally_sketch_union", 2, SQLITE_UTF8 | SQLITE_DETERMINISTIC,
+                                NULL, NULL, sql_sketch_union_step,
+                                sql_sketch_union_final) != SQLITE_OK) {
+        snprintf(err, errlen, "sqlite: register tally_sketch_union: %s", sqlite3_errmsg(db));
         return -1;
     }
     if (exec(db, "BEGIN IMMEDIATE", "begin schema transaction", err, errlen) < 0)

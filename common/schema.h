@@ -5,7 +5,7 @@
  * path and the drill (reads) all take their SQL from here.
  *
  * Tables (a public interface, documented in README.md "SQLite schema";
- * schema_version 4):
+ * schema_version 5):
  *
  *   meta(key, value)          'schema_version', 'bucket_seconds'
  *   metrics(name, tags, type, bucket, lines, value, weight, min, max)
@@ -41,10 +41,24 @@
  *                             which is how a reader tells a partial sketch
  *                             (otherwise they are equal, up to rounding).
  *   kafka_offsets, batches, rejected_records, quarantined_rows (store.h)
+ *   rollup_metrics(name, tags, type, width, bucket, last_bucket, lines, value,
+ *                  weight, min, max)
+ *   rollup_sketches(name, tags, type, width, bucket, data)
+ *                             the coarser resolutions (width 60 and 3600 s,
+ *                             rollup.h): a row is its window's raw rows
+ *                             combined as a flush combines them (a gauge: the
+ *                             value of the window's last row, last_bucket);
+ *                             a set's width-0 row holds the registers of its
+ *                             deleted buckets
+ *   rollup_state(width, rolled_until, kept_from)
+ *                             per resolution (0 = raw): windows before
+ *                             rolled_until are rolled up to it, rows before
+ *                             kept_from are deleted
  *
  * Upgrades run inside the writer's schema transaction: 1 -> 2 quarantines
  * non-finite rows, 2 -> 3 times the dedup window by Kafka timestamps, 3 -> 4
- * builds the series catalog from the rows and adds the (empty) sketches table.
+ * builds the series catalog from the rows and adds the (empty) sketches table,
+ * 4 -> 5 adds the (empty) roll-up tables.
  */
 #ifndef TALLY_SCHEMA_H
 #define TALLY_SCHEMA_H
@@ -53,7 +67,7 @@
 
 #include <sqlite3.h>
 
-#define SCHEMA_VERSION 4
+#define SCHEMA_VERSION 5
 
 /*
  * Creates the schema (IF NOT EXISTS), upgrades an older one, and records or
@@ -125,5 +139,46 @@ extern const char SCHEMA_ROWS_FROM[];
  * that bucket on, in bucket order (decode each into one sketch to merge them;
  * a bucket with a metrics row but no sketch row predates the sketches). */
 extern const char SCHEMA_SKETCHES_FROM[];
+
+/* A series' rows (sketches) over the resolutions of a read (rollup.h):
+ * ?1 name ?2 tags ?3 type ?4 the earliest bucket END wanted; raw rows of
+ * width ?5 in the span [?6, ?7); roll-up rows of width ?8 in [?9, ?10) and of
+ * width ?11 in [?12, ?13) -> bucket end, value, weight, min, max, width (rows)
+ * or bucket end, data, width (sketches), in order of bucket end. */
+extern const char SCHEMA_ROWS_SPANS[];
+extern const char SCHEMA_SKETCHES_SPANS[];
+/* ?1 name ?2 tags -> data of every hll of a set at every resolution (their
+ * union is the set's distinct members over all time). */
+extern const char SCHEMA_SET_SKETCHES_ALL[];
+
+/* ---- retention (rollup.h; the flusher) ---------------------------------------- */
+
+extern const char SCHEMA_ROLLUP_STATE_GET[]; /* -> width, rolled_until, kept_from */
+extern const char SCHEMA_ROLLUP_STATE_PUT[]; /* ?1 width ?2 rolled_until ?3 kept_from */
+/* ?1 from [?2 width] -> the first bucket >= ?1 of any raw row (roll-up row of
+ * width ?2), NULL when none. */
+extern const char SCHEMA_FIRST_RAW_BUCKET[];
+extern const char SCHEMA_FIRST_ROLLUP_BUCKET[];
+/* ?1 width ?2 from ?3 to (buckets [?2, ?3), multiples of ?1) [?4 the source
+ * width, for a roll-up source]: insert the roll-ups of width ?1 of the rows
+ * (sketches) there, from the raw tables or from the roll-ups of width ?4. */
+extern const char SCHEMA_ROLLUP_RAW_ROWS[];
+extern const char SCHEMA_ROLLUP_RAW_SKETCHES[];
+extern const char SCHEMA_ROLLUP_ROWS[];
+extern const char SCHEMA_ROLLUP_SKETCHES[];
+/* ?1 name ?2 tags ?3 type ?4 width ?5 raw bucket ?6 lines ?7 value ?8 weight
+ * ?9 min ?10 max: a late row added into its roll-up of width ?4. */
+extern const char SCHEMA_ROLLUP_ROW_UPSERT[];
+/* ?1 name ?2 tags ?3 type ?4 width ?5 raw bucket ?6 data: likewise a sketch. */
+extern const char SCHEMA_ROLLUP_SKETCH_UPSERT[];
+/* ?2 from ?3 to [?4 width]: delete the rows of [?2, ?3). */
+extern const char SCHEMA_EXPIRE_RAW_ROWS[];
+extern const char SCHEMA_EXPIRE_RAW_SKETCHES[];
+extern const char SCHEMA_EXPIRE_ROWS[];
+extern const char SCHEMA_EXPIRE_SKETCHES[];
+/* ?2 from ?3 to [?4 width]: merge the set hlls of [?2, ?3) into each set's
+ * all-time row (rollup_sketches width 0, bucket 0). */
+extern const char SCHEMA_FOLD_RAW_SETS[];
+extern const char SCHEMA_FOLD_SETS[];
 
 #endif

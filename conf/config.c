@@ -175,6 +175,15 @@ static const struct key_row config_keys[] = {
     INT_ROW(flusher.bucket_seconds, 10, 1, 86400,
             "Width of a time bucket, in seconds."),
 
+    BOOL_ROW(retention.enabled, 1,
+             "Roll buckets up to 1 min and 1 h rows and delete each resolution past its age."),
+    INT_ROW(retention.raw_seconds, 1209600, 0, 1000000000,
+            "Age (bucket end) past which raw buckets are deleted, once rolled up; 0 = kept forever."),
+    INT_ROW(retention.minute_seconds, 7776000, 0, 1000000000,
+            "Age past which 1-minute roll-ups are deleted, once rolled up to 1 h; 0 = kept forever."),
+    INT_ROW(retention.hour_seconds, 63072000, 0, 1000000000,
+            "Age past which 1-hour roll-ups are deleted (series totals stay); 0 = kept forever."),
+
     INT_ROW(dedup.window_seconds, 3600, 60, 2592000,
             "How long a batch idempotency key is remembered, in seconds."),
 

@@ -66,6 +66,12 @@ typedef struct tally_config {
         int bucket_seconds;                  /* flusher.bucket_seconds   10, 1..86400 */
     } flusher;
     struct {
+        int enabled;                         /* retention.enabled        true: roll up and delete */
+        int raw_seconds;                     /* retention.raw_seconds    14 d; 0 = forever */
+        int minute_seconds;                  /* retention.minute_seconds 90 d; 0 = forever */
+        int hour_seconds;                    /* retention.hour_seconds   730 d; 0 = forever */
+    } retention;
+    struct {
         int window_seconds;                  /* dedup.window_seconds   3600, 60..2592000 */
     } dedup;
     struct {

@@ -110,7 +110,7 @@ static long append_names(cache_invalidator *c, const aggregate *a)
 {
     long sent = 0;
     char last[PROM_NAME_MAX] = "";
-    for (size_t i = 0; i < aggregate_series_count(a); i++) {
+    for (size_t i = 0; a && i < aggregate_series_count(a); i++) {
         const agg_series *se = aggregate_series_at(a, i);
         char prom[PROM_NAME_MAX], key[PROM_NAME_MAX + 32];
         prom_name_from_statsd(prom, se->name, se->name_len);
@@ -155,4 +155,12 @@ void cache_invalidate(cache_invalidator *c, const aggregate *a)
     }
     c->owed = 0;
     c->invalidations += (uint64_t)sent;
+}
+
+void cache_invalidate_all(cache_invalidator *c)
+{
+    if (!c)
+        return;
+    c->owed = 1; /* replaced now, or by the next call that reaches the cache */
+    cache_invalidate(c, NULL);
 }

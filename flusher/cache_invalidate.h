@@ -29,8 +29,14 @@ typedef struct cache_invalidator cache_invalidator;
 cache_invalidator *cache_invalidator_new(const tally_config *cfg);
 void cache_invalidator_free(cache_invalidator *c);
 
-/* Invalidates what the committed aggregate `a` wrote (see above). */
+/* Invalidates what the committed aggregate `a` wrote (see above); NULL: only
+ * the catalog. */
 void cache_invalidate(cache_invalidator *c, const aggregate *a);
+
+/* Replaces the generation (and the catalog version): every cached answer
+ * becomes invisible. After a retention step, which changes what reads of
+ * any name may see. Owed like a failed invalidation when the cache is down. */
+void cache_invalidate_all(cache_invalidator *c);
 
 /* Version keys replaced so far (names, catalog, generation): the
  * invalidations of the read path's counters. */

@@ -5,7 +5,9 @@
  * stored in SQLite -> loop { poll; decode (record); dedup (pending + store);
  * aggregate } -> store_commit when the pending flush holds
  * flusher.max_batch_events events, is flusher.max_interval_ms old, or the
- * consumer has caught up with the topic (a poll found nothing new).
+ * consumer has caught up with the topic (a poll found nothing new). While
+ * idle (a poll found nothing), retention (retention.h) runs its due steps,
+ * each its own transaction, for a bounded time.
  *
  * Every consumed message, applied, skipped as a duplicate or rejected,
  * advances its partition's next offset in the pending flush, and the commit
@@ -16,7 +18,7 @@
  *
  * Crash injection (tests prove replay is exact with it): with
  * TALLY_FLUSHER_CRASH_AT = after_consume | mid_aggregate | before_commit |
- * after_commit the process raise(SIGKILL)s the Nth time it passes that point,
+ * after_commit | mid_retention (inside a retention step, before its COMMIT) the process raise(SIGKILL)s the Nth time it passes that point,
  * N = TALLY_FLUSHER_CRASH_COUNT (default 1).
  */
 #include <getopt.h>
@@ -37,16 +39,21 @@
 #include "pending.h"
 #include "rebuild.h"
 #include "record.h"
+#include "retention.h"
 #include "store.h"
 
 #define POLL_TIMEOUT_MS 100
+#define RETENTION_CHECK_MS 10000   /* how often an idle flusher looks for retention steps */
+#define RETENTION_BUDGET_MS 250    /* then it goes back to consuming */
 /* Rejected payloads are kept in memory until the commit: flush early past this. */
 #define REJECT_BYTES_MAX (64u * 1024u * 1024u)
 
 /* ---- crash injection ----------------------------------------------------------- */
 
-enum crash_point { CRASH_AFTER_CONSUME, CRASH_MID_AGGREGATE, CRASH_BEFORE_COMMIT, CRASH_AFTER_COMMIT, CRASH_NONE };
-static const char *const crash_names[] = {"after_consume", "mid_aggregate", "before_commit", "after_commit"};
+enum crash_point { CRASH_AFTER_CONSUME, CRASH_MID_AGGREGATE, CRASH_BEFORE_COMMIT, CRASH_AFTER_COMMIT,
+                   CRASH_MID_RETENTION, CRASH_NONE };
+static const char *const crash_names[] = {"after_consume", "mid_aggregate", "before_commit", "after_commit",
+                                          "mid_retention"};
 static enum crash_point crash_at = CRASH_NONE;
 static long crash_count = 1, crash_seen;
 
@@ -60,7 +67,7 @@ static int crash_init(char *err, size_t errlen)
             crash_at = (enum crash_point)i;
     if (crash_at == CRASH_NONE) {
         snprintf(err, errlen, "TALLY_FLUSHER_CRASH_AT=%s is not after_consume, mid_aggregate,"
-                 " before_commit or after_commit", at);
+                 " before_commit, after_commit or mid_retention", at);
         return -1;
     }
     const char *n = getenv("TALLY_FLUSHER_CRASH_COUNT");
@@ -86,6 +93,12 @@ static void crash_before_commit(void *arg)
 {
     (void)arg;
     crash_point(CRASH_BEFORE_COMMIT);
+}
+
+static void crash_mid_retention(void *arg)
+{
+    (void)arg;
+    crash_point(CRASH_MID_RETENTION);
 }
 
 /* ---- state ------------------------------------------------------------------------ */
@@ -121,6 +134,7 @@ typedef struct flusher {
     int partitions;
     int64_t *position;        /* next offset expected per partition (-1: unknown) */
     long long first_ms;       /* monotonic time of the pending flush's first message */
+    long long retention_ms;   /* monotonic time of the next retention check */
 } flusher;
 
 static long long now_ms(void)
@@ -295,6 +309,55 @@ static int flush_due(const flusher *f)
            now_ms() - f->first_ms >= f->cfg->flusher.max_interval_ms;
 }
 
+/* ---- retention ------------------------------------------------------------------- */
+
+static int rows_first_at(void *ctx, int level, int64_t from, int64_t *bucket, char *err,
+                         size_t errlen)
+{
+    return store_first_at(ctx, level, from, bucket, err, errlen);
+}
+
+static void log_step(const retention_step *s, long long changes)
+{
+    static const char *const names[] = {"raw", "1 min", "1 h"};
+    log_info("retention: %s %s buckets [%" PRId64 ", %" PRId64 ") (%lld rows)",
+             s->kind == RETENTION_ROLLUP ? "rolled up to" : "deleted", names[s->level], s->lo,
+             s->hi, changes);
+}
+
+/* When caught up, at most every RETENTION_CHECK_MS: the retention steps due,
+ * for at most RETENTION_BUDGET_MS (then back to consuming; the rest waits
+ * for the next check). A failed step is logged and retried at the next
+ * check: retention never stops the flusher, and a step is all or nothing. */
+static void retention_tick(flusher *f)
+{
+    long long start = now_ms();
+    if (!f->cfg->retention.enabled || start < f->retention_ms)
+        return;
+    f->retention_ms = start + RETENTION_CHECK_MS;
+    retention_rows rows = {rows_first_at, f->st};
+    retention_step step;
+    char err[512];
+    int rc, steps = 0;
+    while (!stop_requested && now_ms() - start < RETENTION_BUDGET_MS &&
+           (rc = retention_next(store_rollups(f->st), f->cfg, (int64_t)time(NULL), &rows, &step,
+                                err, sizeof err)) == 1) {
+        long long changes = 0;
+        if (store_retention_step(f->st, &step, &changes, err, sizeof err) != 0) {
+            rc = -1;
+            break;
+        }
+        steps++;
+        log_step(&step, changes);
+    }
+    if (rc < 0)
+        log_error("retention: %s (retried in %d s)", err, RETENTION_CHECK_MS / 1000);
+    else if (rc == 1)
+        f->retention_ms = now_ms(); /* more is due: go on after the next poll */
+    if (steps > 0)
+        cache_invalidate_all(f->cache);
+}
+
 static int run(flusher *f, char *err, size_t errlen)
 {
     while (!stop_requested) {
@@ -317,6 +380,8 @@ static int run(flusher *f, char *err, size_t errlen)
         int caught_up = !m && pending_messages(f->pend) > 0;
         if ((caught_up || flush_due(f)) && flush(f, err, errlen) < 0)
             return -1;
+        if (!m)
+            retention_tick(f); /* idle: nothing to read right now */
     }
     service_stopping();
     log_info("stop requested: committing what is pending");
@@ -439,6 +504,7 @@ int main(int argc, char **argv)
                    cfg.dedup.window_seconds, err, sizeof err) < 0)
         goto out;
     store_set_before_commit_hook(f.st, crash_before_commit, NULL);
+    store_set_retention_hook(f.st, crash_mid_retention, NULL);
     if (consumer_open(&f.cons, &cfg, &stop_requested, err, sizeof err) < 0)
         goto out;
     f.partitions = consumer_partitions(f.cons);

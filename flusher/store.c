@@ -41,6 +41,8 @@
 
 #include "config.h"
 #include "prom_name.h"
+#include "retention.h"
+#include "rollup.h"
 #include "schema.h"
 
 /* What one flush adds to a series' catalog row. */
@@ -75,6 +77,17 @@ struct store {
     sqlite3_stmt *offset_put;
     sqlite3_stmt *offsets_get;
     sqlite3_stmt *prune;
+
+    rollup_state rollups;      /* as in rollup_state, after the last commit */
+    void (*retention_hook)(void *);
+    void *retention_hook_arg;
+    sqlite3_stmt *rollup_row_upsert;
+    sqlite3_stmt *rollup_sketch_upsert;
+    sqlite3_stmt *state_put;
+    sqlite3_stmt *first_raw, *first_rollup;
+    /* retention steps: [kind][source is raw] */
+    sqlite3_stmt *rollup_rows[2], *rollup_sketches[2];
+    sqlite3_stmt *expire_rows[2], *expire_sketches[2], *fold_sets[2];
 };
 
 static void set_err(char *err, size_t errlen, const char *what, sqlite3 *db)
@@ -120,6 +133,51 @@ static int private_files(const char *path, char *err, size_t errlen)
     if (stat(path, &st) == 0 && (st.st_mode & 077) && chmod(path, st.st_mode & 0700) != 0) {
         snprintf(err, errlen, "sqlite: cannot make %s private (chmod 0600): %s", path,
                  strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
+static int prepare_retention(store *s, char *err, size_t errlen)
+{
+    return prepare(s, &s->rollup_row_upsert, SCHEMA_ROLLUP_ROW_UPSERT, err, errlen) ||
+           prepare(s, &s->rollup_sketch_upsert, SCHEMA_ROLLUP_SKETCH_UPSERT, err, errlen) ||
+           prepare(s, &s->state_put, SCHEMA_ROLLUP_STATE_PUT, err, errlen) ||
+           prepare(s, &s->first_raw, SCHEMA_FIRST_RAW_BUCKET, err, errlen) ||
+           prepare(s, &s->first_rollup, SCHEMA_FIRST_ROLLUP_BUCKET, err, errlen) ||
+           prepare(s, &s->rollup_rows[0], SCHEMA_ROLLUP_ROWS, err, errlen) ||
+           prepare(s, &s->rollup_rows[1], SCHEMA_ROLLUP_RAW_ROWS, err, errlen) ||
+           prepare(s, &s->rollup_sketches[0], SCHEMA_ROLLUP_SKETCHES, err, errlen) ||
+           prepare(s, &s->rollup_sketches[1], SCHEMA_ROLLUP_RAW_SKETCHES, err, errlen) ||
+           prepare(s, &s->expire_rows[0], SCHEMA_EXPIRE_ROWS, err, errlen) ||
+           prepare(s, &s->expire_rows[1], SCHEMA_EXPIRE_RAW_ROWS, err, errlen) ||
+           prepare(s, &s->expire_sketches[0], SCHEMA_EXPIRE_SKETCHES, err, errlen) ||
+           prepare(s, &s->expire_sketches[1], SCHEMA_EXPIRE_RAW_SKETCHES, err, errlen) ||
+           prepare(s, &s->fold_sets[0], SCHEMA_FOLD_SETS, err, errlen) ||
+           prepare(s, &s->fold_sets[1], SCHEMA_FOLD_RAW_SETS, err, errlen)
+               ? -1
+               : 0;
+}
+
+/* Reads rollup_state into memory. */
+static int load_rollups(store *s, char *err, size_t errlen)
+{
+    rollup_state_init(&s->rollups, s->bucket_seconds);
+    sqlite3_stmt *st = NULL;
+    int rc;
+    if (prepare(s, &st, SCHEMA_ROLLUP_STATE_GET, err, errlen) < 0)
+        return -1;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        int level = rollup_level_of(&s->rollups, sqlite3_column_int64(st, 0));
+        if (level < 0)
+            continue; /* (a width this bucket size does not keep) */
+        if (level > 0)
+            s->rollups.level[level].rolled_until = sqlite3_column_int64(st, 1);
+        s->rollups.level[level].kept_from = sqlite3_column_int64(st, 2);
+    }
+    sqlite3_finalize(st);
+    if (rc != SQLITE_DONE) {
+        set_err(err, errlen, "read rollup_state", s->db);
         return -1;
     }
     return 0;
@@ -198,7 +256,8 @@ int store_open(store **out, const char *path, const char *synchronous, int bucke
         prepare(s, &s->reject_insert, SCHEMA_REJECT_INSERT, err, errlen) < 0 ||
         prepare(s, &s->offset_put, SCHEMA_OFFSET_PUT, err, errlen) < 0 ||
         prepare(s, &s->offsets_get, SCHEMA_OFFSETS_GET, err, errlen) < 0 ||
-        prepare(s, &s->prune, SCHEMA_BATCH_PRUNE, err, errlen) < 0) {
+        prepare(s, &s->prune, SCHEMA_BATCH_PRUNE, err, errlen) < 0 ||
+        prepare_retention(s, err, errlen) < 0 || load_rollups(s, err, errlen) < 0) {
         store_close(s);
         return -1;
     }
@@ -212,7 +271,12 @@ void store_close(store *s)
         return;
     sqlite3_stmt *all[] = {s->metric_upsert, s->series_upsert, s->sketch_upsert, s->gauge_get,
                            s->gauge_put, s->batch_insert, s->batch_seen, s->reject_insert,
-                           s->offset_put, s->offsets_get, s->prune};
+                           s->offset_put, s->offsets_get, s->prune, s->rollup_row_upsert,
+                           s->rollup_sketch_upsert, s->state_put, s->rollup_rows[0],
+                           s->rollup_rows[1], s->rollup_sketches[0], s->rollup_sketches[1],
+                           s->expire_rows[0], s->expire_rows[1], s->expire_sketches[0],
+                           s->expire_sketches[1], s->fold_sets[0], s->fold_sets[1],
+                           s->first_raw, s->first_rollup};
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
         sqlite3_finalize(all[i]); /* NULL is a harmless no-op */
     if (s->db)
@@ -341,6 +405,77 @@ static int load_bases(store *s, const aggregate *a, char *err, size_t errlen)
     return 0;
 }
 
+/* The roll-up levels a row of `bucket` must also be added to: those that
+ * rolled its window up already and still keep it (bit per level). */
+static unsigned late_levels(const store *s, int64_t bucket)
+{
+    unsigned mask = 0;
+    for (int l = rollup_coarser(&s->rollups, 0); l > 0; l = rollup_coarser(&s->rollups, l)) {
+        const rollup_level *lv = &s->rollups.level[l];
+        if (bucket < lv->rolled_until && bucket - bucket % lv->width >= lv->kept_from)
+            mask |= 1u << l;
+    }
+    return mask;
+}
+
+/* Binds name, tags, type, width, raw bucket (?1..?5) of a roll-up upsert. */
+static int bind_rollup_key(store *s, sqlite3_stmt *st, const agg_series *se, int64_t width,
+                           int64_t bucket, char *err, size_t errlen)
+{
+    BIND(sqlite3_bind_text(st, 1, se->name, se->name_len, SQLITE_STATIC), "bind name");
+    BIND(sqlite3_bind_text(st, 2, se->tags, se->tags_len, SQLITE_STATIC), "bind tags");
+    BIND(sqlite3_bind_text(st, 3, metric_type_name(se->type), -1, SQLITE_STATIC), "bind type");
+    BIND(sqlite3_bind_int64(st, 4, width), "bind width");
+    BIND(sqlite3_bind_int64(st, 5, bucket), "bind bucket");
+    return 0;
+}
+
+/* A late row (its window already rolled up) added to each roll-up. */
+static int write_late_row(store *s, const agg_series *se, const agg_row *r, double value,
+                          int has_range, double lo, double hi, char *err, size_t errlen)
+{
+    unsigned mask = late_levels(s, r->bucket);
+    sqlite3_stmt *st = s->rollup_row_upsert;
+    for (int l = 1; l < ROLLUP_LEVELS; l++) {
+        if (!(mask & (1u << l)))
+            continue;
+        if (bind_rollup_key(s, st, se, s->rollups.level[l].width, r->bucket, err, errlen) < 0)
+            return -1;
+        BIND(sqlite3_bind_int64(st, 6, r->lines), "bind lines");
+        BIND(sqlite3_bind_double(st, 7, value), "bind value");
+        BIND(sqlite3_bind_double(st, 8, r->weight), "bind weight");
+        BIND(has_range ? sqlite3_bind_double(st, 9, lo) : sqlite3_bind_null(st, 9), "bind min");
+        BIND(has_range ? sqlite3_bind_double(st, 10, hi) : sqlite3_bind_null(st, 10), "bind max");
+        if (step_done(s, st, "upsert roll-up row", err, errlen) < 0)
+            return -1;
+    }
+    return 0;
+}
+
+static int write_late_sketch(store *s, const agg_series *se, const agg_row *r,
+                             const unsigned char *buf, size_t len, char *err, size_t errlen)
+{
+    unsigned mask = late_levels(s, r->bucket);
+    sqlite3_stmt *st = s->rollup_sketch_upsert;
+    for (int l = 1; l < ROLLUP_LEVELS; l++) {
+        if (!(mask & (1u << l)))
+            continue;
+        if (bind_rollup_key(s, st, se, s->rollups.level[l].width, r->bucket, err, errlen) < 0)
+            return -1;
+        BIND(sqlite3_bind_blob64(st, 6, buf, len, SQLITE_STATIC), "bind sketch");
+        if (step_done(s, st, "upsert roll-up sketch", err, errlen) < 0)
+            return -1;
+    }
+    return 0;
+}
+
+/* A raw row before the raw resolution's horizon is not kept (its roll-ups
+ * and the series totals still take it). */
+static int raw_kept(const store *s, int64_t bucket)
+{
+    return bucket >= s->rollups.level[0].kept_from;
+}
+
 /* Upserts the metrics row of every aggregate row but a set's (a set has
  * only its sketch and catalog entry: schema.h). */
 static int write_rows(store *s, const aggregate *a, size_t *count, char *err, size_t errlen)
@@ -366,6 +501,10 @@ static int write_rows(store *s, const aggregate *a, size_t *count, char *err, si
             assert(has_range);
         }
         assert(se->type != METRIC_COUNTER || !has_range);
+        if (write_late_row(s, se, r, value, has_range, lo, hi, err, errlen) < 0)
+            return -1;
+        if (!raw_kept(s, r->bucket))
+            continue;
         BIND(sqlite3_bind_text(st, 1, se->name, se->name_len, SQLITE_STATIC), "bind name");
         BIND(sqlite3_bind_text(st, 2, se->tags, se->tags_len, SQLITE_STATIC), "bind tags");
         BIND(sqlite3_bind_text(st, 3, metric_type_name(se->type), -1, SQLITE_STATIC), "bind type");
@@ -432,7 +571,9 @@ static int write_sketches(store *s, const aggregate *a, size_t *count, char *err
             snprintf(err, errlen, "store: out of memory (encoding the sketch of %s)", se->name);
             return -1;
         }
-        int rc = upsert_sketch(s, se, r, buf, len, err, errlen);
+        int rc = write_late_sketch(s, se, r, buf, len, err, errlen);
+        if (rc == 0 && raw_kept(s, r->bucket))
+            rc = upsert_sketch(s, se, r, buf, len, err, errlen);
         free(buf);
         if (rc < 0)
             return -1;
@@ -504,6 +645,8 @@ static int write_series(store *s, const aggregate *a, char *err, size_t errlen)
     }
     return 0;
 }
+
+
 
 static int write_gauges(store *s, const aggregate *a, size_t *count, char *err, size_t errlen)
 {
@@ -600,6 +743,108 @@ int store_commit(store *s, const char *topic, const aggregate *a, const pending 
 fail:
     /* A failed COMMIT may leave the transaction open (e.g. SQLITE_BUSY);
      * ROLLBACK is harmless when SQLite already rolled back by itself. */
+    if (!sqlite3_get_autocommit(s->db))
+        sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+    return -1;
+}
+
+/* ---- retention ------------------------------------------------------------------ */
+
+const rollup_state *store_rollups(const store *s)
+{
+    return &s->rollups;
+}
+
+int store_first_at(store *s, int level, int64_t from, int64_t *bucket, char *err,
+                   size_t errlen)
+{
+    sqlite3_stmt *st = level == 0 ? s->first_raw : s->first_rollup;
+    *bucket = INT64_MAX;
+    BIND(sqlite3_bind_int64(st, 1, from), "bind from");
+    if (level > 0)
+        BIND(sqlite3_bind_int64(st, 2, s->rollups.level[level].width), "bind width");
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW && sqlite3_column_type(st, 0) != SQLITE_NULL)
+        *bucket = sqlite3_column_int64(st, 0);
+    sqlite3_reset(st);
+    if (rc != SQLITE_ROW) {
+        set_err(err, errlen, "find the first stored bucket", s->db);
+        return -1;
+    }
+    return 0;
+}
+
+void store_set_retention_hook(store *s, void (*hook)(void *arg), void *arg)
+{
+    s->retention_hook = hook;
+    s->retention_hook_arg = arg;
+}
+
+/* Runs one retention statement over [lo, hi): ?1 width, ?2 lo, ?3 hi, ?4 the
+ * source width (bound only where the statement has it). */
+static int run_span(store *s, sqlite3_stmt *st, int64_t width, int64_t lo, int64_t hi,
+                    int64_t source_width, const char *what, char *err, size_t errlen)
+{
+    int params = sqlite3_bind_parameter_count(st);
+    int64_t values[] = {width, lo, hi, source_width};
+    for (int i = 0; i < params && i < 4; i++)
+        BIND(sqlite3_bind_int64(st, i + 1, values[i]), "bind retention span");
+    return step_done(s, st, what, err, errlen);
+}
+
+static int run_step(store *s, const retention_step *step, char *err, size_t errlen)
+{
+    const rollup_level *lv = &s->rollups.level[step->level];
+    if (step->kind == RETENTION_ROLLUP) {
+        int raw = step->source == 0;
+        int64_t src_w = s->rollups.level[step->source].width;
+        return run_span(s, s->rollup_rows[raw], lv->width, step->lo, step->hi, src_w,
+                        "roll up rows", err, errlen) ||
+                       run_span(s, s->rollup_sketches[raw], lv->width, step->lo, step->hi,
+                                src_w, "roll up sketches", err, errlen)
+                   ? -1
+                   : 0;
+    }
+    int raw = step->level == 0;
+    return (step->fold_sets && run_span(s, s->fold_sets[raw], lv->width, step->lo, step->hi,
+                                        lv->width, "fold set registers", err, errlen)) ||
+                   run_span(s, s->expire_rows[raw], lv->width, step->lo, step->hi, lv->width,
+                            "delete expired rows", err, errlen) ||
+                   run_span(s, s->expire_sketches[raw], lv->width, step->lo, step->hi,
+                            lv->width, "delete expired sketches", err, errlen)
+               ? -1
+               : 0;
+}
+
+static int put_state(store *s, const rollup_state *next, int level, char *err, size_t errlen)
+{
+    const rollup_level *lv = &next->level[level];
+    sqlite3_stmt *st = s->state_put;
+    BIND(sqlite3_bind_int64(st, 1, level == 0 ? 0 : lv->width), "bind width");
+    BIND(sqlite3_bind_int64(st, 2, level == 0 ? 0 : lv->rolled_until), "bind rolled_until");
+    BIND(sqlite3_bind_int64(st, 3, lv->kept_from), "bind kept_from");
+    return step_done(s, st, "write rollup_state", err, errlen);
+}
+
+int store_retention_step(store *s, const retention_step *step, long long *changes, char *err,
+                         size_t errlen)
+{
+    rollup_state next = s->rollups;
+    retention_apply(&next, step);
+    long long before = sqlite3_total_changes64(s->db);
+    if (exec(s, "BEGIN IMMEDIATE", "begin", err, errlen) < 0)
+        return -1;
+    if (run_step(s, step, err, errlen) < 0 || put_state(s, &next, step->level, err, errlen) < 0)
+        goto fail;
+    if (s->retention_hook)
+        s->retention_hook(s->retention_hook_arg);
+    if (exec(s, "COMMIT", "commit", err, errlen) < 0)
+        goto fail;
+    s->rollups = next;
+    if (changes)
+        *changes = sqlite3_total_changes64(s->db) - before - 1; /* (not the state row) */
+    return 0;
+fail:
     if (!sqlite3_get_autocommit(s->db))
         sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
     return -1;

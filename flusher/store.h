@@ -46,6 +46,11 @@
  *       that commit (Kafka time: depends on the data only, never on a clock).
  *   rejected_records(topic, partition, offset, reason, payload)
  *       Records that could not be decoded, kept verbatim with the reason.
+ *   rollup_metrics, rollup_sketches, rollup_state (schema.h, retention.h)
+ *       The 1-minute and 1-hour resolutions. A flush's row whose window is
+ *       rolled up already is added to each roll-up that holds its window, in
+ *       the same transaction (so a roll-up is always its rows combined); a
+ *       row before the raw horizon (rollup_state kept_from) is not kept raw.
  *   quarantined_rows(tbl, name, tags, type, bucket, reason)
  *       Rows a Tally before schema version 2 stored with a value that is not
  *       finite; moved there once by the upgrade.
@@ -61,6 +66,8 @@
 #include "aggregate.h"
 #include "dedup.h"
 #include "pending.h"
+#include "retention.h"
+#include "rollup.h"
 
 #define STORE_BUSY_TIMEOUT_MS 5000
 
@@ -127,5 +134,29 @@ void store_set_before_commit_hook(store *s, void (*hook)(void *arg), void *arg);
  */
 int store_commit(store *s, const char *topic, const aggregate *a, const pending *p,
                  store_commit_stats *stats, char *err, size_t errlen);
+
+/* ---- retention (retention.h) ---------------------------------------------------- */
+
+/* The resolutions' state as committed, for retention_next(). */
+const rollup_state *store_rollups(const store *s);
+
+/* retention_rows.first_at over this store: the first bucket >= from that
+ * `level` holds (INT64_MAX: none). 0, or -1 with err filled. */
+int store_first_at(store *s, int level, int64_t from, int64_t *bucket, char *err,
+                   size_t errlen);
+
+/* Called inside store_retention_step() before COMMIT (tests inject a crash
+ * there). NULL removes the hook. */
+void store_set_retention_hook(store *s, void (*hook)(void *arg), void *arg);
+
+/*
+ * Runs one retention step in its own transaction: BEGIN IMMEDIATE; roll the
+ * span up (rows and sketches) or delete it (rows and sketches; the coarsest
+ * level's sets first fold into their all-time row); write rollup_state;
+ * COMMIT. On error it rolls back (nothing changed) and returns -1 with err
+ * filled. *changes (may be NULL): rows written or deleted.
+ */
+int store_retention_step(store *s, const retention_step *step, long long *changes, char *err,
+                         size_t errlen);
 
 #endif

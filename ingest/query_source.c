@@ -27,6 +27,7 @@
 #include "prom_name.h"
 #include "ddsketch.h"
 #include "hll.h"
+#include "rollup.h"
 #include "schema.h"
 #include "totals_json.h"
 
@@ -61,10 +62,12 @@ typedef struct candidate_list {
 
 struct query_source {
     char path[CONFIG_PATH_MAX];
-    int64_t bucket_ms;
     int64_t lookback_ms;
     sqlite3 *db;
     sqlite3_stmt *by_prom_name, *all_series, *by_name, *rows_from, *totals, *sketches_from;
+    sqlite3_stmt *set_all, *rollups_get;
+    int bucket_seconds;
+    rollup_state rollups;      /* read by query_source_begin(), in the read transaction */
     ddsketch *sketch;          /* scratch: one window's merged sketch */
     hll *set;                  /* scratch: one window's merged set */
     int in_transaction;
@@ -78,7 +81,7 @@ query_source *query_source_new(const tally_config *cfg)
     if (!q)
         return NULL;
     snprintf(q->path, sizeof q->path, "%s", cfg->sqlite.path);
-    q->bucket_ms = (int64_t)cfg->flusher.bucket_seconds * 1000;
+    q->bucket_seconds = cfg->flusher.bucket_seconds;
     q->lookback_ms = (int64_t)cfg->query.lookback_seconds * 1000;
     q->sketch = ddsketch_new();
     q->set = hll_new();
@@ -94,11 +97,11 @@ query_source *query_source_new(const tally_config *cfg)
 static void close_db(query_source *q)
 {
     sqlite3_stmt *all[] = {q->by_prom_name, q->all_series, q->by_name, q->rows_from, q->totals,
-                           q->sketches_from};
+                           q->sketches_from, q->set_all, q->rollups_get};
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
         sqlite3_finalize(all[i]);
     q->by_prom_name = q->all_series = q->by_name = q->rows_from = q->totals = NULL;
-    q->sketches_from = NULL;
+    q->sketches_from = q->set_all = q->rollups_get = NULL;
     sqlite3_close(q->db);
     q->db = NULL;
 }
@@ -122,15 +125,55 @@ static int open_db(query_source *q, char *err, size_t errlen)
         sqlite3_prepare_v2(q->db, SCHEMA_SERIES_BY_PROM_NAME, -1, &q->by_prom_name, NULL) ||
         sqlite3_prepare_v2(q->db, SCHEMA_SERIES_ALL, -1, &q->all_series, NULL) ||
         sqlite3_prepare_v2(q->db, SCHEMA_SERIES_BY_NAME, -1, &q->by_name, NULL) ||
-        sqlite3_prepare_v2(q->db, SCHEMA_ROWS_FROM, -1, &q->rows_from, NULL) ||
+        sqlite3_prepare_v2(q->db, SCHEMA_ROWS_SPANS, -1, &q->rows_from, NULL) ||
         sqlite3_prepare_v2(q->db, SCHEMA_TOTALS_BY_NAME, -1, &q->totals, NULL) ||
-        sqlite3_prepare_v2(q->db, SCHEMA_SKETCHES_FROM, -1, &q->sketches_from, NULL)) {
+        sqlite3_prepare_v2(q->db, SCHEMA_SKETCHES_SPANS, -1, &q->sketches_from, NULL) ||
+        sqlite3_prepare_v2(q->db, SCHEMA_SET_SKETCHES_ALL, -1, &q->set_all, NULL) ||
+        sqlite3_prepare_v2(q->db, SCHEMA_ROLLUP_STATE_GET, -1, &q->rollups_get, NULL)) {
         snprintf(err, errlen, "sqlite %s: %s (has tally-flusher created it?)", q->path,
                  q->db ? sqlite3_errmsg(q->db) : "cannot open");
         close_db(q);
         return -1;
     }
     return 0;
+}
+
+/* The resolutions' state (rollup.h), as of this read transaction. */
+static int read_rollups(query_source *q, char *err, size_t errlen)
+{
+    rollup_state_init(&q->rollups, q->bucket_seconds);
+    sqlite3_stmt *st = q->rollups_get;
+    int rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        int level = rollup_level_of(&q->rollups, sqlite3_column_int64(st, 0));
+        if (level < 0)
+            continue;
+        if (level > 0)
+            q->rollups.level[level].rolled_until = sqlite3_column_int64(st, 1);
+        q->rollups.level[level].kept_from = sqlite3_column_int64(st, 2);
+    }
+    sqlite3_reset(st);
+    if (rc != SQLITE_DONE) {
+        snprintf(err, errlen, "sqlite read rollup_state: %s", sqlite3_errmsg(q->db));
+        return -1;
+    }
+    return 0;
+}
+
+/* Binds ?4 (the earliest bucket end wanted) and the spans of a read at the
+ * resolution `step_seconds` chooses (schema.h SCHEMA_ROWS_SPANS). */
+static int bind_spans(query_source *q, sqlite3_stmt *st, int64_t min_end, int64_t step_seconds)
+{
+    rollup_span sp[ROLLUP_LEVELS];
+    rollup_spans(&q->rollups, rollup_choose(&q->rollups, step_seconds), sp);
+    int rc = sqlite3_bind_int64(st, 4, min_end);
+    for (int i = 0; i < ROLLUP_LEVELS && rc == SQLITE_OK; i++) {
+        int at = 5 + 3 * i;
+        rc = sqlite3_bind_int64(st, at, sp[i].width);
+        rc = rc == SQLITE_OK ? sqlite3_bind_int64(st, at + 1, sp[i].lo) : rc;
+        rc = rc == SQLITE_OK ? sqlite3_bind_int64(st, at + 2, sp[i].hi) : rc;
+    }
+    return rc;
 }
 
 int query_source_begin(query_source *q, char *err, size_t errlen)
@@ -145,7 +188,7 @@ int query_source_begin(query_source *q, char *err, size_t errlen)
     q->in_transaction = 1;
     q->types_seen = 0;
     q->series_seen = 0;
-    return 0;
+    return read_rollups(q, err, errlen);
 }
 
 void query_source_end(query_source *q)
@@ -376,9 +419,9 @@ typedef struct windows {
  * come in order: nothing later can be in a window either). */
 #define WINDOW_NONE (-1)
 #define WINDOW_PAST (-2)
-static int64_t window_of(const query_source *q, const windows *w, int64_t bucket)
+static int64_t window_of(const windows *w, int64_t end_seconds)
 {
-    int64_t end = bucket * 1000 + q->bucket_ms;
+    int64_t end = end_seconds * 1000;
     if (end > w->last)
         return WINDOW_PAST;
     int64_t k = w->step ? -floor_div(w->first - end, w->step) : 0; /* first time >= end */
@@ -386,29 +429,58 @@ static int64_t window_of(const query_source *q, const windows *w, int64_t bucket
     return k < 0 || t > w->last || t - w->width >= end ? WINDOW_NONE : k;
 }
 
-/* Cumulative and last-value series: a sample at each bucket end in range. */
+/* A roll-up row wider than the lookback also stands, with its value, at
+ * each lookback after its end within its width (until the next row ends):
+ * without it an instant selection between two hourly rows would find
+ * nothing (README "Retention"). */
+static int push_holds(const query_source *q, promql_series *out, int64_t end, int64_t width_ms,
+                      int64_t until, int64_t min_ms, int64_t max_ms, double v)
+{
+    if (width_ms <= q->lookback_ms)
+        return 0;
+    for (int64_t t = end + q->lookback_ms; t < end + width_ms && t < until && t <= max_ms;
+         t += q->lookback_ms)
+        if (t >= min_ms && promql_series_push(out, t, v) != 0)
+            return -1;
+    return 0;
+}
+
+/* Cumulative and last-value series: a sample at each row's end in range
+ * (rows of every resolution the read takes, in order of their end). */
 static int read_raw(query_source *q, sqlite3_stmt *st, const candidate *c, int64_t min_ms,
                     int64_t max_ms, promql_series *out)
 {
     int sum_weight = c->kind == EXPOSE_COUNT;
     int cumulative = c->kind != EXPOSE_VALUE || strcmp(c->type, "counter") == 0;
     double running = 0, after = 0; /* sums from the first row read, and past max_ms */
+    int64_t last_end = INT64_MIN, last_width = 0;
+    double last_v = 0;
     int rc;
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        int64_t end = sqlite3_column_int64(st, 0) * 1000 + q->bucket_ms;
+        int64_t end = sqlite3_column_int64(st, 0) * 1000;
         double v = sqlite3_column_double(st, sum_weight ? 2 : 1);
+        if (last_end != INT64_MIN &&
+            push_holds(q, out, last_end, last_width, end, min_ms, max_ms, last_v) != 0)
+            return -1;
         if (end > max_ms) {
+            last_end = INT64_MIN;
             if (!cumulative)
                 break;
             after += v;
             continue;
         }
         running += v;
-        if (end >= min_ms && promql_series_push(out, end, cumulative ? running : v) != 0)
+        last_end = end;
+        last_width = sqlite3_column_int64(st, 5) * 1000;
+        last_v = cumulative ? running : v;
+        if (end >= min_ms && promql_series_push(out, end, last_v) != 0)
             return -1;
     }
     if (rc != SQLITE_ROW && rc != SQLITE_DONE)
         return -2;
+    if (last_end != INT64_MIN &&
+        push_holds(q, out, last_end, last_width, INT64_MAX, min_ms, max_ms, last_v) != 0)
+        return -1;
     if (cumulative) {
         double total = sum_weight ? c->total_weight : c->total_value;
         double before = total - running - after; /* the rows before the first one read */
@@ -420,7 +492,7 @@ static int read_raw(query_source *q, sqlite3_stmt *st, const candidate *c, int64
 
 /* Window series (min, max): one sample per evaluation time whose window
  * holds a bucket end. */
-static int read_windows(query_source *q, sqlite3_stmt *st, const candidate *c,
+static int read_windows(sqlite3_stmt *st, const candidate *c,
                         const windows *w, promql_series *out)
 {
     int is_min = c->kind == EXPOSE_MIN;
@@ -428,7 +500,7 @@ static int read_windows(query_source *q, sqlite3_stmt *st, const candidate *c,
     double acc = 0;
     int rc;
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        int64_t k = window_of(q, w, sqlite3_column_int64(st, 0));
+        int64_t k = window_of(w, sqlite3_column_int64(st, 0));
         if (k == WINDOW_PAST)
             break;
         if (k == WINDOW_NONE || sqlite3_column_type(st, is_min ? 3 : 4) == SQLITE_NULL)
@@ -503,7 +575,7 @@ static int read_sketch_windows(query_source *q, sqlite3_stmt *st, const window_s
     int rc;
     k->clear(q);
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        int64_t at = window_of(q, w, sqlite3_column_int64(st, 0));
+        int64_t at = window_of(w, sqlite3_column_int64(st, 0));
         if (at == WINDOW_PAST)
             break;
         if (at == WINDOW_NONE)
@@ -532,16 +604,16 @@ static int read_candidate(query_source *q, const candidate *c, int64_t min_ms, i
                                   : c->kind == EXPOSE_DISTINCT ? &DISTINCTS
                                                                : NULL;
     int windowed = sketch || c->kind == EXPOSE_MIN || c->kind == EXPOSE_MAX;
-    int64_t from_ms = windowed ? w->first - w->width : min_ms;
-    int64_t first_bucket = floor_div(from_ms - q->bucket_ms, 1000);
+    /* (a held roll-up row may have ended up to an hour before the range) */
+    int64_t from_ms = windowed ? w->first - w->width : min_ms - ROLLUP_WIDEST_SECONDS * 1000;
     sqlite3_stmt *st = sketch ? q->sketches_from : q->rows_from;
     if (sqlite3_bind_text(st, 1, c->name, -1, SQLITE_STATIC) != SQLITE_OK ||
         sqlite3_bind_text(st, 2, c->tags, -1, SQLITE_STATIC) != SQLITE_OK ||
         sqlite3_bind_text(st, 3, c->type, -1, SQLITE_STATIC) != SQLITE_OK ||
-        sqlite3_bind_int64(st, 4, first_bucket) != SQLITE_OK)
+        bind_spans(q, st, floor_div(from_ms, 1000), w->step / 1000) != SQLITE_OK)
         return sql_failed(q, "bind", err, errlen);
     int rc = sketch     ? read_sketch_windows(q, st, sketch, c, w, out, err, errlen)
-             : windowed ? read_windows(q, st, c, w, out)
+             : windowed ? read_windows(st, c, w, out)
                         : read_raw(q, st, c, min_ms, max_ms, out);
     if (rc == -2)
         sql_failed(q, "read rows", err, errlen);
@@ -733,14 +805,13 @@ static int write_native_series(query_source *q, const char *name, const char *ta
                                const char *type_name, int64_t from, int64_t to, int64_t step,
                                struct evbuffer *out, char *err, size_t errlen)
 {
-    int64_t bucket_s = q->bucket_ms / 1000;
     int64_t first_t = -floor_div(-from, step) * step;
     metric_type type = metric_type_from_name(type_name);
     sqlite3_stmt *st = type == METRIC_SET ? q->sketches_from : q->rows_from;
     if (sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC) != SQLITE_OK ||
         sqlite3_bind_text(st, 2, tags, -1, SQLITE_STATIC) != SQLITE_OK ||
         sqlite3_bind_text(st, 3, type_name, -1, SQLITE_STATIC) != SQLITE_OK ||
-        sqlite3_bind_int64(st, 4, first_t - step - bucket_s + 1) != SQLITE_OK)
+        bind_spans(q, st, first_t - step + 1, step) != SQLITE_OK)
         return -1;
     int points = 0, rc, corrupt = 0;
     native_point p = {.t = INT64_MIN};
@@ -751,7 +822,7 @@ static int write_native_series(query_source *q, const char *name, const char *ta
     json_string(out, type_name);
     evbuffer_add(out, ",\"points\":[", 11);
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        int64_t end = sqlite3_column_int64(st, 0) + bucket_s;
+        int64_t end = sqlite3_column_int64(st, 0);
         int64_t t = -floor_div(-end, step) * step; /* the window (t - step, t] */
         if (t > to)
             break;
@@ -819,17 +890,15 @@ int query_source_native(query_source *q, const char *name, int64_t from, int64_t
 static int set_total(query_source *q, const char *name, const char *tags, double *count,
                      char *err, size_t errlen)
 {
-    sqlite3_stmt *st = q->sketches_from;
+    sqlite3_stmt *st = q->set_all;
     int rc, corrupt = 0;
     hll_clear(q->set);
     if (sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC) != SQLITE_OK ||
-        sqlite3_bind_text(st, 2, tags, -1, SQLITE_STATIC) != SQLITE_OK ||
-        sqlite3_bind_text(st, 3, metric_type_name(METRIC_SET), -1, SQLITE_STATIC) != SQLITE_OK ||
-        sqlite3_bind_int64(st, 4, INT64_MIN) != SQLITE_OK)
+        sqlite3_bind_text(st, 2, tags, -1, SQLITE_STATIC) != SQLITE_OK)
         return -1;
     while (!corrupt && (rc = sqlite3_step(st)) == SQLITE_ROW)
-        corrupt = hll_decode(q->set, sqlite3_column_blob(st, 1),
-                             (size_t)sqlite3_column_bytes(st, 1), err, errlen) != 0;
+        corrupt = hll_decode(q->set, sqlite3_column_blob(st, 0),
+                             (size_t)sqlite3_column_bytes(st, 0), err, errlen) != 0;
     sqlite3_reset(st);
     *count = (double)hll_count(q->set);
     hll_clear(q->set);

@@ -20,6 +20,13 @@
  * A window is (t - step, t] for a range query and (t - lookback, t] for an
  * instant query: a sample at t merges every bucket that ended in it.
  *
+ * Resolutions (rollup.h): a select reads, for its step, the coarsest
+ * resolution not wider than the step (an instant query: raw), with finer
+ * rows where it is not rolled up yet and coarser ones where it is deleted; a
+ * row is stamped at its end (bucket + its width). A cumulative or last-value
+ * row wider than the lookback is also sampled every lookback after its end,
+ * within its width, so instant selections between hourly rows find it.
+ *
  * Consistency: query_source_begin() opens a read transaction (one WAL
  * snapshot) that every select until query_source_end() reads, so a query
  * never mixes two flushes.

@@ -180,4 +180,15 @@ wait_sqlite_counter() {
 # counter_lines NAME COUNT VALUE: COUNT lines "NAME:VALUE|c"
 counter_lines() { awk -v n="$1" -v c="$2" -v v="$3" 'BEGIN { for (i = 0; i < c; i++) print n ":" v "|c" }'; }
 
+api() { curl -sS "$BASE_URL$1"; } # PATH: GET, the body on stdout
+
+within() { # GOT WANT PERCENT: |GOT - WANT| <= PERCENT % of WANT
+    awk -v g="$1" -v w="$2" -v p="$3" 'BEGIN { d = g - w; if (d < 0) d = -d; exit !(g != "" && d <= p / 100 * w) }'
+}
+check_within() { # WHAT GOT WANT PERCENT
+    CHECKS=$((CHECKS + 1))
+    within "$2" "$3" "$4" || fail "$1: got $2, want $3 within $4 %"
+    log "ok: $1 = $2 (exact $3, within $4 %)"
+}
+
 finish() { log "PASS ($CHECKS checks)"; }

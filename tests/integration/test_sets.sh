@@ -51,14 +51,6 @@ $P.users:x|s|#env:prod|@0.1|T$((T0 + 21))"
 check_eq "post of the untagged series (and one more prod member)" 200 "$HTTP_CODE"
 PROD=1001 # distinct members of env:prod
 
-within() { # GOT WANT PERCENT: |GOT - WANT| <= PERCENT % of WANT
-    awk -v g="$1" -v w="$2" -v p="$3" 'BEGIN { d = g - w; if (d < 0) d = -d; exit !(g != "" && d <= p / 100 * w) }'
-}
-check_within() { # WHAT GOT WANT PERCENT
-    CHECKS=$((CHECKS + 1))
-    within "$2" "$3" "$4" || fail "$1: got $2, want $3 within $4 %"
-    log "ok: $1 = $2 (exact $3, within $4 %)"
-}
 # 3 standard errors of a dense HyperLogLog (0.81 % each)
 ERR=2.43
 
@@ -86,7 +78,6 @@ seg=$(ls "$TALLY_VAR"/kafka/data/"$TOPIC"-0/*.log 2>/dev/null | head -n 1)
 check_eq "the records are in Kafka's log (names)" 1 "$(grep -c -a -m 1 "$P.users" "$seg" || true)"
 check_eq "no member in Kafka" 0 "$(grep -c -a "$SECRET" "$seg" || true)"
 
-api() { curl -sS "$BASE_URL$1"; }
 
 # 3. The native read: per 10 s step, the bucket's distinct members (exact or
 # off by one while sparse); a 30 s step holds all three buckets.

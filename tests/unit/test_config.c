@@ -222,7 +222,7 @@ static void shipped_conf_has_every_key(void **state)
     }
     config_destroy(&lc);
     free(ref);
-    assert_int_equal(keys, 74); /* every field of tally_config */
+    assert_int_equal(keys, 78); /* every field of tally_config */
 }
 
 static void override_values(void **state)
@@ -298,7 +298,8 @@ static void unknown_section_and_misplaced_key(void **state)
     assert_int_equal(n, 4);
     assert_int_equal(count_lines(problems), 4);
     expect_problem(problems, path, 1, "ingets: unknown section (known sections: ingest, kafka, "
-                                      "redis, sqlite, flusher, dedup, query, statsd, cache, log)");
+                                      "redis, sqlite, flusher, retention, dedup, query, statsd, cache,"
+                                      " log)");
     expect_problem(problems, path, 2,
                    "ingets.listen_port: unknown key (did you mean ingest.listen_port?)");
     expect_problem(problems, path, 4, "verbose: unknown key\n");
@@ -592,7 +593,7 @@ static void reference_is_a_markdown_table(void **state)
     assert_non_null(strstr(ref, "| `sqlite.synchronous` | enum | `\"FULL\"` | FULL, NORMAL, EXTRA | "));
     assert_non_null(strstr(ref, "| `log.level` | enum | `\"info\"` | debug, info, warn, error | "));
     /* every line has exactly the 6 pipes of 5 columns */
-    assert_int_equal(count_lines(ref), 2 + 74);
+    assert_int_equal(count_lines(ref), 2 + 78);
     for (char *line = strtok(ref, "\n"); line; line = strtok(NULL, "\n")) {
         int pipes = 0;
         for (char *p = line; *p; p++)

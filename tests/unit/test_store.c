@@ -42,6 +42,8 @@
 #include "pending.h"
 #include "schema.h"
 #include "store.h"
+#include "config.h"
+#include "retention.h"
 
 #define BUCKET_SECONDS 10
 #define BOUND (DDSKETCH_ALPHA * (1.0 + 1e-9))
@@ -468,7 +470,7 @@ static void test_upgraded_rows_have_no_sketch(void **state)
     char err[512] = "";
     if (store_open(&f->st, f->path, "FULL", BUCKET_SECONDS, 60, err, sizeof err) != 0)
         fail_msg("store_open after the upgrade: %s", err);
-    assert_int_equal((int)scalar(f, "SELECT value FROM meta WHERE key = 'schema_version'"), 4);
+    assert_int_equal((int)scalar(f, "SELECT value FROM meta WHERE key = 'schema_version'"), SCHEMA_VERSION);
     assert_int_equal((int)scalar(f, "SELECT count(*) FROM sketches"), 0);
     size_t len;
     assert_null(stored_sketch(f, 0, &len));
@@ -619,6 +621,185 @@ static void test_set_sketch_merge_function(void **state)
     hll_free(all);
 }
 
+/* ---- retention (retention.h, store_retention_step) ------------------------------- */
+
+#define HOUR0 1699999200LL /* a whole hour, in Unix seconds */
+#define DAYS(n) ((int64_t)(n) * 86400)
+
+static int first_at(void *ctx, int level, int64_t from, int64_t *bucket, char *err,
+                    size_t errlen)
+{
+    return store_first_at(ctx, level, from, bucket, err, errlen);
+}
+
+/* Runs every retention step due at `now`; returns how many ran. */
+static int retain(fixture *f, int64_t now)
+{
+    tally_config cfg;
+    config_defaults(&cfg);
+    retention_rows rows = {first_at, f->st};
+    retention_step step;
+    char err[512] = "";
+    int rc, steps = 0;
+    while ((rc = retention_next(store_rollups(f->st), &cfg, now, &rows, &step, err,
+                                sizeof err)) == 1) {
+        if (store_retention_step(f->st, &step, NULL, err, sizeof err) != 0)
+            fail_msg("store_retention_step: %s", err);
+        assert_true(++steps < 200);
+    }
+    if (rc != 0)
+        fail_msg("retention_next: %s", err);
+    return steps;
+}
+
+/* One hour of every type at HOUR0: bucket i (of 360) gets counter "c" i+1,
+ * gauge "g" i, distribution "lat" the value i+1 and set "u" member i % 50. */
+static void flush_an_hour(fixture *f, ddsketch *all)
+{
+    for (int i = 0; i < 360; i++) {
+        int64_t ms = (HOUR0 + 10 * i + 5) * 1000;
+        add(f, METRIC_COUNTER, "c", i + 1, 1, ms);
+        add(f, METRIC_GAUGE, "g", i, 1, ms);
+        add(f, METRIC_DISTRIBUTION, "lat", i + 1, 1, ms);
+        assert_int_equal(ddsketch_add(all, i + 1, 1), 0);
+        add_member(f, "u", (unsigned)(i % 50), ms, NULL);
+    }
+    commit_ok(f, NULL);
+}
+
+/* The roll-up rows of width w: count, and the values of one series. */
+static double rolled(const fixture *f, const char *col, const char *name, int width)
+{
+    char sql[256];
+    snprintf(sql, sizeof sql, "SELECT %s FROM rollup_metrics WHERE name = '%s' AND width = %d",
+             col, name, width);
+    return scalar(f, sql);
+}
+
+static void assert_hour_rolled(const fixture *f, int width, const ddsketch *all)
+{
+    assert_int_equal((int)rolled(f, "sum(value)", "c", width), 360 * 361 / 2);
+    assert_int_equal((int)rolled(f, "sum(lines)", "c", width), 360);
+    assert_int_equal((int)rolled(f, "max(value)", "g", width), 359);
+    assert_int_equal((int)rolled(f, "sum(weight)", "lat", width), 360);
+    assert_int_equal((int)rolled(f, "min(min)", "lat", width), 1);
+    assert_int_equal((int)rolled(f, "max(max)", "lat", width), 360);
+    char sql[160];
+    snprintf(sql, sizeof sql, "SELECT count(*) FROM rollup_sketches WHERE width = %d"
+             " AND type = 'distribution'", width);
+    assert_int_equal((int)scalar(f, sql), width == 3600 ? 1 : 60);
+    if (width != 3600)
+        return;
+    /* the hour's merged sketch is the sketch of all its values */
+    sqlite3 *db = open_reader(f);
+    sqlite3_stmt *st;
+    assert_int_equal(sqlite3_prepare_v2(db, "SELECT data FROM rollup_sketches WHERE width = 3600"
+                                            " AND type = 'distribution'", -1, &st, NULL),
+                     SQLITE_OK);
+    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+    ddsketch *got = ddsketch_new();
+    char err[128];
+    assert_int_equal(ddsketch_decode(got, sqlite3_column_blob(st, 0),
+                                     (size_t)sqlite3_column_bytes(st, 0), err, sizeof err), 0);
+    for (size_t i = 0; i < NQ; i++) {
+        double a, b;
+        assert_int_equal(ddsketch_quantile(got, QS[i], &a), 0);
+        assert_int_equal(ddsketch_quantile(all, QS[i], &b), 0);
+        assert_float_equal(a, b, 1e-9);
+    }
+    ddsketch_free(got);
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+}
+
+/* The distinct members of set "u" in rollup_sketches width w (all its rows). */
+static uint64_t set_members(const fixture *f, int width)
+{
+    sqlite3 *db = open_reader(f);
+    sqlite3_stmt *st;
+    hll *h = hll_new();
+    char err[128];
+    assert_int_equal(sqlite3_prepare_v2(db, "SELECT data FROM rollup_sketches WHERE name = 'u'"
+                                            " AND width = ?1", -1, &st, NULL), SQLITE_OK);
+    sqlite3_bind_int(st, 1, width);
+    while (sqlite3_step(st) == SQLITE_ROW)
+        assert_int_equal(hll_decode(h, sqlite3_column_blob(st, 0),
+                                    (size_t)sqlite3_column_bytes(st, 0), err, sizeof err), 0);
+    uint64_t n = hll_count(h);
+    hll_free(h);
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    return n;
+}
+
+/* Retention rolls an hour up to 1 min and 1 h with unchanged sums, the
+ * gauge's last value and the very sketch of the hour; past each age it
+ * deletes that resolution (the series totals stay); a late row adds to the
+ * roll-ups that hold its window; past the last age a set keeps its members
+ * in its all-time row. */
+static void test_retention_rolls_up_and_expires(void **state)
+{
+    fixture *f = *state;
+    ddsketch *all = ddsketch_new();
+    flush_an_hour(f, all);
+
+    assert_true(retain(f, HOUR0 + DAYS(1)) > 0);
+    assert_hour_rolled(f, 60, all);
+    assert_hour_rolled(f, 3600, all);
+    assert_int_equal(set_members(f, 3600), 50);
+    assert_int_equal((int)scalar(f, "SELECT count(*) FROM metrics"), 3 * 360); /* raw kept */
+    assert_int_equal(retain(f, HOUR0 + DAYS(1)), 0);                          /* nothing due */
+
+    retain(f, HOUR0 + DAYS(100)); /* raw (14 d) and minutes (90 d) go */
+    assert_int_equal((int)scalar(f, "SELECT count(*) FROM metrics"), 0);
+    assert_int_equal((int)scalar(f, "SELECT count(*) FROM sketches"), 0);
+    assert_int_equal((int)rolled(f, "count(*)", "c", 60), 0);
+    assert_hour_rolled(f, 3600, all);
+    assert_int_equal((int)scalar(f, "SELECT total_value FROM series WHERE name = 'c'"),
+                     360 * 361 / 2);
+
+    /* a late counter line for the old hour: only its hour row (and the total) grow */
+    add(f, METRIC_COUNTER, "c", 1000, 1, (HOUR0 + 15) * 1000);
+    commit_ok(f, NULL);
+    assert_int_equal((int)rolled(f, "sum(value)", "c", 3600), 360 * 361 / 2 + 1000);
+    assert_int_equal((int)scalar(f, "SELECT count(*) FROM metrics"), 0);
+    assert_int_equal((int)rolled(f, "count(*)", "c", 60), 0);
+    assert_int_equal((int)scalar(f, "SELECT total_value FROM series WHERE name = 'c'"),
+                     360 * 361 / 2 + 1000);
+
+    retain(f, HOUR0 + DAYS(800)); /* hours (730 d) go; the set folds */
+    assert_int_equal((int)scalar(f, "SELECT count(*) FROM rollup_metrics"), 0);
+    assert_int_equal((int)scalar(f, "SELECT count(*) FROM rollup_sketches WHERE width > 0"), 0);
+    assert_int_equal(set_members(f, 0), 50);
+    assert_int_equal((int)scalar(f, "SELECT total_value FROM series WHERE name = 'c'"),
+                     360 * 361 / 2 + 1000);
+    ddsketch_free(all);
+}
+
+/* A step that fails (here: a corrupt sketch) changes nothing, state included. */
+static void test_retention_step_is_atomic(void **state)
+{
+    fixture *f = *state;
+    ddsketch *all = ddsketch_new();
+    flush_an_hour(f, all);
+    exec_sql(f, "UPDATE sketches SET data = x'00' WHERE type = 'distribution'"
+                " AND bucket = 1699999200");
+    tally_config cfg;
+    config_defaults(&cfg);
+    retention_rows rows = {first_at, f->st};
+    retention_step step;
+    char err[512] = "";
+    assert_int_equal(retention_next(store_rollups(f->st), &cfg, HOUR0 + DAYS(1), &rows, &step,
+                                    err, sizeof err), 1);
+    assert_int_equal(step.kind, RETENTION_ROLLUP);
+    assert_int_equal(store_retention_step(f->st, &step, NULL, err, sizeof err), -1);
+    assert_non_null(strstr(err, "corrupt"));
+    assert_int_equal((int)scalar(f, "SELECT count(*) FROM rollup_metrics"), 0);
+    assert_int_equal((int)scalar(f, "SELECT count(*) FROM rollup_state"), 0);
+    assert_int_equal(store_rollups(f->st)->level[1].rolled_until, 0);
+    ddsketch_free(all);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -628,6 +809,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_upgraded_rows_have_no_sketch, setup, teardown),
         cmocka_unit_test_setup_teardown(test_set_bucket_is_hll_of_union, setup, teardown),
         cmocka_unit_test_setup_teardown(test_set_sketch_merge_function, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_retention_rolls_up_and_expires, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_retention_step_is_atomic, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
