@@ -186,3 +186,20 @@ int format_prom_value(char *buf, size_t buflen, double v)
     }
     return expand_exponent(buf, buflen, g);
 }
+
+int format_thousands(char *buf, size_t buflen, long long n)
+{
+    char digits[24];
+    unsigned long long u = n < 0 ? 0ULL - (unsigned long long)n : (unsigned long long)n;
+    int nd = snprintf(digits, sizeof digits, "%llu", u), w = 0;
+    char out[32];
+    if (n < 0)
+        out[w++] = '-';
+    for (int i = 0; i < nd; i++) {
+        if (i > 0 && (nd - i) % 3 == 0)
+            out[w++] = ',';
+        out[w++] = digits[i];
+    }
+    out[w] = '\0';
+    return snprintf(buf, buflen, "%s", out);
+}

@@ -1,6 +1,6 @@
 /*
  * format.h — text formatting shared by the HTTP API and the Redis writer:
- * exact round-trip doubles and JSON string escaping. Pure.
+ * exact round-trip doubles, JSON string escaping, digit grouping. Pure.
  */
 #ifndef TALLY_FORMAT_H
 #define TALLY_FORMAT_H
@@ -28,5 +28,9 @@ int format_prom_value(char *buf, size_t buflen, double v);
  * number of bytes written (excluding the NUL), or -1 when dst is too small.
  * dst needs at most 6*len+1 bytes. */
 int json_escape(char *dst, size_t dstlen, const char *src, size_t len);
+
+/* n with its digits grouped by commas ("1,234,567") into buf (at least 28
+ * bytes for any int64). Returns the length. */
+int format_thousands(char *buf, size_t buflen, long long n);
 
 #endif

@@ -27,6 +27,7 @@
 #include "format.h"
 #include "live_update.h"
 #include "log.h"
+#include "progress_bar.h"
 #include "record.h"
 #include "redis_auth.h"
 #include "redis_hll.h"
@@ -60,6 +61,8 @@ typedef struct rebuilder {
     size_t events_cap;
     char *err;
     size_t errlen;
+    progress_bar bar;       /* the replay's, on stderr */
+    int64_t bar_base;       /* records replayed before the current round */
 } rebuilder;
 
 static double now_seconds(void)
@@ -598,6 +601,7 @@ static int replay_to(rebuilder *r, const int64_t *target)
             last_progress = now_seconds();
             r->position[m->partition] = m->offset + 1;
             r->stats->records_replayed++;
+            progress_bar_update(&r->bar, (int64_t)r->stats->records_replayed - r->bar_base);
             rc = replay_record(r, m);
         }
         rd_kafka_message_destroy(m);
@@ -635,8 +639,13 @@ static int replay_tail(rebuilder *r)
     /* Step 4: catch up while the fence holds ingest's updates back. */
     for (int round = 0; round < SETTLE_ROUNDS; round++) {
         int64_t ahead = read_targets(r, target);
-        if (ahead < 0 || replay_to(r, target) != 0)
+        if (ahead < 0)
             goto out;
+        r->bar_base = (int64_t)r->stats->records_replayed;
+        progress_bar_start(&r->bar, stderr, "Kafka records replayed", ahead);
+        if (replay_to(r, target) != 0)
+            goto out;
+        progress_bar_finish(&r->bar, (int64_t)r->stats->records_replayed - r->bar_base);
         if (ahead < SETTLE_RECORDS)
             break;
     }
@@ -645,9 +654,13 @@ static int replay_tail(rebuilder *r)
     if (redis_simple(r, NULL, "DEL %s", REDIS_KEY_REBUILD_FENCE) != 0)
         goto out;
     r->fence_held = 0;
-    if (read_targets(r, target) < 0 || replay_to(r, target) != 0 ||
+    int64_t ahead = read_targets(r, target);
+    r->bar_base = (int64_t)r->stats->records_replayed;
+    progress_bar_start(&r->bar, stderr, "Kafka records replayed (after the fence)", ahead);
+    if (ahead < 0 || replay_to(r, target) != 0 ||
         redis_simple(r, NULL, "DEL %s", REDIS_KEY_STALE) != 0)
         goto out;
+    progress_bar_finish(&r->bar, (int64_t)r->stats->records_replayed - r->bar_base);
     rc = 0;
 out:
     free(target);

@@ -13,6 +13,7 @@
 #include <cmocka.h>
 
 #include "format.h"
+#include "progress_bar.h"
 
 static void expect(double v, const char *want)
 {
@@ -60,9 +61,39 @@ static void test_round_trip(void **state)
     }
 }
 
+static void test_thousands(void **state)
+{
+    (void)state;
+    char buf[32];
+    const struct { long long n; const char *want; } cases[] = {
+        {0, "0"}, {999, "999"}, {1000, "1,000"}, {1234567, "1,234,567"}, {-1234, "-1,234"},
+        {INT64_MIN, "-9,223,372,036,854,775,808"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        format_thousands(buf, sizeof buf, cases[i].n);
+        assert_string_equal(buf, cases[i].want);
+    }
+}
+
+static void test_progress_render(void **state)
+{
+    (void)state;
+    char buf[160];
+    progress_bar_render(buf, sizeof buf, "records", 5000, 10000, 12);
+    assert_string_equal(buf, "[##########----------]  50.0 %  5,000 / 10,000 records  12 s left");
+    progress_bar_render(buf, sizeof buf, "records", 0, 10, 0);
+    assert_string_equal(buf, "[--------------------]   0.0 %  0 / 10 records");
+    progress_bar_render(buf, sizeof buf, "records", 12, 10, 3); /* past the total: clamped */
+    assert_string_equal(buf, "[####################] 100.0 %  10 / 10 records");
+    progress_bar_render(buf, sizeof buf, "records", 42, 0, 3); /* no total known */
+    assert_string_equal(buf, "42 records");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_thousands),
+        cmocka_unit_test(test_progress_render),
         cmocka_unit_test(test_positional),
         cmocka_unit_test(test_special),
         cmocka_unit_test(test_round_trip),
