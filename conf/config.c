@@ -174,6 +174,10 @@ static const struct key_row config_keys[] = {
             "Longest time between two flusher commits, in milliseconds."),
     INT_ROW(flusher.bucket_seconds, 10, 1, 86400,
             "Width of a time bucket, in seconds."),
+    STRING_ROW(flusher.metrics_address, "127.0.0.1",
+               "Address the flusher's /metrics listener binds to (a numeric IPv4 or IPv6 address)."),
+    INT_ROW(flusher.metrics_port, 8081, 0, 65535,
+            "TCP port of the flusher's /metrics listener; 0 turns it off."),
 
     BOOL_ROW(retention.enabled, 1,
              "Roll buckets up to 1 min and 1 h rows and delete each resolution past its age."),

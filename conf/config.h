@@ -64,6 +64,8 @@ typedef struct tally_config {
         int max_batch_events;                /* flusher.max_batch_events 1000000, 1..10000000 */
         int max_interval_ms;                 /* flusher.max_interval_ms  1000, 10..600000 */
         int bucket_seconds;                  /* flusher.bucket_seconds   10, 1..86400 */
+        char metrics_address[CONFIG_STR_MAX]; /* flusher.metrics_address "127.0.0.1" */
+        int metrics_port;                    /* flusher.metrics_port     8081, 0..65535 (0 = off) */
     } flusher;
     struct {
         int enabled;                         /* retention.enabled        true: roll up and delete */

@@ -173,6 +173,16 @@ int consumer_watermarks(consumer *c, int partition, int64_t *low, int64_t *high,
     return 0;
 }
 
+int consumer_cached_high(consumer *c, int partition, int64_t *high)
+{
+    int64_t low;
+    if (rd_kafka_get_watermark_offsets(c->rk, c->topic, partition, &low, high) !=
+            RD_KAFKA_RESP_ERR_NO_ERROR ||
+        *high < 0)
+        return -1;
+    return 0;
+}
+
 void consumer_batch_identity(const rd_kafka_message_t *m, char digest[DEDUP_DIGEST_TEXT],
                              int64_t *log_ms)
 {

@@ -58,6 +58,11 @@ rd_kafka_message_t *consumer_poll(consumer *c, int timeout_ms);
 int consumer_watermarks(consumer *c, int partition, int64_t *low, int64_t *high, int timeout_ms,
                         char *err, size_t errlen);
 
+/* The high watermark of `partition` as the last fetch response told it
+ * (no request: cheap enough for every loop). Returns 0 and *high, or -1 when
+ * not known yet. */
+int consumer_cached_high(consumer *c, int partition, int64_t *high);
+
 /* Closes and frees the consumer; NULL is a no-op. Commits nothing to Kafka. */
 void consumer_close(consumer *c);
 

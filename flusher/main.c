@@ -34,7 +34,9 @@
 #include "cache_invalidate.h"
 #include "config.h"
 #include "consumer.h"
+#include "flusher_metrics.h"
 #include "log.h"
+#include "metrics_http.h"
 #include "service.h"
 #include "pending.h"
 #include "rebuild.h"
@@ -135,6 +137,10 @@ typedef struct flusher {
     int64_t *position;        /* next offset expected per partition (-1: unknown) */
     long long first_ms;       /* monotonic time of the pending flush's first message */
     long long retention_ms;   /* monotonic time of the next retention check */
+    flusher_metrics *metrics;
+    int64_t *committed;       /* per partition: next offset committed to SQLite (-1: none) */
+    int64_t *seen_ms;         /* per partition: Kafka timestamp of the last record consumed */
+    long long lag_ms;         /* monotonic time of the next lag update */
 } flusher;
 
 static long long now_ms(void)
@@ -142,6 +148,86 @@ static long long now_ms(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* ---- metrics (flusher_metrics.h) ---------------------------------------------------- */
+
+#define BUMP(field, n) atomic_fetch_add_explicit(&f->metrics->field, (n), memory_order_relaxed)
+
+/* After a commit: the counters, and what each partition has committed. */
+static void note_commit(flusher *f, const struct timespec *c0, const struct timespec *c1)
+{
+    flusher_metrics *m = f->metrics;
+    uint64_t events = aggregate_events(f->agg);
+    BUMP(commits, 1);
+    BUMP(events_committed, events);
+    atomic_store(&m->last_commit_events, events);
+    BUMP(batches_duplicate, pending_skipped(f->pend));
+    BUMP(records_rejected, pending_reject_count(f->pend));
+    atomic_store(&m->cache_invalidations, cache_invalidations(f->cache));
+    prom_hist_observe(&m->commit_seconds,
+                      (double)(c1->tv_sec - c0->tv_sec) + (double)(c1->tv_nsec - c0->tv_nsec) / 1e9);
+    for (int p = 0; p < f->partitions; p++) {
+        int64_t next = pending_next_offset(f->pend, p);
+        if (next < 0)
+            continue;
+        f->committed[p] = next;
+        atomic_store(&m->lag[p].committed_ms, f->seen_ms[p]);
+    }
+}
+
+/* At most once a second: each partition's lag from Kafka's cached high
+ * watermark, and the replay's progress (it ends when the flusher first
+ * catches up: caught_up). */
+static void note_lag(flusher *f, int caught_up)
+{
+    long long now = now_ms();
+    if (now < f->lag_ms && !caught_up)
+        return;
+    f->lag_ms = now + 1000;
+    int64_t behind = 0;
+    for (int p = 0; p < f->partitions; p++) {
+        int64_t high;
+        if (consumer_cached_high(f->cons, p, &high) != 0)
+            continue;
+        int64_t from = f->committed[p] < 0 ? 0 : f->committed[p];
+        int64_t lag = high > from ? high - from : 0;
+        atomic_store(&f->metrics->lag[p].records, lag);
+        behind += lag;
+    }
+    if (caught_up && pending_messages(f->pend) == 0)
+        atomic_store(&f->metrics->replaying, 0);
+    atomic_store(&f->metrics->replay_remaining,
+                 atomic_load(&f->metrics->replaying) ? behind : 0);
+}
+
+/* Before consuming: what the replay from the SQLite offsets has to read. */
+static void note_replay_start(flusher *f)
+{
+    int64_t total = 0;
+    for (int p = 0; p < f->partitions; p++) {
+        int64_t low = 0, high = 0;
+        char err[256];
+        if (consumer_watermarks(f->cons, p, &low, &high, 5000, err, sizeof err) != 0) {
+            log_warn("%s (replay progress unknown)", err);
+            return;
+        }
+        int64_t from = f->committed[p] < low ? low : f->committed[p];
+        total += high > from ? high - from : 0;
+    }
+    atomic_store(&f->metrics->replay_total, total);
+    atomic_store(&f->metrics->replay_remaining, total);
+    atomic_store(&f->metrics->replaying, total > 0);
+    if (total > 0)
+        log_info("replaying %" PRId64 " records from the SQLite offsets", total);
+}
+
+static void render_metrics(void *ctx, prom_text *page)
+{
+    const flusher *f = ctx;
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    flusher_metrics_render(f->metrics, (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000, page);
 }
 
 /* Commits the pending flush and clears it. */
@@ -155,6 +241,7 @@ static int flush(flusher *f, char *err, size_t errlen)
     crash_point(CRASH_AFTER_COMMIT);
     cache_invalidate(f->cache, f->agg); /* (after the commit: source first) */
     clock_gettime(CLOCK_MONOTONIC, &c1);
+    note_commit(f, &c0, &c1);
 
     char offsets[512];
     size_t used = 0;
@@ -257,6 +344,7 @@ static int handle_message(flusher *f, const rd_kafka_message_t *m, char *err, si
             return -1;
         }
         log_warn("kafka: %s (librdkafka retries)", rd_kafka_message_errstr(m));
+        BUMP(kafka_errors, 1);
         return 0;
     }
     crash_point(CRASH_AFTER_CONSUME);
@@ -296,6 +384,8 @@ static int handle_message(flusher *f, const rd_kafka_message_t *m, char *err, si
     }
     pending_note_offset(f->pend, part, off);
     f->position[part] = off + 1;
+    f->seen_ms[part] = rd_kafka_message_timestamp(m, NULL);
+    BUMP(records_consumed, 1);
     return 0;
 }
 
@@ -344,18 +434,26 @@ static void retention_tick(flusher *f)
                                 err, sizeof err)) == 1) {
         long long changes = 0;
         if (store_retention_step(f->st, &step, &changes, err, sizeof err) != 0) {
+            BUMP(retention_failures, 1);
             rc = -1;
             break;
         }
         steps++;
+        if (step.kind == RETENTION_ROLLUP)
+            BUMP(retention_rollups, 1);
+        else
+            BUMP(retention_expiries, 1);
+        BUMP(retention_rows, (uint64_t)(changes > 0 ? changes : 0));
         log_step(&step, changes);
     }
     if (rc < 0)
         log_error("retention: %s (retried in %d s)", err, RETENTION_CHECK_MS / 1000);
     else if (rc == 1)
         f->retention_ms = now_ms(); /* more is due: go on after the next poll */
-    if (steps > 0)
+    if (steps > 0) {
         cache_invalidate_all(f->cache);
+        atomic_store(&f->metrics->cache_invalidations, cache_invalidations(f->cache));
+    }
 }
 
 static int run(flusher *f, char *err, size_t errlen)
@@ -380,6 +478,7 @@ static int run(flusher *f, char *err, size_t errlen)
         int caught_up = !m && pending_messages(f->pend) > 0;
         if ((caught_up || flush_due(f)) && flush(f, err, errlen) < 0)
             return -1;
+        note_lag(f, !m);
         if (!m)
             retention_tick(f); /* idle: nothing to read right now */
     }
@@ -499,6 +598,7 @@ int main(int argc, char **argv)
         return 1;
 
     flusher f = {.cfg = &cfg};
+    metrics_http *http = NULL;
     int status = 1;
     if (store_open(&f.st, cfg.sqlite.path, cfg.sqlite.synchronous, cfg.flusher.bucket_seconds,
                    cfg.dedup.window_seconds, err, sizeof err) < 0)
@@ -509,16 +609,27 @@ int main(int argc, char **argv)
         goto out;
     f.partitions = consumer_partitions(f.cons);
     f.position = malloc((size_t)f.partitions * sizeof *f.position);
+    f.committed = malloc((size_t)f.partitions * sizeof *f.committed);
+    f.seen_ms = calloc((size_t)f.partitions, sizeof *f.seen_ms);
+    f.metrics = flusher_metrics_new(f.partitions);
     f.agg = aggregate_new(cfg.flusher.bucket_seconds);
     f.pend = pending_new(f.partitions);
     f.cache = cache_invalidator_new(&cfg);
-    if (!f.position || !f.agg || !f.pend || (cfg.cache.enabled && !f.cache)) {
+    if (!f.position || !f.committed || !f.seen_ms || !f.metrics || !f.agg || !f.pend ||
+        (cfg.cache.enabled && !f.cache)) {
         snprintf(err, sizeof err, "out of memory");
         goto out;
     }
+    if (cfg.flusher.metrics_port > 0 &&
+        !(http = metrics_http_start(cfg.flusher.metrics_address, cfg.flusher.metrics_port,
+                                    render_metrics, &f, err, sizeof err)))
+        goto out;
     if (store_load_offsets(f.st, cfg.kafka.topic, f.position, f.partitions, err, sizeof err) < 0 ||
         consumer_assign(f.cons, f.position, err, sizeof err) < 0)
         goto out;
+    memcpy(f.committed, f.position, (size_t)f.partitions * sizeof *f.committed);
+    note_replay_start(&f);
+    atomic_store(&f.metrics->consuming, 1);
     for (int p = 0; p < f.partitions; p++)
         log_info("partition %d: resuming at %s%" PRId64, p, f.position[p] < 0 ? "beginning " : "offset ",
                  f.position[p] < 0 ? (int64_t)0 : f.position[p]);
@@ -531,6 +642,10 @@ int main(int argc, char **argv)
 out:
     if (status)
         log_error("%s", err);
+    metrics_http_stop(http); /* (before what it renders is freed) */
+    flusher_metrics_free(f.metrics);
+    free(f.committed);
+    free(f.seen_ms);
     consumer_close(f.cons);
     pending_free(f.pend);
     aggregate_free(f.agg);

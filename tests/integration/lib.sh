@@ -7,7 +7,7 @@
 #
 # Environment: TALLY_BUILD (binaries), TALLY_SOURCE (repo), TALLY_VAR,
 # TALLY_REDIS_PORT, TALLY_CACHE_PORT, TALLY_KAFKA_PORT, TALLY_TEST_HTTP_PORT
-# (default 18080).
+# (default 18080), FLUSHER_METRICS_PORT (default 18081).
 set -euo pipefail
 
 : "${TALLY_SOURCE:?set by ctest}"
@@ -18,6 +18,8 @@ TALLY_CACHE_PORT=${TALLY_CACHE_PORT:-16380}
 TALLY_KAFKA_PORT=${TALLY_KAFKA_PORT:-19092}
 HTTP_PORT=${TALLY_TEST_HTTP_PORT:-18080}
 BASE_URL=http://127.0.0.1:$HTTP_PORT
+FLUSHER_METRICS_PORT=${FLUSHER_METRICS_PORT:-18081} # the flusher's /metrics
+FLUSHER_URL=http://127.0.0.1:$FLUSHER_METRICS_PORT
 export TALLY_VAR
 
 TEST_NAME=$(basename "$0" .sh)
@@ -63,7 +65,8 @@ kafka = { brokers = "127.0.0.1:$TALLY_KAFKA_PORT"; topic = "$TOPIC"; partitions 
 redis = { host = "127.0.0.1"; port = ${CONFIG_REDIS_PORT:-$TALLY_REDIS_PORT}; ${REDIS_SETTINGS:-} };
 cache = { port = ${CONFIG_CACHE_PORT:-$TALLY_CACHE_PORT}; ${CACHE_SETTINGS:-} };
 sqlite = { path = "$WORK/tally.db"; };
-flusher = { max_interval_ms = 200; max_batch_events = 50000; bucket_seconds = 10; };
+flusher = { max_interval_ms = 200; max_batch_events = 50000; bucket_seconds = 10;
+            metrics_port = $FLUSHER_METRICS_PORT; };
 statsd = { udp_enabled = ${STATSD_UDP:-false}; tcp_enabled = ${STATSD_TCP:-false};
            port = ${STATSD_PORT:-18125}; ${STATSD_SETTINGS:-} };
 ${1:-}

@@ -29,7 +29,7 @@ ingest = { listen_address = "127.0.0.1"; listen_port = $HTTP_PORT; $1 };
 kafka = { brokers = "127.0.0.1:$TALLY_KAFKA_PORT"; topic = "$TOPIC"; partitions = 1; };
 redis = { host = "127.0.0.1"; port = $TALLY_REDIS_PORT; };
 sqlite = { path = "$WORK/tally.db"; };
-flusher = { max_interval_ms = 200; };
+flusher = { max_interval_ms = 200; metrics_port = $FLUSHER_METRICS_PORT; };
 statsd = { udp_enabled = false; tcp_enabled = false; };
 CONF
 }

@@ -3,7 +3,7 @@
 # nothing to complain about, the counters follow what was posted (batches by
 # answer, events, the ack latency histogram, StatsD lines, reads, both Redis'
 # INFO figures), and a real Prometheus server (Debian's prometheus) scrapes it
-# and reports the target up.
+# and tally-flusher's /metrics (test_flusher_metrics) and reports both targets up.
 source "$(dirname "$0")/lib.sh"
 command -v prometheus >/dev/null || fail "prometheus not found: run deploy/install-deps"
 command -v promtool >/dev/null || fail "promtool not found: run deploy/install-deps"
@@ -56,6 +56,8 @@ global: { scrape_interval: 1s, scrape_timeout: 1s }
 scrape_configs:
   - job_name: tally-ingest
     static_configs: [ { targets: ["127.0.0.1:$HTTP_PORT"] } ]
+  - job_name: tally-flusher
+    static_configs: [ { targets: ["127.0.0.1:$FLUSHER_METRICS_PORT"] } ]
 YML
 prometheus --config.file="$WORK/prometheus.yml" --storage.tsdb.path="$WORK/prometheus" \
     --web.listen-address="127.0.0.1:$PROM_PORT" >"$WORK/prometheus.log" 2>&1 &
@@ -64,11 +66,11 @@ health=""
 for ((i = 0; i < 150; i++)); do
     health=$(curl -fsS "http://127.0.0.1:$PROM_PORT/api/v1/targets" 2>/dev/null |
         jq -r '[.data.activeTargets[] | "\(.labels.job)=\(.health)"] | sort | join(" ")' 2>/dev/null || true)
-    [[ $health == "tally-ingest=up" ]] && break
+    [[ $health == "tally-flusher=up tally-ingest=up" ]] && break
     kill -0 "$prom" 2>/dev/null || { tail -n 20 "$WORK/prometheus.log"; fail "prometheus exited"; }
     sleep 0.2
 done
-check_eq "Prometheus scrapes the targets" "tally-ingest=up" "$health"
+check_eq "Prometheus scrapes both targets" "tally-flusher=up tally-ingest=up" "$health"
 got=""
 for ((i = 0; i < 50; i++)); do
     got=$(curl -fsS "http://127.0.0.1:$PROM_PORT/api/v1/query?query=tally_ingest_events_accepted_total" |

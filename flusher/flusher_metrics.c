@@ -1,0 +1,120 @@
+/*
+ * flusher_metrics.c — see flusher_metrics.h.
+ */
+#include "flusher_metrics.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <time.h>
+
+#include "version.h"
+
+flusher_metrics *flusher_metrics_new(int partitions)
+{
+    flusher_metrics *m = calloc(1, sizeof *m);
+    if (!m)
+        return NULL;
+    m->lag = calloc((size_t)partitions, sizeof *m->lag);
+    if (!m->lag) {
+        free(m);
+        return NULL;
+    }
+    m->partitions = partitions;
+    for (int p = 0; p < partitions; p++)
+        atomic_store(&m->lag[p].records, -1);
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    m->start_time = (double)ts.tv_sec + ts.tv_nsec / 1e9;
+    return m;
+}
+
+void flusher_metrics_free(flusher_metrics *m)
+{
+    if (!m)
+        return;
+    free(m->lag);
+    free(m);
+}
+
+#define GET(x) ((double)atomic_load_explicit(&(x), memory_order_relaxed))
+
+static void render_lag(const flusher_metrics *m, int64_t now_ms, prom_text *t)
+{
+    prom_text_family(t, "tally_flusher_lag_records", "gauge",
+                     "Records of the partition not yet committed to SQLite (Kafka's high "
+                     "watermark minus the committed offset).");
+    for (int p = 0; p < m->partitions; p++) {
+        int64_t r = atomic_load(&m->lag[p].records);
+        char part[16];
+        snprintf(part, sizeof part, "%d", p);
+        const char *labels[] = {"partition", part, NULL};
+        if (r >= 0)
+            prom_text_sample(t, "tally_flusher_lag_records", labels, (double)r);
+    }
+    prom_text_family(t, "tally_flusher_lag_seconds", "gauge",
+                     "While records are not committed: the age of the partition's last committed "
+                     "record (its Kafka timestamp); 0 when caught up.");
+    for (int p = 0; p < m->partitions; p++) {
+        int64_t r = atomic_load(&m->lag[p].records);
+        int64_t at = atomic_load(&m->lag[p].committed_ms);
+        char part[16];
+        snprintf(part, sizeof part, "%d", p);
+        const char *labels[] = {"partition", part, NULL};
+        if (r >= 0)
+            prom_text_sample(t, "tally_flusher_lag_seconds", labels,
+                             r == 0 || at <= 0 || now_ms < at ? 0 : (double)(now_ms - at) / 1000);
+    }
+}
+
+void flusher_metrics_render(const flusher_metrics *m, int64_t now_ms, prom_text *t)
+{
+    prom_text_family(t, "tally_flusher_build_info", "gauge", "tally-flusher's version (always 1).");
+    const char *version[] = {"version", TALLY_VERSION, NULL};
+    prom_text_sample(t, "tally_flusher_build_info", version, 1);
+    prom_text_single(t, "tally_flusher_start_time_seconds", "gauge",
+                     "When the process started, in Unix seconds.", m->start_time);
+    prom_text_single(t, "tally_flusher_consuming", "gauge",
+                     "1 once the partitions are assigned at their SQLite offsets.", GET(m->consuming));
+    prom_text_single(t, "tally_flusher_commits_total", "counter", "SQLite commits of a flush.",
+                     GET(m->commits));
+    prom_text_histogram(t, "tally_flusher_commit_duration_seconds",
+                        "Time of one flush's SQLite transaction.", &m->commit_seconds);
+    prom_text_single(t, "tally_flusher_events_committed_total", "counter",
+                     "Events committed to SQLite.", GET(m->events_committed));
+    prom_text_single(t, "tally_flusher_last_commit_events", "gauge",
+                     "Events in the last commit.", GET(m->last_commit_events));
+    prom_text_single(t, "tally_flusher_records_consumed_total", "counter",
+                     "Kafka records consumed (applied, duplicate or rejected).",
+                     GET(m->records_consumed));
+    prom_text_single(t, "tally_flusher_records_rejected_total", "counter",
+                     "Kafka records that could not be decoded (kept in rejected_records).",
+                     GET(m->records_rejected));
+    prom_text_single(t, "tally_flusher_batches_duplicate_total", "counter",
+                     "Batches skipped as already committed (a client retry within the dedup "
+                     "window).", GET(m->batches_duplicate));
+    prom_text_single(t, "tally_flusher_kafka_errors_total", "counter",
+                     "Kafka errors reported to the consumer (librdkafka retries them).",
+                     GET(m->kafka_errors));
+    prom_text_single(t, "tally_flusher_cache_invalidations_total", "counter",
+                     "Cache version keys replaced after commits and retention steps.",
+                     GET(m->cache_invalidations));
+    prom_text_family(t, "tally_flusher_retention_steps_total", "counter",
+                     "Retention steps committed, by kind.");
+    const char *rollup[] = {"kind", "rollup", NULL}, *expire[] = {"kind", "expire", NULL};
+    prom_text_sample(t, "tally_flusher_retention_steps_total", rollup, GET(m->retention_rollups));
+    prom_text_sample(t, "tally_flusher_retention_steps_total", expire, GET(m->retention_expiries));
+    prom_text_single(t, "tally_flusher_retention_rows_total", "counter",
+                     "Rows written or deleted by retention steps.", GET(m->retention_rows));
+    prom_text_single(t, "tally_flusher_retention_failures_total", "counter",
+                     "Retention steps that failed (rolled back; retried).",
+                     GET(m->retention_failures));
+    prom_text_single(t, "tally_flusher_replaying", "gauge",
+                     "1 from the start until the flusher first caught up with the topic.",
+                     GET(m->replaying));
+    prom_text_single(t, "tally_flusher_replay_total_records", "gauge",
+                     "Records behind at the start (what the replay reads).", GET(m->replay_total));
+    prom_text_single(t, "tally_flusher_replay_remaining_records", "gauge",
+                     "Records of the replay still to commit (0 once caught up).",
+                     GET(m->replay_remaining));
+    render_lag(m, now_ms, t);
+}
