@@ -442,7 +442,6 @@ static void test_set_errors(void **state)
     assert_line_rejected("s:\x01|s", "byte 0x01 in set member (control characters are not allowed)");
     assert_line_rejected("s:bob|s|@2", "sample rate \"2\" must be in (0, 1]");
     assert_line_rejected("s:bob|s|@x", "sample rate \"x\" is not a number");
-    assert_line_rejected("s:bob|s|#", "empty tags section '|#'");
     assert_line_rejected("s:bob|s|x", "unknown section \"|x\" (expected |@rate, |#tags or |T<seconds>)");
     assert_line_rejected("s:bob", "missing metric type (expected |c, |g, |ms, |h, |d or |s after the value)");
 
@@ -465,7 +464,7 @@ static void test_error_rate(void **state)
 {
     (void)state;
     assert_line_rejected("x:1|c|@2", "sample rate \"2\" must be in (0, 1]");
-    assert_line_rejected("x:1|c|@0", "sample rate \"0\" must be in (0, 1]");
+    assert_line_rejected("x:1|c|@0", "sample rate \"0\" is zero (a line sampled at rate 0 was never sent)");
     assert_line_rejected("x:1|c|@-0.5", "sample rate \"-0.5\" must be in (0, 1]");
     assert_line_rejected("x:1|c|@1.0000001", "sample rate \"1.0000001\" must be in (0, 1]");
     assert_line_rejected("x:1|c|@1e999", "sample rate \"1e999\" must be in (0, 1]");
@@ -478,11 +477,8 @@ static void test_error_rate(void **state)
 static void test_error_tags(void **state)
 {
     (void)state;
-    assert_line_rejected("x:1|c|#a b", "invalid tag \"a b\"");
-    assert_line_rejected("x:1|c|#ok,a{b}", "invalid tag \"a{b}\"");
-    assert_line_rejected("x:1|c|#a,,b", "empty tag in tags section");
-    assert_line_rejected("x:1|c|#a,", "empty tag in tags section");
-    assert_line_rejected("x:1|c|#", "empty tags section '|#'");
+    assert_line_rejected("x:1|c|#a\tb", "invalid tag \"a\\x09b\"");
+    assert_line_rejected("x:1|c|#ok,a\x7f" "b", "invalid tag \"a\\x7fb\"");
     assert_line_rejected("x:1|c|#a|#b", "duplicate tags section");
     char line[512], tag[260];
     memset(tag, 't', 201);
@@ -769,8 +765,7 @@ static void test_character_classes(void **state)
     }
     for (int c = 0; c < 256; c++) {
         if (c == '\n' || c == ',' || c == '|') continue; /* structural in tags */
-        int tag_ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-                     c == '_' || c == '.' || c == '-' || c == ':' || c == '/';
+        int tag_ok = c >= 0x20 && c < 0x7f; /* printable ASCII; a lone byte >= 0x80 is not UTF-8 */
         char line[32];
         int n = snprintf(line, sizeof line, "x:1|c|#a%cb", 'X');
         line[8] = (char)c;
@@ -818,7 +813,7 @@ static void test_buffer_reuse(void **state)
     /* a failing line's tags do not consume arena space */
     parse_text(&p, "a:1|c|#q,p|@7\nb:1|c|#s,r\n");
     assert_int_equal(p.rc, STATSD_INVALID);
-    assert_int_equal(p.b.arena_len, 3);
+    assert_int_equal(p.b.arena_len, 0); /* nor do the good lines of a refused batch */
     parsed_free(&p);
 
     /* free then init again works */
