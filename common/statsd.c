@@ -913,6 +913,13 @@ static int check_line(const char *line, size_t n, const parse_limits *lim, char 
     return STATSD_OK;
 }
 
+int statsd_name_valid(const char *name, size_t len, size_t max_len)
+{
+    char reason[STATSD_REASON_MAX];
+    if (max_len > EVENT_NAME_MAX) max_len = EVENT_NAME_MAX;
+    return check_name(name, len, max_len, reason) == STATSD_OK;
+}
+
 static parse_limits clamp_limits(const statsd_limits *limits)
 {
     parse_limits lim = {

@@ -148,6 +148,11 @@ typedef struct statsd_line_info {
 int statsd_check_line(const char *line, size_t len, const statsd_limits *limits,
                       statsd_line_info *out);
 
+/* Whether name[0..len) is a metric name the grammar accepts: 1..max_len
+ * bytes of [A-Za-z0-9_.-] or well-formed UTF-8 (the read path asks this of
+ * a name in a URL). */
+int statsd_name_valid(const char *name, size_t len, size_t max_len);
+
 /* Zero-initialises a batch. No allocation. */
 void statsd_batch_init(statsd_batch *b);
 
