@@ -169,6 +169,7 @@ static const char *const REASON_NAMES[STATSD_CODE_COUNT] = {
     [STATSD_BAD_EVENT] = "bad_event",
     [STATSD_BAD_SERVICE_CHECK] = "bad_service_check",
     [STATSD_TOO_MANY_LINES] = "too_many_lines",
+    [STATSD_LINE_TOO_LONG] = "line_too_long",
 };
 
 const char *statsd_reason_name(int code)

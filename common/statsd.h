@@ -87,6 +87,7 @@ typedef enum statsd_reason_code {
     STATSD_BAD_EVENT,         /* a malformed DogStatsD event ("_e{...}") */
     STATSD_BAD_SERVICE_CHECK, /* a malformed DogStatsD service check ("_sc|...") */
     STATSD_TOO_MANY_LINES,    /* a batch past max_lines lines or max_lines events */
+    STATSD_LINE_TOO_LONG,     /* not the parser's: a StatsD TCP line over 64 KiB (connection closed) */
     STATSD_CODE_COUNT
 } statsd_reason_code;
 

@@ -131,7 +131,7 @@ wait_live "$P.dd" .value 10
 wait_live "$P.dd.d" '"\(.count) \(.sum) \(.min) \(.max)"' "3 6 1 3"
 check_eq "dropped zero_rate, bad_utf8; events, service checks ignored" "1 1 1 1" \
     "$(( $(dropped zero_rate) - zero0 )) $(( $(dropped bad_utf8) - utf0 )) $(( $(metric tally_statsd_events_ignored_total) - ev0 )) $(( $(metric tally_statsd_service_checks_ignored_total) - sc0 ))"
-check_eq "one sample per reason code" 18 \
+check_eq "one sample per reason code" 19 \
     "$(curl -fsS "$BASE_URL/metrics" | grep -c '^tally_statsd_lines_dropped_total{')"
 check_eq "/healthz invalid is the total of the codes" "$(stats invalid)" \
     "$(curl -fsS "$BASE_URL/metrics" | awk '/^tally_statsd_lines_dropped_total\{/ { s += $2 } END { print s }')"
