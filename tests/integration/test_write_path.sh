@@ -92,6 +92,20 @@ _sc|$P.check|2"
 check_eq "only an event and a service check" "200 0 2 1 1 null" \
     "$HTTP_CODE $(jq -r '"\(.accepted) \(.ignored) \(.events_ignored) \(.service_checks_ignored) \(.batch_id)"' <<<"$HTTP_BODY")"
 
+# UTF-8 names and tags, and tag values with '/', '?', ':' and spaces, end to end:
+# Redis, the live read (the name percent-encoded in the URL), SQLite.
+post "$P.caf$(printf '\xc3\xa9'):2|c|#city:S$(printf '\xc3\xa3')o Paulo,url:http://h:80/p?q=1"
+check_eq "UTF-8 batch" 200 "$HTTP_CODE"
+records=$((records + 1))
+check_eq "UTF-8 name, live" "2 city:S$(printf '\xc3\xa3')o Paulo,url:http://h:80/p?q=1" \
+    "$(curl -fsS "$BASE_URL/v1/counters/$P.caf%C3%A9" | jq -r '"\(.value) \(.series[0].tags)"')"
+wait_sqlite_counter "$P.caf$(printf '\xc3\xa9')" 2
+check_eq "UTF-8 through the Prometheus API: one '_' per character, label values verbatim" \
+    "S$(printf '\xc3\xa3')o Paulo http://h:80/p?q=1" \
+    "$(curl -fsS "$BASE_URL/api/v1/query?query=${P}_caf_&time=$(( $(date +%s) + 120 ))" | jq -r '.data.result[0].metric | "\(.city) \(.url)"')"
+check_eq "a malformed UTF-8 name is refused with its code" "400 bad_utf8" \
+    "$(post "$P.caf$(printf '\xc3'):2|c"; echo "$HTTP_CODE $(jq -r '.errors[0].code' <<<"$HTTP_BODY")")"
+
 # Idempotency: the same key twice is acknowledged twice, applied once.
 key=idem-$RUN_ID
 post "$P.idem:7|c" "$key"
