@@ -103,6 +103,13 @@ wait_sqlite_counter "$P.caf$(printf '\xc3\xa9')" 2
 check_eq "UTF-8 through the Prometheus API: one '_' per character, label values verbatim" \
     "S$(printf '\xc3\xa3')o Paulo http://h:80/p?q=1" \
     "$(curl -fsS "$BASE_URL/api/v1/query?query=${P}_caf_&time=$(( $(date +%s) + 120 ))" | jq -r '.data.result[0].metric | "\(.city) \(.url)"')"
+post "$P.quote:1|c|#q:a\"b\\c{d}"
+records=$((records + 1))
+check_eq "a tag holding '\"' '\\' '{': escaped in JSON, live" 'q:a"b\c{d}' \
+    "$(curl -fsS "$BASE_URL/v1/counters/$P.quote" | jq -r '.series[0].tags')"
+wait_sqlite_counter "$P.quote" 1
+check_eq "... and as a label value" 'a"b\c{d}' \
+    "$(curl -fsS "$BASE_URL/api/v1/query?query=${P}_quote&time=$(( $(date +%s) + 120 ))" | jq -r '.data.result[0].metric.q')"
 check_eq "a malformed UTF-8 name is refused with its code" "400 bad_utf8" \
     "$(post "$P.caf$(printf '\xc3'):2|c"; echo "$HTTP_CODE $(jq -r '.errors[0].code' <<<"$HTTP_BODY")")"
 
