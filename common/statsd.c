@@ -372,12 +372,12 @@ static int canonicalise_tags(const char *s, size_t n, size_t max_tags_len, char 
     size_t count = 0;
 
     const char *p = s, *end = s + n;
-    while (p <= end) {
+    for (bool last = false; !last;) {
         const char *start = p;
         const char *comma = memchr(p, ',', (size_t)(end - p));
-        p = comma ? comma : end;
-        size_t len = (size_t)(p - start);
-        p++; /* past ',' (or one past end: the loop ends) */
+        last = comma == NULL;
+        size_t len = (size_t)((last ? end : comma) - start);
+        if (!last) p = comma + 1;
         if (len == 0) continue; /* "|#", "a,,b", "a,": empty tags are skipped */
         if (len > TAG_LEN_MAX)
             return refuse(reason, STATSD_TAGS_TOO_LONG, "tag longer than %d bytes", TAG_LEN_MAX);
