@@ -33,8 +33,14 @@ size_t prom_name_from_statsd(char *out, const char *name, size_t len)
     size_t n = 0;
     if (len > 0 && name[0] >= '0' && name[0] <= '9')
         out[n++] = '_';
-    for (size_t i = 0; i < len; i++)
-        out[n++] = is_name_char((unsigned char)name[i]) ? name[i] : '_';
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)name[i];
+        if (is_name_char(c))
+            out[n++] = (char)c;
+        else if ((c & 0xc0) != 0x80) /* ASCII, or the first byte of a UTF-8 character */
+            out[n++] = '_';
+        /* else a UTF-8 continuation byte: its character already became one '_' */
+    }
     out[n] = '\0';
     return n;
 }

@@ -1,11 +1,13 @@
 /*
  * prom_name.h — how a StatsD series is named in the Prometheus API (pure).
  *
- * Name: the StatsD name with every byte outside [a-zA-Z0-9_:] replaced by
- * '_' (statsd_exporter's convention: "api.requests" -> "api_requests"), and
+ * Name: the StatsD name with every character outside [a-zA-Z0-9_:] replaced
+ * by one '_' (statsd_exporter's convention: "api.requests" -> "api_requests";
+ * a multi-byte UTF-8 character is one character: "café" -> "caf_"), and
  * a leading '_' when it would start with a digit (a Prometheus name cannot).
  * Labels: a tag "k:v" becomes label k="v" (the key mapped like a name, the
- * value kept verbatim: it may hold ':'); a bare tag "k" becomes k="true".
+ * value kept verbatim: it may hold ':', '/', spaces and any UTF-8); a bare
+ * tag "k" becomes k="true".
  * The mapping is not one-to-one ("a.b" and "a_b", or a counter and a gauge
  * of one name, map to the same series): README "Names" says what a query
  * then answers.

@@ -45,6 +45,23 @@
  * with one digest count as one (about n^2 / 2^65 of n members: nothing next
  * to the HyperLogLog's own error).
  *
+ * One line, two callers. check_line() is the grammar; statsd_check_line()
+ * (the UDP/TCP listeners: a line alone) and statsd_parse_batch() (every
+ * line of an HTTP body) both run it, so a line the listeners keep is a line
+ * a batch accepts. Every refusal carries a reason code (statsd.h) besides
+ * its text, so drops can be counted by kind.
+ *
+ * Character classes. Names and tags are checked against ASCII bitmaps; only
+ * a byte >= 0x80 takes the slow path, read_utf8(), which accepts one
+ * well-formed UTF-8 sequence (shortest form, no surrogates) that is not a C1
+ * control or a Unicode space. Plain ASCII lines never leave the bitmaps.
+ *
+ * Packed values ("n:1:2:3|d", DogStatsD 1.1) are checked once (each value
+ * parsed, the largest magnitude checked against the domain at the line's
+ * rate) and parsed again only when their events are emitted; a one-value
+ * line, the common case, is parsed once. DogStatsD events and service checks
+ * are checked and counted, never turned into events.
+ *
  * Reasons are formatted only on the error path; quoted tokens are clipped and
  * non-printable bytes escaped so the reason is always safe to show.
  */
@@ -52,6 +69,7 @@
 
 #include <assert.h>
 #include <math.h>
+#include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -71,12 +89,12 @@
 #define BIT(c) (1ULL << (c))
 #define RANGE(lo, hi) ((~0ULL >> (63 - ((hi) - (lo)))) << (lo))
 
-/* name: [A-Za-z0-9_.-] */
+/* name: [A-Za-z0-9_.-] (and UTF-8 beyond ASCII, on the slow path) */
 #define NAME_LO (RANGE('0', '9') | BIT('-') | BIT('.'))
 #define NAME_HI (RANGE('A' - 64, 'Z' - 64) | BIT('_' - 64) | RANGE('a' - 64, 'z' - 64))
-/* tag: [A-Za-z0-9_.:/-] */
-#define TAG_LO (NAME_LO | BIT('/') | BIT(':'))
-#define TAG_HI NAME_HI
+/* tag: printable ASCII (0x20-0x7e) but ',' and '|' (and UTF-8, slow path) */
+#define TAG_LO (RANGE(0x20, 0x3f) & ~BIT(','))
+#define TAG_HI (RANGE(0, 0x7e - 64) & ~BIT('|' - 64))
 
 static inline bool is_in_class(unsigned char c, uint64_t lo, uint64_t hi)
 {
@@ -88,7 +106,90 @@ static inline bool is_in_class(unsigned char c, uint64_t lo, uint64_t hi)
 static inline bool is_name_char(unsigned char c) { return is_in_class(c, NAME_LO, NAME_HI); }
 static inline bool is_tag_char(unsigned char c) { return is_in_class(c, TAG_LO, TAG_HI); }
 
+/* ---- UTF-8 (the slow path: only bytes >= 0x80 get here) ------------------ */
+
+typedef enum utf8_status { UTF8_OK, UTF8_MALFORMED, UTF8_REFUSED } utf8_status;
+
+/* Reads the one UTF-8 sequence at [s, end) (s[0] >= 0x80): well-formed
+ * (RFC 3629: shortest form, no surrogates, at most U+10FFFF), and not a C1
+ * control or a Unicode space (ambiguous in a name, invisible in a tag).
+ * Sets *len to its length on UTF8_OK or UTF8_REFUSED. */
+static utf8_status read_utf8(const unsigned char *s, const unsigned char *end, size_t *len)
+{
+    unsigned char c = s[0];
+    size_t n;
+    unsigned lo = 0x80, hi = 0xbf; /* the range of the second byte */
+    uint32_t cp;
+    if (c >= 0xc2 && c <= 0xdf) { n = 2; cp = c & 0x1fu; }
+    else if (c >= 0xe0 && c <= 0xef) {
+        n = 3; cp = c & 0x0fu;
+        if (c == 0xe0) lo = 0xa0;
+        if (c == 0xed) hi = 0x9f;
+    } else if (c >= 0xf0 && c <= 0xf4) {
+        n = 4; cp = c & 0x07u;
+        if (c == 0xf0) lo = 0x90;
+        if (c == 0xf4) hi = 0x8f;
+    } else {
+        return UTF8_MALFORMED;
+    }
+    if ((size_t)(end - s) < n) return UTF8_MALFORMED;
+    if (s[1] < lo || s[1] > hi) return UTF8_MALFORMED;
+    cp = (cp << 6) | (s[1] & 0x3fu);
+    for (size_t i = 2; i < n; i++) {
+        if ((s[i] & 0xc0) != 0x80) return UTF8_MALFORMED;
+        cp = (cp << 6) | (s[i] & 0x3fu);
+    }
+    *len = n;
+    if ((cp >= 0x80 && cp <= 0xa0) || cp == 0x1680 || (cp >= 0x2000 && cp <= 0x200b) ||
+        cp == 0x2028 || cp == 0x2029 || cp == 0x202f || cp == 0x205f || cp == 0x3000 ||
+        cp == 0xfeff)
+        return UTF8_REFUSED;
+    return UTF8_OK;
+}
+
 /* ---- reasons ------------------------------------------------------------- */
+
+static const char *const REASON_NAMES[STATSD_CODE_COUNT] = {
+    [STATSD_OK] = "ok",
+    [STATSD_BAD_NAME] = "bad_name",
+    [STATSD_NAME_TOO_LONG] = "name_too_long",
+    [STATSD_BAD_UTF8] = "bad_utf8",
+    [STATSD_BAD_VALUE] = "bad_value",
+    [STATSD_TOO_MANY_VALUES] = "too_many_values",
+    [STATSD_BAD_MEMBER] = "bad_member",
+    [STATSD_UNKNOWN_TYPE] = "unknown_type",
+    [STATSD_BAD_RATE] = "bad_rate",
+    [STATSD_ZERO_RATE] = "zero_rate",
+    [STATSD_BAD_TAGS] = "bad_tags",
+    [STATSD_TAGS_TOO_LONG] = "tags_too_long",
+    [STATSD_BAD_TIMESTAMP] = "bad_timestamp",
+    [STATSD_DUPLICATE_SECTION] = "duplicate_section",
+    [STATSD_UNKNOWN_SECTION] = "unknown_section",
+    [STATSD_OUT_OF_DOMAIN] = "out_of_domain",
+    [STATSD_BAD_EVENT] = "bad_event",
+    [STATSD_BAD_SERVICE_CHECK] = "bad_service_check",
+    [STATSD_TOO_MANY_LINES] = "too_many_lines",
+    [STATSD_LINE_TOO_LONG] = "line_too_long",
+};
+
+const char *statsd_reason_name(int code)
+{
+    if (code < 0 || code >= STATSD_CODE_COUNT || REASON_NAMES[code] == NULL) return "unknown";
+    return REASON_NAMES[code];
+}
+
+/* Fills reason and returns code (so a refusal is one statement). */
+#if defined(__GNUC__)
+__attribute__((format(printf, 3, 4)))
+#endif
+static int refuse(char *reason, int code, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(reason, STATSD_REASON_MAX, fmt, ap);
+    va_end(ap);
+    return code;
+}
 
 typedef struct tag_slice {
     const char *p;
@@ -236,45 +337,58 @@ static void sort_tags(tag_slice *t, size_t n)
     }
 }
 
-/* Canonicalises the raw tags [s, s+n) into the arena at b->arena_len.
- * On success *out and *out_len describe the canonical string and the arena
- * advances; on failure reason is filled and the arena is unchanged. */
-static int canonicalise_tags(statsd_batch *b, const char *s, size_t n, size_t max_tags_len,
-                             const char **out, size_t *out_len, char *reason)
+/* Checks one tag [s, s+n) byte by byte: the bitmap for ASCII, the UTF-8
+ * reader only from the first byte >= 0x80 on. */
+static int check_tag(const char *s, size_t n, char *reason)
+{
+    const unsigned char *p = (const unsigned char *)s, *end = p + n;
+    char q[QUOTE_BUF];
+    while (p < end) {
+        if (is_tag_char(*p)) {
+            p++;
+            continue;
+        }
+        size_t len = 0;
+        utf8_status st = *p >= 0x80 ? read_utf8(p, end, &len) : UTF8_REFUSED;
+        if (st == UTF8_OK) {
+            p += len;
+            continue;
+        }
+        quote_token(q, sizeof q, s, n);
+        if (st == UTF8_MALFORMED)
+            return refuse(reason, STATSD_BAD_UTF8, "malformed UTF-8 in tag \"%s\"", q);
+        return refuse(reason, STATSD_BAD_TAGS, "invalid tag \"%s\"", q);
+    }
+    return STATSD_OK;
+}
+
+/* Canonicalises the raw tags [s, s+n) into out (room for n bytes): sorted,
+ * duplicates and empty tags dropped, ','-joined. Returns STATSD_OK with
+ * *out_len set, or a code with reason filled. */
+static int canonicalise_tags(const char *s, size_t n, size_t max_tags_len, char *out,
+                             size_t *out_len, char *reason)
 {
     tag_slice tags[TAGS_PER_LINE_MAX];
     size_t count = 0;
-    char q[QUOTE_BUF];
 
     const char *p = s, *end = s + n;
-    for (;;) {
+    for (bool last = false; !last;) {
         const char *start = p;
-        while (p < end && *p != ',') p++;
-        size_t len = (size_t)(p - start);
-        if (len == 0) {
-            snprintf(reason, STATSD_REASON_MAX, "empty tag in tags section");
-            return -1;
-        }
-        if (len > TAG_LEN_MAX) {
-            snprintf(reason, STATSD_REASON_MAX, "tag longer than %d bytes", TAG_LEN_MAX);
-            return -1;
-        }
-        for (size_t i = 0; i < len; i++) {
-            if (!is_tag_char((unsigned char)start[i])) {
-                quote_token(q, sizeof q, start, len);
-                snprintf(reason, STATSD_REASON_MAX, "invalid tag \"%s\"", q);
-                return -1;
-            }
-        }
-        if (count == TAGS_PER_LINE_MAX) {
-            snprintf(reason, STATSD_REASON_MAX, "too many tags (limit %d)", TAGS_PER_LINE_MAX);
-            return -1;
-        }
+        const char *comma = memchr(p, ',', (size_t)(end - p));
+        last = comma == NULL;
+        size_t len = (size_t)((last ? end : comma) - start);
+        if (!last) p = comma + 1;
+        if (len == 0) continue; /* "|#", "a,,b", "a,": empty tags are skipped */
+        if (len > TAG_LEN_MAX)
+            return refuse(reason, STATSD_TAGS_TOO_LONG, "tag longer than %d bytes", TAG_LEN_MAX);
+        int rc = check_tag(start, len, reason);
+        if (rc != STATSD_OK) return rc;
+        if (count == TAGS_PER_LINE_MAX)
+            return refuse(reason, STATSD_TAGS_TOO_LONG, "too many tags (limit %d)",
+                          TAGS_PER_LINE_MAX);
         tags[count].p = start;
         tags[count].n = len;
         count++;
-        if (p == end) break;
-        p++; /* skip ',' */
     }
 
     sort_tags(tags, count);
@@ -286,25 +400,20 @@ static int canonicalise_tags(statsd_batch *b, const char *s, size_t n, size_t ma
         tags[kept++] = tags[i];
         total += tags[i].n + (kept > 1);
     }
-    if (total > max_tags_len) {
-        snprintf(reason, STATSD_REASON_MAX, "tags longer than %zu bytes (canonical form is %zu)",
-                 max_tags_len, total);
-        return -1;
-    }
+    if (total > max_tags_len)
+        return refuse(reason, STATSD_TAGS_TOO_LONG,
+                      "tags longer than %zu bytes (canonical form is %zu)", max_tags_len, total);
 
     /* Canonical tags are never longer than the raw section. */
     assert(total <= n);
-    assert(b->arena_len + total <= b->arena_cap);
-    char *w = b->arena + b->arena_len;
+    char *w = out;
     for (size_t i = 0; i < kept; i++) {
         if (i > 0) *w++ = ',';
         memcpy(w, tags[i].p, tags[i].n);
         w += tags[i].n;
     }
-    *out = b->arena + b->arena_len;
     *out_len = total;
-    b->arena_len += total;
-    return 0;
+    return STATSD_OK;
 }
 
 /* ---- one line ------------------------------------------------------------ */
@@ -313,6 +422,16 @@ typedef struct parse_limits {
     size_t max_name_len;
     size_t max_tags_len;
 } parse_limits;
+
+/* What the line checker found: the first event, and where the packed
+ * values are (the batch makes one event of each). */
+typedef struct line_result {
+    statsd_line_kind kind;
+    metric_event ev;
+    size_t values;
+    const char *value;   /* the value section "v[:v...]" of a metric line */
+    size_t value_len;
+} line_result;
 
 /* Parses the metric type token into ev->type. */
 static int parse_type(const char *s, size_t n, metric_event *ev, char *reason)
@@ -328,37 +447,69 @@ static int parse_type(const char *s, size_t n, metric_event *ev, char *reason)
         ev->type = METRIC_SET;
         return 0;
     }
-    if (n == 0) {
-        snprintf(reason, STATSD_REASON_MAX, "missing metric type after '|'");
-        return -1;
-    }
+    if (n == 0) return refuse(reason, STATSD_UNKNOWN_TYPE, "missing metric type after '|'");
     quote_token(q, sizeof q, s, n);
-    snprintf(reason, STATSD_REASON_MAX, "unknown metric type \"%s\"", q);
-    return -1;
+    return refuse(reason, STATSD_UNKNOWN_TYPE, "unknown metric type \"%s\"", q);
 }
 
-static int parse_value(const char *s, size_t n, metric_event *ev, char *reason)
+/* One number of a value section. */
+static int parse_value(const char *s, size_t n, double *out, bool packed, char *reason)
 {
     char q[QUOTE_BUF];
-    switch (parse_number(s, n, &ev->value)) {
+    switch (parse_number(s, n, out)) {
     case NUM_OK:
-        return 0;
+        return STATSD_OK;
     case NUM_EMPTY:
-        snprintf(reason, STATSD_REASON_MAX, "missing value after ':'");
-        return -1;
+        return refuse(reason, STATSD_BAD_VALUE,
+                      packed ? "empty value in packed values" : "missing value after ':'");
     case NUM_TOO_LONG:
-        snprintf(reason, STATSD_REASON_MAX, "value too long (more than %d bytes)", VALUE_TOKEN_MAX);
-        return -1;
+        return refuse(reason, STATSD_BAD_VALUE, "value too long (more than %d bytes)",
+                      VALUE_TOKEN_MAX);
     case NUM_RANGE:
         quote_token(q, sizeof q, s, n);
-        snprintf(reason, STATSD_REASON_MAX, "value \"%s\" is out of range", q);
-        return -1;
+        return refuse(reason, STATSD_BAD_VALUE, "value \"%s\" is out of range", q);
     case NUM_INVALID:
         break;
     }
     quote_token(q, sizeof q, s, n);
-    snprintf(reason, STATSD_REASON_MAX, "value \"%s\" is not a number", q);
-    return -1;
+    return refuse(reason, STATSD_BAD_VALUE, "value \"%s\" is not a number", q);
+}
+
+/* The value section [s, s+n) of a non-set line: one value or up to
+ * STATSD_VALUES_MAX ':'-separated ones, each a number. Sets r->ev.value (the
+ * first), *max_abs (the largest magnitude, for the domain check) and
+ * r->values. */
+static int parse_values(const char *s, size_t n, line_result *r, double *max_abs, char *reason)
+{
+    const char *colon = memchr(s, ':', n);
+    if (colon == NULL) { /* the common case: one value */
+        int rc = parse_value(s, n, &r->ev.value, false, reason);
+        if (rc != STATSD_OK) return rc;
+        *max_abs = fabs(r->ev.value);
+        r->values = 1;
+        return STATSD_OK;
+    }
+    const char *p = s, *end = s + n;
+    size_t count = 0;
+    double m = 0;
+    for (;;) {
+        const char *tok = p;
+        const char *c = memchr(p, ':', (size_t)(end - p));
+        const char *tok_end = c ? c : end;
+        if (++count > STATSD_VALUES_MAX)
+            return refuse(reason, STATSD_TOO_MANY_VALUES, "more than %d packed values",
+                          STATSD_VALUES_MAX);
+        double v = 0;
+        int rc = parse_value(tok, (size_t)(tok_end - tok), &v, true, reason);
+        if (rc != STATSD_OK) return rc;
+        if (count == 1) r->ev.value = v;
+        if (fabs(v) > m) m = fabs(v);
+        if (c == NULL) break;
+        p = c + 1;
+    }
+    *max_abs = m;
+    r->values = count;
+    return STATSD_OK;
 }
 
 /* A set's member [s, s+n): 1..STATSD_MEMBER_MAX bytes, none a control
@@ -366,25 +517,19 @@ static int parse_value(const char *s, size_t n, metric_event *ev, char *reason)
  * The event keeps only its digest (event.h). */
 static int parse_member(const char *s, size_t n, metric_event *ev, char *reason)
 {
-    if (n == 0) {
-        snprintf(reason, STATSD_REASON_MAX, "missing set member after ':'");
-        return -1;
-    }
-    if (n > STATSD_MEMBER_MAX) {
-        snprintf(reason, STATSD_REASON_MAX, "set member longer than %d bytes", STATSD_MEMBER_MAX);
-        return -1;
-    }
+    if (n == 0) return refuse(reason, STATSD_BAD_MEMBER, "missing set member after ':'");
+    if (n > STATSD_MEMBER_MAX)
+        return refuse(reason, STATSD_BAD_MEMBER, "set member longer than %d bytes",
+                      STATSD_MEMBER_MAX);
     for (size_t i = 0; i < n; i++) {
         unsigned char c = (unsigned char)s[i];
-        if (c < 0x20 || c == 0x7f) {
-            snprintf(reason, STATSD_REASON_MAX,
-                     "byte 0x%02x in set member (control characters are not allowed)", c);
-            return -1;
-        }
+        if (c < 0x20 || c == 0x7f)
+            return refuse(reason, STATSD_BAD_MEMBER,
+                          "byte 0x%02x in set member (control characters are not allowed)", c);
     }
     ev->member = hash_digest64(s, n);
     ev->value = 0.0;
-    return 0;
+    return STATSD_OK;
 }
 
 static int parse_rate(const char *s, size_t n, metric_event *ev, char *reason)
@@ -394,19 +539,16 @@ static int parse_rate(const char *s, size_t n, metric_event *ev, char *reason)
     num_status st = parse_number(s, n, &rate);
     if (st == NUM_OK && rate > 0.0 && rate <= 1.0) {
         ev->sample_rate = rate;
-        return 0;
+        return STATSD_OK;
     }
     quote_token(q, sizeof q, s, n);
-    if (st == NUM_EMPTY) {
-        snprintf(reason, STATSD_REASON_MAX, "empty sample rate after '|@'");
-        return -1;
-    }
-    if (st != NUM_OK && st != NUM_RANGE) {
-        snprintf(reason, STATSD_REASON_MAX, "sample rate \"%s\" is not a number", q);
-        return -1;
-    }
-    snprintf(reason, STATSD_REASON_MAX, "sample rate \"%s\" must be in (0, 1]", q);
-    return -1;
+    if (st == NUM_EMPTY) return refuse(reason, STATSD_BAD_RATE, "empty sample rate after '|@'");
+    if (st != NUM_OK && st != NUM_RANGE)
+        return refuse(reason, STATSD_BAD_RATE, "sample rate \"%s\" is not a number", q);
+    if (st == NUM_OK && rate == 0.0)
+        return refuse(reason, STATSD_ZERO_RATE,
+                      "sample rate \"%s\" is zero (a line sampled at rate 0 was never sent)", q);
+    return refuse(reason, STATSD_BAD_RATE, "sample rate \"%s\" must be in (0, 1]", q);
 }
 
 static int parse_stamp(const char *s, size_t n, metric_event *ev, char *reason)
@@ -415,176 +557,397 @@ static int parse_stamp(const char *s, size_t n, metric_event *ev, char *reason)
     if (!parse_unix_seconds(s, n, &secs)) {
         char q[QUOTE_BUF];
         quote_token(q, sizeof q, s, n);
-        snprintf(reason, STATSD_REASON_MAX,
-                 "timestamp \"%s\" is not a valid Unix time in seconds", q);
-        return -1;
+        return refuse(reason, STATSD_BAD_TIMESTAMP,
+                      "timestamp \"%s\" is not a valid Unix time in seconds", q);
     }
     ev->stamp_ms = secs * 1000;
     ev->flags |= EVENT_CLIENT_STAMP;
-    return 0;
+    return STATSD_OK;
 }
 
-/* Parses "name:" at the start of [*pp, end) and finds the value after it
- * (parsed once the type is known: a set's is a member, not a number); leaves
- * *pp at the '|' that follows the value, whose bytes are [*value,
- * *value + *value_len). */
-static int parse_name_value(const char **pp, const char *end, const parse_limits *lim,
-                            metric_event *ev, const char **value_out, size_t *value_len,
-                            char *reason)
+/* Scans a name from p: ASCII by the bitmap, UTF-8 beyond it. Stops at the
+ * first byte a name cannot hold (returned in *stop); returns STATSD_OK or a
+ * UTF-8 refusal. */
+static int scan_name(const char *p, const char *end, const char **stop, char *reason)
 {
-    const char *p = *pp;
-    const char *name = p;
-    while (p < end && is_name_char((unsigned char)*p)) p++;
+    const unsigned char *u = (const unsigned char *)p, *e = (const unsigned char *)end;
+    for (;;) {
+        while (u < e && is_name_char(*u)) u++;
+        if (u == e || *u < 0x80) break;
+        size_t len = 0;
+        utf8_status st = read_utf8(u, e, &len);
+        if (st == UTF8_MALFORMED)
+            return refuse(reason, STATSD_BAD_UTF8, "malformed UTF-8 (byte 0x%02x) in metric name",
+                          *u);
+        if (st == UTF8_REFUSED)
+            return refuse(reason, STATSD_BAD_NAME,
+                          "Unicode control or space character in metric name");
+        u += len;
+    }
+    *stop = (const char *)u;
+    return STATSD_OK;
+}
+
+/* A whole name [s, s+n) (a service check's): every byte a name byte. */
+static int check_name(const char *s, size_t n, size_t max_len, char *reason)
+{
+    const char *stop = NULL;
+    int rc = scan_name(s, s + n, &stop, reason);
+    if (rc != STATSD_OK) return rc;
+    if (stop != s + n) {
+        char c[16];
+        describe_char(c, sizeof c, (unsigned char)*stop);
+        return refuse(reason, STATSD_BAD_NAME, "invalid character %s in name", c);
+    }
+    if (n == 0) return refuse(reason, STATSD_BAD_NAME, "empty name");
+    if (n > max_len) return refuse(reason, STATSD_NAME_TOO_LONG, "name longer than %zu bytes", max_len);
+    return STATSD_OK;
+}
+
+/* Parses "name:" at the start of [*pp, end) and finds the value section
+ * after it (read once the type is known: a set's is a member, not numbers);
+ * leaves *pp at the '|' that follows it. */
+static int parse_name_value(const char **pp, const char *end, const parse_limits *lim,
+                            line_result *r, char *reason)
+{
+    const char *name = *pp, *p = NULL;
+    int rc = scan_name(name, end, &p, reason);
+    if (rc != STATSD_OK) return rc;
     size_t name_len = (size_t)(p - name);
 
-    if (p == end || *p == '|') {
-        snprintf(reason, STATSD_REASON_MAX, "missing ':' between name and value");
-        return -1;
-    }
+    if (p == end || *p == '|')
+        return refuse(reason, STATSD_BAD_NAME, "missing ':' between name and value");
     if (*p != ':') {
         char c[16];
         describe_char(c, sizeof c, (unsigned char)*p);
-        snprintf(reason, STATSD_REASON_MAX, "invalid character %s in metric name", c);
-        return -1;
+        return refuse(reason, STATSD_BAD_NAME, "invalid character %s in metric name", c);
     }
-    if (name_len == 0) {
-        snprintf(reason, STATSD_REASON_MAX, "empty metric name");
-        return -1;
-    }
-    if (name_len > lim->max_name_len) {
-        snprintf(reason, STATSD_REASON_MAX, "metric name longer than %zu bytes", lim->max_name_len);
-        return -1;
-    }
-    ev->name = name;
-    ev->name_len = (uint16_t)name_len;
+    if (name_len == 0) return refuse(reason, STATSD_BAD_NAME, "empty metric name");
+    if (name_len > lim->max_name_len)
+        return refuse(reason, STATSD_NAME_TOO_LONG, "metric name longer than %zu bytes",
+                      lim->max_name_len);
+    r->ev.name = name;
+    r->ev.name_len = (uint16_t)name_len;
 
     const char *value = ++p;
-    while (p < end && *p != '|') p++;
-    if (p == end) {
-        if (p == value) {
-            snprintf(reason, STATSD_REASON_MAX, "missing value after ':'");
-            return -1;
-        }
-        snprintf(reason, STATSD_REASON_MAX,
-                 "missing metric type (expected |c, |g, |ms, |h, |d or |s after the value)");
-        return -1;
+    const char *bar = memchr(p, '|', (size_t)(end - p));
+    if (bar == NULL) {
+        if (p == end) return refuse(reason, STATSD_BAD_VALUE, "missing value after ':'");
+        return refuse(reason, STATSD_UNKNOWN_TYPE,
+                      "missing metric type (expected |c, |g, |ms, |h, |d or |s after the value)");
     }
-    *value_out = value;
-    *value_len = (size_t)(p - value);
-    *pp = p;
-    return 0;
+    r->value = value;
+    r->value_len = (size_t)(bar - value);
+    *pp = bar;
+    return STATSD_OK;
 }
 
-/* Parses the optional "|@", "|#", "|T" sections starting at p ('|' or end). */
-static int parse_sections(statsd_batch *b, const char *p, const char *end,
-                          const parse_limits *lim, metric_event *ev, char *reason)
+/* The sections a line may have after its fixed part; each at most once. */
+enum section {
+    SEC_RATE, SEC_TAGS, SEC_STAMP, SEC_CONTAINER, SEC_EXTERNAL, SEC_CARD,
+    SEC_DATE, SEC_HOST, SEC_KEY, SEC_PRIORITY, SEC_SOURCE, SEC_ALERT, SEC_MESSAGE,
+};
+static const char *const SECTION_NAMES[] = {
+    [SEC_RATE] = "sample rate", [SEC_TAGS] = "tags", [SEC_STAMP] = "timestamp",
+    [SEC_CONTAINER] = "container id (|c:)", [SEC_EXTERNAL] = "external data (|e:)",
+    [SEC_CARD] = "cardinality (|card:)", [SEC_DATE] = "date (|d:)", [SEC_HOST] = "host (|h:)",
+    [SEC_KEY] = "aggregation key (|k:)", [SEC_PRIORITY] = "priority (|p:)",
+    [SEC_SOURCE] = "source type (|s:)", [SEC_ALERT] = "alert type (|t:)",
+    [SEC_MESSAGE] = "message (|m:)",
+};
+
+static bool has_prefix(const char *s, size_t n, const char *prefix)
 {
-    bool seen_rate = false, seen_tags = false, seen_stamp = false;
+    size_t k = strlen(prefix);
+    return n >= k && memcmp(s, prefix, k) == 0;
+}
+
+/* Which section the token [tok, tok+n) opens for a line of `kind`; sets
+ * *skip to the length of its prefix. -1: none. */
+static int classify_section(const char *tok, size_t n, statsd_line_kind kind, size_t *skip)
+{
+    *skip = 1;
+    switch (tok[0]) {
+    case '#': return SEC_TAGS;
+    case '@': return kind == STATSD_LINE_METRIC ? SEC_RATE : -1;
+    case 'T': return kind == STATSD_LINE_METRIC ? SEC_STAMP : -1;
+    default: break;
+    }
+    *skip = 2;
+    if (has_prefix(tok, n, "card:")) { *skip = 5; return SEC_CARD; }
+    if (has_prefix(tok, n, "c:")) return SEC_CONTAINER;
+    if (has_prefix(tok, n, "e:")) return SEC_EXTERNAL;
+    if (kind == STATSD_LINE_METRIC || n < 2 || tok[1] != ':') return -1;
+    switch (tok[0]) {
+    case 'd': return SEC_DATE;
+    case 'h': return SEC_HOST;
+    case 'k': return kind == STATSD_LINE_EVENT ? SEC_KEY : -1;
+    case 'p': return kind == STATSD_LINE_EVENT ? SEC_PRIORITY : -1;
+    case 's': return kind == STATSD_LINE_EVENT ? SEC_SOURCE : -1;
+    case 't': return kind == STATSD_LINE_EVENT ? SEC_ALERT : -1;
+    case 'm': return kind == STATSD_LINE_SERVICE_CHECK ? SEC_MESSAGE : -1;
+    default: return -1;
+    }
+}
+
+static bool token_is(const char *s, size_t n, const char *word)
+{
+    return n == strlen(word) && memcmp(s, word, n) == 0;
+}
+
+/* Parses the sections starting at p ('|' or end) of a line of r->kind;
+ * canonical tags go to tags_out (room for the raw section). */
+static int parse_sections(const char *p, const char *end, const parse_limits *lim,
+                          line_result *r, char *tags_out, char *reason)
+{
+    unsigned seen = 0;
+    metric_event *ev = &r->ev;
+    int bad = r->kind == STATSD_LINE_EVENT ? STATSD_BAD_EVENT : STATSD_BAD_SERVICE_CHECK;
+    char q[QUOTE_BUF];
     while (p < end) {
         assert(*p == '|');
         const char *tok = ++p;
-        while (p < end && *p != '|') p++;
+        const char *bar = memchr(p, '|', (size_t)(end - p));
+        p = bar ? bar : end;
         size_t n = (size_t)(p - tok);
-        if (n == 0) {
-            snprintf(reason, STATSD_REASON_MAX, "empty section after '|'");
-            return -1;
-        }
-        const char *arg = tok + 1;
-        size_t argn = n - 1;
-        switch (tok[0]) {
-        case '@':
-            if (seen_rate) {
-                snprintf(reason, STATSD_REASON_MAX, "duplicate sample rate section");
-                return -1;
-            }
-            seen_rate = true;
-            if (parse_rate(arg, argn, ev, reason) != 0) return -1;
-            break;
-        case '#': {
-            if (seen_tags) {
-                snprintf(reason, STATSD_REASON_MAX, "duplicate tags section");
-                return -1;
-            }
-            seen_tags = true;
-            if (argn == 0) {
-                snprintf(reason, STATSD_REASON_MAX, "empty tags section '|#'");
-                return -1;
-            }
-            const char *tags = NULL;
-            size_t tags_len = 0;
-            if (canonicalise_tags(b, arg, argn, lim->max_tags_len, &tags, &tags_len, reason) != 0)
-                return -1;
-            ev->tags = tags;
-            ev->tags_len = (uint16_t)tags_len;
-            break;
-        }
-        case 'T':
-            if (seen_stamp) {
-                snprintf(reason, STATSD_REASON_MAX, "duplicate timestamp section");
-                return -1;
-            }
-            seen_stamp = true;
-            if (parse_stamp(arg, argn, ev, reason) != 0) return -1;
-            break;
-        default: {
-            char q[QUOTE_BUF];
+        if (n == 0) return refuse(reason, STATSD_UNKNOWN_SECTION, "empty section after '|'");
+        size_t skip = 0;
+        int sec = classify_section(tok, n, r->kind, &skip);
+        if (sec < 0) {
             quote_token(q, sizeof q, tok, n);
-            snprintf(reason, STATSD_REASON_MAX,
-                     "unknown section \"|%s\" (expected |@rate, |#tags or |T<seconds>)", q);
-            return -1;
+            return refuse(reason, STATSD_UNKNOWN_SECTION,
+                          r->kind == STATSD_LINE_METRIC
+                              ? "unknown section \"|%s\" (expected |@rate, |#tags or |T<seconds>)"
+                              : "unknown section \"|%s\"",
+                          q);
         }
+        if (sec == SEC_MESSAGE) { /* a service check's message: the rest of the line */
+            p = end;
+            n = (size_t)(end - tok);
         }
+        if (seen & (1u << sec))
+            return refuse(reason, STATSD_DUPLICATE_SECTION, "duplicate %s section",
+                          SECTION_NAMES[sec]);
+        seen |= 1u << sec;
+        const char *arg = tok + skip;
+        size_t argn = n - skip;
+        int rc = STATSD_OK;
+        switch (sec) {
+        case SEC_RATE: rc = parse_rate(arg, argn, ev, reason); break;
+        case SEC_STAMP: rc = parse_stamp(arg, argn, ev, reason); break;
+        case SEC_TAGS: {
+            size_t tags_len = 0;
+            rc = canonicalise_tags(arg, argn, lim->max_tags_len, tags_out, &tags_len, reason);
+            if (rc == STATSD_OK) {
+                ev->tags = tags_len ? tags_out : NULL;
+                ev->tags_len = (uint16_t)tags_len;
+            }
+            break;
+        }
+        case SEC_DATE: {
+            int64_t secs = 0;
+            if (!parse_unix_seconds(arg, argn, &secs)) {
+                quote_token(q, sizeof q, arg, argn);
+                rc = refuse(reason, bad, "date \"%s\" is not a valid Unix time in seconds", q);
+            }
+            break;
+        }
+        case SEC_PRIORITY:
+            if (!token_is(arg, argn, "normal") && !token_is(arg, argn, "low")) {
+                quote_token(q, sizeof q, arg, argn);
+                rc = refuse(reason, bad, "priority \"%s\" is not normal or low", q);
+            }
+            break;
+        case SEC_ALERT:
+            if (!token_is(arg, argn, "error") && !token_is(arg, argn, "warning") &&
+                !token_is(arg, argn, "info") && !token_is(arg, argn, "success")) {
+                quote_token(q, sizeof q, arg, argn);
+                rc = refuse(reason, bad, "alert type \"%s\" is not error, warning, info or success",
+                            q);
+            }
+            break;
+        default: /* container id, external data, cardinality, host, key, source, message */
+            break;
+        }
+        if (rc != STATSD_OK) return rc;
     }
-    return 0;
+    return STATSD_OK;
 }
 
-/* Parses one non-empty line (no '\n', no trailing '\r') into *ev.
- * Returns 0, or -1 with reason filled; on failure the arena is unchanged. */
-static int parse_line(statsd_batch *b, const char *line, size_t n, const parse_limits *lim,
-                      int64_t default_stamp_ms, metric_event *ev, char *reason)
+/* Reads a decimal length of 1..6 digits at *pp ending in `stop`. */
+static bool read_length(const char **pp, const char *end, char stop, size_t *out)
+{
+    const char *p = *pp;
+    size_t v = 0, digits = 0;
+    while (p < end && *p >= '0' && *p <= '9' && digits < 6) {
+        v = v * 10 + (size_t)(*p - '0');
+        p++;
+        digits++;
+    }
+    if (digits == 0 || p == end || *p != stop) return false;
+    *out = v;
+    *pp = p + 1;
+    return true;
+}
+
+static bool has_control(const char *s, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c < 0x20 || c == 0x7f) return true;
+    }
+    return false;
+}
+
+/* "_e{T,X}:title|text{|section}" (the line starts with "_e{"). */
+static int check_event(const char *line, const char *end, const parse_limits *lim,
+                       line_result *r, char *tags_out, char *reason)
+{
+    const char *p = line + 3;
+    size_t title_len = 0, text_len = 0;
+    r->kind = STATSD_LINE_EVENT;
+    if (!read_length(&p, end, ',', &title_len) || !read_length(&p, end, '}', &text_len) ||
+        p == end || *p != ':')
+        return refuse(reason, STATSD_BAD_EVENT,
+                      "event header is not \"_e{title_length,text_length}:\"");
+    p++;
+    if (title_len == 0) return refuse(reason, STATSD_BAD_EVENT, "event has an empty title");
+    size_t rest = (size_t)(end - p);
+    if (title_len > rest || rest - title_len < 1 + text_len)
+        return refuse(reason, STATSD_BAD_EVENT,
+                      "event title and text are shorter than their lengths (%zu, %zu bytes)",
+                      title_len, text_len);
+    if (p[title_len] != '|')
+        return refuse(reason, STATSD_BAD_EVENT, "event title is not %zu bytes followed by '|'",
+                      title_len);
+    const char *text = p + title_len + 1;
+    const char *after = text + text_len;
+    if (after < end && *after != '|')
+        return refuse(reason, STATSD_BAD_EVENT, "event text is not %zu bytes followed by '|' or the end",
+                      text_len);
+    if (has_control(p, title_len) || has_control(text, text_len))
+        return refuse(reason, STATSD_BAD_EVENT, "control character in event title or text");
+    return parse_sections(after, end, lim, r, tags_out, reason);
+}
+
+/* "_sc|name|status{|section}" (the line starts with "_sc|"). */
+static int check_service_check(const char *line, const char *end, const parse_limits *lim,
+                               line_result *r, char *tags_out, char *reason)
+{
+    const char *name = line + 4;
+    r->kind = STATSD_LINE_SERVICE_CHECK;
+    const char *bar = memchr(name, '|', (size_t)(end - name));
+    if (bar == NULL)
+        return refuse(reason, STATSD_BAD_SERVICE_CHECK, "service check has no status");
+    char why[STATSD_REASON_MAX];
+    if (check_name(name, (size_t)(bar - name), lim->max_name_len, why) != STATSD_OK)
+        return refuse(reason, STATSD_BAD_SERVICE_CHECK, "service check %s", why);
+    const char *status = bar + 1;
+    const char *p = memchr(status, '|', (size_t)(end - status));
+    if (p == NULL) p = end;
+    if (p - status != 1 || *status < '0' || *status > '3') {
+        char q[QUOTE_BUF];
+        quote_token(q, sizeof q, status, (size_t)(p - status));
+        return refuse(reason, STATSD_BAD_SERVICE_CHECK,
+                      "service check status \"%s\" is not 0, 1, 2 or 3", q);
+    }
+    return parse_sections(p, end, lim, r, tags_out, reason);
+}
+
+/* Checks one non-empty line (no '\n', no trailing '\r'), the one grammar of
+ * statsd.h. Canonical tags go to tags_out (room for min(n, max_tags_len)
+ * bytes). Returns STATSD_OK with *r filled (stamp_ms 0 unless "|T"), or a
+ * code with reason filled. */
+static int check_line(const char *line, size_t n, const parse_limits *lim, char *tags_out,
+                      line_result *r, char *reason)
 {
     const char *p = line, *end = line + n;
-    size_t arena_mark = b->arena_len;
+    metric_event *ev = &r->ev;
 
-    ev->flags = 0;
-    ev->tags = NULL;
-    ev->tags_len = 0;
+    memset(ev, 0, sizeof *ev);
     ev->sample_rate = 1.0;
-    ev->stamp_ms = default_stamp_ms;
-    ev->member = 0;
+    r->kind = STATSD_LINE_METRIC;
+    r->values = 0;
+    r->value = NULL;
+    r->value_len = 0;
 
-    const char *value = NULL;
-    size_t value_len = 0;
-    if (parse_name_value(&p, end, lim, ev, &value, &value_len, reason) != 0) goto fail;
+    if (line[0] == '_' && n >= 3) {
+        if (line[1] == 'e' && line[2] == '{')
+            return check_event(line, end, lim, r, tags_out, reason);
+        if (n >= 4 && line[1] == 's' && line[2] == 'c' && line[3] == '|')
+            return check_service_check(line, end, lim, r, tags_out, reason);
+    }
+
+    int rc = parse_name_value(&p, end, lim, r, reason);
+    if (rc != STATSD_OK) return rc;
     assert(p < end && *p == '|');
     const char *type = ++p;
-    while (p < end && *p != '|') p++;
-    if (parse_type(type, (size_t)(p - type), ev, reason) != 0) goto fail;
-    int set = ev->type == METRIC_SET;
-    if ((set ? parse_member(value, value_len, ev, reason)
-             : parse_value(value, value_len, ev, reason)) != 0)
-        goto fail;
-    if (ev->type == METRIC_GAUGE && (value[0] == '+' || value[0] == '-'))
-        ev->flags |= EVENT_GAUGE_RELATIVE;
-    if (parse_sections(b, p, end, lim, ev, reason) != 0) goto fail;
-    if (set)
-        ev->sample_rate = 1.0; /* a set counts distinct members: a rate says nothing */
-    if (!event_amount_in_domain(ev->value, ev->sample_rate)) {
-        snprintf(reason, STATSD_REASON_MAX,
-                 "value %.17g at sample rate %.17g: |value / rate| and 1 / rate may be at most "
-                 "%g",
-                 ev->value, ev->sample_rate, EVENT_AMOUNT_MAX);
-        goto fail;
+    const char *bar = memchr(p, '|', (size_t)(end - p));
+    p = bar ? bar : end;
+    rc = parse_type(type, (size_t)(p - type), ev, reason);
+    if (rc != STATSD_OK) return rc;
+    bool set = ev->type == METRIC_SET;
+    double max_abs = 0;
+    if (set) {
+        rc = parse_member(r->value, r->value_len, ev, reason);
+        r->values = 1;
+    } else {
+        rc = parse_values(r->value, r->value_len, r, &max_abs, reason);
     }
+    if (rc != STATSD_OK) return rc;
+    if (ev->type == METRIC_GAUGE && (r->value[0] == '+' || r->value[0] == '-'))
+        ev->flags |= EVENT_GAUGE_RELATIVE;
+    rc = parse_sections(p, end, lim, r, tags_out, reason);
+    if (rc != STATSD_OK) return rc;
+    if (set) ev->sample_rate = 1.0; /* a set counts distinct members: a rate says nothing */
+    if (!event_amount_in_domain(max_abs, ev->sample_rate))
+        return refuse(reason, STATSD_OUT_OF_DOMAIN,
+                      "value %.17g at sample rate %.17g: |value / rate| and 1 / rate may be at "
+                      "most %g",
+                      r->values > 1 ? max_abs : ev->value, ev->sample_rate, EVENT_AMOUNT_MAX);
 
     assert(isfinite(ev->value));
     assert(ev->sample_rate > 0.0 && ev->sample_rate <= 1.0);
     assert(ev->name_len >= 1 && ev->name_len <= EVENT_NAME_MAX);
     assert(ev->type == METRIC_SET || ev->member == 0);
-    return 0;
-fail:
-    b->arena_len = arena_mark;
-    return -1;
+    assert(r->values >= 1 && r->values <= STATSD_VALUES_MAX);
+    return STATSD_OK;
+}
+
+int statsd_name_valid(const char *name, size_t len, size_t max_len)
+{
+    char reason[STATSD_REASON_MAX];
+    if (max_len > EVENT_NAME_MAX) max_len = EVENT_NAME_MAX;
+    return check_name(name, len, max_len, reason) == STATSD_OK;
+}
+
+static parse_limits clamp_limits(const statsd_limits *limits)
+{
+    parse_limits lim = {
+        .max_name_len = limits->max_name_len < EVENT_NAME_MAX ? limits->max_name_len
+                                                              : EVENT_NAME_MAX,
+        .max_tags_len = limits->max_tags_len < EVENT_TAGS_MAX ? limits->max_tags_len
+                                                              : EVENT_TAGS_MAX,
+    };
+    return lim;
+}
+
+int statsd_check_line(const char *line, size_t len, const statsd_limits *limits,
+                      statsd_line_info *out)
+{
+    assert(line != NULL || len == 0);
+    assert(limits != NULL && out != NULL);
+    parse_limits lim = clamp_limits(limits);
+    out->reason[0] = '\0';
+    out->values = 0;
+    if (len == 0) return refuse(out->reason, STATSD_BAD_NAME, "empty line");
+    line_result r;
+    int rc = check_line(line, len, &lim, out->tags, &r, out->reason);
+    out->kind = r.kind;
+    if (rc != STATSD_OK) return rc;
+    out->ev = r.ev;
+    out->values = r.kind == STATSD_LINE_METRIC ? r.values : 0;
+    return STATSD_OK;
 }
 
 /* ---- batch --------------------------------------------------------------- */
@@ -607,8 +970,8 @@ void statsd_batch_free(statsd_batch *b)
 /* Makes the arena hold at least `need` bytes; its old contents are dropped. */
 static int reserve_arena(statsd_batch *b, size_t need, char *err, size_t errlen)
 {
-    if (b->arena_cap >= need) return 0;
-    char *a = malloc(need);
+    if (b->arena_cap >= need && b->arena != NULL) return 0;
+    char *a = malloc(need ? need : 1);
     if (a == NULL) {
         snprintf(err, errlen, "out of memory allocating %zu-byte tag arena", need);
         return -1;
@@ -619,15 +982,17 @@ static int reserve_arena(statsd_batch *b, size_t need, char *err, size_t errlen)
     return 0;
 }
 
-/* Grows the event array so one more event fits. */
-static int reserve_event(statsd_batch *b, char *err, size_t errlen)
+/* Grows the event array so `more` events fit. */
+static int reserve_events(statsd_batch *b, size_t more, char *err, size_t errlen)
 {
-    if (b->count < b->events_cap) return 0;
-    size_t cap = b->events_cap ? b->events_cap * 2 : 256;
-    if (cap > SIZE_MAX / sizeof *b->events) cap = SIZE_MAX / sizeof *b->events;
-    if (cap <= b->count) {
-        snprintf(err, errlen, "too many events for memory");
-        return -1;
+    if (b->events_cap - b->count >= more) return 0;
+    size_t cap = b->events_cap ? b->events_cap : 256;
+    while (cap - b->count < more) {
+        if (cap > SIZE_MAX / 2 / sizeof *b->events) {
+            snprintf(err, errlen, "too many events for memory");
+            return -1;
+        }
+        cap *= 2;
     }
     metric_event *ev = realloc(b->events, cap * sizeof *ev);
     if (ev == NULL) {
@@ -640,8 +1005,8 @@ static int reserve_event(statsd_batch *b, char *err, size_t errlen)
 }
 
 /* Counts an error on `line` and records its detail while under max_errors. */
-static int add_error(statsd_batch *b, size_t line, const char *reason, size_t max_errors,
-                     char *err, size_t errlen)
+static int add_error(statsd_batch *b, size_t line, int code, const char *reason,
+                     size_t max_errors, char *err, size_t errlen)
 {
     b->error_total++;
     if (b->error_count >= max_errors) return 0;
@@ -658,8 +1023,36 @@ static int add_error(statsd_batch *b, size_t line, const char *reason, size_t ma
     }
     statsd_error *e = &b->errors[b->error_count++];
     e->line = line > UINT32_MAX ? UINT32_MAX : (uint32_t)line;
+    e->code = code;
     snprintf(e->reason, sizeof e->reason, "%s", reason);
     return 0;
+}
+
+/* Appends the events of a checked metric line: the first as checked, each
+ * further packed value a copy with its own value (and, for a gauge, its own
+ * relative flag). The values were all checked: they parse again. */
+static void emit_events(statsd_batch *b, const line_result *r, int64_t default_stamp_ms)
+{
+    metric_event ev = r->ev;
+    if (!(ev.flags & EVENT_CLIENT_STAMP)) ev.stamp_ms = default_stamp_ms;
+    if (r->values == 1) {
+        b->events[b->count++] = ev;
+        return;
+    }
+    const char *p = r->value, *end = r->value + r->value_len;
+    for (size_t i = 0; i < r->values; i++) {
+        const char *c = memchr(p, ':', (size_t)(end - p));
+        const char *tok_end = c ? c : end;
+        num_status st = parse_number(p, (size_t)(tok_end - p), &ev.value);
+        assert(st == NUM_OK);
+        (void)st;
+        if (ev.type == METRIC_GAUGE) {
+            ev.flags &= ~EVENT_GAUGE_RELATIVE;
+            if (p[0] == '+' || p[0] == '-') ev.flags |= EVENT_GAUGE_RELATIVE;
+        }
+        b->events[b->count++] = ev;
+        p = tok_end + 1;
+    }
 }
 
 int statsd_parse_batch(statsd_batch *b, const char *body, size_t len,
@@ -672,20 +1065,17 @@ int statsd_parse_batch(statsd_batch *b, const char *body, size_t len,
     b->count = 0;
     b->error_count = 0;
     b->error_total = 0;
+    b->events_ignored = 0;
+    b->service_checks_ignored = 0;
     b->arena_len = 0;
 
-    parse_limits lim = {
-        .max_name_len = limits->max_name_len < EVENT_NAME_MAX ? limits->max_name_len
-                                                              : EVENT_NAME_MAX,
-        .max_tags_len = limits->max_tags_len < EVENT_TAGS_MAX ? limits->max_tags_len
-                                                              : EVENT_TAGS_MAX,
-    };
-
+    parse_limits lim = clamp_limits(limits);
     if (reserve_arena(b, len, err, errlen) != 0) return -1;
 
     const char *p = body, *end = body + len;
-    size_t line_no = 0, nonempty = 0;
+    size_t line_no = 0, nonempty = 0, events = 0;
     char reason[STATSD_REASON_MAX];
+    line_result r;
 
     while (p < end) {
         const char *nl = memchr(p, '\n', (size_t)(end - p));
@@ -700,15 +1090,37 @@ int statsd_parse_batch(statsd_batch *b, const char *body, size_t len,
 
         if (++nonempty > limits->max_lines) {
             snprintf(reason, sizeof reason, "too many lines (limit %zu)", limits->max_lines);
-            if (add_error(b, line_no, reason, limits->max_errors, err, errlen) != 0) goto oom;
+            if (add_error(b, line_no, STATSD_TOO_MANY_LINES, reason, limits->max_errors, err,
+                          errlen) != 0)
+                goto oom;
             break;
         }
-        if (reserve_event(b, err, errlen) != 0) goto oom;
-        if (parse_line(b, line, n, &lim, default_stamp_ms, &b->events[b->count], reason) == 0) {
-            b->count++;
-        } else if (add_error(b, line_no, reason, limits->max_errors, err, errlen) != 0) {
-            goto oom;
+        int rc = check_line(line, n, &lim, b->arena + b->arena_len, &r, reason);
+        if (rc != STATSD_OK) {
+            if (add_error(b, line_no, rc, reason, limits->max_errors, err, errlen) != 0) goto oom;
+            continue;
         }
+        if (r.kind == STATSD_LINE_EVENT) {
+            b->events_ignored++;
+            continue;
+        }
+        if (r.kind == STATSD_LINE_SERVICE_CHECK) {
+            b->service_checks_ignored++;
+            continue;
+        }
+        events += r.values;
+        if (events > limits->max_lines) {
+            snprintf(reason, sizeof reason,
+                     "too many events (limit %zu; each packed value is one)", limits->max_lines);
+            if (add_error(b, line_no, STATSD_TOO_MANY_LINES, reason, limits->max_errors, err,
+                          errlen) != 0)
+                goto oom;
+            break;
+        }
+        if (b->error_total > 0) continue; /* the batch is refused: only errors matter now */
+        if (reserve_events(b, r.values, err, errlen) != 0) goto oom;
+        b->arena_len += r.ev.tags_len;
+        emit_events(b, &r, default_stamp_ms);
     }
 
     if (b->error_total > 0) {

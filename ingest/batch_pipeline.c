@@ -126,6 +126,7 @@ typedef struct batch_request {
     int64_t log_ms;     /* its record's Kafka timestamp, once delivered */
     int64_t started_ns; /* monotonic, when it was accepted (the ack latency) */
     size_t events;
+    size_t ignored; /* DogStatsD events and service checks in the body (not stored) */
     size_t bytes; /* counted in inflight_bytes */
     int answered; /* the client has its answer (the deadline may come first) */
     struct event *deadline;
@@ -183,11 +184,36 @@ static void reply_invalid_batch(const batch_sink *k, const statsd_batch *batch)
     for (size_t i = 0; i < batch->error_count; i++) {
         const statsd_error *e = &batch->errors[i];
         evbuffer_add_printf(b, "%s{\"line\":%u", i ? "," : "", e->line);
+        http_json_add_string(b, 0, "code", statsd_reason_name(e->code),
+                             strlen(statsd_reason_name(e->code)));
         http_json_add_string(b, 0, "reason", e->reason, strlen(e->reason));
         evbuffer_add(b, "}", 1);
     }
     evbuffer_add(b, "]}\n", 3);
     http_reply_json(req, 400, "Bad Request", b);
+    evbuffer_free(b);
+}
+
+/* 200 for a body of only DogStatsD events and service checks: nothing to
+ * store, so it goes neither to Kafka nor to Redis and has no batch id. */
+static void reply_only_ignored(const batch_sink *k, const statsd_batch *batch)
+{
+    k->pipeline->answers[ANSWER_ACCEPTED]++;
+    if (!k->req) {
+        k->done(k->opaque, 200, "stored", "ignored");
+        return;
+    }
+    struct evbuffer *b = evbuffer_new();
+    if (!b) {
+        evhttp_send_error(k->req, 500, "out of memory");
+        return;
+    }
+    evbuffer_add_printf(b,
+                        "{\"accepted\":0,\"ignored\":%zu,\"events_ignored\":%zu,"
+                        "\"service_checks_ignored\":%zu}\n",
+                        batch->events_ignored + batch->service_checks_ignored,
+                        batch->events_ignored, batch->service_checks_ignored);
+    http_reply_json(k->req, 200, "OK", b);
     evbuffer_free(b);
 }
 
@@ -281,7 +307,7 @@ static void reply_accepted(batch_request *br, const char *live)
         evhttp_send_error(br->sink.req, 500, "out of memory");
         return;
     }
-    evbuffer_add_printf(b, "{\"accepted\":%zu", br->events);
+    evbuffer_add_printf(b, "{\"accepted\":%zu,\"ignored\":%zu", br->events, br->ignored);
     http_json_add_string(b, 0, "batch_id", client_key(br), strlen(client_key(br)));
     evbuffer_add_printf(b, ",\"duplicate\":%s,\"live\":\"%s\"}\n",
                         strcmp(live, "duplicate") == 0 ? "true"
@@ -752,6 +778,11 @@ static void accept_batch(batch_pipeline *s, const batch_sink *sink, const auth_c
         sink_error(sink, 500, "Internal Server Error", err, NULL, 0, NULL);
         return;
     }
+    size_t ignored = s->batch.events_ignored + s->batch.service_checks_ignored;
+    if (s->batch.count == 0 && ignored > 0) {
+        reply_only_ignored(sink, &s->batch);
+        return;
+    }
     if (s->batch.count == 0) {
         sink_error(sink, 400, "Bad Request", "empty batch: the body has no StatsD lines", NULL, 0, NULL);
         return;
@@ -767,6 +798,7 @@ static void accept_batch(batch_pipeline *s, const batch_sink *sink, const auth_c
     br->started_ns = now_ns();
     br->client = client;
     br->events = s->batch.count;
+    br->ignored = ignored;
     /* keys are scoped per client: one client cannot claim another's key */
     int id_len = client ? snprintf(br->batch_id, sizeof br->batch_id, "%s/%s", client->name, batch_id)
                         : snprintf(br->batch_id, sizeof br->batch_id, "%s", batch_id);

@@ -5,11 +5,13 @@
  * delivered folded into the next group commit to Redis (live_update.h); the
  * client gets 200 only when both hold it:
  *
- *   200 {"accepted":N,"batch_id":..,"duplicate":bool} only after the batch's
+ *   200 {"accepted":N,"ignored":M,"batch_id":..,"duplicate":bool} only after the batch's
  *       record is delivered to Kafka (acks=all) AND applied to Redis; Kafka has
  *       it but Redis cannot apply it: 200 "live":"stale" (redis.on_unavailable =
  *       accept) or 503 (reject);
- *   400 invalid batch (every bad line: number + reason; nothing applied);
+ *   200 {"accepted":0,"ignored":M,...} at once for a body of only DogStatsD
+ *       events and service checks (nothing to store: neither Kafka nor Redis);
+ *   400 invalid batch (every bad line: number + reason code + reason; nothing applied);
  *   409 a reused Idempotency-Key with another body; 413 body, series or Kafka
  *   record over its limit; 422 ingest.max_live_series; 429 a token's rate
  *   limit; 503 + Retry-After when Kafka cannot take it ("outcome" says
@@ -45,8 +47,9 @@ void batch_pipeline_post(batch_pipeline *p, struct evhttp_request *req, const au
 /* The answer to a batch given by batch_pipeline_submit(), exactly once:
  * status as POST /v1/events would answer it (200: Kafka holds the batch),
  * outcome "stored" / "not_stored" / "unknown" (Kafka may hold it), and
- * message: on 200 the live view's state ("applied", "duplicate", "stale"),
- * else the reason. */
+ * message: on 200 the live view's state ("applied", "duplicate", "stale",
+ * or "ignored": the body held only events and service checks), else the
+ * reason. */
 typedef void (*batch_done_fn)(void *opaque, int status, const char *outcome,
                               const char *message);
 

@@ -23,6 +23,7 @@
 #include "http_reply.h"
 #include "query_exec.h"
 #include "redis_keys.h"
+#include "statsd.h"
 #include "totals_json.h"
 
 static const char READ_SCRIPT[] =
@@ -332,9 +333,7 @@ static int read_redis(read_call *c, char *err, size_t errlen)
 
 static int valid_metric_name(const char *name)
 {
-    size_t len = strlen(name);
-    return len > 0 && len <= EVENT_NAME_MAX &&
-           strspn(name, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-") == len;
+    return statsd_name_valid(name, strlen(name), EVENT_NAME_MAX);
 }
 
 /* Reads ?source= and ?type=; 0, or -1 with the 400 message in err. */
@@ -378,7 +377,7 @@ void live_read_handle(live_read *l, struct evhttp_request *req, const char *raw_
         return;
     }
     if (!valid_metric_name(name)) {
-        send_error(req, 400, "invalid metric name: 1-255 characters of [A-Za-z0-9_.-]");
+        send_error(req, 400, "invalid metric name: 1-255 bytes of [A-Za-z0-9_.-] or UTF-8");
     } else if (read_options(query, &sqlite, &type, err, sizeof err) != 0) {
         send_error(req, 400, err);
     } else {

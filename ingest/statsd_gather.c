@@ -26,7 +26,8 @@ struct gather_hub {
     const tally_config *cfg;
     batch_pipeline *pipeline;
     statsd_limits limits;     /* of one line */
-    size_t batch_lines;       /* min(statsd.batch_lines, ingest.max_lines) */
+    size_t batch_lines;       /* min(statsd.batch_lines, ingest.max_lines): events per batch */
+    size_t max_events;        /* ingest.max_lines: events a batch may hold */
     size_t max_body;          /* ingest.max_body_bytes */
     pthread_mutex_t lock;
     queued_batch *head, *tail;
@@ -155,7 +156,7 @@ void line_batch_flush(line_batch *b)
         free(b->buf);
     }
     b->buf = NULL;
-    b->len = b->cap = b->lines = 0;
+    b->len = b->cap = b->lines = b->events = 0;
 }
 
 /* ---- one producer's batch -------------------------------------------------------------- */
@@ -164,22 +165,18 @@ void line_batch_init(line_batch *b, gather_hub *h)
 {
     memset(b, 0, sizeof *b);
     b->hub = h;
-    statsd_batch_init(&b->check);
 }
 
 void line_batch_free(line_batch *b)
 {
     free(b->buf);
-    statsd_batch_free(&b->check);
     memset(b, 0, sizeof *b);
 }
 
-/* Whether the one StatsD parser accepts the line alone. */
-static int line_valid(line_batch *b, const char *line, size_t len)
+/* The one StatsD parser's verdict on the line alone (b->check filled). */
+static int line_check(line_batch *b, const char *line, size_t len)
 {
-    char err[128];
-    return statsd_parse_batch(&b->check, line, len, &b->hub->limits, 0, err, sizeof err) == 0 &&
-           b->check.count > 0;
+    return statsd_check_line(line, len, &b->hub->limits, &b->check);
 }
 
 static int append_line(line_batch *b, const char *line, size_t len)
@@ -204,11 +201,25 @@ static void add_line(line_batch *b, const char *line, size_t len, int64_t now_ms
 {
     gather_counters *c = &b->hub->counters;
     atomic_fetch_add_explicit(&c->lines, 1, memory_order_relaxed);
-    if (!line_valid(b, line, len)) {
+    int code = line_check(b, line, len);
+    size_t values = b->check.values;
+    if (code == STATSD_OK && values > b->hub->max_events) {
+        code = STATSD_TOO_MANY_LINES; /* no batch could hold it */
+    }
+    if (code != STATSD_OK) {
         atomic_fetch_add_explicit(&c->invalid, 1, memory_order_relaxed);
+        atomic_fetch_add_explicit(&c->dropped[code], 1, memory_order_relaxed);
         return;
     }
-    if (b->len + len + 1 > b->hub->max_body)
+    if (b->check.kind == STATSD_LINE_EVENT) {
+        atomic_fetch_add_explicit(&c->events_ignored, 1, memory_order_relaxed);
+        return;
+    }
+    if (b->check.kind == STATSD_LINE_SERVICE_CHECK) {
+        atomic_fetch_add_explicit(&c->service_checks_ignored, 1, memory_order_relaxed);
+        return;
+    }
+    if (b->len + len + 1 > b->hub->max_body || b->events + values > b->hub->batch_lines)
         line_batch_flush(b);
     if (b->lines == 0)
         b->first_ms = now_ms;
@@ -217,7 +228,8 @@ static void add_line(line_batch *b, const char *line, size_t len, int64_t now_ms
         warn_lost(b->hub, 1, "out of memory");
         return;
     }
-    if (b->lines >= b->hub->batch_lines)
+    b->events += values;
+    if (b->events >= b->hub->batch_lines)
         line_batch_flush(b);
 }
 
@@ -266,6 +278,7 @@ gather_hub *statsd_gather_new(struct event_base *base, const tally_config *cfg,
     h->batch_lines = (size_t)cfg->statsd.batch_lines;
     if (h->batch_lines > (size_t)cfg->ingest.max_lines)
         h->batch_lines = (size_t)cfg->ingest.max_lines;
+    h->max_events = (size_t)cfg->ingest.max_lines;
     h->max_body = (size_t)cfg->ingest.max_body_bytes;
     h->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     if (h->efd < 0 || pthread_mutex_init(&h->lock, NULL) != 0) {

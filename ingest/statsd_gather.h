@@ -4,8 +4,11 @@
  * batch (batch_pipeline_submit: Kafka, then Redis).
  *
  * Nobody can be answered on UDP (or on StatsD's TCP), so each line is checked
- * on its own by the one StatsD parser: a bad line is dropped and counted by
- * its reason, and the good lines around it are kept. A producer (one per UDP
+ * on its own by the one StatsD parser (statsd_check_line): a bad line is
+ * dropped and counted by its reason code, and the good lines around it are
+ * kept. DogStatsD events and service checks are counted and not forwarded.
+ * A batch holds at most min(statsd.batch_lines, ingest.max_lines) events
+ * (a packed line counts one per value), so the pipeline accepts it whole. A producer (one per UDP
  * reader thread, one for all TCP connections) fills its own line_batch and
  * hands it over when it holds statsd.batch_lines lines, when its first line
  * is statsd.batch_ms old, or when the next line would not fit in
@@ -38,7 +41,10 @@ typedef struct gather_counters {
     _Atomic uint64_t tcp_connections;  /* TCP connections accepted */
     _Atomic uint64_t tcp_refused;      /* ... refused (statsd.max_tcp_connections) */
     _Atomic uint64_t lines;            /* non-empty lines received */
-    _Atomic uint64_t invalid;          /* lines dropped: the parser refused them */
+    _Atomic uint64_t invalid;          /* lines dropped: the parser refused them (all reasons) */
+    _Atomic uint64_t dropped[STATSD_CODE_COUNT]; /* ... by reason code (statsd_reason_name) */
+    _Atomic uint64_t events_ignored;   /* DogStatsD events: well-formed, counted, not stored */
+    _Atomic uint64_t service_checks_ignored; /* DogStatsD service checks: likewise */
     _Atomic uint64_t batches;          /* batches submitted */
     _Atomic uint64_t lines_stored;     /* lines of batches Kafka holds */
     _Atomic uint64_t lost_busy;        /* lines of batches refused: queue full, in-flight limits */
@@ -53,8 +59,9 @@ typedef struct line_batch {
     gather_hub *hub;
     char *buf;
     size_t len, cap, lines;
+    size_t events;        /* metric events its lines make (packed values count each) */
     int64_t first_ms;     /* monotonic ms of its first line */
-    statsd_batch check;   /* the parser's buffers, reused for every line */
+    statsd_line_info check; /* statsd_check_line's answer, reused for every line */
 } line_batch;
 
 /* The pipeline is borrowed; runs on `base`. NULL with err filled. */

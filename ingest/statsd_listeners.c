@@ -76,12 +76,14 @@ void statsd_listeners_health(statsd_listeners *l, struct evbuffer *out)
         out,
         ",\"statsd\":{\"udp\":%s,\"tcp\":%s,\"datagrams\":%llu,\"truncated\":%llu,"
         "\"kernel_drops\":%llu,\"tcp_connections\":%zu,\"tcp_accepted\":%llu,"
-        "\"tcp_refused\":%llu,\"lines\":%llu,\"invalid\":%llu,\"batches\":%llu,"
+        "\"tcp_refused\":%llu,\"lines\":%llu,\"invalid\":%llu,\"events_ignored\":%llu,"
+        "\"service_checks_ignored\":%llu,\"batches\":%llu,"
         "\"lines_stored\":%llu,\"lost_busy\":%llu,\"lost_failed\":%llu,\"lost_unknown\":%llu}",
         l->udp ? "true" : "false", l->tcp ? "true" : "false", get(&c->datagrams),
         get(&c->truncated), (unsigned long long)statsd_udp_kernel_drops(l->udp),
         statsd_tcp_connections(l->tcp), get(&c->tcp_connections), get(&c->tcp_refused),
-        get(&c->lines), get(&c->invalid), get(&c->batches), get(&c->lines_stored),
+        get(&c->lines), get(&c->invalid), get(&c->events_ignored),
+        get(&c->service_checks_ignored), get(&c->batches), get(&c->lines_stored),
         get(&c->lost_busy), get(&c->lost_failed), get(&c->lost_unknown));
 }
 
@@ -110,9 +112,17 @@ void statsd_listeners_metrics(statsd_listeners *l, prom_text *t)
     counter(t, "tally_statsd_lines_total", "Non-empty StatsD lines received (UDP and TCP).",
             &c->lines);
     prom_text_family(t, "tally_statsd_lines_dropped_total", "counter",
-                     "StatsD lines dropped, by reason.");
-    const char *invalid[] = {"reason", "invalid", NULL};
-    prom_text_sample(t, "tally_statsd_lines_dropped_total", invalid, (double)get(&c->invalid));
+                     "StatsD lines the parser refused, by reason code (one sample per code).");
+    for (int code = STATSD_OK + 1; code < STATSD_CODE_COUNT; code++) {
+        const char *labels[] = {"reason", statsd_reason_name(code), NULL};
+        prom_text_sample(t, "tally_statsd_lines_dropped_total", labels,
+                         (double)get(&c->dropped[code]));
+    }
+    counter(t, "tally_statsd_events_ignored_total",
+            "DogStatsD events received (well-formed; counted, not stored).", &c->events_ignored);
+    counter(t, "tally_statsd_service_checks_ignored_total",
+            "DogStatsD service checks received (well-formed; counted, not stored).",
+            &c->service_checks_ignored);
     counter(t, "tally_statsd_batches_total", "Batches of StatsD lines submitted to the write path.",
             &c->batches);
     counter(t, "tally_statsd_lines_stored_total", "StatsD lines in batches Kafka holds.",

@@ -87,7 +87,9 @@ static void on_read(struct bufferevent *bev, void *arg)
     connection *c = arg;
     take_lines(c, 0);
     if (evbuffer_get_length(bufferevent_get_input(bev)) > STATSD_TCP_LINE_MAX) {
-        atomic_fetch_add(&statsd_gather_counters(c->tcp->hub)->invalid, 1);
+        gather_counters *counters = statsd_gather_counters(c->tcp->hub);
+        atomic_fetch_add(&counters->invalid, 1);
+        atomic_fetch_add(&counters->dropped[STATSD_LINE_TOO_LONG], 1);
         log_warn("statsd TCP: a line longer than %d bytes; closing its connection",
                  STATSD_TCP_LINE_MAX);
         close_connection(c);

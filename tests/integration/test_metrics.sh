@@ -40,7 +40,7 @@ check_eq "batches refused as invalid" 1 "$(metric 'tally_ingest_batches_total{re
 check_eq "events accepted" 4 "$(metric tally_ingest_events_accepted_total)"
 check_eq "ack latency observations = accepted batches" 3 "$(metric tally_ingest_ack_duration_seconds_count)"
 check_eq "StatsD lines, dropped, stored" "2 1 1" \
-    "$(metric tally_statsd_lines_total) $(metric 'tally_statsd_lines_dropped_total{reason="invalid"}') $(metric tally_statsd_lines_stored_total)"
+    "$(metric tally_statsd_lines_total) $(metric 'tally_statsd_lines_dropped_total{reason="bad_value"}') $(metric tally_statsd_lines_stored_total)"
 check_eq "kernel drops" 0 "$(metric tally_statsd_kernel_drops_total)"
 check_eq "a read reached SQLite" 1 "$(metric tally_reads_sqlite_queries_total)"
 check_eq "state and cache Redis up" "1 1" \

@@ -15,6 +15,10 @@ start_ingest
 start_flusher
 P=$METRIC_PREFIX
 stats() { curl -fsS "$BASE_URL/healthz" | jq -r ".statsd.$1"; }
+metric() { # NAME{LABELS}: its value in a fresh scrape of /metrics ("" when absent)
+    curl -fsS "$BASE_URL/metrics" | awk -v m="$1" '$1 == m { print $2 }'
+}
+dropped() { metric "tally_statsd_lines_dropped_total{reason=\"$1\"}"; }
 
 # wait_live NAME JQ WANT: until GET /v1/counters/NAME | JQ gives WANT (15 s).
 wait_live() {
@@ -78,12 +82,16 @@ d.increment(p + '.dog.c', 4, tags=['env:dev'], sample_rate=0.5)  # counts 8 if s
 d.gauge(p + '.dog.g', 7.5, tags=['env:prod'])
 for v in (1, 2, 3, 4):
     d.distribution(p + '.dog.d', v)
+d.event('deploy', 'web 1.2 is out', alert_type='info', tags=['env:prod'])
+d.service_check(p + '.dog.check', DogStatsd.OK, tags=['env:prod'], message='fine')
 d.flush()
 PYEOF
 wait_live "$P.dog.g" '.series[0].value' 7.5
 wait_live "$P.dog.d" '"\(.count) \(.sum)"' "4 10"
 got=$(curl -sS "$BASE_URL/v1/counters/$P.dog.c" | jq -r '[.series[] | select(.tags == "env:prod,team:a") | .value][0]')
 check_eq "DogStatsD counter with tags" 30 "$got"
+check_eq "the client's event and service check: counted, not stored" "1 1" \
+    "$(stats events_ignored) $(stats service_checks_ignored)"
 
 # 4. A bad line among good ones in one datagram: dropped and counted, the
 # good lines kept.
@@ -98,11 +106,46 @@ PYEOF
 wait_live "$P.mix" .value 7
 check_eq "bad lines counted" 2 "$(( $(stats invalid) - invalid0 ))"
 
+# 4b. One datagram mixing what DogStatsD clients send: good lines, packed
+# values (one event each), a container id, |e: and |card:, an event, a
+# service check, and bad lines, each dropped under its reason code.
+zero0=$(dropped zero_rate) utf0=$(dropped bad_utf8) ev0=$(metric tally_statsd_events_ignored_total)
+sc0=$(metric tally_statsd_service_checks_ignored_total)
+"$PY" - "$SPORT" "$P" <<'PYEOF'
+import socket, sys
+port, p = int(sys.argv[1]), sys.argv[2]
+lines = [
+    '%s.dd:1|c' % p,
+    '%s.dd:2:3|c|c:ci-1234:abcd:ef' % p,
+    '%s.dd.d:1:2:3|d|e:it-false,cn-web|card:low' % p,
+    '_e{6,10}:deploy|web 1.2 ok|t:success|#env:prod',
+    '_sc|%s.dd.check|1|#env:prod|m:slow | but up' % p,
+    '%s.dd:100|c|@0' % p,
+    '%s.dd.caf\xc3:1|c' % p,
+    '%s.dd:4|c|#,,' % p,
+]
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.sendto('\n'.join(lines).encode('latin-1'), ('127.0.0.1', port))
+PYEOF
+wait_live "$P.dd" .value 10
+wait_live "$P.dd.d" '"\(.count) \(.sum) \(.min) \(.max)"' "3 6 1 3"
+check_eq "dropped zero_rate, bad_utf8; events, service checks ignored" "1 1 1 1" \
+    "$(( $(dropped zero_rate) - zero0 )) $(( $(dropped bad_utf8) - utf0 )) $(( $(metric tally_statsd_events_ignored_total) - ev0 )) $(( $(metric tally_statsd_service_checks_ignored_total) - sc0 ))"
+check_eq "one sample per reason code" 19 \
+    "$(curl -fsS "$BASE_URL/metrics" | grep -c '^tally_statsd_lines_dropped_total{')"
+check_eq "/healthz invalid is the total of the codes" "$(stats invalid)" \
+    "$(curl -fsS "$BASE_URL/metrics" | awk '/^tally_statsd_lines_dropped_total\{/ { s += $2 } END { print s }')"
+
 # SQLite gets exactly what the listeners received.
 wait_sqlite_counter "$P.udp.c" 205
 wait_sqlite_counter "$P.udp.pipe" 100
 wait_sqlite_counter "$P.tcp.c" 250
 wait_sqlite_counter "$P.mix" 7
+wait_sqlite_counter "$P.dd" 10
+check_eq "sqlite distribution lines|sum" "3|6.0" \
+    "$(sqlite3 "$WORK/tally.db" "SELECT SUM(lines), SUM(value) FROM metrics WHERE name='$P.dd.d'")"
+check_eq "events and service checks reach no store" "0 0" \
+    "$(sqlite3 "$WORK/tally.db" "SELECT COUNT(*) FROM metrics WHERE name LIKE '%check%' OR name LIKE '\_e%' ESCAPE '\\'") $(redis-cli -p "$TALLY_REDIS_PORT" --raw KEYS "tally:{$P.dd.check}*" | awk NF | wc -l)"
 check_eq "kernel drops, lost lines" "0 0 0 0" \
     "$(stats kernel_drops) $(stats lost_busy) $(stats lost_failed) $(stats lost_unknown)"
 

@@ -73,7 +73,45 @@ check_eq "status of an invalid batch" 400 "$HTTP_CODE"
 check_eq "bad line numbers" "2 4 5" "$(jq -r '[.errors[].line] | map(tostring) | join(" ")' <<<"$HTTP_BODY")"
 check_eq "errors_total" 3 "$(jq -r .errors_total <<<"$HTTP_BODY")"
 jq -e '.errors[0].reason | test("not a number")' <<<"$HTTP_BODY" >/dev/null || fail "reason for line 2: $HTTP_BODY"
+check_eq "reason codes of the bad lines" "bad_value bad_name unknown_type" \
+    "$(jq -r '[.errors[].code] | join(" ")' <<<"$HTTP_BODY")"
 check_eq "redis unchanged after the rejected batch" 25 "$(redis_counter "$P.req")"
+
+# The DogStatsD wire format: packed values, a container id, and an event and
+# a service check (counted, not stored); a body of only the latter answers
+# 200 with nothing accepted and reaches neither Kafka nor Redis.
+post "$P.packed:1:2:3|c|c:ci-1234:abcd|#env:prod,,|card:low
+_e{5,4}:hello|text|#env:prod
+_sc|$P.check|0|m:fine"
+check_eq "packed values: status, accepted, ignored" "200 3 2" \
+    "$HTTP_CODE $(jq -r .accepted <<<"$HTTP_BODY") $(jq -r .ignored <<<"$HTTP_BODY")"
+records=$((records + 1))
+check_eq "packed values in redis" 6 "$(redis_counter "$P.packed")"
+post "_e{5,4}:hello|text
+_sc|$P.check|2"
+check_eq "only an event and a service check" "200 0 2 1 1 null" \
+    "$HTTP_CODE $(jq -r '"\(.accepted) \(.ignored) \(.events_ignored) \(.service_checks_ignored) \(.batch_id)"' <<<"$HTTP_BODY")"
+
+# UTF-8 names and tags, and tag values with '/', '?', ':' and spaces, end to end:
+# Redis, the live read (the name percent-encoded in the URL), SQLite.
+post "$P.caf$(printf '\xc3\xa9'):2|c|#city:S$(printf '\xc3\xa3')o Paulo,url:http://h:80/p?q=1"
+check_eq "UTF-8 batch" 200 "$HTTP_CODE"
+records=$((records + 1))
+check_eq "UTF-8 name, live" "2 city:S$(printf '\xc3\xa3')o Paulo,url:http://h:80/p?q=1" \
+    "$(curl -fsS "$BASE_URL/v1/counters/$P.caf%C3%A9" | jq -r '"\(.value) \(.series[0].tags)"')"
+wait_sqlite_counter "$P.caf$(printf '\xc3\xa9')" 2
+check_eq "UTF-8 through the Prometheus API: one '_' per character, label values verbatim" \
+    "S$(printf '\xc3\xa3')o Paulo http://h:80/p?q=1" \
+    "$(curl -fsS "$BASE_URL/api/v1/query?query=${P}_caf_&time=$(( $(date +%s) + 120 ))" | jq -r '.data.result[0].metric | "\(.city) \(.url)"')"
+post "$P.quote:1|c|#q:a\"b\\c{d}"
+records=$((records + 1))
+check_eq "a tag holding '\"' '\\' '{': escaped in JSON, live" 'q:a"b\c{d}' \
+    "$(curl -fsS "$BASE_URL/v1/counters/$P.quote" | jq -r '.series[0].tags')"
+wait_sqlite_counter "$P.quote" 1
+check_eq "... and as a label value" 'a"b\c{d}' \
+    "$(curl -fsS "$BASE_URL/api/v1/query?query=${P}_quote&time=$(( $(date +%s) + 120 ))" | jq -r '.data.result[0].metric.q')"
+check_eq "a malformed UTF-8 name is refused with its code" "400 bad_utf8" \
+    "$(post "$P.caf$(printf '\xc3'):2|c"; echo "$HTTP_CODE $(jq -r '.errors[0].code' <<<"$HTTP_BODY")")"
 
 # Idempotency: the same key twice is acknowledged twice, applied once.
 key=idem-$RUN_ID

@@ -442,7 +442,6 @@ static void test_set_errors(void **state)
     assert_line_rejected("s:\x01|s", "byte 0x01 in set member (control characters are not allowed)");
     assert_line_rejected("s:bob|s|@2", "sample rate \"2\" must be in (0, 1]");
     assert_line_rejected("s:bob|s|@x", "sample rate \"x\" is not a number");
-    assert_line_rejected("s:bob|s|#", "empty tags section '|#'");
     assert_line_rejected("s:bob|s|x", "unknown section \"|x\" (expected |@rate, |#tags or |T<seconds>)");
     assert_line_rejected("s:bob", "missing metric type (expected |c, |g, |ms, |h, |d or |s after the value)");
 
@@ -465,7 +464,7 @@ static void test_error_rate(void **state)
 {
     (void)state;
     assert_line_rejected("x:1|c|@2", "sample rate \"2\" must be in (0, 1]");
-    assert_line_rejected("x:1|c|@0", "sample rate \"0\" must be in (0, 1]");
+    assert_line_rejected("x:1|c|@0", "sample rate \"0\" is zero (a line sampled at rate 0 was never sent)");
     assert_line_rejected("x:1|c|@-0.5", "sample rate \"-0.5\" must be in (0, 1]");
     assert_line_rejected("x:1|c|@1.0000001", "sample rate \"1.0000001\" must be in (0, 1]");
     assert_line_rejected("x:1|c|@1e999", "sample rate \"1e999\" must be in (0, 1]");
@@ -478,11 +477,8 @@ static void test_error_rate(void **state)
 static void test_error_tags(void **state)
 {
     (void)state;
-    assert_line_rejected("x:1|c|#a b", "invalid tag \"a b\"");
-    assert_line_rejected("x:1|c|#ok,a{b}", "invalid tag \"a{b}\"");
-    assert_line_rejected("x:1|c|#a,,b", "empty tag in tags section");
-    assert_line_rejected("x:1|c|#a,", "empty tag in tags section");
-    assert_line_rejected("x:1|c|#", "empty tags section '|#'");
+    assert_line_rejected("x:1|c|#a\tb", "invalid tag \"a\\x09b\"");
+    assert_line_rejected("x:1|c|#ok,a\x7f" "b", "invalid tag \"a\\x7fb\"");
     assert_line_rejected("x:1|c|#a|#b", "duplicate tags section");
     char line[512], tag[260];
     memset(tag, 't', 201);
@@ -769,8 +765,7 @@ static void test_character_classes(void **state)
     }
     for (int c = 0; c < 256; c++) {
         if (c == '\n' || c == ',' || c == '|') continue; /* structural in tags */
-        int tag_ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-                     c == '_' || c == '.' || c == '-' || c == ':' || c == '/';
+        int tag_ok = c >= 0x20 && c < 0x7f; /* printable ASCII; a lone byte >= 0x80 is not UTF-8 */
         char line[32];
         int n = snprintf(line, sizeof line, "x:1|c|#a%cb", 'X');
         line[8] = (char)c;
@@ -818,7 +813,7 @@ static void test_buffer_reuse(void **state)
     /* a failing line's tags do not consume arena space */
     parse_text(&p, "a:1|c|#q,p|@7\nb:1|c|#s,r\n");
     assert_int_equal(p.rc, STATSD_INVALID);
-    assert_int_equal(p.b.arena_len, 3);
+    assert_int_equal(p.b.arena_len, 0); /* nor do the good lines of a refused batch */
     parsed_free(&p);
 
     /* free then init again works */
@@ -843,6 +838,434 @@ static void test_events_point_into_body(void **state)
     }
     assert_true(p.b.events[1].name == p.body + 13);
     parsed_free(&p);
+}
+
+/* ---- DogStatsD wire format, reason codes ------------------------------------ */
+
+/* Checks `line` both ways, alone (statsd_check_line) and as a body of one
+ * line (statsd_parse_batch): both must give `code`. */
+static void assert_code(const char *line, int code)
+{
+    size_t n = strlen(line);
+    char *buf = malloc(n ? n : 1);
+    assert_non_null(buf);
+    memcpy(buf, line, n);
+    statsd_limits l = limits_default();
+    statsd_line_info *info = malloc(sizeof *info);
+    assert_non_null(info);
+    int rc = statsd_check_line(buf, n, &l, info);
+    if (rc != code)
+        fail_msg("line \"%s\": statsd_check_line gives %s (%s), want %s", line,
+                 statsd_reason_name(rc), info->reason, statsd_reason_name(code));
+    if (code != STATSD_OK) assert_true(info->reason[0] != '\0');
+    parsed p;
+    parsed_init(&p);
+    parse_with(&p, line, n, &l);
+    if (code == STATSD_OK) {
+        if (p.rc != 0) fail_msg("line \"%s\": batch refused: %s", line, p.b.errors[0].reason);
+    } else {
+        if (p.rc != STATSD_INVALID) fail_msg("line \"%s\": batch accepted", line);
+        if (p.b.errors[0].code != code)
+            fail_msg("line \"%s\": batch code %s, want %s", line,
+                     statsd_reason_name(p.b.errors[0].code), statsd_reason_name(code));
+        assert_string_equal(p.b.errors[0].reason, info->reason);
+    }
+    parsed_free(&p);
+    free(info);
+    free(buf);
+}
+
+static void test_reason_names(void **state)
+{
+    (void)state;
+    assert_string_equal(statsd_reason_name(STATSD_OK), "ok");
+    assert_string_equal(statsd_reason_name(STATSD_BAD_NAME), "bad_name");
+    assert_string_equal(statsd_reason_name(STATSD_ZERO_RATE), "zero_rate");
+    assert_string_equal(statsd_reason_name(STATSD_TOO_MANY_LINES), "too_many_lines");
+    assert_string_equal(statsd_reason_name(-1), "unknown");
+    assert_string_equal(statsd_reason_name(STATSD_CODE_COUNT), "unknown");
+    for (int i = 0; i < STATSD_CODE_COUNT; i++) {
+        const char *a = statsd_reason_name(i);
+        assert_string_not_equal(a, "unknown");
+        assert_true(strspn(a, "abcdefghijklmnopqrstuvwxyz_0123456789") == strlen(a));
+        for (int j = 0; j < i; j++) assert_string_not_equal(a, statsd_reason_name(j));
+    }
+}
+
+static void test_packed_values(void **state)
+{
+    (void)state;
+    parsed p;
+    parsed_init(&p);
+    parse_text(&p, "lat:1:2.5:3|d|@0.5|#b:2,a:1|T1700000000");
+    assert_int_equal(p.rc, 0);
+    assert_int_equal(p.b.count, 3);
+    const double want[] = {1, 2.5, 3};
+    for (size_t i = 0; i < 3; i++) {
+        const metric_event *ev = &p.b.events[i];
+        assert_str_n(ev->name, ev->name_len, "lat");
+        assert_true(ev->name == p.body);
+        assert_int_equal(ev->type, METRIC_DISTRIBUTION);
+        assert_true(ev->value == want[i]);
+        assert_true(ev->sample_rate == 0.5);
+        assert_str_n(ev->tags, ev->tags_len, "a:1,b:2");
+        assert_true(ev->tags == p.b.events[0].tags); /* one canonical copy */
+        assert_int_equal(ev->stamp_ms, 1700000000000LL);
+        assert_int_equal(ev->flags, EVENT_CLIENT_STAMP);
+    }
+    /* gauges: each value relative or absolute on its own */
+    parse_text(&p, "g:+1:-2:3|g");
+    assert_int_equal(p.rc, 0);
+    assert_int_equal(p.b.count, 3);
+    assert_true(p.b.events[0].value == 1 && p.b.events[0].flags == EVENT_GAUGE_RELATIVE);
+    assert_true(p.b.events[1].value == -2 && p.b.events[1].flags == EVENT_GAUGE_RELATIVE);
+    assert_true(p.b.events[2].value == 3 && p.b.events[2].flags == 0);
+    assert_int_equal(p.b.events[2].stamp_ms, STAMP);
+    /* counters and timers; lines around them keep their order */
+    parse_text(&p, "a:1|c\nc:1:2|c\nt:10:20|ms\nz:9|c");
+    assert_int_equal(p.rc, 0);
+    assert_int_equal(p.b.count, 6);
+    assert_str_n(p.b.events[2].name, p.b.events[2].name_len, "c");
+    assert_true(p.b.events[2].value == 2 && p.b.events[2].type == METRIC_COUNTER);
+    assert_true(p.b.events[4].value == 20 && p.b.events[4].type == METRIC_DISTRIBUTION);
+    assert_str_n(p.b.events[5].name, p.b.events[5].name_len, "z");
+    /* a set is never packed: "a:b" is one member */
+    parse_text(&p, "s:a:b|s");
+    assert_int_equal(p.rc, 0);
+    assert_int_equal(p.b.count, 1);
+    assert_true(p.b.events[0].member == hash_digest64("a:b", 3));
+
+    /* STATSD_VALUES_MAX values, not one more */
+    char line[4096] = "m:";
+    size_t off = 2;
+    for (int i = 0; i < STATSD_VALUES_MAX; i++) off += (size_t)sprintf(line + off, "%s1", i ? ":" : "");
+    strcpy(line + off, "|c");
+    parse_text(&p, line);
+    assert_int_equal(p.rc, 0);
+    assert_int_equal(p.b.count, STATSD_VALUES_MAX);
+    strcpy(line + off, ":1|c");
+    assert_code(line, STATSD_TOO_MANY_VALUES);
+    parsed_free(&p);
+
+    assert_line_rejected("x:1::2|c", "empty value in packed values");
+    assert_line_rejected("x:1:|c", "empty value in packed values");
+    assert_line_rejected("x:1:abc|d", "value \"abc\" is not a number");
+    assert_code("x:1::2|c", STATSD_BAD_VALUE);
+    assert_code("x:1:2e15|c", STATSD_OUT_OF_DOMAIN); /* every value is in the domain */
+    assert_code("x:1:2e14|c|@0.1", STATSD_OUT_OF_DOMAIN);
+    assert_code("x:1:2e14|c|@0.5", STATSD_OK);
+}
+
+static void test_packed_values_count_against_max_lines(void **state)
+{
+    (void)state;
+    parsed p;
+    parsed_init(&p);
+    statsd_limits l = limits_default();
+    l.max_lines = 4;
+    const char *ok = "a:1:2|c\nb:3:4|c";
+    parse_with(&p, ok, strlen(ok), &l);
+    assert_int_equal(p.rc, 0);
+    assert_int_equal(p.b.count, 4);
+    const char *over = "a:1:2|c\nb:3:4:5|c\nc:1|c";
+    parse_with(&p, over, strlen(over), &l);
+    assert_int_equal(p.rc, STATSD_INVALID);
+    assert_int_equal(p.b.error_total, 1);
+    assert_int_equal(p.b.errors[0].line, 2);
+    assert_int_equal(p.b.errors[0].code, STATSD_TOO_MANY_LINES);
+    assert_string_equal(p.b.errors[0].reason, "too many events (limit 4; each packed value is one)");
+    parsed_free(&p);
+}
+
+static void test_container_id_and_datadog_sections(void **state)
+{
+    (void)state;
+    parsed p;
+    parsed_init(&p);
+    metric_event ev = parse_one(&p, "x:2|c|c:ci-1234:abcd:0x7f");
+    assert_true(ev.value == 2 && ev.type == METRIC_COUNTER && ev.tags_len == 0);
+    ev = parse_one(&p, "x:2|c|#b,a|c:abc|e:it-false,cn-web,pu-1:2|card:orchestrator|@0.5");
+    assert_str_n(ev.tags, ev.tags_len, "a,b");
+    assert_true(ev.sample_rate == 0.5);
+    ev = parse_one(&p, "x:2|g|card:high|T1700000001|c:id");
+    assert_int_equal(ev.stamp_ms, 1700000001000LL);
+    assert_int_equal(ev.flags, EVENT_CLIENT_STAMP);
+    parsed_free(&p);
+    assert_code("x:1|c|c:a|c:b", STATSD_DUPLICATE_SECTION);
+    assert_line_rejected("x:1|c|e:a|e:b", "duplicate external data (|e:) section");
+    assert_code("x:1|c|card:low|card:high", STATSD_DUPLICATE_SECTION);
+    assert_code("x:1|c|c", STATSD_UNKNOWN_SECTION);
+    assert_code("x:1|c|card", STATSD_UNKNOWN_SECTION);
+    assert_code("x:1|c|h:host", STATSD_UNKNOWN_SECTION); /* an event's section, not a metric's */
+}
+
+static void test_section_order_free(void **state)
+{
+    (void)state;
+    static const char *const lines[] = {
+        "x:3|ms|@0.25|#b:1,a:2|T1700000000|c:cid",
+        "x:3|ms|c:cid|T1700000000|#b:1,a:2|@0.25",
+        "x:3|ms|#b:1,a:2|c:cid|@0.25|T1700000000",
+        "x:3|ms|T1700000000|@0.25|c:cid|#a:2,b:1",
+    };
+    parsed p;
+    parsed_init(&p);
+    for (size_t i = 0; i < sizeof lines / sizeof lines[0]; i++) {
+        metric_event ev = parse_one(&p, lines[i]);
+        assert_int_equal(ev.type, METRIC_DISTRIBUTION);
+        assert_true(ev.value == 3 && ev.sample_rate == 0.25);
+        assert_str_n(ev.tags, ev.tags_len, "a:2,b:1");
+        assert_int_equal(ev.stamp_ms, 1700000000000LL);
+    }
+    parsed_free(&p);
+    assert_code("x:1|c|@0.5|#a|@0.5", STATSD_DUPLICATE_SECTION);
+    assert_code("x:1|c|#a|T1|#b", STATSD_DUPLICATE_SECTION);
+}
+
+static void test_empty_tags(void **state)
+{
+    (void)state;
+    parsed p;
+    parsed_init(&p);
+    metric_event ev = parse_one(&p, "x:1|c|#");
+    assert_int_equal(ev.tags_len, 0);
+    assert_null(ev.tags);
+    ev = parse_one(&p, "x:1|c|#a:b,,c:d");
+    assert_str_n(ev.tags, ev.tags_len, "a:b,c:d");
+    ev = parse_one(&p, "x:1|c|#,z,,a,");
+    assert_str_n(ev.tags, ev.tags_len, "a,z");
+    ev = parse_one(&p, "x:1|c|#,,,");
+    assert_int_equal(ev.tags_len, 0);
+    ev = parse_one(&p, "s:bob|s|#");
+    assert_int_equal(ev.tags_len, 0);
+    /* the series is the same as without the section */
+    parse_text(&p, "x:1|c|#\nx:1|c\nx:1|c|#a,,\nx:1|c|#a");
+    assert_int_equal(p.rc, 0);
+    assert_int_equal(p.b.events[0].tags_len, p.b.events[1].tags_len);
+    assert_str_n(p.b.events[2].tags, p.b.events[2].tags_len, "a");
+    parsed_free(&p);
+}
+
+static void test_tag_values_printable(void **state)
+{
+    (void)state;
+    parsed p;
+    parsed_init(&p);
+    metric_event ev = parse_one(&p, "x:1|c|#url:http://h:8080/p?q=1&r=2,path:/a/b,t:a:b");
+    assert_str_n(ev.tags, ev.tags_len, "path:/a/b,t:a:b,url:http://h:8080/p?q=1&r=2");
+    ev = parse_one(&p, "x:1|c|#msg:a b,k:{v}[w]@#$%^*()=+~`'\"\\;<>!");
+    assert_str_n(ev.tags, ev.tags_len, "k:{v}[w]@#$%^*()=+~`'\"\\;<>!,msg:a b");
+    ev = parse_one(&p, "x:1|c|#canary"); /* a bare tag stays as it is */
+    assert_str_n(ev.tags, ev.tags_len, "canary");
+    parsed_free(&p);
+    assert_code("x:1|c|#a\tb", STATSD_BAD_TAGS);
+    assert_code("x:1|c|#a\x7f", STATSD_BAD_TAGS);
+    assert_code("x:1|c|#a\x01,b", STATSD_BAD_TAGS);
+}
+
+static void test_utf8_names_and_tags(void **state)
+{
+    (void)state;
+    parsed p;
+    parsed_init(&p);
+    metric_event ev =
+        parse_one(&p, "caf\xc3\xa9.latency:12|ms|#\xe6\x97\xa5\xe6\x9c\xac:\xe6\x9d\xb1\xe4\xba\xac,"
+                      "city:S\xc3\xa3o Paulo");
+    assert_str_n(ev.name, ev.name_len, "caf\xc3\xa9.latency");
+    assert_true(ev.value == 12 && ev.type == METRIC_DISTRIBUTION);
+    /* bytewise order: 'c' (0x63) before 0xe6 */
+    assert_str_n(ev.tags, ev.tags_len,
+                 "city:S\xc3\xa3o Paulo,\xe6\x97\xa5\xe6\x9c\xac:\xe6\x9d\xb1\xe4\xba\xac");
+    ev = parse_one(&p, "\xf0\x9f\x98\x80:1|c"); /* a 4-byte character */
+    assert_str_n(ev.name, ev.name_len, "\xf0\x9f\x98\x80");
+    parse_text(&p, "\xd0\xbc\xd0\xb5\xd1\x82\xd1\x80\xd0\xb8\xd0\xba\xd0\xb0:1:2|c|#\xef\xbf\xbd");
+    assert_int_equal(p.rc, 0);
+    assert_int_equal(p.b.count, 2);
+    assert_str_n(p.b.events[1].tags, p.b.events[1].tags_len, "\xef\xbf\xbd");
+    parsed_free(&p);
+
+    /* malformed UTF-8: bad_utf8 */
+    assert_code("caf\xc3:1|c", STATSD_BAD_UTF8);          /* a lead byte without its continuation */
+    assert_code("a\xff:1|c", STATSD_BAD_UTF8);
+    assert_code("a\x80:1|c", STATSD_BAD_UTF8);            /* a lone continuation byte */
+    assert_code("\xc0\xaf:1|c", STATSD_BAD_UTF8);         /* overlong '/' */
+    assert_code("\xe0\x80\xaf:1|c", STATSD_BAD_UTF8);     /* overlong, 3 bytes */
+    assert_code("\xed\xa0\x80:1|c", STATSD_BAD_UTF8);     /* a UTF-16 surrogate */
+    assert_code("\xf4\x90\x80\x80:1|c", STATSD_BAD_UTF8); /* beyond U+10FFFF */
+    assert_code("x:1|c|#a:\xe6\x97", STATSD_BAD_UTF8);     /* cut at the end of the line */
+    assert_code("x:1|c|#a:\xe6\x97,b", STATSD_BAD_UTF8);
+    assert_line_rejected("a\xff:1|c", "malformed UTF-8 (byte 0xff) in metric name");
+    assert_line_rejected("x:1|c|#k:\xc3", "malformed UTF-8 in tag \"k:\\xc3\"");
+    /* well-formed but ambiguous in a name: Unicode spaces and C1 controls */
+    assert_code("a\xc2\xa0" "b:1|c", STATSD_BAD_NAME);     /* NO-BREAK SPACE */
+    assert_code("a\xc2\x85" "b:1|c", STATSD_BAD_NAME);     /* NEL */
+    assert_code("a\xe2\x80\xa8" "b:1|c", STATSD_BAD_NAME); /* LINE SEPARATOR */
+    assert_code("a\xe3\x80\x80" "b:1|c", STATSD_BAD_NAME); /* IDEOGRAPHIC SPACE */
+    assert_code("x:1|c|#a\xc2\xa0", STATSD_BAD_TAGS);
+    /* the read path's name check agrees */
+    assert_true(statsd_name_valid("caf\xc3\xa9", 5, 255));
+    assert_false(statsd_name_valid("caf\xc3", 4, 255));
+    assert_false(statsd_name_valid("a b", 3, 255));
+    assert_false(statsd_name_valid("", 0, 255));
+    assert_false(statsd_name_valid("abcd", 4, 3));
+}
+
+static void test_dogstatsd_events(void **state)
+{
+    (void)state;
+    parsed p;
+    parsed_init(&p);
+    parse_text(&p, "_e{5,4}:hello|text");
+    assert_int_equal(p.rc, 0);
+    assert_int_equal(p.b.count, 0);
+    assert_int_equal(p.b.events_ignored, 1);
+    assert_int_equal(p.b.service_checks_ignored, 0);
+    parse_text(&p, "_e{5,4}:hello|text|d:1700000000|h:web-1|k:agg|p:low|s:src|t:warning|"
+                   "#a:b,c|c:ci-1|e:x|card:low");
+    assert_int_equal(p.rc, 0);
+    assert_int_equal(p.b.events_ignored, 1);
+    /* the lengths delimit: title and text may hold '|' */
+    parse_text(&p, "_e{3,3}:a|b|c|d|t:info");
+    assert_int_equal(p.rc, 0);
+    assert_int_equal(p.b.events_ignored, 1);
+    parse_text(&p, "_e{2,0}:hi|");
+    assert_int_equal(p.rc, 0);
+    /* UTF-8 title: lengths in bytes */
+    parse_text(&p, "_e{5,1}:caf\xc3\xa9|x");
+    assert_int_equal(p.rc, 0);
+    /* among metrics */
+    parse_text(&p, "x:1|c\n_e{1,1}:a|b\n_sc|check|0\ny:2:3|d\n_e{1,1}:c|d");
+    assert_int_equal(p.rc, 0);
+    assert_int_equal(p.b.count, 3);
+    assert_int_equal(p.b.events_ignored, 2);
+    assert_int_equal(p.b.service_checks_ignored, 1);
+    assert_str_n(p.b.events[1].name, p.b.events[1].name_len, "y");
+    assert_true(p.b.events[2].value == 3);
+    parsed_free(&p);
+
+    assert_code("_e{1,1}:a|b", STATSD_OK);
+    assert_code("_e{0,1}:|a", STATSD_BAD_EVENT);
+    assert_code("_e{5,4}:hi|t", STATSD_BAD_EVENT);
+    assert_code("_e{2,2}:abc|de", STATSD_BAD_EVENT);
+    assert_code("_e{1,1}:a|bc", STATSD_BAD_EVENT);
+    assert_code("_e{x,1}:a|b", STATSD_BAD_EVENT);
+    assert_code("_e{1,1}a|b", STATSD_BAD_EVENT);
+    assert_code("_e{1,1:a|b", STATSD_BAD_EVENT);
+    assert_code("_e{1234567,1}:a|b", STATSD_BAD_EVENT);
+    assert_code("_e{1,1}:a|b|p:high", STATSD_BAD_EVENT);
+    assert_code("_e{1,1}:a|b|t:fatal", STATSD_BAD_EVENT);
+    assert_code("_e{1,1}:a|b|d:yesterday", STATSD_BAD_EVENT);
+    assert_code("_e{1,1}:\x01|b", STATSD_BAD_EVENT);
+    assert_code("_e{1,1}:a|b|z:1", STATSD_UNKNOWN_SECTION);
+    assert_code("_e{1,1}:a|b|@0.5", STATSD_UNKNOWN_SECTION);
+    assert_code("_e{1,1}:a|b|#a|#b", STATSD_DUPLICATE_SECTION);
+    assert_code("_e{1,1}:a|b|#a\tb", STATSD_BAD_TAGS);
+    assert_code("_e:1|c", STATSD_OK); /* a metric named "_e" */
+}
+
+static void test_dogstatsd_service_checks(void **state)
+{
+    (void)state;
+    parsed p;
+    parsed_init(&p);
+    parse_text(&p, "_sc|db.up|0");
+    assert_int_equal(p.rc, 0);
+    assert_int_equal(p.b.count, 0);
+    assert_int_equal(p.b.service_checks_ignored, 1);
+    /* "m:" is the rest of the line, '|' included */
+    parse_text(&p, "_sc|db.up|2|d:1700000000|h:h1|#env:prod|m:down | really|c:x");
+    assert_int_equal(p.rc, 0);
+    assert_int_equal(p.b.service_checks_ignored, 1);
+    parsed_free(&p);
+    assert_code("_sc|db.up|3|c:ci|card:high", STATSD_OK);
+    assert_code("_sc|db.up|4", STATSD_BAD_SERVICE_CHECK);
+    assert_code("_sc|db.up|00", STATSD_BAD_SERVICE_CHECK);
+    assert_code("_sc|db.up", STATSD_BAD_SERVICE_CHECK);
+    assert_code("_sc|db.up|", STATSD_BAD_SERVICE_CHECK);
+    assert_code("_sc||0", STATSD_BAD_SERVICE_CHECK);
+    assert_code("_sc|db up|0", STATSD_BAD_SERVICE_CHECK);
+    assert_code("_sc|db.up|0|p:low", STATSD_UNKNOWN_SECTION);
+    assert_code("_sc|db.up|0|h:a|h:b", STATSD_DUPLICATE_SECTION);
+    assert_code("_sc|db.up|0|d:x", STATSD_BAD_SERVICE_CHECK);
+    assert_code("_sc:1|c", STATSD_OK); /* a metric named "_sc" */
+}
+
+/* Each refusal, and where Tally is stricter than a peer (README "Differences
+ * from peers' parsers"), with its code. */
+static void test_refusal_codes(void **state)
+{
+    (void)state;
+    assert_code("foo|c", STATSD_BAD_NAME);
+    assert_code(":1|c", STATSD_BAD_NAME);
+    assert_code("my metric:1|c", STATSD_BAD_NAME);   /* Etsy would sanitise to my_metric */
+    assert_code("a/b:1|c", STATSD_BAD_NAME);         /* Etsy: a-b */
+    assert_code("name#tag=v:1|c", STATSD_BAD_NAME);  /* statsd_exporter's Librato tags */
+    assert_code("name,tag=v:1|c", STATSD_BAD_NAME);  /* statsd_exporter/telegraf InfluxDB tags */
+    assert_code("name;tag=v:1|c", STATSD_BAD_NAME);  /* Graphite tags */
+    assert_code("name[tag=v]:1|c", STATSD_BAD_NAME); /* SignalFx tags */
+    assert_code("a@b:1|c", STATSD_BAD_NAME);
+    char name[300];
+    memset(name, 'n', 201);
+    strcpy(name + 201, ":1|c");
+    assert_code(name, STATSD_NAME_TOO_LONG);
+    assert_code("x:abc|c", STATSD_BAD_VALUE);
+    assert_code("x:|c", STATSD_BAD_VALUE);
+    assert_code("x:", STATSD_BAD_VALUE);
+    assert_code("x:1e400|c", STATSD_BAD_VALUE);
+    assert_code("x:1", STATSD_UNKNOWN_TYPE);
+    assert_code("x:1|", STATSD_UNKNOWN_TYPE);
+    assert_code("x:1|q", STATSD_UNKNOWN_TYPE);
+    assert_code("x:1|c:2|ms", STATSD_UNKNOWN_TYPE); /* Etsy's several metrics in one line */
+    assert_code("x:1|kv", STATSD_UNKNOWN_TYPE);     /* Etsy's key/value type */
+    assert_code("s:|s", STATSD_BAD_MEMBER);
+    assert_code("x:1|c|@2", STATSD_BAD_RATE);
+    assert_code("x:1|c|@-0.5", STATSD_BAD_RATE);
+    assert_code("x:1|c|@x", STATSD_BAD_RATE);
+    assert_code("x:1|c|@", STATSD_BAD_RATE);
+    assert_code("x:1|c|@0", STATSD_ZERO_RATE); /* Etsy reads @0 as 1 */
+    assert_code("x:1|c|@0.0", STATSD_ZERO_RATE);
+    assert_code("x:1|c|@1e-16", STATSD_OUT_OF_DOMAIN);
+    assert_code("x:1e16|c", STATSD_OUT_OF_DOMAIN);
+    assert_code("x:1|c|#a\x02", STATSD_BAD_TAGS);
+    char tags[400] = "x:1|c|#";
+    memset(tags + 7, 't', 201);
+    tags[208] = '\0';
+    assert_code(tags, STATSD_TAGS_TOO_LONG);
+    assert_code("x:1|c|Tx", STATSD_BAD_TIMESTAMP);
+    assert_code("x:1|c|T4102444800", STATSD_BAD_TIMESTAMP);
+    assert_code("x:1|c|T1|T2", STATSD_DUPLICATE_SECTION);
+    assert_code("x:1|c|Q1", STATSD_UNKNOWN_SECTION);
+    assert_code("x:1|c|", STATSD_UNKNOWN_SECTION);
+    assert_code("x:1|c|@0.5|", STATSD_UNKNOWN_SECTION);
+}
+
+/* statsd_check_line fills the line's info as the batch makes its events. */
+static void test_check_line_info(void **state)
+{
+    (void)state;
+    statsd_limits l = limits_default();
+    statsd_line_info *info = malloc(sizeof *info);
+    assert_non_null(info);
+    const char *line = "api.lat:5:6|d|#z,a:1|@0.5|T1700000000";
+    assert_int_equal(statsd_check_line(line, strlen(line), &l, info), STATSD_OK);
+    assert_int_equal(info->kind, STATSD_LINE_METRIC);
+    assert_int_equal(info->values, 2);
+    assert_str_n(info->ev.name, info->ev.name_len, "api.lat");
+    assert_true(info->ev.value == 5 && info->ev.sample_rate == 0.5);
+    assert_str_n(info->ev.tags, info->ev.tags_len, "a:1,z");
+    assert_int_equal(info->ev.stamp_ms, 1700000000000LL);
+    line = "_e{1,1}:a|b";
+    assert_int_equal(statsd_check_line(line, strlen(line), &l, info), STATSD_OK);
+    assert_int_equal(info->kind, STATSD_LINE_EVENT);
+    assert_int_equal(info->values, 0);
+    line = "_sc|a|1";
+    assert_int_equal(statsd_check_line(line, strlen(line), &l, info), STATSD_OK);
+    assert_int_equal(info->kind, STATSD_LINE_SERVICE_CHECK);
+    assert_int_equal(statsd_check_line("", 0, &l, info), STATSD_BAD_NAME);
+    line = "x:1|c|@0";
+    assert_int_equal(statsd_check_line(line, strlen(line), &l, info), STATSD_ZERO_RATE);
+    assert_string_equal(info->reason, "sample rate \"0\" is zero (a line sampled at rate 0 was never sent)");
+    free(info);
 }
 
 int main(void)
@@ -875,6 +1298,18 @@ int main(void)
         cmocka_unit_test(test_character_classes),
         cmocka_unit_test(test_buffer_reuse),
         cmocka_unit_test(test_events_point_into_body),
+        cmocka_unit_test(test_reason_names),
+        cmocka_unit_test(test_packed_values),
+        cmocka_unit_test(test_packed_values_count_against_max_lines),
+        cmocka_unit_test(test_container_id_and_datadog_sections),
+        cmocka_unit_test(test_section_order_free),
+        cmocka_unit_test(test_empty_tags),
+        cmocka_unit_test(test_tag_values_printable),
+        cmocka_unit_test(test_utf8_names_and_tags),
+        cmocka_unit_test(test_dogstatsd_events),
+        cmocka_unit_test(test_dogstatsd_service_checks),
+        cmocka_unit_test(test_refusal_codes),
+        cmocka_unit_test(test_check_line_info),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
