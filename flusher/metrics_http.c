@@ -7,6 +7,7 @@
 #include <netdb.h>
 #include <poll.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -140,6 +141,9 @@ static void serve(metrics_http *h, int fd)
 static void *run(void *arg)
 {
     metrics_http *h = arg;
+    sigset_t all; /* signals (SIGTERM, SIGHUP) go to the main thread */
+    sigfillset(&all);
+    pthread_sigmask(SIG_BLOCK, &all, NULL);
     while (!atomic_load(&h->stop)) {
         struct pollfd p = {h->fd, POLLIN, 0};
         int r = poll(&p, 1, POLL_MS);

@@ -12,7 +12,7 @@
 
 UDP_SECS=${BENCH_UDP_SECONDS:-5}
 UDP_LINES=${BENCH_UDP_LINES_PER_DATAGRAM:-20}
-UDP_RATES=${BENCH_UDP_RATES:-"100000 200000 400000 600000 800000 1200000 1600000 2400000"}
+UDP_RATES=${BENCH_UDP_RATES:-"100000 200000 400000 800000 1200000 1600000 2000000 2400000 3200000"}
 COLLECTD_PORT=$(free_port "${BENCH_COLLECTD_PORT:-18226}")
 COLLECTD_DIR=$OUT/collectd
 UDP_MD=$OUT/udp.md
@@ -61,22 +61,29 @@ udp_stop_collectd() {
 }
 
 rcvbuf_errors() { awk '/^Udp:/ { if (++n == 2) print $6 }' /proc/net/snmp; }
+no_loss() { echo 0; }
+# Lines Tally received but did not store (its hand-over queue full, a batch refused, ...).
+tally_lost() {
+    curl -fsS "http://127.0.0.1:$INGEST_PORT/healthz" |
+        jq '.statsd.lost_busy + .statsd.lost_failed + .statsd.lost_unknown + .statsd.invalid'
+}
 
-# udp_ladder LABEL PORT NAME: sets LADDER ("rate:drops ...") and BEST (the
-# highest rate without drops, 0 if none).
+# udp_ladder LABEL PORT NAME LOSS_FN: sets LADDER ("rate:drops[/lost] ...")
+# and BEST (the highest rate without kernel drops and without lines LOSS_FN
+# counts as lost after receipt, 0 if none).
 udp_ladder() {
-    local label=$1 port=$2 name=$3 rate e0 e1 out
+    local label=$1 port=$2 name=$3 loss=$4 rate e0 e1 l0 l1 out
     LADDER="" BEST=0
     for rate in $UDP_RATES; do
-        e0=$(rcvbuf_errors)
+        e0=$(rcvbuf_errors) l0=$($loss)
         out=$("$UDPGEN" --port "$port" --rate "$rate" --duration "$UDP_SECS" \
             --lines-per-datagram "$UDP_LINES" --series 100 --name "$name" 2>>"$LOGF") \
             || die "tally-udpgen against $label failed (log: $LOGF)"
         printf '%s %s\n' "$label" "$out" >>"$RUNS"
-        sleep 1
-        e1=$(rcvbuf_errors)
-        LADDER+="$rate:$((e1 - e0)) "
-        ((e1 == e0)) || break
+        sleep 2
+        e1=$(rcvbuf_errors) l1=$($loss)
+        LADDER+="$rate:$((e1 - e0))$([[ $loss == no_loss ]] || echo "/$((l1 - l0))") "
+        ((e1 == e0 && l1 == l0)) || break
         BEST=$rate
     done
 }
@@ -87,7 +94,7 @@ udp_section() {
     local base="http://127.0.0.1:$INGEST_PORT" l0 s0 l1 s1 lost got
     say "udp section: Tally's StatsD listener (127.0.0.1:$STATSD_PORT) vs collectd's statsd plugin (127.0.0.1:$COLLECTD_PORT), $UDP_LINES lines per datagram"
     l0=$(curl -fsS "$base/healthz" | jq .statsd.lines) s0=$(curl -fsS "$base/healthz" | jq .statsd.lines_stored)
-    udp_ladder tally-udp "$STATSD_PORT" bench.udpt
+    udp_ladder tally-udp "$STATSD_PORT" bench.udpt tally_lost
     local tally_ladder=$LADDER tally_best=$BEST
     # every line received reaches SQLite
     for ((i = 0; i < 600; i++)); do
@@ -97,26 +104,41 @@ udp_section() {
         sleep 0.2
     done
     lost=$(curl -fsS "$base/healthz" | jq '.statsd.lost_busy + .statsd.lost_failed + .statsd.lost_unknown + .statsd.invalid')
+    # collectd twice: with the kernel's default receive buffer (what it gets
+    # out of the box), and with Tally's (statsd.rcvbuf_bytes, given to it as
+    # net.core.rmem_default for its run: the plugin has no setting of its own)
+    local rmem rcvbuf
+    rmem=$(sysctl -n net.core.rmem_default) rcvbuf=$(sed -nE 's/^[[:space:]]*rcvbuf_bytes[[:space:]]*=[[:space:]]*([0-9]+).*/\1/p' "$CONF")
     udp_start_collectd
-    udp_ladder collectd-udp "$COLLECTD_PORT" bench.udpc
+    udp_ladder collectd-udp "$COLLECTD_PORT" bench.udpc no_loss
     local collectd_ladder=$LADDER collectd_best=$BEST
     udp_stop_collectd
+    sysctl -q -w net.core.rmem_default="${rcvbuf:-8388608}" || die "cannot raise net.core.rmem_default"
+    udp_start_collectd
+    udp_ladder collectd-udp-rcvbuf "$COLLECTD_PORT" bench.udpd no_loss
+    local collectd2_ladder=$LADDER collectd2_best=$BEST
+    udp_stop_collectd
+    sysctl -q -w net.core.rmem_default="$rmem"
     {
         echo
         echo "## StatsD over UDP: Tally vs collectd $(collectd -h 2>/dev/null | sed -nE 's/^collectd ([0-9.]+).*/\1/p' | head -n1)"
         echo
         echo "tally-udpgen, counter lines, $UDP_LINES lines per datagram, 100 series, ${UDP_SECS} s per rate; a rate passes"
-        echo "when /proc/net/snmp RcvbufErrors did not move. Tally: statsd.udp_readers as configured, receive buffer"
-        echo "statsd.rcvbuf_bytes; collectd-core's statsd plugin with its defaults (one thread, the kernel's default buffer)."
+        echo "when /proc/net/snmp RcvbufErrors did not move (and, for Tally, no received line was lost inside it:"
+        echo "drops/lost in the ladder). Tally: statsd.udp_readers as configured, receive buffer statsd.rcvbuf_bytes"
+        echo "(${rcvbuf:-8388608} bytes); collectd-core's statsd plugin (one thread) with the kernel's default buffer"
+        echo "($rmem bytes), then with Tally's (net.core.rmem_default raised for that run)."
         echo
-        echo "| system | highest rate without kernel drops (lines/s) | ladder (rate:drops) |"
+        echo "| system | highest rate without kernel drops (lines/s) | ladder (rate:drops[/lost]) |"
         echo "|---|---:|---|"
         echo "| Tally | $tally_best | $tally_ladder |"
-        echo "| collectd | $collectd_best | $collectd_ladder |"
+        echo "| collectd, default buffer | $collectd_best | $collectd_ladder |"
+        echo "| collectd, Tally's buffer | $collectd2_best | $collectd2_ladder |"
         echo
-        echo "Ratio: $(awk -v a="$tally_best" -v b="$collectd_best" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "n/a" }')."
+        echo "Ratio to collectd with the same buffer: $(awk -v a="$tally_best" -v b="$collectd2_best" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "n/a" }');" \
+            "with its default buffer: $(awk -v a="$tally_best" -v b="$collectd_best" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "n/a" }')."
         echo "Tally received $((l1 - l0)) lines over its ladder; $((s1 - s0)) are in batches Kafka holds and SQLite's sum over"
         echo "them is $got (lines lost or dropped inside Tally: $lost)."
     } >"$UDP_MD"
-    say "udp section: Tally $tally_best lines/s, collectd $collectd_best lines/s without drops; Tally received $((l1 - l0)), SQLite $got"
+    say "udp section: Tally $tally_best lines/s, collectd $collectd2_best (its default buffer: $collectd_best) lines/s without drops; Tally received $((l1 - l0)), SQLite $got"
 }
