@@ -839,6 +839,11 @@ void batch_pipeline_post(batch_pipeline *p, struct evhttp_request *req, const au
     handle_post_events(p, req, client);
 }
 
+int batch_pipeline_has_room(const batch_pipeline *p, size_t len)
+{
+    return p->draining || busy_reason(p, len) == NULL; /* (draining: submit answers why not) */
+}
+
 void batch_pipeline_submit(batch_pipeline *p, const char *body, size_t len, batch_done_fn done,
                            void *opaque)
 {

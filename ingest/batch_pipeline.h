@@ -60,6 +60,10 @@ void batch_pipeline_submit(batch_pipeline *p, const char *body, size_t len, batc
                            void *opaque);
 
 /* From now on new batches get 503 ("shutting down"). */
+/* Whether a batch of `len` bytes submitted now would be taken, not refused
+ * for the in-flight limits (ingest.max_inflight_batches, _bytes): 1 or 0. */
+int batch_pipeline_has_room(const batch_pipeline *p, size_t len);
+
 void batch_pipeline_drain(batch_pipeline *p);
 int batch_pipeline_draining(const batch_pipeline *p);
 

@@ -30,10 +30,13 @@ struct gather_hub {
     size_t max_events;        /* ingest.max_lines: events a batch may hold */
     size_t max_body;          /* ingest.max_body_bytes */
     pthread_mutex_t lock;
+    pthread_cond_t room;      /* signalled when the queue shrinks or a stop begins */
     queued_batch *head, *tail;
     size_t queued;
+    int stopping;
     int efd;
     struct event *ready;
+    struct event *retry;      /* a drain again once the pipeline has room */
     _Atomic int64_t warned_ms;
     gather_counters counters;
 };
@@ -92,20 +95,57 @@ static void submit(gather_hub *h, queued_batch *q)
     batch_pipeline_submit(h->pipeline, q->body, q->len, on_submitted, ctx);
 }
 
-void statsd_gather_submit_queued(gather_hub *h)
+/* Takes the first queued batch if `force` or the pipeline has room for it. */
+static queued_batch *take(gather_hub *h, int force, int *blocked)
 {
     pthread_mutex_lock(&h->lock);
     queued_batch *q = h->head;
-    h->head = h->tail = NULL;
-    h->queued = 0;
+    *blocked = q && !force && !batch_pipeline_has_room(h->pipeline, q->len);
+    if (q && !*blocked) {
+        h->head = q->next;
+        if (!h->head)
+            h->tail = NULL;
+        h->queued--;
+        pthread_cond_broadcast(&h->room);
+    } else {
+        q = NULL;
+    }
     pthread_mutex_unlock(&h->lock);
-    while (q) {
-        queued_batch *next = q->next;
+    return q;
+}
+
+static void drain(gather_hub *h, int force)
+{
+    queued_batch *q;
+    int blocked = 0;
+    while ((q = take(h, force, &blocked)) != NULL) {
         submit(h, q);
         free(q->body);
         free(q);
-        q = next;
     }
+    if (blocked) { /* the pipeline is full: look again in a moment */
+        struct timeval soon = {0, GATHER_RETRY_MS * 1000};
+        event_add(h->retry, &soon);
+    }
+}
+
+void statsd_gather_submit_queued(gather_hub *h)
+{
+    drain(h, 1);
+}
+
+static void on_retry(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd, (void)what;
+    drain(arg, 0);
+}
+
+void statsd_gather_stopping(gather_hub *h)
+{
+    pthread_mutex_lock(&h->lock);
+    h->stopping = 1;
+    pthread_cond_broadcast(&h->room);
+    pthread_mutex_unlock(&h->lock);
 }
 
 static void on_ready(evutil_socket_t fd, short what, void *arg)
@@ -114,19 +154,37 @@ static void on_ready(evutil_socket_t fd, short what, void *arg)
     uint64_t n;
     while (read(fd, &n, sizeof n) < 0 && errno == EINTR)
         ;
-    statsd_gather_submit_queued(arg);
+    drain(arg, 0);
 }
 
 /* ---- hand-over (any thread) ----------------------------------------------------------- */
 
-static int enqueue(gather_hub *h, char *body, size_t len, size_t lines)
+/* Waits (the lock held) until the queue has room, a stop begins or
+ * GATHER_WAIT_MS pass. */
+static void wait_for_room(gather_hub *h)
+{
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += GATHER_WAIT_MS / 1000;
+    until.tv_nsec += (long)(GATHER_WAIT_MS % 1000) * 1000000L;
+    if (until.tv_nsec >= 1000000000L)
+        until.tv_sec++, until.tv_nsec -= 1000000000L;
+    atomic_fetch_add_explicit(&h->counters.waits, 1, memory_order_relaxed);
+    while (h->queued >= GATHER_QUEUE_MAX && !h->stopping)
+        if (pthread_cond_timedwait(&h->room, &h->lock, &until) == ETIMEDOUT)
+            return;
+}
+
+static int enqueue(gather_hub *h, char *body, size_t len, size_t lines, int may_wait)
 {
     queued_batch *q = malloc(sizeof *q);
     if (!q)
         return -1;
     *q = (queued_batch){body, len, lines, NULL};
     pthread_mutex_lock(&h->lock);
-    int full = h->queued >= GATHER_QUEUE_MAX;
+    if (h->queued >= GATHER_QUEUE_MAX && may_wait && !h->stopping)
+        wait_for_room(h);
+    int full = h->queued >= GATHER_QUEUE_MAX && !h->stopping;
     if (!full) {
         if (h->tail)
             h->tail->next = q;
@@ -150,7 +208,7 @@ void line_batch_flush(line_batch *b)
 {
     if (b->lines == 0)
         return;
-    if (enqueue(b->hub, b->buf, b->len, b->lines) != 0) {
+    if (enqueue(b->hub, b->buf, b->len, b->lines, b->may_wait) != 0) {
         atomic_fetch_add(&b->hub->counters.lost_busy, b->lines);
         warn_lost(b->hub, b->lines, "the queue to the write path is full");
         free(b->buf);
@@ -288,8 +346,16 @@ gather_hub *statsd_gather_new(struct event_base *base, const tally_config *cfg,
         free(h);
         return NULL;
     }
+    if (pthread_cond_init(&h->room, NULL) != 0) {
+        snprintf(err, errlen, "statsd: cannot make a condition variable");
+        close(h->efd);
+        pthread_mutex_destroy(&h->lock);
+        free(h);
+        return NULL;
+    }
     h->ready = event_new(base, h->efd, EV_READ | EV_PERSIST, on_ready, h);
-    if (!h->ready || event_add(h->ready, NULL) != 0) {
+    h->retry = evtimer_new(base, on_retry, h);
+    if (!h->ready || !h->retry || event_add(h->ready, NULL) != 0) {
         snprintf(err, errlen, "statsd: libevent: cannot watch the eventfd");
         statsd_gather_free(h);
         return NULL;
@@ -308,12 +374,15 @@ void statsd_gather_free(gather_hub *h)
         return;
     if (h->ready)
         event_free(h->ready);
+    if (h->retry)
+        event_free(h->retry);
     for (queued_batch *q = h->head, *next; q; q = next) {
         next = q->next;
         free(q->body);
         free(q);
     }
     close(h->efd);
+    pthread_cond_destroy(&h->room);
     pthread_mutex_destroy(&h->lock);
     free(h);
 }

@@ -14,9 +14,18 @@
  * is statsd.batch_ms old, or when the next line would not fit in
  * ingest.max_body_bytes. Hand-over is thread-safe: a bounded queue
  * (GATHER_QUEUE_MAX batches) and an eventfd that wakes the event loop, which
- * submits the batches. A batch the queue or the pipeline refuses is lost:
- * its lines are counted (lost_busy, lost_failed); so is a batch whose fate
- * Kafka could not tell (lost_unknown: it may be stored).
+ * submits the batches while the pipeline has room for them (its in-flight
+ * limits) and leaves the rest queued until it has.
+ *
+ * Backpressure: a producer that may wait (a UDP reader thread) waits, up to
+ * GATHER_WAIT_MS, for room in a full queue; meanwhile its datagrams wait in
+ * the socket's receive buffer (statsd.rcvbuf_bytes), and what overflows that
+ * is the kernel's drop, counted as such. The TCP producer runs on the event
+ * loop and cannot wait. A batch the queue still refuses is lost, its lines
+ * counted (lost_busy), as are those of a batch the pipeline refuses
+ * (lost_failed) and of a batch whose fate Kafka could not tell (lost_unknown:
+ * it may be stored). At a stop (statsd_gather_stopping) nothing waits and the
+ * queue takes every last batch.
  *
  * Counters are atomics, readable from any thread (statsd_gather_stats).
  */
@@ -34,6 +43,8 @@
 #include "statsd.h"
 
 #define GATHER_QUEUE_MAX 64
+#define GATHER_WAIT_MS 2000  /* longest a UDP reader waits for room in the queue */
+#define GATHER_RETRY_MS 1    /* a full pipeline is looked at again this soon */
 
 typedef struct gather_counters {
     _Atomic uint64_t datagrams;        /* UDP datagrams received */
@@ -47,6 +58,7 @@ typedef struct gather_counters {
     _Atomic uint64_t service_checks_ignored; /* DogStatsD service checks: likewise */
     _Atomic uint64_t batches;          /* batches submitted */
     _Atomic uint64_t lines_stored;     /* lines of batches Kafka holds */
+    _Atomic uint64_t waits;            /* hand-overs that waited for room in the queue */
     _Atomic uint64_t lost_busy;        /* lines of batches refused: queue full, in-flight limits */
     _Atomic uint64_t lost_failed;      /* lines of batches refused by Kafka or the pipeline */
     _Atomic uint64_t lost_unknown;     /* lines of batches Kafka may or may not hold */
@@ -62,6 +74,7 @@ typedef struct line_batch {
     size_t events;        /* metric events its lines make (packed values count each) */
     int64_t first_ms;     /* monotonic ms of its first line */
     statsd_line_info check; /* statsd_check_line's answer, reused for every line */
+    int may_wait;         /* a reader thread's: wait for room rather than drop (above) */
 } line_batch;
 
 /* The pipeline is borrowed; runs on `base`. NULL with err filled. */
@@ -85,9 +98,13 @@ int64_t line_batch_tick(line_batch *b, int64_t now_ms);
 /* Hands the batch over now (if it holds anything). */
 void line_batch_flush(line_batch *b);
 
-/* On the event loop: submits what the queue holds now (as the eventfd
- * would), for a stop that must not wait for the loop. */
+/* On the event loop: submits everything the queue holds now, room in the
+ * pipeline or not (for a stop that must not wait for the loop). */
 void statsd_gather_submit_queued(gather_hub *h);
+
+/* From now on no producer waits and the queue takes every batch (a stop:
+ * the readers' last batches); wakes the producers waiting. */
+void statsd_gather_stopping(gather_hub *h);
 
 int64_t statsd_gather_now_ms(void);
 

@@ -57,6 +57,7 @@ void statsd_listeners_stop(statsd_listeners *l)
     if (!l || l->stopped)
         return;
     l->stopped = 1;
+    statsd_gather_stopping(l->hub); /* (the readers' last batches must not wait for this loop) */
     statsd_udp_stop(l->udp);
     l->udp = NULL;
     statsd_tcp_stop(l->tcp);
@@ -118,6 +119,9 @@ void statsd_listeners_metrics(statsd_listeners *l, prom_text *t)
         prom_text_sample(t, "tally_statsd_lines_dropped_total", labels,
                          (double)get(&c->dropped[code]));
     }
+    counter(t, "tally_statsd_backpressure_waits_total",
+            "Hand-overs of a UDP reader's batch that waited for room in the queue to the write "
+            "path (its datagrams meanwhile wait in the socket buffer).", &c->waits);
     counter(t, "tally_statsd_events_ignored_total",
             "DogStatsD events received (well-formed; counted, not stored).", &c->events_ignored);
     counter(t, "tally_statsd_service_checks_ignored_total",

@@ -143,6 +143,7 @@ static void *reader_main(void *arg)
     prepare(rb);
     line_batch b;
     line_batch_init(&b, r->udp->hub);
+    b.may_wait = 1; /* backpressure into the socket buffer (statsd_gather.h) */
     struct pollfd fds[2] = {{r->fd, POLLIN, 0}, {r->udp->stop_fd, POLLIN, 0}};
     for (;;) {
         int64_t due = line_batch_tick(&b, statsd_gather_now_ms());
