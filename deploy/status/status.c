@@ -157,10 +157,9 @@ typedef struct lag_ctx {
 static void show_partition(void *ctx, const char *labels, size_t len, double records)
 {
     const lag_ctx *l = ctx;
-    char label[96], seconds_label[96], r[32];
+    char label[96], r[32];
     snprintf(label, sizeof label, "%.*s", (int)len, labels);
-    snprintf(seconds_label, sizeof seconds_label, "%s", label);
-    double seconds = value(l->s, "tally_flusher_lag_seconds", seconds_label);
+    double seconds = value(l->s, "tally_flusher_lag_seconds", label); /* (same labels) */
     const char *p = strstr(label, "partition=\"");
     printf("  partition %-4.*s lag %s records, %.1f s\n",
            p ? (int)strcspn(p + 11, "\"") : 1, p ? p + 11 : "?",
