@@ -14,6 +14,16 @@ void rollup_state_init(rollup_state *st, int bucket_seconds)
     }
 }
 
+void rollup_state_set(rollup_state *st, int64_t width, int64_t rolled_until, int64_t kept_from)
+{
+    int level = rollup_level_of(st, width);
+    if (level < 0)
+        return;
+    if (level > 0)
+        st->level[level].rolled_until = rolled_until;
+    st->level[level].kept_from = kept_from;
+}
+
 int rollup_level_of(const rollup_state *st, int64_t width)
 {
     if (width == 0)

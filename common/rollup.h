@@ -49,6 +49,10 @@ typedef struct rollup_span {
 /* Nothing rolled up or deleted yet, for raw buckets of bucket_seconds. */
 void rollup_state_init(rollup_state *st, int bucket_seconds);
 
+/* Applies one stored rollup_state row (width 0 = raw); a width this bucket
+ * size does not keep is ignored. */
+void rollup_state_set(rollup_state *st, int64_t width, int64_t rolled_until, int64_t kept_from);
+
 /* The level of width `width` (0 = raw), or -1 when there is none. */
 int rollup_level_of(const rollup_state *st, int64_t width);
 

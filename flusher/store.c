@@ -168,12 +168,8 @@ static int load_rollups(store *s, char *err, size_t errlen)
     if (prepare(s, &st, SCHEMA_ROLLUP_STATE_GET, err, errlen) < 0)
         return -1;
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        int level = rollup_level_of(&s->rollups, sqlite3_column_int64(st, 0));
-        if (level < 0)
-            continue; /* (a width this bucket size does not keep) */
-        if (level > 0)
-            s->rollups.level[level].rolled_until = sqlite3_column_int64(st, 1);
-        s->rollups.level[level].kept_from = sqlite3_column_int64(st, 2);
+        rollup_state_set(&s->rollups, sqlite3_column_int64(st, 0), sqlite3_column_int64(st, 1),
+                         sqlite3_column_int64(st, 2));
     }
     sqlite3_finalize(st);
     if (rc != SQLITE_DONE) {

@@ -145,12 +145,8 @@ static int read_rollups(query_source *q, char *err, size_t errlen)
     sqlite3_stmt *st = q->rollups_get;
     int rc;
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        int level = rollup_level_of(&q->rollups, sqlite3_column_int64(st, 0));
-        if (level < 0)
-            continue;
-        if (level > 0)
-            q->rollups.level[level].rolled_until = sqlite3_column_int64(st, 1);
-        q->rollups.level[level].kept_from = sqlite3_column_int64(st, 2);
+        rollup_state_set(&q->rollups, sqlite3_column_int64(st, 0), sqlite3_column_int64(st, 1),
+                         sqlite3_column_int64(st, 2));
     }
     sqlite3_reset(st);
     if (rc != SQLITE_DONE) {
