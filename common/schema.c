@@ -55,7 +55,10 @@ static const char SCHEMA[] =
     " bucket INTEGER NOT NULL, data BLOB NOT NULL,"
     " PRIMARY KEY(name, tags, type, width, bucket)) WITHOUT ROWID;"
     "CREATE TABLE IF NOT EXISTS rollup_state("
-    " width INTEGER PRIMARY KEY, rolled_until INTEGER NOT NULL, kept_from INTEGER NOT NULL);";
+    " width INTEGER PRIMARY KEY, rolled_until INTEGER NOT NULL, kept_from INTEGER NOT NULL);"
+    "CREATE TABLE IF NOT EXISTS partition_claims("
+    " topic TEXT NOT NULL, partition INTEGER NOT NULL, epoch INTEGER NOT NULL,"
+    " owner TEXT NOT NULL, claimed_ms INTEGER NOT NULL, PRIMARY KEY(topic, partition));";
 
 /* Version 1 -> 2: rows holding infinity (SQLite keeps it as a REAL; NaN became
  * NULL) move to quarantined_rows. */
@@ -98,6 +101,10 @@ static const char UPGRADE_3_TO_4[] =
 /* Version 4 -> 5: the roll-up tables (created empty by SCHEMA): nothing is
  * rolled up or deleted yet. */
 static const char UPGRADE_4_TO_5[] = "UPDATE meta SET value = '5' WHERE key = 'schema_version';";
+
+/* Version 5 -> 6: partition_claims (created empty by SCHEMA): the first
+ * flusher to start claims its partitions at epoch 1. */
+static const char UPGRADE_5_TO_6[] = "UPDATE meta SET value = '6' WHERE key = 'schema_version';";
 
 /* After any upgrade: what the current schema has on top of its tables. */
 static const char SCHEMA_INDEXES[] =
@@ -152,6 +159,13 @@ const char SCHEMA_REJECT_INSERT[] =
 const char SCHEMA_OFFSET_PUT[] =
     "INSERT INTO kafka_offsets(topic, partition, next_offset) VALUES(?1, ?2, ?3)"
     " ON CONFLICT(topic, partition) DO UPDATE SET next_offset = excluded.next_offset";
+const char SCHEMA_CLAIM_PUT[] =
+    "INSERT INTO partition_claims(topic, partition, epoch, owner, claimed_ms)"
+    " VALUES(?1, ?2, 1, ?3, ?4) ON CONFLICT(topic, partition) DO UPDATE SET"
+    " epoch = epoch + 1, owner = excluded.owner, claimed_ms = excluded.claimed_ms"
+    " RETURNING epoch";
+const char SCHEMA_CLAIM_GET[] =
+    "SELECT epoch, owner FROM partition_claims WHERE topic = ?1 AND partition = ?2";
 const char SCHEMA_OFFSETS_GET[] =
     "SELECT partition, next_offset FROM kafka_offsets WHERE topic = ?1";
 const char SCHEMA_BATCH_PRUNE[] = "DELETE FROM batches WHERE log_ms < ?1";
@@ -511,7 +525,7 @@ static int meta_get(sqlite3 *db, const char *key, char *buf, size_t buflen, char
 static int upgrade(sqlite3 *db, char *version, size_t len, char *err, size_t errlen)
 {
     static const char *const steps[] = {NULL, UPGRADE_1_TO_2, UPGRADE_2_TO_3, UPGRADE_3_TO_4,
-                                        UPGRADE_4_TO_5};
+                                        UPGRADE_4_TO_5, UPGRADE_5_TO_6};
     for (int v = atoi(version); v >= 1 && v < SCHEMA_VERSION; v++) {
         char what[64];
         snprintf(what, sizeof what, "upgrade to schema version %d", v + 1);

@@ -5,7 +5,7 @@
  * path and the drill (reads) all take their SQL from here.
  *
  * Tables (a public interface, documented in README.md "SQLite schema";
- * schema_version 5):
+ * schema_version 6):
  *
  *   meta(key, value)          'schema_version', 'bucket_seconds'
  *   metrics(name, tags, type, bucket, lines, value, weight, min, max)
@@ -54,11 +54,16 @@
  *                             per resolution (0 = raw): windows before
  *                             rolled_until are rolled up to it, rows before
  *                             kept_from are deleted
+ *   partition_claims(topic, partition, epoch, owner, claimed_ms)
+ *                             which flusher owns a partition (store.h
+ *                             store_claim): each claim raises the epoch, and
+ *                             a commit for a partition whose epoch moved on
+ *                             is refused (fencing)
  *
  * Upgrades run inside the writer's schema transaction: 1 -> 2 quarantines
  * non-finite rows, 2 -> 3 times the dedup window by Kafka timestamps, 3 -> 4
  * builds the series catalog from the rows and adds the (empty) sketches table,
- * 4 -> 5 adds the (empty) roll-up tables.
+ * 4 -> 5 adds the (empty) roll-up tables, 5 -> 6 the (empty) partition_claims.
  */
 #ifndef TALLY_SCHEMA_H
 #define TALLY_SCHEMA_H
@@ -67,7 +72,7 @@
 
 #include <sqlite3.h>
 
-#define SCHEMA_VERSION 5
+#define SCHEMA_VERSION 6
 
 /*
  * Creates the schema (IF NOT EXISTS), upgrades an older one, and records or
@@ -103,6 +108,10 @@ extern const char SCHEMA_BATCH_GET[];      /* ?1 id -> log_ms, digest */
 extern const char SCHEMA_REJECT_INSERT[];  /* ?1 topic ?2 partition ?3 offset ?4 reason ?5 payload */
 extern const char SCHEMA_OFFSET_PUT[];     /* ?1 topic ?2 partition ?3 next_offset */
 extern const char SCHEMA_OFFSETS_GET[];    /* ?1 topic -> partition, next_offset */
+/* ?1 topic ?2 partition ?3 owner ?4 claimed_ms -> the new epoch (1, or the
+ * stored one + 1): every claim fences the claims before it. */
+extern const char SCHEMA_CLAIM_PUT[];
+extern const char SCHEMA_CLAIM_GET[];      /* ?1 topic ?2 partition -> epoch, owner */
 extern const char SCHEMA_BATCH_PRUNE[];    /* ?1 horizon (log_ms) */
 
 /* ---- reads ------------------------------------------------------------------- */

@@ -143,8 +143,8 @@ static const struct key_row config_keys[] = {
             "Producer linger.ms; it is the floor of ack latency."),
     INT_ROW(kafka.max_message_bytes, 1000000, 1024, 16000000,
             "Largest batch record sent to Kafka (at most the broker's message.max.bytes); a larger batch is answered 413."),
-    STRING_ROW(kafka.consumer_group, "tally-flusher",
-               "Consumer group id of the flusher (offsets live in SQLite)."),
+    OPTIONAL_STRING_ROW(kafka.consumer_group,
+                        "Consumer group of the flushers that share one SQLite file (offsets live in SQLite); empty: tally-flusher-TOPIC."),
     OPTIONAL_STRING_ROW(kafka.client_properties,
                         "File of librdkafka security settings (security.protocol, sasl.*, ssl.*), one key=value per line; empty: none."),
 
@@ -178,6 +178,10 @@ static const struct key_row config_keys[] = {
                "Address the flusher's /metrics listener binds to (a numeric IPv4 or IPv6 address)."),
     INT_ROW(flusher.metrics_port, 8081, 0, 65535,
             "TCP port of the flusher's /metrics listener; 0 turns it off."),
+    OPTIONAL_STRING_ROW(flusher.instance_id,
+                        "Kafka static group member id (group.instance.id) of this flusher, unique in its group; empty: the host name."),
+    INT_ROW(flusher.session_timeout_ms, 10000, 6000, 300000,
+            "Kafka group session timeout: how long a flusher that stopped answering keeps its partitions."),
 
     BOOL_ROW(retention.enabled, 1,
              "Roll buckets up to 1 min and 1 h rows and delete each resolution past its age."),
@@ -744,4 +748,12 @@ void config_print_reference(FILE *out)
         fprintf(out, "| `%s` | %s | %s | %s | %s |\n", r->key, key_type_name(r->type), def,
                 range, r->description);
     }
+}
+
+void config_consumer_group(const tally_config *cfg, char *out, size_t len)
+{
+    if (cfg->kafka.consumer_group[0])
+        snprintf(out, len, "%s", cfg->kafka.consumer_group);
+    else
+        snprintf(out, len, "tally-flusher-%s", cfg->kafka.topic);
 }

@@ -44,7 +44,7 @@ typedef struct tally_config {
         int delivery_timeout_ms;             /* kafka.delivery_timeout_ms 5000, 100..300000 */
         int linger_ms;                       /* kafka.linger_ms        0, 0..1000 */
         int max_message_bytes;               /* kafka.max_message_bytes 1000000, 1024..16000000 */
-        char consumer_group[CONFIG_STR_MAX]; /* kafka.consumer_group   "tally-flusher" */
+        char consumer_group[CONFIG_STR_MAX]; /* kafka.consumer_group   "" (tally-flusher-TOPIC: config_consumer_group) */
         char client_properties[CONFIG_PATH_MAX]; /* kafka.client_properties "" (security settings file) */
     } kafka;
     struct {
@@ -66,6 +66,8 @@ typedef struct tally_config {
         int bucket_seconds;                  /* flusher.bucket_seconds   10, 1..86400 */
         char metrics_address[CONFIG_STR_MAX]; /* flusher.metrics_address "127.0.0.1" */
         int metrics_port;                    /* flusher.metrics_port     8081, 0..65535 (0 = off) */
+        char instance_id[CONFIG_STR_MAX];    /* flusher.instance_id      "" (the host name) */
+        int session_timeout_ms;              /* flusher.session_timeout_ms 10000, 6000..300000 */
     } flusher;
     struct {
         int enabled;                         /* retention.enabled        true: roll up and delete */
@@ -139,5 +141,10 @@ void config_print_reference(FILE *out);
 /* Whether a listen address is a loopback one (127.x, ::1, "localhost"):
  * only those may take traffic without credentials by default. */
 int config_is_loopback(const char *addr);
+
+/* The flushers' Kafka consumer group: kafka.consumer_group, or
+ * "tally-flusher-" + kafka.topic when that is empty (a group per topic, so
+ * flushers of different topics never rebalance each other). */
+void config_consumer_group(const tally_config *cfg, char *out, size_t len);
 
 #endif

@@ -1,9 +1,17 @@
 /*
- * consumer.c — librdkafka consumer with manual assignment (see consumer.h).
+ * consumer.c — librdkafka consumer, in a group or assigned by hand (see
+ * consumer.h).
  *
- * group.id is set because librdkafka requires one for a consumer handle, but
- * it is only a label: no subscribe(), so no group coordination and no
- * rebalance callback. The main queue is forwarded to the consumer queue
+ * In a group (consumer_subscribe) the assignor is eager ("range"): at every
+ * rebalance each member first gives back all its partitions (the revoke
+ * callback, where the flusher commits) before any member is given new ones
+ * (the assign callback, where it claims them in SQLite and reads their
+ * offsets). So in a normal rebalance a partition's old owner has committed
+ * before its new owner reads where to start. Static membership
+ * (group.instance.id) lets a restarted flusher take its partitions back at
+ * once instead of waiting out the session timeout of its dead self. The
+ * rebuild assigns by hand (consumer_assign) and never joins the group. The
+ * main queue is forwarded to the consumer queue
  * (rd_kafka_poll_set_consumer), so client errors come out of consumer_poll()
  * as error messages where the caller decides what is fatal, and librdkafka's
  * own log lines go through Tally's logger.
@@ -15,6 +23,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <errno.h>
+#include <unistd.h>
 
 #include "kafka_conf.h"
 #include "kafka_topic.h"
@@ -27,10 +37,95 @@ struct consumer {
     rd_kafka_t *rk;
     char topic[CONFIG_STR_MAX];
     int partitions;
+    consumer_events events; /* (group mode) */
 };
 
-int consumer_open(consumer **out, const tally_config *cfg, volatile sig_atomic_t *stop,
-                  char *err, size_t errlen)
+/* The partition numbers of `list` into parts[] (size c->partitions); a
+ * partition outside the topic as first seen is dropped with a log line. */
+static int list_partitions(const consumer *c, const rd_kafka_topic_partition_list_t *list,
+                           int *parts)
+{
+    int n = 0;
+    for (int i = 0; i < list->cnt; i++) {
+        int p = list->elems[i].partition;
+        if (p >= 0 && p < c->partitions && n < c->partitions)
+            parts[n++] = p;
+        else
+            log_error("kafka: partition %d of %s is beyond the %d the flusher started with:"
+                      " restart it to consume the new partitions", p, c->topic, c->partitions);
+    }
+    return n;
+}
+
+/* Called from inside consumer_poll() by librdkafka at each rebalance. */
+static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t why,
+                         rd_kafka_topic_partition_list_t *list, void *opaque)
+{
+    consumer *c = opaque;
+    int *parts = malloc((size_t)c->partitions * sizeof *parts);
+    int64_t *next = malloc((size_t)c->partitions * sizeof *next);
+    int n = parts && next ? list_partitions(c, list, parts) : 0;
+    if (!parts || !next) {
+        log_error("kafka: out of memory in a rebalance: taking no partitions");
+        c->events.on_revoke(c->events.ctx, NULL, 0);
+        rd_kafka_assign(rk, NULL);
+    } else if (why == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS &&
+               c->events.on_assign(c->events.ctx, parts, n, next) == 0) {
+        for (int i = 0; i < list->cnt; i++) {
+            int p = list->elems[i].partition;
+            list->elems[i].offset = p >= 0 && p < c->partitions && next[p] >= 0
+                                        ? next[p] : RD_KAFKA_OFFSET_BEGINNING;
+        }
+        rd_kafka_resp_err_t e = rd_kafka_assign(rk, list);
+        if (e != RD_KAFKA_RESP_ERR_NO_ERROR)
+            log_error("kafka: assign %s: %s", c->topic, rd_kafka_err2str(e));
+    } else {
+        /* a revoke, a lost assignment, or a claim that failed (the flusher
+         * stops on it): nothing may be consumed until the next assignment */
+        if (why != RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS)
+            c->events.on_revoke(c->events.ctx, parts, n);
+        rd_kafka_assign(rk, NULL);
+    }
+    free(parts);
+    free(next);
+}
+
+int consumer_instance_id(const tally_config *cfg, char *out, size_t len, char *err,
+                         size_t errlen)
+{
+    if (cfg->flusher.instance_id[0]) {
+        snprintf(out, len, "%s", cfg->flusher.instance_id);
+        return 0;
+    }
+    if (gethostname(out, len) != 0) {
+        snprintf(err, errlen, "flusher.instance_id is empty and the host name is unknown (%s):"
+                 " set flusher.instance_id", strerror(errno));
+        return -1;
+    }
+    out[len - 1] = '\0';
+    return 0;
+}
+
+/* Group membership: the rebalance callback, an eager assignor, static
+ * membership and the session timeout. */
+static int group_conf(consumer *c, rd_kafka_conf_t *conf, const tally_config *cfg,
+                      const consumer_events *events, char *err, size_t errlen)
+{
+    char session[32], instance[CONFIG_STR_MAX];
+    snprintf(session, sizeof session, "%d", cfg->flusher.session_timeout_ms);
+    if (consumer_instance_id(cfg, instance, sizeof instance, err, errlen) < 0 ||
+        kafka_conf_set(conf, "partition.assignment.strategy", "range", err, errlen) < 0 ||
+        kafka_conf_set(conf, "session.timeout.ms", session, err, errlen) < 0 ||
+        kafka_conf_set(conf, "group.instance.id", instance, err, errlen) < 0)
+        return -1;
+    c->events = *events;
+    rd_kafka_conf_set_opaque(conf, c);
+    rd_kafka_conf_set_rebalance_cb(conf, on_rebalance);
+    return 0;
+}
+
+int consumer_open(consumer **out, const tally_config *cfg, const consumer_events *events,
+                  volatile sig_atomic_t *stop, char *err, size_t errlen)
 {
     assert(out && cfg && stop);
     *out = NULL;
@@ -44,8 +139,10 @@ int consumer_open(consumer **out, const tally_config *cfg, volatile sig_atomic_t
         return -1;
     }
     snprintf(c->topic, sizeof c->topic, "%s", cfg->kafka.topic);
+    char group[CONFIG_STR_MAX + 32];
+    config_consumer_group(cfg, group, sizeof group);
     if (kafka_conf_set(conf, "bootstrap.servers", cfg->kafka.brokers, err, errlen) < 0 ||
-        kafka_conf_set(conf, "group.id", cfg->kafka.consumer_group, err, errlen) < 0 ||
+        kafka_conf_set(conf, "group.id", group, err, errlen) < 0 ||
         kafka_conf_set(conf, "client.id", "tally-flusher", err, errlen) < 0 ||
         kafka_conf_set(conf, "enable.auto.commit", "false", err, errlen) < 0 ||
         kafka_conf_set(conf, "enable.auto.offset.store", "false", err, errlen) < 0 ||
@@ -74,6 +171,11 @@ int consumer_open(consumer **out, const tally_config *cfg, volatile sig_atomic_t
         return -1;
     }
     rd_kafka_conf_set_log_cb(conf, kafka_log_to_tally);
+    if (events && group_conf(c, conf, cfg, events, err, errlen) < 0) {
+        rd_kafka_conf_destroy(conf);
+        free(c);
+        return -1;
+    }
 
     char errstr[512];
     c->rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, errstr, sizeof errstr);
@@ -137,6 +239,24 @@ int consumer_assign(consumer *c, const int64_t *next, char *err, size_t errlen)
     rd_kafka_topic_partition_list_destroy(parts);
     if (e != RD_KAFKA_RESP_ERR_NO_ERROR) {
         snprintf(err, errlen, "kafka: assign %s: %s", c->topic, rd_kafka_err2str(e));
+        return -1;
+    }
+    return 0;
+}
+
+int consumer_subscribe(consumer *c, char *err, size_t errlen)
+{
+    assert(c->events.on_assign && c->events.on_revoke);
+    rd_kafka_topic_partition_list_t *topics = rd_kafka_topic_partition_list_new(1);
+    if (!topics) {
+        snprintf(err, errlen, "kafka: out of memory");
+        return -1;
+    }
+    rd_kafka_topic_partition_list_add(topics, c->topic, RD_KAFKA_PARTITION_UA);
+    rd_kafka_resp_err_t e = rd_kafka_subscribe(c->rk, topics);
+    rd_kafka_topic_partition_list_destroy(topics);
+    if (e != RD_KAFKA_RESP_ERR_NO_ERROR) {
+        snprintf(err, errlen, "kafka: subscribe to %s: %s", c->topic, rd_kafka_err2str(e));
         return -1;
     }
     return 0;

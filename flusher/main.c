@@ -140,6 +140,10 @@ typedef struct flusher {
     flusher_metrics *metrics;
     int64_t *committed;       /* per partition: next offset committed to SQLite (-1: none) */
     int64_t *seen_ms;         /* per partition: Kafka timestamp of the last record consumed */
+    unsigned char *owned;     /* per partition: assigned to this flusher and claimed in SQLite */
+    char owner[256];          /* this flusher's group member id, written into its claims */
+    int failed;               /* a rebalance callback hit an error: stop (failure says why) */
+    char failure[512];
     long long lag_ms;         /* monotonic time of the next lag update */
 } flusher;
 
@@ -188,7 +192,7 @@ static void note_lag(flusher *f, int caught_up)
     int64_t behind = 0;
     for (int p = 0; p < f->partitions; p++) {
         int64_t high;
-        if (consumer_cached_high(f->cons, p, &high) != 0)
+        if (!f->owned[p] || consumer_cached_high(f->cons, p, &high) != 0)
             continue;
         int64_t from = f->committed[p] < 0 ? 0 : f->committed[p];
         int64_t lag = high > from ? high - from : 0;
@@ -201,12 +205,14 @@ static void note_lag(flusher *f, int caught_up)
                  atomic_load(&f->metrics->replaying) ? behind : 0);
 }
 
-/* Before consuming: what the replay from the SQLite offsets has to read. */
+/* Once given partitions: what the replay from their SQLite offsets has to read. */
 static void note_replay_start(flusher *f)
 {
     int64_t total = 0;
     for (int p = 0; p < f->partitions; p++) {
         int64_t low = 0, high = 0;
+        if (!f->owned[p])
+            continue;
         char err[256];
         if (consumer_watermarks(f->cons, p, &low, &high, 5000, err, sizeof err) != 0) {
             log_warn("%s (replay progress unknown)", err);
@@ -236,8 +242,9 @@ static int flush(flusher *f, char *err, size_t errlen)
     struct timespec c0, c1;
     clock_gettime(CLOCK_MONOTONIC, &c0);
     store_commit_stats stats;
-    if (store_commit(f->st, f->cfg->kafka.topic, f->agg, f->pend, &stats, err, errlen) < 0)
-        return -1;
+    int rc = store_commit(f->st, f->cfg->kafka.topic, f->agg, f->pend, &stats, err, errlen);
+    if (rc != 0)
+        return rc; /* -1, or STORE_FENCED */
     crash_point(CRASH_AFTER_COMMIT);
     cache_invalidate(f->cache, f->agg); /* (after the commit: source first) */
     clock_gettime(CLOCK_MONOTONIC, &c1);
@@ -351,8 +358,14 @@ static int handle_message(flusher *f, const rd_kafka_message_t *m, char *err, si
     int32_t part = m->partition;
     int64_t off = m->offset;
     if (part < 0 || part >= f->partitions) {
-        snprintf(err, errlen, "kafka: message from unassigned partition %d", (int)part);
+        snprintf(err, errlen, "kafka: message from partition %d, beyond the topic's %d", (int)part,
+                 f->partitions);
         return -1;
+    }
+    if (!f->owned[part]) {
+        log_warn("kafka: message from partition %d, which this flusher does not own: ignored",
+                 (int)part);
+        return 0;
     }
     if (off < f->position[part]) {
         log_warn("kafka: partition %d offset %" PRId64 " delivered again (expected >= %" PRId64 "), ignored",
@@ -433,7 +446,10 @@ static void retention_tick(flusher *f)
            (rc = retention_next(store_rollups(f->st), f->cfg, (int64_t)time(NULL), &rows, &step,
                                 err, sizeof err)) == 1) {
         long long changes = 0;
-        if (store_retention_step(f->st, &step, &changes, err, sizeof err) != 0) {
+        int done = store_retention_step(f->st, &step, &changes, err, sizeof err);
+        if (done == STORE_STALE_PLAN)
+            continue; /* another flusher on this file stepped first: plan again */
+        if (done != 0) {
             BUMP(retention_failures, 1);
             rc = -1;
             break;
@@ -456,6 +472,68 @@ static void retention_tick(flusher *f)
     }
 }
 
+/* ---- rebalances (consumer.h: called from inside consumer_poll) -------------------- */
+
+static void fail_in_callback(flusher *f, const char *why)
+{
+    f->failed = 1;
+    snprintf(f->failure, sizeof f->failure, "%s", why);
+}
+
+/* Kafka gives these partitions: claim them in SQLite (fencing every earlier
+ * owner) and start each at its stored offset. */
+static int on_assign(void *ctx, const int *parts, int count, int64_t *next)
+{
+    flusher *f = ctx;
+    char err[512];
+    if (f->failed)
+        return -1;
+    if (store_claim(f->st, f->cfg->kafka.topic, parts, count, f->partitions, f->owner, next, err,
+                    sizeof err) < 0) {
+        fail_in_callback(f, err);
+        return -1;
+    }
+    for (int i = 0; i < count; i++) {
+        int p = parts[i];
+        f->owned[p] = 1;
+        f->position[p] = f->committed[p] = next[p];
+        log_info("partition %d: claimed at epoch %" PRId64 ", resuming at %s%" PRId64, p,
+                 store_epoch(f->st, p), next[p] < 0 ? "beginning " : "offset ",
+                 next[p] < 0 ? (int64_t)0 : next[p]);
+    }
+    if (count == 0)
+        log_info("kafka: no partition assigned to %s (the group has more flushers than partitions)",
+                 f->owner);
+    note_replay_start(f);
+    return 0;
+}
+
+/* Kafka takes the partitions back (an eager rebalance takes all of them):
+ * commit what is pending while they are still ours. A fenced commit means
+ * another flusher claimed them first: what is pending is dropped, never
+ * committed (that flusher reads it again from the stored offsets). */
+static void on_revoke(void *ctx, const int *parts, int count)
+{
+    flusher *f = ctx;
+    (void)parts;
+    if (!f->failed && pending_messages(f->pend) > 0) {
+        char err[512];
+        int rc = flush(f, err, sizeof err);
+        if (rc == STORE_FENCED)
+            log_warn("%s", err);
+        else if (rc < 0)
+            fail_in_callback(f, err);
+    }
+    aggregate_clear(f->agg);
+    pending_clear(f->pend);
+    store_release(f->st);
+    for (int p = 0; p < f->partitions; p++) {
+        f->owned[p] = 0;
+        atomic_store(&f->metrics->lag[p].records, -1);
+    }
+    log_info("kafka: %d partition%s revoked (rebalance)", count, count == 1 ? "" : "s");
+}
+
 static int run(flusher *f, char *err, size_t errlen)
 {
     while (!stop_requested) {
@@ -466,6 +544,12 @@ static int run(flusher *f, char *err, size_t errlen)
             timeout = left < 0 ? 0 : left < timeout ? (int)left : timeout;
         }
         rd_kafka_message_t *m = consumer_poll(f->cons, timeout);
+        if (f->failed) {
+            snprintf(err, errlen, "%s", f->failure);
+            if (m)
+                rd_kafka_message_destroy(m);
+            return -1;
+        }
         if (m) {
             int rc = handle_message(f, m, err, errlen);
             rd_kafka_message_destroy(m);
@@ -605,17 +689,20 @@ int main(int argc, char **argv)
         goto out;
     store_set_before_commit_hook(f.st, crash_before_commit, NULL);
     store_set_retention_hook(f.st, crash_mid_retention, NULL);
-    if (consumer_open(&f.cons, &cfg, &stop_requested, err, sizeof err) < 0)
+    consumer_events events = {on_assign, on_revoke, &f};
+    if (consumer_instance_id(&cfg, f.owner, sizeof f.owner, err, sizeof err) < 0 ||
+        consumer_open(&f.cons, &cfg, &events, &stop_requested, err, sizeof err) < 0)
         goto out;
     f.partitions = consumer_partitions(f.cons);
     f.position = malloc((size_t)f.partitions * sizeof *f.position);
     f.committed = malloc((size_t)f.partitions * sizeof *f.committed);
     f.seen_ms = calloc((size_t)f.partitions, sizeof *f.seen_ms);
+    f.owned = calloc((size_t)f.partitions, sizeof *f.owned);
     f.metrics = flusher_metrics_new(f.partitions);
     f.agg = aggregate_new(cfg.flusher.bucket_seconds);
     f.pend = pending_new(f.partitions);
     f.cache = cache_invalidator_new(&cfg);
-    if (!f.position || !f.committed || !f.seen_ms || !f.metrics || !f.agg || !f.pend ||
+    if (!f.position || !f.committed || !f.seen_ms || !f.owned || !f.metrics || !f.agg || !f.pend ||
         (cfg.cache.enabled && !f.cache)) {
         snprintf(err, sizeof err, "out of memory");
         goto out;
@@ -624,17 +711,15 @@ int main(int argc, char **argv)
         !(http = metrics_http_start(cfg.flusher.metrics_address, cfg.flusher.metrics_port,
                                     render_metrics, &f, err, sizeof err)))
         goto out;
-    if (store_load_offsets(f.st, cfg.kafka.topic, f.position, f.partitions, err, sizeof err) < 0 ||
-        consumer_assign(f.cons, f.position, err, sizeof err) < 0)
-        goto out;
-    memcpy(f.committed, f.position, (size_t)f.partitions * sizeof *f.committed);
-    note_replay_start(&f);
-    atomic_store(&f.metrics->consuming, 1);
     for (int p = 0; p < f.partitions; p++)
-        log_info("partition %d: resuming at %s%" PRId64, p, f.position[p] < 0 ? "beginning " : "offset ",
-                 f.position[p] < 0 ? (int64_t)0 : f.position[p]);
-    log_info("consuming %s (%d partitions) from %s into %s", cfg.kafka.topic, f.partitions,
-             cfg.kafka.brokers, cfg.sqlite.path);
+        f.position[p] = f.committed[p] = -1;
+    if (consumer_subscribe(f.cons, err, sizeof err) < 0)
+        goto out;
+    atomic_store(&f.metrics->consuming, 1);
+    char group[CONFIG_STR_MAX + 32];
+    config_consumer_group(&cfg, group, sizeof group);
+    log_info("consuming %s (%d partitions) from %s into %s, in group %s as %s", cfg.kafka.topic,
+             f.partitions, cfg.kafka.brokers, cfg.sqlite.path, group, f.owner);
     service_ready("consuming %s into %s", cfg.kafka.topic, cfg.sqlite.path);
     if (run(&f, err, sizeof err) < 0)
         goto out;
@@ -642,11 +727,15 @@ int main(int argc, char **argv)
 out:
     if (status)
         log_error("%s", err);
+    /* Leaving the group calls on_revoke once more: after a failure nothing
+     * may be committed (the restart replays), and it needs f whole. */
+    f.failed = f.failed || status != 0;
+    consumer_close(f.cons);
     metrics_http_stop(http); /* (before what it renders is freed) */
     flusher_metrics_free(f.metrics);
     free(f.committed);
     free(f.seen_ms);
-    consumer_close(f.cons);
+    free(f.owned);
     pending_free(f.pend);
     aggregate_free(f.agg);
     cache_invalidator_free(f.cache);

@@ -676,7 +676,7 @@ int rebuild_redis(const tally_config *cfg, volatile sig_atomic_t *stop, rebuild_
     rebuilder r = {.cfg = cfg, .stop = stop, .stats = stats, .err = err, .errlen = errlen};
     double started = now_seconds();
     int rc = -1;
-    if (consumer_open(&r.cons, cfg, stop, err, errlen) != 0)
+    if (consumer_open(&r.cons, cfg, NULL, stop, err, errlen) != 0)
         goto out;
     r.partitions = consumer_partitions(r.cons);
     r.position = malloc((size_t)r.partitions * sizeof *r.position);

@@ -36,6 +36,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/stat.h>
+#include <time.h>
 
 #include <sqlite3.h>
 
@@ -77,6 +78,10 @@ struct store {
     sqlite3_stmt *offset_put;
     sqlite3_stmt *offsets_get;
     sqlite3_stmt *prune;
+    sqlite3_stmt *claim_put, *claim_get;
+
+    int64_t *epochs;           /* per partition: the epoch this store claimed (0: not claimed) */
+    int claim_partitions;      /* entries in epochs */
 
     rollup_state rollups;      /* as in rollup_state, after the last commit */
     void (*retention_hook)(void *);
@@ -253,6 +258,8 @@ int store_open(store **out, const char *path, const char *synchronous, int bucke
         prepare(s, &s->offset_put, SCHEMA_OFFSET_PUT, err, errlen) < 0 ||
         prepare(s, &s->offsets_get, SCHEMA_OFFSETS_GET, err, errlen) < 0 ||
         prepare(s, &s->prune, SCHEMA_BATCH_PRUNE, err, errlen) < 0 ||
+        prepare(s, &s->claim_put, SCHEMA_CLAIM_PUT, err, errlen) < 0 ||
+        prepare(s, &s->claim_get, SCHEMA_CLAIM_GET, err, errlen) < 0 ||
         prepare_retention(s, err, errlen) < 0 || load_rollups(s, err, errlen) < 0) {
         store_close(s);
         return -1;
@@ -272,13 +279,14 @@ void store_close(store *s)
                            s->rollup_rows[1], s->rollup_sketches[0], s->rollup_sketches[1],
                            s->expire_rows[0], s->expire_rows[1], s->expire_sketches[0],
                            s->expire_sketches[1], s->fold_sets[0], s->fold_sets[1],
-                           s->first_raw, s->first_rollup};
+                           s->first_raw, s->first_rollup, s->claim_put, s->claim_get};
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
         sqlite3_finalize(all[i]); /* NULL is a harmless no-op */
     if (s->db)
         sqlite3_close(s->db); /* every statement is finalized: cannot be SQLITE_BUSY */
     free(s->bases);
     free(s->spans);
+    free(s->epochs);
     free(s);
 }
 
@@ -717,6 +725,122 @@ static int write_pending(store *s, const char *topic, const pending *p, store_co
     return 0;
 }
 
+/* ---- partition claims (fencing) --------------------------------------------------- */
+
+/* Raises the epoch of (topic, partition) to claim it; *epoch = the new one. */
+static int claim_one(store *s, const char *topic, int partition, const char *owner,
+                     int64_t now_ms, int64_t *epoch, char *err, size_t errlen)
+{
+    sqlite3_stmt *st = s->claim_put;
+    BIND(sqlite3_bind_text(st, 1, topic, -1, SQLITE_STATIC), "bind topic");
+    BIND(sqlite3_bind_int(st, 2, partition), "bind partition");
+    BIND(sqlite3_bind_text(st, 3, owner, -1, SQLITE_STATIC), "bind owner");
+    BIND(sqlite3_bind_int64(st, 4, now_ms), "bind claimed_ms");
+    int rc = sqlite3_step(st);
+    *epoch = rc == SQLITE_ROW ? sqlite3_column_int64(st, 0) : 0;
+    if (rc == SQLITE_ROW)
+        rc = sqlite3_step(st); /* RETURNING: the statement ends after its row */
+    sqlite3_reset(st);
+    if (rc != SQLITE_DONE || *epoch < 1) {
+        set_err(err, errlen, "claim partition", s->db);
+        return -1;
+    }
+    return 0;
+}
+
+static int ensure_epochs(store *s, int partitions, char *err, size_t errlen)
+{
+    if (partitions <= s->claim_partitions)
+        return 0;
+    int64_t *grown = realloc(s->epochs, (size_t)partitions * sizeof *grown);
+    if (!grown) {
+        snprintf(err, errlen, "store: out of memory");
+        return -1;
+    }
+    for (int i = s->claim_partitions; i < partitions; i++)
+        grown[i] = 0;
+    s->epochs = grown;
+    s->claim_partitions = partitions;
+    return 0;
+}
+
+int store_claim(store *s, const char *topic, const int *parts, int count, int partitions,
+                const char *owner, int64_t *next, char *err, size_t errlen)
+{
+    assert(s && topic && owner && next && count >= 0 && partitions >= 1);
+    int64_t now = (int64_t)time(NULL) * 1000;
+    if (ensure_epochs(s, partitions, err, errlen) < 0)
+        return -1;
+    int64_t *claimed = calloc((size_t)(count > 0 ? count : 1), sizeof *claimed);
+    if (!claimed) {
+        snprintf(err, errlen, "store: out of memory");
+        return -1;
+    }
+    int ok = exec(s, "BEGIN IMMEDIATE", "begin", err, errlen) == 0;
+    for (int i = 0; ok && i < count; i++) {
+        if (parts[i] < 0 || parts[i] >= partitions) {
+            snprintf(err, errlen, "claim: partition %d of %s is outside 0..%d", parts[i], topic,
+                     partitions - 1);
+            ok = 0;
+        } else {
+            ok = claim_one(s, topic, parts[i], owner, now, &claimed[i], err, errlen) == 0;
+        }
+    }
+    ok = ok && store_load_offsets(s, topic, next, partitions, err, errlen) == 0 &&
+         exec(s, "COMMIT", "commit", err, errlen) == 0;
+    if (ok)
+        for (int i = 0; i < count; i++)
+            s->epochs[parts[i]] = claimed[i];
+    else if (!sqlite3_get_autocommit(s->db))
+        sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+    free(claimed);
+    return ok ? 0 : -1;
+}
+
+void store_release(store *s)
+{
+    for (int i = 0; i < s->claim_partitions; i++)
+        s->epochs[i] = 0;
+}
+
+int64_t store_epoch(const store *s, int partition)
+{
+    return partition >= 0 && partition < s->claim_partitions ? s->epochs[partition] : 0;
+}
+
+/* Inside the commit's transaction: is every partition the flush consumed
+ * still claimed by this store? 0 yes; STORE_FENCED (err names who holds it
+ * now) or -1 (err) if not. */
+static int check_claims(store *s, const char *topic, const pending *p, char *err, size_t errlen)
+{
+    sqlite3_stmt *st = s->claim_get;
+    for (int part = 0; part < pending_partitions(p); part++) {
+        if (pending_next_offset(p, part) < 0)
+            continue;
+        int64_t mine = store_epoch(s, part);
+        BIND(sqlite3_bind_text(st, 1, topic, -1, SQLITE_STATIC), "bind topic");
+        BIND(sqlite3_bind_int(st, 2, part), "bind partition");
+        int rc = sqlite3_step(st);
+        int64_t epoch = rc == SQLITE_ROW ? sqlite3_column_int64(st, 0) : 0;
+        char owner[128];
+        snprintf(owner, sizeof owner, "%s",
+                 rc == SQLITE_ROW && sqlite3_column_text(st, 1)
+                     ? (const char *)sqlite3_column_text(st, 1) : "nobody");
+        sqlite3_reset(st);
+        if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
+            set_err(err, errlen, "read partition_claims", s->db);
+            return -1;
+        }
+        if (mine == 0 || epoch != mine) {
+            snprintf(err, errlen, "fenced: partition %d of %s is claimed by %s at epoch %" PRId64
+                     " (this flusher %s): its uncommitted work is dropped, never committed",
+                     part, topic, owner, epoch, mine ? "held an older epoch" : "never claimed it");
+            return STORE_FENCED;
+        }
+    }
+    return 0;
+}
+
 int store_commit(store *s, const char *topic, const aggregate *a, const pending *p,
                  store_commit_stats *stats, char *err, size_t errlen)
 {
@@ -724,7 +848,13 @@ int store_commit(store *s, const char *topic, const aggregate *a, const pending 
     store_commit_stats st = {0};
     if (exec(s, "BEGIN IMMEDIATE", "begin", err, errlen) < 0)
         return -1;
-    if (load_bases(s, a, err, errlen) < 0 || write_rows(s, a, &st.rows, err, errlen) < 0 ||
+    int fenced = check_claims(s, topic, p, err, errlen);
+    if (fenced != 0) {
+        sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+        return fenced;
+    }
+    /* another flusher on this file may have run a retention step since */
+    if (load_rollups(s, err, errlen) < 0 || load_bases(s, a, err, errlen) < 0 || write_rows(s, a, &st.rows, err, errlen) < 0 ||
         write_sketches(s, a, &st.sketches, err, errlen) < 0 ||
         write_series(s, a, err, errlen) < 0 || write_gauges(s, a, &st.gauges, err, errlen) < 0 ||
         write_pending(s, topic, p, &st, err, errlen) < 0)
@@ -822,14 +952,32 @@ static int put_state(store *s, const rollup_state *next, int level, char *err, s
     return step_done(s, st, "write rollup_state", err, errlen);
 }
 
+static int same_rollups(const rollup_state *a, const rollup_state *b)
+{
+    for (int l = 0; l < ROLLUP_LEVELS; l++)
+        if (a->level[l].rolled_until != b->level[l].rolled_until ||
+            a->level[l].kept_from != b->level[l].kept_from)
+            return 0;
+    return 1;
+}
+
 int store_retention_step(store *s, const retention_step *step, long long *changes, char *err,
                          size_t errlen)
 {
-    rollup_state next = s->rollups;
+    rollup_state planned = s->rollups, next = s->rollups;
     retention_apply(&next, step);
     long long before = sqlite3_total_changes64(s->db);
+    if (changes)
+        *changes = 0;
     if (exec(s, "BEGIN IMMEDIATE", "begin", err, errlen) < 0)
         return -1;
+    if (load_rollups(s, err, errlen) < 0)
+        goto fail;
+    if (!same_rollups(&planned, &s->rollups)) {
+        /* another flusher on this file stepped first: plan again from its state */
+        sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+        return STORE_STALE_PLAN;
+    }
     if (run_step(s, step, err, errlen) < 0 || put_state(s, &next, step->level, err, errlen) < 0)
         goto fail;
     if (s->retention_hook)

@@ -39,6 +39,8 @@
  *       The current value of every gauge (the base of relative ops "+v"/"-v").
  *   kafka_offsets(topic, partition, next_offset)
  *       Where the flusher resumes: the offset after the last message committed.
+ *   partition_claims(topic, partition, epoch, owner, claimed_ms)
+ *       Who owns a partition (store_claim): checked by every commit.
  *   batches(batch_id, log_ms, digest, topic, partition, offset)
  *       Batches applied (rule 3, dedup.h): id, Kafka timestamp of the record
  *       applied, body digest. Each commit deletes the ids older than
@@ -70,6 +72,8 @@
 #include "rollup.h"
 
 #define STORE_BUSY_TIMEOUT_MS 5000
+#define STORE_FENCED (-2)     /* store_commit: a partition was claimed by another flusher */
+#define STORE_STALE_PLAN 2    /* store_retention_step: replan, another flusher stepped first */
 
 typedef struct store store;
 
@@ -106,6 +110,26 @@ void store_close(store *s);
 int store_load_offsets(store *s, const char *topic, int64_t *next, int partitions,
                        char *err, size_t errlen);
 
+/*
+ * Fencing (partition_claims): before consuming partitions, a flusher claims
+ * them. In one transaction the epoch of each of parts[0..count-1] (each in
+ * 0..partitions-1) is raised and owned by `owner`, and next[0..partitions-1]
+ * is filled as store_load_offsets() does, so the claimant resumes exactly
+ * where the last commit ended. The store remembers its epochs; store_commit()
+ * refuses a flush with a message for a partition whose epoch moved on since
+ * (STORE_FENCED), so a flusher that lost a partition can never commit for it.
+ * Returns 0, or -1 with err filled (nothing claimed).
+ */
+int store_claim(store *s, const char *topic, const int *parts, int count, int partitions,
+                const char *owner, int64_t *next, char *err, size_t errlen);
+
+/* Forgets every claim (after Kafka revoked the partitions): a commit before
+ * the next store_claim() is fenced. */
+void store_release(store *s);
+
+/* The epoch this store claimed `partition` at, 0 when it holds no claim. */
+int64_t store_epoch(const store *s, int partition);
+
 /* Returns 1 if the batch id is in the batches table (then *log_ms and
  * digest are its time and body digest, dedup.h), 0 if not, -1 with err filled. */
 int store_batch_lookup(store *s, const char *id, size_t id_len, int64_t *log_ms,
@@ -128,7 +152,10 @@ void store_set_before_commit_hook(store *s, void (*hook)(void *arg), void *arg);
  * of every partition consumed; prune the dedup window; COMMIT. On any error
  * it rolls back and returns -1 with err filled; the database is then as
  * before the call and the caller must not retry with its in-memory state
- * (exit; the restart replays).
+ * (exit; the restart replays). First of all, inside the transaction, every
+ * partition the flush consumed must still be claimed at this store's epoch
+ * (store_claim): if not, nothing is written and it returns STORE_FENCED with
+ * err naming the partition and its owner (drop the in-memory state).
  * Requires the aggregate to have been built with this store's bucket_seconds.
  * Does not clear `a` or `p`. Fills *stats (may be NULL) on success.
  */
@@ -154,7 +181,10 @@ void store_set_retention_hook(store *s, void (*hook)(void *arg), void *arg);
  * span up (rows and sketches) or delete it (rows and sketches; the coarsest
  * level's sets first fold into their all-time row); write rollup_state;
  * COMMIT. On error it rolls back (nothing changed) and returns -1 with err
- * filled. *changes (may be NULL): rows written or deleted.
+ * filled. *changes (may be NULL): rows written or deleted. When rollup_state
+ * in the database is no longer the one store_rollups() gave (another flusher
+ * on the same file stepped first), it changes nothing, reloads the state and
+ * returns STORE_STALE_PLAN: plan again.
  */
 int store_retention_step(store *s, const retention_step *step, long long *changes, char *err,
                          size_t errlen);

@@ -53,20 +53,21 @@ check_eq() { # WHAT EXPECTED ACTUAL
 
 # write_config [extra libconfig text]: the test's config file
 # (MAX_BODY_BYTES and DELIVERY_TIMEOUT_MS override those keys, CONFIG_REDIS_PORT
-# redis.port; KAFKA_SETTINGS and REDIS_SETTINGS are added to those groups; the
+# redis.port, KAFKA_PARTITIONS kafka.partitions; KAFKA_SETTINGS, REDIS_SETTINGS and
+# FLUSHER_SETTINGS are added to those groups; the
 # StatsD listeners are off unless STATSD_UDP / STATSD_TCP say true, on
 # STATSD_PORT, 18125, plus STATSD_SETTINGS).
 write_config() {
     cat >"$CONF" <<CONF
 ingest = { listen_address = "127.0.0.1"; listen_port = $HTTP_PORT;
            max_body_bytes = ${MAX_BODY_BYTES:-8388608}L; };
-kafka = { brokers = "127.0.0.1:$TALLY_KAFKA_PORT"; topic = "$TOPIC"; partitions = 1;
+kafka = { brokers = "127.0.0.1:$TALLY_KAFKA_PORT"; topic = "$TOPIC"; partitions = ${KAFKA_PARTITIONS:-1};
           delivery_timeout_ms = ${DELIVERY_TIMEOUT_MS:-10000}; ${KAFKA_SETTINGS:-} };
 redis = { host = "127.0.0.1"; port = ${CONFIG_REDIS_PORT:-$TALLY_REDIS_PORT}; ${REDIS_SETTINGS:-} };
 cache = { port = ${CONFIG_CACHE_PORT:-$TALLY_CACHE_PORT}; ${CACHE_SETTINGS:-} };
 sqlite = { path = "$WORK/tally.db"; };
 flusher = { max_interval_ms = 200; max_batch_events = 50000; bucket_seconds = 10;
-            metrics_port = $FLUSHER_METRICS_PORT; };
+            metrics_port = $FLUSHER_METRICS_PORT; ${FLUSHER_SETTINGS:-} };
 statsd = { udp_enabled = ${STATSD_UDP:-false}; tcp_enabled = ${STATSD_TCP:-false};
            port = ${STATSD_PORT:-18125}; ${STATSD_SETTINGS:-} };
 ${1:-}

@@ -75,10 +75,10 @@ sqlite3 "$DB" "UPDATE meta SET value = '1' WHERE key = 'schema_version';
   INSERT INTO gauges VALUES('$P.infg', '', -9e999);"
 start_flusher
 for ((i = 0; i < 50; i++)); do
-    [[ $(sqlite3 "$DB" "SELECT value FROM meta WHERE key = 'schema_version'") == 5 ]] && break
+    [[ $(sqlite3 "$DB" "SELECT value FROM meta WHERE key = 'schema_version'") == 6 ]] && break
     sleep 0.2
 done
-check_eq "schema upgraded (1 -> 2 -> 3 -> 4 -> 5)" 5 "$(sqlite3 "$DB" "SELECT value FROM meta WHERE key = 'schema_version'")"
+check_eq "schema upgraded (1 -> 2 -> 3 -> 4 -> 5 -> 6)" 6 "$(sqlite3 "$DB" "SELECT value FROM meta WHERE key = 'schema_version'")"
 check_eq "batches kept their rows, with time and digest columns" \
     "$(sqlite3 "$DB" "SELECT COUNT(*) FROM batches") -" \
     "$(sqlite3 "$DB" "SELECT COUNT(*) FROM batches WHERE log_ms > 0") $(sqlite3 "$DB" "SELECT DISTINCT digest FROM batches")"

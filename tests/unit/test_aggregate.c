@@ -572,7 +572,9 @@ static int store_setup(void **state)
     if (!mkdtemp(f->dir))
         return -1;
     snprintf(f->path, sizeof f->path, "%s/t.db", f->dir);
-    if (store_open(&f->st, f->path, "FULL", 10, 60, err, sizeof err) < 0) {
+    int64_t next[2];
+    if (store_open(&f->st, f->path, "FULL", 10, 60, err, sizeof err) < 0 ||
+        store_claim(f->st, "t", (const int[]){0, 1}, 2, 2, "test", next, err, sizeof err) < 0) {
         print_error("store_open: %s\n", err);
         return -1;
     }

@@ -99,7 +99,12 @@ static void assert_defaults(const tally_config *c)
     assert_int_equal(c->kafka.delivery_timeout_ms, 5000);
     assert_int_equal(c->kafka.linger_ms, 0);
     assert_int_equal(c->kafka.max_message_bytes, 1000000);
-    assert_string_equal(c->kafka.consumer_group, "tally-flusher");
+    assert_string_equal(c->kafka.consumer_group, "");
+    char group[300];
+    config_consumer_group(c, group, sizeof group);
+    assert_string_equal(group, "tally-flusher-tally-events");
+    assert_string_equal(c->flusher.instance_id, "");
+    assert_int_equal(c->flusher.session_timeout_ms, 10000);
     assert_string_equal(c->redis.host, "127.0.0.1");
     assert_int_equal(c->redis.port, 6379);
     assert_int_equal(c->redis.timeout_ms, 500);
@@ -222,7 +227,7 @@ static void shipped_conf_has_every_key(void **state)
     }
     config_destroy(&lc);
     free(ref);
-    assert_int_equal(keys, 80); /* every field of tally_config */
+    assert_int_equal(keys, 82); /* every field of tally_config */
 }
 
 static void override_values(void **state)
@@ -455,15 +460,14 @@ static void empty_required_strings(void **state)
     char problems[PROBLEMS_LEN], path[512];
     tally_config c;
     int n = load_text("ingest: { listen_address = \"\"; };\n"
-                      "kafka: { brokers = \"\"; topic = \"\"; consumer_group = \"\"; };\n"
+                      "kafka: { brokers = \"\"; topic = \"\"; };\n"
                       "redis: { host = \"\"; };\n"
                       "sqlite: { path = \"\"; };\n",
                       &c, problems, path, sizeof path);
-    assert_int_equal(n, 6);
+    assert_int_equal(n, 5);
     expect_problem(problems, path, 1, "ingest.listen_address: must not be empty");
     expect_problem(problems, path, 2, "kafka.brokers: must not be empty");
     expect_problem(problems, path, 2, "kafka.topic: must not be empty");
-    expect_problem(problems, path, 2, "kafka.consumer_group: must not be empty");
     expect_problem(problems, path, 3, "redis.host: must not be empty");
     expect_problem(problems, path, 4, "sqlite.path: must not be empty");
     assert_string_equal(c.sqlite.path, "var/data/tally.db");
@@ -593,7 +597,7 @@ static void reference_is_a_markdown_table(void **state)
     assert_non_null(strstr(ref, "| `sqlite.synchronous` | enum | `\"FULL\"` | FULL, NORMAL, EXTRA | "));
     assert_non_null(strstr(ref, "| `log.level` | enum | `\"info\"` | debug, info, warn, error | "));
     /* every line has exactly the 6 pipes of 5 columns */
-    assert_int_equal(count_lines(ref), 2 + 80);
+    assert_int_equal(count_lines(ref), 2 + 82);
     for (char *line = strtok(ref, "\n"); line; line = strtok(NULL, "\n")) {
         int pipes = 0;
         for (char *p = line; *p; p++)

@@ -434,7 +434,9 @@ static void test_rebuild_restores_pfcount(void **state)
     assert_non_null(mkdtemp(dir));
     snprintf(path, sizeof path, "%s/t.db", dir);
     store *st = NULL;
-    if (store_open(&st, path, "FULL", 10, 3600, err, sizeof err) != 0)
+    int64_t next[1];
+    if (store_open(&st, path, "FULL", 10, 3600, err, sizeof err) != 0 ||
+        store_claim(st, "t", (const int[]){0}, 1, 1, "test", next, err, sizeof err) != 0)
         fail_msg("store_open: %s", err);
     aggregate *a = aggregate_new(10);
     pending *p = pending_new(1);

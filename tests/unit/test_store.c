@@ -78,7 +78,9 @@ static int setup(void **state)
         return -1;
     }
     snprintf(f->path, sizeof f->path, "%s/t.db", f->dir);
-    if (store_open(&f->st, f->path, "FULL", BUCKET_SECONDS, 60, err, sizeof err) < 0) {
+    int64_t next[1];
+    if (store_open(&f->st, f->path, "FULL", BUCKET_SECONDS, 60, err, sizeof err) < 0 ||
+        store_claim(f->st, "t", (const int[]){0}, 1, 1, "test", next, err, sizeof err) < 0) {
         print_error("store_open: %s\n", err);
         return -1;
     }
@@ -468,7 +470,9 @@ static void test_upgraded_rows_have_no_sketch(void **state)
     exec_sql(f, "DROP TABLE sketches; DROP TABLE series; DROP INDEX IF EXISTS series_prom_name;"
                 " UPDATE meta SET value = '3' WHERE key = 'schema_version'");
     char err[512] = "";
-    if (store_open(&f->st, f->path, "FULL", BUCKET_SECONDS, 60, err, sizeof err) != 0)
+    int64_t next[1];
+    if (store_open(&f->st, f->path, "FULL", BUCKET_SECONDS, 60, err, sizeof err) != 0 ||
+        store_claim(f->st, "t", (const int[]){0}, 1, 1, "test", next, err, sizeof err) != 0)
         fail_msg("store_open after the upgrade: %s", err);
     assert_int_equal((int)scalar(f, "SELECT value FROM meta WHERE key = 'schema_version'"), SCHEMA_VERSION);
     assert_int_equal((int)scalar(f, "SELECT count(*) FROM sketches"), 0);
@@ -619,6 +623,60 @@ static void test_set_sketch_merge_function(void **state)
     hll_free(a);
     hll_free(b);
     hll_free(all);
+}
+
+/* ---- fencing (store_claim) ------------------------------------------------------- */
+
+/* A second store claims partition 0: it resumes at the first one's offset,
+ * and the first can never commit for it again (nothing of that flush is
+ * written); the claimant commits. */
+static void test_claim_fences_the_previous_owner(void **state)
+{
+    fixture *f = *state;
+    char err[512] = "";
+    add(f, METRIC_COUNTER, "c", 1, 1, 1000);
+    commit_ok(f, NULL);
+    assert_int_equal(store_epoch(f->st, 0), 1);
+
+    store *other = NULL;
+    int64_t next[1];
+    assert_int_equal(store_open(&other, f->path, "FULL", BUCKET_SECONDS, 60, err, sizeof err), 0);
+    assert_int_equal(store_claim(other, "t", (const int[]){0}, 1, 1, "flusher-b", next, err,
+                                 sizeof err), 0);
+    assert_int_equal(next[0], 1);
+    assert_int_equal(store_epoch(other, 0), 2);
+
+    add(f, METRIC_COUNTER, "c", 5, 1, 1000);
+    assert_int_equal(commit(f, NULL, err, sizeof err), STORE_FENCED);
+    assert_non_null(strstr(err, "claimed by flusher-b at epoch 2"));
+    assert_int_equal((int)scalar(f, "SELECT value FROM metrics WHERE name = 'c'"), 1);
+    assert_int_equal((int)scalar(f, "SELECT next_offset FROM kafka_offsets"), 1);
+
+    store *mine = f->st; /* the claimant commits the same offset */
+    f->st = other;
+    f->next_offset = next[0];
+    add(f, METRIC_COUNTER, "c", 7, 1, 1000);
+    commit_ok(f, NULL);
+    assert_int_equal((int)scalar(f, "SELECT value FROM metrics WHERE name = 'c'"), 8);
+    assert_int_equal((int)scalar(f, "SELECT epoch FROM partition_claims"), 2);
+    f->st = mine;
+    store_close(other);
+}
+
+/* Without a claim (never made, or released at a revoke) nothing commits. */
+static void test_released_claim_cannot_commit(void **state)
+{
+    fixture *f = *state;
+    char err[512] = "";
+    store_release(f->st);
+    assert_int_equal(store_epoch(f->st, 0), 0);
+    add(f, METRIC_COUNTER, "c", 1, 1, 1000);
+    assert_int_equal(commit(f, NULL, err, sizeof err), STORE_FENCED);
+    assert_non_null(strstr(err, "never claimed it"));
+    assert_int_equal((int)scalar(f, "SELECT count(*) FROM metrics"), 0);
+    assert_int_equal(store_claim(f->st, "t", (const int[]){3}, 1, 1, "x", (int64_t[1]){0}, err,
+                                 sizeof err), -1);
+    assert_non_null(strstr(err, "outside"));
 }
 
 /* ---- retention (retention.h, store_retention_step) ------------------------------- */
@@ -800,6 +858,36 @@ static void test_retention_step_is_atomic(void **state)
     ddsketch_free(all);
 }
 
+/* Two flushers on one file: a step planned from a state another store has
+ * moved on from changes nothing and asks for a new plan. */
+static void test_retention_stale_plan_is_refused(void **state)
+{
+    fixture *f = *state;
+    ddsketch *all = ddsketch_new();
+    flush_an_hour(f, all);
+    char err[512] = "";
+    store *other = NULL;
+    assert_int_equal(store_open(&other, f->path, "FULL", BUCKET_SECONDS, 60, err, sizeof err), 0);
+    tally_config cfg;
+    config_defaults(&cfg);
+    retention_rows rows = {first_at, f->st};
+    retention_step step;
+    assert_int_equal(retention_next(store_rollups(f->st), &cfg, HOUR0 + DAYS(1), &rows, &step,
+                                    err, sizeof err), 1);
+    assert_int_equal(store_retention_step(other, &step, NULL, err, sizeof err), 0);
+    double rows_after_one = scalar(f, "SELECT count(*) FROM rollup_metrics");
+    double sum_after_one = rolled(f, "sum(value)", "c", 60);
+    assert_true(rows_after_one > 0 && sum_after_one > 0);
+    assert_int_equal(store_retention_step(f->st, &step, NULL, err, sizeof err), STORE_STALE_PLAN);
+    assert_float_equal(scalar(f, "SELECT count(*) FROM rollup_metrics"), rows_after_one, 0);
+    assert_float_equal(rolled(f, "sum(value)", "c", 60), sum_after_one, 0); /* not twice */
+    store_close(other);
+    retain(f, HOUR0 + DAYS(1)); /* planned again from the stored state */
+    assert_hour_rolled(f, 60, all);
+    assert_hour_rolled(f, 3600, all);
+    ddsketch_free(all);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -811,6 +899,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_set_sketch_merge_function, setup, teardown),
         cmocka_unit_test_setup_teardown(test_retention_rolls_up_and_expires, setup, teardown),
         cmocka_unit_test_setup_teardown(test_retention_step_is_atomic, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_retention_stale_plan_is_refused, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_claim_fences_the_previous_owner, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_released_claim_cannot_commit, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
