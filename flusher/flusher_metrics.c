@@ -38,32 +38,58 @@ void flusher_metrics_free(flusher_metrics *m)
 
 #define GET(x) ((double)atomic_load_explicit(&(x), memory_order_relaxed))
 
+/* One partition's sample; *present = 0 leaves it out. */
+typedef double (*partition_value)(const flusher_partition_lag *l, int64_t now_ms, int *present);
+
+static double lag_records(const flusher_partition_lag *l, int64_t now_ms, int *present)
+{
+    (void)now_ms;
+    int64_t r = atomic_load(&l->records);
+    *present = r >= 0;
+    return (double)r;
+}
+
+static double lag_seconds(const flusher_partition_lag *l, int64_t now_ms, int *present)
+{
+    int64_t r = atomic_load(&l->records), at = atomic_load(&l->committed_ms);
+    *present = r >= 0;
+    return r == 0 || at <= 0 || now_ms < at ? 0 : (double)(now_ms - at) / 1000;
+}
+
+static double claim_epoch(const flusher_partition_lag *l, int64_t now_ms, int *present)
+{
+    (void)now_ms;
+    int64_t e = atomic_load(&l->epoch);
+    *present = e > 0;
+    return (double)e;
+}
+
+static void render_per_partition(const flusher_metrics *m, int64_t now_ms, prom_text *t,
+                                 const char *name, const char *help, partition_value value)
+{
+    prom_text_family(t, name, "gauge", help);
+    for (int p = 0; p < m->partitions; p++) {
+        int present;
+        double v = value(&m->lag[p], now_ms, &present);
+        char part[16];
+        snprintf(part, sizeof part, "%d", p);
+        const char *labels[] = {"partition", part, NULL};
+        if (present)
+            prom_text_sample(t, name, labels, v);
+    }
+}
+
 static void render_lag(const flusher_metrics *m, int64_t now_ms, prom_text *t)
 {
-    prom_text_family(t, "tally_flusher_lag_records", "gauge",
-                     "Records of the partition not yet committed to SQLite (Kafka's high "
-                     "watermark minus the committed offset).");
-    for (int p = 0; p < m->partitions; p++) {
-        int64_t r = atomic_load(&m->lag[p].records);
-        char part[16];
-        snprintf(part, sizeof part, "%d", p);
-        const char *labels[] = {"partition", part, NULL};
-        if (r >= 0)
-            prom_text_sample(t, "tally_flusher_lag_records", labels, (double)r);
-    }
-    prom_text_family(t, "tally_flusher_lag_seconds", "gauge",
-                     "While records are not committed: the age of the partition's last committed "
-                     "record (its Kafka timestamp); 0 when caught up.");
-    for (int p = 0; p < m->partitions; p++) {
-        int64_t r = atomic_load(&m->lag[p].records);
-        int64_t at = atomic_load(&m->lag[p].committed_ms);
-        char part[16];
-        snprintf(part, sizeof part, "%d", p);
-        const char *labels[] = {"partition", part, NULL};
-        if (r >= 0)
-            prom_text_sample(t, "tally_flusher_lag_seconds", labels,
-                             r == 0 || at <= 0 || now_ms < at ? 0 : (double)(now_ms - at) / 1000);
-    }
+    render_per_partition(m, now_ms, t, "tally_flusher_lag_records",
+                         "Records of the partition not yet committed to SQLite (Kafka's high "
+                         "watermark minus the committed offset).", lag_records);
+    render_per_partition(m, now_ms, t, "tally_flusher_lag_seconds",
+                         "While records are not committed: the age of the partition's last "
+                         "committed record (its Kafka timestamp); 0 when caught up.", lag_seconds);
+    render_per_partition(m, now_ms, t, "tally_flusher_partition_epoch",
+                         "The epoch this flusher claimed the partition at in SQLite "
+                         "(partition_claims); only partitions it owns.", claim_epoch);
 }
 
 void flusher_metrics_render(const flusher_metrics *m, int64_t now_ms, prom_text *t)
@@ -74,7 +100,7 @@ void flusher_metrics_render(const flusher_metrics *m, int64_t now_ms, prom_text 
     prom_text_single(t, "tally_flusher_start_time_seconds", "gauge",
                      "When the process started, in Unix seconds.", m->start_time);
     prom_text_single(t, "tally_flusher_consuming", "gauge",
-                     "1 once the partitions are assigned at their SQLite offsets.", GET(m->consuming));
+                     "1 once the flusher has joined its consumer group (partitions: tally_flusher_partition_epoch).", GET(m->consuming));
     prom_text_single(t, "tally_flusher_commits_total", "counter", "SQLite commits of a flush.",
                      GET(m->commits));
     prom_text_histogram(t, "tally_flusher_commit_duration_seconds",
@@ -108,6 +134,9 @@ void flusher_metrics_render(const flusher_metrics *m, int64_t now_ms, prom_text 
     prom_text_single(t, "tally_flusher_retention_failures_total", "counter",
                      "Retention steps that failed (rolled back; retried).",
                      GET(m->retention_failures));
+    prom_text_single(t, "tally_flusher_rebalances_total", "counter",
+                     "Partition assignments received from the consumer group.",
+                     GET(m->rebalances));
     prom_text_single(t, "tally_flusher_replaying", "gauge",
                      "1 from the start until the flusher first caught up with the topic.",
                      GET(m->replaying));

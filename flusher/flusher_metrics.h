@@ -6,7 +6,8 @@
  * metrics listener thread (metrics_http.h) reads and renders. Lag is per
  * partition: records between the offset committed to SQLite and the high
  * watermark Kafka last reported, and the age of the last committed record's
- * Kafka timestamp while that lag is not zero.
+ * Kafka timestamp while that lag is not zero; and, for the partitions this
+ * flusher owns, the epoch it claimed them at.
  */
 #ifndef TALLY_FLUSHER_METRICS_H
 #define TALLY_FLUSHER_METRICS_H
@@ -19,6 +20,7 @@
 typedef struct flusher_partition_lag {
     _Atomic int64_t records;      /* -1: not known yet */
     _Atomic int64_t committed_ms; /* Kafka timestamp of the last record committed (0: none) */
+    _Atomic int64_t epoch;        /* claimed at (store_claim); 0: not this flusher's */
 } flusher_partition_lag;
 
 typedef struct flusher_metrics {
@@ -26,7 +28,7 @@ typedef struct flusher_metrics {
     _Atomic int consuming;
     _Atomic uint64_t commits, events_committed, last_commit_events;
     _Atomic uint64_t records_consumed, records_rejected, batches_duplicate;
-    _Atomic uint64_t kafka_errors, cache_invalidations;
+    _Atomic uint64_t kafka_errors, cache_invalidations, rebalances;
     _Atomic uint64_t retention_rollups, retention_expiries, retention_rows, retention_failures;
     _Atomic int replaying;
     _Atomic int64_t replay_total, replay_remaining;

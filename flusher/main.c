@@ -1,8 +1,10 @@
 /*
  * main.c — tally-flusher: drains the Kafka topic into SQLite, exactly once.
  *
- * Wiring only: config -> store (SQLite) -> consumer assigned at the offsets
- * stored in SQLite -> loop { poll; decode (record); dedup (pending + store);
+ * Wiring only: config -> store (SQLite) -> consumer in its group; each
+ * assignment is claimed in SQLite (store_claim: fencing) and starts at the
+ * offsets stored there; each revoke commits first -> loop { poll; decode
+ * (record); dedup (pending + store);
  * aggregate } -> store_commit when the pending flush holds
  * flusher.max_batch_events events, is flusher.max_interval_ms old, or the
  * consumer has caught up with the topic (a poll found nothing new). While
@@ -497,6 +499,7 @@ static int on_assign(void *ctx, const int *parts, int count, int64_t *next)
         int p = parts[i];
         f->owned[p] = 1;
         f->position[p] = f->committed[p] = next[p];
+        atomic_store(&f->metrics->lag[p].epoch, store_epoch(f->st, p));
         log_info("partition %d: claimed at epoch %" PRId64 ", resuming at %s%" PRId64, p,
                  store_epoch(f->st, p), next[p] < 0 ? "beginning " : "offset ",
                  next[p] < 0 ? (int64_t)0 : next[p]);
@@ -504,6 +507,7 @@ static int on_assign(void *ctx, const int *parts, int count, int64_t *next)
     if (count == 0)
         log_info("kafka: no partition assigned to %s (the group has more flushers than partitions)",
                  f->owner);
+    BUMP(rebalances, 1);
     note_replay_start(f);
     return 0;
 }
@@ -530,6 +534,7 @@ static void on_revoke(void *ctx, const int *parts, int count)
     for (int p = 0; p < f->partitions; p++) {
         f->owned[p] = 0;
         atomic_store(&f->metrics->lag[p].records, -1);
+        atomic_store(&f->metrics->lag[p].epoch, 0);
     }
     log_info("kafka: %d partition%s revoked (rebalance)", count, count == 1 ? "" : "s");
 }

@@ -72,6 +72,8 @@ before_kill=$(claimed b)
 log "B joined: A gave its partitions back, B holds $before_kill"
 ((before_kill >= 1 && before_kill <= 3)) || fail "B should hold part of the 4 partitions, holds $before_kill"
 CHECKS=$((CHECKS + 1))
+a_owns=$(curl -fsS "$FLUSHER_URL/metrics" | grep -c '^tally_flusher_partition_epoch{' || true)
+check_eq "A's /metrics shows the partitions B does not hold" "$((4 - before_kill))" "$a_owns"
 sleep 2 # both commit under load
 
 kill -KILL "$PID_a"
