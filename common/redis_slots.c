@@ -353,10 +353,11 @@ size_t redis_slot_map_holes(const redis_slot_map *map, char *buf, size_t buflen)
 
 /* ---- MOVED and ASK -------------------------------------------------------- */
 
-/* Reads the decimal number s[0..len) (digits only, no sign) up to max. */
+/* Reads the decimal number s[0..len) up to max: digits only, no sign, no
+ * leading zero (as Redis writes it, so a parse formats back to its input). */
 static int read_decimal(const char *s, size_t len, unsigned max, unsigned *out)
 {
-    if (len == 0 || len > 5) return -1;
+    if (len == 0 || len > 5 || (len > 1 && s[0] == '0')) return -1;
     unsigned v = 0;
     for (size_t i = 0; i < len; i++) {
         if (s[i] < '0' || s[i] > '9') return -1;

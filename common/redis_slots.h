@@ -111,8 +111,9 @@ typedef struct redis_redirect {
 /*
  * Parses the error reply err[0..len) as hiredis gives it (reply->str,
  * without the leading '-'): "MOVED <slot> <host>:<port>" or "ASK <slot>
- * <host>:<port>", exactly one space between the parts, the port after the
- * LAST ':' (an IPv6 host holds colons: "MOVED 1 ::1:6380"). Returns the kind
+ * <host>:<port>", exactly one space between the parts, decimal numbers
+ * without a sign or a leading zero, the port after the LAST ':' (an IPv6
+ * host holds colons: "MOVED 1 ::1:6380"). Returns the kind
  * and fills *out; for anything else (another error, or a MOVED or ASK that
  * does not parse) returns REDIS_REDIRECT_NONE with out->kind NONE, and the
  * caller treats the reply as the error it is.

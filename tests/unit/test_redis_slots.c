@@ -479,6 +479,8 @@ static void test_redirects(void **state)
     assert_string_equal(redis_redirect_host(&r, "10.1.2.3"), "redis-7.internal");
     assert_int_equal(r.slot, 16383);
     assert_int_equal(r.port, 65535);
+    assert_int_equal(parse_redirect("ASK 0 h:1", &r), REDIS_REDIRECT_ASK); /* "0" itself */
+    assert_int_equal(r.slot, 0);
     /* len bounds the text: a longer buffer is cut */
     assert_int_equal(redis_redirect_parse("ASK 7 h:12345678", 12, &r), REDIS_REDIRECT_ASK);
     assert_int_equal(r.port, 1234);
@@ -509,6 +511,9 @@ static const char *const not_redirects[] = {
     "MOVED 1 h:6379x",
     "MOVED 1 h:6379 ",
     "MOVED 1 h:-1",
+    "MOVED 01 h:1",
+    "MOVED 1 h:06379",
+    "MOVED 00 h:1",
     "MOVED 1 a b:1",
     "MOVED 1 h:1\n",
     "ASK",
