@@ -35,6 +35,7 @@ struct ingest_server {
     prom_api *reads;          /* the query routes (prom_api.h) */
     auth_table *auth;         /* NULL: ingest.tokens_file is empty, no authentication */
     http_guard *guard;        /* connection limits and deadlines */
+    redis_info_poller *redis_info; /* the Redis figures of /metrics */
 };
 
 
@@ -80,7 +81,7 @@ static void handle_metrics(ingest_server *s, struct evhttp_request *req)
 {
     metrics_sources src = {s->kafka, s->redis, s->pipeline,
                            s->reads ? prom_api_cache(s->reads) : NULL, s->statsd,
-                           http_guard_connections(s->guard)};
+                           s->redis_info, http_guard_connections(s->guard)};
     metrics_route_handle(&src, req);
 }
 
@@ -235,6 +236,12 @@ ingest_server *ingest_server_new(struct event_base *base, const tally_config *cf
     s->pipeline = batch_pipeline_new(base, cfg, kafka, redis, err, errlen);
     if (!s->pipeline)
         goto fail;
+    query_cache *cache = reads ? prom_api_cache(reads) : NULL;
+    s->redis_info = redis_info_poller_new(base, redis, cache ? query_cache_redis(cache) : NULL);
+    if (!s->redis_info) {
+        snprintf(err, errlen, "out of memory");
+        goto fail;
+    }
     s->http = evhttp_new(base);
     if (!s->http) {
         snprintf(err, errlen, "libevent: cannot create the HTTP server");
@@ -289,6 +296,7 @@ void ingest_server_free(ingest_server *s)
     if (s->http)
         evhttp_free(s->http);
     http_guard_free(s->guard);
+    redis_info_poller_free(s->redis_info);
     auth_free(s->auth);
     batch_pipeline_free(s->pipeline);
     free(s);

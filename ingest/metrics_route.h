@@ -3,9 +3,8 @@
  * (common/prom_text.h): the process (build, Kafka and Redis up, HTTP
  * connections), the write path (batch_pipeline_metrics), the StatsD
  * listeners, the read path, and the figures of the state and cache Redis
- * from one INFO each per scrape (redis_info.h). The answer waits for those
- * two INFO replies (each bounded by its writer's timeout); everything else is
- * written when the request arrives.
+ * (redis_info.h: from the last INFO, sent once a second). Everything is
+ * written when the request arrives: a scrape waits for nothing.
  */
 #ifndef TALLY_METRICS_ROUTE_H
 #define TALLY_METRICS_ROUTE_H
@@ -17,6 +16,7 @@
 #include "batch_pipeline.h"
 #include "kafka_writer.h"
 #include "query_cache.h"
+#include "redis_info.h"
 #include "redis_writer.h"
 #include "statsd_listeners.h"
 
@@ -26,10 +26,11 @@ typedef struct metrics_sources {
     batch_pipeline *pipeline;
     query_cache *cache;           /* NULL: no read path */
     statsd_listeners *statsd;     /* NULL: no listeners */
+    const redis_info_poller *redis_info; /* NULL: no Redis figures */
     size_t http_connections;
 } metrics_sources;
 
-/* Answers req (now or after the INFO replies); src is copied. */
+/* Answers req at once. */
 void metrics_route_handle(const metrics_sources *src, struct evhttp_request *req);
 
 #endif

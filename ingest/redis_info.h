@@ -1,11 +1,15 @@
 /*
  * redis_info.h — the Redis figures /metrics shows (used memory against
- * maxmemory, evicted keys, connected clients, keyspace hits and misses), read
- * with one INFO per scrape from each Redis tally-ingest uses: the state Redis
- * and the cache Redis.
+ * maxmemory, evicted keys, connected clients, keyspace hits and misses) of
+ * each Redis tally-ingest uses: the state Redis and the cache Redis. A poller
+ * sends one INFO to each once a second (never two at once to one Redis) and
+ * keeps the last answers, so a scrape reads a copy at most ~1 s old and waits
+ * for no Redis: under writes an INFO queues behind the batches' transactions.
  */
 #ifndef TALLY_REDIS_INFO_H
 #define TALLY_REDIS_INFO_H
+
+#include <event2/event.h>
 
 #include "prom_text.h"
 #include "redis_writer.h"
@@ -17,14 +21,18 @@ typedef struct redis_info {
         keyspace_misses;
 } redis_info;
 
-typedef void (*redis_info_fn)(void *opaque, redis_info *info);
+typedef struct redis_info_poller redis_info_poller;
 
-/* Sends INFO through w (NULL: that Redis is not configured) and fills *info
- * (up = 0 when Redis cannot answer); `done` is called exactly once, now or
- * later. *info must live until then. */
-void redis_info_read(redis_writer *w, redis_info *info, redis_info_fn done, void *opaque);
+/* Starts polling `state` (labelled "state") and, when not NULL, `cache`
+ * ("cache"), now and then every second on `base`. NULL when out of memory.
+ * The writers must outlive the poller's last INFO callback: free the poller
+ * after them (an INFO still pending at that point is answered to nobody). */
+redis_info_poller *redis_info_poller_new(struct event_base *base, redis_writer *state,
+                                         redis_writer *cache);
+void redis_info_poller_free(redis_info_poller *p);
 
-/* Appends the families tally_redis_* with one sample per instance given. */
-void redis_info_metrics(prom_text *t, const redis_info *const *infos, size_t n);
+/* Appends the families tally_redis_* with one sample per polled Redis, from
+ * the last INFO answers (up = 0: the last INFO failed, or none answered yet). */
+void redis_info_metrics(const redis_info_poller *p, prom_text *t);
 
 #endif

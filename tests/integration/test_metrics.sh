@@ -43,6 +43,11 @@ check_eq "StatsD lines, dropped, stored" "2 1 1" \
     "$(metric tally_statsd_lines_total) $(metric 'tally_statsd_lines_dropped_total{reason="bad_value"}') $(metric tally_statsd_lines_stored_total)"
 check_eq "kernel drops" 0 "$(metric tally_statsd_kernel_drops_total)"
 check_eq "a read reached SQLite" 1 "$(metric tally_reads_sqlite_queries_total)"
+# the Redis figures come from an INFO sent every second: the first within ~1 s of the start
+for ((i = 0; i < 50; i++)); do
+    [[ "$(metric 'tally_redis_up{instance="state"}') $(metric 'tally_redis_up{instance="cache"}')" == "1 1" ]] && break
+    sleep 0.1
+done
 check_eq "state and cache Redis up" "1 1" \
     "$(metric 'tally_redis_up{instance="state"}') $(metric 'tally_redis_up{instance="cache"}')"
 (( $(metric 'tally_redis_used_memory_bytes{instance="state"}') > 0 )) || fail "no used_memory for the state Redis"
