@@ -33,6 +33,22 @@ topic_min_insync() {
              END { print v == "" ? "none" : v }'
 }
 
+# wait_while_running WHAT PID COMMAND...: polls COMMAND until it succeeds;
+# fails if process PID exits or 60 s pass first.
+wait_while_running() {
+    local what=$1 pid=$2 deadline=$((SECONDS + 60))
+    shift 2
+    until "$@"; do
+        kill -0 "$pid" 2>/dev/null || fail "$what: the process exited"
+        ((SECONDS < deadline)) || fail "$what: not within 60 s"
+        sleep 0.3
+    done
+    CHECKS=$((CHECKS + 1))
+    log "ok: $what"
+}
+flusher_log_has() { grep -qF -- "$1" "$WORK/flusher.log"; }
+topic_min_insync_is() { [[ $(topic_min_insync "$1") == "$2" ]]; }
+
 # start_ingest_refusing WANT: starts tally-ingest and waits (60 s) until its
 # /healthz is 503 with a kafka_reason holding WANT.
 start_ingest_refusing() {
@@ -82,14 +98,8 @@ grep -qF "acknowledging nothing" "$WORK/ingest.log" && fail "a create failure is
 stop_ingest
 "$TALLY_BUILD/tally-flusher" -c "$CONF" >>"$WORK/flusher.log" 2>&1 &
 FLUSHER_PID=$!
-deadline=$((SECONDS + 60))
-until grep -qF "$hint" "$WORK/flusher.log"; do
-    kill -0 "$FLUSHER_PID" 2>/dev/null || fail "tally-flusher exited instead of waiting"
-    ((SECONDS < deadline)) || fail "flusher.log does not name the refused creation within 60 s"
-    sleep 0.2
-done
-CHECKS=$((CHECKS + 1))
-log "ok: the flusher waits, naming the refused creation"
+wait_while_running "the flusher waits, naming the refused creation" "$FLUSHER_PID" \
+    flusher_log_has "$hint"
 kill9_flusher
 check_eq "topic created by neither" none "$(topic_min_insync "$TOPIC")"
 
@@ -104,14 +114,8 @@ FLUSHER_TOPIC=$TOPIC-flusher
 TOPIC=$FLUSHER_TOPIC write_config
 grep -qF "topic = \"$FLUSHER_TOPIC\"" "$CONF" || fail "the flusher's config does not name $FLUSHER_TOPIC"
 start_flusher
-deadline=$((SECONDS + 60))
-while [[ $(topic_min_insync "$FLUSHER_TOPIC") != 1 ]]; do
-    kill -0 "$FLUSHER_PID" 2>/dev/null || fail "tally-flusher exited during start"
-    ((SECONDS < deadline)) || fail "the flusher did not create $FLUSHER_TOPIC with min.insync.replicas=1 within 60 s"
-    sleep 0.5
-done
-CHECKS=$((CHECKS + 1))
-log "ok: the flusher creates its topic with min.insync.replicas=1"
+wait_while_running "the flusher creates its topic with min.insync.replicas=1" "$FLUSHER_PID" \
+    topic_min_insync_is "$FLUSHER_TOPIC" 1
 stop_flusher
 
 log "(c) replication_factor = 2 on the replication-1 topic: 503 naming partition and replicas"
