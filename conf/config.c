@@ -9,6 +9,9 @@
  * setting up in the table, and config_print_reference() prints the table as
  * the markdown that README.md carries. Adding a key is adding a field to
  * config.h and a row here; the docs, the defaults and the checks follow.
+ * A key that may not exceed another (kafka.min_insync_replicas <=
+ * kafka.replication_factor) is a row of the small `config_bounds` table,
+ * checked after the whole file is read, since either key may come first.
  *
  * A row's name is the stringified member path (`ingest.listen_port` is both
  * the key and the C member designator), so a key cannot drift from its field,
@@ -137,6 +140,10 @@ static const struct key_row config_keys[] = {
                "Topic that carries event batches from ingest to the flusher."),
     INT_ROW(kafka.partitions, 1, 1, 1024,
             "Partition count the topic is created with."),
+    INT_ROW(kafka.replication_factor, 1, 1, 32,
+            "Replicas of each partition the topic is created with; tally-ingest acknowledges nothing while a partition has fewer."),
+    INT_ROW(kafka.min_insync_replicas, 1, 1, 32,
+            "Topic min.insync.replicas set at creation (at most kafka.replication_factor); tally-ingest acknowledges nothing while the topic's is lower."),
     INT_ROW(kafka.delivery_timeout_ms, 5000, 100, 300000,
             "How long a batch may wait for Kafka delivery before it is refused."),
     INT_ROW(kafka.linger_ms, 0, 0, 1000,
@@ -272,6 +279,25 @@ static const struct key_row config_keys[] = {
 
 #define CONFIG_KEY_COUNT (sizeof config_keys / sizeof config_keys[0])
 
+/*
+ * Numeric keys bounded by another key: `lesser` may not exceed `greater`.
+ * Checked once the whole file is read (either key may come first, or be
+ * absent and keep its default), and only when both values were valid: a
+ * refused value already has its own problem line. `why` ends the message.
+ */
+struct key_bound {
+    const char *lesser, *greater;
+    const char *why;
+};
+
+static const struct key_bound config_bounds[] = {
+    { "kafka.min_insync_replicas", "kafka.replication_factor",
+      "no write could reach more in-sync replicas than a partition has; lower it or raise "
+      "kafka.replication_factor" },
+};
+
+#define CONFIG_BOUND_COUNT (sizeof config_bounds / sizeof config_bounds[0])
+
 /* ---- table helpers ------------------------------------------------------ */
 
 static void *field_of(tally_config *cfg, const struct key_row *row)
@@ -377,6 +403,14 @@ static void check_table(void)
             break;
         }
     }
+    for (size_t i = 0; i < CONFIG_BOUND_COUNT; i++) {
+        const struct key_row *lesser = find_row(config_bounds[i].lesser);
+        const struct key_row *greater = find_row(config_bounds[i].greater);
+        assert(lesser && greater && config_bounds[i].why);
+        assert(lesser->type == KEY_INT || lesser->type == KEY_INT64);
+        assert(greater->type == KEY_INT || greater->type == KEY_INT64);
+        assert(lesser->def_num <= greater->def_num);
+    }
 #endif
 }
 
@@ -428,6 +462,7 @@ struct load_ctx {
     size_t out_len;
     size_t used;         /* bytes written to out, excluding the NUL */
     int count;
+    bool refused[CONFIG_KEY_COUNT]; /* a row whose value in the file was refused */
 };
 
 __attribute__((format(printf, 5, 6)))
@@ -602,6 +637,33 @@ static void apply_row(struct load_ctx *ctx, const struct key_row *row, const con
     }
 }
 
+static long long number_of(tally_config *cfg, const struct key_row *row)
+{
+    return row->type == KEY_INT64 ? *(long long *)field_of(cfg, row)
+                                  : (long long)*(int *)field_of(cfg, row);
+}
+
+/* Reports every bound of config_bounds the loaded values break, at the line
+ * of the lesser key (or of the greater when the lesser is not in the file). */
+static void check_bounds(struct load_ctx *ctx, const config_t *lc)
+{
+    for (size_t i = 0; i < CONFIG_BOUND_COUNT; i++) {
+        const struct key_bound *b = &config_bounds[i];
+        const struct key_row *lesser = find_row(b->lesser), *greater = find_row(b->greater);
+        if (ctx->refused[lesser - config_keys] || ctx->refused[greater - config_keys])
+            continue;
+        long long lo = number_of(ctx->cfg, lesser), hi = number_of(ctx->cfg, greater);
+        if (lo <= hi)
+            continue;
+        const config_setting_t *at = config_lookup(lc, b->lesser);
+        if (!at)
+            at = config_lookup(lc, b->greater);
+        report(ctx, at ? config_setting_source_file(at) : NULL,
+               at ? (int)config_setting_source_line(at) : 0, b->lesser,
+               "%lld is more than %s (%lld): %s", lo, b->greater, hi, b->why);
+    }
+}
+
 /* Visits every child of `group` (whose path is `prefix`, NULL for the root)
  * in file order: table keys are applied, known sections descended into,
  * everything else reported. Unknown groups are reported and still descended
@@ -625,7 +687,10 @@ static void walk(struct load_ctx *ctx, const config_setting_t *group, const char
 
         const struct key_row *row = find_row(path);
         if (row) {
+            int before = ctx->count;
             apply_row(ctx, row, s);
+            if (ctx->count != before)
+                ctx->refused[row - config_keys] = true;
         } else if (config_setting_type(s) == CONFIG_TYPE_GROUP) {
             if (!is_section(path)) {
                 char sections[256];
@@ -686,6 +751,7 @@ int config_load(const char *path, tally_config *cfg, char *problems, size_t prob
     const config_setting_t *root = config_root_setting(&lc);
     if (root)
         walk(&ctx, root, NULL);
+    check_bounds(&ctx, &lc);
     config_destroy(&lc);
     return ctx.count;
 }

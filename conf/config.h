@@ -4,8 +4,10 @@
  * Every key is a row of a declared table (name, type, default, range, field
  * offset, description) in config.c; loading, validation, defaults and the
  * reference printed by `--help-config` all read that one table. Unknown keys,
- * wrong types and out-of-range values are errors, never ignored: config_load()
- * reports every problem it finds, each as "FILE:LINE: KEY: why".
+ * wrong types, out-of-range values and a key above the key that bounds it
+ * (kafka.min_insync_replicas > kafka.replication_factor) are errors, never
+ * ignored: config_load() reports every problem it finds, each as
+ * "FILE:LINE: KEY: why".
  */
 #ifndef TALLY_CONFIG_H
 #define TALLY_CONFIG_H
@@ -41,6 +43,8 @@ typedef struct tally_config {
         char brokers[CONFIG_STR_MAX];        /* kafka.brokers          "127.0.0.1:9092" */
         char topic[CONFIG_STR_MAX];          /* kafka.topic            "tally-events" */
         int partitions;                      /* kafka.partitions       1, 1..1024 (topic created with it) */
+        int replication_factor;              /* kafka.replication_factor 1, 1..32 (topic created with it; ingest checks it) */
+        int min_insync_replicas;             /* kafka.min_insync_replicas 1, 1..32, <= replication_factor */
         int delivery_timeout_ms;             /* kafka.delivery_timeout_ms 5000, 100..300000 */
         int linger_ms;                       /* kafka.linger_ms        0, 0..1000 */
         int max_message_bytes;               /* kafka.max_message_bytes 1000000, 1024..16000000 */

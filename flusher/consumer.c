@@ -194,7 +194,11 @@ int consumer_open(consumer **out, const tally_config *cfg, const consumer_events
 
     for (;;) {
         char why[512];
-        int n = kafka_topic_ensure(c->rk, c->topic, cfg->kafka.partitions,
+        int n = kafka_topic_ensure(c->rk, c->topic,
+                                   &(kafka_topic_spec){
+                                       .partitions = cfg->kafka.partitions,
+                                       .replication_factor = cfg->kafka.replication_factor,
+                                       .min_insync_replicas = cfg->kafka.min_insync_replicas},
                                    CONSUMER_METADATA_TIMEOUT_MS, why, sizeof why);
         if (n > 0) {
             c->partitions = n;

@@ -578,14 +578,14 @@ static void reply_undecodable(batch_pipeline *s, struct evhttp_request *req, int
 static void send_to_kafka(batch_request *br)
 {
     batch_pipeline *s = br->srv;
-    char err[256];
+    char err[1280]; /* (a topic not ready names its every problem) */
     uint8_t *record = br->record;
     br->record = NULL; /* Kafka owns it once sent */
     if (kafka_writer_send(s->kafka, br->batch_id, strlen(br->batch_id), br->digest, record,
                           br->record_len,
                           on_kafka_delivered, br, err, sizeof err) != 0) {
         free(record);
-        char msg[384];
+        char msg[sizeof err + 32];
         snprintf(msg, sizeof msg, "%s; nothing was acknowledged", err);
         refuse_batch(br, 503, "Service Unavailable", msg, 1);
     }

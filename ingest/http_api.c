@@ -63,6 +63,9 @@ static void handle_healthz(ingest_server *s, struct evhttp_request *req)
                         kafka_up ? "up" : "down", redis_up ? "up" : "down");
     if (!redis_up)
         http_json_add_string(b, 0, "redis_reason", redis_reason, strlen(redis_reason));
+    const char *kafka_reason = kafka_writer_topic_problem(s->kafka);
+    if (!kafka_up && *kafka_reason)
+        http_json_add_string(b, 0, "kafka_reason", kafka_reason, strlen(kafka_reason));
     evbuffer_add_printf(b, ",\"inflight_batches\":%zu,\"connections\":%zu",
                         batch_pipeline_inflight(s->pipeline),
                         http_guard_connections(s->guard));

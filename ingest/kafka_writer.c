@@ -14,6 +14,14 @@
  * message.timeout.ms bounds how long a record may wait before it is reported
  * failed. A failed record is never retried here: the HTTP client gets a 503
  * and retries with the batch's idempotency key, which makes the retry safe.
+ *
+ * acks=all is only as strong as the topic: with one replica it means the
+ * leader alone. So at start, before anything is acknowledged, the topic is
+ * made (or found) and checked against kafka.replication_factor and
+ * kafka.min_insync_replicas (kafka_topic.h). Until both succeed the writer
+ * refuses every record with the reason (the client's 503 names it, /healthz
+ * says kafka down with it), and tries again every 2 s, so an operator who
+ * fixes the topic sees ingest take batches without a restart.
  */
 #include "kafka_writer.h"
 
@@ -22,6 +30,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <librdkafka/rdkafka.h>
@@ -37,9 +46,11 @@ struct kafka_writer {
     int wake_pipe[2];
     struct event *wake_event;
     struct event *poll_timer;
-    struct event *topic_timer; /* retries topic creation until it succeeds */
-    int partitions;            /* wanted partition count */
-    int topic_ready;
+    struct event *topic_timer; /* retries topic creation and its check until both succeed */
+    kafka_topic_spec spec;     /* what the configuration asks of the topic */
+    int topic_ready;           /* made and checked: records may be sent */
+    char topic_problem[1024];  /* why not ready ("" once ready): every refusal says it */
+    time_t problem_logged;     /* when topic_problem was last logged */
     int up;
     int create_time_warned; /* the topic's timestamps are CreateTime (dedup.h) */
 };
@@ -123,21 +134,37 @@ static void on_poll_timer(evutil_socket_t fd, short what, void *arg)
     serve_queue(arg);
 }
 
-/* Creates the topic if needed; on failure (broker down) retries every 2 s.
- * Until then produce calls may fail and their clients get 503. */
+/* Creates the topic if needed and checks its replication; on failure (broker
+ * down, or a topic replicated less than the configuration asks) retries every
+ * 2 s. Until then kafka_writer_send() refuses, so clients get 503 and why.
+ * The same problem is logged again at most once a minute. */
 static void ensure_topic(kafka_writer *w)
 {
-    char why[512];
-    int n = kafka_topic_ensure(w->rk, w->topic, w->partitions, 3000, why, sizeof why);
-    if (n > 0) {
+    char why[sizeof w->topic_problem];
+    int n = kafka_topic_ensure(w->rk, w->topic, &w->spec, 3000, why, sizeof why);
+    int checked = n > 0 ? kafka_topic_check_replication(w->rk, w->topic, &w->spec, 3000, why,
+                                                        sizeof why)
+                        : -1;
+    if (checked == 0) {
         w->topic_ready = 1;
         w->up = 1;
-        log_info("kafka producer ready: topic %s (%d partitions), idempotent, acks=all", w->topic,
-                 n);
+        w->topic_problem[0] = '\0';
+        log_info("kafka producer ready: topic %s (%d partitions, replication >= %d, "
+                 "min.insync.replicas >= %d), idempotent, acks=all",
+                 w->topic, n, w->spec.replication_factor, w->spec.min_insync_replicas);
         return;
     }
     w->up = 0;
-    log_warn("kafka topic %s not ready (%s); retrying in 2 s", w->topic, why);
+    time_t now = time(NULL);
+    if (strcmp(why, w->topic_problem) != 0 || now - w->problem_logged >= 60) {
+        if (checked == 1)
+            log_error("%s; acknowledging nothing (503) until it is fixed, checking again every 2 s",
+                      why);
+        else
+            log_warn("kafka topic %s not ready (%s); retrying in 2 s", w->topic, why);
+        w->problem_logged = now;
+    }
+    snprintf(w->topic_problem, sizeof w->topic_problem, "%s", why);
     struct timeval retry = {2, 0};
     if (event_add(w->topic_timer, &retry) != 0)
         log_error("libevent: cannot schedule the topic retry");
@@ -210,7 +237,9 @@ kafka_writer *kafka_writer_new(struct event_base *base, const tally_config *cfg,
         snprintf(err, errlen, "creating kafka producer: %s", why);
         goto fail;
     }
-    w->partitions = cfg->kafka.partitions;
+    w->spec = (kafka_topic_spec){.partitions = cfg->kafka.partitions,
+                                 .replication_factor = cfg->kafka.replication_factor,
+                                 .min_insync_replicas = cfg->kafka.min_insync_replicas};
 
     if (pipe2(w->wake_pipe, O_NONBLOCK | O_CLOEXEC) != 0) {
         snprintf(err, errlen, "pipe: %s", strerror(errno));
@@ -247,6 +276,10 @@ int kafka_writer_send(kafka_writer *w, const char *key, size_t key_len, const ch
         snprintf(err, errlen, "kafka producer failed: %s", reason);
         return -1;
     }
+    if (!w->topic_ready) {
+        snprintf(err, errlen, "kafka not ready: %s", w->topic_problem); /* (it names the topic) */
+        return -1;
+    }
     delivery_ticket *ticket = malloc(sizeof *ticket);
     if (!ticket) {
         snprintf(err, errlen, "out of memory");
@@ -271,6 +304,11 @@ int kafka_writer_send(kafka_writer *w, const char *key, size_t key_len, const ch
 int kafka_writer_is_up(const kafka_writer *w)
 {
     return w->up && w->topic_ready;
+}
+
+const char *kafka_writer_topic_problem(const kafka_writer *w)
+{
+    return w->topic_ready ? "" : w->topic_problem;
 }
 
 int kafka_writer_fatal(const kafka_writer *w, char *reason, size_t reasonlen)

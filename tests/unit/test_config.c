@@ -96,6 +96,8 @@ static void assert_defaults(const tally_config *c)
     assert_string_equal(c->kafka.brokers, "127.0.0.1:9092");
     assert_string_equal(c->kafka.topic, "tally-events");
     assert_int_equal(c->kafka.partitions, 1);
+    assert_int_equal(c->kafka.replication_factor, 1);
+    assert_int_equal(c->kafka.min_insync_replicas, 1);
     assert_int_equal(c->kafka.delivery_timeout_ms, 5000);
     assert_int_equal(c->kafka.linger_ms, 0);
     assert_int_equal(c->kafka.max_message_bytes, 1000000);
@@ -396,6 +398,60 @@ static void range_bounds_are_inclusive(void **state)
     assert_int_equal(c.redis.port, 1);
 }
 
+/* kafka.min_insync_replicas may not exceed kafka.replication_factor, whichever
+ * comes first in the file or is left at its default; a refused value is not
+ * compared (its own problem suffices). */
+static void min_insync_bounded_by_replication(void **state)
+{
+    (void)state;
+    char problems[PROBLEMS_LEN], path[512];
+    tally_config c;
+    int n = load_text("kafka: { replication_factor = 3; min_insync_replicas = 2; };\n", &c,
+                      problems, path, sizeof path);
+    assert_int_equal(n, 0);
+    assert_int_equal(c.kafka.replication_factor, 3);
+    assert_int_equal(c.kafka.min_insync_replicas, 2);
+
+    n = load_text("kafka: { min_insync_replicas = 3; replication_factor = 3; };\n", &c, problems,
+                  path, sizeof path);
+    assert_int_equal(n, 0);
+    assert_int_equal(c.kafka.min_insync_replicas, 3);
+
+    n = load_text("kafka: {\n"
+                  "  min_insync_replicas = 3;\n"
+                  "  replication_factor = 2;\n"
+                  "};\n",
+                  &c, problems, path, sizeof path);
+    assert_int_equal(n, 1);
+    assert_int_equal(count_lines(problems), 1);
+    expect_problem(problems, path, 2,
+                   "kafka.min_insync_replicas: 3 is more than kafka.replication_factor (2): no "
+                   "write could reach more in-sync replicas than a partition has; lower it or "
+                   "raise kafka.replication_factor\n");
+
+    /* replication_factor left at its default, 1 */
+    n = load_text("kafka: { min_insync_replicas = 2; };\n", &c, problems, path, sizeof path);
+    assert_int_equal(n, 1);
+    expect_problem(problems, path, 1,
+                   "kafka.min_insync_replicas: 2 is more than kafka.replication_factor (1)");
+
+    /* min_insync_replicas left at its default, 1: never above */
+    n = load_text("kafka: { replication_factor = 5; };\n", &c, problems, path, sizeof path);
+    assert_int_equal(n, 0);
+    assert_int_equal(c.kafka.min_insync_replicas, 1);
+
+    /* an out-of-range replication_factor is one problem, not two */
+    n = load_text("kafka: { replication_factor = 33; min_insync_replicas = 2; };\n", &c,
+                  problems, path, sizeof path);
+    assert_int_equal(n, 1);
+    expect_problem(problems, path, 1, "kafka.replication_factor: 33 is out of range 1..32\n");
+    n = load_text("kafka: { replication_factor = 0; min_insync_replicas = 0; };\n", &c, problems,
+                  path, sizeof path);
+    assert_int_equal(n, 2);
+    expect_problem(problems, path, 1, "kafka.replication_factor: 0 is out of range 1..32");
+    expect_problem(problems, path, 1, "kafka.min_insync_replicas: 0 is out of range 1..32");
+}
+
 static void wrong_type_reported(void **state)
 {
     (void)state;
@@ -643,6 +699,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(out_of_range_reported_with_range),
         cmocka_unit_test(oversized_literal_not_wrapped_into_range),
         cmocka_unit_test(range_bounds_are_inclusive),
+        cmocka_unit_test(min_insync_bounded_by_replication),
         cmocka_unit_test(wrong_type_reported),
         cmocka_unit_test(multiple_problems_all_reported),
         cmocka_unit_test(empty_required_strings),
