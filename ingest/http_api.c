@@ -36,6 +36,7 @@ struct ingest_server {
     auth_table *auth;         /* NULL: ingest.tokens_file is empty, no authentication */
     http_guard *guard;        /* connection limits and deadlines */
     redis_info_poller *redis_info; /* the Redis figures of /metrics */
+    prom_hist scrape_seconds;      /* /metrics' own cost */
 };
 
 
@@ -84,7 +85,7 @@ static void handle_metrics(ingest_server *s, struct evhttp_request *req)
 {
     metrics_sources src = {s->kafka, s->redis, s->pipeline,
                            s->reads ? prom_api_cache(s->reads) : NULL, s->statsd,
-                           s->redis_info, http_guard_connections(s->guard)};
+                           s->redis_info, &s->scrape_seconds, http_guard_connections(s->guard)};
     metrics_route_handle(&src, req);
 }
 

@@ -4,6 +4,7 @@
 #include "metrics_route.h"
 
 #include <stdlib.h>
+#include <time.h>
 
 #include <event2/buffer.h>
 
@@ -32,6 +33,8 @@ static void process_metrics(const metrics_sources *src, prom_text *t)
 
 void metrics_route_handle(const metrics_sources *src, struct evhttp_request *req)
 {
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
     prom_text t;
     prom_text_init(&t);
     process_metrics(src, &t);
@@ -42,6 +45,9 @@ void metrics_route_handle(const metrics_sources *src, struct evhttp_request *req
         query_cache_metrics(src->cache, &t);
     if (src->redis_info)
         redis_info_metrics(src->redis_info, &t);
+    prom_text_histogram(&t, "tally_ingest_scrape_duration_seconds",
+                        "Time tally-ingest spent building and sending a /metrics page (the "
+                        "scrapes before this one).", src->scrape_seconds);
     struct evbuffer *b = prom_text_failed(&t) ? NULL : evbuffer_new();
     if (!b || evbuffer_add(b, t.buf, t.len) != 0) {
         evhttp_send_error(req, 500, "out of memory");
@@ -53,4 +59,7 @@ void metrics_route_handle(const metrics_sources *src, struct evhttp_request *req
     if (b)
         evbuffer_free(b);
     prom_text_free(&t);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    prom_hist_observe(src->scrape_seconds,
+                      (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9);
 }

@@ -27,10 +27,12 @@ typedef struct metrics_sources {
     query_cache *cache;           /* NULL: no read path */
     statsd_listeners *statsd;     /* NULL: no listeners */
     const redis_info_poller *redis_info; /* NULL: no Redis figures */
+    prom_hist *scrape_seconds;    /* observes each page's building and sending */
     size_t http_connections;
 } metrics_sources;
 
-/* Answers req at once. */
+/* Answers req at once, and observes how long that took in *scrape_seconds
+ * (shown by the next scrape as tally_ingest_scrape_duration_seconds). */
 void metrics_route_handle(const metrics_sources *src, struct evhttp_request *req);
 
 #endif
