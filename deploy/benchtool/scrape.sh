@@ -78,6 +78,10 @@ scrape_section() {
     local mp ms
     # shellcheck disable=SC2086
     mp=$(median $plains) ms=$(median $scrapeds)
+    # what a scrape costs ingest's event loop: its own histogram of building and sending a page
+    local cost
+    cost=$(curl -fsS "$INGEST_METRICS" | awk '$1 == "tally_ingest_scrape_duration_seconds_sum" { s = $2 }
+        $1 == "tally_ingest_scrape_duration_seconds_count" { n = $2 } END { if (n > 0) printf "%.3f ms over %d scrapes", s / n * 1000, n; else print "n/a" }')
     {
         echo
         echo "## /metrics scrapes"
@@ -90,9 +94,12 @@ scrape_section() {
         echo "| tally-ingest /metrics | ${ii// / / } | ${il// / / } |"
         echo "| tally-flusher /metrics | ${fi// / / } | ${fl// / / } |"
         echo
+        echo "Server side, tally-ingest's loop time per scrape (tally_ingest_scrape_duration_seconds, mean): $cost."
+        echo
         echo "Writes (batch 1000, c=4, ${SCRAPE_SECS} s, $SCRAPE_PAIRS pairs, medians): $mp events/s without scrapes,"
         echo "$ms with both processes scraped 10 times a second ($(awk -v a="$ms" -v b="$mp" 'BEGIN { if (b > 0) printf "%+.1f %%", (a / b - 1) * 100; else print "n/a" }'))."
         echo "Pairs without: $plains; with: $scrapeds."
     } >"$SCRAPE_MD"
+    say "scrape section: ingest loop time per scrape $cost"
     say "scrape section: ingest p50/p99 ${ii% *} ms idle, ${il% *} ms loaded; flusher ${fi% *} / ${fl% *} ms; writes $mp -> $ms ev/s"
 }
