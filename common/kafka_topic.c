@@ -28,12 +28,7 @@
 #include <string.h>
 #include <time.h>
 
-static long long now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
+#include "clock.h"
 
 static void sleep_ms(int ms)
 {
@@ -219,10 +214,10 @@ int kafka_topic_ensure(rd_kafka_t *rk, const char *topic, const kafka_topic_spec
         snprintf(err, errlen, "kafka topic %s: %s", topic, rd_kafka_err2str(rd_kafka_last_error()));
         return -1;
     }
-    long long deadline = now_ms() + timeout_ms;
+    long long deadline = clock_mono_ms() + timeout_ms;
     int created = 0, result;
     for (;;) {
-        int left = (int)(deadline - now_ms());
+        int left = (int)(deadline - clock_mono_ms());
         result = topic_lookup(rk, rkt, topic, left, err, errlen);
         if (result > 0 || result == -1)
             break;
@@ -234,7 +229,7 @@ int kafka_topic_ensure(rd_kafka_t *rk, const char *topic, const kafka_topic_spec
             created = 1;
             continue;
         }
-        if (now_ms() >= deadline) {
+        if (clock_mono_ms() >= deadline) {
             snprintf(err, errlen, "kafka topic %s: %s after %d ms", topic,
                      result == 0 ? "still unknown after creation" : "partitions still without leader",
                      timeout_ms);
@@ -376,11 +371,11 @@ int kafka_topic_check_replication(rd_kafka_t *rk, const char *topic, const kafka
 {
     assert(rk && topic && spec && spec->replication_factor >= 1 &&
            spec->min_insync_replicas >= 1 && timeout_ms > 0 && errlen > 0);
-    long long deadline = now_ms() + timeout_ms;
+    long long deadline = clock_mono_ms() + timeout_ms;
     replica_census c;
     if (count_replicas(rk, topic, spec->replication_factor, timeout_ms, &c, err, errlen) < 0)
         return -1;
-    int left = (int)(deadline - now_ms()), min_insync;
+    int left = (int)(deadline - clock_mono_ms()), min_insync;
     if (describe_min_insync(rk, topic, left > 0 ? left : 1, &min_insync, err, errlen) < 0)
         return -1;
 

@@ -7,14 +7,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "format.h"
-
-static double now_seconds(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec / 1e9;
-}
 
 void progress_bar_render(char *buf, size_t len, const char *what, int64_t done, int64_t total,
                          double elapsed)
@@ -42,13 +36,13 @@ void progress_bar_render(char *buf, size_t len, const char *what, int64_t done, 
 
 void progress_bar_start(progress_bar *b, FILE *out, const char *what, int64_t total)
 {
-    *b = (progress_bar){out, what, total, isatty(fileno(out)), now_seconds(), 0};
+    *b = (progress_bar){out, what, total, isatty(fileno(out)), clock_mono_seconds(), 0};
 }
 
 static void draw(progress_bar *b, int64_t done, const char *end)
 {
     char line[160];
-    double now = now_seconds();
+    double now = clock_mono_seconds();
     progress_bar_render(line, sizeof line, b->what, done, b->total, now - b->started);
     fprintf(b->out, "%s%s%s", b->tty ? "\r" : "", line, end);
     fflush(b->out);
@@ -60,7 +54,7 @@ void progress_bar_update(progress_bar *b, int64_t done)
     if (!b->out)
         return; /* (not started) */
     double every = (b->tty ? PROGRESS_TTY_MS : PROGRESS_LOG_MS) / 1000.0;
-    if (now_seconds() - b->drawn >= every)
+    if (clock_mono_seconds() - b->drawn >= every)
         draw(b, done, b->tty ? "" : "\n");
 }
 

@@ -11,19 +11,13 @@
 
 #include <systemd/sd-daemon.h>
 
+#include "clock.h"
 #include "log.h"
 
 static int warned;
 static int watchdog_checked;
 static uint64_t watchdog_every_us; /* 0: no watchdog */
 static uint64_t watchdog_last_us;
-
-static uint64_t now_us(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
-}
 
 static void notify(const char *state)
 {
@@ -73,7 +67,7 @@ void service_watchdog_tick(void)
     }
     if (watchdog_every_us == 0)
         return;
-    uint64_t now = now_us();
+    uint64_t now = (uint64_t)(clock_mono_ns() / 1000);
     if (now - watchdog_last_us < watchdog_every_us)
         return;
     watchdog_last_us = now;

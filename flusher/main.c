@@ -34,6 +34,7 @@
 
 #include "aggregate.h"
 #include "cache_invalidate.h"
+#include "clock.h"
 #include "config.h"
 #include "consumer.h"
 #include "flusher_metrics.h"
@@ -149,13 +150,6 @@ typedef struct flusher {
     long long lag_ms;         /* monotonic time of the next lag update */
 } flusher;
 
-static long long now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* ---- metrics (flusher_metrics.h) ---------------------------------------------------- */
 
 #define BUMP(field, n) atomic_fetch_add_explicit(&f->metrics->field, (n), memory_order_relaxed)
@@ -187,7 +181,7 @@ static void note_commit(flusher *f, const struct timespec *c0, const struct time
  * catches up: caught_up). */
 static void note_lag(flusher *f, int caught_up)
 {
-    long long now = now_ms();
+    long long now = clock_mono_ms();
     if (now < f->lag_ms && !caught_up)
         return;
     f->lag_ms = now + 1000;
@@ -375,7 +369,7 @@ static int handle_message(flusher *f, const rd_kafka_message_t *m, char *err, si
         return 0;
     }
     if (pending_messages(f->pend) == 0)
-        f->first_ms = now_ms();
+        f->first_ms = clock_mono_ms();
 
     record_reader r;
     char why[256];
@@ -411,7 +405,7 @@ static int flush_due(const flusher *f)
         return 0;
     size_t work = aggregate_events(f->agg) + pending_skipped(p) + pending_reject_count(p);
     return work >= (size_t)f->cfg->flusher.max_batch_events || pending_reject_bytes(p) >= REJECT_BYTES_MAX ||
-           now_ms() - f->first_ms >= f->cfg->flusher.max_interval_ms;
+           clock_mono_ms() - f->first_ms >= f->cfg->flusher.max_interval_ms;
 }
 
 /* ---- retention ------------------------------------------------------------------- */
@@ -436,7 +430,7 @@ static void log_step(const retention_step *s, long long changes)
  * check: retention never stops the flusher, and a step is all or nothing. */
 static void retention_tick(flusher *f)
 {
-    long long start = now_ms();
+    long long start = clock_mono_ms();
     if (!f->cfg->retention.enabled || start < f->retention_ms)
         return;
     f->retention_ms = start + RETENTION_CHECK_MS;
@@ -444,7 +438,7 @@ static void retention_tick(flusher *f)
     retention_step step;
     char err[512];
     int rc, steps = 0;
-    while (!stop_requested && now_ms() - start < RETENTION_BUDGET_MS &&
+    while (!stop_requested && clock_mono_ms() - start < RETENTION_BUDGET_MS &&
            (rc = retention_next(store_rollups(f->st), f->cfg, (int64_t)time(NULL), &rows, &step,
                                 err, sizeof err)) == 1) {
         long long changes = 0;
@@ -467,7 +461,7 @@ static void retention_tick(flusher *f)
     if (rc < 0)
         log_error("retention: %s (retried in %d s)", err, RETENTION_CHECK_MS / 1000);
     else if (rc == 1)
-        f->retention_ms = now_ms(); /* more is due: go on after the next poll */
+        f->retention_ms = clock_mono_ms(); /* more is due: go on after the next poll */
     if (steps > 0) {
         cache_invalidate_all(f->cache);
         atomic_store(&f->metrics->cache_invalidations, cache_invalidations(f->cache));
@@ -545,7 +539,7 @@ static int run(flusher *f, char *err, size_t errlen)
         service_chores();
         int timeout = POLL_TIMEOUT_MS;
         if (pending_messages(f->pend) > 0) {
-            long long left = f->first_ms + f->cfg->flusher.max_interval_ms - now_ms();
+            long long left = f->first_ms + f->cfg->flusher.max_interval_ms - clock_mono_ms();
             timeout = left < 0 ? 0 : left < timeout ? (int)left : timeout;
         }
         rd_kafka_message_t *m = consumer_poll(f->cons, timeout);

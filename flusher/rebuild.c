@@ -22,6 +22,7 @@
 #include <hiredis/hiredis.h>
 #include <sqlite3.h>
 
+#include "clock.h"
 #include "consumer.h"
 #include "dedup.h"
 #include "format.h"
@@ -50,7 +51,7 @@ typedef struct rebuilder {
     volatile sig_atomic_t *stop;
     redisContext *redis;
     size_t pending;          /* replies not yet read */
-    double fence_refreshed;  /* now_seconds() of the last renewal */
+    double fence_refreshed;  /* clock_mono_seconds() of the last renewal */
     char fence_token[128];
     int fence_held;
     rebuild_stats *stats;
@@ -64,13 +65,6 @@ typedef struct rebuilder {
     progress_bar bar;       /* the replay's, on stderr */
     int64_t bar_base;       /* records replayed before the current round */
 } rebuilder;
-
-static double now_seconds(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
 
 static int fail(rebuilder *r, const char *what, const char *detail)
 {
@@ -121,7 +115,7 @@ static int pipeline_append(rebuilder *r, int argc, const char **argv, const size
  * rebuild cannot be trusted and stops; the stale mark stays). */
 static int refresh_fence(rebuilder *r)
 {
-    double now = now_seconds();
+    double now = clock_mono_seconds();
     if (!r->fence_held || r->pending > 0 || (now - r->fence_refreshed) * 1000 < FENCE_REFRESH_MS)
         return 0;
     r->fence_refreshed = now;
@@ -206,7 +200,7 @@ static int take_fence(rebuilder *r)
         return fail(r, "rebuild", detail);
     }
     r->fence_held = 1;
-    r->fence_refreshed = now_seconds();
+    r->fence_refreshed = clock_mono_seconds();
     return redis_simple(r, NULL, "SET %s %s", REDIS_KEY_STALE, "rebuild in progress");
 }
 
@@ -576,7 +570,7 @@ static int replay_record(rebuilder *r, const rd_kafka_message_t *m)
 /* Reads every partition up to target[p]. */
 static int replay_to(rebuilder *r, const int64_t *target)
 {
-    double last_progress = now_seconds();
+    double last_progress = clock_mono_seconds();
     for (;;) {
         int behind = 0;
         for (int p = 0; p < r->partitions; p++)
@@ -587,7 +581,7 @@ static int replay_to(rebuilder *r, const int64_t *target)
             return fail(r, "replay", "interrupted");
         rd_kafka_message_t *m = consumer_poll(r->cons, POLL_MS);
         if (!m) {
-            if ((now_seconds() - last_progress) * 1000 > STALL_LIMIT_MS)
+            if ((clock_mono_seconds() - last_progress) * 1000 > STALL_LIMIT_MS)
                 return fail(r, "replay", "no message from Kafka for 60 s while behind");
             continue;
         }
@@ -598,7 +592,7 @@ static int replay_to(rebuilder *r, const int64_t *target)
                 rc = fail(r, "kafka", rd_kafka_message_errstr(m));
         } else if (m->partition >= 0 && m->partition < r->partitions &&
                    m->offset >= r->position[m->partition]) {
-            last_progress = now_seconds();
+            last_progress = clock_mono_seconds();
             r->position[m->partition] = m->offset + 1;
             r->stats->records_replayed++;
             progress_bar_update(&r->bar, (int64_t)r->stats->records_replayed - r->bar_base);
@@ -674,7 +668,7 @@ int rebuild_redis(const tally_config *cfg, volatile sig_atomic_t *stop, rebuild_
 {
     memset(stats, 0, sizeof *stats);
     rebuilder r = {.cfg = cfg, .stop = stop, .stats = stats, .err = err, .errlen = errlen};
-    double started = now_seconds();
+    double started = clock_mono_seconds();
     int rc = -1;
     if (consumer_open(&r.cons, cfg, NULL, stop, err, errlen) != 0)
         goto out;
@@ -709,6 +703,6 @@ out:
     consumer_close(r.cons);
     free(r.position);
     free(r.events);
-    stats->seconds = now_seconds() - started;
+    stats->seconds = clock_mono_seconds() - started;
     return rc;
 }

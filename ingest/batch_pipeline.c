@@ -35,6 +35,7 @@
 
 #include "admission.h"
 #include "body_decode.h"
+#include "clock.h"
 #include "dedup.h"
 #include "format.h"
 #include "http_reply.h"
@@ -219,20 +220,6 @@ static void reply_only_ignored(const batch_sink *k, const statsd_batch *batch)
 
 /* ---- POST /v1/events -------------------------------------------------------- */
 
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static int64_t now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
-
 static int valid_batch_id(const char *id)
 {
     size_t len = strlen(id);
@@ -297,7 +284,7 @@ static void reply_accepted(batch_request *br, const char *live)
     batch_pipeline *s = br->srv;
     s->answers[ANSWER_ACCEPTED]++;
     s->events_accepted += br->events;
-    prom_hist_observe(&s->ack, (double)(now_ns() - br->started_ns) / 1e9);
+    prom_hist_observe(&s->ack, (double)(clock_mono_ns() - br->started_ns) / 1e9);
     if (!br->sink.req) {
         br->sink.done(br->sink.opaque, 200, "stored", live);
         return;
@@ -768,7 +755,7 @@ static void accept_batch(batch_pipeline *s, const batch_sink *sink, const auth_c
                          const char *batch_id, const char *body, size_t len)
 {
     char err[256];
-    int64_t received = now_ms();
+    int64_t received = clock_wall_ms();
     int rc = statsd_parse_batch(&s->batch, body, len, &s->limits, received, err, sizeof err);
     if (rc == STATSD_INVALID) {
         reply_invalid_batch(sink, &s->batch);
@@ -795,7 +782,7 @@ static void accept_batch(batch_pipeline *s, const batch_sink *sink, const auth_c
     }
     br->srv = s;
     br->sink = *sink;
-    br->started_ns = now_ns();
+    br->started_ns = clock_mono_ns();
     br->client = client;
     br->events = s->batch.count;
     br->ignored = ignored;

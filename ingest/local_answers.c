@@ -25,6 +25,7 @@
 #include <hiredis/hiredis.h>
 
 #include "cache_keys.h"
+#include "clock.h"
 #include "index_table.h"
 #include "log.h"
 
@@ -58,13 +59,6 @@ struct local_answers {
     char last_problem[160];
     local_answers_stats stats;
 };
-
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 /* ---- the copy ------------------------------------------------------------------- */
 
@@ -337,7 +331,7 @@ int local_answers_get(local_answers *l, uint64_t hash, const char *key_text, con
         return 0;
     drain(l); /* an invalidation already sent must win over the copy */
     long at = l->state == ACTIVE ? find(l, hash, key_text) : -1;
-    if (at < 0 || l->entries[at].expires_ms <= now_ms())
+    if (at < 0 || l->entries[at].expires_ms <= clock_mono_ms())
         return 0;
     *value = l->entries[at].value;
     *len = l->entries[at].len;
@@ -388,7 +382,7 @@ void local_answers_put(local_answers *l, uint64_t stamp, uint64_t hash, const ch
     if (!copy)
         return;
     memcpy(copy, value, len);
-    if (store_entry(l, at, hash, key_text, copy, len, now_ms() + ttl_ms) != 0)
+    if (store_entry(l, at, hash, key_text, copy, len, clock_mono_ms() + ttl_ms) != 0)
         free(copy);
 }
 

@@ -17,6 +17,7 @@
 #include <event2/buffer.h>
 #include <event2/keyvalq_struct.h>
 
+#include "clock.h"
 #include "http_reply.h"
 #include "query_cache.h"
 #include "version.h"
@@ -236,13 +237,6 @@ static int parse_step(const char *s, int64_t *ms)
     return promql_parse_duration(s, strlen(s), ms, why, sizeof why) == 0 && *ms > 0 ? 0 : -1;
 }
 
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* Reads a time parameter (def when absent). Returns 0, or -1 with err. */
 static int time_param(struct evkeyvalq *params, const char *key, int64_t def, int64_t *ms,
                       char *err, size_t errlen)
@@ -300,7 +294,7 @@ static int route_query(prom_api *a, read_call *call, struct evkeyvalq *params, c
     (void)a;
     call->read.kind = READ_QUERY;
     return parse_expr(call, params, err, errlen) != 0 ||
-                   time_param(params, "time", now_ms(), &call->read.time_ms, err, errlen) != 0
+                   time_param(params, "time", clock_wall_ms(), &call->read.time_ms, err, errlen) != 0
                ? -1
                : 0;
 }
@@ -396,7 +390,7 @@ static int route_native(prom_api *a, read_call *call, const char *name, struct e
     int64_t bucket_ms = (int64_t)a->cfg->flusher.bucket_seconds * 1000;
     const char *step = evhttp_find_header(params, "step");
     r->step_ms = bucket_ms;
-    if (time_param(params, "to", now_ms(), &r->end_ms, err, errlen) != 0 ||
+    if (time_param(params, "to", clock_wall_ms(), &r->end_ms, err, errlen) != 0 ||
         time_param(params, "from", r->end_ms - 3600 * 1000, &r->start_ms, err, errlen) != 0)
         return -1;
     if (step && (parse_step(step, &r->step_ms) != 0 || r->step_ms % 1000 != 0)) {

@@ -23,6 +23,7 @@
 #include <time.h>
 
 #include "cache_keys.h"
+#include "clock.h"
 #include "hash.h"
 #include "local_answers.h"
 #include "log.h"
@@ -115,13 +116,6 @@ struct query_cache {
     struct event *epoch_timer;
 };
 
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static uint64_t next_random(query_cache *c)
 {
     c->rng ^= c->rng << 13;
@@ -134,17 +128,17 @@ static uint64_t next_random(query_cache *c)
 
 static int cache_usable(query_cache *c)
 {
-    return c->redis && now_ms() >= c->open_until_ms && redis_writer_is_up(c->redis, NULL);
+    return c->redis && clock_mono_ms() >= c->open_until_ms && redis_writer_is_up(c->redis, NULL);
 }
 
 static void cache_failed(query_cache *c, const char *why)
 {
     if (++c->failures < c->cfg->cache.breaker_failures)
         return;
-    if (now_ms() >= c->open_until_ms)
+    if (clock_mono_ms() >= c->open_until_ms)
         log_warn("cache redis: %s; breaker open for %d ms (reads go to SQLite, uncached)",
                  why ? why : "failed", c->cfg->cache.breaker_open_ms);
-    c->open_until_ms = now_ms() + c->cfg->cache.breaker_open_ms;
+    c->open_until_ms = clock_mono_ms() + c->cfg->cache.breaker_open_ms;
     c->failures = 0;
 }
 
@@ -964,7 +958,7 @@ void query_cache_stats_get(const query_cache *c, cache_stats *out)
 {
     *out = c->stats;
     out->sqlite_queries = query_pool_runs(c->pool);
-    out->breaker_open = now_ms() < c->open_until_ms;
+    out->breaker_open = clock_mono_ms() < c->open_until_ms;
     out->up = c->redis && redis_writer_is_up(c->redis, NULL);
     if (c->local) {
         local_answers_stats ls;

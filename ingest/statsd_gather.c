@@ -12,6 +12,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "log.h"
 
 #define WARN_EVERY_MS 10000
@@ -41,17 +42,10 @@ struct gather_hub {
     gather_counters counters;
 };
 
-int64_t statsd_gather_now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* A warning at most every WARN_EVERY_MS (from any thread). */
 static void warn_lost(gather_hub *h, size_t lines, const char *why)
 {
-    int64_t now = statsd_gather_now_ms(), last = atomic_load(&h->warned_ms);
+    int64_t now = clock_mono_ms(), last = atomic_load(&h->warned_ms);
     if (now - last >= WARN_EVERY_MS && atomic_compare_exchange_strong(&h->warned_ms, &last, now))
         log_warn("statsd: a batch of %zu lines was not stored (%s); further losses are counted "
                  "in /healthz statsd",

@@ -88,7 +88,8 @@ void line_batch_init(line_batch *b, gather_hub *h);
 void line_batch_free(line_batch *b);
 
 /* Checks and keeps the lines of data ('\n'-separated; a trailing "\r" and
- * empty lines are ignored); hands the batch over whenever it is full. */
+ * empty lines are ignored); hands the batch over whenever it is full.
+ * now_ms: clock_mono_ms() (clock.h), for this and line_batch_tick. */
 void line_batch_add(line_batch *b, const char *data, size_t len, int64_t now_ms);
 
 /* Hands the batch over when its first line is statsd.batch_ms old; returns
@@ -105,7 +106,5 @@ void statsd_gather_submit_queued(gather_hub *h);
 /* From now on no producer waits and the queue takes every batch (a stop:
  * the readers' last batches); wakes the producers waiting. */
 void statsd_gather_stopping(gather_hub *h);
-
-int64_t statsd_gather_now_ms(void);
 
 #endif

@@ -16,6 +16,7 @@
 #include <event2/bufferevent.h>
 #include <event2/listener.h>
 
+#include "clock.h"
 #include "log.h"
 
 typedef struct connection {
@@ -50,7 +51,7 @@ static void close_connection(connection *c)
 
 static void arm_timer(statsd_tcp *t)
 {
-    int64_t due = line_batch_tick(&t->batch, statsd_gather_now_ms());
+    int64_t due = line_batch_tick(&t->batch, clock_mono_ms());
     if (due < 0 || evtimer_pending(t->timer, NULL))
         return;
     struct timeval tv = {due / 1000, (due % 1000) * 1000};
@@ -77,7 +78,7 @@ static void take_lines(connection *c, int at_eof)
     size_t complete = at_eof ? len : last ? (size_t)(last - data) + 1 : 0;
     if (complete == 0)
         return;
-    line_batch_add(&t->batch, data, complete, statsd_gather_now_ms());
+    line_batch_add(&t->batch, data, complete, clock_mono_ms());
     evbuffer_drain(in, complete);
     arm_timer(t);
 }

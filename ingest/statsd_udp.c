@@ -15,6 +15,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "log.h"
 
 #define VLEN 32               /* datagrams per recvmmsg() */
@@ -117,7 +118,7 @@ static void receive(reader *r, receive_buffers *rb, line_batch *b)
                 log_warn("statsd UDP: recvmmsg: %s", strerror(errno));
             return;
         }
-        int64_t now = statsd_gather_now_ms();
+        int64_t now = clock_mono_ms();
         atomic_fetch_add_explicit(&c->datagrams, (uint64_t)n, memory_order_relaxed);
         for (int i = 0; i < n; i++) {
             struct msghdr *m = &rb->msgs[i].msg_hdr;
@@ -146,7 +147,7 @@ static void *reader_main(void *arg)
     b.may_wait = 1; /* backpressure into the socket buffer (statsd_gather.h) */
     struct pollfd fds[2] = {{r->fd, POLLIN, 0}, {r->udp->stop_fd, POLLIN, 0}};
     for (;;) {
-        int64_t due = line_batch_tick(&b, statsd_gather_now_ms());
+        int64_t due = line_batch_tick(&b, clock_mono_ms());
         int rc = poll(fds, 2, due < 0 ? IDLE_POLL_MS : (int)due);
         if (rc < 0 && errno != EINTR) {
             log_error("statsd UDP: poll: %s; this reader stops", strerror(errno));

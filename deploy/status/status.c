@@ -24,6 +24,7 @@
 #include <unistd.h>
 
 #include "../drill/http_client.h"
+#include "clock.h"
 #include "config.h"
 #include "format.h"
 #include "progress_bar.h"
@@ -49,13 +50,6 @@ typedef struct target {
 static volatile sig_atomic_t stop;
 static void on_signal(int sig) { (void)sig; stop = 1; }
 
-static double now_seconds(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec / 1e9;
-}
-
 /* GET path; a copy of the body in *body (caller frees). Returns the status, or -1. */
 static int get(target *t, const char *path, char **body)
 {
@@ -78,7 +72,7 @@ static void scrape_free(scrape *s)
 static void scrape_take(target *t, int with_health, scrape *s)
 {
     scrape_free(s);
-    s->at = now_seconds();
+    s->at = clock_mono_seconds();
     if (with_health)
         s->health = get(t, "/healthz", &s->health_body);
     int rc = get(t, "/metrics", &s->metrics);
@@ -188,7 +182,7 @@ static int show_flusher(const target *t, const scrape *a, const scrape *b, progr
         *replay_total = total;
         char line[160];
         progress_bar_render(line, sizeof line, "records", (int64_t)(total - left),
-                            (int64_t)total, now_seconds() - bar->started);
+                            (int64_t)total, clock_mono_seconds() - bar->started);
         printf("  replaying    %s\n", line);
     }
     return consuming ? 0 : 1;
