@@ -435,42 +435,69 @@ static int bind_rollup_key(store *s, sqlite3_stmt *st, const agg_series *se, int
 }
 
 /* A late row (its window already rolled up) added to each roll-up. */
-static int write_late_row(store *s, const agg_series *se, const agg_row *r, double value,
-                          int has_range, double lo, double hi, char *err, size_t errlen)
+/* What a late row adds to each roll-up holding its window: the row's
+ * figures, or its sketch. */
+typedef struct late_row {
+    const agg_row *row;
+    double value, lo, hi;
+    int has_range;
+} late_row;
+typedef struct late_sketch {
+    const unsigned char *buf;
+    size_t len;
+} late_sketch;
+
+static int bind_late_row(store *s, sqlite3_stmt *st, const void *payload, char *err,
+                         size_t errlen)
+{
+    const late_row *p = payload;
+    BIND(sqlite3_bind_int64(st, 6, p->row->lines), "bind lines");
+    BIND(sqlite3_bind_double(st, 7, p->value), "bind value");
+    BIND(sqlite3_bind_double(st, 8, p->row->weight), "bind weight");
+    BIND(p->has_range ? sqlite3_bind_double(st, 9, p->lo) : sqlite3_bind_null(st, 9), "bind min");
+    BIND(p->has_range ? sqlite3_bind_double(st, 10, p->hi) : sqlite3_bind_null(st, 10), "bind max");
+    return 0;
+}
+
+static int bind_late_sketch(store *s, sqlite3_stmt *st, const void *payload, char *err,
+                            size_t errlen)
+{
+    const late_sketch *p = payload;
+    BIND(sqlite3_bind_blob64(st, 6, p->buf, p->len, SQLITE_STATIC), "bind sketch");
+    return 0;
+}
+
+/* Upserts `payload` (bound by `bind` after the key) with `st` into each
+ * roll-up level that already holds the window of bucket r->bucket. */
+static int write_late(store *s, sqlite3_stmt *st, const agg_series *se, const agg_row *r,
+                      int (*bind)(store *, sqlite3_stmt *, const void *, char *, size_t),
+                      const void *payload, const char *what, char *err, size_t errlen)
 {
     unsigned mask = late_levels(s, r->bucket);
-    sqlite3_stmt *st = s->rollup_row_upsert;
     for (int l = 1; l < ROLLUP_LEVELS; l++) {
         if (!(mask & (1u << l)))
             continue;
-        if (bind_rollup_key(s, st, se, s->rollups.level[l].width, r->bucket, err, errlen) < 0)
-            return -1;
-        BIND(sqlite3_bind_int64(st, 6, r->lines), "bind lines");
-        BIND(sqlite3_bind_double(st, 7, value), "bind value");
-        BIND(sqlite3_bind_double(st, 8, r->weight), "bind weight");
-        BIND(has_range ? sqlite3_bind_double(st, 9, lo) : sqlite3_bind_null(st, 9), "bind min");
-        BIND(has_range ? sqlite3_bind_double(st, 10, hi) : sqlite3_bind_null(st, 10), "bind max");
-        if (step_done(s, st, "upsert roll-up row", err, errlen) < 0)
+        if (bind_rollup_key(s, st, se, s->rollups.level[l].width, r->bucket, err, errlen) < 0 ||
+            bind(s, st, payload, err, errlen) < 0 || step_done(s, st, what, err, errlen) < 0)
             return -1;
     }
     return 0;
 }
 
+static int write_late_row(store *s, const agg_series *se, const agg_row *r, double value,
+                          int has_range, double lo, double hi, char *err, size_t errlen)
+{
+    late_row p = {r, value, lo, hi, has_range};
+    return write_late(s, s->rollup_row_upsert, se, r, bind_late_row, &p, "upsert roll-up row",
+                      err, errlen);
+}
+
 static int write_late_sketch(store *s, const agg_series *se, const agg_row *r,
                              const unsigned char *buf, size_t len, char *err, size_t errlen)
 {
-    unsigned mask = late_levels(s, r->bucket);
-    sqlite3_stmt *st = s->rollup_sketch_upsert;
-    for (int l = 1; l < ROLLUP_LEVELS; l++) {
-        if (!(mask & (1u << l)))
-            continue;
-        if (bind_rollup_key(s, st, se, s->rollups.level[l].width, r->bucket, err, errlen) < 0)
-            return -1;
-        BIND(sqlite3_bind_blob64(st, 6, buf, len, SQLITE_STATIC), "bind sketch");
-        if (step_done(s, st, "upsert roll-up sketch", err, errlen) < 0)
-            return -1;
-    }
-    return 0;
+    late_sketch p = {buf, len};
+    return write_late(s, s->rollup_sketch_upsert, se, r, bind_late_sketch, &p,
+                      "upsert roll-up sketch", err, errlen);
 }
 
 /* A raw row before the raw resolution's horizon is not kept (its roll-ups
