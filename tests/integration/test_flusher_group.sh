@@ -8,7 +8,8 @@
 #   3. A is SIGKILLed: after the session timeout B holds all four;
 #   4. flusher C starts on the same database in another consumer group (an
 #      operator's manual run): it claims every partition, so B's next commit
-#      is fenced and B exits, naming C; C consumes from the stored offsets.
+#      (batches keep coming until B is gone) is fenced and B exits, naming C;
+#      C consumes from the stored offsets.
 # Then SQLite and Redis hold exactly what was acknowledged.
 source "$(dirname "$0")/lib.sh"
 
@@ -68,6 +69,12 @@ log "A holds all 4 partitions"
 start_named b "$WORK/b.conf"
 wait_log b "claimed at epoch" 1
 wait_log a "revoked (rebalance)" 1
+# settled: A's 4 first claims, then the 4 partitions split between A and B
+deadline=$((SECONDS + 60))
+until (($(claimed a) + $(claimed b) >= 8)); do
+    ((SECONDS < deadline)) || fail "the group did not settle: A claimed $(claimed a), B $(claimed b)"
+    sleep 0.2
+done
 before_kill=$(claimed b)
 log "B joined: A gave its partitions back, B holds $before_kill"
 ((before_kill >= 1 && before_kill <= 3)) || fail "B should hold part of the 4 partitions, holds $before_kill"
@@ -85,9 +92,14 @@ log "A killed: after the session timeout B holds all 4"
 
 start_named c "$WORK/c.conf"
 wait_log c "claimed at epoch" 4
-deadline=$((SECONDS + 90))
+# B is fenced at its next commit: keep batches coming until then (the main
+# load may be over already on a slow machine)
+deadline=$((SECONDS + 90)) EXTRA=0
+extra_body=$(counter_lines "$NAME" "$LINES" 1)
 while kill -0 "$PID_b" 2>/dev/null; do
     ((SECONDS < deadline)) || fail "B still running 90 s after C claimed its partitions"
+    post_keyed "group-$RUN_ID-extra-$EXTRA" "$extra_body" 60
+    EXTRA=$((EXTRA + 1))
     sleep 0.2
 done
 rc=0
@@ -98,11 +110,11 @@ grep -q "fenced: partition [0-3] of $TOPIC is claimed by flusher-c" "$WORK/flush
 CHECKS=$((CHECKS + 1))
 
 wait "$LOAD_PID" || fail "the load failed: $(tail -n 3 "$WORK/load.log")"
-expected=$((BATCHES * LINES))
+expected=$(((BATCHES + EXTRA) * LINES))
 wait_sqlite_counter "$NAME" "$expected" 90
 check_eq "SQLite total after two rebalances and a fenced flusher" "$expected" "$(sqlite_counter "$NAME")"
 check_eq "Redis total" "$expected" "$(redis_counter "$NAME")"
-check_eq "every batch once in SQLite" "$BATCHES" \
+check_eq "every batch once in SQLite" "$((BATCHES + EXTRA))" \
     "$(sqlite3 "$WORK/tally.db" "SELECT count(*) FROM batches WHERE batch_id LIKE '%group-$RUN_ID-%'")"
 check_eq "C owns every partition" "4" \
     "$(sqlite3 "$WORK/tally.db" "SELECT count(*) FROM partition_claims WHERE topic = '$TOPIC' AND owner = 'flusher-c'")"
