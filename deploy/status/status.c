@@ -7,7 +7,8 @@
  * (GET /healthz and /metrics on ingest.listen_port) and tally-flusher (GET
  * /metrics on flusher.metrics_port) twice, `interval` apart, and prints each
  * component's health, the rates between the two scrapes (events accepted and
- * committed, StatsD lines, drops), the flusher's lag per partition, and,
+ * committed, StatsD lines, drops), the flusher's lag per partition it owns
+ * (with the epoch it claimed it at: README "Scale-out"), and,
  * while the flusher replays, a progress bar of the replay. --watch redraws
  * every interval until interrupted.
  *
@@ -154,10 +155,11 @@ static void show_partition(void *ctx, const char *labels, size_t len, double rec
     char label[96], r[32];
     snprintf(label, sizeof label, "%.*s", (int)len, labels);
     double seconds = value(l->s, "tally_flusher_lag_seconds", label); /* (same labels) */
+    double epoch = value(l->s, "tally_flusher_partition_epoch", label);
     const char *p = strstr(label, "partition=\"");
-    printf("  partition %-4.*s lag %s records, %.1f s\n",
+    printf("  partition %-4.*s lag %s records, %.1f s (claimed at epoch %.0f)\n",
            p ? (int)strcspn(p + 11, "\"") : 1, p ? p + 11 : "?",
-           thousands(r, sizeof r, records), seconds);
+           thousands(r, sizeof r, records), seconds, epoch);
 }
 
 static int show_flusher(const target *t, const scrape *a, const scrape *b, progress_bar *bar,

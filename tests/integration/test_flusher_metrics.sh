@@ -58,7 +58,7 @@ check_eq "an oversized head" 431 "$(curl -s -o /dev/null -w '%{http_code}' -H "X
 out=$("$TALLY_BUILD/tally" status -c "$CONF" --interval 0.5) || fail "tally status exited non-zero: $out"
 grep -q "tally-ingest .* ok" <<<"$out" || fail "tally status: no healthy ingest: $out"
 grep -q "tally-flusher .* consuming" <<<"$out" || fail "tally status: no consuming flusher: $out"
-grep -q "partition 0 .* lag 0 records" <<<"$out" || fail "tally status: no lag line: $out"
+grep -q "partition 0 .* lag 0 records, .* (claimed at epoch 1)" <<<"$out" || fail "tally status: no lag line with its epoch: $out"
 CHECKS=$((CHECKS + 3))
 log "ok: tally status: $(tr '\n' '|' <<<"$out")"
 
