@@ -101,6 +101,8 @@ static const struct key_row config_keys[] = {
                "Address the HTTP listener binds to."),
     INT_ROW(ingest.listen_port, 8080, 1, 65535,
             "TCP port of the HTTP listener."),
+    BOOL_ROW(ingest.reuse_port, 0,
+             "Open the HTTP listener with SO_REUSEPORT, so several tally-ingest processes share listen_port and the kernel spreads connections over them."),
     INT64_ROW(ingest.max_body_bytes, 8 * MIB, 1 * KIB, 256 * MIB,
               "Largest accepted request body, in bytes."),
     INT_ROW(ingest.max_lines, 50000, 1, 1000000,

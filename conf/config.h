@@ -22,6 +22,7 @@ typedef struct tally_config {
     struct {
         char listen_address[CONFIG_STR_MAX]; /* ingest.listen_address  "127.0.0.1" */
         int listen_port;                     /* ingest.listen_port     8080, 1..65535 */
+        int reuse_port;                      /* ingest.reuse_port      false (SO_REUSEPORT) */
         long long max_body_bytes;            /* ingest.max_body_bytes  8 MiB, 1 KiB..256 MiB */
         int max_lines;                       /* ingest.max_lines       50000, 1..1000000 */
         int max_name_length;                 /* ingest.max_name_length 200, 1..255 */

@@ -4,7 +4,6 @@
 #include "metrics_http.h"
 
 #include <errno.h>
-#include <netdb.h>
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
@@ -16,6 +15,7 @@
 #include <sys/time.h>
 #include <unistd.h>
 
+#include "listen_socket.h"
 #include "log.h"
 
 #define POLL_MS 100
@@ -30,26 +30,10 @@ struct metrics_http {
 
 static int bind_listener(const char *address, int port, char *err, size_t errlen)
 {
-    struct addrinfo hints = {.ai_flags = AI_NUMERICHOST | AI_NUMERICSERV | AI_PASSIVE,
-                             .ai_socktype = SOCK_STREAM};
-    struct addrinfo *ai = NULL;
-    char service[16];
-    snprintf(service, sizeof service, "%d", port);
-    int rc = getaddrinfo(address, service, &hints, &ai);
-    if (rc != 0) {
-        snprintf(err, errlen, "flusher.metrics_address %s: %s", address, gai_strerror(rc));
-        return -1;
-    }
-    int fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0), one = 1;
-    if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) != 0 ||
-        bind(fd, ai->ai_addr, ai->ai_addrlen) != 0 || listen(fd, 16) != 0) {
-        snprintf(err, errlen, "metrics listener on %s:%d: %s (flusher.metrics_port; 0 turns it off)",
-                 address, port, strerror(errno));
-        if (fd >= 0)
-            close(fd);
-        fd = -1;
-    }
-    freeaddrinfo(ai);
+    char why[512];
+    int fd = listen_socket_open(address, port, LISTEN_NUMERIC_HOST, 16, why, sizeof why);
+    if (fd < 0)
+        snprintf(err, errlen, "metrics listener on %s (flusher.metrics_port; 0 turns it off)", why);
     return fd;
 }
 

@@ -6,20 +6,22 @@
  */
 #include "http_api.h"
 
-#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/queue.h>
+#include <unistd.h>
 
 #include <event2/buffer.h>
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
+#include <event2/listener.h>
 
 #include "auth.h"
 #include "batch_pipeline.h"
 #include "http_guard.h"
 #include "http_reply.h"
+#include "listen_socket.h"
 #include "metrics_route.h"
 #include "log.h"
 
@@ -220,6 +222,39 @@ static int load_access(ingest_server *s, const tally_config *cfg, char *err, siz
     return 0;
 }
 
+/* Opens the HTTP listener (SO_REUSEPORT with ingest.reuse_port, so several
+ * tally-ingest processes share the port) and hands it to evhttp, which owns it
+ * from then on. The socket is created here rather than by
+ * evhttp_bind_socket_with_handle, which has no SO_REUSEPORT option. */
+static int listen_http(ingest_server *s, const tally_config *cfg, char *err, size_t errlen)
+{
+    char why[512];
+    int flags = LISTEN_NONBLOCK | (cfg->ingest.reuse_port ? LISTEN_REUSE_PORT : 0);
+    int fd = listen_socket_open(cfg->ingest.listen_address, cfg->ingest.listen_port, flags, 128, why,
+                                sizeof why);
+    if (fd < 0) {
+        snprintf(err, errlen, "cannot listen on %s%s", why,
+                 cfg->ingest.reuse_port ? " (ingest.reuse_port: every process sharing the port must set it)" : "");
+        return -1;
+    }
+    /* LEV_OPT_CLOSE_ON_FREE: the listener (and with it evhttp) owns fd from here */
+    struct evconnlistener *l = evconnlistener_new(s->base, NULL, NULL,
+                                                  LEV_OPT_CLOSE_ON_EXEC | LEV_OPT_CLOSE_ON_FREE, 0, fd);
+    if (!l) {
+        snprintf(err, errlen, "cannot listen on %s:%d: libevent: cannot create the listener",
+                 cfg->ingest.listen_address, cfg->ingest.listen_port);
+        close(fd);
+        return -1;
+    }
+    if (!evhttp_bind_listener(s->http, l)) {
+        snprintf(err, errlen, "cannot listen on %s:%d: libevent: cannot attach the listener",
+                 cfg->ingest.listen_address, cfg->ingest.listen_port);
+        evconnlistener_free(l);
+        return -1;
+    }
+    return 0;
+}
+
 ingest_server *ingest_server_new(struct event_base *base, const tally_config *cfg,
                                  kafka_writer *kafka, redis_writer *redis, live_read *live,
                                  prom_api *reads, char *err, size_t errlen)
@@ -261,12 +296,8 @@ ingest_server *ingest_server_new(struct event_base *base, const tally_config *cf
                                             EVHTTP_REQ_OPTIONS | EVHTTP_REQ_TRACE |
                                             EVHTTP_REQ_CONNECT | EVHTTP_REQ_PATCH);
     evhttp_set_gencb(s->http, on_request, s);
-    if (!evhttp_bind_socket_with_handle(s->http, cfg->ingest.listen_address,
-                                        (ev_uint16_t)cfg->ingest.listen_port)) {
-        snprintf(err, errlen, "cannot listen on %s:%d: %s", cfg->ingest.listen_address,
-                 cfg->ingest.listen_port, strerror(errno));
+    if (listen_http(s, cfg, err, errlen) != 0)
         goto fail;
-    }
     return s;
 fail:
     ingest_server_free(s);

@@ -2,7 +2,12 @@
  * drill.c — tally-drill: the failover drill. main() wires the modules.
  *
  * A drill runs scenarios (flusher, redis, kafka, ingest) one after another on
- * a running local stack (deploy/stack up). Each scenario:
+ * a running local stack (deploy/stack up), or, with --cluster, the cluster
+ * scenarios on a running deploy/cluster: broker-leader (SIGKILL the broker
+ * that leads partition 0, down long enough for Kafka to fence it and elect
+ * new leaders, then restarted) and flusher-member (SIGKILL flusher1 or
+ * flusher2, down past flusher.session_timeout_ms so the other takes its
+ * partitions over, then restarted). Each scenario:
  *   1. starts the load (load.c) and the killer (killer.c) together;
  *   2. keeps them running until the scenario's duration has passed, every
  *      planned kill has been done and restarted, the component has served
@@ -47,13 +52,19 @@
 
 /* ---- shared helpers (drill.h) ---------------------------------------------------- */
 
-static const char *const SCENARIOS[SCENARIO_COUNT] = {"flusher", "redis", "kafka", "ingest"};
+static const char *const SCENARIOS[SCENARIO_COUNT] = {"flusher", "redis",         "kafka",
+                                                        "ingest",  "broker-leader", "flusher-member"};
+/* What deploy/cluster status must show running (deploy/stack: the first four SCENARIOS). */
+static const char *const CLUSTER_COMPONENTS[] = {"kafka1",   "kafka2",   "kafka3",  "redis",   "cache",
+                                                 "flusher1", "flusher2", "ingest1", "ingest2", NULL};
 static double drill_start;
 
 const char *scenario_name(int scenario)
 {
     return scenario >= 0 && scenario < SCENARIO_COUNT ? SCENARIOS[scenario] : "?";
 }
+
+int scenario_is_cluster(int scenario) { return scenario >= SCENARIO_FIRST_CLUSTER && scenario < SCENARIO_COUNT; }
 
 int scenario_parse(const char *name)
 {
@@ -99,6 +110,7 @@ typedef struct options {
     int scenarios[SCENARIO_COUNT];   /* 1 = run it */
     uint64_t seed;
     int seed_given;
+    int all;                         /* --all: every scenario of the stack or cluster */
     int is_short;
     double duration_s;               /* < 0: default of the form */
     int kills;                       /* < 0: default */
@@ -106,6 +118,7 @@ typedef struct options {
     int lines;
     long long min_batches;           /* < 0: default */
     const char *stack;
+    const char *cluster;             /* --cluster PATH: deploy/cluster, cluster scenarios */
     const char *flusher;
 } options;
 
@@ -114,13 +127,15 @@ static void usage(FILE *out)
     fprintf(out,
             "usage: tally-drill [-c FILE] [--scenario NAME]... | [--all] [--seed N] [--short]\n"
             "                   [--duration S] [--kills N] [--concurrency N] [--lines N] [--batches N]\n"
-            "                   [--stack PATH] [--flusher PATH]\n"
+            "                   [--stack PATH | --cluster PATH] [--flusher PATH]\n"
             "Kills and restarts components of the running local stack (deploy/stack up) under load and\n"
             "checks that every acknowledged batch is in SQLite exactly once and Redis equals SQLite.\n"
-            "  -c FILE          Tally config (default $TALLY_CONF, else conf/tally.conf); becomes TALLY_CONF\n"
-            "                   of the services deploy/stack restarts when that is unset\n"
-            "  --scenario NAME  flusher, redis, kafka or ingest; repeatable or comma-separated\n"
-            "  --all            every scenario in that order (the default when none is named)\n"
+            "  -c FILE          Tally config (default $TALLY_CONF, else conf/tally.conf; with --cluster\n"
+            "                   the cluster's conf/tally.conf); becomes TALLY_CONF of the services\n"
+            "                   deploy/stack restarts when that is unset\n"
+            "  --scenario NAME  flusher, redis, kafka or ingest; with --cluster broker-leader or\n"
+            "                   flusher-member; repeatable or comma-separated\n"
+            "  --all            every scenario of the stack in that order (the default when none is named)\n"
             "  --seed N         seed of every random choice (default: from the clock, printed)\n"
             "  --short          quick form for tests: 2 kills and ~15 s per scenario\n"
             "  --duration S     seconds of load per scenario (default 30; short 15); longer if the\n"
@@ -131,6 +146,8 @@ static void usage(FILE *out)
             "  --batches N      keep the load on until N batches are acked per scenario\n"
             "                   (default 12500, so --all acks >= 50,000; short 0)\n"
             "  --stack PATH     deploy/stack (default: found next to this binary or the working dir)\n"
+            "  --cluster PATH   run on deploy/cluster at PATH (its state: $TALLY_CLUSTER_VAR, default\n"
+            "                   REPO/var/cluster) with the cluster scenarios\n"
             "  --flusher PATH   tally-flusher for --rebuild-redis (default: $TALLY_BUILD, this binary's\n"
             "                   directory, or REPO/build)\n"
             "Exit status: 0 all checks passed, 1 a check failed, 2 usage/config error or stack not up.\n");
@@ -150,18 +167,18 @@ static int parse_int(const char *s, long long lo, long long hi, long long *out)
 static int parse_options(int argc, char **argv, options *o)
 {
     enum { O_SCENARIO = 256, O_ALL, O_SEED, O_SHORT, O_DURATION, O_KILLS, O_CONC, O_LINES, O_BATCHES,
-           O_STACK, O_FLUSHER };
+           O_STACK, O_CLUSTER, O_FLUSHER };
     static const struct option opts[] = {
         {"scenario", required_argument, NULL, O_SCENARIO}, {"all", no_argument, NULL, O_ALL},
         {"seed", required_argument, NULL, O_SEED},         {"short", no_argument, NULL, O_SHORT},
         {"duration", required_argument, NULL, O_DURATION}, {"kills", required_argument, NULL, O_KILLS},
         {"concurrency", required_argument, NULL, O_CONC},  {"lines", required_argument, NULL, O_LINES},
         {"batches", required_argument, NULL, O_BATCHES},   {"stack", required_argument, NULL, O_STACK},
-        {"flusher", required_argument, NULL, O_FLUSHER},   {"help", no_argument, NULL, 'h'},
+        {"flusher", required_argument, NULL, O_FLUSHER},   {"cluster", required_argument, NULL, O_CLUSTER},
+        {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0}};
     memset(o, 0, sizeof *o);
-    o->conf = getenv("TALLY_CONF") != NULL && getenv("TALLY_CONF")[0] != '\0' ? getenv("TALLY_CONF")
-                                                                             : "conf/tally.conf";
+    o->conf = getenv("TALLY_CONF") != NULL && getenv("TALLY_CONF")[0] != '\0' ? getenv("TALLY_CONF") : NULL;
     o->duration_s = -1;
     o->kills = -1;
     o->concurrency = 4;
@@ -180,7 +197,8 @@ static int parse_options(int argc, char **argv, options *o)
             for (char *t = strtok_r(buf, ",", &save); t != NULL; t = strtok_r(NULL, ",", &save)) {
                 int s = scenario_parse(t);
                 if (s < 0) {
-                    fprintf(stderr, "tally-drill: unknown scenario \"%s\" (flusher, redis, kafka, ingest)\n", t);
+                    fprintf(stderr, "tally-drill: unknown scenario \"%s\" (flusher, redis, kafka, ingest; "
+                                    "with --cluster: broker-leader, flusher-member)\n", t);
                     return 2;
                 }
                 o->scenarios[s] = 1;
@@ -188,10 +206,7 @@ static int parse_options(int argc, char **argv, options *o)
             }
             break;
         }
-        case O_ALL:
-            for (int i = 0; i < SCENARIO_COUNT; i++) o->scenarios[i] = 1;
-            any = 1;
-            break;
+        case O_ALL: o->all = 1; break;
         case O_SEED: {
             char *end;
             errno = 0;
@@ -219,6 +234,7 @@ static int parse_options(int argc, char **argv, options *o)
         case O_BATCHES: INT_OPT("batches", 0, 100000000, o->min_batches) break;
 #undef INT_OPT
         case O_STACK: o->stack = optarg; break;
+        case O_CLUSTER: o->cluster = optarg; break;
         case O_FLUSHER: o->flusher = optarg; break;
         default: usage(stderr); return 2;
         }
@@ -228,8 +244,19 @@ static int parse_options(int argc, char **argv, options *o)
         usage(stderr);
         return 2;
     }
-    if (!any)
-        for (int i = 0; i < SCENARIO_COUNT; i++) o->scenarios[i] = 1;
+    if (o->stack != NULL && o->cluster != NULL) {
+        fprintf(stderr, "tally-drill: --stack and --cluster exclude each other\n");
+        return 2;
+    }
+    int cluster = o->cluster != NULL;
+    for (int i = 0; i < SCENARIO_COUNT; i++) {
+        if (!any || o->all) o->scenarios[i] = scenario_is_cluster(i) == cluster;
+        if (o->scenarios[i] && scenario_is_cluster(i) != cluster) {
+            fprintf(stderr, "tally-drill: scenario %s runs on %s\n", scenario_name(i),
+                    cluster ? "deploy/stack (without --cluster)" : "deploy/cluster: give --cluster PATH");
+            return 2;
+        }
+    }
     if (o->duration_s < 0) o->duration_s = o->is_short ? 15 : 30;
     if (o->kills < 0) o->kills = o->is_short ? 2 : 5;
     if (o->min_batches < 0) o->min_batches = o->is_short ? 0 : 12500;
@@ -314,15 +341,19 @@ static int resolve_paths(const options *o, paths *p)
         fprintf(stderr, "tally-drill: getcwd: %s\n", strerror(errno));
         return 2;
     }
-    if (absolutize_env("TALLY_VAR", cwd) || absolutize_env("TALLY_BUILD", cwd) || absolutize_env("TALLY_CONF", cwd))
+    if (absolutize_env("TALLY_VAR", cwd) || absolutize_env("TALLY_BUILD", cwd) || absolutize_env("TALLY_CONF", cwd) ||
+        absolutize_env("TALLY_CLUSTER_VAR", cwd))
         return 2;
     ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
     exe[n > 0 ? n : 0] = '\0';
     path_up(exe); /* the binary's directory */
 
-    if (o->stack != NULL) {
-        if (realpath(o->stack, buf) == NULL || !is_file(buf)) {
-            fprintf(stderr, "tally-drill: --stack %s: %s\n", o->stack, errno ? strerror(errno) : "not a file");
+    const char *given = o->cluster != NULL ? o->cluster : o->stack;
+    if (given != NULL) {
+        errno = 0;
+        if (realpath(given, buf) == NULL || !is_file(buf)) {
+            fprintf(stderr, "tally-drill: --%s %s: %s\n", o->cluster ? "cluster" : "stack", given,
+                    errno ? strerror(errno) : "not a file");
             return 2;
         }
         fmt_path(p->env.stack, sizeof p->env.stack, "%s", buf);
@@ -358,19 +389,28 @@ static int resolve_paths(const options *o, paths *p)
     }
     fmt_path(p->env.flusher, sizeof p->env.flusher, "%s", buf);
 
-    const char *conf = o->conf;
+    /* the cluster's state directory, as deploy/cluster finds it */
+    const char *cvar = getenv("TALLY_CLUSTER_VAR");
+    char cluster_var[PATH_MAX], cluster_conf[PATH_MAX + 32];
+    if (cvar != NULL && cvar[0] != '\0') fmt_path(cluster_var, sizeof cluster_var, "%s", cvar);
+    else fmt_path(cluster_var, sizeof cluster_var, "%s/var/cluster", p->env.repo);
+    fmt_path(cluster_conf, sizeof cluster_conf, "%s/conf/tally.conf", cluster_var);
+    const char *conf = o->conf != NULL ? o->conf : o->cluster != NULL ? cluster_conf : "conf/tally.conf";
     char alt[PATH_MAX * 2];
     if (conf[0] != '/' && !is_file(conf)) { /* the default works from anywhere */
         fmt_path(alt, sizeof alt, "%s/%s", p->env.repo, conf);
         if (is_file(alt)) conf = alt;
     }
     if (realpath(conf, buf) == NULL) {
-        fprintf(stderr, "tally-drill: config %s: %s\n", o->conf, strerror(errno));
+        fprintf(stderr, "tally-drill: config %s: %s%s\n", conf, strerror(errno),
+                o->cluster != NULL ? " (deploy/cluster up writes it)" : "");
         return 2;
     }
     fmt_path(p->env.conf, sizeof p->env.conf, "%s", buf);
     const char *tc = getenv("TALLY_CONF");
-    if (tc == NULL || tc[0] == '\0') {
+    if (o->cluster != NULL) {
+        /* deploy/cluster generates its own configs and reads no TALLY_CONF */
+    } else if (tc == NULL || tc[0] == '\0') {
         if (setenv("TALLY_CONF", p->env.conf, 1) != 0) {
             fprintf(stderr, "tally-drill: setenv TALLY_CONF: %s\n", strerror(errno));
             return 2;
@@ -383,7 +423,8 @@ static int resolve_paths(const options *o, paths *p)
     }
 
     const char *var = getenv("TALLY_VAR");
-    if (var != NULL && var[0] != '\0') fmt_path(p->var, sizeof p->var, "%s", var);
+    if (o->cluster != NULL) fmt_path(p->var, sizeof p->var, "%s", cluster_var);
+    else if (var != NULL && var[0] != '\0') fmt_path(p->var, sizeof p->var, "%s", var);
     else fmt_path(p->var, sizeof p->var, "%s/var", p->env.repo);
     return 0;
 }
@@ -403,30 +444,35 @@ static int make_dir(const char *path)
 
 /* ---- the stack ------------------------------------------------------------------- */
 
-/* 0 when deploy/stack status shows all four components running and ingest
- * answers /healthz; else -1 with what is missing. */
-static int stack_is_up(const drill_env *env, const char *host, int port, char *why, size_t why_len)
+/* 0 when STACK status shows every component running (deploy/stack: the four
+ * the scenarios kill; deploy/cluster: CLUSTER_COMPONENTS) and ingest answers
+ * /healthz; else -1 with what is missing. */
+static int stack_is_up(const drill_env *env, int cluster, const char *host, int port, char *why, size_t why_len)
 {
-    char out[2048], err[512];
+    char out[8192], err[512];
     char *argv[] = {(char *)env->stack, "status", NULL};
     int rc = proc_run(env, argv, 60, out, sizeof out, err, sizeof err);
     if (rc != 0) {
-        snprintf(why, why_len, "deploy/stack status failed: %s", rc < 0 ? err : "non-zero exit");
+        snprintf(why, why_len, "%s status failed: %s", cluster ? "deploy/cluster" : "deploy/stack",
+                 rc < 0 ? err : "non-zero exit");
         return -1;
     }
     why[0] = '\0';
-    for (int i = 0; i < SCENARIO_COUNT; i++) {
+    const char *const *names = cluster ? CLUSTER_COMPONENTS : SCENARIOS;
+    int count = 0;
+    while (cluster ? names[count] != NULL : count < SCENARIO_FIRST_CLUSTER) count++;
+    for (int i = 0; i < count; i++) {
         int running = 0;
-        for (const char *line = out; line != NULL && *line != '\0';) { /* "NAME running (pid N)" */
+        for (const char *line = out; line != NULL && *line != '\0';) { /* "NAME running (pid N...)" */
             char comp[16], state[16];
-            if (sscanf(line, "%15s %15s", comp, state) == 2 && strcmp(comp, SCENARIOS[i]) == 0)
+            if (sscanf(line, "%15s %15s", comp, state) == 2 && strcmp(comp, names[i]) == 0)
                 running = strcmp(state, "running") == 0;
             line = strchr(line, '\n');
             if (line != NULL) line++;
         }
         if (!running) {
             size_t used = strlen(why);
-            snprintf(why + used, why_len - used, "%s%s is not running", used ? ", " : "", SCENARIOS[i]);
+            snprintf(why + used, why_len - used, "%s%s is not running", used ? ", " : "", names[i]);
         }
     }
     if (why[0] != '\0') return -1;
@@ -482,7 +528,11 @@ static void run_scenario(run *r, int sc, scenario_result *res)
     res->kills_planned = o->kills;
     ledger_init(&res->led, r->runid, sc);
     drill_say("== scenario %s: %d kills over >= %.0f s, %d connections, %d lines/batch%s", name, o->kills,
-              o->duration_s, o->concurrency, o->lines, sc == SCENARIO_REDIS ? ", rebuild-redis after each restart" : "");
+              o->duration_s, o->concurrency, o->lines,
+              sc == SCENARIO_REDIS           ? ", rebuild-redis after each restart"
+              : sc == SCENARIO_BROKER_LEADER ? ", the broker leading partition 0, 5-8 s down"
+              : sc == SCENARIO_FLUSHER_MEMBER ? ", flusher1 or flusher2, down past the session timeout"
+                                              : "");
 
     int http_timeout = r->cfg->kafka.delivery_timeout_ms + 5000;
     if (http_timeout < 10000) http_timeout = 10000;
@@ -494,6 +544,21 @@ static void run_scenario(run *r, int sc, scenario_result *res)
                       .scenario = sc, .batch_deadline_s = 900, .file = &r->file};
     killer k = {.env = &r->p->env, .component = name, .kills = o->kills, .duration_s = o->duration_s,
                 .seed = prng_stream(o->seed, 100, (uint64_t)sc), .rebuild_after_up = sc == SCENARIO_REDIS};
+    if (sc == SCENARIO_BROKER_LEADER) {
+        /* down past broker.session.timeout.ms (4 s in deploy/cluster): the
+         * controller fences it, its partitions get new leaders, produce goes on */
+        k.component = "kafka-leader";
+        k.up_component = "kafka";
+        k.down_min_s = 5;
+        k.down_max_s = 8;
+    } else if (sc == SCENARIO_FLUSHER_MEMBER) {
+        /* down past the session timeout: the group gives its partitions to the other */
+        double session_s = r->cfg->flusher.session_timeout_ms / 1000.0;
+        k.component = "flusher1,flusher2";
+        k.up_component = "flusher";
+        k.down_min_s = session_s + 1;
+        k.down_max_s = session_s + 3;
+    }
     load *l = NULL;
     if (load_start(&l, &lc, err, sizeof err) != 0) {
         drill_say("%s: cannot start the load: %s", name, err);
@@ -697,8 +762,9 @@ int main(int argc, char **argv)
     }
 
     char why[1024];
-    if (stack_is_up(&p.env, host, cfg.ingest.listen_port, why, sizeof why) != 0) {
-        fprintf(stderr, "tally-drill: the stack is not up (%s): run deploy/stack up first\n", why);
+    if (stack_is_up(&p.env, o.cluster != NULL, host, cfg.ingest.listen_port, why, sizeof why) != 0) {
+        fprintf(stderr, "tally-drill: the %s is not up (%s): run %s up first\n", o.cluster ? "cluster" : "stack", why,
+                o.cluster ? "deploy/cluster" : "deploy/stack");
         return 2;
     }
     char err[512];

@@ -14,15 +14,25 @@
 #include <stddef.h>
 #include <stdint.h>
 
-enum { SCENARIO_FLUSHER, SCENARIO_REDIS, SCENARIO_KAFKA, SCENARIO_INGEST, SCENARIO_COUNT };
+/* The first four run on deploy/stack; the cluster scenarios on deploy/cluster
+ * (tally-drill --cluster PATH). */
+enum {
+    SCENARIO_FLUSHER, SCENARIO_REDIS, SCENARIO_KAFKA, SCENARIO_INGEST,
+    SCENARIO_BROKER_LEADER, SCENARIO_FLUSHER_MEMBER,
+    SCENARIO_COUNT
+};
+#define SCENARIO_FIRST_CLUSTER SCENARIO_BROKER_LEADER
 
 /* Counter names per scenario: c0 .. c(DRILL_COUNTERS-1). */
 #define DRILL_COUNTERS 8
 #define DRILL_NAME_MAX 96
 #define DRILL_RUNID_LEN 8
 
-/* "flusher", "redis", "kafka", "ingest" (also the deploy/stack component killed). */
+/* "flusher", "redis", "kafka", "ingest" (also the deploy/stack component
+ * killed), "broker-leader", "flusher-member". */
 const char *scenario_name(int scenario);
+/* 1 for a scenario that runs on deploy/cluster. */
+int scenario_is_cluster(int scenario);
 /* SCENARIO_* for a name, or -1. */
 int scenario_parse(const char *name);
 

@@ -1,9 +1,9 @@
 /*
- * killer.c — child processes (deploy/stack, tally-flusher --rebuild-redis)
+ * killer.c — child processes (deploy/stack or deploy/cluster, tally-flusher --rebuild-redis)
  * and the thread that kills and restarts one component on a seeded schedule.
  *
  * Children are started with posix_spawn, never through a shell, from the
- * repository root (deploy/stack and the relative sqlite.path expect it) with
+ * repository root (deploy/stack, deploy/cluster and the relative sqlite.path expect it) with
  * the drill's environment, so TALLY_VAR, TALLY_BUILD, TALLY_CONF and the port
  * variables reach deploy/stack unchanged. Their output goes to one log file
  * so that the drill's own stderr stays readable; a failing command is named
@@ -117,13 +117,20 @@ int proc_run(const drill_env *env, char *const argv[], double timeout_s, char *c
     return WEXITSTATUS(status);
 }
 
+/* "stack" or "cluster": the last component of env->stack. */
+static const char *stack_base(const drill_env *env)
+{
+    const char *slash = strrchr(env->stack, '/');
+    return slash != NULL ? slash + 1 : env->stack;
+}
+
 int stack_command(const drill_env *env, const char *cmd, const char *component, char *err, size_t err_len)
 {
     char *argv[] = {(char *)env->stack, (char *)cmd, (char *)component, NULL};
     int rc = proc_run(env, argv, 300, NULL, 0, err, err_len);
     if (rc == 0) return 0;
     if (rc > 0)
-        snprintf(err, err_len, "deploy/stack %s %s exited with %d (see %s)", cmd, component ? component : "",
+        snprintf(err, err_len, "deploy/%s %s %s exited with %d (see %s)", stack_base(env), cmd, component ? component : "",
                  rc, env->log_path);
     return -1;
 }
@@ -148,17 +155,31 @@ static int wait_until(killer *k, double until)
     }
 }
 
-/* `deploy/stack up COMPONENT`, tried a second time after a failure. */
-static int bring_up(killer *k)
+/* `STACK up COMPONENT`, tried a second time after a failure. */
+static int bring_up(killer *k, const char *component)
 {
     char err[512];
     for (int attempt = 1; attempt <= 2; attempt++) {
-        if (stack_command(k->env, "up", k->component, err, sizeof err) == 0) return 0;
-        drill_say("%s: restart attempt %d failed: %s", k->component, attempt, err);
+        if (stack_command(k->env, "up", component, err, sizeof err) == 0) return 0;
+        drill_say("%s: restart attempt %d failed: %s", component, attempt, err);
         k->failures++;
         drill_sleep(2);
     }
     return -1;
+}
+
+/* The component to kill this time: `list` itself, or one of its
+ * comma-separated names drawn from rng (a single name draws nothing, so the
+ * single-node scenarios keep their seeded plans). */
+static void pick_target(const char *list, uint64_t *rng, char *out, size_t len)
+{
+    int n = 1;
+    for (const char *c = list; *c; c++) n += *c == ',';
+    int want = n > 1 ? (int)(prng_next(rng) % (uint64_t)n) : 0;
+    const char *start = list;
+    for (int i = 0; i < want; i++) start = strchr(start, ',') + 1;
+    size_t l = strcspn(start, ",");
+    snprintf(out, len, "%.*s", (int)l, start);
 }
 
 static void *killer_main(void *arg)
@@ -169,27 +190,37 @@ static void *killer_main(void *arg)
     for (int i = 0; i < k->kills; i++) {
         double at = t0 + slot * i + slot * (0.1 + 0.5 * prng_unit(&rng));
         if (at < ready + 1.0) at = ready + 1.0;
-        double down = 0.2 + 1.8 * prng_unit(&rng);
+        double lo = k->down_min_s, hi = k->down_max_s;
+        if (lo <= 0 && hi <= 0) lo = 0.2, hi = 2.0;
+        double down = lo + (hi - lo) * prng_unit(&rng);
+        char target[64];
+        pick_target(k->component, &rng, target, sizeof target);
+        const char *up = k->up_component != NULL ? k->up_component : target;
         if (wait_until(k, at)) break;
 
         char out[4096], err[512];
-        char *argv[] = {(char *)k->env->stack, "kill", (char *)k->component, NULL};
+        char *argv[] = {(char *)k->env->stack, "kill", target, NULL};
         int rc = proc_run(k->env, argv, 60, out, sizeof out, err, sizeof err);
         double killed_at = drill_now();
         if (rc != 0) {
-            if (rc > 0) snprintf(err, sizeof err, "deploy/stack kill %s exited with %d: %.300s", k->component, rc, out);
-            drill_say("%s: kill %d/%d FAILED: %s", k->component, i + 1, k->kills, err);
+            if (rc > 0) snprintf(err, sizeof err, "deploy/%.16s kill %s exited with %d: %.300s", stack_base(k->env), target, rc, out);
+            drill_say("%s: kill %d/%d FAILED: %s", target, i + 1, k->kills, err);
             k->failures++;
         } else if (strstr(out, "killed") == NULL) {
-            drill_say("%s: kill %d/%d found nothing to kill: %s", k->component, i + 1, k->kills, out);
+            drill_say("%s: kill %d/%d found nothing to kill: %s", target, i + 1, k->kills, out);
         } else {
             atomic_fetch_add(&k->kills_done, 1);
-            drill_say("%s: kill %d/%d (SIGKILL); restarting in %.1f s", k->component, i + 1, k->kills, down);
+            /* the line that says what was killed: "cluster: kafka2: killed (SIGKILL, pid N)" */
+            char *line = strstr(out, "killed");
+            while (line > out && line[-1] != '\n') line--;
+            line[strcspn(line, "\n")] = '\0';
+            if (strchr(line, ':') != NULL) line = strchr(line, ':') + 1 + (strchr(line, ':')[1] == ' ');
+            drill_say("%s: kill %d/%d (%s); restarting in %.1f s", target, i + 1, k->kills, line, down);
         }
         drill_sleep(down);
         double up_start = drill_now();
-        if (bring_up(k) != 0) {
-            drill_say("%s: could not be restarted; no more kills in this scenario", k->component);
+        if (bring_up(k, up) != 0) {
+            drill_say("%s: could not be restarted; no more kills in this scenario", up);
             break;
         }
         double up_done = drill_now();
@@ -205,7 +236,7 @@ static void *killer_main(void *arg)
         }
         ready = drill_now();
         atomic_store(&k->last_up_ms, (long long)(ready * 1000));
-        drill_say("%s: back after %.1f s down (restart took %.1f s%s)", k->component, up_done - killed_at,
+        drill_say("%s: back after %.1f s down (restart took %.1f s%s)", target, up_done - killed_at,
                   up_done - up_start, extra);
     }
     atomic_store(&k->finished, 1);

@@ -8,11 +8,14 @@
  *    stderr to the drill's log file, waits for it (bounded) and returns its
  *    exit status; nothing is run through a shell.
  *  - The killer, for `kills` times at seeded random moments spread over
- *    `duration_s`, runs `deploy/stack kill COMPONENT` (SIGKILL), waits a
- *    seeded random 0.2–2 s, runs `deploy/stack up COMPONENT` (which waits
- *    until the component is ready) and, for Redis, `tally-flusher -c CONF
- *    --rebuild-redis`. A cycle that was started is always completed (the
- *    component is brought back) even when a stop is requested.
+ *    `duration_s`, runs `STACK kill COMPONENT` (SIGKILL; COMPONENT may be a
+ *    comma-separated list, one of which is drawn per kill), waits a seeded
+ *    random downtime (down_min_s..down_max_s; 0.2–2 s when both are 0), runs
+ *    `STACK up UP_COMPONENT` (up_component, default the killed one; the
+ *    command waits until it is ready) and, for Redis, `tally-flusher -c CONF
+ *    --rebuild-redis`. STACK is deploy/stack or deploy/cluster. A cycle that
+ *    was started is always completed (the component is brought back) even
+ *    when a stop is requested.
  */
 #ifndef TALLY_DRILL_KILLER_H
 #define TALLY_DRILL_KILLER_H
@@ -40,7 +43,7 @@ typedef struct drill_env {
 int proc_run(const drill_env *env, char *const argv[], double timeout_s, char *capture, size_t capture_len,
              char *err, size_t err_len);
 
-/* `deploy/stack CMD [COMPONENT]` (component may be NULL = all). Returns 0 when
+/* `STACK CMD [COMPONENT]` (component may be NULL = all; STACK is env->stack). Returns 0 when
  * it exited 0; else -1 with err naming the command and how it failed. */
 int stack_command(const drill_env *env, const char *cmd, const char *component, char *err, size_t err_len);
 
@@ -50,7 +53,9 @@ int flusher_rebuild_redis(const drill_env *env, char *err, size_t err_len);
 typedef struct killer {
     /* set before killer_start */
     const drill_env *env;
-    const char *component;    /* redis | kafka | flusher | ingest */
+    const char *component;    /* what `kill` is given: redis | kafka | ... | kafka-leader | flusher1,flusher2 */
+    const char *up_component; /* what `up` is given after it; NULL: the killed component */
+    double down_min_s, down_max_s; /* downtime range; both 0: 0.2..2 s */
     int kills;                /* planned */
     double duration_s;        /* kills are spread over this window */
     uint64_t seed;

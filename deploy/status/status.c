@@ -28,6 +28,7 @@
 #include "clock.h"
 #include "config.h"
 #include "format.h"
+#include "partitions.h"
 #include "progress_bar.h"
 #include "prom_scrape.h"
 
@@ -193,6 +194,7 @@ static int show_flusher(const target *t, const scrape *a, const scrape *b, progr
 static void usage(FILE *out)
 {
     fprintf(out, "usage: tally status [-c FILE] [--watch] [--interval SECONDS]\n"
+                 "       tally partitions [-c FILE]   (leader, replicas, ISR per partition)\n"
                  "  -c FILE       configuration file (default conf/tally.conf)\n"
                  "  --watch       redraw every interval until interrupted\n"
                  "  --interval S  seconds between the two scrapes (default 1)\n");
@@ -219,6 +221,8 @@ int main(int argc, char **argv)
         {"interval", required_argument, NULL, 'i'}, {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
+    if (argc >= 2 && strcmp(argv[1], "partitions") == 0)
+        return partitions_main(argc, argv);
     if (argc < 2 || strcmp(argv[1], "status") != 0) {
         usage(stderr);
         return 2;

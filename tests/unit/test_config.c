@@ -80,6 +80,7 @@ static void assert_defaults(const tally_config *c)
 {
     assert_string_equal(c->ingest.listen_address, "127.0.0.1");
     assert_int_equal(c->ingest.listen_port, 8080);
+    assert_false(c->ingest.reuse_port);
     assert_true(c->ingest.max_body_bytes == 8LL * 1024 * 1024);
     assert_int_equal(c->ingest.max_lines, 50000);
     assert_int_equal(c->ingest.max_name_length, 200);
@@ -229,7 +230,7 @@ static void shipped_conf_has_every_key(void **state)
     }
     config_destroy(&lc);
     free(ref);
-    assert_int_equal(keys, 84); /* every field of tally_config */
+    assert_int_equal(keys, 85); /* every field of tally_config */
 }
 
 static void override_values(void **state)
@@ -240,6 +241,7 @@ static void override_values(void **state)
     int n = load_text("ingest: {\n"
                       "  listen_address = \"0.0.0.0\";\n"
                       "  listen_port = 9090;\n"
+                      "  reuse_port = true;\n"
                       "  max_body_bytes = 1048576;\n"   /* plain int for an int64 key */
                       "};\n"
                       "redis = { require_durable = false; port = 6380; };\n"
@@ -249,6 +251,7 @@ static void override_values(void **state)
     assert_int_equal(n, 0);
     assert_string_equal(c.ingest.listen_address, "0.0.0.0");
     assert_int_equal(c.ingest.listen_port, 9090);
+    assert_true(c.ingest.reuse_port);
     assert_true(c.ingest.max_body_bytes == 1048576);
     assert_int_equal(c.redis.require_durable, 0);
     assert_int_equal(c.redis.port, 6380);
@@ -653,7 +656,7 @@ static void reference_is_a_markdown_table(void **state)
     assert_non_null(strstr(ref, "| `sqlite.synchronous` | enum | `\"FULL\"` | FULL, NORMAL, EXTRA | "));
     assert_non_null(strstr(ref, "| `log.level` | enum | `\"info\"` | debug, info, warn, error | "));
     /* every line has exactly the 6 pipes of 5 columns */
-    assert_int_equal(count_lines(ref), 2 + 84);
+    assert_int_equal(count_lines(ref), 2 + 85);
     for (char *line = strtok(ref, "\n"); line; line = strtok(NULL, "\n")) {
         int pipes = 0;
         for (char *p = line; *p; p++)
