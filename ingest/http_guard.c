@@ -83,7 +83,14 @@ struct http_guard {
     long long max_header_bytes, max_body_bytes;
     guarded_conn **by_fd; /* by socket, for http_guard_request_read */
     size_t by_fd_cap;
+    int released;         /* http_guard_free ran: the last conn_forget frees it */
 };
+
+static void guard_destroy(http_guard *g)
+{
+    free(g->by_fd);
+    free(g);
+}
 
 static void conn_register(struct guarded_conn *c);
 
@@ -347,8 +354,13 @@ static void conn_forget(void *ctx)
         c->g->by_fd[c->fd] = NULL;
     if (c->deadline)
         event_free(c->deadline);
-    c->g->open--;
+    http_guard *g = c->g;
     free(c);
+    /* A connection's free callback is deferred (BEV_OPT_DEFER_CALLBACKS): at
+     * exit it may run after evhttp_free and http_guard_free, from inside
+     * event_base_free. */
+    if (--g->open == 0 && g->released)
+        guard_destroy(g);
 }
 
 /* Makes room in by_fd for socket s; 0 or -1 (out of memory). */
@@ -472,6 +484,7 @@ void http_guard_free(http_guard *g)
 {
     if (!g)
         return;
-    free(g->by_fd);
-    free(g);
+    g->released = 1;
+    if (g->open == 0)
+        guard_destroy(g);
 }

@@ -42,7 +42,8 @@ void http_guard_request_read(http_guard *g, struct evhttp_request *req);
 /* Connections open now. */
 size_t http_guard_connections(const http_guard *g);
 
-/* Call after evhttp_free(): the connections are gone. */
+/* Call after evhttp_free(). A connection whose free callback libevent still
+ * defers (it may run inside event_base_free) frees the guard when it runs. */
 void http_guard_free(http_guard *g);
 
 #endif
