@@ -143,12 +143,18 @@ typedef struct flusher {
     flusher_metrics *metrics;
     int64_t *committed;       /* per partition: next offset committed to SQLite (-1: none) */
     int64_t *seen_ms;         /* per partition: Kafka timestamp of the last record consumed */
-    unsigned char *owned;     /* per partition: assigned to this flusher and claimed in SQLite */
     char owner[256];          /* this flusher's group member id, written into its claims */
     int failed;               /* a rebalance callback hit an error: stop (failure says why) */
     char failure[512];
     long long lag_ms;         /* monotonic time of the next lag update */
 } flusher;
+
+/* Whether the partition is this flusher's: assigned by Kafka and claimed in
+ * SQLite (the store holds its epoch until the revoke releases it). */
+static int owns(const flusher *f, int partition)
+{
+    return store_epoch(f->st, partition) > 0;
+}
 
 /* ---- metrics (flusher_metrics.h) ---------------------------------------------------- */
 
@@ -188,7 +194,7 @@ static void note_lag(flusher *f, int caught_up)
     int64_t behind = 0;
     for (int p = 0; p < f->partitions; p++) {
         int64_t high;
-        if (!f->owned[p] || consumer_cached_high(f->cons, p, &high) != 0)
+        if (!owns(f, p) || consumer_cached_high(f->cons, p, &high) != 0)
             continue;
         int64_t from = f->committed[p] < 0 ? 0 : f->committed[p];
         int64_t lag = high > from ? high - from : 0;
@@ -207,7 +213,7 @@ static void note_replay_start(flusher *f)
     int64_t total = 0;
     for (int p = 0; p < f->partitions; p++) {
         int64_t low = 0, high = 0;
-        if (!f->owned[p])
+        if (!owns(f, p))
             continue;
         char err[256];
         if (consumer_watermarks(f->cons, p, &low, &high, 5000, err, sizeof err) != 0) {
@@ -358,7 +364,7 @@ static int handle_message(flusher *f, const rd_kafka_message_t *m, char *err, si
                  f->partitions);
         return -1;
     }
-    if (!f->owned[part]) {
+    if (!owns(f, part)) {
         log_warn("kafka: message from partition %d, which this flusher does not own: ignored",
                  (int)part);
         return 0;
@@ -491,7 +497,6 @@ static int on_assign(void *ctx, const int *parts, int count, int64_t *next)
     }
     for (int i = 0; i < count; i++) {
         int p = parts[i];
-        f->owned[p] = 1;
         f->position[p] = f->committed[p] = next[p];
         atomic_store(&f->metrics->lag[p].epoch, store_epoch(f->st, p));
         log_info("partition %d: claimed at epoch %" PRId64 ", resuming at %s%" PRId64, p,
@@ -526,7 +531,6 @@ static void on_revoke(void *ctx, const int *parts, int count)
     pending_clear(f->pend);
     store_release(f->st);
     for (int p = 0; p < f->partitions; p++) {
-        f->owned[p] = 0;
         atomic_store(&f->metrics->lag[p].records, -1);
         atomic_store(&f->metrics->lag[p].epoch, 0);
     }
@@ -696,12 +700,11 @@ int main(int argc, char **argv)
     f.position = malloc((size_t)f.partitions * sizeof *f.position);
     f.committed = malloc((size_t)f.partitions * sizeof *f.committed);
     f.seen_ms = calloc((size_t)f.partitions, sizeof *f.seen_ms);
-    f.owned = calloc((size_t)f.partitions, sizeof *f.owned);
     f.metrics = flusher_metrics_new(f.partitions);
     f.agg = aggregate_new(cfg.flusher.bucket_seconds);
     f.pend = pending_new(f.partitions);
     f.cache = cache_invalidator_new(&cfg);
-    if (!f.position || !f.committed || !f.seen_ms || !f.owned || !f.metrics || !f.agg || !f.pend ||
+    if (!f.position || !f.committed || !f.seen_ms || !f.metrics || !f.agg || !f.pend ||
         (cfg.cache.enabled && !f.cache)) {
         snprintf(err, sizeof err, "out of memory");
         goto out;
@@ -734,7 +737,6 @@ out:
     flusher_metrics_free(f.metrics);
     free(f.committed);
     free(f.seen_ms);
-    free(f.owned);
     pending_free(f.pend);
     aggregate_free(f.agg);
     cache_invalidator_free(f.cache);

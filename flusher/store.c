@@ -78,7 +78,7 @@ struct store {
     sqlite3_stmt *offset_put;
     sqlite3_stmt *offsets_get;
     sqlite3_stmt *prune;
-    sqlite3_stmt *claim_put, *claim_get;
+    sqlite3_stmt *claim_put, *claim_get, *state_get;
 
     int64_t *epochs;           /* per partition: the epoch this store claimed (0: not claimed) */
     int claim_partitions;      /* entries in epochs */
@@ -164,19 +164,18 @@ static int prepare_retention(store *s, char *err, size_t errlen)
                : 0;
 }
 
-/* Reads rollup_state into memory. */
+/* Reads rollup_state into memory (at open, and inside each write
+ * transaction: another flusher on the file may have stepped). */
 static int load_rollups(store *s, char *err, size_t errlen)
 {
     rollup_state_init(&s->rollups, s->bucket_seconds);
-    sqlite3_stmt *st = NULL;
+    sqlite3_stmt *st = s->state_get;
     int rc;
-    if (prepare(s, &st, SCHEMA_ROLLUP_STATE_GET, err, errlen) < 0)
-        return -1;
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
         rollup_state_set(&s->rollups, sqlite3_column_int64(st, 0), sqlite3_column_int64(st, 1),
                          sqlite3_column_int64(st, 2));
     }
-    sqlite3_finalize(st);
+    sqlite3_reset(st);
     if (rc != SQLITE_DONE) {
         set_err(err, errlen, "read rollup_state", s->db);
         return -1;
@@ -260,6 +259,7 @@ int store_open(store **out, const char *path, const char *synchronous, int bucke
         prepare(s, &s->prune, SCHEMA_BATCH_PRUNE, err, errlen) < 0 ||
         prepare(s, &s->claim_put, SCHEMA_CLAIM_PUT, err, errlen) < 0 ||
         prepare(s, &s->claim_get, SCHEMA_CLAIM_GET, err, errlen) < 0 ||
+        prepare(s, &s->state_get, SCHEMA_ROLLUP_STATE_GET, err, errlen) < 0 ||
         prepare_retention(s, err, errlen) < 0 || load_rollups(s, err, errlen) < 0) {
         store_close(s);
         return -1;
@@ -279,7 +279,7 @@ void store_close(store *s)
                            s->rollup_rows[1], s->rollup_sketches[0], s->rollup_sketches[1],
                            s->expire_rows[0], s->expire_rows[1], s->expire_sketches[0],
                            s->expire_sketches[1], s->fold_sets[0], s->fold_sets[1],
-                           s->first_raw, s->first_rollup, s->claim_put, s->claim_get};
+                           s->first_raw, s->first_rollup, s->claim_put, s->claim_get, s->state_get};
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
         sqlite3_finalize(all[i]); /* NULL is a harmless no-op */
     if (s->db)

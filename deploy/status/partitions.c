@@ -38,6 +38,14 @@ static void print_ids(const char *what, const int32_t *ids, int n)
 }
 
 /* Prints the topic's partitions; 0, or 1 with the reason on stderr. */
+static void print_partition(const rd_kafka_metadata_partition_t *p)
+{
+    printf("partition %d leader %d", (int)p->id, (int)p->leader);
+    print_ids("replicas", p->replicas, p->replica_cnt);
+    print_ids("isr", p->isrs, p->isr_cnt);
+    printf("\n");
+}
+
 static int describe(rd_kafka_t *rk, const char *topic_name)
 {
     rd_kafka_topic_t *topic = rd_kafka_topic_new(rk, topic_name, NULL);
@@ -59,21 +67,11 @@ static int describe(rd_kafka_t *rk, const char *topic_name)
                 md->topic_cnt == 1 ? rd_kafka_err2str(md->topics[0].err) : "not in the answer");
     } else {
         const rd_kafka_metadata_topic_t *t = &md->topics[0];
-        /* the answer lists partitions in no promised order */
-        for (int want = 0, printed = 0; printed < t->partition_cnt; want++) {
-            for (int i = 0; i < t->partition_cnt; i++) {
-                const rd_kafka_metadata_partition_t *p = &t->partitions[i];
-                if (p->id != want)
-                    continue;
-                printf("partition %d leader %d", (int)p->id, (int)p->leader);
-                print_ids("replicas", p->replicas, p->replica_cnt);
-                print_ids("isr", p->isrs, p->isr_cnt);
-                printf("\n");
-                printed++;
-            }
-            if (want > 100000)
-                break; /* (partition ids are 0..count-1; never loop on a strange answer) */
-        }
+        /* the answer lists partitions 0..count-1 in no promised order */
+        for (int want = 0; want < t->partition_cnt; want++)
+            for (int i = 0; i < t->partition_cnt; i++)
+                if (t->partitions[i].id == want)
+                    print_partition(&t->partitions[i]);
         rc = fflush(stdout) == 0 ? 0 : 1;
     }
     rd_kafka_metadata_destroy(md);
