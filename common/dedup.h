@@ -16,7 +16,9 @@
  * times travel in Kafka, the decision is the same for the live view, the
  * flusher and every replay, whatever the clocks of the machines that decide.
  *
- * Where the decision is kept: a Redis dedup key "tally:batch:{X}" holding
+ * Where the decision is kept: a Redis dedup key "tally:{S}:batch:X" in each
+ * shard S the batch touches (with several shards also a claim
+ * "tally:{H}:claim:X" in its home shard, redis_keys.h), holding
  * "DIGEST T0", expiring after window + DEDUP_SLACK_SECONDS (Redis' clock may
  * run apart from the broker's; a key alive too long is harmless, the time
  * inside it decides), and SQLite's batches table (batch_id, log_ms, digest),

@@ -67,6 +67,26 @@ static const char live_guard_script[] =
     "if #dups > 1 then return dups end\n"
     "return {1}\n";
 
+/* The claim of a batch id (live_claims_build): KEYS[1] = its claim, KEYS[2]
+ * = the fence of the claim's shard; ARGV[1] = mode, ARGV[2] = the window in
+ * ms, ARGV[3] = the claim ("DIGEST TIME"), ARGV[4] = its TTL in seconds.
+ * Reply: 2 fenced (nothing written), -1 a conflict, 1 a retry of a batch
+ * whose every part is applied ("done"), 0 go on (claimed now, or a retry). */
+static const char live_claim_script[] =
+    "if ARGV[1] ~= 'rebuild' and redis.call('EXISTS', KEYS[2]) == 1 then return 2 end\n"
+    "local held = redis.call('GET', KEYS[1])\n"
+    "if held then\n"
+    "  local d0, t0, rest = string.match(held, '^(%S+) (%d+)(.*)$')\n"
+    "  local d, t = string.match(ARGV[3], '^(%S+) (%d+)$')\n"
+    "  if not t0 or tonumber(t) - tonumber(t0) <= tonumber(ARGV[2]) then\n"
+    "    if t0 and d0 ~= d and d0 ~= '-' and d ~= '-' then return -1 end\n"
+    "    if rest == ' done' then return 1 end\n"
+    "    return 0\n"
+    "  end\n"
+    "end\n"
+    "redis.call('SET', KEYS[1], ARGV[3], 'EX', ARGV[4])\n"
+    "return 0\n";
+
 /* The carry: moves a whole field at or past the threshold into its ":frac"
  * companion. HINCRBYFLOAT reads the integer text exactly (long double).
  * KEYS[1] = integer hash, KEYS[2] = its companion, ARGV[1] = field,
@@ -88,6 +108,7 @@ typedef struct series_fold {
     const char *tags;
     uint16_t name_len;
     uint16_t tags_len;
+    uint16_t shard;     /* redis_shard_of(name): the hash tag of its keys */
     int gauge_absolute; /* gauge: an absolute value was seen */
     double total;       /* counter total / gauge value (or delta) / distribution sum */
     double weight;      /* distribution: sum of 1/rate */
@@ -100,6 +121,8 @@ typedef struct series_fold {
 struct live_fold {
     series_fold *series;
     size_t count;
+    uint16_t *shards;  /* live_fold_shards() */
+    size_t nshards;
     char *strings;     /* every name and tags, copied */
     uint64_t *members; /* every set series' distinct members, series after series */
 };
@@ -251,6 +274,7 @@ typedef struct member_source {
     const metric_event *events; /* NULL: series */
     const series_fold *series;
     size_t count;
+    int shard;                  /* series: only those of this shard (-1: all) */
 } member_source;
 
 /* The series of x that the i-th item of src belongs to, if it is a set's
@@ -261,7 +285,7 @@ static series_fold *member_series(series_index *x, const member_source *src, siz
     *from = NULL;
     if (src->series) {
         const series_fold *s = &src->series[i];
-        if (s->type != METRIC_SET)
+        if (s->type != METRIC_SET || (src->shard >= 0 && s->shard != src->shard))
             return NULL;
         *from = s;
         return index_find(x, s->hash, s->type, s->name, s->name_len, s->tags, s->tags_len);
@@ -314,7 +338,30 @@ static int gather_members(series_index *x, const member_source *src, size_t n, u
     return 0;
 }
 
-live_fold *live_fold_new(const metric_event *events, size_t count, char *err, size_t errlen)
+static int compare_u16(const void *x, const void *y)
+{
+    uint16_t a = *(const uint16_t *)x, b = *(const uint16_t *)y;
+    return (a > b) - (a < b);
+}
+
+/* f->shards: the shards of f's series, sorted, without repeats. */
+static int list_shards(live_fold *f)
+{
+    f->shards = malloc((f->count + 1) * sizeof *f->shards);
+    if (!f->shards)
+        return -1;
+    for (size_t k = 0; k < f->count; k++)
+        f->shards[k] = f->series[k].shard;
+    qsort(f->shards, f->count, sizeof *f->shards, compare_u16);
+    f->nshards = 0;
+    for (size_t k = 0; k < f->count; k++)
+        if (f->nshards == 0 || f->shards[f->nshards - 1] != f->shards[k])
+            f->shards[f->nshards++] = f->shards[k];
+    return 0;
+}
+
+live_fold *live_fold_new(const metric_event *events, size_t count, unsigned shards, char *err,
+                         size_t errlen)
 {
     live_fold *f = calloc(1, sizeof *f);
     series_index x = {0};
@@ -326,7 +373,7 @@ live_fold *live_fold_new(const metric_event *events, size_t count, char *err, si
         uint32_t h = series_hash(ev->type, ev->name, ev->name_len, tags, ev->tags_len);
         fold_event(index_find(&x, h, ev->type, ev->name, ev->name_len, tags, ev->tags_len), ev);
     }
-    member_source source = {.events = events, .count = count};
+    member_source source = {.events = events, .count = count, .shard = -1};
     if (gather_members(&x, &source, 1, &f->members) != 0)
         goto oom;
     /* Copy the strings: the events' buffers may be gone when the group is built. */
@@ -340,6 +387,7 @@ live_fold *live_fold_new(const metric_event *events, size_t count, char *err, si
     char *w = f->strings;
     for (size_t k = 0; k < x.count; k++) {
         series_fold s = x.items[k];
+        s.shard = (uint16_t)redis_shard_of(s.name, s.name_len, shards);
         memcpy(w, s.name, s.name_len);
         s.name = w;
         w += s.name_len;
@@ -352,6 +400,11 @@ live_fold *live_fold_new(const metric_event *events, size_t count, char *err, si
     assert((size_t)(w - f->strings) < bytes);
     f->count = x.count;
     index_free(&x);
+    if (list_shards(f) != 0) {
+        live_fold_free(f);
+        snprintf(err, errlen, "out of memory folding a batch");
+        return NULL;
+    }
     return f;
 oom:
     index_free(&x);
@@ -369,9 +422,16 @@ live_series_ref live_fold_series_at(const live_fold *f, size_t i)
 {
     assert(i < f->count);
     const series_fold *s = &f->series[i];
-    return (live_series_ref){.hash = s->hash, .type = s->type, .name = s->name,
+    return (live_series_ref){.hash = s->hash, .type = s->type, .shard = s->shard, .name = s->name,
                              .tags = s->tags, .name_len = s->name_len, .tags_len = s->tags_len};
 }
+
+const uint16_t *live_fold_shards(const live_fold *f, size_t *n)
+{
+    *n = f->nshards;
+    return f->shards;
+}
+
 
 void live_fold_free(live_fold *f)
 {
@@ -380,6 +440,7 @@ void live_fold_free(live_fold *f)
     free(f->series);
     free(f->strings);
     free(f->members);
+    free(f->shards);
     free(f);
 }
 
@@ -488,16 +549,18 @@ static void put_double(resp_builder *b, double v)
     put_arg(b, num, (size_t)n);
 }
 
-/* "tally:{NAME}:SUFFIX[EXTRA]" as one argument (extra_len bytes of extra). */
+/* "tally:{SHARD}:NAME:SUFFIX[EXTRA]" as one argument (extra_len bytes of extra). */
 static void put_metric_key_bytes(resp_builder *b, const series_fold *s, const char *suffix,
                                  const char *extra, size_t extra_len)
 {
+    char tag[24];
+    int tag_len = snprintf(tag, sizeof tag, "tally:{%u}:", (unsigned)s->shard);
     size_t suffix_len = strlen(suffix);
-    size_t len = strlen("tally:{") + s->name_len + strlen("}:") + suffix_len + extra_len;
+    size_t len = (size_t)tag_len + s->name_len + 1 + suffix_len + extra_len;
     put_count(b, '$', len);
-    put_bytes(b, "tally:{", 7);
+    put_bytes(b, tag, (size_t)tag_len);
     put_bytes(b, s->name, s->name_len);
-    put_bytes(b, "}:", 2);
+    put_bytes(b, ":", 1);
     put_bytes(b, suffix, suffix_len);
     put_bytes(b, extra, extra_len);
     put_bytes(b, "\r\n", 2);
@@ -509,7 +572,7 @@ static void put_metric_key(resp_builder *b, const series_fold *s, const char *su
     put_metric_key_bytes(b, s, suffix, extra, strlen(extra));
 }
 
-/* Adds v to the series' field of tally:{NAME}:SUFFIX. Sums (counters,
+/* Adds v to the series' field of tally:{S}:NAME:SUFFIX. Sums (counters,
  * distribution count and sum) add whole amounts with HINCRBY, several times
  * cheaper than HINCRBYFLOAT, and fractions with HINCRBYFLOAT on the ":frac"
  * companion hash, so the main hash only ever holds integers and HINCRBY never
@@ -532,7 +595,7 @@ static void note_whole_add(resp_builder *b, const series_fold *s, const char *su
         b->whole_cap = cap;
     }
     u->whole_adds[u->nwhole++] = (live_whole_add){b->exec_index, s->name, s->tags, suffix,
-                                                  s->name_len, s->tags_len};
+                                                  s->name_len, s->tags_len, s->shard};
 }
 
 static void put_add(resp_builder *b, const series_fold *s, const char *suffix, double v, int split)
@@ -548,7 +611,7 @@ static void put_add(resp_builder *b, const series_fold *s, const char *suffix, d
     end_command(b);
 }
 
-/* HSET tally:{NAME}:SUFFIX tags v */
+/* HSET tally:{S}:NAME:SUFFIX tags v */
 static void put_hset(resp_builder *b, const series_fold *s, const char *suffix, double v)
 {
     begin_command(b, 4);
@@ -559,7 +622,7 @@ static void put_hset(resp_builder *b, const series_fold *s, const char *suffix, 
     end_command(b);
 }
 
-/* ZADD tally:{NAME}:SUFFIX LT|GT v tags: keeps the smaller (LT) or larger (GT) score. */
+/* ZADD tally:{S}:NAME:SUFFIX LT|GT v tags: keeps the smaller (LT) or larger (GT) score. */
 static void put_zadd(resp_builder *b, const series_fold *s, const char *suffix, const char *cmp,
                      double v)
 {
@@ -572,9 +635,9 @@ static void put_zadd(resp_builder *b, const series_fold *s, const char *suffix, 
     end_command(b);
 }
 
-/* The set's distinct members into its HyperLogLog, tally:{NAME}:set:TAGS
+/* The set's distinct members into its HyperLogLog, tally:{S}:NAME:set:TAGS
  * (PFADD, at most LIVE_PFADD_CHUNK elements a command), and its tags into
- * the name's index of set series, tally:{NAME}:set (redis_keys.h). */
+ * the name's index of set series, tally:{S}:NAME:set (redis_keys.h). */
 static void put_set(resp_builder *b, const series_fold *s)
 {
     for (size_t at = 0; at < s->nmembers; at += LIVE_PFADD_CHUNK) {
@@ -628,13 +691,13 @@ static void put_series(resp_builder *b, const series_fold *s)
 /* WATCH the keys the guard reads, so that a change to any of them between the
  * guard and EXEC (by another client, or by the guard itself when it refuses)
  * aborts the transaction. */
-static void put_watch(resp_builder *b, int watch_fence,
-                      const char *const *dedup_keys, const size_t *dedup_lens, size_t n)
+static void put_watch(resp_builder *b, const char *fence, const char *const *dedup_keys,
+                      const size_t *dedup_lens, size_t n)
 {
-    begin_command(b, 1 + (size_t)watch_fence + n);
+    begin_command(b, 1 + (fence != NULL) + n);
     put_text(b, "WATCH");
-    if (watch_fence)
-        put_text(b, REDIS_KEY_REBUILD_FENCE);
+    if (fence)
+        put_text(b, fence);
     for (size_t i = 0; i < n; i++)
         put_arg(b, dedup_keys[i], dedup_lens[i]);
     end_command(b);
@@ -664,7 +727,7 @@ int live_update_carry(const live_update *u, const redisReply *exec, live_update 
         if (r->type != REDIS_REPLY_INTEGER ||
             (r->integer < LIVE_CARRY_THRESHOLD && r->integer > -LIVE_CARRY_THRESHOLD))
             continue;
-        series_fold s = {.name = a->name, .name_len = a->name_len};
+        series_fold s = {.name = a->name, .name_len = a->name_len, .shard = a->shard};
         begin_command(&b, 7);
         put_text(&b, "EVAL");
         put_text(&b, live_carry_script);
@@ -685,10 +748,12 @@ int live_update_carry(const live_update *u, const redisReply *exec, live_update 
 
 int live_update_build(live_update *u, const live_fold *const *folds, const live_batch *batches,
                       size_t n, int dedup_window_seconds, live_mode mode, const live_known *bounds,
-                      char *err, size_t errlen)
+                      unsigned shard, char *err, size_t errlen)
 {
     assert(n >= 1);
     memset(u, 0, sizeof *u);
+    char fence[REDIS_KEY_MAX];
+    redis_key_shard(fence, sizeof fence, shard, REDIS_SHARD_FENCE);
     char (*dedup_keys)[REDIS_KEY_MAX] = malloc(n * sizeof *dedup_keys);
     char (*claims)[DEDUP_DIGEST_TEXT + 24] = malloc(n * sizeof *claims);
     size_t *dedup_lens = malloc(n * sizeof *dedup_lens);
@@ -704,7 +769,8 @@ int live_update_build(live_update *u, const live_fold *const *folds, const live_
         /* what the batch's dedup key holds: "DIGEST TIME" (dedup.h) */
         snprintf(claims[i], sizeof claims[i], "%.16s %lld", batches[i].digest,
                  (long long)(batches[i].log_ms < 0 ? 0 : batches[i].log_ms));
-        int len = redis_key_batch(dedup_keys[i], REDIS_KEY_MAX, batches[i].id, batches[i].id_len);
+        int len = redis_key_batch(dedup_keys[i], REDIS_KEY_MAX, shard, batches[i].id,
+                                  batches[i].id_len);
         if (len < 0) {
             snprintf(err, errlen, "batch id too long for a Redis key");
             goto fail;
@@ -715,9 +781,12 @@ int live_update_build(live_update *u, const live_fold *const *folds, const live_
     for (size_t i = 0; i < n; i++) {
         for (size_t k = 0; k < folds[i]->count; k++) {
             const series_fold *s = &folds[i]->series[k];
-            merge_series(index_find(&x, s->hash, s->type, s->name, s->name_len, s->tags,
-                                    s->tags_len),
-                         s);
+            if (s->shard != shard)
+                continue;
+            series_fold *into = index_find(&x, s->hash, s->type, s->name, s->name_len, s->tags,
+                                           s->tags_len);
+            into->shard = s->shard;
+            merge_series(into, s);
         }
     }
     u->series = x.count;
@@ -725,7 +794,8 @@ int live_update_build(live_update *u, const live_fold *const *folds, const live_
     if (!sources)
         goto oom;
     for (size_t i = 0; i < n; i++)
-        sources[i] = (member_source){.series = folds[i]->series, .count = folds[i]->count};
+        sources[i] = (member_source){.series = folds[i]->series, .count = folds[i]->count,
+                                     .shard = (int)shard};
     int gathered = gather_members(&x, sources, n, &members);
     free(sources);
     if (gathered != 0)
@@ -734,7 +804,7 @@ int live_update_build(live_update *u, const live_fold *const *folds, const live_
     resp_builder b = {.u = u, .bounds = bounds};
     reserve(&b, 256 + 160 * (x.count + n));
     int ingest = mode == LIVE_MODE_INGEST;
-    put_watch(&b, ingest, dedup_ptrs, dedup_lens, n);
+    put_watch(&b, ingest ? fence : NULL, dedup_ptrs, dedup_lens, n);
     /* EVAL guard 1+n fence dedup[n] mode window claims[n] */
     begin_command(&b, 4 + 1 + n + 1 + n);
     put_text(&b, "EVAL");
@@ -742,7 +812,7 @@ int live_update_build(live_update *u, const live_fold *const *folds, const live_
     char numkeys[24];
     int nk = snprintf(numkeys, sizeof numkeys, "%zu", 1 + n);
     put_arg(&b, numkeys, (size_t)nk);
-    put_text(&b, REDIS_KEY_REBUILD_FENCE);
+    put_text(&b, fence);
     for (size_t i = 0; i < n; i++)
         put_arg(&b, dedup_ptrs[i], dedup_lens[i]);
     put_text(&b, ingest ? "ingest" : "rebuild");
@@ -812,6 +882,53 @@ fail:
     return -1;
 }
 
+int live_claim_value(char *buf, const char *digest, int64_t log_ms, int done)
+{
+    return snprintf(buf, LIVE_CLAIM_MAX, "%.16s %lld%s", digest,
+                    (long long)(log_ms < 0 ? 0 : log_ms), done ? " done" : "");
+}
+
+int live_claims_build(live_update *u, const live_batch *batches, size_t n,
+                      int dedup_window_seconds, live_mode mode, unsigned shards, char *err,
+                      size_t errlen)
+{
+    memset(u, 0, sizeof *u);
+    resp_builder b = {.u = u};
+    reserve(&b, n * (sizeof live_claim_script + 160));
+    char window_ms[24], ttl[24];
+    int nw = snprintf(window_ms, sizeof window_ms, "%lld", dedup_window_seconds * 1000LL);
+    int nt = snprintf(ttl, sizeof ttl, "%d", dedup_window_seconds + DEDUP_SLACK_SECONDS);
+    for (size_t i = 0; i < n; i++) {
+        char key[REDIS_KEY_MAX], fence[REDIS_KEY_MAX], claim[LIVE_CLAIM_MAX];
+        int kl = redis_key_claim(key, sizeof key, shards, batches[i].id, batches[i].id_len);
+        if (kl < 0) {
+            live_update_free(u);
+            snprintf(err, errlen, "batch id too long for a Redis key");
+            return -1;
+        }
+        redis_key_shard(fence, sizeof fence, redis_shard_of(batches[i].id, batches[i].id_len, shards),
+                        REDIS_SHARD_FENCE);
+        live_claim_value(claim, batches[i].digest, batches[i].log_ms, 0);
+        begin_command(&b, 9);
+        put_text(&b, "EVAL");
+        put_text(&b, live_claim_script);
+        put_text(&b, "2");
+        put_arg(&b, key, (size_t)kl);
+        put_text(&b, fence);
+        put_text(&b, mode == LIVE_MODE_INGEST ? "ingest" : "rebuild");
+        put_arg(&b, window_ms, (size_t)nw);
+        put_text(&b, claim);
+        put_arg(&b, ttl, (size_t)nt);
+        end_command(&b);
+    }
+    if (b.failed) {
+        live_update_free(u);
+        snprintf(err, errlen, "out of memory building the claims");
+        return -1;
+    }
+    return 0;
+}
+
 /* A missing reply (connection lost) or an error reply: fills why, returns 1. */
 static int reply_failed(const redisReply *r, char *why, size_t whylen)
 {
@@ -850,6 +967,22 @@ int live_guard_verdict(const redisReply *guard, size_t n, size_t *dups, size_t *
         dups[(*ndups)++] = (size_t)pos | (e->integer < 0 ? LIVE_CONFLICT : 0);
     }
     return LIVE_DUPLICATE;
+}
+
+int live_claim_verdict(const redisReply *reply, char *why, size_t whylen)
+{
+    if (reply_failed(reply, why, whylen))
+        return LIVE_FAILED;
+    if (reply->type == REDIS_REPLY_INTEGER) {
+        switch (reply->integer) {
+        case 0: return LIVE_APPLIED;
+        case 1: return LIVE_DUPLICATE;
+        case 2: return LIVE_DEFERRED;
+        case -1: return LIVE_CONFLICTED;
+        }
+    }
+    snprintf(why, whylen, "unexpected reply from the batch claim");
+    return LIVE_FAILED;
 }
 
 int live_outcome(int verdict, const redisReply *exec, char *why, size_t whylen)

@@ -2,6 +2,17 @@
  * live_update.h — folds accepted batches into one Redis transaction (pure,
  * plus the reading of its replies).
  *
+ * Shards (redis_keys.h): every series belongs to the shard of its name, and a
+ * group becomes one transaction per shard its batches touch
+ * (live_update_build(), called once per shard with the batches that have
+ * series there), each with the dedup keys and the fence OF THAT SHARD, so
+ * each is one Redis Cluster slot. A batch's parts apply independently; its
+ * dedup key in each shard makes a resend apply only the parts still
+ * missing. With more than one shard, a batch id is first claimed in its home
+ * shard (live_claims_build(), before the transactions): the claim holds the
+ * body's digest, so an id reused for another body is a conflict even when
+ * the two bodies touch different shards.
+ *
  * Two steps. live_fold_new() folds ONE batch per series (name, tags, type) in
  * line order: counters sum value/rate, gauges compose their operations in
  * order (the last absolute value plus later deltas, or one delta),
@@ -45,6 +56,7 @@
 
 #include <hiredis/hiredis.h>
 
+#include "dedup.h"
 #include "event.h"
 
 /* Outcome of a group, from live_outcome(). */
@@ -54,6 +66,7 @@
 #define LIVE_DEFERRED 2   /* a rebuild holds the fence: it will apply the batches */
 #define LIVE_RETRY 3      /* another client changed a watched key: nothing applied, send again */
 #define LIVE_PARTIAL 4    /* applied, but Redis refused some updates: the live view is wrong */
+#define LIVE_CONFLICTED 5 /* a claim: the id was used for another body within the window */
 
 /* Most elements of one PFADD (a set series' members in a group take as many
  * PFADDs as needed, all in the transaction). */
@@ -83,9 +96,14 @@ typedef enum live_mode {
 /* One batch folded per series; owns copies of its names and tags. */
 typedef struct live_fold live_fold;
 
-/* Folds `count` events (strings are copied: the events' buffers may go away).
- * Returns NULL with err filled when out of memory. */
-live_fold *live_fold_new(const metric_event *events, size_t count, char *err, size_t errlen);
+/* Folds `count` events (strings are copied: the events' buffers may go away)
+ * for a live view of `shards` shards (redis.shards). Returns NULL with err
+ * filled when out of memory. */
+live_fold *live_fold_new(const metric_event *events, size_t count, unsigned shards, char *err,
+                         size_t errlen);
+
+/* The shards the fold has series in, ascending, without repeats (*n of them). */
+const uint16_t *live_fold_shards(const live_fold *f, size_t *n);
 
 /* Distinct series of the batch. */
 size_t live_fold_series(const live_fold *f);
@@ -95,6 +113,7 @@ size_t live_fold_series(const live_fold *f);
 typedef struct live_series_ref {
     uint32_t hash;
     metric_type type;
+    unsigned shard;
     const char *name, *tags;
     size_t name_len, tags_len;
 } live_series_ref;
@@ -118,6 +137,7 @@ typedef struct live_whole_add {
     size_t exec_index;
     const char *name, *tags, *suffix;
     uint16_t name_len, tags_len;
+    uint16_t shard;
 } live_whole_add;
 
 typedef struct live_update {
@@ -146,8 +166,9 @@ typedef struct live_batch {
 } live_batch;
 
 /*
- * Builds the commands for a group of `n` >= 1 batches, folds[i] being
- * batches[i], merged in index order. Retries within dedup_window_seconds are
+ * Builds shard `shard`'s transaction for a group of `n` >= 1 batches, each
+ * with a series in that shard (live_fold_shards), folds[i] being
+ * batches[i], merged in index order; series of other shards are left out. Retries within dedup_window_seconds are
  * refused by the guard (dedup.h); each dedup key expires after the window
  * plus DEDUP_SLACK_SECONDS. Returns 0, or
  * -1 with err filled (out of memory, batch id too long). On success the caller
@@ -158,7 +179,30 @@ typedef struct live_batch {
  */
 int live_update_build(live_update *u, const live_fold *const *folds, const live_batch *batches,
                       size_t n, int dedup_window_seconds, live_mode mode, const live_known *bounds,
-                      char *err, size_t errlen);
+                      unsigned shard, char *err, size_t errlen);
+
+/*
+ * Builds the claims of n >= 1 batches (redis.shards > 1), one EVAL each, to
+ * be sent before their transactions: each claims the batch id in its home
+ * shard for the body's digest (redis_keys.h) unless that shard's fence is up
+ * (LIVE_MODE_INGEST). Returns 0 or -1 with err filled; the caller frees *u.
+ */
+int live_claims_build(live_update *u, const live_batch *batches, size_t n,
+                      int dedup_window_seconds, live_mode mode, unsigned shards, char *err,
+                      size_t errlen);
+
+/* A claim's verdict from its reply (NULL: connection lost): LIVE_APPLIED
+ * (go on: claimed now, or a retry of the same body, whose parts the shards'
+ * dedup keys decide), LIVE_DUPLICATE (a retry of a batch every part of
+ * which is applied: nothing to send), LIVE_CONFLICTED, LIVE_DEFERRED (the
+ * fence is up: nothing claimed), or LIVE_FAILED with why filled. */
+int live_claim_verdict(const redisReply *reply, char *why, size_t whylen);
+
+/* What a claim holds: "DIGEST TIME", or "DIGEST TIME done" when every part of
+ * the batch is known applied (the rebuild's flushed batches). Returns its
+ * length (< LIVE_CLAIM_MAX). */
+#define LIVE_CLAIM_MAX (DEDUP_DIGEST_TEXT + 32)
+int live_claim_value(char *buf, const char *digest, int64_t log_ms, int done);
 
 /* After the group was applied (LIVE_APPLIED): records its distributions'
  * bounds in b. The folds the update was built from must still exist. */

@@ -6,17 +6,44 @@
 
 #include <stdio.h>
 
-int redis_key_metric(char *buf, size_t buflen, const char *name, size_t name_len,
-                     const char *suffix)
+#include "redis_slots.h"
+
+static int written(int n, size_t buflen)
 {
-    int n = snprintf(buf, buflen, "tally:{%.*s}:%s", (int)name_len, name, suffix);
     return (n < 0 || (size_t)n >= buflen) ? -1 : n;
 }
 
-int redis_key_batch(char *buf, size_t buflen, const char *batch_id, size_t batch_id_len)
+unsigned redis_shard_of(const char *text, size_t len, unsigned shards)
 {
-    int n = snprintf(buf, buflen, "tally:batch:{%.*s}", (int)batch_id_len, batch_id);
-    return (n < 0 || (size_t)n >= buflen) ? -1 : n;
+    return shards > 1 ? redis_crc16(text, len) % shards : 0;
+}
+
+int redis_key_metric(char *buf, size_t buflen, unsigned shard, const char *name,
+                     size_t name_len, const char *suffix)
+{
+    return written(snprintf(buf, buflen, "tally:{%u}:%.*s:%s", shard, (int)name_len, name, suffix),
+                   buflen);
+}
+
+int redis_key_batch(char *buf, size_t buflen, unsigned shard, const char *batch_id,
+                    size_t batch_id_len)
+{
+    return written(snprintf(buf, buflen, "tally:{%u}:batch:%.*s", shard, (int)batch_id_len, batch_id),
+                   buflen);
+}
+
+int redis_key_claim(char *buf, size_t buflen, unsigned shards, const char *batch_id,
+                    size_t batch_id_len)
+{
+    return written(snprintf(buf, buflen, "tally:{%u}:claim:%.*s",
+                            redis_shard_of(batch_id, batch_id_len, shards), (int)batch_id_len,
+                            batch_id),
+                   buflen);
+}
+
+int redis_key_shard(char *buf, size_t buflen, unsigned shard, const char *what)
+{
+    return written(snprintf(buf, buflen, "tally:{%u}:%s", shard, what), buflen);
 }
 
 const char *redis_key_value_suffix(metric_type type)
@@ -30,10 +57,10 @@ const char *redis_key_value_suffix(metric_type type)
     return "counter";
 }
 
-int redis_key_set(char *buf, size_t buflen, const char *name, size_t name_len, const char *tags,
-                  size_t tags_len)
+int redis_key_set(char *buf, size_t buflen, unsigned shard, const char *name, size_t name_len,
+                  const char *tags, size_t tags_len)
 {
-    int n = snprintf(buf, buflen, "tally:{%.*s}:" REDIS_KEY_SET_SUFFIX ":%.*s", (int)name_len, name,
-                     (int)tags_len, tags);
-    return (n < 0 || (size_t)n >= buflen) ? -1 : n;
+    return written(snprintf(buf, buflen, "tally:{%u}:%.*s:" REDIS_KEY_SET_SUFFIX ":%.*s", shard,
+                            (int)name_len, name, (int)tags_len, tags),
+                   buflen);
 }

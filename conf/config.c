@@ -167,6 +167,8 @@ static const struct key_row config_keys[] = {
              "When Redis cannot apply a batch Kafka holds: accept (200, live view stale) or reject (503)."),
     BOOL_ROW(redis.require_durable, 1,
              "Refuse a Redis without AOF and maxmemory-policy noeviction."),
+    INT_ROW(redis.shards, 1, 1, 1024,
+            "Shards of the live view (each one Redis Cluster slot, one transaction per shard): several per cluster master; changing it needs tally-flusher --rebuild-redis."),
     OPTIONAL_STRING_ROW(redis.username,
                         "Redis ACL user for AUTH (empty: the default user)."),
     OPTIONAL_STRING_ROW(redis.password_file,
@@ -824,4 +826,13 @@ void config_consumer_group(const tally_config *cfg, char *out, size_t len)
         snprintf(out, len, "%s", cfg->kafka.consumer_group);
     else
         snprintf(out, len, "tally-flusher-%s", cfg->kafka.topic);
+}
+
+int config_load_or_report(const char *path, tally_config *cfg)
+{
+    static char problems[16384];
+    if (config_load(path, cfg, problems, sizeof problems) == 0)
+        return 0;
+    fputs(problems, stderr);
+    return -1;
 }

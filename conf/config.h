@@ -58,6 +58,7 @@ typedef struct tally_config {
         int timeout_ms;                      /* redis.timeout_ms       500, 1..60000 */
         char on_unavailable[16];             /* redis.on_unavailable   "accept" (accept|reject) */
         int require_durable;                 /* redis.require_durable  true: refuse a Redis without AOF + noeviction */
+        int shards;                          /* redis.shards           1, 1..1024: hash tags of the live view */
         char username[CONFIG_STR_MAX];       /* redis.username         "" (default user) */
         char password_file[CONFIG_PATH_MAX]; /* redis.password_file    "" (no AUTH) */
     } redis;
@@ -138,6 +139,10 @@ void config_defaults(tally_config *cfg);
  * problems_len). A file that cannot be read or parsed is one problem.
  */
 int config_load(const char *path, tally_config *cfg, char *problems, size_t problems_len);
+
+/* config_load() for a command-line tool: the problems go to stderr. Returns
+ * 0, or -1 when there were any. */
+int config_load_or_report(const char *path, tally_config *cfg);
 
 /* Writes the reference of every key (name, type, default, range, description)
  * as a markdown table: README.md's configuration section is generated from it. */

@@ -54,6 +54,7 @@ typedef struct rebuilder {
     double fence_refreshed;  /* clock_mono_seconds() of the last renewal */
     char fence_token[128];
     int fence_held;
+    unsigned shards;         /* redis.shards: a fence and a stale mark in each */
     rebuild_stats *stats;
     consumer *cons;
     int partitions;
@@ -119,13 +120,21 @@ static int refresh_fence(rebuilder *r)
     if (!r->fence_held || r->pending > 0 || (now - r->fence_refreshed) * 1000 < FENCE_REFRESH_MS)
         return 0;
     r->fence_refreshed = now;
-    redisReply *reply = redisCommand(r->redis, "EXPIRE %s %d", REDIS_KEY_REBUILD_FENCE,
-                                     FENCE_TTL_SECONDS);
-    if (!reply)
-        return redis_failed(r, "redis EXPIRE fence");
-    int ok = reply->type == REDIS_REPLY_INTEGER && reply->integer == 1;
-    freeReplyObject(reply);
-    return ok ? 0 : fail(r, "fence", "tally:live:rebuilding vanished during the rebuild");
+    for (unsigned shard = 0; shard < r->shards; shard++) {
+        char fence[REDIS_KEY_MAX];
+        redis_key_shard(fence, sizeof fence, shard, REDIS_SHARD_FENCE);
+        if (redisAppendCommand(r->redis, "EXPIRE %s %d", fence, FENCE_TTL_SECONDS) != REDIS_OK)
+            return redis_failed(r, "redis EXPIRE fence");
+    }
+    int ok = 1;
+    for (unsigned shard = 0; shard < r->shards; shard++) {
+        redisReply *reply = NULL;
+        if (redisGetReply(r->redis, (void **)&reply) != REDIS_OK || !reply)
+            return redis_failed(r, "redis EXPIRE fence");
+        ok &= reply->type == REDIS_REPLY_INTEGER && reply->integer == 1;
+        freeReplyObject(reply);
+    }
+    return ok ? 0 : fail(r, "fence", "a shard's live:rebuilding key vanished during the rebuild");
 }
 
 /* A command with one reply, checked for errors; *out_reply optional. */
@@ -174,6 +183,38 @@ static int connect_redis(rebuilder *r)
 
 /* ---- step 1: the fence ----------------------------------------------------- */
 
+/* Runs "COMMAND KEY ARG..." (a format with one %s for the key first) for
+ * the key WHAT of every shard; 0, or -1 at the first failure. */
+static int each_shard(rebuilder *r, const char *what, const char *fmt, const char *arg)
+{
+    for (unsigned shard = 0; shard < r->shards; shard++) {
+        char key[REDIS_KEY_MAX];
+        redis_key_shard(key, sizeof key, shard, what);
+        if (redis_simple(r, NULL, fmt, key, arg) != 0)
+            return -1;
+    }
+    return 0;
+}
+
+/* Deletes the shards' fences that are still ours (a Lua compare-and-delete). */
+static void release_fence(rebuilder *r)
+{
+    if (!r->fence_held || !r->redis || r->redis->err)
+        return;
+    for (unsigned shard = 0; shard < r->shards; shard++) {
+        char fence[REDIS_KEY_MAX];
+        redis_key_shard(fence, sizeof fence, shard, REDIS_SHARD_FENCE);
+        redisReply *reply = redisCommand(
+            r->redis, "EVAL %s 1 %s %s",
+            "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0",
+            fence, r->fence_token);
+        if (reply)
+            freeReplyObject(reply);
+    }
+    r->fence_held = 0;
+}
+
+/* Takes the fence of every shard, or none (another rebuild holds one). */
 static int take_fence(rebuilder *r)
 {
     char host[64] = "?";
@@ -182,41 +223,32 @@ static int take_fence(rebuilder *r)
     host[sizeof host - 1] = '\0';
     snprintf(r->fence_token, sizeof r->fence_token, "pid %ld on %s at %ld", (long)getpid(), host,
              (long)time(NULL));
-    redisReply *reply = NULL;
-    if (redis_simple(r, &reply, "SET %s %s NX EX %d", REDIS_KEY_REBUILD_FENCE, r->fence_token,
-                     FENCE_TTL_SECONDS) != 0)
-        return -1;
-    int taken = reply->type == REDIS_REPLY_STATUS;
-    freeReplyObject(reply);
-    if (!taken) {
-        redisReply *holder = redisCommand(r->redis, "GET %s", REDIS_KEY_REBUILD_FENCE);
-        char detail[256];
-        snprintf(detail, sizeof detail,
-                 "another rebuild holds %s (%s); wait for it, or for the key's TTL if it died",
-                 REDIS_KEY_REBUILD_FENCE,
-                 holder && holder->type == REDIS_REPLY_STRING ? holder->str : "?");
-        if (holder)
-            freeReplyObject(holder);
-        return fail(r, "rebuild", detail);
-    }
-    r->fence_held = 1;
-    r->fence_refreshed = clock_mono_seconds();
-    return redis_simple(r, NULL, "SET %s %s", REDIS_KEY_STALE, "rebuild in progress");
-}
-
-/* Deletes the fence if it is still ours (a Lua compare-and-delete). */
-static void release_fence(rebuilder *r)
-{
-    if (!r->fence_held || !r->redis || r->redis->err)
-        return;
-    redisReply *reply = redisCommand(
-        r->redis,
-        "EVAL %s 1 %s %s",
-        "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0",
-        REDIS_KEY_REBUILD_FENCE, r->fence_token);
-    if (reply)
+    for (unsigned shard = 0; shard < r->shards; shard++) {
+        char fence[REDIS_KEY_MAX];
+        redis_key_shard(fence, sizeof fence, shard, REDIS_SHARD_FENCE);
+        redisReply *reply = NULL;
+        if (redis_simple(r, &reply, "SET %s %s NX EX %d", fence, r->fence_token,
+                         FENCE_TTL_SECONDS) != 0) {
+            release_fence(r);
+            return -1;
+        }
+        int taken = reply->type == REDIS_REPLY_STATUS;
         freeReplyObject(reply);
-    r->fence_held = 0;
+        r->fence_held = 1; /* (some of them: release_fence deletes only ours) */
+        if (!taken) {
+            redisReply *holder = redisCommand(r->redis, "GET %s", fence);
+            char detail[640];
+            snprintf(detail, sizeof detail,
+                     "another rebuild holds %s (%s); wait for it, or for the key's TTL if it died",
+                     fence, holder && holder->type == REDIS_REPLY_STRING ? holder->str : "?");
+            if (holder)
+                freeReplyObject(holder);
+            release_fence(r);
+            return fail(r, "rebuild", detail);
+        }
+    }
+    r->fence_refreshed = clock_mono_seconds();
+    return each_shard(r, REDIS_SHARD_STALE, "SET %s %s", "rebuild in progress");
 }
 
 /* ---- step 2: delete the live state ---------------------------------------- */
@@ -237,6 +269,8 @@ static int delete_matching(rebuilder *r, const char *pattern)
         snprintf(cursor, sizeof cursor, "%s", reply->element[0]->str);
         redisReply *keys = reply->element[1];
         for (size_t i = 0; i < keys->elements; i++) {
+            if (strstr(keys->element[i]->str, "}:live:"))
+                continue; /* a shard's fence or stale mark: not the live view's data */
             const char *argv[] = {"UNLINK", keys->element[i]->str};
             size_t argvlen[] = {6, keys->element[i]->len};
             if (pipeline_append(r, 2, argv, argvlen) != 0) {
@@ -272,7 +306,8 @@ static int write_live(rebuilder *r, const char *name, size_t name_len, const liv
     int whole = live_sum_is_whole(value);
     snprintf(suffix, sizeof suffix, "%s%s", col->suffix,
              col->kind == LIVE_SUM && !whole ? REDIS_KEY_FRAC_SUFFIX : "");
-    int kl = redis_key_metric(key, sizeof key, name, name_len, suffix);
+    int kl = redis_key_metric(key, sizeof key, redis_shard_of(name, name_len, r->shards), name,
+                              name_len, suffix);
     if (kl < 0)
         return fail(r, "sqlite", "metric name too long for a Redis key");
     int nl = format_double(num, sizeof num, value == 0 ? 0.0 : value);
@@ -334,7 +369,8 @@ static int count_series(rebuilder *r, const char *name, size_t name_len, const c
                         const char *tags, size_t tags_len)
 {
     char element[REDIS_KEY_MAX + EVENT_TAGS_MAX + 2];
-    int kl = redis_key_metric(element, REDIS_KEY_MAX, name, name_len, suffix);
+    int kl = redis_key_metric(element, REDIS_KEY_MAX, redis_shard_of(name, name_len, r->shards),
+                              name, name_len, suffix);
     if (kl < 0 || (size_t)kl + 1 + tags_len > sizeof element)
         return fail(r, "sqlite", "series name or tags too long for a Redis key");
     element[kl] = '\n';
@@ -369,8 +405,9 @@ static int write_set(void *arg, const char *name, size_t name_len, const char *t
     rebuilder *r = arg;
     unsigned char string[REDIS_HLL_DENSE_BYTES];
     char key[REDIS_KEY_SET_MAX], index[REDIS_KEY_MAX];
-    int kl = redis_key_set(key, sizeof key, name, name_len, tags, tags_len);
-    int il = redis_key_metric(index, sizeof index, name, name_len, REDIS_KEY_SET_SUFFIX);
+    unsigned shard = redis_shard_of(name, name_len, r->shards);
+    int kl = redis_key_set(key, sizeof key, shard, name, name_len, tags, tags_len);
+    int il = redis_key_metric(index, sizeof index, shard, name, name_len, REDIS_KEY_SET_SUFFIX);
     if (kl < 0 || il < 0)
         return fail(r, "sqlite", "set name or tags too long for a Redis key");
     size_t len = redis_hll_string(h, string);
@@ -385,21 +422,25 @@ static int write_set(void *arg, const char *name, size_t name_len, const char *t
     return count_series(r, name, name_len, REDIS_KEY_SET_SUFFIX, tags, tags_len);
 }
 
-/* A batches row becomes its dedup key, holding what ingest's would
- * ("DIGEST TIME", dedup.h); rows are kept only within the window, so each
- * key gets the full window plus slack: the time inside decides. */
+/* A batches row becomes what ingest's updates would have left (dedup.h):
+ * with one shard its dedup key ("DIGEST TIME"), with several its claim
+ * marked done ("DIGEST TIME done": every part of it is in the totals), which
+ * refuses a retry without the shards' dedup keys. Rows are kept only within
+ * the window, so each key gets the full window plus slack: the time inside
+ * decides. */
 static int batch_row(rebuilder *r, sqlite3_stmt *st, const void *arg)
 {
     (void)arg;
     const char *id = COL_TEXT(st, 0), *digest = COL_TEXT(st, 2);
     if (!id)
         return fail(r, "sqlite", "NULL batch_id in batches");
-    char key[REDIS_KEY_MAX], claim[DEDUP_DIGEST_TEXT + 24], ttl_text[24];
-    int kl = redis_key_batch(key, sizeof key, id, COL_LEN(st, 0));
+    char key[REDIS_KEY_MAX], claim[LIVE_CLAIM_MAX], ttl_text[24];
+    int kl = r->shards > 1 ? redis_key_claim(key, sizeof key, r->shards, id, COL_LEN(st, 0))
+                           : redis_key_batch(key, sizeof key, 0, id, COL_LEN(st, 0));
     if (kl < 0)
         return fail(r, "sqlite", "batch id too long for a Redis key");
-    int cl = snprintf(claim, sizeof claim, "%.16s %lld", digest ? digest : DEDUP_DIGEST_UNKNOWN,
-                      (long long)sqlite3_column_int64(st, 1));
+    int cl = live_claim_value(claim, digest ? digest : DEDUP_DIGEST_UNKNOWN,
+                              sqlite3_column_int64(st, 1), r->shards > 1);
     int tl = snprintf(ttl_text, sizeof ttl_text, "%d",
                       r->cfg->dedup.window_seconds + DEDUP_SLACK_SECONDS);
     const char *argv[] = {"SET", key, claim, "EX", ttl_text};
@@ -477,8 +518,9 @@ static int apply_carry(rebuilder *r, const live_update *carry)
     return 0;
 }
 
-/* Sends one batch's transaction and reads its replies, again while another
- * client's change to a watched key aborts it. */
+/* Sends one batch's transaction in one shard and reads its replies, again
+ * while another client's change to a watched key aborts it. Returns
+ * LIVE_APPLIED, LIVE_DUPLICATE (the part was applied before) or -1. */
 static int apply_transaction(rebuilder *r, const live_update *u)
 {
     if (pipeline_drain(r) != 0)
@@ -511,18 +553,61 @@ static int apply_transaction(rebuilder *r, const live_update *u)
         if (carried != 0)
             return -1;
         switch (outcome) {
-        case LIVE_APPLIED: r->stats->batches_applied++; return 0;
-        case LIVE_DUPLICATE: r->stats->batches_skipped++; return 0;
+        case LIVE_APPLIED:
+        case LIVE_DUPLICATE: return outcome;
         case LIVE_RETRY: continue;
         default: return fail(r, "redis replay", why);
         }
     }
 }
 
+/* With several shards, the batch's claim first (live_claims_build): its
+ * verdict (LIVE_APPLIED: go on), or -1. */
+static int claim_batch(rebuilder *r, const live_batch *batch)
+{
+    live_update u;
+    char why[256];
+    if (live_claims_build(&u, batch, 1, r->cfg->dedup.window_seconds, LIVE_MODE_REBUILD,
+                          r->shards, why, sizeof why) != 0)
+        return fail(r, "replay", why);
+    redisReply *reply = NULL;
+    int sent = redisAppendFormattedCommand(r->redis, u.resp, u.resp_len) == REDIS_OK &&
+               redisGetReply(r->redis, (void **)&reply) == REDIS_OK && reply;
+    live_update_free(&u);
+    if (!sent)
+        return redis_failed(r, "redis claim");
+    int verdict = live_claim_verdict(reply, why, sizeof why);
+    freeReplyObject(reply);
+    return verdict == LIVE_FAILED ? fail(r, "redis claim", why) : verdict;
+}
+
+/* Applies the batch's part in each shard it touches (one transaction each,
+ * so a duplicate refuses only itself): 1 when some part was applied, 0 when
+ * none was (a retry), -1 on failure. */
+static int apply_parts(rebuilder *r, const live_fold *fold, const live_batch *batch)
+{
+    int applied = 0;
+    size_t nshards;
+    const uint16_t *shards = live_fold_shards(fold, &nshards);
+    for (size_t k = 0; k < nshards; k++) {
+        unsigned shard = shards[k];
+        live_update u;
+        char why[256];
+        if (live_update_build(&u, &fold, batch, 1, r->cfg->dedup.window_seconds,
+                              LIVE_MODE_REBUILD, NULL, shard, why, sizeof why) != 0)
+            return fail(r, "replay", why);
+        int outcome = apply_transaction(r, &u); /* (u borrows the fold's strings) */
+        live_update_free(&u);
+        if (outcome < 0)
+            return -1;
+        applied |= outcome == LIVE_APPLIED;
+    }
+    return applied;
+}
+
 static int replay_record(rebuilder *r, const rd_kafka_message_t *m)
 {
     record_reader rec;
-    live_update u;
     char why[256];
     if (!m->payload || record_open(&rec, m->payload, m->len, why, sizeof why) != 0) {
         r->stats->records_rejected++;
@@ -540,21 +625,24 @@ static int replay_record(rebuilder *r, const rd_kafka_message_t *m)
     size_t n = 0;
     while (record_next(&rec, &r->events[n]))
         n++;
-    /* One batch per transaction: a duplicate refuses only itself. */
-    live_fold *fold = live_fold_new(r->events, n, why, sizeof why);
-    const live_fold *folds[1] = {fold};
+    live_fold *fold = live_fold_new(r->events, n, r->shards, why, sizeof why);
     char digest[DEDUP_DIGEST_TEXT];
-    live_batch batch = {rec.batch_id, rec.batch_id_len, digest, 0};
+    char id[RECORD_BATCH_ID_MAX + 1];
+    snprintf(id, sizeof id, "%.*s", (int)rec.batch_id_len, rec.batch_id);
+    live_batch batch = {id, rec.batch_id_len, digest, 0};
     consumer_batch_identity(m, digest, &batch.log_ms);
-    int built = fold ? live_update_build(&u, folds, &batch, 1, r->cfg->dedup.window_seconds,
-                                         LIVE_MODE_REBUILD, NULL, why, sizeof why)
-                     : -1;
     record_close(&rec);
-    if (built != 0) {
-        live_fold_free(fold);
+    if (!fold)
         return fail(r, "replay", why);
+    int verdict = r->shards > 1 ? claim_batch(r, &batch) : LIVE_APPLIED;
+    int applied = verdict == LIVE_APPLIED ? apply_parts(r, fold, &batch) : 0;
+    int rc = verdict < 0 || applied < 0 ? -1 : 0;
+    if (rc == 0) {
+        if (applied)
+            r->stats->batches_applied++;
+        else
+            r->stats->batches_skipped++;
     }
-    int rc = apply_transaction(r, &u); /* (u borrows the fold's strings for its carries) */
     for (size_t i = 0; rc == 0 && i < live_fold_series(fold); i++) {
         live_series_ref sr = live_fold_series_at(fold, i);
         rc = count_series(r, sr.name, sr.name_len, redis_key_value_suffix(sr.type), sr.tags,
@@ -562,7 +650,6 @@ static int replay_record(rebuilder *r, const rd_kafka_message_t *m)
     }
     if (rc == 0)
         rc = pipeline_drain(r);
-    live_update_free(&u);
     live_fold_free(fold);
     return rc;
 }
@@ -645,14 +732,14 @@ static int replay_tail(rebuilder *r)
     }
     /* Step 5: drop the fence, take the watermark, replay to it; only then is
      * the live view whole again, and the stale mark goes. */
-    if (redis_simple(r, NULL, "DEL %s", REDIS_KEY_REBUILD_FENCE) != 0)
+    if (each_shard(r, REDIS_SHARD_FENCE, "DEL %s", NULL) != 0)
         goto out;
     r->fence_held = 0;
     int64_t ahead = read_targets(r, target);
     r->bar_base = (int64_t)r->stats->records_replayed;
     progress_bar_start(&r->bar, stderr, "Kafka records replayed (after the fence)", ahead);
     if (ahead < 0 || replay_to(r, target) != 0 ||
-        redis_simple(r, NULL, "DEL %s", REDIS_KEY_STALE) != 0)
+        each_shard(r, REDIS_SHARD_STALE, "DEL %s", NULL) != 0)
         goto out;
     progress_bar_finish(&r->bar, (int64_t)r->stats->records_replayed - r->bar_base);
     rc = 0;
@@ -667,7 +754,8 @@ int rebuild_redis(const tally_config *cfg, volatile sig_atomic_t *stop, rebuild_
                   char *err, size_t errlen)
 {
     memset(stats, 0, sizeof *stats);
-    rebuilder r = {.cfg = cfg, .stop = stop, .stats = stats, .err = err, .errlen = errlen};
+    rebuilder r = {.cfg = cfg, .stop = stop, .stats = stats, .err = err, .errlen = errlen,
+                   .shards = (unsigned)cfg->redis.shards};
     double started = clock_mono_seconds();
     int rc = -1;
     if (consumer_open(&r.cons, cfg, NULL, stop, err, errlen) != 0)

@@ -6,7 +6,7 @@
  * restart loses up to ~1 s with appendfsync everysec) or was replaced by an
  * empty node, and safe while tally-ingest keeps accepting writes:
  *
- *   1. take the fence (tally:live:rebuilding, SET NX with a TTL, refreshed):
+ *   1. take the fence (tally:{S}:live:rebuilding of every shard, SET NX with a TTL, refreshed):
  *      from now on ingest's batch script defers instead of applying, and the
  *      batch stays in Kafka for the replay below;
  *   2. delete every live key and batch dedup key;
@@ -53,7 +53,7 @@ typedef struct rebuild_stats {
 /*
  * Runs the whole rebuild against cfg's Redis, SQLite and Kafka. Returns 0 with
  * *stats filled, or -1 with err filled; on failure the live view stays marked
- * stale (tally:live:stale) and the fence expires by itself within 15 s, or is
+ * stale (tally:{S}:live:stale) and the fence expires by itself within 15 s, or is
  * released at once when the failure happened after step 1.
  */
 int rebuild_redis(const tally_config *cfg, volatile sig_atomic_t *stop, rebuild_stats *stats,

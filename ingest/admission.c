@@ -136,7 +136,8 @@ int admission_build(admission *a, const live_fold *fold, size_t events, const li
     for (size_t k = 0; k < a->ncandidates; k++) {
         live_series_ref s = live_fold_series_at(fold, a->candidates[k]);
         char key[REDIS_KEY_MAX];
-        int klen = redis_key_metric(key, sizeof key, s.name, s.name_len, redis_key_value_suffix(s.type));
+        int klen = redis_key_metric(key, sizeof key, s.shard, s.name, s.name_len,
+                                    redis_key_value_suffix(s.type));
         if (klen < 0 || add_arg(&b, key, (size_t)klen) || add_arg(&b, s.tags, s.tags_len))
             goto oom_builder;
     }

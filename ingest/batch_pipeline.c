@@ -87,6 +87,7 @@ struct batch_pipeline {
      * not with request rate. */
     struct batch_request *redis_head, *redis_tail;
     int redis_busy;
+    int pumping;  /* pump_redis is running */
     live_known *known;  /* series admitted, distribution min/max the live view holds */
     time_t admission_skip_logged;
     unsigned redis_restarts; /* redis_writer_restarts() when bounds was last valid */
@@ -130,6 +131,7 @@ typedef struct batch_request {
     size_t ignored; /* DogStatsD events and service checks in the body (not stored) */
     size_t bytes; /* counted in inflight_bytes */
     int answered; /* the client has its answer (the deadline may come first) */
+    int applied_some; /* some part of it reached Redis in an earlier round (a resend) */
     struct event *deadline;
     live_fold *fold;              /* the batch folded per series, for Redis */
     uint8_t *record;              /* encoded, until handed to Kafka (owned) */
@@ -138,13 +140,34 @@ typedef struct batch_request {
     struct batch_request *next;   /* in the Redis queue or a group */
 } batch_request;
 
-/* Batches sent to Redis in one transaction. */
-typedef struct redis_group {
-    batch_pipeline *srv;
+/* What one round in Redis made of a member of a group (see settle_group). */
+typedef struct member_state {
+    int settled;  /* answered by its claim: in no transaction */
+    int failed, conflict, resend, deferred, applied;
+} member_state;
+
+typedef struct redis_group redis_group;
+
+/* One shard's transaction of a group (live_update_build), or one claim. */
+typedef struct group_part {
+    redis_group *group;
     live_update update; /* kept until answered, for its bounds */
+    size_t *members;    /* positions in the group of its batches, in order */
     size_t count;
+} group_part;
+
+/* Batches sent to Redis together: with several shards their claims first
+ * (one call each), then one transaction per shard they touch. */
+struct redis_group {
+    batch_pipeline *srv;
+    size_t count;
+    size_t due;            /* calls not yet answered */
+    member_state *state;
+    group_part *parts;     /* claims: count of them (one member each); then transactions */
+    size_t nparts;
+    char why[256];         /* the first failure */
     batch_request *members[];
-} redis_group;
+};
 
 #define REDIS_GROUP_MAX 256
 
@@ -351,49 +374,244 @@ static void finish_conflict(batch_request *br)
     refuse_batch(br, 409, "Conflict", msg, 0);
 }
 
-/* The group's transaction answered: dispatch each member, resend the
- * non-duplicates of a refused group (all members of a group that another
- * client's change aborted) in order, ahead of newer batches, then the next group. */
-static void on_group_applied(void *opaque, int result, const size_t *dups, size_t ndups,
-                             const char *reason)
+static void group_free(redis_group *g)
 {
-    redis_group *g = opaque;
+    for (size_t k = 0; k < g->nparts; k++) {
+        live_update_free(&g->parts[k].update);
+        free(g->parts[k].members);
+    }
+    free(g->parts);
+    free(g->state);
+    free(g);
+}
+
+static void note_failure(redis_group *g, member_state *m, const char *reason)
+{
+    if (!g->why[0])
+        snprintf(g->why, sizeof g->why, "%s", reason ? reason : "redis failed");
+    m->failed = 1;
+}
+
+/* Puts the batches in front of the queue, in their order. */
+static void requeue_front(batch_pipeline *s, batch_request *head, batch_request *last)
+{
+    last->next = s->redis_head;
+    if (!s->redis_head)
+        s->redis_tail = last;
+    s->redis_head = head;
+}
+
+/* Every call of the group answered: each member's parts decide its answer. A
+ * failed part fails the batch (the rest may be applied: the client retries
+ * with its key, or the view is marked stale); a conflict refuses it; a part
+ * aborted (another client's change, or a duplicate beside it in its
+ * transaction) resends the whole batch, whose applied parts then meet their
+ * dedup keys; then a fence defers it; else it is applied, or a duplicate when
+ * no part of it was new. Then the next group. */
+static void settle_group(redis_group *g)
+{
     batch_pipeline *s = g->srv;
     s->redis_busy = 0;
-    if (result == LIVE_APPLIED) /* (the members' folds are still alive) */
-        live_update_note_bounds(&g->update, s->known);
-    live_update_free(&g->update);
-    if (result == LIVE_DUPLICATE || result == LIVE_RETRY) { /* (retry: ndups = 0) */
-        batch_request *again_head = NULL, **again_tail = &again_head;
-        for (size_t i = 0; i < g->count; i++) {
-            size_t dup = 0;
-            for (size_t k = 0; k < ndups; k++)
-                if ((dups[k] & ~LIVE_CONFLICT) == i + 1)
-                    dup = dups[k];
-            if (dup & LIVE_CONFLICT) {
-                finish_conflict(g->members[i]);
-            } else if (dup) {
-                finish_redis(g->members[i], LIVE_DUPLICATE, NULL);
-            } else {
-                *again_tail = g->members[i];
-                again_tail = &g->members[i]->next;
-            }
+    batch_request *again_head = NULL, *again_last = NULL;
+    for (size_t i = 0; i < g->count; i++) {
+        member_state *m = &g->state[i];
+        batch_request *b = g->members[i];
+        if (m->settled)
+            continue; /* (answered, and freed) */
+        b->applied_some |= m->applied;
+        if (m->failed) {
+            finish_redis(b, -1, g->why);
+        } else if (m->conflict) {
+            finish_conflict(b);
+        } else if (m->resend) {
+            b->next = NULL;
+            if (again_last)
+                again_last->next = b;
+            else
+                again_head = b;
+            again_last = b;
+        } else if (m->deferred) {
+            finish_redis(b, LIVE_DEFERRED, NULL);
+        } else {
+            finish_redis(b, b->applied_some ? LIVE_APPLIED : LIVE_DUPLICATE, NULL);
         }
-        if (again_head) { /* back in front of the queue, in their order */
-            batch_request *last = again_head;
-            while (last->next)
-                last = last->next;
-            last->next = s->redis_head;
-            if (!s->redis_head)
-                s->redis_tail = last;
-            s->redis_head = again_head;
-        }
-    } else {
-        for (size_t i = 0; i < g->count; i++)
-            finish_redis(g->members[i], result, reason);
     }
-    free(g);
+    if (again_head)
+        requeue_front(s, again_head, again_last);
+    group_free(g);
     pump_redis(s);
+}
+
+static void part_done(redis_group *g)
+{
+    if (--g->due == 0)
+        settle_group(g);
+}
+
+/* A shard's transaction answered: what it means for each of its batches. */
+static void on_part_applied(void *opaque, int result, const size_t *dups, size_t ndups,
+                            const char *reason)
+{
+    group_part *p = opaque;
+    redis_group *g = p->group;
+    if (result == LIVE_APPLIED) /* (the members' folds are still alive) */
+        live_update_note_bounds(&p->update, g->srv->known);
+    for (size_t k = 0; k < p->count; k++) {
+        member_state *m = &g->state[p->members[k]];
+        size_t dup = 0;
+        for (size_t d = 0; d < ndups; d++)
+            if ((dups[d] & ~LIVE_CONFLICT) == k + 1)
+                dup = dups[d];
+        switch (result) {
+        case LIVE_APPLIED: m->applied = 1; break;
+        case LIVE_DEFERRED: m->deferred = 1; break;
+        case LIVE_RETRY: m->resend = 1; break;
+        case LIVE_DUPLICATE: /* (this part of a listed batch was applied before) */
+            if (dup & LIVE_CONFLICT)
+                m->conflict = 1;
+            else if (!dup)
+                m->resend = 1;
+            break;
+        default: note_failure(g, m, reason); break;
+        }
+    }
+    part_done(g);
+}
+
+static void send_part(redis_group *g, group_part *p, unsigned shard)
+{
+    batch_pipeline *s = g->srv;
+    const live_fold **folds = malloc(p->count * sizeof *folds);
+    live_batch *batches = malloc(p->count * sizeof *batches);
+    char why[256] = "out of memory";
+    int sent = 0;
+    if (folds && batches) {
+        for (size_t k = 0; k < p->count; k++) {
+            batch_request *b = g->members[p->members[k]];
+            folds[k] = b->fold;
+            batches[k] = (live_batch){b->batch_id, strlen(b->batch_id), b->digest, b->log_ms};
+        }
+        sent = live_update_build(&p->update, folds, batches, p->count,
+                                 s->cfg->dedup.window_seconds, LIVE_MODE_INGEST, s->known, shard,
+                                 why, sizeof why) == 0 &&
+               redis_writer_apply(s->redis, &p->update, p->count, on_part_applied, p, why,
+                                  sizeof why) == 0;
+    }
+    free(folds);
+    free(batches);
+    if (!sent) {
+        for (size_t k = 0; k < p->count; k++)
+            note_failure(g, &g->state[p->members[k]], why);
+        part_done(g);
+    }
+}
+
+/* The group's transactions: one per shard its unsettled members touch, each
+ * with those members in group order. */
+static void send_transactions(redis_group *g)
+{
+    unsigned shards = (unsigned)g->srv->cfg->redis.shards;
+    int *part_of = malloc(shards * sizeof *part_of);
+    unsigned *shard_of = malloc(shards * sizeof *shard_of);
+    group_part *parts = calloc(shards, sizeof *parts);
+    size_t nparts = 0;
+    int oom = !part_of || !shard_of || !parts;
+    for (unsigned k = 0; !oom && k < shards; k++)
+        part_of[k] = -1;
+    for (size_t i = 0; !oom && i < g->count; i++) {
+        if (g->state[i].settled)
+            continue;
+        size_t n;
+        const uint16_t *list = live_fold_shards(g->members[i]->fold, &n);
+        for (size_t k = 0; !oom && k < n; k++) {
+            if (part_of[list[k]] < 0) {
+                shard_of[nparts] = list[k];
+                parts[nparts] = (group_part){.group = g, .members = malloc(g->count * sizeof(size_t))};
+                oom = !parts[nparts].members;
+                part_of[list[k]] = (int)nparts++;
+            }
+            group_part *p = &parts[part_of[list[k]]];
+            if (!oom)
+                p->members[p->count++] = i;
+        }
+    }
+    free(part_of);
+    for (size_t k = 0; oom && parts && k < nparts; k++)
+        free(parts[k].members);
+    if (oom) {
+        free(parts);
+        free(shard_of);
+        for (size_t i = 0; i < g->count; i++)
+            note_failure(g, &g->state[i], "out of memory");
+        g->due = 1;
+        part_done(g);
+        return;
+    }
+    for (size_t k = 0; k < g->nparts; k++) { /* the claims are answered */
+        live_update_free(&g->parts[k].update);
+        free(g->parts[k].members);
+    }
+    free(g->parts);
+    g->parts = parts;
+    g->nparts = nparts;
+    g->due = nparts + 1; /* (+1: held until every part is sent) */
+    for (size_t k = 0; k < nparts; k++)
+        send_part(g, &parts[k], shard_of[k]);
+    free(shard_of);
+    part_done(g);
+}
+
+/* A claim answered (redis.shards > 1): a duplicate of a batch applied
+ * whole, a conflict, a fence or a failure settles its batch now. */
+static void on_claimed(void *opaque, const redisReply *reply, const char *reason)
+{
+    group_part *p = opaque;
+    redis_group *g = p->group;
+    size_t i = p->members[0];
+    member_state *m = &g->state[i];
+    char why[256];
+    int verdict = reply ? live_claim_verdict(reply, why, sizeof why) : LIVE_FAILED;
+    switch (verdict) {
+    case LIVE_APPLIED: break;
+    case LIVE_DUPLICATE: m->settled = 1; finish_redis(g->members[i], LIVE_DUPLICATE, NULL); break;
+    case LIVE_DEFERRED: m->settled = 1; finish_redis(g->members[i], LIVE_DEFERRED, NULL); break;
+    case LIVE_CONFLICTED: m->settled = 1; finish_conflict(g->members[i]); break;
+    default: m->settled = 1; finish_redis(g->members[i], -1, reply ? why : reason); break;
+    }
+    if (--g->due == 0)
+        send_transactions(g);
+}
+
+/* Sends each member's claim (one call each, so each answer is its own). */
+static void send_claims(redis_group *g)
+{
+    batch_pipeline *s = g->srv;
+    g->parts = calloc(g->count, sizeof *g->parts);
+    g->due = g->count + 1; /* (+1: held until every claim is sent) */
+    for (size_t i = 0; i < g->count; i++) {
+        group_part *p = g->parts ? &g->parts[g->nparts++] : NULL;
+        batch_request *b = g->members[i];
+        live_batch batch = {b->batch_id, strlen(b->batch_id), b->digest, b->log_ms};
+        char why[256] = "out of memory";
+        int sent = 0;
+        if (p && (p->members = malloc(sizeof *p->members)) &&
+            live_claims_build(&p->update, &batch, 1, s->cfg->dedup.window_seconds,
+                              LIVE_MODE_INGEST, (unsigned)s->cfg->redis.shards, why,
+                              sizeof why) == 0) {
+            p->group = g;
+            p->members[0] = i;
+            p->count = 1;
+            sent = redis_writer_formatted(s->redis, p->update.resp, p->update.resp_len, on_claimed,
+                                          p, why, sizeof why) == 0;
+        }
+        if (!sent) {
+            g->state[i].settled = 1;
+            finish_redis(b, -1, why);
+            g->due--;
+        }
+    }
+    if (--g->due == 0)
+        send_transactions(g);
 }
 
 /* How many queued batches form the next group (see live_group_length). */
@@ -406,66 +624,57 @@ static size_t group_length(const batch_request *head)
     return live_group_length(ids, n, REDIS_GROUP_MAX);
 }
 
-/* Sends the queued batches as one group unless a group is in flight. A group
- * that cannot be sent (Redis down) is finished at once, and so on. */
+/* Takes the next group from the queue and sends it. */
+static void start_group(batch_pipeline *s)
+{
+    size_t n = group_length(s->redis_head);
+    redis_group *g = calloc(1, sizeof *g + n * sizeof g->members[0]);
+    member_state *state = calloc(n, sizeof *state);
+    if (!g || !state) {
+        /* out of memory: fail the head batch so the queue still drains */
+        free(g);
+        free(state);
+        batch_request *b = s->redis_head;
+        s->redis_head = b->next;
+        if (!s->redis_head)
+            s->redis_tail = NULL;
+        finish_redis(b, -1, "out of memory");
+        return;
+    }
+    g->srv = s;
+    g->count = n;
+    g->state = state;
+    for (size_t i = 0; i < n; i++) {
+        batch_request *b = s->redis_head;
+        s->redis_head = b->next;
+        b->next = NULL;
+        g->members[i] = b;
+    }
+    if (!s->redis_head)
+        s->redis_tail = NULL;
+    s->redis_busy = 1;
+    if (s->cfg->redis.shards > 1)
+        send_claims(g);
+    else
+        send_transactions(g);
+}
+
+/* Sends the queued batches as one group unless a group is in flight; a group
+ * that cannot be sent (Redis down) is settled at once, and so on (a loop:
+ * settle_group's own call returns at once while this one runs). */
 static void pump_redis(batch_pipeline *s)
 {
+    if (s->pumping)
+        return;
+    s->pumping = 1;
     unsigned restarts = redis_writer_restarts(s->redis);
     if (restarts != s->redis_restarts) { /* Redis may have lost bounds it had */
         live_known_clear(s->known);
         s->redis_restarts = restarts;
     }
-    while (!s->redis_busy && s->redis_head) {
-        size_t n = group_length(s->redis_head);
-        redis_group *g = malloc(sizeof *g + n * sizeof g->members[0]);
-        const live_fold **folds = malloc(n * sizeof *folds);
-        live_batch *batches = malloc(n * sizeof *batches);
-        char why[256] = "out of memory";
-        int sent = 0;
-        if (g && folds && batches) {
-            g->srv = s;
-            g->count = n;
-            for (size_t i = 0; i < n; i++) {
-                batch_request *b = s->redis_head;
-                s->redis_head = b->next;
-                b->next = NULL;
-                g->members[i] = b;
-                folds[i] = b->fold;
-                batches[i] = (live_batch){b->batch_id, strlen(b->batch_id), b->digest, b->log_ms};
-            }
-            if (!s->redis_head)
-                s->redis_tail = NULL;
-            if (live_update_build(&g->update, folds, batches, n,
-                                  s->cfg->dedup.window_seconds, LIVE_MODE_INGEST, s->known, why,
-                                  sizeof why) == 0) {
-                s->redis_busy = 1;
-                sent = redis_writer_apply(s->redis, &g->update, n, on_group_applied, g, why,
-                                          sizeof why) == 0;
-                if (!sent) {
-                    s->redis_busy = 0;
-                    live_update_free(&g->update);
-                }
-            }
-        } else {
-            n = 0; /* nothing taken from the queue */
-        }
-        free(folds);
-        free(batches);
-        if (!g) {
-            /* out of memory: fail the head batch so the queue still drains */
-            batch_request *b = s->redis_head;
-            s->redis_head = b->next;
-            if (!s->redis_head)
-                s->redis_tail = NULL;
-            finish_redis(b, -1, why);
-            continue;
-        }
-        if (!sent) {
-            for (size_t i = 0; i < n; i++)
-                finish_redis(g->members[i], -1, why);
-            free(g);
-        }
-    }
+    while (!s->redis_busy && s->redis_head)
+        start_group(s);
+    s->pumping = 0;
 }
 
 static void on_kafka_delivered(void *opaque, kafka_outcome outcome, int64_t log_ms,
@@ -791,7 +1000,8 @@ static void accept_batch(batch_pipeline *s, const batch_sink *sink, const auth_c
                         : snprintf(br->batch_id, sizeof br->batch_id, "%s", batch_id);
     br->key_offset = client ? strlen(client->name) + 1 : 0;
     dedup_body_digest(body, len, br->digest);
-    br->fold = live_fold_new(s->batch.events, s->batch.count, err, sizeof err);
+    br->fold = live_fold_new(s->batch.events, s->batch.count, (unsigned)s->cfg->redis.shards, err,
+                             sizeof err);
     if (!br->fold ||
         record_encode_compact(br->batch_id, (size_t)id_len, received, s->batch.events,
                               s->batch.count, &br->record, &br->record_len, err, sizeof err) != 0) {

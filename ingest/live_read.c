@@ -3,7 +3,7 @@
  * HGETALL of its seven sum and value hashes (counter, gauge, distribution
  * count and sum, with their ":frac" companions), the ZRANGE of its min and
  * max sets, each of its set series' PFCOUNT (the series listed by its set
- * index, tally:{NAME}:set; each count then looks like a hash field: tags,
+ * index, tally:{S}:NAME:set; each count then looks like a hash field: tags,
  * value; the set keys are named in the script, not passed as KEYS, since
  * their tags are only known there, and share the name's hash tag, hence its
  * Cluster slot) and whether the view is stale or being rebuilt: one round trip,
@@ -319,13 +319,19 @@ static int read_redis(read_call *c, char *err, size_t errlen)
     argv[argc] = "EVAL", argvlen[argc++] = 4;
     argv[argc] = READ_SCRIPT, argvlen[argc++] = sizeof READ_SCRIPT - 1;
     argvlen[argc] = (size_t)snprintf(nkeys, sizeof nkeys, "%zu", NKEYS + 2), argv[argc++] = nkeys;
+    size_t name_len = strlen(c->name);
+    unsigned shard = redis_shard_of(c->name, name_len, (unsigned)c->l->cfg->redis.shards);
     for (size_t i = 0; i < NKEYS; i++) {
-        int kl = redis_key_metric(keys[i], sizeof keys[i], c->name, strlen(c->name),
+        int kl = redis_key_metric(keys[i], sizeof keys[i], shard, c->name, name_len,
                                   KEYS[i].suffix);
         argv[argc] = keys[i], argvlen[argc++] = (size_t)(kl < 0 ? 0 : kl);
     }
-    argv[argc] = REDIS_KEY_STALE, argvlen[argc++] = strlen(REDIS_KEY_STALE);
-    argv[argc] = REDIS_KEY_REBUILD_FENCE, argvlen[argc++] = strlen(REDIS_KEY_REBUILD_FENCE);
+    /* the name's shard's markers: every key of the call is in one slot */
+    for (int k = 0; k < 2; k++) {
+        int kl = redis_key_shard(keys[NKEYS + k], sizeof keys[NKEYS + k], shard,
+                                 k == 0 ? REDIS_SHARD_STALE : REDIS_SHARD_FENCE);
+        argv[argc] = keys[NKEYS + k], argvlen[argc++] = (size_t)kl;
+    }
     return redis_writer_command(c->l->redis, argc, argv, argvlen, on_live, c, err, errlen);
 }
 

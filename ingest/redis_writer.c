@@ -51,8 +51,11 @@ struct redis_writer {
     int accepted;        /* durability check passed (or not required) */
     int checks_pending;  /* CONFIG GET replies still expected */
     int shutting_down;
-    int stale_pending;   /* a batch was missed: SET tally:live:stale when possible */
-    int stale_mark_sent; /* the SET is on its way */
+    int stale_pending;   /* a batch was missed: SET tally:{S}:live:stale when possible */
+    int stale_mark_sent; /* the SETs are on their way */
+    unsigned shards;     /* redis.shards: the stale mark is set in each */
+    unsigned stale_marks_due; /* SETs of the mark not yet confirmed */
+    int stale_mark_failed;
     time_t last_error_log;
     size_t errors_unlogged;
     char stale_reason[256];
@@ -68,7 +71,7 @@ struct redis_writer {
     int cache_role;      /* the cache Redis (redis_writer_new_cache) */
 };
 
-typedef enum call_kind { CALL_APPLY, CALL_READ_HASH, CALL_COMMAND } call_kind;
+typedef enum call_kind { CALL_APPLY, CALL_COMMAND } call_kind;
 
 typedef struct redis_call {
     redis_writer *w;
@@ -86,7 +89,6 @@ typedef struct redis_call {
     char why[256];
     union {
         redis_apply_fn apply;
-        redis_hash_fn read_hash;
         redis_reply_fn command;
     } done;
 } redis_call;
@@ -109,10 +111,8 @@ static void answer_error(redis_call *call, const char *reason)
     call->answered = 1;
     if (call->kind == CALL_APPLY)
         call->done.apply(call->opaque, LIVE_FAILED, NULL, 0, reason);
-    else if (call->kind == CALL_COMMAND)
-        call->done.command(call->opaque, NULL, reason);
     else
-        call->done.read_hash(call->opaque, 0, NULL, 0, 0, reason);
+        call->done.command(call->opaque, NULL, reason);
 }
 
 /* Logs a failed batch apply at most once a second (an outage fails many). */
@@ -214,64 +214,6 @@ static void on_apply_reply(redisAsyncContext *ac, void *reply, void *privdata)
     call_free(call);
 }
 
-static int compare_series_tags(const void *a, const void *b)
-{
-    const redis_series *x = a, *y = b;
-    size_t n = x->tags_len < y->tags_len ? x->tags_len : y->tags_len;
-    int c = memcmp(x->tags, y->tags, n);
-    return c ? c : (x->tags_len > y->tags_len) - (x->tags_len < y->tags_len);
-}
-
-/* Reply of read_series_script: {HGETALL key, number of stale markers,
- * HGETALL key:frac}. A series' value is the sum of its two fields. */
-static void answer_hash(redis_call *call, const redisReply *reply)
-{
-    if (reply->type != REDIS_REPLY_ARRAY || reply->elements != 3 ||
-        reply->element[0]->type != REDIS_REPLY_ARRAY || reply->element[0]->elements % 2 != 0 ||
-        reply->element[1]->type != REDIS_REPLY_INTEGER ||
-        reply->element[2]->type != REDIS_REPLY_ARRAY || reply->element[2]->elements % 2 != 0) {
-        answer_error(call, reply->type == REDIS_REPLY_ERROR ? reply->str
-                                                            : "unexpected reply to the read script");
-        return;
-    }
-    int stale = reply->element[1]->integer > 0;
-    size_t total = (reply->element[0]->elements + reply->element[2]->elements) / 2;
-    redis_series *series = calloc(total ? total : 1, sizeof *series);
-    if (!series) {
-        answer_error(call, "out of memory");
-        return;
-    }
-    size_t n = 0;
-    for (int part = 0; part <= 2; part += 2) {
-        const redisReply *r = reply->element[part];
-        for (size_t i = 0; i + 1 < r->elements; i += 2) {
-            const redisReply *field = r->element[i], *value = r->element[i + 1];
-            char *end = NULL;
-            series[n].tags = field->str;
-            series[n].tags_len = field->len;
-            series[n].value = value->str ? strtod(value->str, &end) : 0;
-            if (!field->str || !value->str || end == value->str) {
-                free(series);
-                answer_error(call, "non-numeric value in a Tally hash");
-                return;
-            }
-            n++;
-        }
-    }
-    /* merge each series' integer and fractional parts */
-    qsort(series, n, sizeof *series, compare_series_tags);
-    size_t merged = 0;
-    for (size_t i = 0; i < n; i++) {
-        if (merged > 0 && compare_series_tags(&series[merged - 1], &series[i]) == 0)
-            series[merged - 1].value += series[i].value;
-        else
-            series[merged++] = series[i];
-    }
-    call->answered = 1;
-    call->done.read_hash(call->opaque, 1, series, merged, stale, NULL);
-    free(series);
-}
-
 static void on_reply(redisAsyncContext *ac, void *reply, void *privdata)
 {
     (void)ac;
@@ -280,11 +222,9 @@ static void on_reply(redisAsyncContext *ac, void *reply, void *privdata)
     if (!call->answered) {
         if (!r) {
             answer_error(call, "redis connection lost");
-        } else if (call->kind == CALL_COMMAND) {
+        } else {
             call->answered = 1;
             call->done.command(call->opaque, r, NULL);
-        } else {
-            answer_hash(call, r);
         }
     }
     call_free(call);
@@ -406,27 +346,6 @@ int redis_writer_apply(redis_writer *w, const live_update *u, size_t group_size,
     return 0;
 }
 
-int redis_writer_read_hash(redis_writer *w, const char *key, redis_hash_fn done, void *opaque,
-                           char *err, size_t errlen)
-{
-    redis_call *call = start_call(w, CALL_READ_HASH, opaque, err, errlen);
-    if (!call)
-        return -1;
-    call->done.read_hash = done;
-    static const char read_series_script[] =
-        "return {redis.call('HGETALL', KEYS[1]),"
-        " redis.call('EXISTS', KEYS[2]) + redis.call('EXISTS', KEYS[3]),"
-        " redis.call('HGETALL', KEYS[4])}";
-    char frac_key[REDIS_KEY_MAX + 8];
-    snprintf(frac_key, sizeof frac_key, "%s" REDIS_KEY_FRAC_SUFFIX, key);
-    const char *argv[] = {"EVAL", read_series_script, "4", key, REDIS_KEY_STALE,
-                          REDIS_KEY_REBUILD_FENCE, frac_key};
-    size_t argvlen[7];
-    for (int i = 0; i < 7; i++)
-        argvlen[i] = strlen(argv[i]);
-    return send_call(w, call, 7, argv, argvlen, err, errlen);
-}
-
 int redis_writer_command(redis_writer *w, int argc, const char **argv, const size_t *argvlen,
                          redis_reply_fn done, void *opaque, char *err, size_t errlen)
 {
@@ -437,6 +356,21 @@ int redis_writer_command(redis_writer *w, int argc, const char **argv, const siz
     return send_call(w, call, argc, argv, argvlen, err, errlen);
 }
 
+int redis_writer_formatted(redis_writer *w, const char *resp, size_t len, redis_reply_fn done,
+                           void *opaque, char *err, size_t errlen)
+{
+    redis_call *call = start_call(w, CALL_COMMAND, opaque, err, errlen);
+    if (!call)
+        return -1;
+    call->done.command = done;
+    if (redisAsyncFormattedCommand(w->ac, on_reply, call, resp, len) != REDIS_OK) {
+        snprintf(err, errlen, "redis send failed: %s", w->ac->errstr[0] ? w->ac->errstr : "?");
+        call_free(call);
+        return -1;
+    }
+    return 0;
+}
+
 static void on_stale_marked(redisAsyncContext *ac, void *reply, void *privdata)
 {
     (void)privdata;
@@ -444,22 +378,36 @@ static void on_stale_marked(redisAsyncContext *ac, void *reply, void *privdata)
     const redisReply *r = reply;
     if (!w)
         return;
+    if (!r || r->type != REDIS_REPLY_STATUS)
+        w->stale_mark_failed = 1;
+    if (w->stale_marks_due && --w->stale_marks_due)
+        return;
     w->stale_mark_sent = 0;
-    if (r && r->type == REDIS_REPLY_STATUS) {
+    if (!w->stale_mark_failed) {
         w->stale_pending = 0;
         log_warn("live view marked stale (%s): run tally-flusher --rebuild-redis", w->stale_reason);
     }
 }
 
-/* Sends SET tally:live:stale if a missed batch is waiting to be recorded
+/* Sends SET tally:{S}:live:stale (every shard) if a missed batch is waiting to be recorded
  * (retried on the next apply or connection until Redis confirms it). */
 static void flush_stale_mark(redis_writer *w)
 {
     if (!w->stale_pending || w->stale_mark_sent || !w->ac || !w->connected || w->accepted != 1)
         return;
-    if (redisAsyncCommand(w->ac, on_stale_marked, NULL, "SET %s %s", REDIS_KEY_STALE,
-                          w->stale_reason) == REDIS_OK)
-        w->stale_mark_sent = 1;
+    w->stale_mark_failed = 0;
+    w->stale_marks_due = 0;
+    for (unsigned shard = 0; shard < w->shards; shard++) {
+        char key[REDIS_KEY_MAX];
+        redis_key_shard(key, sizeof key, shard, REDIS_SHARD_STALE);
+        if (redisAsyncCommand(w->ac, on_stale_marked, NULL, "SET %s %s", key, w->stale_reason) !=
+            REDIS_OK) {
+            w->stale_mark_failed = 1;
+            break;
+        }
+        w->stale_marks_due++;
+    }
+    w->stale_mark_sent = w->stale_marks_due > 0;
 }
 
 void redis_writer_note_missed(redis_writer *w, const char *reason)
@@ -716,6 +664,7 @@ static void on_connect(const redisAsyncContext *ac, int status)
     w->auth_refused = 0;
     w->checks_pending = w->cache_role ? 1 : 4;
     w->stale_mark_sent = 0;
+    w->stale_marks_due = 0;
     redisAsyncContext *mut = (redisAsyncContext *)ac;
     const char *argv[3];
     size_t argvlen[3];
@@ -817,6 +766,7 @@ static redis_writer *writer_new(struct event_base *base, const tally_config *cfg
     w->port = cache_role ? cfg->cache.port : cfg->redis.port;
     w->timeout_ms = cache_role ? cfg->cache.timeout_ms : cfg->redis.timeout_ms;
     w->require_durable = cfg->redis.require_durable;
+    w->shards = (unsigned)cfg->redis.shards;
     if (!cache_role &&
         redis_auth_load(&w->auth, cfg->redis.username, cfg->redis.password_file, err, errlen) !=
             0) {

@@ -19,7 +19,7 @@
  * timeout per in-flight call, never one per request.
  *
  * Staleness: redis_writer_note_missed() records that an acknowledged batch
- * did not reach Redis; the writer then sets tally:live:stale as soon as it can
+ * did not reach Redis; the writer then sets tally:{S}:live:stale (every shard) as soon as it can
  * (the next rebuild deletes it), so readers know the live view lags.
  */
 #ifndef TALLY_REDIS_WRITER_H
@@ -44,18 +44,6 @@ typedef struct redis_writer redis_writer;
 typedef void (*redis_apply_fn)(void *opaque, int result, const size_t *dups, size_t ndups,
                                const char *reason);
 
-/* One field of a hash read: the series' canonical tags and its value. */
-typedef struct redis_series {
-    const char *tags;
-    size_t tags_len;
-    double value;
-} redis_series;
-
-/* ok = 1: `series` holds n entries (valid during the call only); stale = 1
- * when the live view is marked stale or a rebuild is running. */
-typedef void (*redis_hash_fn)(void *opaque, int ok, const redis_series *series, size_t n,
-                              int stale, const char *reason);
-
 /* Starts connecting (does not wait). Returns NULL with err filled on failure. */
 redis_writer *redis_writer_new(struct event_base *base, const tally_config *cfg, char *err,
                                size_t errlen);
@@ -75,12 +63,6 @@ redis_writer *redis_writer_new_cache(struct event_base *base, const tally_config
 int redis_writer_apply(redis_writer *w, const live_update *u, size_t group_size,
                        redis_apply_fn done, void *opaque, char *err, size_t errlen);
 
-/* The series of a sum hash (key, plus its "key:frac" companion: each
- * series' value is the sum of its two fields, see live_update.c) and the
- * staleness markers, in one atomic call. Same failure rule as apply. */
-int redis_writer_read_hash(redis_writer *w, const char *key, redis_hash_fn done, void *opaque,
-                           char *err, size_t errlen);
-
 /* reply: the command's reply (valid during the call only; it may be an error
  * reply), or NULL with reason filled (connection lost, timed out). */
 typedef void (*redis_reply_fn)(void *opaque, const redisReply *reply, const char *reason);
@@ -89,6 +71,11 @@ typedef void (*redis_reply_fn)(void *opaque, const redisReply *reply, const char
  * exactly once. Same failure rule as apply. */
 int redis_writer_command(redis_writer *w, int argc, const char **argv, const size_t *argvlen,
                          redis_reply_fn done, void *opaque, char *err, size_t errlen);
+
+/* Sends one command already RESP-encoded (resp[0..len), e.g. one of a
+ * live_update's) and answers as redis_writer_command does. */
+int redis_writer_formatted(redis_writer *w, const char *resp, size_t len, redis_reply_fn done,
+                           void *opaque, char *err, size_t errlen);
 
 /* An acknowledged batch could not be applied: mark the live view stale. */
 void redis_writer_note_missed(redis_writer *w, const char *reason);

@@ -640,7 +640,7 @@ static void run_scenario(run *r, int sc, scenario_result *res)
     } else {
         drill_say("%s: tally-flusher --rebuild-redis done in %.1f s", name, drill_now() - t_rb);
     }
-    if (verify_redis(r->cfg->redis.host, r->cfg->redis.port, r->auth, 5000, &res->led, &res->v, err, sizeof err) != 0)
+    if (verify_redis(r->cfg->redis.host, r->cfg->redis.port, (unsigned)r->cfg->redis.shards, r->auth, 5000, &res->led, &res->v, err, sizeof err) != 0)
         drill_say("%s: Redis check failed: %s", name, err);
     else
         drill_say("%s: Redis equals SQLite for %d of %d counters", name,

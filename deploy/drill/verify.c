@@ -161,13 +161,16 @@ static int add_hash_values(redisContext *rc, const char *key, double *sum, char 
     return 0;
 }
 
-/* A counter's live total into *out: Σ tally:{name}:counter (whole parts) +
- * Σ tally:{name}:counter:frac (fractions). Returns 0, or -1 with err. */
-static int redis_counter(redisContext *rc, const char *name, double *out, char *err, size_t err_len)
+/* A counter's live total into *out: Σ tally:{S}:name:counter (whole parts) +
+ * Σ tally:{S}:name:counter:frac (fractions). Returns 0, or -1 with err. */
+static int redis_counter(redisContext *rc, unsigned shards, const char *name, double *out, char *err,
+                         size_t err_len)
 {
     char key[REDIS_KEY_MAX], frac_key[REDIS_KEY_MAX];
-    if (redis_key_metric(key, sizeof key, name, strlen(name), "counter") < 0 ||
-        redis_key_metric(frac_key, sizeof frac_key, name, strlen(name), "counter" REDIS_KEY_FRAC_SUFFIX) < 0) {
+    unsigned shard = redis_shard_of(name, strlen(name), shards);
+    if (redis_key_metric(key, sizeof key, shard, name, strlen(name), "counter") < 0 ||
+        redis_key_metric(frac_key, sizeof frac_key, shard, name, strlen(name),
+                         "counter" REDIS_KEY_FRAC_SUFFIX) < 0) {
         snprintf(err, err_len, "name too long for a Redis key: %s", name);
         return -1;
     }
@@ -179,7 +182,7 @@ static int redis_counter(redisContext *rc, const char *name, double *out, char *
     return 0;
 }
 
-int verify_redis(const char *host, int port, const redis_auth *auth, int timeout_ms, const ledger *l, verify_result *r, char *err,
+int verify_redis(const char *host, int port, unsigned shards, const redis_auth *auth, int timeout_ms, const ledger *l, verify_result *r, char *err,
                  size_t err_len)
 {
     struct timeval tv = {.tv_sec = timeout_ms / 1000, .tv_usec = (timeout_ms % 1000) * 1000};
@@ -203,7 +206,7 @@ int verify_redis(const char *host, int port, const redis_auth *auth, int timeout
     }
     int mismatches = 0;
     for (int k = 0; k < DRILL_COUNTERS; k++) {
-        if (redis_counter(rc, l->names[k], &r->redis[k], err, err_len) != 0) {
+        if (redis_counter(rc, shards, l->names[k], &r->redis[k], err, err_len) != 0) {
             redisFree(rc);
             return -1;
         }
@@ -211,7 +214,7 @@ int verify_redis(const char *host, int port, const redis_auth *auth, int timeout
     }
     for (int i = 0; i < r->extra_count; i++) {
         double v;
-        if (redis_counter(rc, r->extra_names[i], &v, err, err_len) != 0) {
+        if (redis_counter(rc, shards, r->extra_names[i], &v, err, err_len) != 0) {
             redisFree(rc);
             return -1;
         }

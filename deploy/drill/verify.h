@@ -7,7 +7,7 @@
  *    ledger exactly, and reports the last totals it read, lost and duplicated
  *    events (counter units) and the seconds it took.
  *  - verify_redis() reads every counter's live value (sum of HVALS of
- *    tally:{NAME}:counter) and counts the names whose value differs from the
+ *    tally:{S}:NAME:counter) and counts the names whose value differs from the
  *    SQLite total read by verify_sqlite(). It sends AUTH first when the
  *    config gives one (redis.password_file), as tally-ingest does.
  *  Neither changes anything in SQLite or Redis.
@@ -48,7 +48,7 @@ int verify_sqlite(const char *db_path, const ledger *l, const char *runid, int s
 /* Reads the live values from Redis (after AUTH, when auth->enabled) and fills
  * r->redis and r->redis_mismatches. Returns 0, or -1 with err
  * (r->redis_mismatches = -1) when Redis failed or refused the AUTH. */
-int verify_redis(const char *host, int port, const redis_auth *auth, int timeout_ms, const ledger *l, verify_result *r, char *err,
+int verify_redis(const char *host, int port, unsigned shards, const redis_auth *auth, int timeout_ms, const ledger *l, verify_result *r, char *err,
                  size_t err_len);
 
 #endif

@@ -97,11 +97,8 @@ int partitions_main(int argc, char **argv)
         return 2;
     }
     static tally_config cfg;
-    static char problems[16384];
-    if (config_load(path, &cfg, problems, sizeof problems) != 0) {
-        fputs(problems, stderr);
+    if (config_load_or_report(path, &cfg) != 0)
         return 2;
-    }
     char err[512];
     rd_kafka_conf_t *conf = rd_kafka_conf_new();
     if (!conf) {

@@ -29,6 +29,7 @@
 #include "config.h"
 #include "format.h"
 #include "partitions.h"
+#include "redis_key_cli.h"
 #include "progress_bar.h"
 #include "prom_scrape.h"
 
@@ -195,6 +196,7 @@ static void usage(FILE *out)
 {
     fprintf(out, "usage: tally status [-c FILE] [--watch] [--interval SECONDS]\n"
                  "       tally partitions [-c FILE]   (leader, replicas, ISR per partition)\n"
+                 "       tally key [-c FILE] [--shard] NAME [SUFFIX]   (the Redis key of a metric)\n"
                  "  -c FILE       configuration file (default conf/tally.conf)\n"
                  "  --watch       redraw every interval until interrupted\n"
                  "  --interval S  seconds between the two scrapes (default 1)\n");
@@ -223,6 +225,8 @@ int main(int argc, char **argv)
     };
     if (argc >= 2 && strcmp(argv[1], "partitions") == 0)
         return partitions_main(argc, argv);
+    if (argc >= 2 && strcmp(argv[1], "key") == 0)
+        return redis_key_main(argc, argv);
     if (argc < 2 || strcmp(argv[1], "status") != 0) {
         usage(stderr);
         return 2;
@@ -243,11 +247,8 @@ int main(int argc, char **argv)
         return 2;
     }
     static tally_config cfg;
-    static char problems[16384];
-    if (config_load(path, &cfg, problems, sizeof problems) != 0) {
-        fputs(problems, stderr);
+    if (config_load_or_report(path, &cfg) != 0)
         return 2;
-    }
     target ingest, flusher;
     addr_of(&ingest, "tally-ingest", cfg.ingest.listen_address, cfg.ingest.listen_port);
     addr_of(&flusher, "tally-flusher", cfg.flusher.metrics_address, cfg.flusher.metrics_port);

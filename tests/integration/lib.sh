@@ -63,7 +63,7 @@ ingest = { listen_address = "127.0.0.1"; listen_port = $HTTP_PORT;
            max_body_bytes = ${MAX_BODY_BYTES:-8388608}L; };
 kafka = { brokers = "127.0.0.1:$TALLY_KAFKA_PORT"; topic = "$TOPIC"; partitions = ${KAFKA_PARTITIONS:-1};
           delivery_timeout_ms = ${DELIVERY_TIMEOUT_MS:-10000}; ${KAFKA_SETTINGS:-} };
-redis = { host = "127.0.0.1"; port = ${CONFIG_REDIS_PORT:-$TALLY_REDIS_PORT}; ${REDIS_SETTINGS:-} };
+redis = { host = "127.0.0.1"; port = ${CONFIG_REDIS_PORT:-$TALLY_REDIS_PORT}; shards = ${REDIS_SHARDS:-4}; ${REDIS_SETTINGS:-} };
 cache = { port = ${CONFIG_CACHE_PORT:-$TALLY_CACHE_PORT}; ${CACHE_SETTINGS:-} };
 sqlite = { path = "$WORK/tally.db"; };
 flusher = { max_interval_ms = 200; max_batch_events = 50000; bucket_seconds = 10;
@@ -156,11 +156,17 @@ post_keyed() {
     done
 }
 
-# Sum of a counter's series in Redis (whole parts in tally:{NAME}:counter,
-# fractions in tally:{NAME}:counter:frac) / SQLite (integers printed without ".0").
+# The Redis key of metric NAME's SUFFIX in the live view of $CONF (its shard
+# is in the key: tally:{S}:NAME:SUFFIX, redis_keys.h).
+rkey() { # NAME SUFFIX
+    "$TALLY_BUILD/tally" key -c "$CONF" "$1" "$2"
+}
+
+# Sum of a counter's series in Redis (whole parts in tally:{S}:NAME:counter,
+# fractions in tally:{S}:NAME:counter:frac) / SQLite (integers printed without ".0").
 redis_counter() {
-    { redis-cli -p "$TALLY_REDIS_PORT" --raw HVALS "tally:{$1}:counter" &&
-        redis-cli -p "$TALLY_REDIS_PORT" --raw HVALS "tally:{$1}:counter:frac"; } |
+    { redis-cli -p "$TALLY_REDIS_PORT" --raw HVALS "$(rkey "$1" counter)" &&
+        redis-cli -p "$TALLY_REDIS_PORT" --raw HVALS "$(rkey "$1" counter:frac)"; } |
         awk '{s += $1} END {printf "%.17g\n", s + 0}'
 }
 sqlite_counter() {

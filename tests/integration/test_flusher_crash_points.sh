@@ -66,7 +66,7 @@ check_eq "distribution count|sum|min|max" "$((posted * 50))|$want_sum|2|$((poste
 check_eq "final gauge in SQLite" $((posted + 50)) \
     "$(sqlite3 "$WORK/tally.db" "SELECT printf('%d', value) FROM gauges WHERE name='$P.g'")"
 check_eq "final gauge in Redis" $((posted + 50)) \
-    "$(redis-cli -p "$TALLY_REDIS_PORT" --raw HGET "tally:{$P.g}:gauge" "")"
+    "$(redis-cli -p "$TALLY_REDIS_PORT" --raw HGET "$(rkey "$P.g" gauge)" "")"
 
 stop_flusher
 stop_ingest

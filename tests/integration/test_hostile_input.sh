@@ -31,7 +31,7 @@ $P.g:+1e308|g"
 check_eq "g:1e308|g then g:+1e308|g" "400 1 2" \
     "$HTTP_CODE $(jq -r '[.errors[].line] | map(tostring) | join(" ")' <<<"$HTTP_BODY")"
 alive "after the gauge batch"
-check_eq "redis holds no gauge for the refused batch" "" "$($R HGET "tally:{$P.g}:gauge" "")"
+check_eq "redis holds no gauge for the refused batch" "" "$($R HGET "$(rkey "$P.g" gauge)" "")"
 
 # 3. The bound itself is accepted; a sample rate may not inflate past it.
 post "$P.edge:1e15|c
@@ -52,9 +52,9 @@ for ((i = 0; i < n; i++)); do
 done
 want=11999999999999976
 check_eq "redis total after the carries" "$want" "$(redis_counter "$P.big")"
-whole=$($R HGET "tally:{$P.big}:counter" "")
+whole=$($R HGET "$(rkey "$P.big" counter)" "")
 ((${whole:-0} < 9007199254740992)) || fail "whole field was not carried: $whole"
-log "ok: whole field ${whole:-absent}, :frac $($R HGET "tally:{$P.big}:counter:frac" "")"
+log "ok: whole field ${whole:-absent}, :frac $($R HGET "$(rkey "$P.big" counter:frac)" "")"
 check_eq "GET /v1/counters after the carries" "$want" "$(api_counter "$P.big")"
 # (SQLite's printf keeps 16 digits, so wait_sqlite_counter cannot show this one)
 sqlite_big() { sqlite3 "$WORK/tally.db" "SELECT CAST(SUM(value) AS INTEGER) FROM metrics WHERE name = '$P.big'"; }
@@ -109,7 +109,7 @@ while read -r key; do
         *) continue ;;
     esac
     if grep -qiE '^-?(inf|nan)' <<<"$vals"; then bad=$((bad + 1)); log "non-finite in $key"; fi
-done < <($R --scan --pattern "tally:{$P.*")
+done < <($R --scan --pattern "tally:{*}:$P.*")
 check_eq "redis keys holding infinity or NaN" 0 "$bad"
 alive "at the end"
 

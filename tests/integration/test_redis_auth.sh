@@ -117,7 +117,7 @@ start_ingest
 check_eq "healthz redis" up "$(healthz_field .redis)"
 post_keyed "ra-$RUN_ID-1" "$P.c:5|c" 30
 check_eq "batch answered" "200 applied" "$HTTP_CODE $(jq -r .live <<<"$HTTP_BODY")"
-check_eq "value in the AUTH Redis" 5 "$("${RA[@]}" HVALS "tally:{$P.c}:counter" | awk '{s += $1} END {print s + 0}')"
+check_eq "value in the AUTH Redis" 5 "$("${RA[@]}" HVALS "$(rkey "$P.c" counter)" | awk '{s += $1} END {print s + 0}')"
 grep -q "redis 127.0.0.1:$AUTH_PORT connected, AUTH as user tally" "$WORK/ingest.log" ||
     fail "no log line says ingest authenticated"
 
@@ -127,7 +127,7 @@ wait_sqlite_counter "$P.c" 5
 rc=0
 "$TALLY_BUILD/tally-flusher" -c "$CONF" --rebuild-redis >>"$WORK/rebuild.log" 2>&1 || rc=$?
 check_eq "rebuild with AUTH" 0 "$rc"
-check_eq "value rebuilt in the AUTH Redis" 5 "$("${RA[@]}" HVALS "tally:{$P.c}:counter" | awk '{s += $1} END {print s + 0}')"
+check_eq "value rebuilt in the AUTH Redis" 5 "$("${RA[@]}" HVALS "$(rkey "$P.c" counter)" | awk '{s += $1} END {print s + 0}')"
 stop_flusher
 stop_ingest
 

@@ -60,7 +60,7 @@ wait_sqlite_counter "$P.live" $((320 * 70))
 check_eq "every posted batch reached SQLite" 320 \
     "$(sqlite3 "$WORK/tally.db" "SELECT COUNT(*) FROM batches WHERE batch_id LIKE 'r1-$RUN_ID-%'")"
 check_eq "redis after the rebuild under load = SQLite" $((320 * 70)) "$(redis_counter "$P.live")"
-check_eq "redis gauge = SQLite gauge" 320 "$(redis-cli -p "$TALLY_REDIS_PORT" --raw HGET "tally:{$P.gauge}:gauge" "")"
+check_eq "redis gauge = SQLite gauge" 320 "$(redis-cli -p "$TALLY_REDIS_PORT" --raw HGET "$(rkey "$P.gauge" gauge)" "")"
 check_eq "stale mark cleared" false "$(curl -fsS "$BASE_URL/v1/counters/$P.live" | jq -r .stale)"
 
 # 2. An empty Redis replaces the old one.
@@ -81,7 +81,7 @@ log "$rebuild_out"
 wait_sqlite_counter "$P.live" $((330 * 70))
 check_eq "empty node rebuilt: redis = SQLite" $((330 * 70)) "$(redis_counter "$P.live")"
 check_eq "tagged series rebuilt" $((330 * 20)) \
-    "$(redis-cli -p "$TALLY_REDIS_PORT" --raw HGET "tally:{$P.live}:counter" k:v)"
+    "$(redis-cli -p "$TALLY_REDIS_PORT" --raw HGET "$(rkey "$P.live" counter)" k:v)"
 check_eq "dedup keys rebuilt: a retry of an old batch is a duplicate" duplicate \
     "$(post "$body" "r1-$RUN_ID-5" && jq -r .live <<<"$HTTP_BODY")"
 # (the test's series: live, gauge, live with k:v)

@@ -26,7 +26,7 @@ awk -v p="$P" 'BEGIN { for (i = 0; i < 2000; i++) print p ".full" i ":3|c" }' >"
 code=$(curl -s -o "$WORK/r" -w '%{http_code}' -H "Idempotency-Key: oom-$RUN_ID-1" \
     --data-binary @"$WORK/wide" "$BASE_URL/v1/events")
 check_eq "a batch while Redis is full" "200 stale" "$code $(jq -r .live "$WORK/r")"
-check_eq "Redis holds none of it" "" "$($R HGET "tally:{$P.full7}:counter" "")"
+check_eq "Redis holds none of it" "" "$($R HGET "$(rkey "$P.full7" counter)" "")"
 grep -q "OOM\|EXECABORT" "$WORK/ingest.log" || fail "ingest did not log Redis' refusal"
 kill -0 "$INGEST_PID" || fail "tally-ingest died"
 
@@ -38,12 +38,12 @@ check_eq "after: applied" applied "$(jq -r .live <<<"$HTTP_BODY")"
 wait_sqlite_counter "$P.full7" 3
 check_eq "SQLite has the whole batch" 6000 \
     "$(sqlite3 "$WORK/tally.db" "SELECT CAST(SUM(value) AS INTEGER) FROM metrics WHERE name LIKE '$P.full%'")"
-check_eq "the live view says it is stale" 1 "$($R EXISTS tally:live:stale)"
+check_eq "the live view says it is stale" 1 "$($R EXISTS tally:{0}:live:stale)"
 rc=0
 "$TALLY_BUILD/tally-flusher" -c "$CONF" --rebuild-redis >>"$WORK/rebuild.log" 2>&1 || rc=$?
 check_eq "rebuild once memory is back" 0 "$rc"
 check_eq "Redis equals SQLite after the rebuild" 3 "$(redis_counter "$P.full7")"
-check_eq "stale mark cleared" 0 "$($R EXISTS tally:live:stale)"
+check_eq "stale mark cleared" 0 "$($R EXISTS tally:{0}:live:stale)"
 
 stop_flusher
 stop_ingest

@@ -14,22 +14,22 @@ start_flusher
 P=$METRIC_PREFIX
 
 post_keyed "rr-$RUN_ID-1" "$P.c:1|c" 30
-$R DEL tally:live:stale >/dev/null
+$R DEL tally:{0}:live:stale >/dev/null
 check_eq "run_id recorded" "$($R INFO server | tr -d '\r' | sed -n 's/^run_id://p')" "$($R GET tally:live:run_id)"
 
 stop_ingest
 start_ingest
 post_keyed "rr-$RUN_ID-2" "$P.c:1|c" 30
-check_eq "an ingest restart leaves the live view fresh" "0 applied" "$($R EXISTS tally:live:stale) $(jq -r .live <<<"$HTTP_BODY")"
+check_eq "an ingest restart leaves the live view fresh" "0 applied" "$($R EXISTS tally:{0}:live:stale) $(jq -r .live <<<"$HTTP_BODY")"
 
 log "restart Redis while idle"
 "$STACK" kill redis >/dev/null
 "$STACK" up redis >/dev/null
 for ((i = 0; i < 100; i++)); do
-    [[ $($R EXISTS tally:live:stale 2>/dev/null) == 1 ]] && break
+    [[ $($R EXISTS tally:{0}:live:stale 2>/dev/null) == 1 ]] && break
     sleep 0.2
 done
-check_eq "a restarted Redis marks the live view stale" 1 "$($R EXISTS tally:live:stale)"
+check_eq "a restarted Redis marks the live view stale" 1 "$($R EXISTS tally:{0}:live:stale)"
 grep -q "redis restarted (run_id" "$WORK/ingest.log" || fail "no log line names the restart"
 check_eq "reads say so" true "$(curl -fsS "$BASE_URL/v1/counters/$P.c" | jq -r .stale)"
 
@@ -38,7 +38,7 @@ rc=0
 "$TALLY_BUILD/tally-flusher" -c "$CONF" --rebuild-redis >>"$WORK/rebuild.log" 2>&1 || rc=$?
 check_eq "rebuild" 0 "$rc"
 check_eq "the rebuild clears the mark" "0 false 2" \
-    "$($R EXISTS tally:live:stale) $(curl -fsS "$BASE_URL/v1/counters/$P.c" | jq -r '"\(.stale) \(.value)"')"
+    "$($R EXISTS tally:{0}:live:stale) $(curl -fsS "$BASE_URL/v1/counters/$P.c" | jq -r '"\(.stale) \(.value)"')"
 
 # A rebuild that dies must not freeze the live view: its fence is short-lived
 # (renewed every second by a live rebuild) and lapses within 15 s. 200,000
@@ -51,14 +51,14 @@ $R EVAL "$JUNK_SCRIPT, '1') end return 0" 0 "$JUNK" SET >/dev/null
 rebuild=$!
 seen=0
 for ((i = 0; i < 1000; i++)); do
-    if [[ $($R EXISTS tally:live:rebuilding) == 1 ]]; then seen=1; break; fi
+    if [[ $($R EXISTS tally:{0}:live:rebuilding) == 1 ]]; then seen=1; break; fi
     kill -0 "$rebuild" 2>/dev/null || break
     sleep 0.01
 done
 kill -KILL "$rebuild" 2>/dev/null || true
 wait "$rebuild" 2>/dev/null || true
 check_eq "the fence of a rebuild killed with -9 was up" 1 "$seen"
-ttl=$($R TTL tally:live:rebuilding)
+ttl=$($R TTL tally:{0}:live:rebuilding)
 ((ttl >= -2 && ttl <= 15)) || fail "fence TTL $ttl s (at most 15 s)"
 $R EVAL "$JUNK_SCRIPT) end return 0" 0 "$JUNK" UNLINK >/dev/null
 t0=$SECONDS

@@ -17,7 +17,7 @@ start_flusher
 
 P=$METRIC_PREFIX
 N=${P}_users # the Prometheus name
-KEY="tally:{$P.users}:set:env:prod"
+KEY="$(rkey "$P.users" set:env:prod)"
 R="redis-cli -p $TALLY_REDIS_PORT --raw"
 T0=$(( ($(date +%s) - 3600) / 60 * 60 )) # buckets T0, T0+10, T0+20 (10 s buckets)
 SECRET=tally-sets-secret                   # in every member: must never leave ingest
@@ -56,8 +56,8 @@ ERR=2.43
 
 # 1. The live view: one HyperLogLog per series, the name's index.
 check_within "Redis PFCOUNT of env:prod" "$($R PFCOUNT "$KEY")" $PROD $ERR
-check_eq "Redis PFCOUNT of the untagged series" 2 "$($R PFCOUNT "tally:{$P.users}:set:")"
-check_eq "the name's index of set series" "$(printf '\nenv:prod')" "$($R HKEYS "tally:{$P.users}:set" | sort)"
+check_eq "Redis PFCOUNT of the untagged series" 2 "$($R PFCOUNT "$(rkey "$P.users" set:)")"
+check_eq "the name's index of set series" "$(printf '\nenv:prod')" "$($R HKEYS "$(rkey "$P.users" set)" | sort)"
 check_eq "the set key is a HyperLogLog" string "$($R TYPE "$KEY")"
 check_eq "no member in Redis" 0 "$($R --no-raw DUMP "$KEY" | grep -c "$SECRET" || true)"
 
@@ -134,17 +134,17 @@ check_eq "post of the tail" 200 "$HTTP_CODE"
 before=$($R PFCOUNT "$KEY")
 check_within "PFCOUNT with the tail, before the loss" "$before" $((PROD + 200)) $ERR
 regs=$($R PFDEBUG GETREG "$KEY" | md5sum)
-$R DEL "$KEY" "tally:{$P.users}:set" >/dev/null
+$R DEL "$KEY" "$(rkey "$P.users" set)" >/dev/null
 check_eq "the set is lost" 0 "$($R PFCOUNT "$KEY")"
 "$TALLY_BUILD/tally-flusher" -c "$CONF" --rebuild-redis >"$WORK/rebuild.log" 2>&1 ||
     { cat "$WORK/rebuild.log"; fail "tally-flusher --rebuild-redis failed"; }
 log "$(grep 'rebuild: ok' "$WORK/rebuild.log")"
 check_eq "PFCOUNT after the rebuild" "$before" "$($R PFCOUNT "$KEY")"
 check_eq "every register after the rebuild" "$regs" "$($R PFDEBUG GETREG "$KEY" | md5sum)"
-check_eq "the untagged series after the rebuild" 2 "$($R PFCOUNT "tally:{$P.users}:set:")"
+check_eq "the untagged series after the rebuild" 2 "$($R PFCOUNT "$(rkey "$P.users" set:)")"
 check_eq "a small set is rebuilt sparse, as PFADD leaves it" sparse \
-    "$($R PFDEBUG ENCODING "tally:{$P.users}:set:")"
-check_eq "the index after the rebuild" "$(printf '\nenv:prod')" "$($R HKEYS "tally:{$P.users}:set" | sort)"
+    "$($R PFDEBUG ENCODING "$(rkey "$P.users" set:)")"
+check_eq "the index after the rebuild" "$(printf '\nenv:prod')" "$($R HKEYS "$(rkey "$P.users" set)" | sort)"
 check_eq "GET /v1/counters after the rebuild" "$before" \
     "$(api "/v1/counters/$P.users" | jq -r '.series[] | select(.tags == "env:prod") | .value')"
 

@@ -145,7 +145,7 @@ wait_sqlite_counter "$P.dd" 10
 check_eq "sqlite distribution lines|sum" "3|6.0" \
     "$(sqlite3 "$WORK/tally.db" "SELECT SUM(lines), SUM(value) FROM metrics WHERE name='$P.dd.d'")"
 check_eq "events and service checks reach no store" "0 0" \
-    "$(sqlite3 "$WORK/tally.db" "SELECT COUNT(*) FROM metrics WHERE name LIKE '%check%' OR name LIKE '\_e%' ESCAPE '\\'") $(redis-cli -p "$TALLY_REDIS_PORT" --raw KEYS "tally:{$P.dd.check}*" | awk NF | wc -l)"
+    "$(sqlite3 "$WORK/tally.db" "SELECT COUNT(*) FROM metrics WHERE name LIKE '%check%' OR name LIKE '\_e%' ESCAPE '\\'") $(redis-cli -p "$TALLY_REDIS_PORT" --raw KEYS "tally:{*}:$P.dd.check*" | awk NF | wc -l)"
 check_eq "kernel drops, lost lines" "0 0 0 0" \
     "$(stats kernel_drops) $(stats lost_busy) $(stats lost_failed) $(stats lost_unknown)"
 

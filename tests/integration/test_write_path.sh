@@ -33,13 +33,13 @@ check_eq "duplicate flag" false "$(jq -r .duplicate <<<"$HTTP_BODY")"
 
 R="redis-cli -p $TALLY_REDIS_PORT --raw"
 check_eq "redis counter total" 25 "$(redis_counter "$P.req")"
-check_eq "redis counter, untagged series" 23 "$($R HGET "tally:{$P.req}:counter" "")"
-check_eq "redis counter, env:prod series" 2 "$($R HGET "tally:{$P.req}:counter" env:prod)"
-check_eq "redis gauge after 20, +5, -3" 22 "$($R HGET "tally:{$P.temp}:gauge" "")"
-check_eq "redis distribution count (1 + 1 + 1/0.5)" 4 "$($R HGET "tally:{$P.lat}:dist:count" "")"
-check_eq "redis distribution sum" 80 "$($R HGET "tally:{$P.lat}:dist:sum" "")"
-check_eq "redis distribution min" 10 "$($R ZSCORE "tally:{$P.lat}:dist:min" "")"
-check_eq "redis distribution max" 30 "$($R ZSCORE "tally:{$P.lat}:dist:max" "")"
+check_eq "redis counter, untagged series" 23 "$($R HGET "$(rkey "$P.req" counter)" "")"
+check_eq "redis counter, env:prod series" 2 "$($R HGET "$(rkey "$P.req" counter)" env:prod)"
+check_eq "redis gauge after 20, +5, -3" 22 "$($R HGET "$(rkey "$P.temp" gauge)" "")"
+check_eq "redis distribution count (1 + 1 + 1/0.5)" 4 "$($R HGET "$(rkey "$P.lat" dist:count)" "")"
+check_eq "redis distribution sum" 80 "$($R HGET "$(rkey "$P.lat" dist:sum)" "")"
+check_eq "redis distribution min" 10 "$($R ZSCORE "$(rkey "$P.lat" dist:min)" "")"
+check_eq "redis distribution max" 30 "$($R ZSCORE "$(rkey "$P.lat" dist:max)" "")"
 check_eq "GET /v1/counters (redis)" 25 "$(api_counter "$P.req")"
 
 # Whole sums stay integers for HINCRBY; fractions go to the :frac companion.
@@ -49,8 +49,8 @@ post "$P.frac:0.25|c
 $P.frac:0.25|c"
 check_eq "status of fractions" 200 "$HTTP_CODE"
 records=$((records + 2))
-check_eq "whole part of a counter" 2 "$($R HGET "tally:{$P.frac}:counter" "")"
-check_eq "fractional part of a counter" 0.5 "$($R HGET "tally:{$P.frac}:counter:frac" "")"
+check_eq "whole part of a counter" 2 "$($R HGET "$(rkey "$P.frac" counter)" "")"
+check_eq "fractional part of a counter" 0.5 "$($R HGET "$(rkey "$P.frac" counter:frac)" "")"
 check_eq "GET /v1/counters sums both parts" 2.5 "$(api_counter "$P.frac")"
 
 wait_sqlite_counter "$P.req" 25

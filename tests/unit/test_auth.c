@@ -121,7 +121,7 @@ static void test_admission_asks_only_when_needed(void **state)
     (void)state;
     char err[128];
     metric_event evs[] = {counter("a"), counter("b"), counter("a")};
-    live_fold *f = live_fold_new(evs, 3, err, sizeof err);
+    live_fold *f = live_fold_new(evs, 3, 1, err, sizeof err);
     assert_non_null(f);
     live_known *known = live_known_new(64, 4096);
     admission a;
@@ -134,7 +134,7 @@ static void test_admission_asks_only_when_needed(void **state)
     assert_string_equal(a.argv[4], "1000");
     assert_string_equal(a.argv[5], "3");
     assert_int_equal(a.argc, 8 + 2 * 2);
-    assert_string_equal(a.argv[8], "tally:{a}:counter");
+    assert_string_equal(a.argv[8], "tally:{0}:a:counter");
     assert_int_equal(a.argvlen[9], 0);
     admission_note(&a, f, known);
     admission_free(&a);
@@ -153,7 +153,7 @@ static void test_admission_asks_only_when_needed(void **state)
     live_fold_free(f);
 }
 
-/* A set series is admitted by its index hash, tally:{NAME}:set, field TAGS:
+/* A set series is admitted by its index hash, tally:{S}:NAME:set, field TAGS:
  * the key the admission script's exact check (HEXISTS) finds it in. */
 static void test_admission_of_a_set(void **state)
 {
@@ -165,13 +165,13 @@ static void test_admission_of_a_set(void **state)
     e.member = 42;
     e.tags = "app:web";
     e.tags_len = 7;
-    live_fold *f = live_fold_new(&e, 1, err, sizeof err);
+    live_fold *f = live_fold_new(&e, 1, 1, err, sizeof err);
     assert_non_null(f);
     live_known *known = live_known_new(64, 4096);
     admission a;
     assert_int_equal(admission_build(&a, f, 1, known, NULL, 1000, err, sizeof err), 1);
     assert_int_equal(a.ncandidates, 1);
-    assert_string_equal(a.argv[8], "tally:{users}:set");
+    assert_string_equal(a.argv[8], "tally:{0}:users:set");
     assert_string_equal(a.argv[9], "app:web");
     admission_free(&a);
     live_known_free(known);

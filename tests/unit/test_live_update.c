@@ -36,6 +36,8 @@
 #include "dedup.h"
 #include "live_update.h"
 #include "redis_hll.h"
+#include "redis_keys.h"
+#include "redis_slots.h"
 
 static metric_event ev(metric_type type, const char *name, const char *tags, double value,
                        double rate, uint8_t flags)
@@ -210,9 +212,9 @@ static size_t expect_frame(const live_update *u, const char *const *ids, size_t 
     assert_string_equal(cmd(u, 0), "WATCH");
     assert_int_equal(nargs(u, 0), 1 + fence + n);
     if (fence)
-        assert_string_equal(arg(u, 0, 1), "tally:live:rebuilding");
+        assert_string_equal(arg(u, 0, 1), "tally:{0}:live:rebuilding");
     for (size_t i = 0; i < n; i++) {
-        snprintf(key, sizeof key, "tally:batch:{%s}", ids[i]);
+        snprintf(key, sizeof key, "tally:{0}:batch:%s", ids[i]);
         assert_string_equal(arg(u, 0, 1 + fence + i), key);
     }
 
@@ -223,9 +225,9 @@ static size_t expect_frame(const live_update *u, const char *const *ids, size_t 
     assert_non_null(strstr(arg(u, 1, 1), "KEYS[1]"));
     snprintf(num, sizeof num, "%zu", 1 + n);
     assert_string_equal(arg(u, 1, 2), num);
-    assert_string_equal(arg(u, 1, 3), "tally:live:rebuilding");
+    assert_string_equal(arg(u, 1, 3), "tally:{0}:live:rebuilding");
     for (size_t i = 0; i < n; i++) {
-        snprintf(key, sizeof key, "tally:batch:{%s}", ids[i]);
+        snprintf(key, sizeof key, "tally:{0}:batch:%s", ids[i]);
         assert_string_equal(arg(u, 1, 4 + i), key);
     }
     assert_string_equal(arg(u, 1, 4 + n), mode == LIVE_MODE_INGEST ? "ingest" : "rebuild");
@@ -239,7 +241,7 @@ static size_t expect_frame(const live_update *u, const char *const *ids, size_t 
 
     expect_cmd(u, 2, 1, "MULTI");
     for (size_t i = 0; i < n; i++) {
-        snprintf(key, sizeof key, "tally:batch:{%s}", ids[i]);
+        snprintf(key, sizeof key, "tally:{0}:batch:%s", ids[i]);
         test_claim(claim, sizeof claim, i);
         snprintf(num, sizeof num, "%d", atoi(ttl) + DEDUP_SLACK_SECONDS);
         expect_cmd(u, 3 + i, 5, "SET", key, claim, "EX", num);
@@ -256,7 +258,7 @@ static int build_group(live_update *u, const live_fold *const *folds, const char
     char err[128];
     live_batch batches[8];
     test_batches(batches, ids, n);
-    int rc = live_update_build(u, folds, batches, n, ttl, mode, NULL, err, sizeof err);
+    int rc = live_update_build(u, folds, batches, n, ttl, mode, NULL, 0, err, sizeof err);
     if (rc == 0)
         parse_update(u);
     return rc;
@@ -267,7 +269,7 @@ static int build_one(live_update *u, const char *id, const metric_event *e, size
                      live_mode mode)
 {
     char err[128];
-    live_fold *f = live_fold_new(e, n, err, sizeof err);
+    live_fold *f = live_fold_new(e, n, 1, err, sizeof err);
     assert_non_null(f);
     const live_fold *folds[1] = {f};
     const char *ids[1] = {id};
@@ -305,10 +307,10 @@ static void test_counters_fold_per_series(void **state)
     assert_int_equal(u.series, 2);
     const char *ids[] = {"b1"};
     size_t s = expect_frame(&u, ids, 1, "600", LIVE_MODE_INGEST, 2);
-    expect_cmd(&u, 0, 3, "WATCH", "tally:live:rebuilding", "tally:batch:{b1}");
+    expect_cmd(&u, 0, 3, "WATCH", "tally:{0}:live:rebuilding", "tally:{0}:batch:b1");
     /* 1 + 10/0.5 + 0.1: a fraction, so the whole total goes to the :frac hash */
-    expect_cmd(&u, s, 4, "HINCRBYFLOAT", "tally:{req}:counter:frac", "", "21.1");
-    expect_cmd(&u, s + 1, 4, "HINCRBY", "tally:{req}:counter", "env:prod", "2");
+    expect_cmd(&u, s, 4, "HINCRBYFLOAT", "tally:{0}:req:counter:frac", "", "21.1");
+    expect_cmd(&u, s + 1, 4, "HINCRBY", "tally:{0}:req:counter", "env:prod", "2");
     done(&u);
 }
 
@@ -329,10 +331,10 @@ static void test_gauge_composition(void **state)
     const char *ids[] = {"b"};
     size_t s = expect_frame(&u, ids, 1, "60", LIVE_MODE_INGEST, 3);
     /* a delta, even a whole one, is added as a float to the one gauge hash */
-    expect_cmd(&u, s, 4, "HINCRBYFLOAT", "tally:{g_rel}:gauge", "", "3");
+    expect_cmd(&u, s, 4, "HINCRBYFLOAT", "tally:{0}:g_rel:gauge", "", "3");
     /* the last absolute value plus the later deltas: 20 - 3 */
-    expect_cmd(&u, s + 1, 4, "HSET", "tally:{g_abs}:gauge", "", "17");
-    expect_cmd(&u, s + 2, 4, "HINCRBYFLOAT", "tally:{g_frac}:gauge", "k:v", "0.5");
+    expect_cmd(&u, s + 1, 4, "HSET", "tally:{0}:g_abs:gauge", "", "17");
+    expect_cmd(&u, s + 2, 4, "HINCRBYFLOAT", "tally:{0}:g_frac:gauge", "k:v", "0.5");
     done(&u);
 }
 
@@ -353,22 +355,22 @@ static void test_distribution_ops(void **state)
     const char *ids[] = {"b"};
     size_t s = expect_frame(&u, ids, 1, "60", LIVE_MODE_INGEST, 12);
     /* count = 1 + 1 + 2, sum = 10 + 30 + 40 */
-    expect_cmd(&u, s, 4, "HINCRBY", "tally:{lat}:dist:count", "a:1", "4");
-    expect_cmd(&u, s + 1, 4, "HINCRBY", "tally:{lat}:dist:sum", "a:1", "80");
-    expect_cmd(&u, s + 2, 5, "ZADD", "tally:{lat}:dist:min", "LT", "10", "a:1");
-    expect_cmd(&u, s + 3, 5, "ZADD", "tally:{lat}:dist:max", "GT", "30", "a:1");
+    expect_cmd(&u, s, 4, "HINCRBY", "tally:{0}:lat:dist:count", "a:1", "4");
+    expect_cmd(&u, s + 1, 4, "HINCRBY", "tally:{0}:lat:dist:sum", "a:1", "80");
+    expect_cmd(&u, s + 2, 5, "ZADD", "tally:{0}:lat:dist:min", "LT", "10", "a:1");
+    expect_cmd(&u, s + 3, 5, "ZADD", "tally:{0}:lat:dist:max", "GT", "30", "a:1");
     /* whole count 1 + 4, fractional sum 1.5 + 8: each split on its own */
-    expect_cmd(&u, s + 4, 4, "HINCRBY", "tally:{lat2}:dist:count", "", "5");
-    expect_cmd(&u, s + 5, 4, "HINCRBYFLOAT", "tally:{lat2}:dist:sum:frac", "", "9.5");
-    expect_cmd(&u, s + 6, 5, "ZADD", "tally:{lat2}:dist:min", "LT", "1.5", "");
-    expect_cmd(&u, s + 7, 5, "ZADD", "tally:{lat2}:dist:max", "GT", "2", "");
+    expect_cmd(&u, s + 4, 4, "HINCRBY", "tally:{0}:lat2:dist:count", "", "5");
+    expect_cmd(&u, s + 5, 4, "HINCRBYFLOAT", "tally:{0}:lat2:dist:sum:frac", "", "9.5");
+    expect_cmd(&u, s + 6, 5, "ZADD", "tally:{0}:lat2:dist:min", "LT", "1.5", "");
+    expect_cmd(&u, s + 7, 5, "ZADD", "tally:{0}:lat2:dist:max", "GT", "2", "");
     /* 1/0.3 and -4/0.3 are fractions; min and max are the raw value */
-    expect_cmd(&u, s + 8, 4, "HINCRBYFLOAT", "tally:{lat3}:dist:count:frac", "",
+    expect_cmd(&u, s + 8, 4, "HINCRBYFLOAT", "tally:{0}:lat3:dist:count:frac", "",
                "3.3333333333333335");
-    expect_cmd(&u, s + 9, 4, "HINCRBYFLOAT", "tally:{lat3}:dist:sum:frac", "",
+    expect_cmd(&u, s + 9, 4, "HINCRBYFLOAT", "tally:{0}:lat3:dist:sum:frac", "",
                "-13.333333333333334");
-    expect_cmd(&u, s + 10, 5, "ZADD", "tally:{lat3}:dist:min", "LT", "-4", "");
-    expect_cmd(&u, s + 11, 5, "ZADD", "tally:{lat3}:dist:max", "GT", "-4", "");
+    expect_cmd(&u, s + 10, 5, "ZADD", "tally:{0}:lat3:dist:min", "LT", "-4", "");
+    expect_cmd(&u, s + 11, 5, "ZADD", "tally:{0}:lat3:dist:max", "GT", "-4", "");
     done(&u);
 }
 
@@ -378,13 +380,13 @@ static live_fold *build_bounded(live_update *u, const metric_event *e, size_t n,
                                 const live_known *bounds)
 {
     char err[128];
-    live_fold *f = live_fold_new(e, n, err, sizeof err);
+    live_fold *f = live_fold_new(e, n, 1, err, sizeof err);
     assert_non_null(f);
     const live_fold *folds[1] = {f};
     const char *ids[1] = {"b"};
     live_batch batches[1];
     test_batches(batches, ids, 1);
-    assert_int_equal(live_update_build(u, folds, batches, 1, 60, LIVE_MODE_INGEST, bounds, err,
+    assert_int_equal(live_update_build(u, folds, batches, 1, 60, LIVE_MODE_INGEST, bounds, 0, err,
                                        sizeof err),
                      0);
     parse_update(u);
@@ -405,8 +407,8 @@ static void test_bounds_leave_out_covered_min_max(void **state)
                             ev(METRIC_DISTRIBUTION, "lat", "a:1", 30, 1, 0)};
     live_fold *f = build_bounded(&u, first, 2, b);
     size_t s = expect_frame(&u, ids, 1, "60", LIVE_MODE_INGEST, 4);
-    expect_cmd(&u, s + 2, 5, "ZADD", "tally:{lat}:dist:min", "LT", "10", "a:1");
-    expect_cmd(&u, s + 3, 5, "ZADD", "tally:{lat}:dist:max", "GT", "30", "a:1");
+    expect_cmd(&u, s + 2, 5, "ZADD", "tally:{0}:lat:dist:min", "LT", "10", "a:1");
+    expect_cmd(&u, s + 3, 5, "ZADD", "tally:{0}:lat:dist:max", "GT", "30", "a:1");
     assert_int_equal(u.nbounds, 1);
     live_update_note_bounds(&u, b); /* the group was applied */
     assert_int_equal(live_known_count(b), 1);
@@ -418,8 +420,8 @@ static void test_bounds_leave_out_covered_min_max(void **state)
                              ev(METRIC_DISTRIBUTION, "lat", "a:1", 30, 1, 0)};
     f = build_bounded(&u, inside, 2, b);
     s = expect_frame(&u, ids, 1, "60", LIVE_MODE_INGEST, 2);
-    expect_cmd(&u, s, 4, "HINCRBY", "tally:{lat}:dist:count", "a:1", "2");
-    expect_cmd(&u, s + 1, 4, "HINCRBY", "tally:{lat}:dist:sum", "a:1", "45");
+    expect_cmd(&u, s, 4, "HINCRBY", "tally:{0}:lat:dist:count", "a:1", "2");
+    expect_cmd(&u, s + 1, 4, "HINCRBY", "tally:{0}:lat:dist:sum", "a:1", "45");
     done(&u); /* not applied: nothing noted */
     live_fold_free(f);
 
@@ -428,10 +430,10 @@ static void test_bounds_leave_out_covered_min_max(void **state)
                             ev(METRIC_DISTRIBUTION, "lat", "a:2", 20, 1, 0)};
     f = build_bounded(&u, lower, 2, b);
     s = expect_frame(&u, ids, 1, "60", LIVE_MODE_INGEST, 7);
-    expect_cmd(&u, s + 2, 5, "ZADD", "tally:{lat}:dist:min", "LT", "5", "a:1");
-    expect_cmd(&u, s + 3, 4, "HINCRBY", "tally:{lat}:dist:count", "a:2", "1");
-    expect_cmd(&u, s + 5, 5, "ZADD", "tally:{lat}:dist:min", "LT", "20", "a:2");
-    expect_cmd(&u, s + 6, 5, "ZADD", "tally:{lat}:dist:max", "GT", "20", "a:2");
+    expect_cmd(&u, s + 2, 5, "ZADD", "tally:{0}:lat:dist:min", "LT", "5", "a:1");
+    expect_cmd(&u, s + 3, 4, "HINCRBY", "tally:{0}:lat:dist:count", "a:2", "1");
+    expect_cmd(&u, s + 5, 5, "ZADD", "tally:{0}:lat:dist:min", "LT", "20", "a:2");
+    expect_cmd(&u, s + 6, 5, "ZADD", "tally:{0}:lat:dist:max", "GT", "20", "a:2");
     live_update_note_bounds(&u, b);
     done(&u);
     live_fold_free(f);
@@ -530,19 +532,19 @@ static void test_whole_and_fractional_sums(void **state)
     assert_int_equal(u.series, 13);
     const char *ids[] = {"w"};
     size_t s = expect_frame(&u, ids, 1, "60", LIVE_MODE_INGEST, 13);
-    expect_cmd(&u, s++, 4, "HINCRBY", "tally:{whole}:counter", "", "21");
-    expect_cmd(&u, s++, 4, "HINCRBYFLOAT", "tally:{tenth}:counter:frac", "", "0.1");
-    expect_cmd(&u, s++, 4, "HINCRBY", "tally:{halves}:counter", "", "1");
-    expect_cmd(&u, s++, 4, "HINCRBY", "tally:{zero}:counter", "", "0");
-    expect_cmd(&u, s++, 4, "HINCRBY", "tally:{negzero}:counter", "", "0");
-    expect_cmd(&u, s++, 4, "HINCRBY", "tally:{neg}:counter", "", "-3");
-    expect_cmd(&u, s++, 4, "HINCRBYFLOAT", "tally:{negfrac}:counter:frac", "", "-0.5");
-    expect_cmd(&u, s++, 4, "HINCRBY", "tally:{below}:counter", "", "999999999999999");
-    expect_cmd(&u, s++, 4, "HINCRBY", "tally:{negbelow}:counter", "", "-999999999999999");
-    expect_cmd(&u, s++, 4, "HINCRBYFLOAT", "tally:{limit}:counter:frac", "", "1e+15");
-    expect_cmd(&u, s++, 4, "HINCRBYFLOAT", "tally:{neglimit}:counter:frac", "", "-1e+15");
-    expect_cmd(&u, s++, 4, "HINCRBY", "tally:{rated}:counter", "", "6");
-    expect_cmd(&u, s++, 4, "HINCRBYFLOAT", "tally:{gzero}:gauge", "", "0");
+    expect_cmd(&u, s++, 4, "HINCRBY", "tally:{0}:whole:counter", "", "21");
+    expect_cmd(&u, s++, 4, "HINCRBYFLOAT", "tally:{0}:tenth:counter:frac", "", "0.1");
+    expect_cmd(&u, s++, 4, "HINCRBY", "tally:{0}:halves:counter", "", "1");
+    expect_cmd(&u, s++, 4, "HINCRBY", "tally:{0}:zero:counter", "", "0");
+    expect_cmd(&u, s++, 4, "HINCRBY", "tally:{0}:negzero:counter", "", "0");
+    expect_cmd(&u, s++, 4, "HINCRBY", "tally:{0}:neg:counter", "", "-3");
+    expect_cmd(&u, s++, 4, "HINCRBYFLOAT", "tally:{0}:negfrac:counter:frac", "", "-0.5");
+    expect_cmd(&u, s++, 4, "HINCRBY", "tally:{0}:below:counter", "", "999999999999999");
+    expect_cmd(&u, s++, 4, "HINCRBY", "tally:{0}:negbelow:counter", "", "-999999999999999");
+    expect_cmd(&u, s++, 4, "HINCRBYFLOAT", "tally:{0}:limit:counter:frac", "", "1e+15");
+    expect_cmd(&u, s++, 4, "HINCRBYFLOAT", "tally:{0}:neglimit:counter:frac", "", "-1e+15");
+    expect_cmd(&u, s++, 4, "HINCRBY", "tally:{0}:rated:counter", "", "6");
+    expect_cmd(&u, s++, 4, "HINCRBYFLOAT", "tally:{0}:gzero:gauge", "", "0");
     assert_int_equal(s, live_exec_reply(&u));
     done(&u);
 }
@@ -556,7 +558,7 @@ static void test_group_fractions_sum_before_split(void **state)
     metric_event b2[] = {ev(METRIC_COUNTER, "c", "t:1", 0.75, 1, 0),
                          ev(METRIC_COUNTER, "d", NULL, 0.5, 1, 0)};
     char err[128];
-    live_fold *f[2] = {live_fold_new(b1, 2, err, sizeof err), live_fold_new(b2, 2, err, sizeof err)};
+    live_fold *f[2] = {live_fold_new(b1, 2, 1, err, sizeof err), live_fold_new(b2, 2, 1, err, sizeof err)};
     assert_non_null(f[0]);
     assert_non_null(f[1]);
     const live_fold *folds[2] = {f[0], f[1]};
@@ -565,8 +567,8 @@ static void test_group_fractions_sum_before_split(void **state)
     assert_int_equal(build_group(&u, folds, ids, 2, 30, LIVE_MODE_INGEST), 0);
     assert_int_equal(u.series, 2);
     size_t s = expect_frame(&u, ids, 2, "30", LIVE_MODE_INGEST, 2);
-    expect_cmd(&u, s, 4, "HINCRBY", "tally:{c}:counter", "t:1", "1");
-    expect_cmd(&u, s + 1, 4, "HINCRBYFLOAT", "tally:{d}:counter:frac", "", "2.5");
+    expect_cmd(&u, s, 4, "HINCRBY", "tally:{0}:c:counter", "t:1", "1");
+    expect_cmd(&u, s + 1, 4, "HINCRBYFLOAT", "tally:{0}:d:counter:frac", "", "2.5");
     done(&u);
     live_fold_free(f[0]);
     live_fold_free(f[1]);
@@ -586,9 +588,9 @@ static void test_types_are_separate_series_in_first_seen_order(void **state)
     assert_int_equal(u.series, 3);
     const char *ids[] = {"b"};
     size_t s = expect_frame(&u, ids, 1, "60", LIVE_MODE_INGEST, 3);
-    expect_cmd(&u, s, 4, "HSET", "tally:{x}:gauge", "", "2");
-    expect_cmd(&u, s + 1, 4, "HINCRBY", "tally:{x}:counter", "", "1");
-    expect_cmd(&u, s + 2, 4, "HINCRBY", "tally:{y}:counter", "", "1");
+    expect_cmd(&u, s, 4, "HSET", "tally:{0}:x:gauge", "", "2");
+    expect_cmd(&u, s + 1, 4, "HINCRBY", "tally:{0}:x:counter", "", "1");
+    expect_cmd(&u, s + 2, 4, "HINCRBY", "tally:{0}:y:counter", "", "1");
     done(&u);
 }
 
@@ -605,8 +607,8 @@ static void test_names_and_tags_are_binary_safe(void **state)
     assert_int_equal(build_one(&u, "id-\xc3\xa9", e, 3, 86400, LIVE_MODE_INGEST), 0);
     const char *ids[] = {"id-\xc3\xa9"};
     size_t s = expect_frame(&u, ids, 1, "86400", LIVE_MODE_INGEST, 2);
-    expect_cmd(&u, s, 4, "HINCRBY", "tally:{api.req-total}:counter", "env:prod,host:a b", "2");
-    expect_cmd(&u, s + 1, 4, "HINCRBY", "tally:{api.req-total}:counter", "env:prod,host:a\r\nb",
+    expect_cmd(&u, s, 4, "HINCRBY", "tally:{0}:api.req-total:counter", "env:prod,host:a b", "2");
+    expect_cmd(&u, s + 1, 4, "HINCRBY", "tally:{0}:api.req-total:counter", "env:prod,host:a\r\nb",
                "1");
     done(&u);
 }
@@ -629,7 +631,7 @@ static void test_many_series_grow_the_table(void **state)
     size_t s = expect_frame(&u, ids, 1, "60", LIVE_MODE_INGEST, N);
     for (int i = 0; i < N; i++) {
         char key[32];
-        snprintf(key, sizeof key, "tally:{m%d}:counter", i);
+        snprintf(key, sizeof key, "tally:{0}:m%d:counter", i);
         expect_cmd(&u, s + (size_t)i, 4, "HINCRBY", key, "", "3");
     }
     done(&u);
@@ -643,11 +645,11 @@ static void test_rebuild_mode_is_marked(void **state)
     assert_int_equal(build_one(&u, "b", e, 1, 60, LIVE_MODE_REBUILD), 0);
     const char *ids[] = {"b"};
     size_t s = expect_frame(&u, ids, 1, "60", LIVE_MODE_REBUILD, 1);
-    expect_cmd(&u, 0, 2, "WATCH", "tally:batch:{b}");
+    expect_cmd(&u, 0, 2, "WATCH", "tally:{0}:batch:b");
     assert_string_equal(arg(&u, 1, 2), "2"); /* the fence stays KEYS[1] */
-    assert_string_equal(arg(&u, 1, 3), "tally:live:rebuilding");
+    assert_string_equal(arg(&u, 1, 3), "tally:{0}:live:rebuilding");
     assert_string_equal(arg(&u, 1, 5), "rebuild");
-    expect_cmd(&u, s, 4, "HINCRBY", "tally:{req}:counter", "", "1");
+    expect_cmd(&u, s, 4, "HINCRBY", "tally:{0}:req:counter", "", "1");
     done(&u);
 }
 
@@ -658,7 +660,7 @@ static void test_watch_has_fence_only_in_ingest_mode(void **state)
     metric_event b1[] = {ev(METRIC_COUNTER, "a", NULL, 1, 1, 0)};
     metric_event b2[] = {ev(METRIC_GAUGE, "g", "k:v", 4, 1, 0)};
     char err[128];
-    live_fold *f[2] = {live_fold_new(b1, 1, err, sizeof err), live_fold_new(b2, 1, err, sizeof err)};
+    live_fold *f[2] = {live_fold_new(b1, 1, 1, err, sizeof err), live_fold_new(b2, 1, 1, err, sizeof err)};
     assert_non_null(f[0]);
     assert_non_null(f[1]);
     const live_fold *folds[2] = {f[0], f[1]};
@@ -666,8 +668,8 @@ static void test_watch_has_fence_only_in_ingest_mode(void **state)
     live_update in, re;
     assert_int_equal(build_group(&in, folds, ids, 2, 60, LIVE_MODE_INGEST), 0);
     assert_int_equal(build_group(&re, folds, ids, 2, 60, LIVE_MODE_REBUILD), 0);
-    expect_cmd(&in, 0, 4, "WATCH", "tally:live:rebuilding", "tally:batch:{i1}", "tally:batch:{i2}");
-    expect_cmd(&re, 0, 3, "WATCH", "tally:batch:{i1}", "tally:batch:{i2}");
+    expect_cmd(&in, 0, 4, "WATCH", "tally:{0}:live:rebuilding", "tally:{0}:batch:i1", "tally:{0}:batch:i2");
+    expect_cmd(&re, 0, 3, "WATCH", "tally:{0}:batch:i1", "tally:{0}:batch:i2");
     expect_frame(&in, ids, 2, "60", LIVE_MODE_INGEST, 2);
     expect_frame(&re, ids, 2, "60", LIVE_MODE_REBUILD, 2);
     assert_string_equal(arg(&in, 1, 6), "ingest");
@@ -679,8 +681,8 @@ static void test_watch_has_fence_only_in_ingest_mode(void **state)
             if (!(i == LIVE_GUARD_REPLY && j == 6)) /* (the mode, checked above) */
                 assert_string_equal(arg(&in, i, j), arg(&re, i, j));
     }
-    expect_cmd(&in, 5, 4, "HINCRBY", "tally:{a}:counter", "", "1");
-    expect_cmd(&in, 6, 4, "HSET", "tally:{g}:gauge", "k:v", "4");
+    expect_cmd(&in, 5, 4, "HINCRBY", "tally:{0}:a:counter", "", "1");
+    expect_cmd(&in, 6, 4, "HSET", "tally:{0}:g:gauge", "k:v", "4");
     done(&in);
     done(&re);
     live_fold_free(f[0]);
@@ -703,8 +705,8 @@ static void test_group_merges_in_order(void **state)
     metric_event b3[] = {ev(METRIC_GAUGE, "g", NULL, 7, 1, 0), ev(METRIC_COUNTER, "a", NULL, 4, 1, 0),
                          ev(METRIC_GAUGE, "h", NULL, -4, 1, EVENT_GAUGE_RELATIVE)};
     char err[128];
-    live_fold *f[3] = {live_fold_new(b1, 4, err, sizeof err), live_fold_new(b2, 4, err, sizeof err),
-                       live_fold_new(b3, 3, err, sizeof err)};
+    live_fold *f[3] = {live_fold_new(b1, 4, 1, err, sizeof err), live_fold_new(b2, 4, 1, err, sizeof err),
+                       live_fold_new(b3, 3, 1, err, sizeof err)};
     assert_non_null(f[0]);
     assert_non_null(f[1]);
     assert_non_null(f[2]);
@@ -717,14 +719,14 @@ static void test_group_merges_in_order(void **state)
     assert_int_equal(build_group(&u, folds, ids, 3, 60, LIVE_MODE_INGEST), 0);
     assert_int_equal(u.series, 5); /* a, g, r, h, b */
     size_t s = expect_frame(&u, ids, 3, "60", LIVE_MODE_INGEST, 5);
-    expect_cmd(&u, 0, 5, "WATCH", "tally:live:rebuilding", "tally:batch:{x}", "tally:batch:{yy}",
-               "tally:batch:{z}");
+    expect_cmd(&u, 0, 5, "WATCH", "tally:{0}:live:rebuilding", "tally:{0}:batch:x", "tally:{0}:batch:yy",
+               "tally:{0}:batch:z");
     assert_string_equal(arg(&u, 1, 2), "4"); /* fence + 3 dedup keys */
-    expect_cmd(&u, s, 4, "HINCRBY", "tally:{a}:counter", "", "7");
-    expect_cmd(&u, s + 1, 4, "HSET", "tally:{g}:gauge", "", "7");
-    expect_cmd(&u, s + 2, 4, "HINCRBYFLOAT", "tally:{r}:gauge", "", "3");
-    expect_cmd(&u, s + 3, 4, "HSET", "tally:{h}:gauge", "", "6");
-    expect_cmd(&u, s + 4, 4, "HINCRBY", "tally:{b}:counter", "", "1");
+    expect_cmd(&u, s, 4, "HINCRBY", "tally:{0}:a:counter", "", "7");
+    expect_cmd(&u, s + 1, 4, "HSET", "tally:{0}:g:gauge", "", "7");
+    expect_cmd(&u, s + 2, 4, "HINCRBYFLOAT", "tally:{0}:r:gauge", "", "3");
+    expect_cmd(&u, s + 3, 4, "HSET", "tally:{0}:h:gauge", "", "6");
+    expect_cmd(&u, s + 4, 4, "HINCRBY", "tally:{0}:b:counter", "", "1");
     done(&u);
     for (int i = 0; i < 3; i++)
         live_fold_free(f[i]);
@@ -751,8 +753,8 @@ static void expect_element(const live_update *u, size_t i, size_t j, uint64_t m)
 }
 
 /* A set series becomes PFADD of its distinct members (the digests' 8
- * little-endian bytes, in ascending order) into tally:{NAME}:set:TAGS, then
- * HSET of its tags into the name's index tally:{NAME}:set. */
+ * little-endian bytes, in ascending order) into tally:{S}:NAME:set:TAGS, then
+ * HSET of its tags into the name's index tally:{S}:NAME:set. */
 static void test_set_pfadds_distinct_members(void **state)
 {
     (void)state;
@@ -768,17 +770,17 @@ static void test_set_pfadds_distinct_members(void **state)
     size_t s = expect_frame(&u, ids, 1, "60", LIVE_MODE_INGEST, 5);
     assert_string_equal(cmd(&u, s), "PFADD");
     assert_int_equal(nargs(&u, s), 2 + 3);
-    assert_string_equal(arg(&u, s, 1), "tally:{users}:set:");
+    assert_string_equal(arg(&u, s, 1), "tally:{0}:users:set:");
     expect_element(&u, s, 2, 7);
     expect_element(&u, s, 3, 9);
     expect_element(&u, s, 4, 0x0102030405060708ull);
-    expect_cmd(&u, s + 1, 4, "HSET", "tally:{users}:set", "", "1");
+    expect_cmd(&u, s + 1, 4, "HSET", "tally:{0}:users:set", "", "1");
     assert_string_equal(cmd(&u, s + 2), "PFADD");
     assert_int_equal(nargs(&u, s + 2), 3);
-    assert_string_equal(arg(&u, s + 2, 1), "tally:{users}:set:app:web");
+    assert_string_equal(arg(&u, s + 2, 1), "tally:{0}:users:set:app:web");
     expect_element(&u, s + 2, 2, 1);
-    expect_cmd(&u, s + 3, 4, "HSET", "tally:{users}:set", "app:web", "1");
-    expect_cmd(&u, s + 4, 4, "HINCRBY", "tally:{users}:counter", "", "1");
+    expect_cmd(&u, s + 3, 4, "HSET", "tally:{0}:users:set", "app:web", "1");
+    expect_cmd(&u, s + 4, 4, "HINCRBY", "tally:{0}:users:counter", "", "1");
     assert_int_equal(u.nbounds, 0); /* a set has no bounds to remember */
     done(&u);
 }
@@ -796,8 +798,8 @@ static void test_set_group_union_and_chunks(void **state)
     }
     metric_event b3[] = {set_ev("t", NULL, 5), set_ev("s", "k:v", 0)};
     char err[128];
-    live_fold *f[3] = {live_fold_new(b1, N, err, sizeof err), live_fold_new(b2, N, err, sizeof err),
-                       live_fold_new(b3, 2, err, sizeof err)};
+    live_fold *f[3] = {live_fold_new(b1, N, 1, err, sizeof err), live_fold_new(b2, N, 1, err, sizeof err),
+                       live_fold_new(b3, 2, 1, err, sizeof err)};
     assert_true(f[0] && f[1] && f[2]);
     const live_fold *folds[3] = {f[0], f[1], f[2]};
     const char *ids[3] = {"x", "y", "z"};
@@ -810,7 +812,7 @@ static void test_set_group_union_and_chunks(void **state)
     uint64_t prev = 0, seen = 0;
     for (size_t p = 0; p < pfadds; p++) {
         assert_string_equal(cmd(&u, s + p), "PFADD");
-        assert_string_equal(arg(&u, s + p, 1), "tally:{s}:set:k:v");
+        assert_string_equal(arg(&u, s + p, 1), "tally:{0}:s:set:k:v");
         size_t elements = nargs(&u, s + p) - 2;
         assert_int_equal(elements, p + 1 < pfadds ? LIVE_PFADD_CHUNK : distinct % LIVE_PFADD_CHUNK);
         for (size_t j = 0; j < elements; j++) {
@@ -825,10 +827,10 @@ static void test_set_group_union_and_chunks(void **state)
         }
     }
     assert_int_equal(seen, distinct);
-    expect_cmd(&u, s + pfadds, 4, "HSET", "tally:{s}:set", "k:v", "1");
-    assert_string_equal(arg(&u, s + pfadds + 1, 1), "tally:{t}:set:");
+    expect_cmd(&u, s + pfadds, 4, "HSET", "tally:{0}:s:set", "k:v", "1");
+    assert_string_equal(arg(&u, s + pfadds + 1, 1), "tally:{0}:t:set:");
     expect_element(&u, s + pfadds + 1, 2, 5);
-    expect_cmd(&u, s + pfadds + 2, 4, "HSET", "tally:{t}:set", "", "1");
+    expect_cmd(&u, s + pfadds + 2, 4, "HSET", "tally:{0}:t:set", "", "1");
     done(&u);
     for (int i = 0; i < 3; i++)
         live_fold_free(f[i]);
@@ -841,14 +843,14 @@ static void test_batch_id_too_long_fails_cleanly(void **state)
     memset(id, 'x', sizeof id - 1);
     metric_event e[] = {ev(METRIC_COUNTER, "a", NULL, 1, 1, 0)};
     char err[128] = "";
-    live_fold *f = live_fold_new(e, 1, err, sizeof err);
+    live_fold *f = live_fold_new(e, 1, 1, err, sizeof err);
     assert_non_null(f);
     const live_fold *folds[1] = {f};
     const char *ids[1] = {id};
     live_batch batches[1];
     test_batches(batches, ids, 1);
     live_update u;
-    assert_int_equal(live_update_build(&u, folds, batches, 1, 60, LIVE_MODE_INGEST, NULL, err,
+    assert_int_equal(live_update_build(&u, folds, batches, 1, 60, LIVE_MODE_INGEST, NULL, 0, err,
                                        sizeof err), -1);
     assert_non_null(strstr(err, "too long"));
     assert_null(u.resp);
@@ -1031,7 +1033,7 @@ static void test_carry_of_large_integer_fields(void **state)
     };
     live_update u, carry;
     char err[128];
-    live_fold *f = live_fold_new(e, 4, err, sizeof err); /* (u borrows its strings) */
+    live_fold *f = live_fold_new(e, 4, 1, err, sizeof err); /* (u borrows its strings) */
     assert_non_null(f);
     const live_fold *folds[1] = {f};
     const char *ids[1] = {"b1"};
@@ -1049,12 +1051,12 @@ static void test_carry_of_large_integer_fields(void **state)
     assert_string_equal(cmd(&carry, 0), "EVAL");
     assert_non_null(strstr(arg(&carry, 0, 1), "HINCRBYFLOAT"));
     assert_string_equal(arg(&carry, 0, 2), "2");
-    assert_string_equal(arg(&carry, 0, 3), "tally:{big}:counter");
-    assert_string_equal(arg(&carry, 0, 4), "tally:{big}:counter:frac");
+    assert_string_equal(arg(&carry, 0, 3), "tally:{0}:big:counter");
+    assert_string_equal(arg(&carry, 0, 4), "tally:{0}:big:counter:frac");
     assert_string_equal(arg(&carry, 0, 5), "env:a");
     assert_string_equal(arg(&carry, 0, 6), "9007199254740992");
-    assert_string_equal(arg(&carry, 1, 3), "tally:{lat}:dist:sum");
-    assert_string_equal(arg(&carry, 1, 4), "tally:{lat}:dist:sum:frac");
+    assert_string_equal(arg(&carry, 1, 3), "tally:{0}:lat:dist:sum");
+    assert_string_equal(arg(&carry, 1, 4), "tally:{0}:lat:dist:sum:frac");
     assert_string_equal(arg(&carry, 1, 5), "");
     done(&carry);
 
@@ -1076,13 +1078,13 @@ static void test_non_finite_value_is_refused(void **state)
     metric_event e[] = {ev(METRIC_GAUGE, "g", NULL, INFINITY, 1, 0)};
     live_update u;
     char err[128] = "";
-    live_fold *f = live_fold_new(e, 1, err, sizeof err);
+    live_fold *f = live_fold_new(e, 1, 1, err, sizeof err);
     assert_non_null(f);
     const live_fold *folds[1] = {f};
     const char *ids[1] = {"b"};
     live_batch batches[1];
     test_batches(batches, ids, 1);
-    assert_int_equal(live_update_build(&u, folds, batches, 1, 60, LIVE_MODE_INGEST, NULL, err,
+    assert_int_equal(live_update_build(&u, folds, batches, 1, 60, LIVE_MODE_INGEST, NULL, 0, err,
                                        sizeof err),
                      -1);
     assert_string_equal(err, "a folded value is not finite");
@@ -1221,6 +1223,120 @@ static void test_format_double_is_exact_and_short(void **state)
     }
 }
 
+/* ---- shards ------------------------------------------------------------------ */
+
+/* With 4 shards each series goes to the transaction of its name's shard
+ * (CRC16 mod 4), with that shard's fence and dedup keys only: every key of
+ * a transaction carries one hash tag. */
+static void test_shards_split_a_group(void **state)
+{
+    (void)state;
+    enum { SHARDS = 4, NAMES = 12 };
+    char names[NAMES][8];
+    metric_event e[NAMES];
+    unsigned expect[SHARDS] = {0};
+    for (int k = 0; k < NAMES; k++) {
+        snprintf(names[k], sizeof names[k], "m%d", k);
+        e[k] = ev(METRIC_COUNTER, names[k], NULL, 1, 1, 0);
+        unsigned shard = redis_shard_of(names[k], strlen(names[k]), SHARDS);
+        assert_int_equal(shard, redis_crc16(names[k], strlen(names[k])) % SHARDS);
+        expect[shard]++;
+    }
+    char err[128];
+    live_fold *f = live_fold_new(e, NAMES, SHARDS, err, sizeof err);
+    assert_non_null(f);
+    size_t n;
+    const uint16_t *list = live_fold_shards(f, &n);
+    size_t touched = 0;
+    for (unsigned k = 0; k < SHARDS; k++)
+        touched += expect[k] > 0;
+    assert_int_equal(n, touched);
+    size_t seen = 0;
+    for (size_t k = 0; k < n; k++) {
+        if (k > 0)
+            assert_true(list[k] > list[k - 1]);
+        unsigned shard = list[k];
+        const live_fold *folds[1] = {f};
+        live_batch batch = {"b", 1, TEST_DIGEST, 5000};
+        live_update u;
+        assert_int_equal(live_update_build(&u, folds, &batch, 1, 60, LIVE_MODE_INGEST, NULL, shard,
+                                           err, sizeof err),
+                         0);
+        parse_update(&u);
+        char tag[32], fence[48], dedup[48];
+        snprintf(tag, sizeof tag, "tally:{%u}:", shard);
+        snprintf(fence, sizeof fence, "tally:{%u}:live:rebuilding", shard);
+        snprintf(dedup, sizeof dedup, "tally:{%u}:batch:b", shard);
+        expect_cmd(&u, 0, 3, "WATCH", fence, dedup);
+        assert_string_equal(arg(&u, 1, 3), fence);
+        assert_int_equal(u.series, expect[shard]);
+        for (size_t c = 4; c + 1 < u.commands; c++) { /* the series' commands */
+            assert_string_equal(cmd(&u, c), "HINCRBY");
+            assert_memory_equal(arg(&u, c, 1), tag, strlen(tag));
+            const char *name = arg(&u, c, 1) + strlen(tag);
+            size_t len = strcspn(name, ":");
+            assert_int_equal(redis_shard_of(name, len, SHARDS), shard);
+            seen++;
+        }
+        done(&u);
+    }
+    assert_int_equal(seen, NAMES);
+    live_fold_free(f);
+}
+
+/* One claim per batch, in its id's home shard, with that shard's fence. */
+static void test_claims_build_per_batch(void **state)
+{
+    (void)state;
+    const char *ids[2] = {"client/k1", "k2"};
+    live_batch batches[2];
+    test_batches(batches, ids, 2);
+    live_update u;
+    char err[128];
+    assert_int_equal(live_claims_build(&u, batches, 2, 60, LIVE_MODE_INGEST, 8, err, sizeof err), 0);
+    parse_update(&u);
+    assert_int_equal(u.commands, 2);
+    for (size_t i = 0; i < 2; i++) {
+        unsigned home = redis_crc16(ids[i], strlen(ids[i])) % 8;
+        char key[64], fence[64], claim[64], window[16], ttl[16];
+        snprintf(key, sizeof key, "tally:{%u}:claim:%s", home, ids[i]);
+        snprintf(fence, sizeof fence, "tally:{%u}:live:rebuilding", home);
+        test_claim(claim, sizeof claim, i);
+        snprintf(window, sizeof window, "%d", 60 * 1000);
+        snprintf(ttl, sizeof ttl, "%d", 60 + DEDUP_SLACK_SECONDS);
+        assert_int_equal(nargs(&u, i), 9);
+        assert_string_equal(cmd(&u, i), "EVAL");
+        assert_string_equal(arg(&u, i, 2), "2");
+        assert_string_equal(arg(&u, i, 3), key);
+        assert_string_equal(arg(&u, i, 4), fence);
+        assert_string_equal(arg(&u, i, 5), "ingest");
+        assert_string_equal(arg(&u, i, 6), window);
+        assert_string_equal(arg(&u, i, 7), claim);
+        assert_string_equal(arg(&u, i, 8), ttl);
+    }
+    done(&u);
+    char held[LIVE_CLAIM_MAX];
+    live_claim_value(held, TEST_DIGEST, 42, 1);
+    assert_string_equal(held, TEST_DIGEST " 42 done");
+}
+
+static void test_claim_verdicts(void **state)
+{
+    (void)state;
+    char why[128];
+    long long answers[] = {0, 1, 2, -1, 7};
+    int verdicts[] = {LIVE_APPLIED, LIVE_DUPLICATE, LIVE_DEFERRED, LIVE_CONFLICTED, LIVE_FAILED};
+    for (size_t i = 0; i < 5; i++) {
+        redisReply r = {.type = REDIS_REPLY_INTEGER, .integer = answers[i]};
+        assert_int_equal(live_claim_verdict(&r, why, sizeof why), verdicts[i]);
+    }
+    char msg[] = "NOSCRIPT";
+    redisReply e = {.type = REDIS_REPLY_ERROR, .str = msg, .len = sizeof msg - 1};
+    assert_int_equal(live_claim_verdict(&e, why, sizeof why), LIVE_FAILED);
+    assert_string_equal(why, "NOSCRIPT");
+    assert_int_equal(live_claim_verdict(NULL, why, sizeof why), LIVE_FAILED);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1251,6 +1367,9 @@ int main(void)
         cmocka_unit_test(test_format_double_is_exact_and_short),
         cmocka_unit_test(test_bounds_leave_out_covered_min_max),
         cmocka_unit_test(test_bounds_cache_is_exact_and_bounded),
+        cmocka_unit_test(test_shards_split_a_group),
+        cmocka_unit_test(test_claims_build_per_batch),
+        cmocka_unit_test(test_claim_verdicts),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -376,7 +376,7 @@ static int set_as_rebuild(void *arg, const char *name, size_t name_len, const ch
     int *series = arg;
     static unsigned char string[REDIS_HLL_DENSE_BYTES];
     char key[REDIS_KEY_SET_MAX];
-    assert_true(redis_key_set(key, sizeof key, name, name_len, tags, tags_len) > 0);
+    assert_true(redis_key_set(key, sizeof key, 0, name, name_len, tags, tags_len) > 0);
     size_t len = redis_hll_string(h, string);
     redisReply *r = redisCommand(redis, "SET %s %b", key, string, len);
     assert_non_null(r);
@@ -399,12 +399,12 @@ static void apply_tail(const char *name, const char *tags, const char *family, u
                                        .tags_len = (uint16_t)strlen(tags), .sample_rate = 1.0,
                                        .member = member_digest(family, i)};
     char err[256] = "";
-    live_fold *f = live_fold_new(evs, n, err, sizeof err);
+    live_fold *f = live_fold_new(evs, n, 1, err, sizeof err);
     assert_non_null(f);
     const live_fold *folds[1] = {f};
     live_batch batch = {"tail-1", 6, "0123456789abcdef", 1000};
     live_update u;
-    if (live_update_build(&u, folds, &batch, 1, 3600, LIVE_MODE_REBUILD, NULL, err, sizeof err))
+    if (live_update_build(&u, folds, &batch, 1, 3600, LIVE_MODE_REBUILD, NULL, 0, err, sizeof err))
         fail_msg("live_update_build: %s", err);
     assert_int_equal(redisAppendFormattedCommand(redis, u.resp, u.resp_len), REDIS_OK);
     for (size_t i = 0; i < u.commands; i++) {
@@ -454,8 +454,8 @@ static void test_rebuild_restores_pfcount(void **state)
     aggregate_free(a);
     pending_free(p);
 
-    redis_ok("DEL %s", "tally:{users}:set:app:web");
-    redis_ok("DEL %s", "tally:{tiny}:set:");
+    redis_ok("DEL %s", "tally:{0}:users:set:app:web");
+    redis_ok("DEL %s", "tally:{0}:tiny:set:");
     sqlite3 *db = NULL;
     assert_int_equal(sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
     assert_int_equal(sqlite3_exec(db, "BEGIN", NULL, NULL, NULL), SQLITE_OK);
@@ -469,15 +469,15 @@ static void test_rebuild_restores_pfcount(void **state)
 
     redis_ok("DEL %s", "t:direct");
     pfadd_members("t:direct", "u", 0, 9000);
-    long long rebuilt = pfcount("tally:{users}:set:app:web"), direct = pfcount("t:direct");
+    long long rebuilt = pfcount("tally:{0}:users:set:app:web"), direct = pfcount("t:direct");
     printf("measured: 9000 members, PFCOUNT after the rebuild %lld, PFADDed directly %lld\n",
            rebuilt, direct);
     assert_int_equal(rebuilt, direct);
     hll *all = sketch_members("u", 0, 9000);
-    assert_registers_equal("tally:{users}:set:app:web", all);
+    assert_registers_equal("tally:{0}:users:set:app:web", all);
     assert_registers_equal("t:direct", all);
     hll_free(all);
-    assert_int_equal(pfcount("tally:{tiny}:set:"), 3);
+    assert_int_equal(pfcount("tally:{0}:tiny:set:"), 3);
 
     /* A corrupt stored hll stops the walk, naming the series and bucket. */
     assert_int_equal(sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE, NULL), SQLITE_OK);
