@@ -18,6 +18,13 @@ unsigned redis_shard_of(const char *text, size_t len, unsigned shards)
     return shards > 1 ? redis_crc16(text, len) % shards : 0;
 }
 
+unsigned redis_shard_slot(unsigned shard)
+{
+    char tag[16];
+    int n = snprintf(tag, sizeof tag, "%u", shard);
+    return redis_crc16(tag, (size_t)n) % REDIS_SLOTS;
+}
+
 int redis_key_metric(char *buf, size_t buflen, unsigned shard, const char *name,
                      size_t name_len, const char *suffix)
 {

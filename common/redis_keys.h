@@ -38,10 +38,10 @@
  *   tally:{S}:live:stale        string: the live view may lack acknowledged batches (Redis
  *                               was down or lost data) until the next rebuild, which
  *                               deletes it; set in every shard at once
- *   tally:live:series           HyperLogLog of "KEY\nTAGS" of every series admitted
+ *   tally:{admission}:live:series  HyperLogLog of "KEY\nTAGS" of every series admitted
  *                               (KEY: its counter, gauge or dist:count hash, or its set index), the
  *                               count behind ingest.max_live_series (admission.h)
- *   tally:rate:{CLIENT}         hash, a token's rate-limit state (admission.h);
+ *   tally:{admission}:rate:CLIENT  hash, a token's rate-limit state (admission.h);
  *                               expires once its budget is full again
  *   tally:live:run_id           string: run_id of the Redis process the live view
  *                               was written to; another one at a reconnect means
@@ -67,13 +67,19 @@
 #define REDIS_SHARD_FENCE "live:rebuilding"
 #define REDIS_SHARD_STALE "live:stale"
 #define REDIS_KEY_RUN_ID "tally:live:run_id"
-#define REDIS_KEY_LIVE_SERIES "tally:live:series"
+/* The admission keys (admission.h) share the tag {admission}: its script
+ * touches both, so in a Redis Cluster they must be in one slot. */
+#define REDIS_KEY_LIVE_SERIES "tally:{admission}:live:series"
+#define REDIS_KEY_RATE_PREFIX "tally:{admission}:rate:"
 /* Appended to a sum hash's name: its companion holding the fractions. */
 #define REDIS_KEY_FRAC_SUFFIX ":frac"
 
 /* The shard (0..shards-1) of a metric name, or of a batch id (its home
  * shard): CRC16 (redis_slots.h) of the bytes, mod shards (>= 1). */
 unsigned redis_shard_of(const char *text, size_t len, unsigned shards);
+
+/* The Redis Cluster slot of every key of a shard (the slot of its tag). */
+unsigned redis_shard_slot(unsigned shard);
 
 /* Writes "tally:{SHARD}:NAME:SUFFIX" (SHARD = redis_shard_of(NAME)) into buf
  * (NUL-terminated) and returns its length, or -1 when it does not fit. */

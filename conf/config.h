@@ -58,6 +58,8 @@ typedef struct tally_config {
         int timeout_ms;                      /* redis.timeout_ms       500, 1..60000 */
         char on_unavailable[16];             /* redis.on_unavailable   "accept" (accept|reject) */
         int require_durable;                 /* redis.require_durable  true: refuse a Redis without AOF + noeviction */
+        int cluster;                         /* redis.cluster          false: one server; true: a Redis Cluster seed */
+        int min_replicas_acked;              /* redis.min_replicas_acked 0, 0..16: WAIT after each transaction */
         int shards;                          /* redis.shards           1, 1..1024: hash tags of the live view */
         char username[CONFIG_STR_MAX];       /* redis.username         "" (default user) */
         char password_file[CONFIG_PATH_MAX]; /* redis.password_file    "" (no AUTH) */

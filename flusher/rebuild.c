@@ -269,8 +269,9 @@ static int delete_matching(rebuilder *r, const char *pattern)
         snprintf(cursor, sizeof cursor, "%s", reply->element[0]->str);
         redisReply *keys = reply->element[1];
         for (size_t i = 0; i < keys->elements; i++) {
-            if (strstr(keys->element[i]->str, "}:live:"))
-                continue; /* a shard's fence or stale mark: not the live view's data */
+            if (strstr(keys->element[i]->str, "}:live:") ||
+                strncmp(keys->element[i]->str, "tally:{admission}:", 18) == 0)
+                continue; /* a fence, a stale mark, admission's state: not the live view's data */
             const char *argv[] = {"UNLINK", keys->element[i]->str};
             size_t argvlen[] = {6, keys->element[i]->len};
             if (pipeline_append(r, 2, argv, argvlen) != 0) {
@@ -363,7 +364,7 @@ static const live_column distribution_columns[] = {
     {"dist:count", LIVE_SUM}, {"dist:sum", LIVE_SUM}, {"dist:min", LIVE_SCORE},
     {"dist:max", LIVE_SCORE}, {NULL, LIVE_SUM}};
 
-/* Adds the series to tally:live:series, the count behind ingest.max_live_series
+/* Adds the series to tally:{admission}:live:series, the count behind ingest.max_live_series
  * (as ingest's admission does: "KEY\nTAGS", KEY its first hash). */
 static int count_series(rebuilder *r, const char *name, size_t name_len, const char *suffix,
                         const char *tags, size_t tags_len)
@@ -758,6 +759,9 @@ int rebuild_redis(const tally_config *cfg, volatile sig_atomic_t *stop, rebuild_
                    .shards = (unsigned)cfg->redis.shards};
     double started = clock_mono_seconds();
     int rc = -1;
+    if (cfg->redis.cluster) /* (it speaks to one server: redis.host:port) */
+        return fail(&r, "rebuild", "redis.cluster = true is not supported by --rebuild-redis "
+                                   "yet: it writes to one Redis server");
     if (consumer_open(&r.cons, cfg, NULL, stop, err, errlen) != 0)
         goto out;
     r.partitions = consumer_partitions(r.cons);

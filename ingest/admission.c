@@ -123,8 +123,8 @@ int admission_build(admission *a, const live_fold *fold, size_t events, const li
     arg_builder b = {.a = a, .offsets = calloc(max_args, sizeof(size_t))};
     if (!a->argv || !a->argvlen || !b.offsets)
         goto oom_builder;
-    char rate_key[16 + AUTH_NAME_MAX];
-    int rate_len = limited ? snprintf(rate_key, sizeof rate_key, "tally:rate:{%s}", client->name) : 0;
+    char rate_key[sizeof REDIS_KEY_RATE_PREFIX + AUTH_NAME_MAX];
+    int rate_len = limited ? snprintf(rate_key, sizeof rate_key, REDIS_KEY_RATE_PREFIX "%s", client->name) : 0;
     if (add_arg(&b, "EVAL", 4) || add_arg(&b, admit_script, sizeof admit_script - 1) ||
         add_number(&b, limited ? 2 : 1) ||
         add_arg(&b, REDIS_KEY_LIVE_SERIES, sizeof REDIS_KEY_LIVE_SERIES - 1) ||

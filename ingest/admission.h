@@ -5,12 +5,12 @@
  * in one script call. Building the call and reading its answer are pure.
  *
  * Rate limits: one GCRA (a token bucket) per limit, kept in the hash
- * tally:rate:{NAME} and timed by the Redis server's clock (TIME), so every
+ * tally:{admission}:rate:NAME and timed by the Redis server's clock (TIME), so every
  * ingest shares one budget per client and no ingest host's clock matters.
  * The burst is one second's worth: a batch of more events than
  * events_per_second can never pass (the caller answers it 413 first).
  *
- * Cardinality: tally:live:series is a HyperLogLog of every series admitted.
+ * Cardinality: tally:{admission}:live:series is a HyperLogLog of every series admitted.
  * The call carries the batch's series this writer does not already know to
  * be admitted (live_known.h). While the estimate is below the limit they are
  * added; at or past it, each one is looked up in its hash: an existing

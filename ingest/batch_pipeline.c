@@ -45,6 +45,7 @@
 #include "prom_text.h"
 #include "record.h"
 #include "redis_keys.h"
+#include "redis_slots.h"
 #include "statsd.h"
 
 /* The answers a batch can get, as /metrics labels them (by HTTP status). */
@@ -74,7 +75,7 @@ struct batch_pipeline {
     struct event_base *base;
     const tally_config *cfg;
     kafka_writer *kafka;
-    redis_writer *redis;
+    redis_router *redis;
     statsd_batch batch;  /* reused: parsing is synchronous */
     statsd_limits limits;
     size_t inflight;
@@ -90,7 +91,7 @@ struct batch_pipeline {
     int pumping;  /* pump_redis is running */
     live_known *known;  /* series admitted, distribution min/max the live view holds */
     time_t admission_skip_logged;
-    unsigned redis_restarts; /* redis_writer_restarts() when bounds was last valid */
+    unsigned redis_restarts; /* redis_router_restarts() when bounds was last valid */
     /* for /metrics (batch_pipeline_metrics) */
     uint64_t answers[ANSWER_KINDS];  /* batches by answer (answer_kind) */
     uint64_t events_accepted, lines_rejected, redis_failures;
@@ -340,11 +341,11 @@ static void finish_redis(batch_request *br, int result, const char *reason)
         /* The client got a 503 at the deadline and retries with the key; the
          * batch is in Kafka all the same, so Redis should have it too. */
         if (result < 0)
-            redis_writer_note_missed(br->srv->redis, reason);
+            redis_router_note_missed(br->srv->redis, reason);
     } else if (result == LIVE_DEFERRED) {
         reply_accepted(br, "stale"); /* the running rebuild replays it from Kafka */
     } else if (result < 0 && br->srv->fail_open) {
-        redis_writer_note_missed(br->srv->redis, reason);
+        redis_router_note_missed(br->srv->redis, reason);
         reply_accepted(br, "stale");
     } else if (result < 0) {
         char msg[384];
@@ -494,8 +495,8 @@ static void send_part(redis_group *g, group_part *p, unsigned shard)
         sent = live_update_build(&p->update, folds, batches, p->count,
                                  s->cfg->dedup.window_seconds, LIVE_MODE_INGEST, s->known, shard,
                                  why, sizeof why) == 0 &&
-               redis_writer_apply(s->redis, &p->update, p->count, on_part_applied, p, why,
-                                  sizeof why) == 0;
+               redis_router_apply(s->redis, redis_shard_slot(shard), &p->update, p->count,
+                                  on_part_applied, p, why, sizeof why) == 0;
     }
     free(folds);
     free(batches);
@@ -601,8 +602,10 @@ static void send_claims(redis_group *g)
             p->group = g;
             p->members[0] = i;
             p->count = 1;
-            sent = redis_writer_formatted(s->redis, p->update.resp, p->update.resp_len, on_claimed,
-                                          p, why, sizeof why) == 0;
+            unsigned home = redis_shard_of(b->batch_id, strlen(b->batch_id),
+                                           (unsigned)s->cfg->redis.shards);
+            sent = redis_router_formatted(s->redis, redis_shard_slot(home), p->update.resp,
+                                          p->update.resp_len, on_claimed, p, why, sizeof why) == 0;
         }
         if (!sent) {
             g->state[i].settled = 1;
@@ -667,7 +670,7 @@ static void pump_redis(batch_pipeline *s)
     if (s->pumping)
         return;
     s->pumping = 1;
-    unsigned restarts = redis_writer_restarts(s->redis);
+    unsigned restarts = redis_router_restarts(s->redis);
     if (restarts != s->redis_restarts) { /* Redis may have lost bounds it had */
         live_known_clear(s->known);
         s->redis_restarts = restarts;
@@ -863,7 +866,7 @@ static void admit_batch(batch_request *br)
         refuse_batch(br, 500, "Internal Server Error", err, 0);
     } else if (need == 0) {
         send_to_kafka(br);
-    } else if (redis_writer_command(s->redis, br->admit.argc, br->admit.argv, br->admit.argvlen,
+    } else if (redis_router_command(s->redis, redis_slot(REDIS_KEY_LIVE_SERIES, strlen(REDIS_KEY_LIVE_SERIES)), br->admit.argc, br->admit.argv, br->admit.argvlen,
                                     on_admitted, br, err, sizeof err) != 0) {
         admission_free(&br->admit);
         admit_without_check(br, err);
@@ -1056,7 +1059,7 @@ void batch_pipeline_submit(batch_pipeline *p, const char *body, size_t len, batc
 }
 
 batch_pipeline *batch_pipeline_new(struct event_base *base, const tally_config *cfg,
-                                   kafka_writer *kafka, redis_writer *redis, char *err,
+                                   kafka_writer *kafka, redis_router *redis, char *err,
                                    size_t errlen)
 {
     batch_pipeline *p = calloc(1, sizeof *p);

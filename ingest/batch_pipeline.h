@@ -32,13 +32,13 @@
 #include "config.h"
 #include "kafka_writer.h"
 #include "prom_text.h"
-#include "redis_writer.h"
+#include "redis_router.h"
 
 typedef struct batch_pipeline batch_pipeline;
 
 /* The writers are borrowed. Returns NULL with err filled. */
 batch_pipeline *batch_pipeline_new(struct event_base *base, const tally_config *cfg,
-                                   kafka_writer *kafka, redis_writer *redis, char *err,
+                                   kafka_writer *kafka, redis_router *redis, char *err,
                                    size_t errlen);
 
 /* Takes a POST /v1/events (answers it now or later). */

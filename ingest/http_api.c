@@ -30,7 +30,7 @@ struct ingest_server {
     struct evhttp *http;
     const tally_config *cfg;
     kafka_writer *kafka;
-    redis_writer *redis;
+    redis_router *redis;
     batch_pipeline *pipeline; /* POST /v1/events (batch_pipeline.h) */
     statsd_listeners *statsd; /* borrowed, for /healthz; NULL: none */
     live_read *live;          /* GET /v1/counters/NAME (live_read.h) */
@@ -47,7 +47,7 @@ struct ingest_server {
 static void handle_healthz(ingest_server *s, struct evhttp_request *req)
 {
     const char *redis_reason = "";
-    int redis_up = redis_writer_is_up(s->redis, &redis_reason);
+    int redis_up = redis_router_is_up(s->redis, &redis_reason);
     int kafka_up = kafka_writer_is_up(s->kafka);
     struct evbuffer *b = evbuffer_new();
     if (!b) {
@@ -256,7 +256,7 @@ static int listen_http(ingest_server *s, const tally_config *cfg, char *err, siz
 }
 
 ingest_server *ingest_server_new(struct event_base *base, const tally_config *cfg,
-                                 kafka_writer *kafka, redis_writer *redis, live_read *live,
+                                 kafka_writer *kafka, redis_router *redis, live_read *live,
                                  prom_api *reads, char *err, size_t errlen)
 {
     ingest_server *s = calloc(1, sizeof *s);
@@ -276,7 +276,7 @@ ingest_server *ingest_server_new(struct event_base *base, const tally_config *cf
     if (!s->pipeline)
         goto fail;
     query_cache *cache = reads ? prom_api_cache(reads) : NULL;
-    s->redis_info = redis_info_poller_new(base, redis, cache ? query_cache_redis(cache) : NULL);
+    s->redis_info = redis_info_poller_new(base, redis_router_seed(redis), cache ? query_cache_redis(cache) : NULL);
     if (!s->redis_info) {
         snprintf(err, errlen, "out of memory");
         goto fail;

@@ -22,7 +22,7 @@
 
 #include "config.h"
 #include "kafka_writer.h"
-#include "redis_writer.h"
+#include "redis_router.h"
 #include "live_read.h"
 #include "prom_api.h"
 #include "batch_pipeline.h"
@@ -33,7 +33,7 @@ typedef struct ingest_server ingest_server;
 /* Binds ingest.listen_address:listen_port. The writers and reader are
  * borrowed and must outlive the server. Returns NULL with err filled. */
 ingest_server *ingest_server_new(struct event_base *base, const tally_config *cfg,
-                                 kafka_writer *kafka, redis_writer *redis, live_read *live,
+                                 kafka_writer *kafka, redis_router *redis, live_read *live,
                                  prom_api *reads, char *err, size_t errlen);
 
 /* From now on new batches get 503 ("shutting down"); reads still work. */

@@ -53,7 +53,7 @@ static const struct { const char *suffix; enum what what; } KEYS[] = {
 
 struct live_read {
     const tally_config *cfg;
-    redis_writer *redis;
+    redis_router *redis;
     query_pool *pool;
     size_t inflight;
 };
@@ -74,7 +74,7 @@ typedef struct entry {
     double value;
 } entry;
 
-live_read *live_read_new(const tally_config *cfg, redis_writer *redis, query_pool *pool)
+live_read *live_read_new(const tally_config *cfg, redis_router *redis, query_pool *pool)
 {
     live_read *l = calloc(1, sizeof *l);
     if (l) {
@@ -332,7 +332,8 @@ static int read_redis(read_call *c, char *err, size_t errlen)
                                  k == 0 ? REDIS_SHARD_STALE : REDIS_SHARD_FENCE);
         argv[argc] = keys[NKEYS + k], argvlen[argc++] = (size_t)kl;
     }
-    return redis_writer_command(c->l->redis, argc, argv, argvlen, on_live, c, err, errlen);
+    return redis_router_command(c->l->redis, redis_shard_slot(shard), argc, argv, argvlen, on_live, c,
+                                err, errlen);
 }
 
 /* ---- the route --------------------------------------------------------------------------- */

@@ -26,12 +26,12 @@
 
 #include "config.h"
 #include "query_pool.h"
-#include "redis_writer.h"
+#include "redis_router.h"
 
 typedef struct live_read live_read;
 
 /* Returns NULL when out of memory. The writer and pool are borrowed. */
-live_read *live_read_new(const tally_config *cfg, redis_writer *redis, query_pool *pool);
+live_read *live_read_new(const tally_config *cfg, redis_router *redis, query_pool *pool);
 
 /* Answers the request (now or later). raw_name is the URI path's NAME part
  * (still percent-encoded); query the URI's query string (may be NULL). */

@@ -24,7 +24,7 @@
 #include "http_api.h"
 #include "kafka_writer.h"
 #include "log.h"
-#include "redis_writer.h"
+#include "redis_router.h"
 #include "service.h"
 #include "statsd_listeners.h"
 
@@ -191,7 +191,7 @@ int main(int argc, char **argv)
         log_error("%s", err);
         return 1;
     }
-    redis_writer *redis = NULL;
+    redis_router *redis = NULL;
     live_read *live = NULL;
     query_pool *pool = NULL;
     query_cache *cache = NULL;
@@ -209,7 +209,7 @@ int main(int argc, char **argv)
         log_error("%s", err);
         goto out;
     }
-    redis = redis_writer_new(p.base, &cfg, err, sizeof err);
+    redis = redis_router_new(p.base, &cfg, err, sizeof err);
     if (!redis) {
         log_error("%s", err);
         goto out;
@@ -263,7 +263,7 @@ out:
      * server, and their Redis step goes through the writer. */
     statsd_listeners_stop(p.statsd);
     kafka_writer_free(p.kafka, 2000);
-    redis_writer_free(redis);
+    redis_router_free(redis);
     statsd_listeners_free(p.statsd); /* (its batches' answers came through the writers) */
     ingest_server_free(p.server);
     /* Reads still running when the drain deadline passed are never answered

@@ -22,11 +22,11 @@ static void process_metrics(const metrics_sources *src, prom_text *t)
     prom_text_single(t, "tally_ingest_redis_up", "gauge",
                      "1 while the state Redis is connected and passed its checks (0: its "
                      "breaker is open or it is down).",
-                     redis_writer_is_up(src->redis, NULL));
+                     redis_router_is_up(src->redis, NULL));
     prom_text_single(t, "tally_ingest_redis_restarts_total", "counter",
                      "Reconnects that found another Redis process (the live view was marked "
                      "stale).",
-                     redis_writer_restarts(src->redis));
+                     redis_router_restarts(src->redis));
     prom_text_single(t, "tally_ingest_http_connections", "gauge", "HTTP connections open.",
                      (double)src->http_connections);
 }

@@ -17,12 +17,12 @@
 #include "kafka_writer.h"
 #include "query_cache.h"
 #include "redis_info.h"
-#include "redis_writer.h"
+#include "redis_router.h"
 #include "statsd_listeners.h"
 
 typedef struct metrics_sources {
     kafka_writer *kafka;
-    redis_writer *redis;          /* the state Redis */
+    redis_router *redis;          /* the state Redis */
     batch_pipeline *pipeline;
     query_cache *cache;           /* NULL: no read path */
     statsd_listeners *statsd;     /* NULL: no listeners */

@@ -69,6 +69,7 @@ struct redis_writer {
     redis_auth auth;     /* AUTH sent first on every connection (if enabled) */
     int auth_refused;    /* this connection's AUTH (or lack of it) was refused */
     int cache_role;      /* the cache Redis (redis_writer_new_cache) */
+    int cluster_node;    /* a master of a Redis Cluster (redis_writer_new_node) */
 };
 
 typedef enum call_kind { CALL_APPLY, CALL_COMMAND } call_kind;
@@ -620,7 +621,8 @@ static void send_checks(redis_writer *w, redisAsyncContext *ac)
         return;
     }
     if (redisAsyncCommand(ac, on_loading_reply, NULL, "INFO persistence") != REDIS_OK ||
-        redisAsyncCommand(ac, on_server_reply, NULL, "INFO server") != REDIS_OK ||
+        (!w->cluster_node &&
+         redisAsyncCommand(ac, on_server_reply, NULL, "INFO server") != REDIS_OK) ||
         redisAsyncCommand(ac, on_config_reply, "yes", "CONFIG GET appendonly") != REDIS_OK ||
         redisAsyncCommand(ac, on_config_reply, "noeviction", "CONFIG GET maxmemory-policy") !=
             REDIS_OK) {
@@ -662,7 +664,7 @@ static void on_connect(const redisAsyncContext *ac, int status)
     w->connected = 1; /* connect_timer stays armed until the check passes */
     w->accepted = 0;
     w->auth_refused = 0;
-    w->checks_pending = w->cache_role ? 1 : 4;
+    w->checks_pending = w->cache_role ? 1 : w->cluster_node ? 3 : 4;
     w->stale_mark_sent = 0;
     w->stale_marks_due = 0;
     redisAsyncContext *mut = (redisAsyncContext *)ac;
@@ -753,7 +755,7 @@ static void schedule_reconnect(redis_writer *w)
 
 /* Connects to host:port: the state Redis, or the cache (cache_role). */
 static redis_writer *writer_new(struct event_base *base, const tally_config *cfg, int cache_role,
-                                char *err, size_t errlen)
+                                const char *node_host, int node_port, char *err, size_t errlen)
 {
     redis_writer *w = calloc(1, sizeof *w);
     if (!w) {
@@ -762,11 +764,13 @@ static redis_writer *writer_new(struct event_base *base, const tally_config *cfg
     }
     w->base = base;
     w->cache_role = cache_role;
-    snprintf(w->host, sizeof w->host, "%s", cache_role ? cfg->cache.host : cfg->redis.host);
-    w->port = cache_role ? cfg->cache.port : cfg->redis.port;
+    snprintf(w->host, sizeof w->host, "%s",
+             node_host ? node_host : cache_role ? cfg->cache.host : cfg->redis.host);
+    w->port = node_host ? node_port : cache_role ? cfg->cache.port : cfg->redis.port;
+    w->cluster_node = node_host != NULL;
     w->timeout_ms = cache_role ? cfg->cache.timeout_ms : cfg->redis.timeout_ms;
     w->require_durable = cfg->redis.require_durable;
-    w->shards = (unsigned)cfg->redis.shards;
+    w->shards = w->cluster_node ? 0 : (unsigned)cfg->redis.shards; /* (a node marks none) */
     if (!cache_role &&
         redis_auth_load(&w->auth, cfg->redis.username, cfg->redis.password_file, err, errlen) !=
             0) {
@@ -794,13 +798,19 @@ static redis_writer *writer_new(struct event_base *base, const tally_config *cfg
 redis_writer *redis_writer_new(struct event_base *base, const tally_config *cfg, char *err,
                                size_t errlen)
 {
-    return writer_new(base, cfg, 0, err, errlen);
+    return writer_new(base, cfg, 0, NULL, 0, err, errlen);
+}
+
+redis_writer *redis_writer_new_node(struct event_base *base, const tally_config *cfg,
+                                    const char *host, int port, char *err, size_t errlen)
+{
+    return writer_new(base, cfg, 0, host, port, err, errlen);
 }
 
 redis_writer *redis_writer_new_cache(struct event_base *base, const tally_config *cfg, char *err,
                                      size_t errlen)
 {
-    return writer_new(base, cfg, 1, err, errlen);
+    return writer_new(base, cfg, 1, NULL, 0, err, errlen);
 }
 
 unsigned redis_writer_restarts(const redis_writer *w)

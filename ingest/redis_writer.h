@@ -48,6 +48,12 @@ typedef void (*redis_apply_fn)(void *opaque, int result, const size_t *dups, siz
 redis_writer *redis_writer_new(struct event_base *base, const tally_config *cfg, char *err,
                                size_t errlen);
 
+/* The same edge for one master of a Redis Cluster (redis_router.h): the
+ * same checks but the run_id one (the router's concern), and no stale marks
+ * of its own (the router routes them). */
+redis_writer *redis_writer_new_node(struct event_base *base, const tally_config *cfg,
+                                    const char *host, int port, char *err, size_t errlen);
+
 /* The same edge for the cache Redis (cache.host:cache.port, cache.timeout_ms,
  * no AUTH): instead of the durability check it requires an allkeys-*
  * maxmemory-policy (a Redis that never evicts is refused as a cache); no

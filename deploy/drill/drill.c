@@ -777,6 +777,11 @@ int main(int argc, char **argv)
     if (sigaction(SIGINT, &sa, NULL) != 0 || sigaction(SIGTERM, &sa, NULL) != 0)
         fprintf(stderr, "tally-drill: warning: sigaction: %s\n", strerror(errno));
 
+    if (cfg.redis.cluster) {
+        fprintf(stderr, "tally-drill: redis.cluster = true is not supported yet (its checks read "
+                        "one Redis server)\n");
+        return 2;
+    }
     drill_say("seed %" PRIu64 ", run id %s, stack %s, config %s", o.seed, r.runid, p.env.stack, p.env.conf);
     drill_say("ingest %s:%d, redis %s:%d, sqlite %s", host, cfg.ingest.listen_port, cfg.redis.host, cfg.redis.port,
               p.db);

@@ -67,7 +67,7 @@ grep -q "refusing to listen on 0.0.0.0 without authentication" "$WORK/refused.lo
 
 # The live-series HyperLogLog is shared by every test of this Redis; tests
 # run one at a time, so this one may start it empty.
-redis-cli -p "$TALLY_REDIS_PORT" DEL tally:live:series >/dev/null
+redis-cli -p "$TALLY_REDIS_PORT" DEL "tally:{admission}:live:series" >/dev/null
 conf_with "tokens_file = \"$WORK/tokens\"; max_live_series = 10;"
 start_ingest
 start_flusher

@@ -74,7 +74,7 @@ lost=$(redis_counter "$P.live")
 log "empty node holds $lost of $((330 * 70)) before the rebuild"
 # (ingest counted the series it admitted on the new node; forget that, so the
 # count below is the rebuild's own)
-redis-cli -p "$TALLY_REDIS_PORT" DEL tally:live:series >/dev/null
+redis-cli -p "$TALLY_REDIS_PORT" DEL "tally:{admission}:live:series" >/dev/null
 rebuild_out=$("$TALLY_BUILD/tally-flusher" -c "$CONF" --rebuild-redis 2>>"$WORK/flusher.log") ||
     fail "rebuild of an empty node failed: $rebuild_out"
 log "$rebuild_out"
@@ -85,9 +85,9 @@ check_eq "tagged series rebuilt" $((330 * 20)) \
 check_eq "dedup keys rebuilt: a retry of an old batch is a duplicate" duplicate \
     "$(post "$body" "r1-$RUN_ID-5" && jq -r .live <<<"$HTTP_BODY")"
 # (the test's series: live, gauge, live with k:v)
-series=$(redis-cli -p "$TALLY_REDIS_PORT" PFCOUNT tally:live:series)
-((series >= 3)) || fail "the rebuild counted $series series in tally:live:series, not the 3 of this test"
-log "ok: the rebuild counted the series again: tally:live:series ~ $series"
+series=$(redis-cli -p "$TALLY_REDIS_PORT" PFCOUNT "tally:{admission}:live:series")
+((series >= 3)) || fail "the rebuild counted $series series in tally:{admission}:live:series, not the 3 of this test"
+log "ok: the rebuild counted the series again: tally:{admission}:live:series ~ $series"
 
 # 3. reject mode.
 stop_ingest

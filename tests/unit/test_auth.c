@@ -145,7 +145,7 @@ static void test_admission_asks_only_when_needed(void **state)
     assert_int_equal(admission_build(&a, f, 3, known, &c, 1000, err, sizeof err), 1);
     assert_int_equal(a.ncandidates, 0);
     assert_string_equal(a.argv[2], "2");
-    assert_string_equal(a.argv[4], "tally:rate:{app}");
+    assert_string_equal(a.argv[4], "tally:{admission}:rate:app");
     assert_string_equal(a.argv[7], "50");
     assert_string_equal(a.argv[8], "0");
     admission_free(&a);
