@@ -5,9 +5,11 @@
  * a running local stack (deploy/stack up), or, with --cluster, the cluster
  * scenarios on a running deploy/cluster: broker-leader (SIGKILL the broker
  * that leads partition 0, down long enough for Kafka to fence it and elect
- * new leaders, then restarted) and flusher-member (SIGKILL flusher1 or
+ * new leaders, then restarted), flusher-member (SIGKILL flusher1 or
  * flusher2, down past flusher.session_timeout_ms so the other takes its
- * partitions over, then restarted). Each scenario:
+ * partitions over, then restarted) and redis-master (SIGKILL the Redis
+ * Cluster master of shard 0's slot, down past the cluster's node timeout so
+ * its replica takes over, then restarted as a replica). Each scenario:
  *   1. starts the load (load.c) and the killer (killer.c) together;
  *   2. keeps them running until the scenario's duration has passed, every
  *      planned kill has been done and restarted, the component has served
@@ -15,7 +17,8 @@
  *   3. stops the killer, then the load (workers finish the batch they hold,
  *      so the ledger is complete), brings every component up;
  *   4. waits for SQLite to equal the ledger, rebuilds Redis with
- *      tally-flusher --rebuild-redis and compares Redis with SQLite (verify.c).
+ *      tally-flusher --rebuild-redis (not on a Redis Cluster: there the live
+ *      view must be exact as it is) and compares Redis with SQLite (verify.c).
  * At the end it prints one markdown table (stdout); progress goes to stderr.
  * Exit status: 0 every check passed; 1 a check failed (lost, duplicated,
  * unresolved, Redis mismatch, a planned kill not done, a failed step);
@@ -52,10 +55,11 @@
 
 /* ---- shared helpers (drill.h) ---------------------------------------------------- */
 
-static const char *const SCENARIOS[SCENARIO_COUNT] = {"flusher", "redis",         "kafka",
-                                                        "ingest",  "broker-leader", "flusher-member"};
+static const char *const SCENARIOS[SCENARIO_COUNT] = {"flusher",       "redis",          "kafka",       "ingest",
+                                                        "broker-leader", "flusher-member", "redis-master"};
 /* What deploy/cluster status must show running (deploy/stack: the first four SCENARIOS). */
-static const char *const CLUSTER_COMPONENTS[] = {"kafka1",   "kafka2",   "kafka3",  "redis",   "cache",
+static const char *const CLUSTER_COMPONENTS[] = {"kafka1", "kafka2", "kafka3",   "redis1",   "redis2",
+                                                 "redis3", "redis4", "redis5",   "redis6",   "cache",
                                                  "flusher1", "flusher2", "ingest1", "ingest2", NULL};
 static double drill_start;
 
@@ -134,7 +138,7 @@ static void usage(FILE *out)
             "                   the cluster's conf/tally.conf); becomes TALLY_CONF of the services\n"
             "                   deploy/stack restarts when that is unset\n"
             "  --scenario NAME  flusher, redis, kafka or ingest; with --cluster broker-leader or\n"
-            "                   flusher-member; repeatable or comma-separated\n"
+            "                   flusher-member, redis-master; repeatable or comma-separated\n"
             "  --all            every scenario of the stack in that order (the default when none is named)\n"
             "  --seed N         seed of every random choice (default: from the clock, printed)\n"
             "  --short          quick form for tests: 2 kills and ~15 s per scenario\n"
@@ -198,7 +202,7 @@ static int parse_options(int argc, char **argv, options *o)
                 int s = scenario_parse(t);
                 if (s < 0) {
                     fprintf(stderr, "tally-drill: unknown scenario \"%s\" (flusher, redis, kafka, ingest; "
-                                    "with --cluster: broker-leader, flusher-member)\n", t);
+                                    "with --cluster: broker-leader, flusher-member, redis-master)\n", t);
                     return 2;
                 }
                 o->scenarios[s] = 1;
@@ -532,6 +536,7 @@ static void run_scenario(run *r, int sc, scenario_result *res)
               sc == SCENARIO_REDIS           ? ", rebuild-redis after each restart"
               : sc == SCENARIO_BROKER_LEADER ? ", the broker leading partition 0, 5-8 s down"
               : sc == SCENARIO_FLUSHER_MEMBER ? ", flusher1 or flusher2, down past the session timeout"
+              : sc == SCENARIO_REDIS_MASTER   ? ", the Redis master of shard 0, 4-6 s down (its replica takes over)"
                                               : "");
 
     int http_timeout = r->cfg->kafka.delivery_timeout_ms + 5000;
@@ -551,6 +556,13 @@ static void run_scenario(run *r, int sc, scenario_result *res)
         k.up_component = "kafka";
         k.down_min_s = 5;
         k.down_max_s = 8;
+    } else if (sc == SCENARIO_REDIS_MASTER) {
+        /* down past cluster-node-timeout (2 s in deploy/cluster): its replica
+         * is promoted; back, it rejoins as a replica of the new master */
+        k.component = "redis-master";
+        k.up_component = "redis";
+        k.down_min_s = 4;
+        k.down_max_s = 6;
     } else if (sc == SCENARIO_FLUSHER_MEMBER) {
         /* down past the session timeout: the group gives its partitions to the other */
         double session_s = r->cfg->flusher.session_timeout_ms / 1000.0;
@@ -634,7 +646,11 @@ static void run_scenario(run *r, int sc, scenario_result *res)
         drill_say("%s: %s", name, err);
     }
     double t_rb = drill_now();
-    if (flusher_rebuild_redis(&r->p->env, err, sizeof err) != 0) {
+    if (r->cfg->redis.cluster) {
+        /* (no rebuild: the live view must have come through as it is,
+         * redis.min_replicas_acked keeping a failover's acknowledged updates) */
+        drill_say("%s: Redis Cluster: the live view is checked as it is, without a rebuild", name);
+    } else if (flusher_rebuild_redis(&r->p->env, err, sizeof err) != 0) {
         drill_say("%s: %s", name, err);
         res->step_failures++;
     } else {
@@ -777,9 +793,9 @@ int main(int argc, char **argv)
     if (sigaction(SIGINT, &sa, NULL) != 0 || sigaction(SIGTERM, &sa, NULL) != 0)
         fprintf(stderr, "tally-drill: warning: sigaction: %s\n", strerror(errno));
 
-    if (cfg.redis.cluster) {
-        fprintf(stderr, "tally-drill: redis.cluster = true is not supported yet (its checks read "
-                        "one Redis server)\n");
+    if (cfg.redis.cluster && o.cluster == NULL) {
+        fprintf(stderr, "tally-drill: redis.cluster = true: run the drill on deploy/cluster "
+                        "(--cluster PATH); the stack scenarios rebuild one Redis server\n");
         return 2;
     }
     drill_say("seed %" PRIu64 ", run id %s, stack %s, config %s", o.seed, r.runid, p.env.stack, p.env.conf);

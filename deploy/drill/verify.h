@@ -9,7 +9,8 @@
  *  - verify_redis() reads every counter's live value (sum of HVALS of
  *    tally:{S}:NAME:counter) and counts the names whose value differs from the
  *    SQLite total read by verify_sqlite(). It sends AUTH first when the
- *    config gives one (redis.password_file), as tally-ingest does.
+ *    config gives one (redis.password_file), as tally-ingest does, and
+ *    follows MOVED and ASK to the node they name (a Redis Cluster).
  *  Neither changes anything in SQLite or Redis.
  */
 #ifndef TALLY_DRILL_VERIFY_H

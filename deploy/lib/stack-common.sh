@@ -185,8 +185,9 @@ logfile $LOG/$1.log
 CONF
 }
 
-# redis_state_up COMPONENT PORT APPENDFSYNC MAXMEMORY VARIABLE: the state Redis
-# (VARIABLE: the port's environment variable, named when the port is taken).
+# redis_state_up COMPONENT PORT APPENDFSYNC MAXMEMORY VARIABLE [EXTRA]: the state Redis
+# (VARIABLE: the port's environment variable, named when the port is taken;
+# EXTRA: more lines of configuration, e.g. a Redis Cluster node's).
 redis_state_up() {
     local comp=$1 port=$2 appendfsync=$3 maxmemory=$4
     command -v redis-server >/dev/null 2>&1 || die "$comp: redis-server not found: run deploy/install-deps"
@@ -208,6 +209,7 @@ auto-aof-rewrite-min-size 512mb
 # tally-ingest answers as for any Redis failure (the batch is in Kafka).
 maxmemory $maxmemory
 maxmemory-policy noeviction
+${6:-}
 CONF
     } >"$VAR/$comp/redis.conf"
     redis_start "$comp" "$port" redis_loaded "appendfsync $appendfsync"

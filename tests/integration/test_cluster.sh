@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The cluster drills, short form, on a deploy/cluster of its own (three Kafka
-# brokers with RF 3 / min ISR 2, two tally-ingest behind one port with
-# ingest.reuse_port, two tally-flushers in one group on one SQLite file):
+# brokers with RF 3 / min ISR 2, a Redis Cluster of three masters with a
+# replica each, two tally-ingest behind one port with ingest.reuse_port, two
+# tally-flushers in one group on one SQLite file):
 #   - deploy/cluster status shows every component and each partition's
 #     leader with three replicas in sync; both ingests hold the one port;
 #   - tally-drill --cluster --scenario broker-leader --short: the broker that
@@ -10,7 +11,11 @@
 #   - tally-drill --cluster --scenario flusher-member --short: flusher1 or
 #     flusher2 is killed twice, down past the session timeout; the other
 #     flusher claims every partition meanwhile;
-#   each with 0 lost, 0 duplicated, 0 unresolved, Redis equal to SQLite.
+#   - tally-drill --cluster --scenario redis-master --short: the Redis master
+#     of shard 0's slot is killed twice (down 4-6 s: its replica takes over),
+#     restarted as a replica;
+#   each with 0 lost, 0 duplicated, 0 unresolved, Redis equal to SQLite (on
+#   the Redis Cluster without a rebuild: the live view must be exact as it is).
 # The cluster runs on its own ports (below) and state directory, never the
 # ones of deploy/test's servers, and is brought down at the end.
 # About 1 min 45 s on a 2-core machine: it runs in the plain build's suite; in
@@ -30,7 +35,7 @@ export TALLY_BUILD
 export TALLY_CLUSTER_VAR=$WORK/cluster
 export TALLY_CLUSTER_KAFKA1_PORT=29591 TALLY_CLUSTER_KAFKA2_PORT=29592 TALLY_CLUSTER_KAFKA3_PORT=29593
 export TALLY_CLUSTER_CONTROLLER1_PORT=29691 TALLY_CLUSTER_CONTROLLER2_PORT=29692 TALLY_CLUSTER_CONTROLLER3_PORT=29693
-export TALLY_CLUSTER_REDIS_PORT=27879 TALLY_CLUSTER_CACHE_PORT=27880
+export TALLY_CLUSTER_REDIS_PORT=27881 TALLY_CLUSTER_CACHE_PORT=27880 # (Redis nodes 27881-27886, buses +10)
 export TALLY_CLUSTER_INGEST_PORT=28580 TALLY_CLUSTER_STATSD_PORT=28625
 export TALLY_CLUSTER_FLUSHER1_METRICS_PORT=28581 TALLY_CLUSTER_FLUSHER2_METRICS_PORT=28582
 export TALLY_CLUSTER_TOPIC=it-cluster-$RUN_ID
@@ -67,9 +72,11 @@ log "cluster up in $((SECONDS - start)) s"
 
 "$CLUSTER" status >"$WORK/status.out" 2>&1 || cluster_fail "deploy/cluster status: $(cat "$WORK/status.out")"
 cat "$WORK/status.out"
-for c in kafka1 kafka2 kafka3 redis cache flusher1 flusher2 ingest1 ingest2; do
+for c in kafka1 kafka2 kafka3 redis1 redis2 redis3 redis4 redis5 redis6 cache flusher1 flusher2 ingest1 ingest2; do
     check_eq "status of $c" running "$(awk -v c="$c" '$1 == c { print $2 }' "$WORK/status.out")"
 done
+check_eq "Redis Cluster roles" "3 masters 3 replicas" \
+    "$(grep -c '^redis[1-6] .*, master)' "$WORK/status.out") masters $(grep -c '^redis[1-6] .*, replica)' "$WORK/status.out") replicas"
 check_eq "ingest1 and ingest2 share one port" "$TALLY_CLUSTER_INGEST_PORT $TALLY_CLUSTER_INGEST_PORT" \
     "$(awk '$1 ~ /^ingest/ { sub(/\)/, "", $NF); printf "%s%s", sep, $NF; sep = " " }' "$WORK/status.out")"
 # every partition: a leader, three replicas (the topic was created with
@@ -129,6 +136,8 @@ done
 [[ -n $took_all ]] || cluster_fail "no flusher took over every partition while the other was down"
 CHECKS=$((CHECKS + 1))
 log "ok: took over every partition: $took_all"
+
+run_drill redis-master
 
 start=$SECONDS
 "$CLUSTER" down >>"$WORK/cluster.log" 2>&1 || cluster_fail "deploy/cluster down"
