@@ -43,6 +43,9 @@
  *                               count behind ingest.max_live_series (admission.h)
  *   tally:{admission}:rate:CLIENT  hash, a token's rate-limit state (admission.h);
  *                               expires once its budget is full again
+ *   tally:{S}:live:run_id       string (redis.cluster only): run_id of the master of
+ *                               shard S the live view was written to; another one
+ *                               means another process serves the shard now: stale
  *   tally:live:run_id           string: run_id of the Redis process the live view
  *                               was written to; another one at a reconnect means
  *                               Redis restarted (and may have lost ~1 s): stale
@@ -66,6 +69,7 @@
 /* What redis_key_shard() names in a shard. */
 #define REDIS_SHARD_FENCE "live:rebuilding"
 #define REDIS_SHARD_STALE "live:stale"
+#define REDIS_SHARD_RUN_ID "live:run_id" /* (a Redis Cluster: the run_id of the shard's master) */
 #define REDIS_KEY_RUN_ID "tally:live:run_id"
 /* The admission keys (admission.h) share the tag {admission}: its script
  * touches both, so in a Redis Cluster they must be in one slot. */

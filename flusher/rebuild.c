@@ -30,9 +30,9 @@
 #include "log.h"
 #include "progress_bar.h"
 #include "record.h"
-#include "redis_auth.h"
 #include "redis_hll.h"
 #include "redis_keys.h"
+#include "redis_nodes.h"
 #include "schema.h"
 #include "set_union.h"
 
@@ -44,13 +44,13 @@ enum {
     STALL_LIMIT_MS = 60000,  /* no message for this long while behind: give up */
     SETTLE_RECORDS = 1000,   /* step 4 repeats until fewer new records than this remain */
     SETTLE_ROUNDS = 5,
+    REPLAY_BATCH = 256,      /* records replayed together (a few round trips) */
 };
 
 typedef struct rebuilder {
     const tally_config *cfg;
     volatile sig_atomic_t *stop;
-    redisContext *redis;
-    size_t pending;          /* replies not yet read */
+    redis_nodes *redis;      /* one server, or a cluster's masters (redis_nodes.h) */
     double fence_refreshed;  /* clock_mono_seconds() of the last renewal */
     char fence_token[128];
     int fence_held;
@@ -75,39 +75,31 @@ static int fail(rebuilder *r, const char *what, const char *detail)
 
 /* ---- Redis pipeline --------------------------------------------------------- */
 
-static int redis_failed(rebuilder *r, const char *what)
-{
-    return fail(r, what, r->redis->errstr[0] ? r->redis->errstr : "connection error");
-}
-
 /* Reads every pending reply. Returns 0, or -1 on a connection error or error reply. */
 static int refresh_fence(rebuilder *r);
 
 static int pipeline_drain(rebuilder *r)
 {
-    while (r->pending > 0) {
-        redisReply *reply = NULL;
-        if (redisGetReply(r->redis, (void **)&reply) != REDIS_OK || !reply)
-            return redis_failed(r, "redis");
-        r->pending--;
-        if (reply->type == REDIS_REPLY_ERROR) {
-            fail(r, "redis error reply", reply->str);
-            freeReplyObject(reply);
-            return -1;
-        }
-        freeReplyObject(reply);
-    }
+    if (redis_nodes_drain(r->redis, r->err, r->errlen) != 0)
+        return -1;
     return refresh_fence(r); /* (the pipeline is empty now) */
 }
 
+/* Queues a command on the master of its key, reading the replies once
+ * PIPELINE_DEPTH are pending. */
 static int pipeline_append(rebuilder *r, int argc, const char **argv, const size_t *argvlen)
 {
-    if (redisAppendCommandArgv(r->redis, argc, argv, argvlen) != REDIS_OK)
-        return redis_failed(r, "redis append");
-    r->pending++;
-    if (r->pending >= PIPELINE_DEPTH)
+    if (redis_nodes_append(r->redis, argc, argv, argvlen, r->err, r->errlen) != 0)
+        return -1;
+    if (redis_nodes_pending(r->redis) >= PIPELINE_DEPTH)
         return pipeline_drain(r);
     return 0;
+}
+
+/* The connection of a shard's master. */
+static redisContext *shard_redis(const rebuilder *r, unsigned shard)
+{
+    return redis_nodes_for_slot(r->redis, redis_shard_slot(shard));
 }
 
 /* Renews the fence once FENCE_REFRESH_MS have passed since the last renewal;
@@ -117,38 +109,35 @@ static int pipeline_append(rebuilder *r, int argc, const char **argv, const size
 static int refresh_fence(rebuilder *r)
 {
     double now = clock_mono_seconds();
-    if (!r->fence_held || r->pending > 0 || (now - r->fence_refreshed) * 1000 < FENCE_REFRESH_MS)
+    if (!r->fence_held || redis_nodes_pending(r->redis) > 0 ||
+        (now - r->fence_refreshed) * 1000 < FENCE_REFRESH_MS)
         return 0;
     r->fence_refreshed = now;
+    int ok = 1;
     for (unsigned shard = 0; shard < r->shards; shard++) {
         char fence[REDIS_KEY_MAX];
         redis_key_shard(fence, sizeof fence, shard, REDIS_SHARD_FENCE);
-        if (redisAppendCommand(r->redis, "EXPIRE %s %d", fence, FENCE_TTL_SECONDS) != REDIS_OK)
-            return redis_failed(r, "redis EXPIRE fence");
-    }
-    int ok = 1;
-    for (unsigned shard = 0; shard < r->shards; shard++) {
-        redisReply *reply = NULL;
-        if (redisGetReply(r->redis, (void **)&reply) != REDIS_OK || !reply)
-            return redis_failed(r, "redis EXPIRE fence");
+        redisContext *c = shard_redis(r, shard);
+        redisReply *reply = redisCommand(c, "EXPIRE %s %d", fence, FENCE_TTL_SECONDS);
+        if (!reply)
+            return redis_nodes_failed(c, NULL, "redis EXPIRE fence", r->err, r->errlen);
         ok &= reply->type == REDIS_REPLY_INTEGER && reply->integer == 1;
         freeReplyObject(reply);
     }
     return ok ? 0 : fail(r, "fence", "a shard's live:rebuilding key vanished during the rebuild");
 }
 
-/* A command with one reply, checked for errors; *out_reply optional. */
-static int redis_simple(rebuilder *r, redisReply **out, const char *fmt, ...)
+/* A command with one reply on connection c, checked for errors; *out optional. */
+static int redis_simple(rebuilder *r, redisContext *c, redisReply **out, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    redisReply *reply = redisvCommand(r->redis, fmt, ap);
+    redisReply *reply = redisvCommand(c, fmt, ap);
     va_end(ap);
-    if (!reply)
-        return redis_failed(r, "redis");
-    if (reply->type == REDIS_REPLY_ERROR) {
-        fail(r, "redis error reply", reply->str);
-        freeReplyObject(reply);
+    if (!reply || reply->type == REDIS_REPLY_ERROR) {
+        redis_nodes_failed(c, reply, "redis", r->err, r->errlen);
+        if (reply)
+            freeReplyObject(reply);
         return -1;
     }
     if (out)
@@ -156,29 +145,6 @@ static int redis_simple(rebuilder *r, redisReply **out, const char *fmt, ...)
     else
         freeReplyObject(reply);
     return 0;
-}
-
-static int connect_redis(rebuilder *r)
-{
-    int ms = r->cfg->redis.timeout_ms < 5000 ? 5000 : r->cfg->redis.timeout_ms;
-    struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
-    r->redis = redisConnectWithTimeout(r->cfg->redis.host, r->cfg->redis.port, tv);
-    if (!r->redis)
-        return fail(r, "redis", "out of memory");
-    if (r->redis->err)
-        return fail(r, "redis connect", r->redis->errstr);
-    if (redisSetTimeout(r->redis, tv) != REDIS_OK)
-        return redis_failed(r, "redis timeout");
-    /* AUTH first (redis.password_file); the password is wiped at once:
-     * this is the connection's only AUTH */
-    redis_auth auth;
-    char why[512];
-    int rc = redis_auth_load(&auth, r->cfg->redis.username, r->cfg->redis.password_file, why,
-                             sizeof why);
-    if (rc == 0)
-        rc = redis_auth_send(r->redis, &auth, why, sizeof why);
-    redis_auth_clear(&auth);
-    return rc == 0 ? 0 : fail(r, "redis auth", why);
 }
 
 /* ---- step 1: the fence ----------------------------------------------------- */
@@ -190,7 +156,7 @@ static int each_shard(rebuilder *r, const char *what, const char *fmt, const cha
     for (unsigned shard = 0; shard < r->shards; shard++) {
         char key[REDIS_KEY_MAX];
         redis_key_shard(key, sizeof key, shard, what);
-        if (redis_simple(r, NULL, fmt, key, arg) != 0)
+        if (redis_simple(r, shard_redis(r, shard), NULL, fmt, key, arg) != 0)
             return -1;
     }
     return 0;
@@ -199,13 +165,16 @@ static int each_shard(rebuilder *r, const char *what, const char *fmt, const cha
 /* Deletes the shards' fences that are still ours (a Lua compare-and-delete). */
 static void release_fence(rebuilder *r)
 {
-    if (!r->fence_held || !r->redis || r->redis->err)
+    if (!r->fence_held || !r->redis)
         return;
     for (unsigned shard = 0; shard < r->shards; shard++) {
         char fence[REDIS_KEY_MAX];
         redis_key_shard(fence, sizeof fence, shard, REDIS_SHARD_FENCE);
+        redisContext *c = shard_redis(r, shard);
+        if (!c || c->err)
+            continue;
         redisReply *reply = redisCommand(
-            r->redis, "EVAL %s 1 %s %s",
+            c, "EVAL %s 1 %s %s",
             "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0",
             fence, r->fence_token);
         if (reply)
@@ -227,8 +196,8 @@ static int take_fence(rebuilder *r)
         char fence[REDIS_KEY_MAX];
         redis_key_shard(fence, sizeof fence, shard, REDIS_SHARD_FENCE);
         redisReply *reply = NULL;
-        if (redis_simple(r, &reply, "SET %s %s NX EX %d", fence, r->fence_token,
-                         FENCE_TTL_SECONDS) != 0) {
+        if (redis_simple(r, shard_redis(r, shard), &reply, "SET %s %s NX EX %d", fence,
+                         r->fence_token, FENCE_TTL_SECONDS) != 0) {
             release_fence(r);
             return -1;
         }
@@ -236,7 +205,7 @@ static int take_fence(rebuilder *r)
         freeReplyObject(reply);
         r->fence_held = 1; /* (some of them: release_fence deletes only ours) */
         if (!taken) {
-            redisReply *holder = redisCommand(r->redis, "GET %s", fence);
+            redisReply *holder = redisCommand(shard_redis(r, shard), "GET %s", fence);
             char detail[640];
             snprintf(detail, sizeof detail,
                      "another rebuild holds %s (%s); wait for it, or for the key's TTL if it died",
@@ -253,12 +222,13 @@ static int take_fence(rebuilder *r)
 
 /* ---- step 2: delete the live state ---------------------------------------- */
 
-static int delete_matching(rebuilder *r, const char *pattern)
+/* SCAN one master for pattern, UNLINK what is the live view's. */
+static int delete_matching_on(rebuilder *r, redisContext *c, const char *pattern)
 {
     char cursor[32] = "0";
     do {
         redisReply *reply = NULL;
-        if (redis_simple(r, &reply, "SCAN %s MATCH %s COUNT 1000", cursor, pattern) != 0)
+        if (redis_simple(r, c, &reply, "SCAN %s MATCH %s COUNT 1000", cursor, pattern) != 0)
             return -1;
         if (reply->type != REDIS_REPLY_ARRAY || reply->elements != 2 ||
             reply->element[0]->type != REDIS_REPLY_STRING ||
@@ -284,6 +254,15 @@ static int delete_matching(rebuilder *r, const char *pattern)
         if (pipeline_drain(r) != 0)
             return -1;
     } while (strcmp(cursor, "0") != 0);
+    return 0;
+}
+
+/* Deletes the keys matching pattern on every master. */
+static int delete_matching(rebuilder *r, const char *pattern)
+{
+    for (size_t k = 0; k < redis_nodes_count(r->redis); k++)
+        if (delete_matching_on(r, redis_nodes_at(r->redis, k), pattern) != 0)
+            return -1;
     return 0;
 }
 
@@ -499,19 +478,19 @@ static int load_snapshot(rebuilder *r)
 
 /* Sends the carries an applied transaction needs (live_update_carry) and
  * reads their replies. */
-static int apply_carry(rebuilder *r, const live_update *carry)
+static int apply_carry(rebuilder *r, redisContext *c, const live_update *carry)
 {
     if (carry->commands == 0)
         return 0;
-    if (redisAppendFormattedCommand(r->redis, carry->resp, carry->resp_len) != REDIS_OK)
-        return redis_failed(r, "redis append");
+    if (redisAppendFormattedCommand(c, carry->resp, carry->resp_len) != REDIS_OK)
+        return redis_nodes_failed(c, NULL, "redis append", r->err, r->errlen);
     for (size_t i = 0; i < carry->commands; i++) {
         redisReply *reply = NULL;
-        if (redisGetReply(r->redis, (void **)&reply) != REDIS_OK || !reply)
-            return redis_failed(r, "redis");
+        if (redisGetReply(c, (void **)&reply) != REDIS_OK || !reply)
+            return redis_nodes_failed(c, NULL, "redis", r->err, r->errlen);
         int refused = reply->type == REDIS_REPLY_ERROR;
         if (refused)
-            fail(r, "redis carry", reply->str);
+            redis_nodes_failed(c, reply, "redis carry", r->err, r->errlen);
         freeReplyObject(reply);
         if (refused)
             return -1;
@@ -522,22 +501,23 @@ static int apply_carry(rebuilder *r, const live_update *carry)
 /* Sends one batch's transaction in one shard and reads its replies, again
  * while another client's change to a watched key aborts it. Returns
  * LIVE_APPLIED, LIVE_DUPLICATE (the part was applied before) or -1. */
-static int apply_transaction(rebuilder *r, const live_update *u)
+static int apply_transaction(rebuilder *r, unsigned shard, const live_update *u)
 {
     if (pipeline_drain(r) != 0)
         return -1;
+    redisContext *c = shard_redis(r, shard);
     for (;;) {
-        if (redisAppendFormattedCommand(r->redis, u->resp, u->resp_len) != REDIS_OK)
-            return redis_failed(r, "redis append");
+        if (redisAppendFormattedCommand(c, u->resp, u->resp_len) != REDIS_OK)
+            return redis_nodes_failed(c, NULL, "redis append", r->err, r->errlen);
         int verdict = LIVE_FAILED, outcome = LIVE_FAILED;
         size_t dups[1], ndups = 0;
         char why[256] = "no reply";
         live_update carry = {0};
         for (size_t i = 0; i < u->commands; i++) {
             redisReply *reply = NULL;
-            if (redisGetReply(r->redis, (void **)&reply) != REDIS_OK || !reply) {
+            if (redisGetReply(c, (void **)&reply) != REDIS_OK || !reply) {
                 live_update_free(&carry);
-                return redis_failed(r, "redis");
+                return redis_nodes_failed(c, NULL, "redis", r->err, r->errlen);
             }
             if (i == LIVE_GUARD_REPLY)
                 verdict = live_guard_verdict(reply, 1, dups, &ndups, why, sizeof why);
@@ -549,7 +529,7 @@ static int apply_transaction(rebuilder *r, const live_update *u)
             }
             freeReplyObject(reply);
         }
-        int carried = apply_carry(r, &carry);
+        int carried = apply_carry(r, c, &carry);
         live_update_free(&carry);
         if (carried != 0)
             return -1;
@@ -562,51 +542,28 @@ static int apply_transaction(rebuilder *r, const live_update *u)
     }
 }
 
-/* With several shards, the batch's claim first (live_claims_build): its
- * verdict (LIVE_APPLIED: go on), or -1. */
-static int claim_batch(rebuilder *r, const live_batch *batch)
-{
+/* ---- the replay, REPLAY_BATCH records at a time ------------------------------------ */
+
+/* One record of a replay batch. */
+typedef struct replay_item {
+    live_fold *fold; /* NULL: a record the flusher rejects (nothing to apply) */
+    char id[RECORD_BATCH_ID_MAX + 1];
+    char digest[DEDUP_DIGEST_TEXT];
+    live_batch batch;
+    int go;          /* its claim said go on (always, with one shard) */
+    int applied;     /* some part of it was applied */
+} replay_item;
+
+/* One transaction of a replay batch: a record's part in one shard. */
+typedef struct replay_part {
+    replay_item *item;
+    unsigned shard;
     live_update u;
-    char why[256];
-    if (live_claims_build(&u, batch, 1, r->cfg->dedup.window_seconds, LIVE_MODE_REBUILD,
-                          r->shards, why, sizeof why) != 0)
-        return fail(r, "replay", why);
-    redisReply *reply = NULL;
-    int sent = redisAppendFormattedCommand(r->redis, u.resp, u.resp_len) == REDIS_OK &&
-               redisGetReply(r->redis, (void **)&reply) == REDIS_OK && reply;
-    live_update_free(&u);
-    if (!sent)
-        return redis_failed(r, "redis claim");
-    int verdict = live_claim_verdict(reply, why, sizeof why);
-    freeReplyObject(reply);
-    return verdict == LIVE_FAILED ? fail(r, "redis claim", why) : verdict;
-}
+    int retry;       /* aborted by another client's change: sent again alone */
+} replay_part;
 
-/* Applies the batch's part in each shard it touches (one transaction each,
- * so a duplicate refuses only itself): 1 when some part was applied, 0 when
- * none was (a retry), -1 on failure. */
-static int apply_parts(rebuilder *r, const live_fold *fold, const live_batch *batch)
-{
-    int applied = 0;
-    size_t nshards;
-    const uint16_t *shards = live_fold_shards(fold, &nshards);
-    for (size_t k = 0; k < nshards; k++) {
-        unsigned shard = shards[k];
-        live_update u;
-        char why[256];
-        if (live_update_build(&u, &fold, batch, 1, r->cfg->dedup.window_seconds,
-                              LIVE_MODE_REBUILD, NULL, shard, why, sizeof why) != 0)
-            return fail(r, "replay", why);
-        int outcome = apply_transaction(r, &u); /* (u borrows the fold's strings) */
-        live_update_free(&u);
-        if (outcome < 0)
-            return -1;
-        applied |= outcome == LIVE_APPLIED;
-    }
-    return applied;
-}
-
-static int replay_record(rebuilder *r, const rd_kafka_message_t *m)
+/* Decodes and folds a record into *it. 0, or -1 (out of memory). */
+static int replay_decode(rebuilder *r, const rd_kafka_message_t *m, replay_item *it)
 {
     record_reader rec;
     char why[256];
@@ -626,38 +583,209 @@ static int replay_record(rebuilder *r, const rd_kafka_message_t *m)
     size_t n = 0;
     while (record_next(&rec, &r->events[n]))
         n++;
-    live_fold *fold = live_fold_new(r->events, n, r->shards, why, sizeof why);
-    char digest[DEDUP_DIGEST_TEXT];
-    char id[RECORD_BATCH_ID_MAX + 1];
-    snprintf(id, sizeof id, "%.*s", (int)rec.batch_id_len, rec.batch_id);
-    live_batch batch = {id, rec.batch_id_len, digest, 0};
-    consumer_batch_identity(m, digest, &batch.log_ms);
+    it->fold = live_fold_new(r->events, n, r->shards, why, sizeof why);
+    snprintf(it->id, sizeof it->id, "%.*s", (int)rec.batch_id_len, rec.batch_id);
+    it->batch = (live_batch){it->id, rec.batch_id_len, it->digest, 0};
+    consumer_batch_identity(m, it->digest, &it->batch.log_ms);
     record_close(&rec);
-    if (!fold)
-        return fail(r, "replay", why);
-    int verdict = r->shards > 1 ? claim_batch(r, &batch) : LIVE_APPLIED;
-    int applied = verdict == LIVE_APPLIED ? apply_parts(r, fold, &batch) : 0;
-    int rc = verdict < 0 || applied < 0 ? -1 : 0;
-    if (rc == 0) {
-        if (applied)
-            r->stats->batches_applied++;
-        else
-            r->stats->batches_skipped++;
+    return it->fold ? 0 : fail(r, "replay", why);
+}
+
+/* Reads the one reply of a command sent on c. */
+static redisReply *read_reply(rebuilder *r, redisContext *c, const char *what)
+{
+    redisReply *reply = NULL;
+    if (redisGetReply(c, (void **)&reply) != REDIS_OK || !reply) {
+        redis_nodes_failed(c, NULL, what, r->err, r->errlen);
+        return NULL;
     }
-    for (size_t i = 0; rc == 0 && i < live_fold_series(fold); i++) {
-        live_series_ref sr = live_fold_series_at(fold, i);
-        rc = count_series(r, sr.name, sr.name_len, redis_key_value_suffix(sr.type), sr.tags,
-                          sr.tags_len);
+    return reply;
+}
+
+/* With several shards: every item's claim (live_claims_build), pipelined on
+ * the masters of their home shards, and their verdicts into it->go. */
+static int replay_claims(rebuilder *r, replay_item *items, size_t n)
+{
+    live_update *claims = calloc(n ? n : 1, sizeof *claims);
+    if (!claims)
+        return fail(r, "replay", "out of memory");
+    int rc = 0;
+    char why[256];
+    for (size_t i = 0; rc == 0 && i < n; i++) {
+        if (!items[i].fold)
+            continue;
+        const live_batch *b = &items[i].batch;
+        redisContext *c = shard_redis(r, redis_shard_of(b->id, b->id_len, r->shards));
+        if (live_claims_build(&claims[i], b, 1, r->cfg->dedup.window_seconds, LIVE_MODE_REBUILD,
+                              r->shards, why, sizeof why) != 0)
+            rc = fail(r, "replay", why);
+        else if (redisAppendFormattedCommand(c, claims[i].resp, claims[i].resp_len) != REDIS_OK)
+            rc = redis_nodes_failed(c, NULL, "redis append", r->err, r->errlen);
     }
-    if (rc == 0)
-        rc = pipeline_drain(r);
-    live_fold_free(fold);
+    for (size_t i = 0; rc == 0 && i < n; i++) { /* (replies in the order sent, per master) */
+        if (!items[i].fold)
+            continue;
+        const live_batch *b = &items[i].batch;
+        redisReply *reply =
+            read_reply(r, shard_redis(r, redis_shard_of(b->id, b->id_len, r->shards)), "redis claim");
+        if (!reply) {
+            rc = -1;
+            break;
+        }
+        int verdict = live_claim_verdict(reply, why, sizeof why);
+        freeReplyObject(reply);
+        if (verdict == LIVE_FAILED)
+            rc = fail(r, "redis claim", why);
+        items[i].go = verdict == LIVE_APPLIED; /* (a duplicate or a conflict: skipped) */
+    }
+    for (size_t i = 0; i < n; i++)
+        live_update_free(&claims[i]);
+    free(claims);
     return rc;
 }
 
-/* Reads every partition up to target[p]. */
+/* Reads one part's replies: its outcome, and its carries (sent afterwards). */
+static int read_part(rebuilder *r, replay_part *p, live_update *carry)
+{
+    redisContext *c = shard_redis(r, p->shard);
+    int verdict = LIVE_FAILED, outcome = LIVE_FAILED;
+    size_t dups[1], ndups = 0;
+    char why[256] = "no reply";
+    for (size_t k = 0; k < p->u.commands; k++) {
+        redisReply *reply = read_reply(r, c, "redis");
+        if (!reply)
+            return -1;
+        if (k == LIVE_GUARD_REPLY)
+            verdict = live_guard_verdict(reply, 1, dups, &ndups, why, sizeof why);
+        if (k == live_exec_reply(&p->u)) {
+            outcome = live_outcome(verdict, reply, why, sizeof why);
+            if (outcome == LIVE_APPLIED && live_update_carry(&p->u, reply, carry, why, sizeof why) != 0)
+                outcome = LIVE_FAILED;
+        }
+        freeReplyObject(reply);
+    }
+    switch (outcome) {
+    case LIVE_APPLIED: p->item->applied = 1; return 0;
+    case LIVE_DUPLICATE: return 0;
+    case LIVE_RETRY: p->retry = 1; return 0;
+    default: return fail(r, "redis replay", why);
+    }
+}
+
+/* Every go-on item's part in each shard it touches (one transaction each, so
+ * a duplicate refuses only itself), pipelined on the shards' masters; then
+ * the replies, the carries, and a resend of each part another client's
+ * change aborted. */
+static int replay_parts(rebuilder *r, replay_item *items, size_t n)
+{
+    size_t cap = 0, np = 0;
+    for (size_t i = 0; i < n; i++) {
+        size_t k = 0;
+        if (items[i].go)
+            live_fold_shards(items[i].fold, &k);
+        cap += k;
+    }
+    replay_part *parts = calloc(cap ? cap : 1, sizeof *parts);
+    live_update *carries = calloc(cap ? cap : 1, sizeof *carries);
+    if (!parts || !carries) {
+        free(parts);
+        free(carries);
+        return fail(r, "replay", "out of memory");
+    }
+    int rc = 0;
+    char why[256];
+    for (size_t i = 0; rc == 0 && i < n; i++) {
+        size_t k = 0;
+        const uint16_t *shards = items[i].go ? live_fold_shards(items[i].fold, &k) : NULL;
+        for (size_t s = 0; rc == 0 && s < k; s++) {
+            replay_part *p = &parts[np];
+            *p = (replay_part){.item = &items[i], .shard = shards[s]};
+            const live_fold *fold = items[i].fold;
+            if (live_update_build(&p->u, &fold, &items[i].batch, 1, r->cfg->dedup.window_seconds,
+                                  LIVE_MODE_REBUILD, NULL, p->shard, why, sizeof why) != 0) {
+                rc = fail(r, "replay", why);
+                break;
+            }
+            np++;
+            redisContext *c = shard_redis(r, p->shard);
+            if (redisAppendFormattedCommand(c, p->u.resp, p->u.resp_len) != REDIS_OK)
+                rc = redis_nodes_failed(c, NULL, "redis append", r->err, r->errlen);
+        }
+    }
+    for (size_t k = 0; rc == 0 && k < np; k++)
+        rc = read_part(r, &parts[k], &carries[k]);
+    for (size_t k = 0; rc == 0 && k < np; k++) {
+        rc = apply_carry(r, shard_redis(r, parts[k].shard), &carries[k]);
+        if (rc == 0 && parts[k].retry) {
+            int outcome = apply_transaction(r, parts[k].shard, &parts[k].u);
+            rc = outcome < 0 ? -1 : 0;
+            parts[k].item->applied |= outcome == LIVE_APPLIED;
+        }
+    }
+    for (size_t k = 0; k < np; k++) {
+        live_update_free(&parts[k].u);
+        live_update_free(&carries[k]);
+    }
+    free(parts);
+    free(carries);
+    return rc;
+}
+
+/* Replays n records (REPLAY_BATCH at most) in a few round trips: their
+ * claims, then their transactions, then the series they count. */
+static int replay_records(rebuilder *r, rd_kafka_message_t *const *msgs, size_t n)
+{
+    replay_item *items = calloc(n ? n : 1, sizeof *items);
+    if (!items)
+        return fail(r, "replay", "out of memory");
+    int rc = 0;
+    for (size_t i = 0; rc == 0 && i < n; i++) {
+        rc = replay_decode(r, msgs[i], &items[i]);
+        items[i].go = items[i].fold != NULL;
+    }
+    if (rc == 0 && r->shards > 1)
+        rc = replay_claims(r, items, n);
+    if (rc == 0)
+        rc = replay_parts(r, items, n);
+    for (size_t i = 0; rc == 0 && i < n; i++) {
+        if (!items[i].fold)
+            continue;
+        if (items[i].applied)
+            r->stats->batches_applied++;
+        else
+            r->stats->batches_skipped++;
+        for (size_t k = 0; rc == 0 && k < live_fold_series(items[i].fold); k++) {
+            live_series_ref sr = live_fold_series_at(items[i].fold, k);
+            rc = count_series(r, sr.name, sr.name_len, redis_key_value_suffix(sr.type), sr.tags,
+                              sr.tags_len);
+        }
+    }
+    if (rc == 0)
+        rc = pipeline_drain(r);
+    for (size_t i = 0; i < n; i++)
+        live_fold_free(items[i].fold);
+    free(items);
+    return rc;
+}
+
+/* Replays the records collected (and destroys them). */
+static int flush_replay(rebuilder *r, rd_kafka_message_t **msgs, size_t *n)
+{
+    int rc = *n ? replay_records(r, msgs, *n) : 0;
+    for (size_t i = 0; i < *n; i++)
+        rd_kafka_message_destroy(msgs[i]);
+    *n = 0;
+    if (rc == 0 && redis_nodes_pending(r->redis) == 0 && refresh_fence(r) != 0)
+        rc = -1;
+    return rc;
+}
+
+/* Reads every partition up to target[p], replaying REPLAY_BATCH records at
+ * a time (fewer when Kafka has no more at once). */
 static int replay_to(rebuilder *r, const int64_t *target)
 {
+    rd_kafka_message_t *msgs[REPLAY_BATCH];
+    size_t n = 0;
     double last_progress = clock_mono_seconds();
     for (;;) {
         int behind = 0;
@@ -665,33 +793,45 @@ static int replay_to(rebuilder *r, const int64_t *target)
             behind |= r->position[p] < target[p];
         if (!behind)
             break;
-        if (*r->stop)
+        if (*r->stop) {
+            flush_replay(r, msgs, &n);
             return fail(r, "replay", "interrupted");
-        rd_kafka_message_t *m = consumer_poll(r->cons, POLL_MS);
+        }
+        rd_kafka_message_t *m = consumer_poll(r->cons, n ? 0 : POLL_MS);
         if (!m) {
+            if (flush_replay(r, msgs, &n) != 0)
+                return -1;
             if ((clock_mono_seconds() - last_progress) * 1000 > STALL_LIMIT_MS)
                 return fail(r, "replay", "no message from Kafka for 60 s while behind");
             continue;
         }
-        int rc = 0;
         if (m->err) {
-            if (m->err == RD_KAFKA_RESP_ERR__FATAL ||
-                m->err == RD_KAFKA_RESP_ERR__AUTO_OFFSET_RESET)
-                rc = fail(r, "kafka", rd_kafka_message_errstr(m));
-        } else if (m->partition >= 0 && m->partition < r->partitions &&
-                   m->offset >= r->position[m->partition]) {
-            last_progress = clock_mono_seconds();
-            r->position[m->partition] = m->offset + 1;
-            r->stats->records_replayed++;
-            progress_bar_update(&r->bar, (int64_t)r->stats->records_replayed - r->bar_base);
-            rc = replay_record(r, m);
+            int fatal = m->err == RD_KAFKA_RESP_ERR__FATAL ||
+                        m->err == RD_KAFKA_RESP_ERR__AUTO_OFFSET_RESET;
+            if (fatal)
+                fail(r, "kafka", rd_kafka_message_errstr(m));
+            rd_kafka_message_destroy(m);
+            if (fatal) {
+                flush_replay(r, msgs, &n);
+                return -1;
+            }
+            continue;
         }
-        rd_kafka_message_destroy(m);
-        if (rc != 0)
-            return -1;
-        if (r->pending == 0 && refresh_fence(r) != 0)
+        if (m->partition < 0 || m->partition >= r->partitions ||
+            m->offset < r->position[m->partition]) {
+            rd_kafka_message_destroy(m);
+            continue;
+        }
+        last_progress = clock_mono_seconds();
+        r->position[m->partition] = m->offset + 1;
+        r->stats->records_replayed++;
+        progress_bar_update(&r->bar, (int64_t)r->stats->records_replayed - r->bar_base);
+        msgs[n++] = m;
+        if (n == REPLAY_BATCH && flush_replay(r, msgs, &n) != 0)
             return -1;
     }
+    if (flush_replay(r, msgs, &n) != 0)
+        return -1;
     return pipeline_drain(r);
 }
 
@@ -759,9 +899,6 @@ int rebuild_redis(const tally_config *cfg, volatile sig_atomic_t *stop, rebuild_
                    .shards = (unsigned)cfg->redis.shards};
     double started = clock_mono_seconds();
     int rc = -1;
-    if (cfg->redis.cluster) /* (it speaks to one server: redis.host:port) */
-        return fail(&r, "rebuild", "redis.cluster = true is not supported by --rebuild-redis "
-                                   "yet: it writes to one Redis server");
     if (consumer_open(&r.cons, cfg, NULL, stop, err, errlen) != 0)
         goto out;
     r.partitions = consumer_partitions(r.cons);
@@ -772,7 +909,7 @@ int rebuild_redis(const tally_config *cfg, volatile sig_atomic_t *stop, rebuild_
     }
     for (int p = 0; p < r.partitions; p++)
         r.position[p] = -1;
-    if (connect_redis(&r) != 0 || take_fence(&r) != 0)
+    if (redis_nodes_open(&r.redis, cfg, err, errlen) != 0 || take_fence(&r) != 0)
         goto out;
     log_info("rebuild: fence taken; deleting the live view");
     if (delete_matching(&r, "tally:{*") != 0 || delete_matching(&r, "tally:batch:*") != 0)
@@ -791,7 +928,7 @@ out:
     if (rc != 0)
         release_fence(&r); /* the stale mark stays: readers know, a rerun can start */
     if (r.redis)
-        redisFree(r.redis);
+        redis_nodes_close(r.redis);
     consumer_close(r.cons);
     free(r.position);
     free(r.events);

@@ -4,12 +4,17 @@
  *
  * Run by `tally-flusher --rebuild-redis` after Redis lost data (an AOF
  * restart loses up to ~1 s with appendfsync everysec) or was replaced by an
- * empty node, and safe while tally-ingest keeps accepting writes:
+ * empty node, and safe while tally-ingest keeps accepting writes. On a
+ * Redis Cluster (redis.cluster) every command goes to the master of its
+ * slot (redis_nodes.h) and step 2 runs on every master. With several shards
+ * (redis.shards) step 3 writes each batch id as a claim marked done, and
+ * step 4 claims each replayed batch before its per-shard transactions, as
+ * ingest does (live_update.h).
  *
  *   1. take the fence (tally:{S}:live:rebuilding of every shard, SET NX with a TTL, refreshed):
  *      from now on ingest's batch script defers instead of applying, and the
  *      batch stays in Kafka for the replay below;
- *   2. delete every live key and batch dedup key;
+ *   2. delete every live key, dedup key and claim;
  *   3. write, from one SQLite read transaction, every series' flushed total,
  *      every gauge, every set's HyperLogLog (the union of its buckets' hlls,
  *      set_union.h, SET as the Redis string, sparse or dense, whose registers

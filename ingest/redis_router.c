@@ -51,6 +51,9 @@ struct redis_router {
     struct event *tick;
     char reason[640];
     router_call *paused; /* calls waiting for their pause to end */
+    char (*run_ids)[64];  /* per shard: the run_id of its master recorded last ("" none) */
+    unsigned char *asking_run_id; /* per shard: its record is on its way */
+    unsigned restarts;    /* shards whose master was another process than before */
     double stale_marked_at; /* clock_mono_seconds() of the last stale marks */
 };
 
@@ -165,6 +168,67 @@ static void ask_map(redis_router *r)
     snprintf(r->reason, sizeof r->reason, "no redis cluster node is up to ask for the slot map");
 }
 
+/* ---- restarts: each shard's master's run_id ------------------------------------------ */
+
+typedef struct run_id_check {
+    redis_router *r;
+    unsigned shard;
+    char run_id[64];
+} run_id_check;
+
+/* Reply to "SET tally:{S}:live:run_id RUN_ID GET": another run_id before means
+ * the shard's master is another process than the one the live view was
+ * written to (a restart, which may have lost its last second of AOF, or a
+ * failover): the live view is marked stale, as redis_writer does for one
+ * server. */
+static void on_run_id_recorded(void *opaque, const redisReply *reply, const char *reason)
+{
+    (void)reason;
+    run_id_check *k = opaque;
+    redis_router *r = k->r;
+    r->asking_run_id[k->shard] = 0;
+    if (reply && reply->type != REDIS_REPLY_ERROR && !r->closing) {
+        if (reply->type == REDIS_REPLY_STRING && strcmp(reply->str, k->run_id) != 0) {
+            char why[200];
+            snprintf(why, sizeof why, "the redis master of shard %u is another process than "
+                     "before (run_id %.12s... was %.12s...): it may lack recent updates",
+                     k->shard, k->run_id, reply->str);
+            r->restarts++;
+            r->stale_marked_at = 0; /* (mark now, whatever was marked a moment ago) */
+            redis_router_note_missed(r, why);
+        }
+        snprintf(r->run_ids[k->shard], sizeof r->run_ids[k->shard], "%s", k->run_id);
+    }
+    free(k);
+}
+
+/* Records, for every shard whose master's run_id is not the one recorded
+ * last, the new one (asked of that master, where the key lives). */
+static void check_run_ids(redis_router *r)
+{
+    for (unsigned shard = 0; shard < (unsigned)r->cfg->redis.shards; shard++) {
+        router_node *n = slot_node(r, redis_shard_slot(shard));
+        if (!n || r->asking_run_id[shard] || !redis_writer_is_up(n->w, NULL))
+            continue;
+        const char *id = redis_writer_run_id(n->w);
+        if (!id[0] || strcmp(id, r->run_ids[shard]) == 0)
+            continue;
+        run_id_check *k = malloc(sizeof *k);
+        if (!k)
+            return;
+        *k = (run_id_check){.r = r, .shard = shard};
+        snprintf(k->run_id, sizeof k->run_id, "%s", id);
+        char key[REDIS_KEY_MAX], err[256];
+        int kl = redis_key_shard(key, sizeof key, shard, REDIS_SHARD_RUN_ID);
+        const char *argv[] = {"SET", key, k->run_id, "GET"};
+        size_t argvlen[] = {3, (size_t)kl, strlen(k->run_id), 3};
+        if (redis_writer_command(n->w, 4, argv, argvlen, on_run_id_recorded, k, err, sizeof err) != 0)
+            free(k);
+        else
+            r->asking_run_id[shard] = 1;
+    }
+}
+
 static void on_tick(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd;
@@ -172,6 +236,8 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
     redis_router *r = arg;
     if (r->want_map || !r->have_map)
         ask_map(r);
+    if (r->have_map)
+        check_run_ids(r);
 }
 
 /* ---- calls ------------------------------------------------------------------------ */
@@ -502,7 +568,7 @@ void redis_router_note_missed(redis_router *r, const char *reason)
 
 unsigned redis_router_restarts(const redis_router *r)
 {
-    return r->cluster ? 0 : redis_writer_restarts(r->nodes[0].w);
+    return r->cluster ? r->restarts : redis_writer_restarts(r->nodes[0].w);
 }
 
 int redis_router_is_up(const redis_router *r, const char **reason)
@@ -566,9 +632,12 @@ redis_router *redis_router_new(struct event_base *base, const tally_config *cfg,
     r->nodes[0].port = cfg->redis.port;
     r->nnodes = 1;
     if (r->cluster) {
+        size_t shards = (size_t)cfg->redis.shards;
+        r->run_ids = calloc(shards, sizeof *r->run_ids);
+        r->asking_run_id = calloc(shards, 1);
         struct timeval tv = {0, TICK_MS * 1000};
         r->tick = event_new(base, -1, EV_PERSIST, on_tick, r);
-        if (!r->tick || event_add(r->tick, &tv) != 0) {
+        if (!r->run_ids || !r->asking_run_id || !r->tick || event_add(r->tick, &tv) != 0) {
             snprintf(err, errlen, "libevent: cannot create the router's timer");
             redis_router_free(r);
             return NULL;
@@ -589,5 +658,7 @@ void redis_router_free(redis_router *r)
     for (size_t i = 0; i < r->nnodes; i++)
         redis_writer_free(r->nodes[i].w); /* (answers its calls: closing, they fail) */
     redis_slot_map_free(&r->map);
+    free(r->run_ids);
+    free(r->asking_run_id);
     free(r);
 }

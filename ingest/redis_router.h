@@ -34,9 +34,11 @@
  * (a failover could lose it), the group is answered as applied all the same
  * (Kafka holds it).
  *
- * Not in a cluster: the run_id check (a restarted master is not noticed;
- * with replicas and min_replicas_acked, a failover keeps what was
- * acknowledged), redis_router_restarts() is 0.
+ * Restarts: every shard's master's run_id is recorded in the shard
+ * (tally:{S}:live:run_id, checked at start, after every reconnect and after
+ * the map changes); another one there means another process now serves the
+ * shard (a restart, which may have lost its last second of AOF, or a
+ * failover): the live view is marked stale and redis_router_restarts() counts it.
  */
 #ifndef TALLY_REDIS_ROUTER_H
 #define TALLY_REDIS_ROUTER_H
@@ -72,7 +74,8 @@ int redis_router_command(redis_router *r, unsigned slot, int argc, const char **
 /* As redis_writer_note_missed(): every shard's stale mark. */
 void redis_router_note_missed(redis_router *r, const char *reason);
 
-/* As redis_writer_restarts() (0 in a cluster). */
+/* As redis_writer_restarts(); in a cluster, the shards whose master was found
+ * to be another process than before. */
 unsigned redis_router_restarts(const redis_router *r);
 
 /* 1 when every slot has a master and every master is up; else 0, reason why. */

@@ -66,6 +66,7 @@ struct redis_writer {
     int require_durable;
     char run_id[64];     /* of the Redis process connected last */
     unsigned restarts;   /* Redis restarts noticed (redis_writer_restarts) */
+    unsigned accepts;    /* connections that passed the checks (redis_writer_accepts) */
     redis_auth auth;     /* AUTH sent first on every connection (if enabled) */
     int auth_refused;    /* this connection's AUTH (or lack of it) was refused */
     int cache_role;      /* the cache Redis (redis_writer_new_cache) */
@@ -500,6 +501,7 @@ static void check_done(redis_writer *w)
 {
     if (w->checks_pending == 0 && w->accepted == 0) {
         w->accepted = 1;
+        w->accepts++;
         w->reconnect_ms = RECONNECT_MIN_MS;
         evtimer_del(w->connect_timer);
         log_info("redis %s:%d connected%s%.64s", w->host, w->port,
@@ -573,6 +575,11 @@ static void on_server_reply(redisAsyncContext *ac, void *reply, void *privdata)
     }
     memcpy(w->run_id, at + 7, n);
     w->run_id[n] = '\0';
+    if (w->cluster_node) { /* (the router records it, per shard) */
+        w->checks_pending--;
+        check_done(w);
+        return;
+    }
     /* (checks_pending still counts this check: the SET's reply ends it) */
     if (redisAsyncCommand(ac, on_run_id_reply, NULL, "SET %s %s GET", REDIS_KEY_RUN_ID,
                           w->run_id) != REDIS_OK) {
@@ -621,8 +628,7 @@ static void send_checks(redis_writer *w, redisAsyncContext *ac)
         return;
     }
     if (redisAsyncCommand(ac, on_loading_reply, NULL, "INFO persistence") != REDIS_OK ||
-        (!w->cluster_node &&
-         redisAsyncCommand(ac, on_server_reply, NULL, "INFO server") != REDIS_OK) ||
+        redisAsyncCommand(ac, on_server_reply, NULL, "INFO server") != REDIS_OK ||
         redisAsyncCommand(ac, on_config_reply, "yes", "CONFIG GET appendonly") != REDIS_OK ||
         redisAsyncCommand(ac, on_config_reply, "noeviction", "CONFIG GET maxmemory-policy") !=
             REDIS_OK) {
@@ -664,7 +670,7 @@ static void on_connect(const redisAsyncContext *ac, int status)
     w->connected = 1; /* connect_timer stays armed until the check passes */
     w->accepted = 0;
     w->auth_refused = 0;
-    w->checks_pending = w->cache_role ? 1 : w->cluster_node ? 3 : 4;
+    w->checks_pending = w->cache_role ? 1 : 4;
     w->stale_mark_sent = 0;
     w->stale_marks_due = 0;
     redisAsyncContext *mut = (redisAsyncContext *)ac;
@@ -816,6 +822,16 @@ redis_writer *redis_writer_new_cache(struct event_base *base, const tally_config
 unsigned redis_writer_restarts(const redis_writer *w)
 {
     return w->restarts;
+}
+
+unsigned redis_writer_accepts(const redis_writer *w)
+{
+    return w->accepts;
+}
+
+const char *redis_writer_run_id(const redis_writer *w)
+{
+    return w->run_id;
 }
 
 int redis_writer_is_up(const redis_writer *w, const char **reason)

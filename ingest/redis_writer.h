@@ -49,8 +49,8 @@ redis_writer *redis_writer_new(struct event_base *base, const tally_config *cfg,
                                size_t errlen);
 
 /* The same edge for one master of a Redis Cluster (redis_router.h): the
- * same checks but the run_id one (the router's concern), and no stale marks
- * of its own (the router routes them). */
+ * same checks, but the run_id is only read (the router records it per
+ * shard), and no stale marks of its own (the router routes them). */
 redis_writer *redis_writer_new_node(struct event_base *base, const tally_config *cfg,
                                     const char *host, int port, char *err, size_t errlen);
 
@@ -90,6 +90,11 @@ void redis_writer_note_missed(redis_writer *w, const char *reason);
  * run_id, kept in tally:live:run_id, changed): each time the live view was
  * marked stale, and what the caller knows of Redis' contents is void. */
 unsigned redis_writer_restarts(const redis_writer *w);
+
+/* Connections that passed the checks so far, and the run_id of the server
+ * the last one reached ("" until then). */
+unsigned redis_writer_accepts(const redis_writer *w);
+const char *redis_writer_run_id(const redis_writer *w);
 
 /* 1 when connected and accepted (durability checked), else 0; reason says why. */
 int redis_writer_is_up(const redis_writer *w, const char **reason);

@@ -3,7 +3,8 @@
 #
 # How do acknowledged writes grow with ingest instances on this box? On a
 # deploy/cluster of its own (three brokers, replication 3, min.insync.replicas
-# 2, two ingests sharing one port, two flushers, standalone Redis), CLUSTER_PAIRS
+# 2, a Redis Cluster of three masters with a replica each and WAIT 1, two
+# ingests sharing one port, two flushers), CLUSTER_PAIRS
 # alternating runs of tally-bench (batch 1000, concurrency 16, CLUSTER_SECS)
 # with both ingests up and with ingest2 stopped; then, once the bench's
 # single-node stack is up, the same run against it. Medians of acknowledged
@@ -24,7 +25,7 @@ cluster_cmd() {
     TALLY_CLUSTER_VAR=$CLUSTER_VAR TALLY_BUILD=$BUILD TALLY_CLUSTER_INGEST_PORT=$CLUSTER_PORT \
         TALLY_CLUSTER_KAFKA1_PORT=29391 TALLY_CLUSTER_KAFKA2_PORT=29392 TALLY_CLUSTER_KAFKA3_PORT=29393 \
         TALLY_CLUSTER_CONTROLLER1_PORT=29491 TALLY_CLUSTER_CONTROLLER2_PORT=29492 TALLY_CLUSTER_CONTROLLER3_PORT=29493 \
-        TALLY_CLUSTER_REDIS_PORT=27479 TALLY_CLUSTER_CACHE_PORT=27480 TALLY_CLUSTER_STATSD_PORT=28325 \
+        TALLY_CLUSTER_REDIS_PORT=27481 TALLY_CLUSTER_CACHE_PORT=27480 TALLY_CLUSTER_STATSD_PORT=28325 \
         TALLY_CLUSTER_FLUSHER1_METRICS_PORT=28381 TALLY_CLUSTER_FLUSHER2_METRICS_PORT=28382 \
         "$REPO/deploy/cluster" "$@" >>"$LOGF" 2>&1 || { tail -n 30 "$LOGF" >&2; die "deploy/cluster $* failed (log: $LOGF)"; }
 }
@@ -79,7 +80,7 @@ cluster_report() {
         echo "## Scale-out: acknowledged events/s by ingest instances"
         echo
         echo "tally-bench batch 1000, concurrency 16, ${CLUSTER_SECS} s per run, medians of $CLUSTER_PAIRS runs each."
-        echo "Cluster: deploy/cluster (3 brokers, replication 3, min.insync.replicas 2, 4 partitions, 2 flushers, standalone Redis)."
+        echo "Cluster: deploy/cluster (3 brokers, replication 3, min.insync.replicas 2, 4 partitions, 2 flushers, a Redis Cluster of 3 masters + 3 replicas, 12 shards, WAIT 1)."
         echo "Single node: the bench stack (1 broker, replication 1, 1 partition, 1 ingest, 1 flusher)."
         echo
         echo "| setup | events/s |"

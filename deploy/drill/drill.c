@@ -34,6 +34,7 @@
 #include "killer.h"
 #include "ledger.h"
 #include "load.h"
+#include "redis_auth.h"
 #include "verify.h"
 
 #include "config.h"
@@ -516,7 +517,6 @@ typedef struct run {
     const options *o;
     const paths *p;
     const tally_config *cfg;
-    const redis_auth *auth;     /* for the drill's own Redis reads (verify.c) */
     const char *host;
     char runid[DRILL_RUNID_LEN + 1];
     ledger_file file;
@@ -656,7 +656,7 @@ static void run_scenario(run *r, int sc, scenario_result *res)
     } else {
         drill_say("%s: tally-flusher --rebuild-redis done in %.1f s", name, drill_now() - t_rb);
     }
-    if (verify_redis(r->cfg->redis.host, r->cfg->redis.port, (unsigned)r->cfg->redis.shards, r->auth, 5000, &res->led, &res->v, err, sizeof err) != 0)
+    if (verify_redis(r->cfg, &res->led, &res->v, err, sizeof err) != 0)
         drill_say("%s: Redis check failed: %s", name, err);
     else
         drill_say("%s: Redis equals SQLite for %d of %d counters", name,
@@ -752,6 +752,8 @@ int main(int argc, char **argv)
         fprintf(stderr, "tally-drill: %s\n", auth_err);
         return 2;
     }
+    redis_auth_clear(&auth); /* (checked early; verify.c loads it again from the resolved path) */
+    fmt_path(cfg.redis.password_file, sizeof cfg.redis.password_file, "%s", password_file);
     const char *host = cfg.ingest.listen_address;
     if (strcmp(host, "0.0.0.0") == 0 || strcmp(host, "*") == 0) host = "127.0.0.1";
     else if (strcmp(host, "::") == 0) host = "::1";
@@ -769,7 +771,7 @@ int main(int argc, char **argv)
     fmt_path(p.env.log_path, sizeof p.env.log_path, "%s/stack-%" PRIu64 ".log", dir, o.seed);
     fmt_path(p.ledger, sizeof p.ledger, "%s/ledger-%" PRIu64 ".tsv", dir, o.seed);
 
-    run r = {.o = &o, .p = &p, .cfg = &cfg, .auth = &auth, .host = host};
+    run r = {.o = &o, .p = &p, .cfg = &cfg, .host = host};
     {
         struct timespec ts;
         clock_gettime(CLOCK_REALTIME, &ts);

@@ -16,6 +16,7 @@
 #include "verify.h"
 
 #include "redis_keys.h"
+#include "redis_nodes.h"
 #include "redis_slots.h"
 #include "schema.h"
 
@@ -132,88 +133,16 @@ int verify_sqlite(const char *db_path, const ledger *l, const char *runid, int s
     return 0;
 }
 
-/* The Redis nodes verify_redis() has talked to: the one it was given
- * first, then any a MOVED or ASK named (a Redis Cluster). */
-enum { NODES_MAX = 16, HOPS_MAX = 4 };
-typedef struct node_pool {
-    struct {
-        char host[REDIS_HOST_MAX];
-        int port;
-        redisContext *rc;
-    } nodes[NODES_MAX];
-    int count;
-    const redis_auth *auth;
-    struct timeval tv;
-} node_pool;
-
-/* A connection to host:port (made, with its timeout and AUTH, on first use),
- * or NULL with err. */
-static redisContext *pool_node(node_pool *p, const char *host, int port, char *err, size_t err_len)
+/* Σ HVALS of one hash into *sum, asked of the master of its slot. Returns
+ * 0, or -1 with err. */
+static int add_hash_values(redis_nodes *n, const char *key, double *sum, char *err, size_t err_len)
 {
-    for (int i = 0; i < p->count; i++)
-        if (p->nodes[i].port == port && strcmp(p->nodes[i].host, host) == 0) return p->nodes[i].rc;
-    if (p->count == NODES_MAX) {
-        snprintf(err, err_len, "more than %d Redis nodes", NODES_MAX);
-        return NULL;
+    redisContext *rc = redis_nodes_for_slot(n, redis_slot(key, strlen(key)));
+    redisReply *reply = rc ? redisCommand(rc, "HVALS %s", key) : NULL;
+    if (reply == NULL) {
+        snprintf(err, err_len, "HVALS %s: %s", key, rc ? rc->errstr : "no Redis master for its slot");
+        return -1;
     }
-    redisContext *rc = redisConnectWithTimeout(host, port, p->tv);
-    char why[512];
-    if (rc == NULL || rc->err) {
-        snprintf(err, err_len, "connect to Redis %s:%d: %s", host, port, rc ? rc->errstr : "out of memory");
-    } else if (redisSetTimeout(rc, p->tv) != REDIS_OK) {
-        snprintf(err, err_len, "Redis %s:%d: cannot set the timeout", host, port);
-    } else if (redis_auth_send(rc, p->auth, why, sizeof why) != 0) {
-        snprintf(err, err_len, "Redis %s:%d: AUTH refused: %s", host, port, why);
-    } else {
-        snprintf(p->nodes[p->count].host, sizeof p->nodes[p->count].host, "%s", host);
-        p->nodes[p->count].port = port;
-        p->nodes[p->count++].rc = rc;
-        return rc;
-    }
-    redisFree(rc);
-    return NULL;
-}
-
-static void pool_free(node_pool *p)
-{
-    for (int i = 0; i < p->count; i++) redisFree(p->nodes[i].rc);
-    p->count = 0;
-}
-
-/* HVALS key, following MOVED and ASK (redis_slots.h) from the first node. */
-static redisReply *pool_hvals(node_pool *p, const char *key, char *err, size_t err_len)
-{
-    redisContext *rc = p->nodes[0].rc;
-    const char *at = p->nodes[0].host;
-    for (int hop = 0; hop < HOPS_MAX; hop++) {
-        redisReply *reply = redisCommand(rc, "HVALS %s", key);
-        if (reply == NULL) {
-            snprintf(err, err_len, "HVALS %s: %s", key, rc->errstr);
-            return NULL;
-        }
-        redis_redirect rd;
-        if (reply->type != REDIS_REPLY_ERROR ||
-            redis_redirect_parse(reply->str, reply->len, &rd) == REDIS_REDIRECT_NONE)
-            return reply;
-        freeReplyObject(reply);
-        const char *host = redis_redirect_host(&rd, at);
-        if ((rc = pool_node(p, host, rd.port, err, err_len)) == NULL) return NULL;
-        for (int i = 0; i < p->count; i++)
-            if (p->nodes[i].rc == rc) at = p->nodes[i].host;
-        if (rd.kind == REDIS_REDIRECT_ASK) {
-            redisReply *asking = redisCommand(rc, "ASKING");
-            if (asking) freeReplyObject(asking);
-        }
-    }
-    snprintf(err, err_len, "HVALS %s: more than %d redirections", key, HOPS_MAX);
-    return NULL;
-}
-
-/* Σ HVALS of one hash into *sum. Returns 0, or -1 with err. */
-static int add_hash_values(node_pool *p, const char *key, double *sum, char *err, size_t err_len)
-{
-    redisReply *reply = pool_hvals(p, key, err, err_len);
-    if (reply == NULL) return -1;
     if (reply->type != REDIS_REPLY_ARRAY) {
         snprintf(err, err_len, "HVALS %s: %s", key,
                  reply->type == REDIS_REPLY_ERROR ? reply->str : "not an array");
@@ -237,7 +166,7 @@ static int add_hash_values(node_pool *p, const char *key, double *sum, char *err
 
 /* A counter's live total into *out: Σ tally:{S}:name:counter (whole parts) +
  * Σ tally:{S}:name:counter:frac (fractions). Returns 0, or -1 with err. */
-static int redis_counter(node_pool *rc, unsigned shards, const char *name, double *out, char *err,
+static int redis_counter(redis_nodes *rc, unsigned shards, const char *name, double *out, char *err,
                          size_t err_len)
 {
     char key[REDIS_KEY_MAX], frac_key[REDIS_KEY_MAX];
@@ -256,30 +185,23 @@ static int redis_counter(node_pool *rc, unsigned shards, const char *name, doubl
     return 0;
 }
 
-int verify_redis(const char *host, int port, unsigned shards, const redis_auth *auth, int timeout_ms, const ledger *l, verify_result *r, char *err,
-                 size_t err_len)
+int verify_redis(const tally_config *cfg, const ledger *l, verify_result *r, char *err, size_t err_len)
 {
-    static node_pool pool;
-    pool = (node_pool){.auth = auth, .tv = {.tv_sec = timeout_ms / 1000, .tv_usec = (timeout_ms % 1000) * 1000}};
     r->redis_mismatches = -1;
-    if (pool_node(&pool, host, port, err, err_len) == NULL) return -1;
-    int mismatches = 0;
-    for (int k = 0; k < DRILL_COUNTERS; k++) {
-        if (redis_counter(&pool, shards, l->names[k], &r->redis[k], err, err_len) != 0) {
-            pool_free(&pool);
-            return -1;
-        }
-        if (r->redis[k] != r->sqlite[k]) mismatches++;
+    redis_nodes *nodes = NULL;
+    if (redis_nodes_open(&nodes, cfg, err, err_len) != 0) return -1;
+    unsigned shards = (unsigned)cfg->redis.shards;
+    int mismatches = 0, rc = 0;
+    for (int k = 0; rc == 0 && k < DRILL_COUNTERS; k++) {
+        rc = redis_counter(nodes, shards, l->names[k], &r->redis[k], err, err_len);
+        if (rc == 0 && r->redis[k] != r->sqlite[k]) mismatches++;
     }
-    for (int i = 0; i < r->extra_count; i++) {
+    for (int i = 0; rc == 0 && i < r->extra_count; i++) {
         double v;
-        if (redis_counter(&pool, shards, r->extra_names[i], &v, err, err_len) != 0) {
-            pool_free(&pool);
-            return -1;
-        }
-        if (v != r->extra_sqlite[i]) mismatches++;
+        rc = redis_counter(nodes, shards, r->extra_names[i], &v, err, err_len);
+        if (rc == 0 && v != r->extra_sqlite[i]) mismatches++;
     }
-    pool_free(&pool);
-    r->redis_mismatches = mismatches;
-    return 0;
+    redis_nodes_close(nodes);
+    if (rc == 0) r->redis_mismatches = mismatches;
+    return rc;
 }

@@ -8,16 +8,16 @@
  *    events (counter units) and the seconds it took.
  *  - verify_redis() reads every counter's live value (sum of HVALS of
  *    tally:{S}:NAME:counter) and counts the names whose value differs from the
- *    SQLite total read by verify_sqlite(). It sends AUTH first when the
- *    config gives one (redis.password_file), as tally-ingest does, and
- *    follows MOVED and ASK to the node they name (a Redis Cluster).
+ *    SQLite total read by verify_sqlite(), each from the master of its slot
+ *    on a Redis Cluster (redis_nodes.h: AUTH as the config says, as
+ *    tally-ingest does).
  *  Neither changes anything in SQLite or Redis.
  */
 #ifndef TALLY_DRILL_VERIFY_H
 #define TALLY_DRILL_VERIFY_H
 
 #include "ledger.h"
-#include "redis_auth.h"
+#include "config.h"
 
 #include <stddef.h>
 
@@ -49,7 +49,6 @@ int verify_sqlite(const char *db_path, const ledger *l, const char *runid, int s
 /* Reads the live values from Redis (after AUTH, when auth->enabled) and fills
  * r->redis and r->redis_mismatches. Returns 0, or -1 with err
  * (r->redis_mismatches = -1) when Redis failed or refused the AUTH. */
-int verify_redis(const char *host, int port, unsigned shards, const redis_auth *auth, int timeout_ms, const ledger *l, verify_result *r, char *err,
-                 size_t err_len);
+int verify_redis(const tally_config *cfg, const ledger *l, verify_result *r, char *err, size_t err_len);
 
 #endif

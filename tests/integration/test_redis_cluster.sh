@@ -8,7 +8,8 @@
 # the router asks for the map again and sends on). Then every counter is
 # exact, equal in Redis, in SQLite and to what was acknowledged: 0 lost,
 # 0 duplicated. Ports: TALLY_TEST_RCLUSTER_PORT (default 27410) .. +5, their
-# cluster bus ports +10 .. +15.
+# cluster bus ports +10 .. +15. Last, the cluster loses all its data and
+# tally-flusher --rebuild-redis, talking to every master, restores it.
 source "$(dirname "$0")/lib.sh"
 P=$METRIC_PREFIX
 BASE=${TALLY_TEST_RCLUSTER_PORT:-27410}
@@ -27,7 +28,10 @@ start_node() { # PORT
 stop_nodes() { for pid in "${NODE_PIDS[@]}"; do kill -KILL "$pid" 2>/dev/null || true; done; }
 trap 'stop_nodes; cleanup' EXIT
 
-for p in "${PORTS[@]}"; do start_node "$p"; done
+for p in "${PORTS[@]}"; do
+    ! redis-cli -p "$p" PING >/dev/null 2>&1 || fail "port $p is taken (set TALLY_TEST_RCLUSTER_PORT)"
+    start_node "$p"
+done
 for p in "${PORTS[@]}"; do
     for _ in $(seq 1 50); do rc "$p" PING >/dev/null 2>&1 && break; sleep 0.1; done
 done
@@ -152,9 +156,36 @@ check_eq "counters in SQLite not equal to the acknowledged batches" 0 "$wrong"
 for k in $(seq 1 2000); do
     [[ $("$TALLY_BUILD/tally" key -c "$CONF" --shard "$P.g$k") == 0 ]] && break
 done
-check_eq "gauge $P.g$k of the migrated shard 0" "$k" \
-    "$(redis-cli -c -p "$SURVIVOR" --raw HGET "$(rkey "$P.g$k" gauge)" "")"
+G=$k # (a gauge of shard 0)
+check_eq "gauge $P.g$G of the migrated shard 0" "$G" \
+    "$(redis-cli -c -p "$SURVIVOR" --raw HGET "$(rkey "$P.g$G" gauge)" "")"
 grep -q "redis cluster: 3 masters" "$WORK/ingest.log" || fail "ingest never logged the slot map"
+# the promoted replica is another process than the master the shards were
+# written to: noticed (tally:{S}:live:run_id), the live view marked stale
+grep -q "the redis master of shard [0-9]* is another process than before" "$WORK/ingest.log" ||
+    fail "ingest did not notice the new master of the killed one's shards"
+check_eq "shard 1 marked stale after its master was replaced" 1 \
+    "$(redis-cli -c -p "$SURVIVOR" EXISTS "tally:{1}:live:stale")"
+
+# 3. The cluster loses everything (FLUSHALL on every master): the rebuild,
+# talking to each master, restores every counter (rule 5) and clears the
+# shards' stale marks the failover left.
+for p in $(rc "$SURVIVOR" --raw CLUSTER NODES | awk '$3 ~ /master/ && $3 !~ /fail/ { split($2, a, "[:@]"); print a[2] }'); do
+    rc "$p" FLUSHALL >/dev/null
+done
+check_eq "Redis $P.c1 after FLUSHALL" 0 "$(cluster_counter "$P.c1")"
+"$TALLY_BUILD/tally-flusher" -c "$CONF" --rebuild-redis >"$WORK/rebuild.out" 2>&1 ||
+    { cat "$WORK/rebuild.out"; fail "tally-flusher --rebuild-redis on the cluster failed"; }
+wrong=0
+for k in $(seq 1 $NAMES); do [[ $(cluster_counter "$P.c$k") == "$N" ]] || wrong=$((wrong + 1)); done
+check_eq "counters in Redis not equal to the acknowledged batches after the rebuild" 0 "$wrong"
+check_eq "gauge $P.g$G after the rebuild" "$G" \
+    "$(redis-cli -c -p "$SURVIVOR" --raw HGET "$(rkey "$P.g$G" gauge)" "")"
+stale=0
+for s in $(seq 0 11); do
+    stale=$((stale + $(redis-cli -c -p "$SURVIVOR" EXISTS "tally:{$s}:live:stale")))
+done
+check_eq "shards marked stale after the rebuild" 0 "$stale"
 cp "$WORK/ingest.log" /tmp/rc-ingest.log 2>/dev/null || true
 stop_ingest
 stop_flusher
