@@ -186,7 +186,6 @@ for s in $(seq 0 11); do
     stale=$((stale + $(redis-cli -c -p "$SURVIVOR" EXISTS "tally:{$s}:live:stale")))
 done
 check_eq "shards marked stale after the rebuild" 0 "$stale"
-cp "$WORK/ingest.log" /tmp/rc-ingest.log 2>/dev/null || true
 stop_ingest
 stop_flusher
 log "PASS ($CHECKS checks)"
