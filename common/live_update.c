@@ -87,6 +87,11 @@ static const char live_claim_script[] =
     "redis.call('SET', KEYS[1], ARGV[3], 'EX', ARGV[4])\n"
     "return 0\n";
 
+const char live_stale_mark_script[] =
+    "if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end\n"
+    "redis.call('SET', KEYS[2], ARGV[1])\n"
+    "return 1\n";
+
 /* The carry: moves a whole field at or past the threshold into its ":frac"
  * companion. HINCRBYFLOAT reads the integer text exactly (long double).
  * KEYS[1] = integer hash, KEYS[2] = its companion, ARGV[1] = field,

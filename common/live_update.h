@@ -204,6 +204,17 @@ int live_claim_verdict(const redisReply *reply, char *why, size_t whylen);
 #define LIVE_CLAIM_MAX (DEDUP_DIGEST_TEXT + 32)
 int live_claim_value(char *buf, const char *digest, int64_t log_ms, int done);
 
+/*
+ * The stale mark of one shard, for a batch Kafka holds that Redis missed:
+ *   EVAL live_stale_mark_script 2 FENCE STALE REASON   (FENCE, STALE: that shard's)
+ * Reply 1: marked. Reply 0: the shard's fence is up, so a rebuild is running;
+ * it replays every record delivered before it drops its fences, the missed
+ * batch among them, and its own mark stays if it fails: nothing to mark.
+ * (A mark set after the fence dropped outlives that rebuild: it ends by
+ * deleting only the mark it wrote itself, rebuild.h.)
+ */
+extern const char live_stale_mark_script[];
+
 /* After the group was applied (LIVE_APPLIED): records its distributions'
  * bounds in b. The folds the update was built from must still exist. */
 void live_update_note_bounds(const live_update *u, live_known *b);

@@ -603,10 +603,11 @@ static int run_rebuild(const tally_config *cfg)
         log_error("rebuild failed: %s (the live view stays marked stale; run it again)", err);
         return 1;
     }
-    printf("rebuild: ok in %.2f s: deleted %zu keys, wrote %zu series values and %zu dedup keys "
-           "from SQLite, replayed %zu Kafka records (%zu batches applied, %zu already counted, "
-           "%zu undecodable)\n",
-           st.seconds, st.keys_deleted, st.series_written, st.markers_written, st.records_replayed,
+    printf("rebuild: ok in %.2f s%s: deleted %zu keys, wrote %zu series values and %zu dedup "
+           "keys from SQLite, replayed %zu Kafka records (%zu batches applied, %zu already "
+           "counted, %zu undecodable)\n",
+           st.seconds, st.attempts > 1 ? " (run again: ingest marked the view stale meanwhile)" : "",
+           st.keys_deleted, st.series_written, st.markers_written, st.records_replayed,
            st.batches_applied, st.batches_skipped, st.records_rejected);
     return 0;
 }

@@ -45,6 +45,7 @@ enum {
     SETTLE_RECORDS = 1000,   /* step 4 repeats until fewer new records than this remain */
     SETTLE_ROUNDS = 5,
     REPLAY_BATCH = 256,      /* records replayed together (a few round trips) */
+    REBUILD_ATTEMPTS = 3,    /* rebuilds in a row while ingest marks the view stale in step 5 */
 };
 
 typedef struct rebuilder {
@@ -53,6 +54,7 @@ typedef struct rebuilder {
     redis_nodes *redis;      /* one server, or a cluster's masters (redis_nodes.h) */
     double fence_refreshed;  /* clock_mono_seconds() of the last renewal */
     char fence_token[128];
+    char stale_mark[160];    /* what this rebuild's stale mark holds: "rebuild in progress (TOKEN)" */
     int fence_held;
     unsigned shards;         /* redis.shards: a fence and a stale mark in each */
     rebuild_stats *stats;
@@ -162,7 +164,11 @@ static int each_shard(rebuilder *r, const char *what, const char *fmt, const cha
     return 0;
 }
 
-/* Deletes the shards' fences that are still ours (a Lua compare-and-delete). */
+/* Deletes KEYS[1] if it still holds ARGV[1]: reply 1 deleted, 0 it holds another value. */
+static const char compare_and_delete_script[] =
+    "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0";
+
+/* Deletes the shards' fences that are still ours. */
 static void release_fence(rebuilder *r)
 {
     if (!r->fence_held || !r->redis)
@@ -173,10 +179,8 @@ static void release_fence(rebuilder *r)
         redisContext *c = shard_redis(r, shard);
         if (!c || c->err)
             continue;
-        redisReply *reply = redisCommand(
-            c, "EVAL %s 1 %s %s",
-            "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0",
-            fence, r->fence_token);
+        redisReply *reply =
+            redisCommand(c, "EVAL %s 1 %s %s", compare_and_delete_script, fence, r->fence_token);
         if (reply)
             freeReplyObject(reply);
     }
@@ -217,7 +221,67 @@ static int take_fence(rebuilder *r)
         }
     }
     r->fence_refreshed = clock_mono_seconds();
-    return each_shard(r, REDIS_SHARD_STALE, "SET %s %s", "rebuild in progress");
+    snprintf(r->stale_mark, sizeof r->stale_mark, "rebuild in progress (%s)", r->fence_token);
+    return each_shard(r, REDIS_SHARD_STALE, "SET %s %s", r->stale_mark);
+}
+
+/* Records each shard's master's run_id where ingest checks it (one key on
+ * one server, a key per shard in a cluster; redis_writer.h, redis_router.h):
+ * the view about to be rebuilt is this process's, so an ingest connecting
+ * from now on must not take it for one a restart left behind. */
+static int record_run_ids(rebuilder *r)
+{
+    unsigned keys = r->cfg->redis.cluster ? r->shards : 1;
+    for (unsigned shard = 0; shard < keys; shard++) {
+        redisContext *c = shard_redis(r, shard);
+        redisReply *info = NULL;
+        if (redis_simple(r, c, &info, "INFO server") != 0)
+            return -1;
+        const char *at = info->type == REDIS_REPLY_STRING ? strstr(info->str, "run_id:") : NULL;
+        char run_id[64] = "";
+        if (at)
+            snprintf(run_id, sizeof run_id, "%.*s", (int)strcspn(at + 7, "\r\n"), at + 7);
+        freeReplyObject(info);
+        if (!run_id[0])
+            return fail(r, "redis INFO server", "no run_id in the reply");
+        char key[REDIS_KEY_MAX];
+        if (r->cfg->redis.cluster)
+            redis_key_shard(key, sizeof key, shard, REDIS_SHARD_RUN_ID);
+        else
+            snprintf(key, sizeof key, "%s", REDIS_KEY_RUN_ID);
+        if (redis_simple(r, c, NULL, "SET %s %s", key, run_id) != 0)
+            return -1;
+    }
+    return 0;
+}
+
+/* Deletes the stale marks this rebuild wrote. Returns 0 when every shard's
+ * was still its own, 1 when ingest marked a shard stale after the fence
+ * dropped (the batch it missed may lie past the last watermark: that mark
+ * stays, and its reason is in err), -1 on a Redis error. */
+static int clear_stale_marks(rebuilder *r)
+{
+    int marked_again = 0;
+    for (unsigned shard = 0; shard < r->shards; shard++) {
+        char key[REDIS_KEY_MAX];
+        redis_key_shard(key, sizeof key, shard, REDIS_SHARD_STALE);
+        redisContext *c = shard_redis(r, shard);
+        redisReply *reply = NULL;
+        if (redis_simple(r, c, &reply, "EVAL %s 1 %s %s", compare_and_delete_script, key,
+                         r->stale_mark) != 0)
+            return -1;
+        int ours = reply->type == REDIS_REPLY_INTEGER && reply->integer == 1;
+        freeReplyObject(reply);
+        if (ours)
+            continue;
+        redisReply *held = NULL;
+        if (redis_simple(r, c, &held, "GET %s", key) != 0)
+            return -1;
+        if (held->type == REDIS_REPLY_STRING && !marked_again++)
+            snprintf(r->err, r->errlen, "%s", held->str);
+        freeReplyObject(held);
+    }
+    return marked_again > 0;
 }
 
 /* ---- step 2: delete the live state ---------------------------------------- */
@@ -872,18 +936,17 @@ static int replay_tail(rebuilder *r)
             break;
     }
     /* Step 5: drop the fence, take the watermark, replay to it; only then is
-     * the live view whole again, and the stale mark goes. */
+     * the live view whole again, and (step 6) this rebuild's stale marks go. */
     if (each_shard(r, REDIS_SHARD_FENCE, "DEL %s", NULL) != 0)
         goto out;
     r->fence_held = 0;
     int64_t ahead = read_targets(r, target);
     r->bar_base = (int64_t)r->stats->records_replayed;
     progress_bar_start(&r->bar, stderr, "Kafka records replayed (after the fence)", ahead);
-    if (ahead < 0 || replay_to(r, target) != 0 ||
-        each_shard(r, REDIS_SHARD_STALE, "DEL %s", NULL) != 0)
+    if (ahead < 0 || replay_to(r, target) != 0)
         goto out;
     progress_bar_finish(&r->bar, (int64_t)r->stats->records_replayed - r->bar_base);
-    rc = 0;
+    rc = clear_stale_marks(r);
 out:
     free(target);
     return rc;
@@ -891,13 +954,13 @@ out:
 
 /* ---- the whole rebuild -------------------------------------------------------- */
 
-int rebuild_redis(const tally_config *cfg, volatile sig_atomic_t *stop, rebuild_stats *stats,
-                  char *err, size_t errlen)
+/* One rebuild: 0 done, 1 ingest marked the view stale after the fence
+ * dropped (reason in err), -1 failed (err). */
+static int rebuild_once(const tally_config *cfg, volatile sig_atomic_t *stop, rebuild_stats *stats,
+                        char *err, size_t errlen)
 {
-    memset(stats, 0, sizeof *stats);
     rebuilder r = {.cfg = cfg, .stop = stop, .stats = stats, .err = err, .errlen = errlen,
                    .shards = (unsigned)cfg->redis.shards};
-    double started = clock_mono_seconds();
     int rc = -1;
     if (consumer_open(&r.cons, cfg, NULL, stop, err, errlen) != 0)
         goto out;
@@ -909,7 +972,8 @@ int rebuild_redis(const tally_config *cfg, volatile sig_atomic_t *stop, rebuild_
     }
     for (int p = 0; p < r.partitions; p++)
         r.position[p] = -1;
-    if (redis_nodes_open(&r.redis, cfg, err, errlen) != 0 || take_fence(&r) != 0)
+    if (redis_nodes_open(&r.redis, cfg, err, errlen) != 0 || take_fence(&r) != 0 ||
+        record_run_ids(&r) != 0)
         goto out;
     log_info("rebuild: fence taken; deleting the live view");
     if (delete_matching(&r, "tally:{*") != 0 || delete_matching(&r, "tally:batch:*") != 0)
@@ -921,9 +985,9 @@ int rebuild_redis(const tally_config *cfg, volatile sig_atomic_t *stop, rebuild_
     for (int p = 0; p < r.partitions; p++)
         log_info("rebuild: partition %d: replaying the tail from %s%" PRId64, p,
                  start[p] < 0 ? "the beginning " : "offset ", start[p] < 0 ? 0 : start[p]);
-    if (consumer_assign(r.cons, r.position, err, errlen) != 0 || replay_tail(&r) != 0)
+    if (consumer_assign(r.cons, r.position, err, errlen) != 0)
         goto out;
-    rc = 0;
+    rc = replay_tail(&r);
 out:
     if (rc != 0)
         release_fence(&r); /* the stale mark stays: readers know, a rerun can start */
@@ -932,6 +996,32 @@ out:
     consumer_close(r.cons);
     free(r.position);
     free(r.events);
+    return rc;
+}
+
+int rebuild_redis(const tally_config *cfg, volatile sig_atomic_t *stop, rebuild_stats *stats,
+                  char *err, size_t errlen)
+{
+    double started = clock_mono_seconds();
+    int rc = 1;
+    for (int attempt = 1; rc == 1 && attempt <= REBUILD_ATTEMPTS; attempt++) {
+        memset(stats, 0, sizeof *stats);
+        stats->attempts = attempt;
+        rc = rebuild_once(cfg, stop, stats, err, errlen);
+        if (rc == 1 && attempt < REBUILD_ATTEMPTS)
+            log_warn("rebuild: ingest marked the live view stale while the fence dropped (%s): "
+                     "rebuilding again",
+                     err);
+    }
+    if (rc == 1) {
+        char why[256];
+        snprintf(why, sizeof why, "%s", err);
+        snprintf(err, errlen,
+                 "ingest marked the live view stale during the last step of %d rebuilds in a "
+                 "row (%s); the mark stays",
+                 REBUILD_ATTEMPTS, why);
+        rc = -1;
+    }
     stats->seconds = clock_mono_seconds() - started;
     return rc;
 }

@@ -25,11 +25,23 @@
  *      is already counted is skipped; a set's tail is PFADDed on top of the
  *      registers of step 3, so the live HyperLogLog ends with exactly the
  *      registers PFADD of every member would have);
- *   5. drop the fence and the stale mark together, then replay once more up
+ *   5. drop the fence, then replay once more up
  *      to the high watermark read after the drop: every batch ingest deferred
  *      was delivered to Kafka before it was deferred, so it lies below that
  *      watermark; batches ingest applies after the drop carry their dedup key,
- *      so the replay skips them.
+ *      so the replay skips them;
+ *   6. delete the stale marks only where they still hold what step 1 wrote.
+ *      Ingest marks a shard stale for a batch it acknowledged but could not
+ *      apply (Redis unreachable), except while that shard's fence is up
+ *      (live_stale_mark_script: steps 4 and 5 replay the batch). A mark
+ *      written after the fence dropped may be for a batch past step 5's
+ *      watermark: it stays, and the whole rebuild runs again (at most 3
+ *      times in a row, then it fails with that mark's reason).
+ *
+ * Step 1 also records each master's run_id where ingest compares it
+ * (tally:live:run_id, or tally:{S}:live:run_id in a cluster): the view is
+ * rebuilt on this Redis process, so an ingest that connects to it afterwards
+ * does not mark it stale as one a restart left behind.
  *
  * Every batch is therefore applied exactly once, by ingest or by the rebuild.
  * One order caveat: a gauge set in the last moments of step 5 may be applied
@@ -52,7 +64,8 @@ typedef struct rebuild_stats {
     size_t batches_applied;   /* replayed batches that changed Redis */
     size_t batches_skipped;   /* replayed batches already counted (dedup key present) */
     size_t records_rejected;  /* undecodable records skipped (the flusher keeps them) */
-    double seconds;
+    int attempts;             /* rebuilds run (more than 1: see step 6) */
+    double seconds;           /* all of them */
 } rebuild_stats;
 
 /*

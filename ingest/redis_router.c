@@ -556,11 +556,13 @@ void redis_router_note_missed(redis_router *r, const char *reason)
     r->stale_marked_at = now;
     log_warn("live view marked stale (%s): run tally-flusher --rebuild-redis", reason);
     for (unsigned shard = 0; shard < (unsigned)r->cfg->redis.shards; shard++) {
-        char key[REDIS_KEY_MAX], err[256];
+        char fence[REDIS_KEY_MAX], key[REDIS_KEY_MAX], err[256];
+        int fl = redis_key_shard(fence, sizeof fence, shard, REDIS_SHARD_FENCE);
         int kl = redis_key_shard(key, sizeof key, shard, REDIS_SHARD_STALE);
-        const char *argv[] = {"SET", key, reason};
-        size_t argvlen[] = {3, (size_t)kl, strlen(reason)};
-        if (redis_router_command(r, redis_shard_slot(shard), 3, argv, argvlen, on_stale_marked,
+        const char *argv[] = {"EVAL", live_stale_mark_script, "2", fence, key, reason};
+        size_t argvlen[] = {4, strlen(live_stale_mark_script), 1, (size_t)fl, (size_t)kl,
+                            strlen(reason)};
+        if (redis_router_command(r, redis_shard_slot(shard), 6, argv, argvlen, on_stale_marked,
                                  NULL, err, sizeof err) != 0)
             log_error("redis cluster: cannot mark shard %u stale: %s", shard, err);
     }

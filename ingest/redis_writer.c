@@ -54,7 +54,8 @@ struct redis_writer {
     int stale_pending;   /* a batch was missed: SET tally:{S}:live:stale when possible */
     int stale_mark_sent; /* the SETs are on their way */
     unsigned shards;     /* redis.shards: the stale mark is set in each */
-    unsigned stale_marks_due; /* SETs of the mark not yet confirmed */
+    unsigned stale_marks_due; /* marks not yet confirmed */
+    unsigned stale_marks_set; /* of those confirmed, the ones set (not left to a rebuild) */
     int stale_mark_failed;
     time_t last_error_log;
     size_t errors_unlogged;
@@ -380,30 +381,39 @@ static void on_stale_marked(redisAsyncContext *ac, void *reply, void *privdata)
     const redisReply *r = reply;
     if (!w)
         return;
-    if (!r || r->type != REDIS_REPLY_STATUS)
+    if (!r || r->type != REDIS_REPLY_INTEGER)
         w->stale_mark_failed = 1;
+    else
+        w->stale_marks_set += r->integer == 1;
     if (w->stale_marks_due && --w->stale_marks_due)
         return;
     w->stale_mark_sent = 0;
-    if (!w->stale_mark_failed) {
-        w->stale_pending = 0;
+    if (w->stale_mark_failed)
+        return;
+    w->stale_pending = 0;
+    if (w->stale_marks_set)
         log_warn("live view marked stale (%s): run tally-flusher --rebuild-redis", w->stale_reason);
-    }
+    else
+        log_info("live view not marked stale (%s): the rebuild running now replays it",
+                 w->stale_reason);
 }
 
-/* Sends SET tally:{S}:live:stale (every shard) if a missed batch is waiting to be recorded
- * (retried on the next apply or connection until Redis confirms it). */
+/* Marks every shard stale (live_stale_mark_script: not where a rebuild holds
+ * the fence) if a missed batch is waiting to be recorded (retried on the next
+ * apply or connection until Redis confirms it). */
 static void flush_stale_mark(redis_writer *w)
 {
     if (!w->stale_pending || w->stale_mark_sent || !w->ac || !w->connected || w->accepted != 1)
         return;
     w->stale_mark_failed = 0;
     w->stale_marks_due = 0;
+    w->stale_marks_set = 0;
     for (unsigned shard = 0; shard < w->shards; shard++) {
-        char key[REDIS_KEY_MAX];
+        char fence[REDIS_KEY_MAX], key[REDIS_KEY_MAX];
+        redis_key_shard(fence, sizeof fence, shard, REDIS_SHARD_FENCE);
         redis_key_shard(key, sizeof key, shard, REDIS_SHARD_STALE);
-        if (redisAsyncCommand(w->ac, on_stale_marked, NULL, "SET %s %s", key, w->stale_reason) !=
-            REDIS_OK) {
+        if (redisAsyncCommand(w->ac, on_stale_marked, NULL, "EVAL %s 2 %s %s %s",
+                              live_stale_mark_script, fence, key, w->stale_reason) != REDIS_OK) {
             w->stale_mark_failed = 1;
             break;
         }
@@ -529,6 +539,7 @@ static void on_loading_reply(redisAsyncContext *ac, void *reply, void *privdata)
     }
     set_down(w, "%s", "redis is loading its dataset");
     w->accepted = -1;
+    w->reconnect_ms = RECONNECT_MIN_MS; /* (it is up, and soon usable: no backoff) */
     redisAsyncDisconnect(ac); /* on_disconnect schedules the reconnect */
 }
 

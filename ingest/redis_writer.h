@@ -15,12 +15,15 @@
  *
  * Circuit breaking: a call that times out drops the connection; until a new
  * connection has passed the persistence check, every call fails at once
- * (reconnects back off from 100 ms to 2 s), so an outage costs at most one
- * timeout per in-flight call, never one per request.
+ * (reconnects back off from 100 ms to 2 s; every 100 ms while Redis is
+ * loading its dataset, so it is used as soon as it can be), so an outage
+ * costs at most one timeout per in-flight call, never one per request.
  *
  * Staleness: redis_writer_note_missed() records that an acknowledged batch
- * did not reach Redis; the writer then sets tally:{S}:live:stale (every shard) as soon as it can
- * (the next rebuild deletes it), so readers know the live view lags.
+ * did not reach Redis; the writer then sets tally:{S}:live:stale (every
+ * shard) as soon as it can, except in a shard whose fence a rebuild holds
+ * (live_stale_mark_script: that rebuild replays the batch), so readers know
+ * the live view lags until the next rebuild deletes the mark.
  */
 #ifndef TALLY_REDIS_WRITER_H
 #define TALLY_REDIS_WRITER_H

@@ -86,6 +86,17 @@ start_ingest() {
     fail "tally-ingest not healthy after 30 s"
 }
 
+# wait_ingest_redis_up: until tally-ingest's /healthz says its Redis is up
+# (connected and checked), for at most 30 s.
+wait_ingest_redis_up() {
+    local i
+    for ((i = 0; i < 150; i++)); do
+        curl -sS "$BASE_URL/healthz" 2>/dev/null | grep -q '"redis":"up"' && return 0
+        sleep 0.2
+    done
+    fail "tally-ingest's Redis not up after 30 s: $(curl -sS "$BASE_URL/healthz" 2>&1)"
+}
+
 start_flusher() {
     "$TALLY_BUILD/tally-flusher" -c "$CONF" >>"$WORK/flusher.log" 2>&1 &
     FLUSHER_PID=$!
