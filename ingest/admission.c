@@ -12,18 +12,22 @@
 /*
  * KEYS[1] the series HyperLogLog, KEYS[2] (optional) the client's rate hash.
  * ARGV[1] max live series, ARGV[2] events, ARGV[3] events/s, ARGV[4]
- * batches/s (0: no limit), then (hash key, tags field) per series to admit.
- * Answers {"ok"}, {"series", estimate} or {"rate", wait ms, limit name}.
- * Nothing is changed unless the answer is "ok".
+ * batches/s (0: no limit), ARGV[5] "1" when the series' hashes are on this
+ * server (one Redis) or "0" (a cluster: they are in other slots), then (hash
+ * key, tags field) per series to admit. Answers {"ok"}, {"series",
+ * estimate}, {"look up", estimate} (at the limit, hashes elsewhere: the
+ * caller looks the series up, admission_lookup_args) or {"rate", wait ms,
+ * limit name}. Nothing is changed unless the answer is "ok".
  */
 static const char admit_script[] =
     "local limit = tonumber(ARGV[1])\n"
-    "local n = (#ARGV - 4) / 2\n"
+    "local n = (#ARGV - 5) / 2\n"
     "if n > 0 then\n"
     "  local count = redis.call('PFCOUNT', KEYS[1])\n"
     "  if count >= limit then\n"
+    "    if ARGV[5] ~= '1' then return {'look up', count} end\n"
     "    for i = 0, n - 1 do\n"
-    "      local k, f = ARGV[5 + 2 * i], ARGV[6 + 2 * i]\n"
+    "      local k, f = ARGV[6 + 2 * i], ARGV[7 + 2 * i]\n"
     "      if redis.call('HEXISTS', k, f) == 0 and redis.call('HEXISTS', k .. ':frac', f) == 0 then\n"
     "        return {'series', count}\n"
     "      end\n"
@@ -52,9 +56,20 @@ static const char admit_script[] =
     "  redis.call('PEXPIRE', KEYS[2], math.ceil((last - now) / 1000) + 2000)\n"
     "end\n"
     "for i = 0, n - 1 do\n"
-    "  redis.call('PFADD', KEYS[1], ARGV[5 + 2 * i] .. '\\n' .. ARGV[6 + 2 * i])\n"
+    "  redis.call('PFADD', KEYS[1], ARGV[6 + 2 * i] .. '\\n' .. ARGV[7 + 2 * i])\n"
     "end\n"
     "return {'ok'}\n";
+
+/* Whether one series exists in the live view: KEYS[1] its hash, KEYS[2] the
+ * ":frac" companion (one slot), ARGV[1] its tags field. Reply > 0: it does. */
+static const char lookup_script[] =
+    "return redis.call('HEXISTS', KEYS[1], ARGV[1]) + redis.call('HEXISTS', KEYS[2], ARGV[1])\n";
+
+/* argv[] of the first (key, tags) pair: EVAL script numkeys KEYS ARGV[1..5] */
+static size_t first_pair(const admission *a)
+{
+    return (size_t)a->argc - 2 * a->ncandidates;
+}
 
 /* Appends a string to the argument list (its bytes into the arena). */
 typedef struct arg_builder {
@@ -99,8 +114,8 @@ static int is_admitted(const live_known *known, const live_fold *fold, size_t i)
 }
 
 int admission_build(admission *a, const live_fold *fold, size_t events, const live_known *known,
-                    const auth_client *client, long long max_live_series, char *err,
-                    size_t errlen)
+                    const auth_client *client, long long max_live_series, int series_here,
+                    char *err, size_t errlen)
 {
     memset(a, 0, sizeof *a);
     size_t series = live_fold_series(fold);
@@ -117,7 +132,7 @@ int admission_build(admission *a, const live_fold *fold, size_t events, const li
     for (size_t i = first_unknown; i < series; i++)
         if (!is_admitted(known, fold, i))
             a->candidates[a->ncandidates++] = i;
-    size_t max_args = 9 + 2 * a->ncandidates;
+    size_t max_args = 10 + 2 * a->ncandidates;
     a->argv = calloc(max_args, sizeof *a->argv);
     a->argvlen = calloc(max_args, sizeof *a->argvlen);
     arg_builder b = {.a = a, .offsets = calloc(max_args, sizeof(size_t))};
@@ -131,7 +146,8 @@ int admission_build(admission *a, const live_fold *fold, size_t events, const li
         (limited && add_arg(&b, rate_key, (size_t)rate_len)) || add_number(&b, max_live_series) ||
         add_number(&b, (long long)events) ||
         add_number(&b, limited ? client->events_per_second : 0) ||
-        add_number(&b, limited ? client->batches_per_second : 0))
+        add_number(&b, limited ? client->batches_per_second : 0) ||
+        add_number(&b, series_here ? 1 : 0))
         goto oom_builder;
     for (size_t k = 0; k < a->ncandidates; k++) {
         live_series_ref s = live_fold_series_at(fold, a->candidates[k]);
@@ -175,6 +191,11 @@ admit_verdict admission_verdict(const redisReply *reply, long long *number, cons
             *number = e[1]->integer;
             return ADMIT_TOO_MANY_SERIES;
         }
+        if (is_string(e[0], "look up") && reply->elements == 2 &&
+            e[1]->type == REDIS_REPLY_INTEGER) {
+            *number = e[1]->integer;
+            return ADMIT_LOOK_UP;
+        }
         if (is_string(e[0], "rate") && reply->elements == 3 && e[1]->type == REDIS_REPLY_INTEGER) {
             *number = e[1]->integer;
             *which = is_string(e[2], "events_per_second") ? "events_per_second"
@@ -184,6 +205,30 @@ admit_verdict admission_verdict(const redisReply *reply, long long *number, cons
     }
     snprintf(why, whylen, "unexpected reply to the admission script");
     return ADMIT_UNANSWERED;
+}
+
+int admission_lookup_args(const admission *a, size_t k, const char *argv[6], size_t argvlen[6],
+                          char *frac, size_t fraclen)
+{
+    size_t at = first_pair(a) + 2 * k;
+    const char *key = a->argv[at];
+    size_t key_len = a->argvlen[at];
+    int n = snprintf(frac, fraclen, "%.*s%s", (int)key_len, key, REDIS_KEY_FRAC_SUFFIX);
+    if (n < 0 || (size_t)n >= fraclen)
+        return -1;
+    argv[0] = "EVAL";
+    argvlen[0] = 4;
+    argv[1] = lookup_script;
+    argvlen[1] = sizeof lookup_script - 1;
+    argv[2] = "2";
+    argvlen[2] = 1;
+    argv[3] = key;
+    argvlen[3] = key_len;
+    argv[4] = frac;
+    argvlen[4] = (size_t)n;
+    argv[5] = a->argv[at + 1];
+    argvlen[5] = a->argvlen[at + 1];
+    return 0;
 }
 
 void admission_note(const admission *a, const live_fold *fold, live_known *known)

@@ -14,9 +14,13 @@
  * The call carries the batch's series this writer does not already know to
  * be admitted (live_known.h). While the estimate is below the limit they are
  * added; at or past it, each one is looked up in its hash: an existing
- * series passes, a new one refuses the batch. So the limit holds to the
- * HyperLogLog's error (0.81 %), plus at most one batch per admission that
- * runs concurrently with the one that reaches it.
+ * series passes, a new one refuses the batch. On one server the script looks
+ * them up itself; on a Redis Cluster their hashes live in other slots, so it
+ * answers ADMIT_LOOK_UP and the caller sends one lookup per series to its
+ * own slot (admission_lookup_args), then, when every one exists, asks again
+ * for the rate limits alone. So the limit holds to the HyperLogLog's error
+ * (0.81 %), plus at most one batch per admission that runs concurrently with
+ * the one that reaches it.
  *
  * A batch needing neither (no limits, every series known) needs no call.
  */
@@ -41,23 +45,32 @@ typedef struct admission {
 } admission;
 
 /* Builds the call for a batch of `events` events folded in `fold`. `client`
- * (NULL: none) brings its rate limits. Returns 1 (a call to send: *a filled),
- * 0 (nothing to ask: *a empty) or -1 (out of memory, err filled). */
+ * (NULL: none) brings its rate limits; series_here: 1 on one server, 0 on a
+ * Redis Cluster. Returns 1 (a call to send: *a filled), 0 (nothing to ask:
+ * *a empty) or -1 (out of memory, err filled). */
 int admission_build(admission *a, const live_fold *fold, size_t events, const live_known *known,
-                    const auth_client *client, long long max_live_series, char *err,
-                    size_t errlen);
+                    const auth_client *client, long long max_live_series, int series_here,
+                    char *err, size_t errlen);
 
 typedef enum admit_verdict {
     ADMIT_OK,
     ADMIT_RATE_LIMITED,   /* *number: ms until it would pass; `which` names the limit */
     ADMIT_TOO_MANY_SERIES, /* *number: the live view's series (estimate) */
+    ADMIT_LOOK_UP,        /* at the limit on a cluster: look each series up (*number: as above) */
     ADMIT_UNANSWERED,     /* an error or unexpected reply: why filled */
 } admit_verdict;
 
 admit_verdict admission_verdict(const redisReply *reply, long long *number, const char **which,
                                 char *why, size_t whylen);
 
-/* After ADMIT_OK: records the series sent as admitted. */
+/* The lookup of candidate k < a->ncandidates after ADMIT_LOOK_UP: one EVAL
+ * on the slot of argv[3], its series' hash (frac: room for the ":frac" key,
+ * REDIS_KEY_MAX). Its reply is an integer, > 0 when the series exists.
+ * Returns 0, or -1 when the key does not fit in frac. */
+int admission_lookup_args(const admission *a, size_t k, const char *argv[6], size_t argvlen[6],
+                          char *frac, size_t fraclen);
+
+/* After ADMIT_OK (or every lookup found its series): records the series sent as admitted. */
 void admission_note(const admission *a, const live_fold *fold, live_known *known);
 
 void admission_free(admission *a);

@@ -804,6 +804,87 @@ static void admit_without_check(batch_request *br, const char *why)
     send_to_kafka(br);
 }
 
+static void admit_batch(batch_request *br);
+
+static void refuse_too_many_series(batch_request *br, long long count)
+{
+    char msg[384];
+    snprintf(msg, sizeof msg,
+             "the batch brings new series but the live view holds about %lld series, the "
+             "limit ingest.max_live_series (%d); nothing was stored",
+             count, br->srv->cfg->ingest.max_live_series);
+    refuse_batch(br, 422, "Unprocessable Entity", msg, 0);
+}
+
+/* ADMIT_LOOK_UP (a Redis Cluster at the limit): one lookup per candidate
+ * series, each in its own slot; the batch goes on when all are answered. */
+typedef struct series_lookup {
+    batch_request *br;
+    long long count;  /* the live view's series, as admission estimated them */
+    size_t due;       /* lookups not answered yet */
+    size_t missing;   /* series not in the live view: new ones */
+    char why[256];    /* the first failure, "" none */
+} series_lookup;
+
+static void lookup_settle(series_lookup *l)
+{
+    batch_request *br = l->br;
+    if (l->why[0]) {
+        admission_free(&br->admit);
+        admit_without_check(br, l->why);
+    } else if (l->missing) {
+        admission_free(&br->admit);
+        refuse_too_many_series(br, l->count);
+    } else {
+        admission_note(&br->admit, br->fold, br->srv->known);
+        admission_free(&br->admit);
+        admit_batch(br); /* (again: the rate limits, if any, with no series left to ask) */
+    }
+    free(l);
+}
+
+static void on_series_looked_up(void *opaque, const redisReply *reply, const char *reason)
+{
+    series_lookup *l = opaque;
+    if (!reply || reply->type != REDIS_REPLY_INTEGER) {
+        if (!l->why[0])
+            snprintf(l->why, sizeof l->why, "series lookup: %s",
+                     !reply                            ? reason
+                     : reply->type == REDIS_REPLY_ERROR ? reply->str
+                                                        : "unexpected reply");
+    } else if (reply->integer == 0) {
+        l->missing++;
+    }
+    if (--l->due == 0)
+        lookup_settle(l);
+}
+
+static void look_up_series(batch_request *br, long long count)
+{
+    series_lookup *l = calloc(1, sizeof *l);
+    if (!l) {
+        admission_free(&br->admit);
+        admit_without_check(br, "out of memory looking series up");
+        return;
+    }
+    *l = (series_lookup){.br = br, .count = count, .due = 1}; /* (1: held while sending) */
+    for (size_t k = 0; k < br->admit.ncandidates && !l->why[0]; k++) {
+        const char *argv[6];
+        size_t argvlen[6];
+        char frac[REDIS_KEY_MAX], err[200];
+        if (admission_lookup_args(&br->admit, k, argv, argvlen, frac, sizeof frac) != 0) {
+            snprintf(l->why, sizeof l->why, "series lookup: key too long");
+        } else if (redis_router_command(br->srv->redis, redis_slot(argv[3], argvlen[3]), 6, argv,
+                                        argvlen, on_series_looked_up, l, err, sizeof err) != 0) {
+            snprintf(l->why, sizeof l->why, "series lookup: %s", err);
+        } else {
+            l->due++;
+        }
+    }
+    if (--l->due == 0)
+        lookup_settle(l);
+}
+
 static void on_admitted(void *opaque, const redisReply *reply, const char *reason)
 {
     batch_request *br = opaque;
@@ -832,11 +913,10 @@ static void on_admitted(void *opaque, const redisReply *reply, const char *reaso
         break;
     }
     case ADMIT_TOO_MANY_SERIES:
-        snprintf(msg, sizeof msg,
-                 "the batch brings new series but the live view holds about %lld series, the "
-                 "limit ingest.max_live_series (%d); nothing was stored",
-                 number, br->srv->cfg->ingest.max_live_series);
-        refuse_batch(br, 422, "Unprocessable Entity", msg, 0);
+        refuse_too_many_series(br, number);
+        break;
+    case ADMIT_LOOK_UP:
+        look_up_series(br, number);
         break;
     case ADMIT_UNANSWERED:
         admit_without_check(br, why);
@@ -861,7 +941,8 @@ static void admit_batch(batch_request *br)
         return;
     }
     int need = admission_build(&br->admit, br->fold, br->events, s->known, br->client,
-                               s->cfg->ingest.max_live_series, err, sizeof err);
+                               s->cfg->ingest.max_live_series, !s->cfg->redis.cluster, err,
+                               sizeof err);
     if (need < 0) {
         refuse_batch(br, 500, "Internal Server Error", err, 0);
     } else if (need == 0) {

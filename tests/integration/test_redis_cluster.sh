@@ -9,7 +9,8 @@
 # exact, equal in Redis, in SQLite and to what was acknowledged: 0 lost,
 # 0 duplicated. Ports: TALLY_TEST_RCLUSTER_PORT (default 27410) .. +5, their
 # cluster bus ports +10 .. +15. Last, the cluster loses all its data and
-# tally-flusher --rebuild-redis, talking to every master, restores it.
+# tally-flusher --rebuild-redis, talking to every master, restores it, and
+# the live-series limit holds on the cluster.
 source "$(dirname "$0")/lib.sh"
 P=$METRIC_PREFIX
 BASE=${TALLY_TEST_RCLUSTER_PORT:-27410}
@@ -186,6 +187,26 @@ for s in $(seq 0 11); do
     stale=$((stale + $(redis-cli -c -p "$SURVIVOR" EXISTS "tally:{$s}:live:stale")))
 done
 check_eq "shards marked stale after the rebuild" 0 "$stale"
+
+# 4. The live-series limit on a cluster: the series' hashes are in other
+# slots than the admission's HyperLogLog, so at the limit ingest looks each
+# series it does not know up in its own slot: a known one passes, a new one
+# is refused, and the limit is never skipped. (The rebuild counted about
+# 2,020 series, past the limit of 100.)
+stop_ingest
+sed -i 's/^ingest = { /ingest = { max_live_series = 100; /' "$CONF"
+start_ingest
+post "$P.c1:1|c
+$P.c7:1|c
+$P.g5:5|g"
+check_eq "known series at the limit, looked up across slots" 200 "$HTTP_CODE"
+post "$P.c1:1|c
+$P.brand_new:1|c"
+check_eq "a new series at the limit" 422 "$HTTP_CODE"
+grep -q "ingest.max_live_series (100)" <<<"$HTTP_BODY" || fail "422 does not name the limit: $HTTP_BODY"
+check_eq "the refused batch is stored nowhere (Redis)" 0 "$(cluster_counter "$P.brand_new")"
+check_eq "known counter after the limited posts" $((N + 1)) "$(cluster_counter "$P.c1")"
+! grep -q "limits not checked" "$WORK/ingest.log" || fail "ingest skipped the limits: $(grep "limits not checked" "$WORK/ingest.log" | head -1)"
 stop_ingest
 stop_flusher
 log "PASS ($CHECKS checks)"

@@ -19,6 +19,7 @@
 #include "admission.h"
 #include "auth.h"
 #include "redis_keys.h"
+#include "redis_slots.h"
 
 static char path[64];
 
@@ -126,23 +127,24 @@ static void test_admission_asks_only_when_needed(void **state)
     live_known *known = live_known_new(64, 4096);
     admission a;
     /* two new series, no limits: one call carrying both (key, tags) pairs */
-    assert_int_equal(admission_build(&a, f, 3, known, NULL, 1000, err, sizeof err), 1);
+    assert_int_equal(admission_build(&a, f, 3, known, NULL, 1000, 1, err, sizeof err), 1);
     assert_int_equal(a.ncandidates, 2);
     assert_string_equal(a.argv[0], "EVAL");
     assert_string_equal(a.argv[2], "1");
     assert_string_equal(a.argv[3], REDIS_KEY_LIVE_SERIES);
     assert_string_equal(a.argv[4], "1000");
     assert_string_equal(a.argv[5], "3");
-    assert_int_equal(a.argc, 8 + 2 * 2);
-    assert_string_equal(a.argv[8], "tally:{0}:a:counter");
-    assert_int_equal(a.argvlen[9], 0);
+    assert_string_equal(a.argv[8], "1"); /* (one server: the script looks series up itself) */
+    assert_int_equal(a.argc, 9 + 2 * 2);
+    assert_string_equal(a.argv[9], "tally:{0}:a:counter");
+    assert_int_equal(a.argvlen[10], 0);
     admission_note(&a, f, known);
     admission_free(&a);
     /* every series known and no limits: nothing to ask */
-    assert_int_equal(admission_build(&a, f, 3, known, NULL, 1000, err, sizeof err), 0);
+    assert_int_equal(admission_build(&a, f, 3, known, NULL, 1000, 1, err, sizeof err), 0);
     /* a rate-limited client is always asked, with its rate key */
     auth_client c = {.name = "app", .events_per_second = 50, .batches_per_second = 0};
-    assert_int_equal(admission_build(&a, f, 3, known, &c, 1000, err, sizeof err), 1);
+    assert_int_equal(admission_build(&a, f, 3, known, &c, 1000, 1, err, sizeof err), 1);
     assert_int_equal(a.ncandidates, 0);
     assert_string_equal(a.argv[2], "2");
     assert_string_equal(a.argv[4], "tally:{admission}:rate:app");
@@ -169,10 +171,51 @@ static void test_admission_of_a_set(void **state)
     assert_non_null(f);
     live_known *known = live_known_new(64, 4096);
     admission a;
-    assert_int_equal(admission_build(&a, f, 1, known, NULL, 1000, err, sizeof err), 1);
+    assert_int_equal(admission_build(&a, f, 1, known, NULL, 1000, 1, err, sizeof err), 1);
     assert_int_equal(a.ncandidates, 1);
-    assert_string_equal(a.argv[8], "tally:{0}:users:set");
-    assert_string_equal(a.argv[9], "app:web");
+    assert_string_equal(a.argv[9], "tally:{0}:users:set");
+    assert_string_equal(a.argv[10], "app:web");
+    admission_free(&a);
+    live_known_free(known);
+    live_fold_free(f);
+}
+
+/* On a Redis Cluster the script cannot read the series' hashes (other
+ * slots): it is told so, and each candidate's lookup is its own call on the
+ * slot of its hash, with the ":frac" companion beside it. */
+static void test_admission_lookups_on_a_cluster(void **state)
+{
+    (void)state;
+    char err[128];
+    metric_event evs[] = {counter("a"), counter("b")};
+    evs[1].tags = "env:prod";
+    evs[1].tags_len = 8;
+    live_fold *f = live_fold_new(evs, 2, 8, err, sizeof err);
+    assert_non_null(f);
+    live_known *known = live_known_new(64, 4096);
+    admission a;
+    assert_int_equal(admission_build(&a, f, 2, known, NULL, 1000, 0, err, sizeof err), 1);
+    assert_string_equal(a.argv[8], "0");
+    assert_int_equal(a.ncandidates, 2);
+    for (size_t k = 0; k < a.ncandidates; k++) {
+        const char *argv[6];
+        size_t argvlen[6];
+        char frac[REDIS_KEY_MAX], want[REDIS_KEY_MAX];
+        assert_int_equal(admission_lookup_args(&a, k, argv, argvlen, frac, sizeof frac), 0);
+        assert_string_equal(argv[0], "EVAL");
+        assert_string_equal(argv[2], "2");
+        assert_memory_equal(argv[3], a.argv[9 + 2 * k], argvlen[3]);
+        snprintf(want, sizeof want, "%s:frac", a.argv[9 + 2 * k]);
+        assert_string_equal(argv[4], want);
+        assert_int_equal(redis_slot(argv[3], argvlen[3]), redis_slot(argv[4], argvlen[4]));
+        assert_memory_equal(argv[5], a.argv[10 + 2 * k], argvlen[5]);
+        assert_int_equal(argvlen[5], a.argvlen[10 + 2 * k]);
+    }
+    /* a key that does not fit the caller's buffer is refused, not cut */
+    const char *argv[6];
+    size_t argvlen[6];
+    char small[8];
+    assert_int_equal(admission_lookup_args(&a, 0, argv, argvlen, small, sizeof small), -1);
     admission_free(&a);
     live_known_free(known);
     live_fold_free(f);
@@ -209,6 +252,12 @@ static void test_admission_verdicts(void **state)
     arr = (redisReply){.type = REDIS_REPLY_ARRAY, .elements = 2, .element = series};
     assert_int_equal(admission_verdict(&arr, &n, &which, why, sizeof why), ADMIT_TOO_MANY_SERIES);
     assert_int_equal(n, 1234);
+    redisReply *look[] = {str("look up"), num(1001)};
+    arr = (redisReply){.type = REDIS_REPLY_ARRAY, .elements = 2, .element = look};
+    assert_int_equal(admission_verdict(&arr, &n, &which, why, sizeof why), ADMIT_LOOK_UP);
+    assert_int_equal(n, 1001);
+    free(look[0]);
+    free(look[1]);
     arr = (redisReply){.type = REDIS_REPLY_ARRAY, .elements = 3, .element = rate};
     assert_int_equal(admission_verdict(&arr, &n, &which, why, sizeof why), ADMIT_RATE_LIMITED);
     assert_int_equal(n, 250);
@@ -232,6 +281,7 @@ int main(void)
         cmocka_unit_test(test_refusals_name_the_line),
         cmocka_unit_test(test_admission_asks_only_when_needed),
         cmocka_unit_test(test_admission_of_a_set),
+        cmocka_unit_test(test_admission_lookups_on_a_cluster),
         cmocka_unit_test(test_admission_verdicts),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
