@@ -250,6 +250,8 @@ static const struct key_row config_keys[] = {
                "Cache Redis host: its own instance (allkeys-lru), never the state Redis."),
     INT_ROW(cache.port, 6380, 1, 65535,
             "Cache Redis port."),
+    BOOL_ROW(cache.cluster, 0,
+             "cache.host:port is a seed of a Redis Cluster: the cache (one slot, {cache}) is used on that slot's master, followed when it moves."),
     INT_ROW(cache.timeout_ms, 250, 1, 10000,
             "Longest wait for a cache Redis reply before the read goes to SQLite."),
     INT_ROW(cache.ttl_counter_seconds, 60, 1, 86400,

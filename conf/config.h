@@ -110,6 +110,7 @@ typedef struct tally_config {
         int enabled;                         /* cache.enabled          true */
         char host[CONFIG_STR_MAX];           /* cache.host             "127.0.0.1" */
         int port;                            /* cache.port             6380, 1..65535 */
+        int cluster;                         /* cache.cluster          false: one server; true: a Redis Cluster seed */
         int timeout_ms;                      /* cache.timeout_ms       250, 1..10000 */
         int ttl_counter_seconds;             /* cache.ttl_counter_seconds 60 */
         int ttl_gauge_seconds;               /* cache.ttl_gauge_seconds 30 */

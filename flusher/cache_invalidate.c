@@ -15,10 +15,14 @@
 #include "cache_keys.h"
 #include "log.h"
 #include "prom_name.h"
+#include "redis_slots.h"
 
 struct cache_invalidator {
-    char host[CONFIG_STR_MAX];
+    char host[CONFIG_STR_MAX]; /* the cache; on a cluster, the master of its slot known last */
     int port;
+    int cluster;               /* cache.cluster: seed_host:seed_port is a seed */
+    char seed_host[CONFIG_STR_MAX];
+    int seed_port;
     int timeout_ms;
     redisContext *rc;
     int owed;            /* a commit was not invalidated: replace the generation */
@@ -35,6 +39,9 @@ cache_invalidator *cache_invalidator_new(const tally_config *cfg)
         return NULL;
     snprintf(c->host, sizeof c->host, "%s", cfg->cache.host);
     c->port = cfg->cache.port;
+    c->cluster = cfg->cache.cluster;
+    snprintf(c->seed_host, sizeof c->seed_host, "%s", cfg->cache.host);
+    c->seed_port = cfg->cache.port;
     c->timeout_ms = cfg->cache.timeout_ms;
     /* A flusher that starts has no idea what was committed before it, by
      * whom, and whether that was invalidated: start owing. */
@@ -79,17 +86,64 @@ static void fail(cache_invalidator *c, const char *why)
     }
 }
 
-static int connect_cache(cache_invalidator *c)
+static int connect_to(cache_invalidator *c, const char *host, int port)
 {
-    if (c->rc)
-        return 0;
     struct timeval tv = {c->timeout_ms / 1000, (c->timeout_ms % 1000) * 1000};
+    if (host != c->host)
+        snprintf(c->host, sizeof c->host, "%s", host);
+    c->port = port;
     c->rc = redisConnectWithTimeout(c->host, c->port, tv);
     if (!c->rc || c->rc->err || redisSetTimeout(c->rc, tv) != REDIS_OK) {
         fail(c, c->rc && c->rc->err ? c->rc->errstr : "cannot connect");
         return -1;
     }
     return 0;
+}
+
+/* On a cache cluster: asks the connected node (CLUSTER SLOTS) which master
+ * serves the cache's slot, and connects there if it is another one. */
+static int follow_cache_slot(cache_invalidator *c)
+{
+    redisReply *r = redisCommand(c->rc, "CLUSTER SLOTS");
+    redis_slot_map map;
+    char why[256] = "no reply to CLUSTER SLOTS";
+    int owner = -1;
+    if (r && redis_slot_map_from_reply(&map, r, c->host, why, sizeof why) == 0 &&
+        (owner = redis_slot_map_node(&map, redis_slot(CACHE_KEY_GEN, strlen(CACHE_KEY_GEN)))) < 0)
+        snprintf(why, sizeof why, "no master serves the cache's slot");
+    if (r)
+        freeReplyObject(r);
+    int rc = -1;
+    if (owner < 0) {
+        fail(c, why);
+    } else if (map.nodes[owner].port == c->port && strcmp(map.nodes[owner].host, c->host) == 0) {
+        rc = 0;
+    } else {
+        char host[sizeof c->host];
+        snprintf(host, sizeof host, "%s", map.nodes[owner].host);
+        int port = map.nodes[owner].port;
+        redisFree(c->rc);
+        c->rc = NULL;
+        rc = connect_to(c, host, port);
+    }
+    if (r)
+        redis_slot_map_free(&map);
+    return rc;
+}
+
+/* Connects (once per failure): one server; or, on a cluster, the master
+ * known last, else the seed, then the master of the cache's slot. */
+static int connect_cache(cache_invalidator *c)
+{
+    if (c->rc)
+        return 0;
+    if (!c->cluster)
+        return connect_to(c, c->host, c->port);
+    int at_seed = c->port == c->seed_port && strcmp(c->host, c->seed_host) == 0;
+    if (connect_to(c, c->host, c->port) != 0 &&
+        (at_seed || connect_to(c, c->seed_host, c->seed_port) != 0))
+        return -1;
+    return follow_cache_slot(c);
 }
 
 /* Appends SET KEY RANDOM EX ttl. */
@@ -125,36 +179,60 @@ static long append_names(cache_invalidator *c, const aggregate *a)
     return sent;
 }
 
-void cache_invalidate(cache_invalidator *c, const aggregate *a)
+/* Sends one commit's invalidation: 0 done, -1 failed (logged, owed), 1 the
+ * cache's slot moved (MOVED: c->host:port is its new master, not connected). */
+static int send_invalidation(cache_invalidator *c, const aggregate *a)
 {
-    if (!c || connect_cache(c) != 0)
-        return;
+    if (connect_cache(c) != 0)
+        return -1;
     long sent = append_names(c, a);
     int owed = c->owed;
     if (sent < 0 || append_bump(c, CACHE_KEY_CATALOG, strlen(CACHE_KEY_CATALOG)) != 0 ||
         (owed && append_bump(c, CACHE_KEY_GEN, strlen(CACHE_KEY_GEN)) != 0)) {
         fail(c, "cannot send the invalidation");
-        return;
+        return -1;
     }
     sent += 1 + owed;
-    for (long i = 0; i < sent; i++) {
+    char why[200] = "";
+    redis_redirect moved = {.kind = REDIS_REDIRECT_NONE};
+    for (long i = 0; i < sent; i++) { /* (every reply is read, so the connection stays in step) */
         redisReply *r = NULL;
         if (redisGetReply(c->rc, (void **)&r) != REDIS_OK || !r) {
             fail(c, c->rc->errstr[0] ? c->rc->errstr : "no reply");
-            return;
+            return -1;
         }
-        int refused = r->type == REDIS_REPLY_ERROR;
-        if (refused) {
-            char why[200];
+        if (r->type == REDIS_REPLY_ERROR && !why[0]) {
             snprintf(why, sizeof why, "refused the invalidation: %.150s", r->str);
-            freeReplyObject(r);
-            fail(c, why);
-            return;
+            if (c->cluster)
+                redis_redirect_parse(r->str, r->len, &moved);
         }
         freeReplyObject(r);
     }
+    if (moved.kind == REDIS_REDIRECT_MOVED) {
+        char host[sizeof c->host];
+        snprintf(host, sizeof host, "%s", redis_redirect_host(&moved, c->host));
+        redisFree(c->rc);
+        c->rc = NULL;
+        snprintf(c->host, sizeof c->host, "%s", host);
+        c->port = moved.port;
+        return 1;
+    }
+    if (why[0]) {
+        fail(c, why);
+        return -1;
+    }
     c->owed = 0;
     c->invalidations += (uint64_t)sent;
+    return 0;
+}
+
+void cache_invalidate(cache_invalidator *c, const aggregate *a)
+{
+    if (!c)
+        return;
+    /* (a move is followed at once, so the commit's answers go now) */
+    if (send_invalidation(c, a) == 1 && send_invalidation(c, a) == 1)
+        fail(c, "the cache's slot moved twice in a row");
 }
 
 void cache_invalidate_all(cache_invalidator *c)

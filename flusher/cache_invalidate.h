@@ -13,6 +13,11 @@
  * no answer read before the outage is ever served after it. While the cache
  * is unreachable, what it still serves to others is bounded by its TTLs.
  * Blocking hiredis with cache.timeout_ms; never fails the flusher.
+ *
+ * On a Redis Cluster (cache.cluster) the cache is one slot (cache_keys.h):
+ * a connection asks CLUSTER SLOTS for that slot's master (the master known
+ * last first, else the seed cache.host:port) and sends there; a MOVED
+ * answer is followed at once and the commit's invalidation sent again.
  */
 #ifndef TALLY_CACHE_INVALIDATE_H
 #define TALLY_CACHE_INVALIDATE_H

@@ -45,6 +45,8 @@ typedef struct local_entry {
 
 struct local_answers {
     const tally_config *cfg;
+    const redis_writer *cache; /* its address is the one tracked (it moves: cache.cluster) */
+    unsigned cache_moves;      /* the writer's moves when this connection was made */
     size_t max_bytes, bytes;
     local_entry *entries;
     size_t count, cap;
@@ -160,9 +162,25 @@ static int flush_output(local_answers *l)
     return 0;
 }
 
+/* On a cache cluster the tracking must be on the master the cache writer
+ * uses, which it confirmed (CLUSTER SLOTS): 1 when the connection is not (or
+ * no longer) that one. */
+static int tracks_elsewhere(const local_answers *l)
+{
+    const char *host;
+    int port;
+    return l->cfg->cache.cluster &&
+           redis_writer_address(l->cache, &host, &port) != l->cache_moves;
+}
+
 static void connect_now(local_answers *l)
 {
-    l->ctx = redisConnectNonBlock(l->cfg->cache.host, l->cfg->cache.port);
+    const char *host;
+    int port;
+    l->cache_moves = redis_writer_address(l->cache, &host, &port);
+    if (l->cfg->cache.cluster && !redis_writer_is_up(l->cache, NULL))
+        return; /* (the next tick tries, once the writer found the slot's master) */
+    l->ctx = redisConnectNonBlock(host, port);
     if (!l->ctx || l->ctx->err) {
         drop(l, "connect", l->ctx ? l->ctx->errstr : "out of memory");
         return;
@@ -279,6 +297,8 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
     local_answers *l = arg;
     if (l->state == DOWN) {
         connect_now(l);
+    } else if (tracks_elsewhere(l)) {
+        drop(l, "tracking", "the cache's slot moved to another master");
     } else if (l->state != ACTIVE) {
         if (++l->ticks_in_state > 1)
             drop(l, "handshake", "no answer within a second");
@@ -293,8 +313,8 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
 
 /* ---- the interface ----------------------------------------------------------------------- */
 
-local_answers *local_answers_new(struct event_base *base, const tally_config *cfg, char *err,
-                                 size_t errlen)
+local_answers *local_answers_new(struct event_base *base, const tally_config *cfg,
+                                 const redis_writer *cache, char *err, size_t errlen)
 {
     local_answers *l = calloc(1, sizeof *l);
     if (!l || index_table_init(&l->table, 64) != 0) {
@@ -303,6 +323,7 @@ local_answers *local_answers_new(struct event_base *base, const tally_config *cf
         return NULL;
     }
     l->cfg = cfg;
+    l->cache = cache;
     l->base = base;
     l->max_bytes = (size_t)cfg->cache.local_bytes;
     l->state = DOWN;
@@ -329,6 +350,10 @@ int local_answers_get(local_answers *l, uint64_t hash, const char *key_text, con
 {
     if (l->state != ACTIVE || l->count == 0)
         return 0;
+    if (tracks_elsewhere(l)) {
+        drop(l, "tracking", "the cache's slot moved to another master");
+        return 0;
+    }
     drain(l); /* an invalidation already sent must win over the copy */
     long at = l->state == ACTIVE ? find(l, hash, key_text) : -1;
     if (at < 0 || l->entries[at].expires_ms <= clock_mono_ms())

@@ -6,7 +6,7 @@
  *
  * Contract:
  *   - One connection of its own to the cache Redis tracks every key under
- *     tally:cache:v:, tally:cache:gen and tally:cache:catalog (the versions
+ *     tally:{cache}:v:, tally:{cache}:gen and tally:{cache}:catalog (the versions
  *     of cache_keys.h). Any change of one of them (a flusher's invalidation,
  *     an expiry, an eviction, a FLUSHALL) empties the whole copy.
  *   - The copy answers only while that connection is subscribed and alive:
@@ -35,6 +35,7 @@
 #include <event2/event.h>
 
 #include "config.h"
+#include "redis_writer.h"
 
 typedef struct local_answers local_answers;
 
@@ -46,10 +47,13 @@ typedef struct local_answers_stats {
     int active;             /* 1 while the copy may answer */
 } local_answers_stats;
 
-/* Starts (connecting in the background). NULL with err filled on failure;
- * a copy with cache.local_bytes = 0 never answers and opens no connection. */
-local_answers *local_answers_new(struct event_base *base, const tally_config *cfg, char *err,
-                                 size_t errlen);
+/* Starts (connecting in the background) to the address of the cache writer
+ * `cache` (redis_writer_address). On a cache cluster it connects only once
+ * that writer is up on the master of the cache's slot, and drops the copy
+ * when the writer moves. NULL with err filled on failure; a copy with
+ * cache.local_bytes = 0 never answers and opens no connection. */
+local_answers *local_answers_new(struct event_base *base, const tally_config *cfg,
+                                 const redis_writer *cache, char *err, size_t errlen);
 
 /* The stamp to give local_answers_put() for a lookup sent now. */
 uint64_t local_answers_stamp(const local_answers *l);

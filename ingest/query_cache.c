@@ -941,7 +941,7 @@ query_cache *query_cache_new(struct event_base *base, const tally_config *cfg, q
         return c;
     c->hot = calloc((size_t)cfg->cache.warm_keys + 1, sizeof *c->hot);
     c->redis = redis_writer_new_cache(base, cfg, err, errlen);
-    c->local = c->redis ? local_answers_new(base, cfg, err, errlen) : NULL;
+    c->local = c->redis ? local_answers_new(base, cfg, c->redis, err, errlen) : NULL;
     c->epoch_timer = event_new(base, -1, EV_PERSIST, on_epoch_timer, c);
     struct timeval tv = {EPOCH_CHECK_MS / 1000, (EPOCH_CHECK_MS % 1000) * 1000};
     if (!c->hot || !c->redis || !c->local || !c->epoch_timer ||

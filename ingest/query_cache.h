@@ -30,7 +30,7 @@
  * so that a hot key is renewed before the read load finds it expired.
  *
  * Warming: the hottest keys (cache.warm_keys, by hits) are remembered; once a
- * second `SET tally:cache:epoch NX` tells whether the cache came back empty
+ * second `SET tally:{cache}:epoch NX` tells whether the cache came back empty
  * (a restart, a flush), and if so they are read again, a few at a time,
  * before the read load finds them cold.
  */

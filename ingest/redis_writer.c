@@ -34,12 +34,14 @@
 #include <hiredis/async.h>
 #include <hiredis/hiredis.h>
 
+#include "cache_keys.h"
 #include "log.h"
 #include "redis_auth.h"
 #include "redis_keys.h"
 #include "redis_replies.h"
+#include "redis_slots.h"
 
-enum { RECONNECT_MIN_MS = 100, RECONNECT_MAX_MS = 2000 };
+enum { RECONNECT_MIN_MS = 100, RECONNECT_MAX_MS = 2000, FOLLOW_NODES_MAX = 16 };
 
 struct redis_writer {
     struct event_base *base;
@@ -72,6 +74,12 @@ struct redis_writer {
     int auth_refused;    /* this connection's AUTH (or lack of it) was refused */
     int cache_role;      /* the cache Redis (redis_writer_new_cache) */
     int cluster_node;    /* a master of a Redis Cluster (redis_writer_new_node) */
+    /* cache.cluster: host:port is the master of the cache's slot, followed */
+    int follow_slot;
+    unsigned slot;       /* the cache's ({cache}) */
+    redis_node tried[FOLLOW_NODES_MAX]; /* the seed, then the masters of the last map */
+    size_t ntried, next_tried;
+    unsigned moves;      /* times host:port changed (redis_writer_moves) */
 };
 
 typedef enum call_kind { CALL_APPLY, CALL_COMMAND } call_kind;
@@ -101,6 +109,7 @@ static void check_done(redis_writer *w);
 static void flush_stale_mark(redis_writer *w);
 static void on_loading_reply(redisAsyncContext *ac, void *reply, void *privdata);
 static void on_connect_timeout(evutil_socket_t fd, short what, void *arg);
+static int wants_auth(redis_writer *w, redisAsyncContext *ac, const redisReply *r);
 
 static void set_down(redis_writer *w, const char *fmt, const char *detail)
 {
@@ -217,6 +226,95 @@ static void on_apply_reply(redisAsyncContext *ac, void *reply, void *privdata)
     call_free(call);
 }
 
+/* ---- cache.cluster: following the master of the cache's slot ----------------------- */
+
+/* Uses host:port from the next connection on (the current one is left to
+ * the caller). */
+static void follow_to(redis_writer *w, const char *host, int port, const char *why)
+{
+    if (port == w->port && strcmp(host, w->host) == 0)
+        return;
+    log_info("cache redis: %s: now %s:%d (was %s:%d)", why, host, port, w->host, w->port);
+    snprintf(w->host, sizeof w->host, "%s", host);
+    w->port = port;
+    w->moves++;
+}
+
+/* The connection failed: the next one tries the next node known (the seed,
+ * then the masters of the last map), so a master that died is not waited for. */
+static void follow_next_node(redis_writer *w)
+{
+    if (!w->follow_slot || w->ntried == 0)
+        return;
+    w->next_tried = (w->next_tried + 1) % w->ntried;
+    follow_to(w, w->tried[w->next_tried].host, w->tried[w->next_tried].port, "connection failed");
+}
+
+/* Keeps the masters of map (after the seed) as the nodes to try next. */
+static void note_masters(redis_writer *w, const redis_slot_map *map)
+{
+    w->ntried = 1;
+    for (size_t i = 0; i < map->node_count && w->ntried < FOLLOW_NODES_MAX; i++)
+        if (map->nodes[i].port != w->tried[0].port || strcmp(map->nodes[i].host, w->tried[0].host))
+            w->tried[w->ntried++] = map->nodes[i];
+    w->next_tried = 0;
+}
+
+/* Leaves this connection for one to host:port (down until it passed its checks). */
+static void move_connection(redis_writer *w, redisAsyncContext *ac, const char *host, int port,
+                            const char *why)
+{
+    follow_to(w, host, port, why);
+    set_down(w, "moving to the master of the cache's slot (%s)", why);
+    w->accepted = -1;
+    w->reconnect_ms = RECONNECT_MIN_MS;
+    redisAsyncDisconnect(ac); /* on_disconnect schedules the reconnect */
+}
+
+/* Reply to CLUSTER SLOTS, a check of a cache.cluster connection: this node
+ * must be the master of the cache's slot, or the connection moves there. */
+static void on_cache_slots_reply(redisAsyncContext *ac, void *reply, void *privdata)
+{
+    (void)privdata;
+    redis_writer *w = ac->data;
+    const redisReply *r = reply;
+    if (!r || !w || wants_auth(w, ac, r))
+        return;
+    redis_slot_map map;
+    char why[256];
+    int owner = -1;
+    if (redis_slot_map_from_reply(&map, r, w->host, why, sizeof why) == 0 &&
+        (owner = redis_slot_map_node(&map, w->slot)) < 0)
+        snprintf(why, sizeof why, "no master serves the cache's slot %u", w->slot);
+    if (owner >= 0)
+        note_masters(w, &map);
+    if (owner < 0) {
+        if (strcmp(w->down_reason, why) != 0)
+            log_error("cache redis cluster %s:%d: %s", w->host, w->port, why);
+        set_down(w, "%s", why);
+        w->accepted = -1;
+        redisAsyncDisconnect(ac);
+    } else if (map.nodes[owner].port != w->port || strcmp(map.nodes[owner].host, w->host) != 0) {
+        move_connection(w, ac, map.nodes[owner].host, map.nodes[owner].port,
+                        "CLUSTER SLOTS names another master");
+    } else {
+        w->checks_pending--;
+        check_done(w);
+    }
+    redis_slot_map_free(&map);
+}
+
+/* A MOVED answer on a cache.cluster connection: the slot went elsewhere for
+ * good; this call failed (the read goes to SQLite), the next ones go there. */
+static void follow_moved(redis_writer *w, const redisReply *r)
+{
+    redis_redirect rd;
+    if (!w->follow_slot || r->type != REDIS_REPLY_ERROR || !w->ac ||
+        redis_redirect_parse(r->str, r->len, &rd) != REDIS_REDIRECT_MOVED)
+        return;
+    move_connection(w, w->ac, redis_redirect_host(&rd, w->host), rd.port, "MOVED");
+}
+
 static void on_reply(redisAsyncContext *ac, void *reply, void *privdata)
 {
     (void)ac;
@@ -230,6 +328,8 @@ static void on_reply(redisAsyncContext *ac, void *reply, void *privdata)
             call->done.command(call->opaque, r, NULL);
         }
     }
+    if (r)
+        follow_moved(call->w, r);
     call_free(call);
 }
 
@@ -634,7 +734,9 @@ static void send_checks(redis_writer *w, redisAsyncContext *ac)
 {
     if (w->cache_role) {
         if (redisAsyncCommand(ac, on_cache_policy_reply, NULL, "CONFIG GET maxmemory-policy") !=
-            REDIS_OK)
+                REDIS_OK ||
+            (w->follow_slot &&
+             redisAsyncCommand(ac, on_cache_slots_reply, NULL, "CLUSTER SLOTS") != REDIS_OK))
             set_down(w, "%s", "cannot send the eviction policy check");
         return;
     }
@@ -675,13 +777,14 @@ static void on_connect(const redisAsyncContext *ac, int status)
         log_warn("redis %s:%d: %s", w->host, w->port, ac->errstr);
         w->ac = NULL; /* hiredis frees the context after this callback */
         evtimer_del(w->connect_timer);
+        follow_next_node(w);
         schedule_reconnect(w);
         return;
     }
     w->connected = 1; /* connect_timer stays armed until the check passes */
     w->accepted = 0;
     w->auth_refused = 0;
-    w->checks_pending = w->cache_role ? 1 : 4;
+    w->checks_pending = !w->cache_role ? 4 : w->follow_slot ? 2 : 1;
     w->stale_mark_sent = 0;
     w->stale_marks_due = 0;
     redisAsyncContext *mut = (redisAsyncContext *)ac;
@@ -748,6 +851,7 @@ static void on_connect_timeout(evutil_socket_t fd, short what, void *arg)
     log_warn("redis %s:%d: %s", w->host, w->port, w->down_reason);
     redisAsyncContext *ac = w->ac;
     int was_connected = w->connected;
+    follow_next_node(w);
     redisAsyncFree(ac); /* a connected context runs on_disconnect, which reconnects */
     if (!was_connected) {
         w->ac = NULL;
@@ -794,6 +898,11 @@ static redis_writer *writer_new(struct event_base *base, const tally_config *cfg
         free(w);
         return NULL;
     }
+    w->follow_slot = cache_role && cfg->cache.cluster;
+    w->slot = redis_slot(CACHE_KEY_GEN, strlen(CACHE_KEY_GEN));
+    snprintf(w->tried[0].host, sizeof w->tried[0].host, "%s", w->host);
+    w->tried[0].port = w->port;
+    w->ntried = 1;
     w->reconnect_ms = RECONNECT_MIN_MS;
     set_down(w, "%s", "not connected yet");
     w->reconnect_timer = evtimer_new(base, on_reconnect_timer, w);
@@ -843,6 +952,13 @@ unsigned redis_writer_accepts(const redis_writer *w)
 const char *redis_writer_run_id(const redis_writer *w)
 {
     return w->run_id;
+}
+
+unsigned redis_writer_address(const redis_writer *w, const char **host, int *port)
+{
+    *host = w->host;
+    *port = w->port;
+    return w->moves;
 }
 
 int redis_writer_is_up(const redis_writer *w, const char **reason)

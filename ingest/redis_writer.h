@@ -99,6 +99,12 @@ unsigned redis_writer_restarts(const redis_writer *w);
 unsigned redis_writer_accepts(const redis_writer *w);
 const char *redis_writer_run_id(const redis_writer *w);
 
+/* The address this writer connects to, and how many times it changed: with
+ * cache.cluster, the cache writer follows the master of the cache's slot
+ * (CLUSTER SLOTS at every connection, MOVED answers, the next master known
+ * when a connection fails). */
+unsigned redis_writer_address(const redis_writer *w, const char **host, int *port);
+
 /* 1 when connected and accepted (durability checked), else 0; reason says why. */
 int redis_writer_is_up(const redis_writer *w, const char **reason);
 

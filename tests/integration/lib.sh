@@ -97,6 +97,19 @@ wait_ingest_redis_up() {
     fail "tally-ingest's Redis not up after 30 s: $(curl -sS "$BASE_URL/healthz" 2>&1)"
 }
 
+# start_cluster_node PORT DIR [REDIS-SERVER ARGS...]: a Redis Cluster node on
+# 127.0.0.1:PORT (its cluster bus on PORT + 10), in the background, its files
+# in DIR; its pid in NODE_PID.
+start_cluster_node() {
+    local port=$1 dir=$2
+    shift 2
+    mkdir -p "$dir"
+    redis-server --port "$port" --cluster-port $((port + 10)) --bind 127.0.0.1 --dir "$dir" \
+        --cluster-enabled yes --cluster-config-file nodes.conf --cluster-node-timeout 2000 \
+        --save "" --daemonize no --logfile "$dir/redis.log" "$@" &
+    NODE_PID=$!
+}
+
 start_flusher() {
     "$TALLY_BUILD/tally-flusher" -c "$CONF" >>"$WORK/flusher.log" 2>&1 &
     FLUSHER_PID=$!

@@ -19,12 +19,8 @@ NODE_PIDS=()
 rc() { redis-cli -p "$1" "${@:2}"; }
 
 start_node() { # PORT
-    mkdir -p "$WORK/node-$1"
-    redis-server --port "$1" --cluster-port $(($1 + 10)) --bind 127.0.0.1 --dir "$WORK/node-$1" \
-        --cluster-enabled yes --cluster-config-file nodes.conf --cluster-node-timeout 2000 \
-        --appendonly yes --maxmemory-policy noeviction --save "" --daemonize no \
-        --logfile "$WORK/node-$1/redis.log" &
-    NODE_PIDS[$(($1 - BASE))]=$!
+    start_cluster_node "$1" "$WORK/node-$1" --appendonly yes --maxmemory-policy noeviction
+    NODE_PIDS[$(($1 - BASE))]=$NODE_PID
 }
 stop_nodes() { for pid in "${NODE_PIDS[@]}"; do kill -KILL "$pid" 2>/dev/null || true; done; }
 trap 'stop_nodes; cleanup' EXIT
