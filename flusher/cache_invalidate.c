@@ -100,6 +100,11 @@ static int connect_to(cache_invalidator *c, const char *host, int port)
     return 0;
 }
 
+static unsigned cache_slot(void)
+{
+    return redis_slot(CACHE_KEY_GEN, strlen(CACHE_KEY_GEN));
+}
+
 /* On a cache cluster: asks the connected node (CLUSTER SLOTS) which master
  * serves the cache's slot, and connects there if it is another one. */
 static int follow_cache_slot(cache_invalidator *c)
@@ -108,8 +113,12 @@ static int follow_cache_slot(cache_invalidator *c)
     redis_slot_map map;
     char why[256] = "no reply to CLUSTER SLOTS";
     int owner = -1;
-    if (r && redis_slot_map_from_reply(&map, r, c->host, why, sizeof why) == 0 &&
-        (owner = redis_slot_map_node(&map, redis_slot(CACHE_KEY_GEN, strlen(CACHE_KEY_GEN)))) < 0)
+    redis_slot_map_init(&map);
+    if (r && r->type == REDIS_REPLY_ERROR)
+        snprintf(why, sizeof why, "CLUSTER SLOTS refused (%.120s): cache.cluster = true needs a "
+                 "Redis Cluster", r->str);
+    else if (r && redis_slot_map_from_reply(&map, r, c->host, why, sizeof why) == 0 &&
+             (owner = redis_slot_map_node(&map, cache_slot())) < 0)
         snprintf(why, sizeof why, "no master serves the cache's slot");
     if (r)
         freeReplyObject(r);
@@ -126,8 +135,7 @@ static int follow_cache_slot(cache_invalidator *c)
         c->rc = NULL;
         rc = connect_to(c, host, port);
     }
-    if (r)
-        redis_slot_map_free(&map);
+    redis_slot_map_free(&map);
     return rc;
 }
 

@@ -283,8 +283,12 @@ static void on_cache_slots_reply(redisAsyncContext *ac, void *reply, void *privd
     redis_slot_map map;
     char why[256];
     int owner = -1;
-    if (redis_slot_map_from_reply(&map, r, w->host, why, sizeof why) == 0 &&
-        (owner = redis_slot_map_node(&map, w->slot)) < 0)
+    redis_slot_map_init(&map);
+    if (r->type == REDIS_REPLY_ERROR)
+        snprintf(why, sizeof why, "CLUSTER SLOTS refused (%.120s): cache.cluster = true needs a "
+                 "Redis Cluster", r->str);
+    else if (redis_slot_map_from_reply(&map, r, w->host, why, sizeof why) == 0 &&
+             (owner = redis_slot_map_node(&map, w->slot)) < 0)
         snprintf(why, sizeof why, "no master serves the cache's slot %u", w->slot);
     if (owner >= 0)
         note_masters(w, &map);

@@ -8,7 +8,8 @@
 # the very next read return the new value; the slot is migrated to the other
 # master (MIGRATE, SETSLOT NODE) and ingest (MOVED) and the flusher follow:
 # answers stay exact, hits resume on the new master, and a commit after the
-# move is seen by the next read.
+# move is seen by the next read. Last, cache.cluster against a plain Redis
+# is refused with a reason (reads uncached).
 source "$(dirname "$0")/lib.sh"
 P=$METRIC_PREFIX
 CBASE=${TALLY_TEST_CCLUSTER_PORT:-27430}
@@ -114,6 +115,17 @@ check_eq "after the move a commit is seen by the next read" 10 "$(value)"
 check_eq "answers left on the old master" 0 "$(answers_on "$OWNER")"
 ! grep -q "refused the invalidation" "$WORK/flusher.log" ||
     fail "the flusher lost an invalidation: $(grep "refused the invalidation" "$WORK/flusher.log" | head -1)"
+
+# cache.cluster = true against a Redis that is not a cluster: reads go to
+# SQLite (uncached) and the log says why.
+stop_ingest
+CACHE_SETTINGS="cluster = true;" write_config
+start_ingest
+check_eq "cache.cluster on a plain Redis: reads uncached, still exact" "uncached 10" \
+    "$(cache_header "$q") $(value)"
+for _ in $(seq 1 25); do grep -q "cache.cluster = true needs a Redis Cluster" "$WORK/ingest.log" && break; sleep 0.2; done
+grep -q "CLUSTER SLOTS refused (.*): cache.cluster = true needs a Redis Cluster" "$WORK/ingest.log" ||
+    fail "ingest did not say why the cache is down"
 
 stop_flusher
 stop_ingest
