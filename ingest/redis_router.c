@@ -54,7 +54,15 @@ struct redis_router {
     char (*run_ids)[64];  /* per shard: the run_id of its master recorded last ("" none) */
     unsigned char *asking_run_id; /* per shard: its record is on its way */
     unsigned restarts;    /* shards whose master was another process than before */
-    double stale_marked_at; /* clock_mono_seconds() of the last stale marks */
+    /* stale marks (redis_router_note_missed): per shard, retried every tick
+     * until its master confirms it */
+    struct stale_mark {
+        redis_router *r;
+        unsigned shard;
+        unsigned char due, sent;
+    } *stale;
+    size_t stale_due;     /* shards whose mark is due */
+    char stale_reason[256];
 };
 
 struct router_call {
@@ -194,7 +202,6 @@ static void on_run_id_recorded(void *opaque, const redisReply *reply, const char
                      "before (run_id %.12s... was %.12s...): it may lack recent updates",
                      k->shard, k->run_id, reply->str);
             r->restarts++;
-            r->stale_marked_at = 0; /* (mark now, whatever was marked a moment ago) */
             redis_router_note_missed(r, why);
         }
         snprintf(r->run_ids[k->shard], sizeof r->run_ids[k->shard], "%s", k->run_id);
@@ -229,6 +236,8 @@ static void check_run_ids(redis_router *r)
     }
 }
 
+static void send_stale_marks(redis_router *r);
+
 static void on_tick(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd;
@@ -238,6 +247,8 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
         ask_map(r);
     if (r->have_map)
         check_run_ids(r);
+    if (r->stale_due)
+        send_stale_marks(r);
 }
 
 /* ---- calls ------------------------------------------------------------------------ */
@@ -536,12 +547,47 @@ int redis_router_command(redis_router *r, unsigned slot, int argc, const char **
 
 /* ---- the rest of the edge ------------------------------------------------------------- */
 
+/* A shard's mark answered: 1 set, 0 left to the rebuild holding its fence
+ * (live_stale_mark_script); anything else leaves it due for the next tick. */
 static void on_stale_marked(void *opaque, const redisReply *reply, const char *reason)
 {
-    (void)opaque;
-    if (!reply || reply->type == REDIS_REPLY_ERROR)
-        log_error("redis cluster: cannot mark the live view stale: %s",
-                  reply ? reply->str : reason);
+    struct stale_mark *m = opaque;
+    redis_router *r = m->r;
+    m->sent = 0;
+    if (r->closing)
+        return;
+    if (!reply || reply->type != REDIS_REPLY_INTEGER) {
+        log_error("redis cluster: cannot mark shard %u stale yet (retried): %s", m->shard,
+                  !reply ? reason : reply->type == REDIS_REPLY_ERROR ? reply->str : "unexpected reply");
+        return;
+    }
+    m->due = 0;
+    if (--r->stale_due == 0) {
+        log_warn("live view marked stale (%s), where no rebuild replays it: run tally-flusher "
+                 "--rebuild-redis",
+                 r->stale_reason);
+        r->stale_reason[0] = '\0';
+    }
+}
+
+/* Sends every due mark that is not on its way (a shard without a usable
+ * master waits for the next tick). */
+static void send_stale_marks(redis_router *r)
+{
+    for (unsigned shard = 0; shard < (unsigned)r->cfg->redis.shards; shard++) {
+        struct stale_mark *m = &r->stale[shard];
+        if (!m->due || m->sent)
+            continue;
+        char fence[REDIS_KEY_MAX], key[REDIS_KEY_MAX], err[256];
+        int fl = redis_key_shard(fence, sizeof fence, shard, REDIS_SHARD_FENCE);
+        int kl = redis_key_shard(key, sizeof key, shard, REDIS_SHARD_STALE);
+        const char *argv[] = {"EVAL", live_stale_mark_script, "2", fence, key, r->stale_reason};
+        size_t argvlen[] = {4, strlen(live_stale_mark_script), 1, (size_t)fl, (size_t)kl,
+                            strlen(r->stale_reason)};
+        if (redis_router_command(r, redis_shard_slot(shard), 6, argv, argvlen, on_stale_marked, m,
+                                 err, sizeof err) == 0)
+            m->sent = 1;
+    }
 }
 
 void redis_router_note_missed(redis_router *r, const char *reason)
@@ -550,22 +596,14 @@ void redis_router_note_missed(redis_router *r, const char *reason)
         redis_writer_note_missed(r->nodes[0].w, reason);
         return;
     }
-    double now = clock_mono_seconds();
-    if (r->stale_marked_at > 0 && now - r->stale_marked_at < 1)
-        return; /* (marked a moment ago: the marks stay until a rebuild) */
-    r->stale_marked_at = now;
-    log_warn("live view marked stale (%s): run tally-flusher --rebuild-redis", reason);
+    if (!r->stale_reason[0])
+        snprintf(r->stale_reason, sizeof r->stale_reason, "%s", reason);
     for (unsigned shard = 0; shard < (unsigned)r->cfg->redis.shards; shard++) {
-        char fence[REDIS_KEY_MAX], key[REDIS_KEY_MAX], err[256];
-        int fl = redis_key_shard(fence, sizeof fence, shard, REDIS_SHARD_FENCE);
-        int kl = redis_key_shard(key, sizeof key, shard, REDIS_SHARD_STALE);
-        const char *argv[] = {"EVAL", live_stale_mark_script, "2", fence, key, reason};
-        size_t argvlen[] = {4, strlen(live_stale_mark_script), 1, (size_t)fl, (size_t)kl,
-                            strlen(reason)};
-        if (redis_router_command(r, redis_shard_slot(shard), 6, argv, argvlen, on_stale_marked,
-                                 NULL, err, sizeof err) != 0)
-            log_error("redis cluster: cannot mark shard %u stale: %s", shard, err);
+        if (!r->stale[shard].due)
+            r->stale_due++;
+        r->stale[shard].due = 1;
     }
+    send_stale_marks(r);
 }
 
 unsigned redis_router_restarts(const redis_router *r)
@@ -637,9 +675,13 @@ redis_router *redis_router_new(struct event_base *base, const tally_config *cfg,
         size_t shards = (size_t)cfg->redis.shards;
         r->run_ids = calloc(shards, sizeof *r->run_ids);
         r->asking_run_id = calloc(shards, 1);
+        r->stale = calloc(shards, sizeof *r->stale);
+        for (size_t shard = 0; r->stale && shard < shards; shard++)
+            r->stale[shard] = (struct stale_mark){.r = r, .shard = (unsigned)shard};
         struct timeval tv = {0, TICK_MS * 1000};
         r->tick = event_new(base, -1, EV_PERSIST, on_tick, r);
-        if (!r->run_ids || !r->asking_run_id || !r->tick || event_add(r->tick, &tv) != 0) {
+        if (!r->run_ids || !r->asking_run_id || !r->stale || !r->tick ||
+            event_add(r->tick, &tv) != 0) {
             snprintf(err, errlen, "libevent: cannot create the router's timer");
             redis_router_free(r);
             return NULL;
@@ -653,6 +695,10 @@ void redis_router_free(redis_router *r)
     if (!r)
         return;
     r->closing = 1;
+    if (r->stale_due)
+        log_error("stopping before %zu shards could be marked stale (%s): the live view lacks "
+                  "batches Kafka holds; run tally-flusher --rebuild-redis",
+                  r->stale_due, r->stale_reason);
     while (r->paused)
         call_fail(r->paused, "tally-ingest is shutting down");
     if (r->tick)
@@ -662,5 +708,6 @@ void redis_router_free(redis_router *r)
     redis_slot_map_free(&r->map);
     free(r->run_ids);
     free(r->asking_run_id);
+    free(r->stale);
     free(r);
 }

@@ -977,6 +977,10 @@ void redis_writer_free(redis_writer *w)
 {
     if (!w)
         return;
+    if (w->stale_pending)
+        log_error("stopping before the live view could be marked stale (%s): it lacks batches "
+                  "Kafka holds; run tally-flusher --rebuild-redis",
+                  w->stale_reason);
     w->shutting_down = 1;
     if (w->ac)
         redisAsyncFree(w->ac);
