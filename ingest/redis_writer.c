@@ -234,8 +234,10 @@ static void follow_to(redis_writer *w, const char *host, int port, const char *w
 {
     if (port == w->port && strcmp(host, w->host) == 0)
         return;
-    log_info("cache redis: %s: now %s:%d (was %s:%d)", why, host, port, w->host, w->port);
-    snprintf(w->host, sizeof w->host, "%s", host);
+    char to[sizeof w->host]; /* (host may be w->host itself: a MOVED without one) */
+    snprintf(to, sizeof to, "%s", host);
+    log_info("cache redis: %s: now %s:%d (was %s:%d)", why, to, port, w->host, w->port);
+    memcpy(w->host, to, sizeof w->host);
     w->port = port;
     w->moves++;
 }
