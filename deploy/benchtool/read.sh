@@ -136,23 +136,23 @@ read_section() {
     sleep "$(( (5000 + 999) / 1000 + 1 ))" # the breaker closes (cache.breaker_open_ms)
 
     # c. writes with and without a read load beside them
-    local alone=() paced=() loaded=() rpid
+    local alone=() paced=() loaded=() alone_p99=() paced_p99=() loaded_p99=() rpid
     for ((p = 1; p <= READ_PAIRS; p++)); do
         run_bench tally 1000 16 "$READ_SECS" 2
-        alone+=("$(field events_per_s "$RESULT")")
+        alone+=("$(field events_per_s "$RESULT")") alone_p99+=("$(field p99_ms "$RESULT")")
         wait_drained "$QUIESCE_MAX" || true
         "$BENCH_BIN" --format get --url "$tq" --label read-load-paced --concurrency 2 --rate "$READ_LOAD_RATE" \
             --duration "$((READ_SECS + 3))" --warmup 0 >>"$LOGF" 2>&1 &
         rpid=$!
         run_bench tally 1000 16 "$READ_SECS" 2
-        paced+=("$(field events_per_s "$RESULT")")
+        paced+=("$(field events_per_s "$RESULT")") paced_p99+=("$(field p99_ms "$RESULT")")
         wait "$rpid" || true
         wait_drained "$QUIESCE_MAX" || true
         "$BENCH_BIN" --format get --url "$tq" --label read-load --concurrency 2 --duration "$((READ_SECS + 3))" \
             --warmup 0 >>"$LOGF" 2>&1 &
         rpid=$!
         run_bench tally 1000 16 "$READ_SECS" 2
-        loaded+=("$(field events_per_s "$RESULT")")
+        loaded+=("$(field events_per_s "$RESULT")") loaded_p99+=("$(field p99_ms "$RESULT")")
         wait "$rpid" || true
         wait_drained "$QUIESCE_MAX" || true
     done
@@ -199,10 +199,12 @@ read_section() {
         echo "Writes (batch 1,000, c=16) alone: $alone_m events/s; with a dashboard-like read load beside them (the cached"
         echo "query, $READ_LOAD_RATE queries/s): $paced_m events/s ($(awk -v a="$alone_m" -v b="$paced_m" 'BEGIN { printf "%+.1f", (b - a) * 100 / a }') %);"
         echo "with a saturating one (closed loop, c=2): $loaded_m events/s ($(awk -v a="$alone_m" -v b="$loaded_m" 'BEGIN { printf "%+.1f", (b - a) * 100 / a }') %); medians of $READ_PAIRS runs each."
+        echo "Write p99 (ms) in the same runs: alone $(median "${alone_p99[@]}"), with the dashboard-like read load $(median "${paced_p99[@]}"), with the saturating one $(median "${loaded_p99[@]}")."
         echo
         echo "Warming: the cached query at c=4, then FLUSHALL on the cache Redis: SQLite queries in each of the next 5 seconds: $timeline"
         echo "(one key: single flight and warming together keep it to about one query)."
     } >"$READ_MD"
     say "read section: Tally $tqm q/s (p99 $(median "${t_p99[@]}") ms; HTTP floor $(median "${f_qps[@]}") q/s, p99 $(median "${f_p99[@]}") ms), InfluxDB $iqm q/s, VictoriaMetrics $vqm q/s; miss p99 $miss_p99 ms;" \
-        "writes $alone_m -> $paced_m ($READ_LOAD_RATE q/s) / $loaded_m (closed loop) ev/s under reads; warming: $timeline"
+        "writes $alone_m -> $paced_m ($READ_LOAD_RATE q/s) / $loaded_m (closed loop) ev/s under reads" \
+        "(write p99 $(median "${alone_p99[@]}") -> $(median "${paced_p99[@]}") / $(median "${loaded_p99[@]}") ms); warming: $timeline"
 }
