@@ -118,7 +118,7 @@ int admission_build(admission *a, const live_fold *fold, size_t events, const li
                     char *err, size_t errlen)
 {
     memset(a, 0, sizeof *a);
-    size_t series = live_fold_series(fold);
+    size_t series = fold ? live_fold_series(fold) : 0;
     int limited = client && (client->events_per_second > 0 || client->batches_per_second > 0);
     size_t first_unknown = series; /* (the common case, all known, allocates nothing) */
     for (size_t i = 0; i < series && first_unknown == series; i++)

@@ -44,7 +44,8 @@ typedef struct admission {
     size_t ncandidates;
 } admission;
 
-/* Builds the call for a batch of `events` events folded in `fold`. `client`
+/* Builds the call for a batch of `events` events folded in `fold` (NULL: its
+ * series are settled, only the rate limits are asked). `client`
  * (NULL: none) brings its rate limits; series_here: 1 on one server, 0 on a
  * Redis Cluster. Returns 1 (a call to send: *a filled), 0 (nothing to ask:
  * *a empty) or -1 (out of memory, err filled). */

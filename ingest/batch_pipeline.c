@@ -804,7 +804,7 @@ static void admit_without_check(batch_request *br, const char *why)
     send_to_kafka(br);
 }
 
-static void admit_batch(batch_request *br);
+static void ask_admission(batch_request *br, const live_fold *fold);
 
 static void refuse_too_many_series(batch_request *br, long long count)
 {
@@ -838,7 +838,7 @@ static void lookup_settle(series_lookup *l)
     } else {
         admission_note(&br->admit, br->fold, br->srv->known);
         admission_free(&br->admit);
-        admit_batch(br); /* (again: the rate limits, if any, with no series left to ask) */
+        ask_admission(br, NULL); /* (the rate limits, if any: the series are settled) */
     }
     free(l);
 }
@@ -928,8 +928,6 @@ static void on_admitted(void *opaque, const redisReply *reply, const char *reaso
  * asking; then sends it to Kafka. */
 static void admit_batch(batch_request *br)
 {
-    batch_pipeline *s = br->srv;
-    char err[256];
     if (br->client && br->client->events_per_second > 0 &&
         (long long)br->events > br->client->events_per_second) {
         char msg[256];
@@ -940,15 +938,26 @@ static void admit_batch(batch_request *br)
         refuse_batch(br, 413, "Payload Too Large", msg, 0);
         return;
     }
-    int need = admission_build(&br->admit, br->fold, br->events, s->known, br->client,
+    ask_admission(br, br->fold);
+}
+
+/* The admission call for the batch's series in `fold` (NULL: none, the rate
+ * limits alone), or straight to Kafka when there is nothing to ask. */
+static void ask_admission(batch_request *br, const live_fold *fold)
+{
+    batch_pipeline *s = br->srv;
+    char err[256];
+    int need = admission_build(&br->admit, fold, br->events, s->known, br->client,
                                s->cfg->ingest.max_live_series, !s->cfg->redis.cluster, err,
                                sizeof err);
     if (need < 0) {
         refuse_batch(br, 500, "Internal Server Error", err, 0);
     } else if (need == 0) {
         send_to_kafka(br);
-    } else if (redis_router_command(s->redis, redis_slot(REDIS_KEY_LIVE_SERIES, strlen(REDIS_KEY_LIVE_SERIES)), br->admit.argc, br->admit.argv, br->admit.argvlen,
-                                    on_admitted, br, err, sizeof err) != 0) {
+    } else if (redis_router_command(s->redis,
+                                    redis_slot(REDIS_KEY_LIVE_SERIES, strlen(REDIS_KEY_LIVE_SERIES)),
+                                    br->admit.argc, br->admit.argv, br->admit.argvlen, on_admitted,
+                                    br, err, sizeof err) != 0) {
         admission_free(&br->admit);
         admit_without_check(br, err);
     }

@@ -217,6 +217,14 @@ static void test_admission_lookups_on_a_cluster(void **state)
     char small[8];
     assert_int_equal(admission_lookup_args(&a, 0, argv, argvlen, small, sizeof small), -1);
     admission_free(&a);
+    /* once every lookup found its series, only the rate limits are asked:
+     * no fold, no series, whatever the writer's table still holds */
+    assert_int_equal(admission_build(&a, NULL, 2, known, NULL, 1000, 0, err, sizeof err), 0);
+    auth_client c = {.name = "app", .events_per_second = 50, .batches_per_second = 0};
+    assert_int_equal(admission_build(&a, NULL, 2, known, &c, 1000, 0, err, sizeof err), 1);
+    assert_int_equal(a.ncandidates, 0);
+    assert_int_equal(a.argc, 10);
+    admission_free(&a);
     live_known_free(known);
     live_fold_free(f);
 }
