@@ -318,6 +318,35 @@ int redis_slot_map_node(const redis_slot_map *map, unsigned slot)
     return owner == REDIS_SLOT_NO_NODE ? -1 : (int)owner;
 }
 
+int redis_slot_owner_from_reply(redis_slot_map *map, const redisReply *reply,
+                                const char *answering_host, unsigned slot, char *err,
+                                size_t errlen)
+{
+    redis_slot_map_init(map);
+    if (reply->type == REDIS_REPLY_ERROR) {
+        snprintf(err, errlen, "CLUSTER SLOTS refused (%.120s): cache.cluster = true needs a "
+                 "Redis Cluster", reply->str);
+        return -1;
+    }
+    if (redis_slot_map_from_reply(map, reply, answering_host, err, errlen) != 0)
+        return -1;
+    int owner = redis_slot_map_node(map, slot);
+    if (owner < 0)
+        snprintf(err, errlen, "no master serves the cache's slot %u", slot);
+    return owner;
+}
+
+int redis_info_run_id(const char *info, char *out, size_t outlen)
+{
+    const char *at = info ? strstr(info, "run_id:") : NULL;
+    size_t n = at ? strcspn(at + 7, "\r\n") : 0;
+    if (n == 0 || n >= outlen)
+        return -1;
+    memcpy(out, at + 7, n);
+    out[n] = '\0';
+    return 0;
+}
+
 /* Appends "start" or "start-end" (after ", " unless first) to buf at *used;
  * 0 when it did not fit (buf then ends in "..."). */
 static int append_hole(char *buf, size_t buflen, size_t *used, unsigned start, unsigned end)

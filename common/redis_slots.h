@@ -91,6 +91,23 @@ int redis_slot_map_from_reply(redis_slot_map *map, const redisReply *reply,
  * when none does. */
 int redis_slot_map_node(const redis_slot_map *map, unsigned slot);
 
+/*
+ * For a client of one slot (the cache, cache.cluster): builds *map from the
+ * reply to CLUSTER SLOTS of the node at answering_host, as
+ * redis_slot_map_from_reply() does, and returns the index in map->nodes of
+ * the master serving `slot`; or -1 with err saying why: the node refused
+ * (not a cluster: "... cache.cluster = true needs a Redis Cluster"), the
+ * reply does not parse, or no master serves the slot. Either way the caller
+ * frees *map.
+ */
+int redis_slot_owner_from_reply(redis_slot_map *map, const redisReply *reply,
+                                const char *answering_host, unsigned slot, char *err,
+                                size_t errlen);
+
+/* The run_id in the text of an INFO (server) reply into out (< outlen):
+ * 0, or -1 when there is none or it does not fit. */
+int redis_info_run_id(const char *info, char *out, size_t outlen);
+
 /* The number of slots no node serves; writes their ranges ("8000-8191,
  * 9000", "..." when they do not fit) into buf, NUL-terminated. */
 size_t redis_slot_map_holes(const redis_slot_map *map, char *buf, size_t buflen);

@@ -114,12 +114,8 @@ static int follow_cache_slot(cache_invalidator *c)
     char why[256] = "no reply to CLUSTER SLOTS";
     int owner = -1;
     redis_slot_map_init(&map);
-    if (r && r->type == REDIS_REPLY_ERROR)
-        snprintf(why, sizeof why, "CLUSTER SLOTS refused (%.120s): cache.cluster = true needs a "
-                 "Redis Cluster", r->str);
-    else if (r && redis_slot_map_from_reply(&map, r, c->host, why, sizeof why) == 0 &&
-             (owner = redis_slot_map_node(&map, cache_slot())) < 0)
-        snprintf(why, sizeof why, "no master serves the cache's slot");
+    if (r)
+        owner = redis_slot_owner_from_reply(&map, r, c->host, cache_slot(), why, sizeof why);
     if (r)
         freeReplyObject(r);
     int rc = -1;

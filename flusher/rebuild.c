@@ -33,6 +33,7 @@
 #include "redis_hll.h"
 #include "redis_keys.h"
 #include "redis_nodes.h"
+#include "redis_slots.h"
 #include "schema.h"
 #include "set_union.h"
 
@@ -237,12 +238,11 @@ static int record_run_ids(rebuilder *r)
         redisReply *info = NULL;
         if (redis_simple(r, c, &info, "INFO server") != 0)
             return -1;
-        const char *at = info->type == REDIS_REPLY_STRING ? strstr(info->str, "run_id:") : NULL;
-        char run_id[64] = "";
-        if (at)
-            snprintf(run_id, sizeof run_id, "%.*s", (int)strcspn(at + 7, "\r\n"), at + 7);
+        char run_id[64];
+        int found = info->type == REDIS_REPLY_STRING &&
+                    redis_info_run_id(info->str, run_id, sizeof run_id) == 0;
         freeReplyObject(info);
-        if (!run_id[0])
+        if (!found)
             return fail(r, "redis INFO server", "no run_id in the reply");
         char key[REDIS_KEY_MAX];
         if (r->cfg->redis.cluster)

@@ -284,14 +284,7 @@ static void on_cache_slots_reply(redisAsyncContext *ac, void *reply, void *privd
         return;
     redis_slot_map map;
     char why[256];
-    int owner = -1;
-    redis_slot_map_init(&map);
-    if (r->type == REDIS_REPLY_ERROR)
-        snprintf(why, sizeof why, "CLUSTER SLOTS refused (%.120s): cache.cluster = true needs a "
-                 "Redis Cluster", r->str);
-    else if (redis_slot_map_from_reply(&map, r, w->host, why, sizeof why) == 0 &&
-             (owner = redis_slot_map_node(&map, w->slot)) < 0)
-        snprintf(why, sizeof why, "no master serves the cache's slot %u", w->slot);
+    int owner = redis_slot_owner_from_reply(&map, r, w->host, w->slot, why, sizeof why);
     if (owner >= 0)
         note_masters(w, &map);
     if (owner < 0) {
@@ -682,16 +675,13 @@ static void on_server_reply(redisAsyncContext *ac, void *reply, void *privdata)
     const redisReply *r = reply;
     if (!r || !w || wants_auth(w, ac, r))
         return;
-    const char *at = r->type == REDIS_REPLY_STRING ? strstr(r->str, "run_id:") : NULL;
-    size_t n = at ? strcspn(at + 7, "\r\n") : 0;
-    if (n == 0 || n >= sizeof w->run_id) {
+    if (r->type != REDIS_REPLY_STRING ||
+        redis_info_run_id(r->str, w->run_id, sizeof w->run_id) != 0) {
         w->checks_pending--;
         log_warn("redis: no run_id in INFO server; a restart of Redis will not be noticed");
         check_done(w);
         return;
     }
-    memcpy(w->run_id, at + 7, n);
-    w->run_id[n] = '\0';
     if (w->cluster_node) { /* (the router records it, per shard) */
         w->checks_pending--;
         check_done(w);

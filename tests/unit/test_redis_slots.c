@@ -236,6 +236,46 @@ static void assert_node(const redis_slot_map *map, unsigned slot, const char *ho
     assert_int_equal(map->nodes[i].port, port);
 }
 
+/* A one-slot client (the cache): the owner of its slot, or why there is none. */
+static void test_owner_of_one_slot(void **state)
+{
+    (void)state;
+    char err[256];
+    redis_slot_map map;
+    redisReply *reply = parse_resp(IPV6_HOLE);
+    int owner = redis_slot_owner_from_reply(&map, reply, "::1", 9000, err, sizeof err);
+    assert_true(owner >= 0);
+    assert_string_equal(map.nodes[owner].host, "::1");
+    assert_int_equal(map.nodes[owner].port, 37006);
+    redis_slot_map_free(&map);
+    assert_int_equal(redis_slot_owner_from_reply(&map, reply, "::1", 8000, err, sizeof err), -1);
+    assert_string_equal(err, "no master serves the cache's slot 8000");
+    redis_slot_map_free(&map);
+    freeReplyObject(reply);
+    reply = parse_resp("-ERR This instance has cluster support disabled\r\n");
+    assert_int_equal(redis_slot_owner_from_reply(&map, reply, "h", 0, err, sizeof err), -1);
+    assert_non_null(strstr(err, "CLUSTER SLOTS refused (ERR This instance has cluster support "
+                                "disabled): cache.cluster = true needs a Redis Cluster"));
+    redis_slot_map_free(&map);
+    freeReplyObject(reply);
+}
+
+/* The run_id of an INFO reply; none, or one too long for the buffer, is -1. */
+static void test_run_id_from_info(void **state)
+{
+    (void)state;
+    char id[41];
+    assert_int_equal(redis_info_run_id("# Server\r\nredis_version:7.0.15\r\nrun_id:"
+                                       "d78e7f026b7816ace898b90d7753a25f8d1d7591\r\ntcp_port:1\r\n",
+                                       id, sizeof id),
+                     0);
+    assert_string_equal(id, "d78e7f026b7816ace898b90d7753a25f8d1d7591");
+    assert_int_equal(redis_info_run_id("# Server\r\nredis_version:7.0.15\r\n", id, sizeof id), -1);
+    assert_int_equal(redis_info_run_id("run_id:\r\n", id, sizeof id), -1);
+    char small[8];
+    assert_int_equal(redis_info_run_id("run_id:0123456789\r\n", small, sizeof small), -1);
+}
+
 static void test_map_from_resharded_cluster(void **state)
 {
     (void)state;
@@ -619,6 +659,8 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_crc16),
+        cmocka_unit_test(test_owner_of_one_slot),
+        cmocka_unit_test(test_run_id_from_info),
         cmocka_unit_test(test_slots_match_the_server),
         cmocka_unit_test(test_hash_tags),
         cmocka_unit_test(test_keys_same_slot),
