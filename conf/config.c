@@ -233,7 +233,7 @@ static const struct key_row config_keys[] = {
             "UDP reader threads, each with its own socket (SO_REUSEPORT)."),
     INT64_ROW(statsd.rcvbuf_bytes, 8 * MIB, 64 * KIB, 1024 * MIB,
               "Receive buffer of each UDP socket (SO_RCVBUFFORCE, else SO_RCVBUF up to net.core.rmem_max)."),
-    INT_ROW(statsd.batch_lines, 1000, 1, 1000000,
+    INT_ROW(statsd.batch_lines, 10000, 1, 1000000,
             "Lines gathered into one batch before it goes to Kafka (at most ingest.max_lines)."),
     INT_ROW(statsd.batch_ms, 50, 1, 10000,
             "Longest a line waits for its batch to fill, in ms."),

@@ -100,7 +100,7 @@ typedef struct tally_config {
         int port;                            /* statsd.port            8125, 1..65535 */
         int udp_readers;                     /* statsd.udp_readers     1, 1..16 */
         long long rcvbuf_bytes;              /* statsd.rcvbuf_bytes    8 MiB, 64 KiB..1 GiB */
-        int batch_lines;                     /* statsd.batch_lines     1000, 1..1000000 */
+        int batch_lines;                     /* statsd.batch_lines     10000, 1..1000000 */
         int batch_ms;                        /* statsd.batch_ms        50, 1..10000 */
         int max_tcp_connections;             /* statsd.max_tcp_connections 256, 1..100000 */
         int tcp_idle_seconds;                /* statsd.tcp_idle_seconds 300, 1..86400 */
