@@ -49,6 +49,10 @@ typedef struct metric_event {
     double sample_rate;  /* in (0, 1]; 1.0 when the line has no "|@rate", and for a set */
     int64_t stamp_ms;    /* event time, Unix milliseconds (rule 4: set before Kafka) */
     uint64_t member;     /* set: hash_digest64 of the member's bytes; 0 for other types */
+    uint32_t extra_lines; /* counter: lines folded into this event beyond the first (the
+                            StatsD listeners fold a batch's counter lines that differ only
+                            in their value: value is their sum); 0 for a line as sent and
+                            for every other type */
 } metric_event;
 
 /*
@@ -74,12 +78,19 @@ static inline int event_amount_in_domain(double value, double sample_rate)
            magnitude / sample_rate <= EVENT_AMOUNT_MAX;
 }
 
-/* How many real events one sampled line stands for: 1 / sample_rate. A
- * counter contributes value * weight to its total; a distribution adds
+/* How many real events one sampled line stands for: 1 / sample_rate (and a
+ * folded counter, 1 + extra_lines lines of one rate: that many times it). A
+ * counter contributes value / sample_rate to its total; a distribution adds
  * weight to its count and value * weight to its sum. */
 static inline double event_weight(const metric_event *ev)
 {
-    return 1.0 / ev->sample_rate;
+    return (1.0 + (double)ev->extra_lines) / ev->sample_rate;
+}
+
+/* The StatsD lines an event stands for: 1 + extra_lines. */
+static inline uint64_t event_lines(const metric_event *ev)
+{
+    return 1u + (uint64_t)ev->extra_lines;
 }
 
 /* Short lowercase name of a type ("counter", "gauge", "distribution", "set"):

@@ -280,6 +280,27 @@ static int check_event(uint64_t index, unsigned type, unsigned flags, size_t nam
     return 0;
 }
 
+/* A folded counter (event.h: extra_lines): only a counter folds, and the lines
+ * it stands for, 1 + extra, stay within the domain: (1 + extra) / rate <=
+ * EVENT_AMOUNT_MAX, like the weight of any line. */
+static int check_extra_lines(uint64_t index, unsigned type, uint64_t extra, double rate,
+                             char *err, size_t errlen)
+{
+    if (extra == 0)
+        return 0;
+    if (type != METRIC_COUNTER) {
+        snprintf(err, errlen, "event %llu: folded lines on a %s (only counters fold)",
+                 (unsigned long long)index, metric_type_name((metric_type)type));
+        return -1;
+    }
+    if (extra > UINT32_MAX || (1.0 + (double)extra) / rate > EVENT_AMOUNT_MAX) {
+        snprintf(err, errlen, "event %llu: %llu folded lines at rate %g leave the domain",
+                 (unsigned long long)index, (unsigned long long)extra + 1, rate);
+        return -1;
+    }
+    return 0;
+}
+
 /* ---- encode -------------------------------------------------------------- */
 
 /* Validates the events and computes the encoded size. */
@@ -290,7 +311,9 @@ static int measure_record(size_t batch_id_len, const metric_event *events, size_
     for (size_t i = 0; i < count; i++) {
         const metric_event *ev = &events[i];
         if (check_event(i + 1, (unsigned)ev->type, ev->flags, ev->name_len, ev->tags_len,
-                        ev->value, ev->sample_rate, err, errlen) != 0)
+                        ev->value, ev->sample_rate, err, errlen) != 0 ||
+            check_extra_lines(i + 1, (unsigned)ev->type, ev->extra_lines, ev->sample_rate, err,
+                              errlen) != 0)
             return -1;
         if (ev->name == NULL || (ev->tags_len > 0 && ev->tags == NULL)) {
             snprintf(err, errlen, "event %zu: missing name or tags pointer", i + 1);
@@ -331,6 +354,11 @@ int record_encode(const char *batch_id, size_t batch_id_len, int64_t received_ms
         snprintf(err, errlen, "events pointer is NULL");
         return -1;
     }
+    for (size_t i = 0; i < count; i++)
+        if (events[i].extra_lines) {
+            snprintf(err, errlen, "event %zu: a folded counter needs the compact record", i + 1);
+            return -1;
+        }
 
     size_t size = 0;
     if (measure_record(batch_id_len, events, count, &size, err, errlen) != 0) return -1;
@@ -500,6 +528,7 @@ static int next_fixed(record_reader *r, metric_event *ev)
     ev->value = ev->type == METRIC_SET ? 0.0 : get_f64(c + 6);
     ev->sample_rate = get_f64(c + 14);
     ev->stamp_ms = (int64_t)get_u64(c + 22);
+    ev->extra_lines = 0;
     c += EVENT_FIXED;
     assert((size_t)(r->end - c) >= (size_t)ev->name_len + ev->tags_len);
     ev->name = (const char *)c;
@@ -536,7 +565,7 @@ struct record_string {
 #define HEAD_HAS_RATE 0x10u
 #define HEAD_VALUE_F64 0x20u
 #define HEAD_STAMP_DELTA 0x40u
-#define HEAD_KNOWN 0x7Fu
+#define HEAD_EXTRA_LINES 0x80u /* a folded counter: varint extra_lines (>= 1) follows */
 #define COMPACT_HEADER_FIXED 20u /* magic, version, id len, received_ms, 2 counts */
 #define VARINT_MAX 10u
 #define INTEGRAL_LIMIT 9007199254740992.0 /* 2^53: integers below are exact */
@@ -690,9 +719,9 @@ int record_encode_compact(const char *batch_id, size_t batch_id_len, int64_t rec
         for (size_t k = before; k < t.count; k++)
             strings_bytes += 2u + t.list[k].len;
     }
-    /* worst case per event: head + 2 varints of 5 + f64 + f64 + varint of 10 (a set:
-     * head + 2 varints of 5 + its member, a varint of 10 + varint of 10) */
-    size_t bound = COMPACT_HEADER_FIXED + batch_id_len + strings_bytes + count * 37u + TRAILER;
+    /* worst case per event: head + 2 varints of 5 + f64 + f64 + varint of 10 + varint
+     * of 5 (a set: head + 2 varints of 5 + its member, a varint of 10 + varint of 10) */
+    size_t bound = COMPACT_HEADER_FIXED + batch_id_len + strings_bytes + count * 42u + TRAILER;
     buf = malloc(bound);
     if (!buf) {
         snprintf(err, errlen, "out of memory allocating a %zu-byte record", bound);
@@ -720,6 +749,8 @@ int record_encode_compact(const char *batch_id, size_t batch_id_len, int64_t rec
             head |= HEAD_VALUE_F64;
         if (ev->stamp_ms != received_ms)
             head |= HEAD_STAMP_DELTA;
+        if (ev->extra_lines)
+            head |= HEAD_EXTRA_LINES;
         w = put_u8(w, head);
         w = put_varint(w, name_idx[i]);
         w = put_varint(w, tags_idx[i]);
@@ -733,6 +764,8 @@ int record_encode_compact(const char *batch_id, size_t batch_id_len, int64_t rec
             w = put_f64(w, ev->sample_rate);
         if (head & HEAD_STAMP_DELTA)
             w = put_varint(w, zigzag((int64_t)((uint64_t)ev->stamp_ms - (uint64_t)received_ms)));
+        if (head & HEAD_EXTRA_LINES)
+            w = put_varint(w, ev->extra_lines);
     }
     size_t size = (size_t)(w - buf) + TRAILER;
     assert(size <= bound);
@@ -795,6 +828,12 @@ static int read_compact_event(const uint8_t **c, const uint8_t *end, const recor
         if (get_varint(c, end, &raw) != 0)
             return -1;
         ev->stamp_ms = (int64_t)((uint64_t)r->received_ms + (uint64_t)unzigzag(raw));
+    }
+    ev->extra_lines = 0;
+    if (head & HEAD_EXTRA_LINES) {
+        if (get_varint(c, end, &raw) != 0 || raw == 0 || raw > UINT32_MAX)
+            return -1;
+        ev->extra_lines = (uint32_t)raw;
     }
     ev->type = set ? METRIC_SET : (metric_type)(head & HEAD_TYPE_MASK);
     ev->flags = (uint8_t)(((head & HEAD_RELATIVE) ? EVENT_GAUGE_RELATIVE : 0) |
@@ -872,12 +911,10 @@ static int open_compact(record_reader *r, const uint8_t *p, size_t len, char *er
             snprintf(err, errlen, "truncated at event %u", i + 1);
             goto fail;
         }
-        if ((head & ~HEAD_KNOWN) != 0) {
-            snprintf(err, errlen, "event %u: unknown flags 0x%02x", i + 1, head);
-            goto fail;
-        }
         if (check_event((uint64_t)i + 1, ev.type, ev.flags, ev.name_len,
-                        ev.tags_len, ev.value, ev.sample_rate, err, errlen) != 0)
+                        ev.tags_len, ev.value, ev.sample_rate, err, errlen) != 0 ||
+            check_extra_lines((uint64_t)i + 1, ev.type, ev.extra_lines, ev.sample_rate, err,
+                              errlen) != 0)
             goto fail;
         r->events[i] = ev;
     }

@@ -29,18 +29,22 @@
  *   event_count x {
  *     u8 head: bits 0-1 type (1 counter, 2 gauge, 3 distribution, 0 set),
  *              bit 2 gauge relative, bit 3 client stamp,
- *              bit 4 has rate, bit 5 value is f64, bit 6 has stamp delta
+ *              bit 4 has rate, bit 5 value is f64, bit 6 has stamp delta,
+ *              bit 7 a folded counter (event.h: extra_lines; a decoder from
+ *              before it refuses the record naming the unknown flag)
  *     varint name index   varint tags index + 1 (0 = no tags)
  *     value: f64, or zigzag varint when it is an integer below 2^53;
  *            a set: its member's digest as an unsigned varint (bits 4 and 5
  *            clear: a set has rate 1 and no value)
  *     [f64 sample_rate]   [zigzag varint stamp_ms - received_ms]
+ *     [varint extra_lines, >= 1: bit 7, a counter only]
  *   }
  *   u32 crc32 (IEEE, of every byte before it)
  *
  * Decoding accepts both versions and validates the whole record (magic,
  * version, every length and index, types, values and rates in the numeric
- * domain of event.h, a set's rate 1 and no flag but the client stamp's, crc)
+ * domain of event.h, a set's rate 1 and no flag but the client stamp's, a
+ * folded event a counter whose (1 + extra_lines) / rate is in the domain, crc)
  * before returning any event, so a corrupt record is rejected as a whole and
  * never half-applied. Pure: no I/O.
  */

@@ -376,7 +376,7 @@ int aggregate_add(aggregate *a, const metric_event *ev, char *err, size_t errlen
     if (ev->type == METRIC_SET && set_add(r, s, ev, err, errlen) < 0)
         return -1;
 
-    r->lines++;
+    r->lines += event_lines(ev);
     switch (ev->type) {
     case METRIC_COUNTER:
         r->value += ev->value / ev->sample_rate;

@@ -964,7 +964,8 @@ static void ask_admission(batch_request *br, const live_fold *fold)
 }
 
 static void accept_batch(batch_pipeline *s, const batch_sink *sink, const auth_client *client,
-                         const char *batch_id, const char *body, size_t len);
+                         const char *batch_id, const char *body, size_t len,
+                         const uint32_t *extra, size_t folded);
 
 /* 413 (and 1) for a batch over ingest.max_series_per_batch or whose record
  * Kafka would not take (kafka.max_message_bytes); else 0. */
@@ -1046,15 +1047,37 @@ static void handle_post_events(batch_pipeline *s, struct evhttp_request *req,
         return;
     }
     batch_sink sink = {req, NULL, NULL, s};
-    accept_batch(s, &sink, client, batch_id, (const char *)plain, len);
+    accept_batch(s, &sink, client, batch_id, (const char *)plain, len, NULL, 0);
     if (owned)
         free((void *)plain);
 }
 
+/* Marks the batch's last `folded` events as folded counters (extra[i] lines
+ * each beyond the first); the lines they came from were all counters of one
+ * value each. Returns the lines the batch stands for, or 0 when the events do
+ * not match (a defect of the gathering: the batch is refused with 500). */
+static size_t mark_folded(statsd_batch *b, const uint32_t *extra, size_t folded)
+{
+    if (folded > b->count)
+        return 0;
+    size_t lines = b->count;
+    metric_event *ev = b->events + (b->count - folded);
+    for (size_t i = 0; i < folded; i++) {
+        if (ev[i].type != METRIC_COUNTER || !event_amount_in_domain(ev[i].value, ev[i].sample_rate))
+            return 0;
+        ev[i].extra_lines = extra[i];
+        lines += extra[i];
+    }
+    return lines;
+}
+
 /* Parses, folds and encodes a plain body and sends it to Kafka (the batch's
- * strings are copied: the body may go once this returns). */
+ * strings are copied: the body may go once this returns). The StatsD
+ * listeners' folded counter lines are the body's last `folded` lines, with
+ * their extra_lines in extra (HTTP: none). */
 static void accept_batch(batch_pipeline *s, const batch_sink *sink, const auth_client *client,
-                         const char *batch_id, const char *body, size_t len)
+                         const char *batch_id, const char *body, size_t len,
+                         const uint32_t *extra, size_t folded)
 {
     char err[256];
     int64_t received = clock_wall_ms();
@@ -1077,6 +1100,12 @@ static void accept_batch(batch_pipeline *s, const batch_sink *sink, const auth_c
         return;
     }
 
+    size_t lines = folded ? mark_folded(&s->batch, extra, folded) : s->batch.count;
+    if (lines == 0) {
+        sink_error(sink, 500, "Internal Server Error",
+                   "the folded counter lines do not match the batch's events", NULL, 0, NULL);
+        return;
+    }
     batch_request *br = calloc(1, sizeof *br);
     if (!br) {
         sink_error(sink, 500, "Internal Server Error", "out of memory", NULL, 0, NULL);
@@ -1086,7 +1115,7 @@ static void accept_batch(batch_pipeline *s, const batch_sink *sink, const auth_c
     br->sink = *sink;
     br->started_ns = clock_mono_ns();
     br->client = client;
-    br->events = s->batch.count;
+    br->events = lines;
     br->ignored = ignored;
     /* keys are scoped per client: one client cannot claim another's key */
     int id_len = client ? snprintf(br->batch_id, sizeof br->batch_id, "%s/%s", client->name, batch_id)
@@ -1134,8 +1163,8 @@ int batch_pipeline_has_room(const batch_pipeline *p, size_t len)
     return p->draining || busy_reason(p, len) == NULL; /* (draining: submit answers why not) */
 }
 
-void batch_pipeline_submit(batch_pipeline *p, const char *body, size_t len, batch_done_fn done,
-                           void *opaque)
+void batch_pipeline_submit(batch_pipeline *p, const char *body, size_t len,
+                           const uint32_t *extra, size_t folded, batch_done_fn done, void *opaque)
 {
     batch_sink sink = {NULL, done, opaque, p};
     char batch_id[IDEMPOTENCY_KEY_MAX + 1];
@@ -1145,7 +1174,7 @@ void batch_pipeline_submit(batch_pipeline *p, const char *body, size_t len, batc
     else if (generate_batch_id(batch_id, sizeof batch_id) != 0)
         sink_error(&sink, 500, NULL, "no randomness for a batch id", NULL, 0, NULL);
     else
-        accept_batch(p, &sink, NULL, batch_id, body, len);
+        accept_batch(p, &sink, NULL, batch_id, body, len, extra, folded);
 }
 
 batch_pipeline *batch_pipeline_new(struct event_base *base, const tally_config *cfg,

@@ -24,6 +24,7 @@
 #define TALLY_BATCH_PIPELINE_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include <event2/event.h>
 #include <event2/http.h>
@@ -55,8 +56,12 @@ typedef void (*batch_done_fn)(void *opaque, int status, const char *outcome,
 
 /* Takes a plain body of StatsD lines from inside tally-ingest (the StatsD
  * listeners) down the same path as a POST without a token or key: parsed
- * whole, Kafka, then Redis. The body is copied; `done` answers now or later. */
-void batch_pipeline_submit(batch_pipeline *p, const char *body, size_t len, batch_done_fn done,
+ * whole, Kafka, then Redis. Its last `folded` lines are folded counters
+ * (counter_fold.h), each standing for 1 + extra[i] lines (event.h:
+ * extra_lines); folded may be 0 (extra NULL). The body and extra are copied
+ * or done with when this returns; `done` answers now or later. */
+void batch_pipeline_submit(batch_pipeline *p, const char *body, size_t len,
+                           const uint32_t *extra, size_t folded, batch_done_fn done,
                            void *opaque);
 
 /* From now on new batches get 503 ("shutting down"). */

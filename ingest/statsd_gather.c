@@ -20,6 +20,8 @@
 typedef struct queued_batch {
     char *body;
     size_t len, lines;
+    uint32_t *extra;   /* the folded lines' extra_lines: the body's last `folded` lines */
+    size_t folded;
     struct queued_batch *next;
 } queued_batch;
 
@@ -86,7 +88,7 @@ static void submit(gather_hub *h, queued_batch *q)
     }
     *ctx = (submitted){h, q->lines};
     atomic_fetch_add(&h->counters.batches, 1);
-    batch_pipeline_submit(h->pipeline, q->body, q->len, on_submitted, ctx);
+    batch_pipeline_submit(h->pipeline, q->body, q->len, q->extra, q->folded, on_submitted, ctx);
 }
 
 /* Takes the first queued batch if `force` or the pipeline has room for it. */
@@ -115,6 +117,7 @@ static void drain(gather_hub *h, int force)
     while ((q = take(h, force, &blocked)) != NULL) {
         submit(h, q);
         free(q->body);
+        free(q->extra);
         free(q);
     }
     if (blocked) { /* the pipeline is full: look again in a moment */
@@ -169,12 +172,13 @@ static void wait_for_room(gather_hub *h)
             return;
 }
 
-static int enqueue(gather_hub *h, char *body, size_t len, size_t lines, int may_wait)
+static int enqueue(gather_hub *h, char *body, size_t len, size_t lines, uint32_t *extra,
+                   size_t folded, int may_wait)
 {
     queued_batch *q = malloc(sizeof *q);
     if (!q)
         return -1;
-    *q = (queued_batch){body, len, lines, NULL};
+    *q = (queued_batch){body, len, lines, extra, folded, NULL};
     pthread_mutex_lock(&h->lock);
     if (h->queued >= GATHER_QUEUE_MAX && may_wait && !h->stopping)
         wait_for_room(h);
@@ -198,16 +202,61 @@ static int enqueue(gather_hub *h, char *body, size_t len, size_t lines, int may_
     return 0;
 }
 
+static int reserve(line_batch *b, size_t need)
+{
+    if (b->len + need <= b->cap)
+        return 0;
+    size_t cap = b->cap ? b->cap : 64 * 1024;
+    while (cap < b->len + need)
+        cap *= 2;
+    char *grown = realloc(b->buf, cap);
+    if (!grown)
+        return -1;
+    b->buf = grown, b->cap = cap;
+    return 0;
+}
+
+/* Writes the folded counter lines after the others; *extra gets their
+ * extra_lines (NULL when none folded). -1 out of memory. */
+static int write_folded(line_batch *b, uint32_t **extra, size_t *folded)
+{
+    *extra = NULL;
+    *folded = counter_fold_count(&b->fold);
+    if (*folded == 0)
+        return 0;
+    *extra = malloc(*folded * sizeof **extra);
+    if (!*extra || reserve(b, counter_fold_bytes(&b->fold)) != 0) {
+        free(*extra);
+        *extra = NULL;
+        return -1;
+    }
+    b->len += counter_fold_write(&b->fold, b->buf + b->len, *extra);
+    return 0;
+}
+
+/* Counts the batch's lines as lost (in *counter) and warns. */
+static void count_lost(line_batch *b, _Atomic uint64_t *counter, const char *why)
+{
+    atomic_fetch_add(counter, b->lines);
+    warn_lost(b->hub, b->lines, why);
+}
+
 void line_batch_flush(line_batch *b)
 {
     if (b->lines == 0)
         return;
-    if (enqueue(b->hub, b->buf, b->len, b->lines, b->may_wait) != 0) {
-        atomic_fetch_add(&b->hub->counters.lost_busy, b->lines);
-        warn_lost(b->hub, b->lines, "the queue to the write path is full");
+    uint32_t *extra;
+    size_t folded;
+    if (write_folded(b, &extra, &folded) != 0) {
+        count_lost(b, &b->hub->counters.lost_failed, "out of memory");
+        free(b->buf);
+    } else if (enqueue(b->hub, b->buf, b->len, b->lines, extra, folded, b->may_wait) != 0) {
+        count_lost(b, &b->hub->counters.lost_busy, "the queue to the write path is full");
+        free(extra);
         free(b->buf);
     }
-    b->buf = NULL;
+    counter_fold_clear(&b->fold);
+    b->buf = NULL; /* the queue's now, or freed */
     b->len = b->cap = b->lines = b->events = 0;
 }
 
@@ -217,11 +266,13 @@ void line_batch_init(line_batch *b, gather_hub *h)
 {
     memset(b, 0, sizeof *b);
     b->hub = h;
+    counter_fold_init(&b->fold);
 }
 
 void line_batch_free(line_batch *b)
 {
     free(b->buf);
+    counter_fold_free(&b->fold);
     memset(b, 0, sizeof *b);
 }
 
@@ -233,19 +284,11 @@ static int line_check(line_batch *b, const char *line, size_t len)
 
 static int append_line(line_batch *b, const char *line, size_t len)
 {
-    if (b->len + len + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 64 * 1024;
-        while (cap < b->len + len + 1)
-            cap *= 2;
-        char *grown = realloc(b->buf, cap);
-        if (!grown)
-            return -1;
-        b->buf = grown, b->cap = cap;
-    }
+    if (reserve(b, len + 1) != 0)
+        return -1;
     memcpy(b->buf + b->len, line, len);
     b->len += len;
     b->buf[b->len++] = '\n';
-    b->lines++;
     return 0;
 }
 
@@ -271,17 +314,27 @@ static void add_line(line_batch *b, const char *line, size_t len, int64_t now_ms
         atomic_fetch_add_explicit(&c->service_checks_ignored, 1, memory_order_relaxed);
         return;
     }
-    if (b->len + len + 1 > b->hub->max_body || b->events + values > b->hub->batch_lines)
+    /* a line adds at most len + 1 bytes as it is, and no more than
+     * len + 1 + COUNTER_FOLD_SUM_MAX folded */
+    size_t body = b->len + counter_fold_bytes(&b->fold);
+    if (body + len + 1 + COUNTER_FOLD_SUM_MAX > b->hub->max_body ||
+        b->events + values > b->hub->batch_lines)
         line_batch_flush(b);
     if (b->lines == 0)
         b->first_ms = now_ms;
-    if (append_line(b, line, len) != 0) {
+    size_t entries = counter_fold_count(&b->fold);
+    int folded = values == 1 ? counter_fold_add(&b->fold, line, len, &b->check.ev) : 0;
+    if (folded < 0 || (folded == 0 && append_line(b, line, len) != 0)) {
         atomic_fetch_add(&c->lost_failed, 1);
         warn_lost(b->hub, 1, "out of memory");
         return;
     }
-    b->events += values;
-    if (b->events >= b->hub->batch_lines)
+    b->lines++;
+    size_t added = folded ? counter_fold_count(&b->fold) - entries : values;
+    if (folded && added == 0)
+        atomic_fetch_add_explicit(&c->folded, 1, memory_order_relaxed);
+    b->events += added;
+    if (b->events >= b->hub->batch_lines || b->lines >= b->hub->batch_lines)
         line_batch_flush(b);
 }
 
@@ -373,6 +426,7 @@ void statsd_gather_free(gather_hub *h)
     for (queued_batch *q = h->head, *next; q; q = next) {
         next = q->next;
         free(q->body);
+        free(q->extra);
         free(q);
     }
     close(h->efd);

@@ -7,10 +7,14 @@
  * on its own by the one StatsD parser (statsd_check_line): a bad line is
  * dropped and counted by its reason code, and the good lines around it are
  * kept. DogStatsD events and service checks are counted and not forwarded.
- * A batch holds at most min(statsd.batch_lines, ingest.max_lines) events
- * (a packed line counts one per value), so the pipeline accepts it whole. A producer (one per UDP
- * reader thread, one for all TCP connections) fills its own line_batch and
- * hands it over when it holds statsd.batch_lines lines, when its first line
+ * Counter lines that differ only in their value are folded into one line
+ * standing for all of them (counter_fold.h; the pipeline marks its event with
+ * their count), so a busy counter costs the write path one event per batch,
+ * not one per line. A batch holds at most min(statsd.batch_lines,
+ * ingest.max_lines) events (a packed line counts one per value), so the
+ * pipeline accepts it whole. A producer (one per UDP reader thread, one for
+ * all TCP connections) fills its own line_batch and hands it over when it
+ * has taken statsd.batch_lines lines (folded or not), when its first line
  * is statsd.batch_ms old, or when the next line would not fit in
  * ingest.max_body_bytes. Hand-over is thread-safe: a bounded queue
  * (GATHER_QUEUE_MAX batches) and an eventfd that wakes the event loop, which
@@ -40,6 +44,7 @@
 
 #include "batch_pipeline.h"
 #include "config.h"
+#include "counter_fold.h"
 #include "statsd.h"
 
 #define GATHER_QUEUE_MAX 64
@@ -56,6 +61,7 @@ typedef struct gather_counters {
     _Atomic uint64_t dropped[STATSD_CODE_COUNT]; /* ... by reason code (statsd_reason_name) */
     _Atomic uint64_t events_ignored;   /* DogStatsD events: well-formed, counted, not stored */
     _Atomic uint64_t service_checks_ignored; /* DogStatsD service checks: likewise */
+    _Atomic uint64_t folded;           /* counter lines folded into an earlier line's event */
     _Atomic uint64_t batches;          /* batches submitted */
     _Atomic uint64_t lines_stored;     /* lines of batches Kafka holds */
     _Atomic uint64_t waits;            /* hand-overs that waited for room in the queue */
@@ -69,9 +75,12 @@ typedef struct gather_hub gather_hub;
 /* One producer's batch in the making (not shared between threads). */
 typedef struct line_batch {
     gather_hub *hub;
-    char *buf;
-    size_t len, cap, lines;
-    size_t events;        /* metric events its lines make (packed values count each) */
+    char *buf;            /* the lines kept as they are */
+    size_t len, cap;
+    size_t lines;         /* lines taken, folded or not */
+    size_t events;        /* metric events the batch makes (packed values count each, a
+                             fold entry once) */
+    counter_fold fold;    /* its counter lines, folded (counter_fold.h) */
     int64_t first_ms;     /* monotonic ms of its first line */
     statsd_line_info check; /* statsd_check_line's answer, reused for every line */
     int may_wait;         /* a reader thread's: wait for room rather than drop (above) */

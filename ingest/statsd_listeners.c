@@ -78,13 +78,13 @@ void statsd_listeners_health(statsd_listeners *l, struct evbuffer *out)
         ",\"statsd\":{\"udp\":%s,\"tcp\":%s,\"datagrams\":%llu,\"truncated\":%llu,"
         "\"kernel_drops\":%llu,\"tcp_connections\":%zu,\"tcp_accepted\":%llu,"
         "\"tcp_refused\":%llu,\"lines\":%llu,\"invalid\":%llu,\"events_ignored\":%llu,"
-        "\"service_checks_ignored\":%llu,\"batches\":%llu,"
+        "\"service_checks_ignored\":%llu,\"folded\":%llu,\"batches\":%llu,"
         "\"lines_stored\":%llu,\"lost_busy\":%llu,\"lost_failed\":%llu,\"lost_unknown\":%llu}",
         l->udp ? "true" : "false", l->tcp ? "true" : "false", get(&c->datagrams),
         get(&c->truncated), (unsigned long long)statsd_udp_kernel_drops(l->udp),
         statsd_tcp_connections(l->tcp), get(&c->tcp_connections), get(&c->tcp_refused),
         get(&c->lines), get(&c->invalid), get(&c->events_ignored),
-        get(&c->service_checks_ignored), get(&c->batches), get(&c->lines_stored),
+        get(&c->service_checks_ignored), get(&c->folded), get(&c->batches), get(&c->lines_stored),
         get(&c->lost_busy), get(&c->lost_failed), get(&c->lost_unknown));
 }
 
@@ -127,6 +127,9 @@ void statsd_listeners_metrics(statsd_listeners *l, prom_text *t)
     counter(t, "tally_statsd_service_checks_ignored_total",
             "DogStatsD service checks received (well-formed; counted, not stored).",
             &c->service_checks_ignored);
+    counter(t, "tally_statsd_lines_folded_total",
+            "Counter lines folded into an earlier line of their batch differing only in value "
+            "(one event stands for them all).", &c->folded);
     counter(t, "tally_statsd_batches_total", "Batches of StatsD lines submitted to the write path.",
             &c->batches);
     counter(t, "tally_statsd_lines_stored_total", "StatsD lines in batches Kafka holds.",

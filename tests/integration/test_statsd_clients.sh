@@ -144,6 +144,14 @@ wait_sqlite_counter "$P.mix" 7
 wait_sqlite_counter "$P.dd" 10
 check_eq "sqlite distribution lines|sum" "3|6.0" \
     "$(sqlite3 "$WORK/tally.db" "SELECT SUM(lines), SUM(value) FROM metrics WHERE name='$P.dd.d'")"
+# Counter lines differing only in their value were folded into one event per
+# batch (tally_statsd_lines_folded_total), yet SQLite counts every line sent:
+# its lines and weight are those of the lines one by one.
+check_eq "sqlite folded counters lines|value|weight" "100|100.0|100.0 200|250.0|200.0" \
+    "$(sqlite3 "$WORK/tally.db" "SELECT SUM(lines), SUM(value), SUM(weight) FROM metrics WHERE name='$P.udp.pipe'") $(sqlite3 "$WORK/tally.db" "SELECT SUM(lines), SUM(value), SUM(weight) FROM metrics WHERE name='$P.tcp.c'")"
+folded=$(stats folded)
+((folded >= 99)) || fail "expected the pipeline's 100 identical lines folded (at least 99), /healthz says $folded"
+check_eq "/metrics folded lines" "$folded" "$(metric tally_statsd_lines_folded_total | awk '{ printf "%d", $1 }')"
 check_eq "events and service checks reach no store" "0 0" \
     "$(sqlite3 "$WORK/tally.db" "SELECT COUNT(*) FROM metrics WHERE name LIKE '%check%' OR name LIKE '\_e%' ESCAPE '\\'") $(redis-cli -p "$TALLY_REDIS_PORT" --raw KEYS "tally:{*}:$P.dd.check*" | awk NF | wc -l)"
 check_eq "kernel drops, lost lines" "0 0 0 0" \
@@ -163,6 +171,8 @@ t.close()
 PYEOF
 stop_ingest
 wait_sqlite_counter "$P.stop" 1500
+check_eq "sqlite lines of the burst" 1500 \
+    "$(sqlite3 "$WORK/tally.db" "SELECT SUM(lines) FROM metrics WHERE name='$P.stop'")"
 log "ok: 1,500 lines sent just before SIGTERM are in SQLite"
 
 # 6. No credentials in StatsD: a non-loopback address must be asked for; and

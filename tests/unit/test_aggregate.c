@@ -154,6 +154,23 @@ static void test_counter_rates(void **state)
     assert_int_equal(aggregate_series_count(a), 3);
 }
 
+/* A folded counter (the StatsD listeners': event.h extra_lines) counts as the
+ * lines it stands for: the same row as those lines one by one. */
+static void test_folded_counter(void **state)
+{
+    aggregate *a = *state;
+    char err[256] = "";
+    metric_event ev = ev_make(METRIC_COUNTER, "req", "k:v", 9, 0.5, 1000, 0);
+    ev.extra_lines = 2; /* three lines at rate 0.5: 2, 3 and 4 */
+    assert_int_equal(aggregate_add(a, &ev, err, sizeof err), 0);
+    add(a, METRIC_COUNTER, "req", "k:v", 1, 0.5, 2000, 0);
+    const agg_row *r = find_row(a, "req", "k:v", METRIC_COUNTER, 0);
+    assert_non_null(r);
+    assert_int_equal(r->lines, 4);
+    assert_double_equal(r->value, (9 + 1) / 0.5, 0);
+    assert_double_equal(r->weight, 4 / 0.5, 0);
+}
+
 static void test_types_are_separate_series(void **state)
 {
     aggregate *a = *state;
@@ -763,6 +780,7 @@ int main(void)
         cmocka_unit_test(test_bucket_boundaries),
         cmocka_unit_test_setup_teardown(test_events_land_in_their_buckets, setup, teardown),
         cmocka_unit_test_setup_teardown(test_counter_rates, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_folded_counter, setup, teardown),
         cmocka_unit_test_setup_teardown(test_types_are_separate_series, setup, teardown),
         cmocka_unit_test_setup_teardown(test_name_tags_split_is_part_of_identity, setup, teardown),
         cmocka_unit_test_setup_teardown(test_distribution, setup, teardown),

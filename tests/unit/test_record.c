@@ -94,6 +94,7 @@ static void assert_same_event(const metric_event *a, const metric_event *b)
     assert_memory_equal(&a->sample_rate, &b->sample_rate, sizeof a->sample_rate);
     assert_int_equal(a->stamp_ms, b->stamp_ms);
     assert_true(a->member == b->member);
+    assert_int_equal(a->extra_lines, b->extra_lines);
 }
 
 /* A set event of member digest `member` (value 0, rate 1: event.h). */
@@ -590,10 +591,10 @@ static void test_compact_semantic_validation(void **state)
     assert_int_equal(open_copy(buf, len, &r, err, sizeof err), -1);
     assert_string_equal(err, "event 1: string index out of range");
     buf[event_at + 1] = 0;
-    buf[event_at] = 0x80 | METRIC_COUNTER; /* unknown head bit */
+    buf[event_at] = 0x80 | METRIC_COUNTER; /* folded lines the event does not carry */
     reseal(buf, len);
     assert_int_equal(open_copy(buf, len, &r, err, sizeof err), -1);
-    assert_string_equal(err, "event 1: unknown flags 0x81");
+    assert_string_equal(err, "truncated at event 1");
     buf[event_at] = 0x10; /* type bits 0 (a set) with a rate */
     reseal(buf, len);
     assert_int_equal(open_copy(buf, len, &r, err, sizeof err), -1);
@@ -724,6 +725,67 @@ static void test_set_encode_rejects(void **state)
     assert_null(buf);
 }
 
+/* A folded counter (event.h: extra_lines) in version 2: head bit 7 and a
+ * varint after the other fields; only counters, within the domain; version 1
+ * cannot carry it. */
+static void test_folded_counter_layout(void **state)
+{
+    (void)state;
+    metric_event evs[2] = {make_event(METRIC_COUNTER, "c", NULL, 7),
+                           make_event(METRIC_COUNTER, "c", NULL, 3)};
+    evs[0].extra_lines = 2;
+    evs[1].extra_lines = 300;
+    evs[1].sample_rate = 0.5;
+    uint8_t *buf;
+    size_t len;
+    char err[256];
+    assert_int_equal(record_encode_compact(NULL, 0, evs[0].stamp_ms, evs, 2, &buf, &len, err,
+                                           sizeof err), 0);
+    const uint8_t want_events[] = {
+        0x81, 0x00, 0x00, 0x0e, 0x02,                   /* counter, folded; 7; 2 more lines */
+        0x91, 0x00, 0x00, 0x06,                         /* counter, rate, folded; 3 */
+        0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0xe0, 0x3f, /* rate 0.5 */
+        0xac, 0x02,                                     /* 300 more lines */
+    };
+    size_t at = 20 + 3; /* header, string {1, 'c'} */
+    assert_int_equal(len, at + sizeof want_events + 4);
+    assert_memory_equal(buf + at, want_events, sizeof want_events);
+    record_reader r;
+    metric_event got;
+    assert_int_equal(record_open(&r, buf, len, err, sizeof err), 0);
+    for (int i = 0; i < 2; i++) {
+        assert_int_equal(record_next(&r, &got), 1);
+        assert_same_event(&got, &evs[i]);
+        assert_true(event_weight(&got) == (i == 0 ? 3.0 : 602.0));
+        assert_int_equal(event_lines(&got), i == 0 ? 3 : 301);
+    }
+    record_close(&r);
+    /* a gauge with folded lines */
+    buf[at] = 0x82;
+    reseal(buf, len);
+    assert_int_equal(open_copy(buf, len, &r, err, sizeof err), -1);
+    assert_string_equal(err, "event 1: folded lines on a gauge (only counters fold)");
+    /* an extra_lines of 0 is malformed */
+    buf[at] = 0x81;
+    buf[at + 4] = 0x00;
+    reseal(buf, len);
+    assert_int_equal(open_copy(buf, len, &r, err, sizeof err), -1);
+    free(buf);
+    buf = NULL;
+    /* the encoders refuse what the decoder would */
+    assert_int_equal(record_encode("a", 1, 0, evs, 1, &buf, &len, err, sizeof err), -1);
+    assert_string_equal(err, "event 1: a folded counter needs the compact record");
+    evs[0].type = METRIC_GAUGE;
+    assert_int_equal(record_encode_compact("a", 1, 0, evs, 1, &buf, &len, err, sizeof err), -1);
+    assert_string_equal(err, "event 1: folded lines on a gauge (only counters fold)");
+    evs[0].type = METRIC_COUNTER;
+    evs[0].sample_rate = 1e-6;
+    evs[0].extra_lines = 2000000000u;
+    assert_int_equal(record_encode_compact("a", 1, 0, evs, 1, &buf, &len, err, sizeof err), -1);
+    assert_string_equal(err, "event 1: 2000000001 folded lines at rate 1e-06 leave the domain");
+    assert_null(buf);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -744,6 +806,7 @@ int main(void)
         cmocka_unit_test(test_set_layout_v1),
         cmocka_unit_test(test_set_layout_v2),
         cmocka_unit_test(test_set_encode_rejects),
+        cmocka_unit_test(test_folded_counter_layout),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
