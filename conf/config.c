@@ -237,6 +237,8 @@ static const struct key_row config_keys[] = {
             "Lines gathered into one batch before it goes to Kafka (at most ingest.max_lines)."),
     INT_ROW(statsd.batch_ms, 50, 1, 10000,
             "Longest a line waits for its batch to fill, in ms."),
+    BOOL_ROW(statsd.fold_counters, 1,
+             "Fold a batch's counter lines that differ only in their value into one event (false: for flushers older than the fold)."),
     INT_ROW(statsd.max_tcp_connections, 256, 1, 100000,
             "Most StatsD TCP connections at once; more are closed at once."),
     INT_ROW(statsd.tcp_idle_seconds, 300, 1, 86400,

@@ -102,6 +102,7 @@ typedef struct tally_config {
         long long rcvbuf_bytes;              /* statsd.rcvbuf_bytes    8 MiB, 64 KiB..1 GiB */
         int batch_lines;                     /* statsd.batch_lines     10000, 1..1000000 */
         int batch_ms;                        /* statsd.batch_ms        50, 1..10000 */
+        int fold_counters;                   /* statsd.fold_counters   true */
         int max_tcp_connections;             /* statsd.max_tcp_connections 256, 1..100000 */
         int tcp_idle_seconds;                /* statsd.tcp_idle_seconds 300, 1..86400 */
         int allow_remote;                    /* statsd.allow_remote    false */

@@ -323,7 +323,9 @@ static void add_line(line_batch *b, const char *line, size_t len, int64_t now_ms
     if (b->lines == 0)
         b->first_ms = now_ms;
     size_t entries = counter_fold_count(&b->fold);
-    int folded = values == 1 ? counter_fold_add(&b->fold, line, len, &b->check.ev) : 0;
+    int folded = values == 1 && b->hub->cfg->statsd.fold_counters
+                     ? counter_fold_add(&b->fold, line, len, &b->check.ev)
+                     : 0;
     if (folded < 0 || (folded == 0 && append_line(b, line, len) != 0)) {
         atomic_fetch_add(&c->lost_failed, 1);
         warn_lost(b->hub, 1, "out of memory");

@@ -84,9 +84,10 @@ cpu_ticks() {
 tally_pids() { local c; for c in ingest flusher kafka redis; do cat "$STACK_VAR/run/$c.pid"; done; }
 
 # udp_ladder LABEL PORT NAME LOSS_FN PIDS...: sets LADDER ("rate:drops[/lost]@sent
-# ..."), BEST (lines/s the generator really sent at the highest rate without
-# kernel drops and without lines LOSS_FN counts as lost after receipt; 0 if
-# none) and CORES (CPU the PIDS used over that rate's run, in cores).
+# ..."), BEST (the most lines/s the generator really sent in a run without
+# kernel drops and without lines LOSS_FN counts as lost after receipt, up to
+# the first run with either; 0 if none) and CORES (CPU the PIDS used over
+# that run, in cores).
 udp_ladder() {
     local label=$1 port=$2 name=$3 loss=$4 rate e0 e1 l0 l1 c0 c1 t0 t1 out sent
     shift 4
@@ -103,6 +104,7 @@ udp_ladder() {
         sent=${sent%.*}
         LADDER+="$rate:$((e1 - e0))$([[ $loss == no_loss ]] || echo "/$((l1 - l0))")@$sent "
         ((e1 == e0 && l1 == l0)) || break
+        ((sent > BEST)) || continue
         BEST=$sent
         CORES=$(awk -v c="$((c1 - c0))" -v a="$t0" -v b="$t1" 'BEGIN { printf "%.2f", c / 100 / (b - a) }')
     done
@@ -162,8 +164,9 @@ udp_section() {
         echo "tally-udpgen, counter lines, $UDP_LINES lines per datagram, 100 series, ${UDP_SECS} s per rate, $UDP_ROUNDS rounds"
         echo "(each: Tally, collectd, collectd with Tally's buffer). A rate passes when /proc/net/snmp"
         echo "RcvbufErrors did not move (and, for Tally, no received line was lost inside it). The figure is"
-        echo "what the generator really sent per second at the highest rate that passed (it shares the two"
-        echo "cores, so it sends less than asked when the receiver takes CPU from it). Tally: statsd.udp_readers"
+        echo "the most the generator really sent per second in a rate that passed, up to the first that failed"
+        echo "(it shares the two cores, so it sends less than asked when the receiver takes CPU from it: a"
+        echo "ladder passing its top rate was held back by the generator, not by the receiver). Tally: statsd.udp_readers"
         echo "as configured, receive buffer statsd.rcvbuf_bytes (${rcvbuf:-8388608} bytes), every line to Kafka, Redis and SQLite;"
         echo "collectd-core's statsd plugin (one thread, counts in memory) with the kernel's default buffer"
         echo "($rmem bytes), then with Tally's (net.core.rmem_default raised for that run). Cores: the CPU the"

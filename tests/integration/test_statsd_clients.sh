@@ -4,7 +4,9 @@
 # TCP, and `datadog`'s DogStatsD client over UDP, at a modest rate; the
 # totals in Redis and SQLite are exact. A bad line in a datagram is dropped
 # and counted while the good lines beside it are kept; the kernel dropped
-# nothing; lines received just before SIGTERM are stored.
+# nothing; lines received just before SIGTERM are stored; counter lines are
+# folded (and not with statsd.fold_counters = false), with SQLite's line
+# counts and weights those of the lines as sent.
 source "$(dirname "$0")/lib.sh"
 PY=${TALLY_PYTHON:-${TALLY_CACHE:-$HOME/.cache/tally}/python/bin/python3}
 "$PY" -c 'import statsd, datadog' 2>/dev/null || fail "$PY cannot import statsd and datadog: run deploy/install-deps"
@@ -174,6 +176,21 @@ wait_sqlite_counter "$P.stop" 1500
 check_eq "sqlite lines of the burst" 1500 \
     "$(sqlite3 "$WORK/tally.db" "SELECT SUM(lines) FROM metrics WHERE name='$P.stop'")"
 log "ok: 1,500 lines sent just before SIGTERM are in SQLite"
+
+# 5b. statsd.fold_counters = false (flushers older than the fold): every line
+# is its own event, and the totals are the same.
+STATSD_UDP=true STATSD_TCP=true STATSD_PORT=$SPORT STATSD_SETTINGS='fold_counters = false;' write_config
+start_ingest
+"$PY" - "$SPORT" "$P" <<'PYEOF'
+import socket, sys
+port, p = int(sys.argv[1]), sys.argv[2]
+u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+u.sendto(('\n'.join(['%s.nofold:2|c' % p] * 100)).encode(), ('127.0.0.1', port))
+PYEOF
+wait_sqlite_counter "$P.nofold" 200
+check_eq "fold off: folded, sqlite lines" "0 100" \
+    "$(stats folded) $(sqlite3 "$WORK/tally.db" "SELECT SUM(lines) FROM metrics WHERE name='$P.nofold'")"
+stop_ingest
 
 # 6. No credentials in StatsD: a non-loopback address must be asked for; and
 # a port another process holds (say a second tally-ingest) is refused, not
