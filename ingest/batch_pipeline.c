@@ -1229,7 +1229,8 @@ void batch_pipeline_metrics(const batch_pipeline *p, prom_text *t)
         prom_text_sample(t, "tally_ingest_batches_total", labels, (double)p->answers[i]);
     }
     prom_text_single(t, "tally_ingest_events_accepted_total", "counter",
-                     "Events in batches acknowledged (Kafka holds them).",
+                     "Events in batches acknowledged (Kafka holds them; a folded counter counts "
+                     "its lines).",
                      (double)p->events_accepted);
     prom_text_single(t, "tally_ingest_lines_rejected_total", "counter",
                      "Bad lines in batches refused as invalid.", (double)p->lines_rejected);
