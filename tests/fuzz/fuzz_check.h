@@ -107,6 +107,11 @@ static inline void fuzz_check_event(const char *label, size_t index, const metri
     } else if (ev->type != METRIC_SET && ev->member != 0) {
         ok = false;
         what = "a member digest on an event that is not a set";
+    } else if (ev->extra_lines != 0 &&
+               (ev->type != METRIC_COUNTER ||
+                !((1.0 + (double)ev->extra_lines) / ev->sample_rate <= EVENT_AMOUNT_MAX))) {
+        ok = false;
+        what = "folded lines on an event that is not a counter, or outside the domain";
     } else if (names_base != NULL && !fuzz_within(ev->name, ev->name_len, names_base, base_len)) {
         ok = false;
         what = "name points outside the input";
@@ -129,7 +134,8 @@ static inline bool fuzz_same_event(const metric_event *a, const metric_event *b)
            (a->tags_len == 0 || memcmp(a->tags, b->tags, a->tags_len) == 0) &&
            memcmp(&a->value, &b->value, sizeof a->value) == 0 &&
            memcmp(&a->sample_rate, &b->sample_rate, sizeof a->sample_rate) == 0 &&
-           a->stamp_ms == b->stamp_ms && a->member == b->member;
+           a->stamp_ms == b->stamp_ms && a->member == b->member &&
+           a->extra_lines == b->extra_lines;
 }
 
 static inline void fuzz_check_same_event(const char *label, size_t index,

@@ -5,7 +5,8 @@
  *
  * Contract: writes a fixed set of valid records, each scenario in both
  * versions (v1-NAME.rec with record_encode(), v2-NAME.rec with
- * record_encode_compact()), into the existing directory OUTDIR, replacing
+ * record_encode_compact(); folded counters, which version 1 cannot carry, in
+ * version 2 only), into the existing directory OUTDIR, replacing
  * files of the same name. Deterministic: the same build writes the same
  * bytes. Every record is decoded again before it is written. Exits 0, or 1
  * with a message on stderr when encoding, checking or writing fails.
@@ -203,6 +204,21 @@ int main(int argc, char **argv)
         with_stamp(event(METRIC_COUNTER, "edge.stamp", NULL, 1), INT64_MIN),
     };
     bad |= write_both(dir, "edges", "edges", edges, sizeof edges / sizeof edges[0]);
+
+    /* Counters the StatsD listeners folded (version 2 only: head bit 7 and
+     * extra_lines), beside lines as sent, at the edge of the domain too. */
+    metric_event folded[] = {
+        event(METRIC_COUNTER, "udp.hits", "env:prod", 57),
+        with_rate(event(METRIC_COUNTER, "udp.hits", "env:prod", 12), 0.5),
+        event(METRIC_COUNTER, "udp.hits", NULL, 1),
+        event(METRIC_GAUGE, "udp.depth", NULL, 3),
+        with_rate(event(METRIC_COUNTER, "udp.edge", NULL, 0), 1e-6),
+    };
+    folded[0].extra_lines = 56;
+    folded[1].extra_lines = 300;
+    folded[4].extra_lines = 999999998; /* (1 + extra) / rate just under 1e15 */
+    bad |= write_one(dir, RECORD_VERSION_COMPACT, "folded", "udp-1", 5, folded,
+                     sizeof folded / sizeof folded[0]);
 
     return bad ? 1 : 0;
 }
